@@ -1,0 +1,261 @@
+/**
+ * LlamaModel: a Hugging Face LLaMA-family checkpoint loaded into LibTorch. Every method that touches tensors
+ * runs off the main thread and returns a Promise; the event loop keeps running while a model loads or computes.
+ */
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { type Checkpoint, CONFIG_FILE, openCheckpoint } from '../checkpoint/checkpoint.js'
+import { type ModelConfig, parseModelConfig } from '../checkpoint/config.js'
+import { MODEL_DTYPES, type ModelDtype, modelDtypeSize, parseModelDtype, toSafetensorsDtype } from '../checkpoint/dtypes.js'
+import { copySideFiles } from '../checkpoint/side-files.js'
+import { DEFAULT_SHARD_SIZE } from '../checkpoint/shards.js'
+import { configJson, writeShardedSafetensors } from '../checkpoint/write-shards.js'
+import { LlamaproError } from '../errors.js'
+import { expandedRawConfig } from '../expand/expanded-config.js'
+import { planExpansion } from '../expand/plan.js'
+import { EXPANSION_RECORD_FILE, type ExpansionRecord, expansionRecord, readExpansionRecord } from '../expand/record.js'
+import type { NativeModelHandle, NativeParameter } from '../native/binding.js'
+import { callNative, callNativeSync } from '../native/call.js'
+import { native } from '../native/load.js'
+import { checkOutputDir, writeFolderAtomically } from '../util/atomic-dir.js'
+import { parseSize } from '../util/size.js'
+import { nativeSpec } from './native-spec.js'
+import { type TokenBatch, flattenBatch } from './token-batch.js'
+
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`
+
+export interface LoadOptions {
+  /** Where the weights live (default 'cpu'). 'cuda' needs a LibTorch built with CUDA and a visible GPU. */
+  device?: Device
+  /**
+   * The dtype of the weights in memory and of the computation. Default: float32 on the CPU (LibTorch's CPU
+   * half-precision kernels are slow), the checkpoint's own dtype on a GPU.
+   */
+  dtype?: ModelDtype
+}
+
+export interface RandomModelOptions extends LoadOptions {
+  seed?: number
+  /** Standard deviation of the normal init of weight matrices (default: config initializer_range or 0.02). */
+  std?: number
+}
+
+export interface SaveOptions {
+  /** Largest shard, as transformers' max_shard_size: '5GB' (default), '500MB', or bytes. */
+  shardSize?: string | number
+  /** Dtype of the saved tensors. Default: the dtype of the checkpoint the model was loaded from. */
+  dtype?: ModelDtype
+  /** Replace a non-empty output folder (default false: that is an error). */
+  overwrite?: boolean
+}
+
+export interface SaveResult {
+  dir: string
+  files: string[]
+  bytes: number
+}
+
+export type ParameterInfo = NativeParameter
+
+export interface ForwardResult {
+  logits: Float32Array
+  shape: [number, number, number]
+}
+
+const DEVICE_PATTERN = /^(cpu|cuda|cuda:\d+)$/
+
+function checkLoadOptions(options: LoadOptions, fallbackDtype: ModelDtype): { device: Device; dtype: ModelDtype } {
+  const device = options.device ?? 'cpu'
+  if (typeof device !== 'string' || !DEVICE_PATTERN.test(device)) {
+    throw new LlamaproError('LLAMAPRO_ARG', `device must be 'cpu', 'cuda' or 'cuda:<n>', got ${JSON.stringify(device)}`)
+  }
+  const dtype = options.dtype ?? (device === 'cpu' ? 'float32' : fallbackDtype)
+  if (!MODEL_DTYPES.includes(dtype)) {
+    throw new LlamaproError('LLAMAPRO_ARG', `dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`)
+  }
+  return { device, dtype }
+}
+
+export class LlamaModel {
+  /** The parsed, validated config.json. */
+  get config(): ModelConfig {
+    return this.#config
+  }
+  /** config.json as read (updated by insertBlocks); written back by save(). */
+  get rawConfig(): Readonly<Record<string, unknown>> {
+    return this.#rawConfig
+  }
+  readonly device: Device
+  readonly dtype: ModelDtype
+  /** The folder the model was loaded from, if any: its tokenizer and generation files are copied on save. */
+  readonly sourceDir: string | undefined
+  /** The dtype of the checkpoint it was loaded from (the default dtype for save). */
+  readonly sourceDtype: ModelDtype
+  /** Set when blocks were inserted (insertBlocks) or the checkpoint carried an expansion record. */
+  expansion: ExpansionRecord | undefined
+
+  #handle: NativeModelHandle | undefined
+  #config: ModelConfig
+  #rawConfig: Record<string, unknown>
+
+  private constructor(
+    handle: NativeModelHandle,
+    config: ModelConfig,
+    rawConfig: Record<string, unknown>,
+    init: { device: Device; dtype: ModelDtype; sourceDir?: string; sourceDtype: ModelDtype },
+  ) {
+    this.#handle = handle
+    this.#config = config
+    this.#rawConfig = rawConfig
+    this.device = init.device
+    this.dtype = init.dtype
+    this.sourceDir = init.sourceDir
+    this.sourceDtype = init.sourceDtype
+  }
+
+  /** Loads a Hugging Face model folder (config.json + safetensors, single or sharded). */
+  static async load(dir: string, options: LoadOptions = {}): Promise<LlamaModel> {
+    const checkpoint = await openCheckpoint(dir)
+    return LlamaModel.fromCheckpoint(checkpoint, options)
+  }
+
+  /** Loads an already opened (validated) checkpoint. */
+  static async fromCheckpoint(checkpoint: Checkpoint, options: LoadOptions = {}): Promise<LlamaModel> {
+    const { device, dtype } = checkLoadOptions(options, checkpoint.dtype)
+    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(checkpoint.config), { device, dtype }))
+    const model = new LlamaModel(handle, checkpoint.config, { ...checkpoint.rawConfig }, {
+      device,
+      dtype,
+      sourceDir: checkpoint.dir,
+      sourceDtype: checkpoint.dtype,
+    })
+    try {
+      await callNative(`loading ${checkpoint.dir}`, () =>
+        handle.load(
+          checkpoint.tensors.map((t) => ({ name: t.name, file: t.file, offset: t.offset, nbytes: t.nbytes, dtype: t.dtype, shape: t.shape })),
+        ),
+      )
+    } catch (error) {
+      model.dispose()
+      throw error
+    }
+    model.expansion = await readExpansionRecord(checkpoint.dir)
+    return model
+  }
+
+  /**
+   * A model with random weights from a config.json object (as transformers initialises one: normal(0, std)
+   * matrices, unit norm weights, zero biases). Used for benchmarks and the demo's base model.
+   */
+  static async random(rawConfig: Record<string, unknown>, options: RandomModelOptions = {}): Promise<LlamaModel> {
+    const config = parseModelConfig(rawConfig, 'config')
+    const declared = config.dtype ?? 'float32'
+    const { device, dtype } = checkLoadOptions(options, declared)
+    const range = typeof rawConfig.initializer_range === 'number' ? rawConfig.initializer_range : 0.02
+    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(config), { device, dtype }))
+    const model = new LlamaModel(handle, config, { ...rawConfig }, { device, dtype, sourceDtype: options.dtype ?? declared })
+    await callNative('initialising random weights', () => handle.initRandom(options.seed ?? 0, options.std ?? range))
+    return model
+  }
+
+  /** @internal The native handle, for lib/train and lib/bench. */
+  get native(): NativeModelHandle {
+    if (!this.#handle) throw new LlamaproError('LLAMAPRO_DISPOSED', 'this model was disposed')
+    return this.#handle
+  }
+
+  /** Every parameter with its Hugging Face name, shape, dtype, size and whether it trains. */
+  parameters(): ParameterInfo[] {
+    return this.native.parameters()
+  }
+
+  /** Logits for a batch of token ids: Float32Array of shape [batch, seq, vocab]. */
+  async forward(ids: TokenBatch): Promise<ForwardResult> {
+    const batch = flattenBatch(ids, 'ids', this.#config.vocabSize)
+    const logits = await callNative('forward', () => this.native.forward(batch.data, batch.batch, batch.seq))
+    return { logits, shape: [batch.batch, batch.seq, this.#config.vocabSize] }
+  }
+
+  /**
+   * Mean causal-LM cross-entropy: position t predicts token t+1; labels of -100 are ignored. Labels default to
+   * the ids. Returns 0 when no label is counted.
+   */
+  async loss(ids: TokenBatch, labels?: TokenBatch): Promise<number> {
+    return (await this.lossDetail(ids, labels)).loss
+  }
+
+  /** loss() plus the number of target tokens it averaged over. */
+  async lossDetail(ids: TokenBatch, labels?: TokenBatch): Promise<{ loss: number; tokens: number }> {
+    const x = flattenBatch(ids, 'ids', this.#config.vocabSize)
+    const y = labels === undefined ? x : flattenBatch(labels, 'labels', this.#config.vocabSize, true)
+    if (y.batch !== x.batch || y.seq !== x.seq) {
+      throw new LlamaproError('LLAMAPRO_ARG', `labels have shape [${y.batch}, ${y.seq}] but ids have [${x.batch}, ${x.seq}]`)
+    }
+    return callNative('loss', () => this.native.loss(x.data, y.data, x.batch, x.seq))
+  }
+
+  /**
+   * Makes exactly `names` trainable (requires_grad); everything else is frozen and holds no gradient or optimizer
+   * state. Trainable parameters are kept in `masterDtype` (float32 master weights by default; pass the model's
+   * dtype for pure bf16 training).
+   */
+  async setTrainable(names: readonly string[], options: { masterDtype?: ModelDtype | null } = {}): Promise<void> {
+    const known = new Set(this.parameters().map((p) => p.name))
+    const unknown = names.filter((n) => !known.has(n))
+    if (unknown.length > 0) {
+      throw new LlamaproError('LLAMAPRO_ARG', `setTrainable: no parameter named ${unknown.slice(0, 3).map((n) => `"${n}"`).join(', ')} (names look like model.layers.0.mlp.down_proj.weight)`)
+    }
+    const master = options.masterDtype === undefined ? 'float32' : options.masterDtype
+    await callNative('setTrainable', () => this.native.setTrainable([...names], master))
+  }
+
+  /**
+   * Block expansion in memory: after each original layer in `positions` a copy of it is inserted with zero
+   * o_proj and down_proj, so the model computes exactly what it did before. Returns the new layer indices.
+   */
+  async insertBlocks(positions: readonly number[]): Promise<number[]> {
+    const plan = planExpansion(this.#config.numLayers, { positions })
+    const inserted = await callNative('insertBlocks', () => this.native.insertBlocks(plan.insertAfter))
+    this.#rawConfig = expandedRawConfig(this.#rawConfig, this.#config.numLayers, plan.insertAfter)
+    this.#config = parseModelConfig(this.#rawConfig, 'config.json (expanded)')
+    this.expansion = expansionRecord(plan)
+    return inserted
+  }
+
+  /** Writes a complete Hugging Face model folder (atomically: a temporary folder renamed when complete). */
+  async save(dir: string, options: SaveOptions = {}): Promise<SaveResult> {
+    const dtype = options.dtype === undefined ? this.sourceDtype : parseModelDtype(options.dtype)
+    if (!dtype) throw new LlamaproError('LLAMAPRO_ARG', `save: dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(options.dtype)}`)
+    const shardSize = parseSize(options.shardSize ?? DEFAULT_SHARD_SIZE, 'shardSize')
+    await checkOutputDir(dir, options.overwrite ?? false, 'pass overwrite: true')
+    const stDtype = toSafetensorsDtype(dtype)
+    const params = this.parameters()
+    const tensors = params.map((p) => ({ name: p.name, dtype: stDtype, shape: p.shape, nbytes: p.numel * modelDtypeSize(dtype) }))
+    const totalParameters = params.reduce((sum, p) => sum + p.numel, 0)
+    return writeFolderAtomically(dir, async (tmp) => {
+      const written = await writeShardedSafetensors(tmp, tensors, shardSize, totalParameters, (path, header) =>
+        callNative(`saving ${path}`, () =>
+          this.native.save(path, header.bytes, header.layout.map((l) => ({ name: l.name, dtype: l.dtype, begin: l.begin, end: l.end }))),
+        ),
+      )
+      await this.writeFolderFiles(tmp, dtype)
+      return { dir, files: written.files, bytes: written.bytes }
+    })
+  }
+
+  /** config.json (with the saved dtype), tokenizer and generation files, and the expansion record. */
+  async writeFolderFiles(dir: string, dtype: ModelDtype): Promise<void> {
+    const raw: Record<string, unknown> = { ...this.#rawConfig }
+    if ('dtype' in raw && !('torch_dtype' in raw)) raw.dtype = dtype
+    else raw.torch_dtype = dtype
+    if (this.sourceDir) await copySideFiles(this.sourceDir, dir)
+    await writeFile(join(dir, CONFIG_FILE), configJson(raw))
+    if (this.expansion) await writeFile(join(dir, EXPANSION_RECORD_FILE), `${JSON.stringify(this.expansion, null, 2)}\n`)
+  }
+
+  /** Frees the native memory now (otherwise it goes when the object is garbage-collected). */
+  dispose(): void {
+    this.#handle?.dispose()
+    this.#handle = undefined
+  }
+}

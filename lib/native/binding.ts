@@ -1,0 +1,130 @@
+/** The raw shape of the compiled addon. lib/ wraps it; nothing outside lib/ calls it directly. */
+
+export interface RawRuntimeInfo {
+  torchVersion: string
+  torchLibrary: string
+  torchCmakeDir: string
+  cuda: {
+    compiled: boolean
+    available: boolean
+    devices: { index: number; name: string; totalMemory: number; computeCapability: string }[]
+  }
+  threads: { intraOp: number; interOp: number; configured: number; blas?: number }
+  blas: { name: string; library: string; buildSetting: string; config?: string }
+  parallelInfo: string
+  buildConfig: string
+}
+
+/** lib/model/native-spec.ts builds this from a validated ModelConfig. */
+export interface NativeModelSpec {
+  vocabSize: number
+  hiddenSize: number
+  intermediateSize: number
+  numLayers: number
+  numHeads: number
+  numKvHeads: number
+  headDim: number
+  rmsNormEps: number
+  rope: {
+    type: string
+    theta: number
+    factor: number
+    lowFreqFactor: number
+    highFreqFactor: number
+    originalMaxPositionEmbeddings: number
+  }
+  qkvBias: boolean
+  oBias: boolean
+  mlpBias: boolean
+  tieWordEmbeddings: boolean
+  slidingWindows: (number | null)[]
+}
+
+export interface NativeReadItem {
+  name: string
+  file: string
+  offset: number
+  nbytes: number
+  dtype: string
+  shape: number[]
+}
+
+export interface NativeWriteItem {
+  name: string
+  dtype: string
+  begin: number
+  end: number
+}
+
+export interface NativeParameter {
+  name: string
+  shape: number[]
+  dtype: 'float32' | 'bfloat16' | 'float16'
+  numel: number
+  requiresGrad: boolean
+}
+
+export interface NativeTrainStepOptions {
+  lossMultiplier: number
+  update: boolean
+  lr: number
+  beta1: number
+  beta2: number
+  eps: number
+  weightDecay: number
+  maxGradNorm: number
+  reportParamNorms: boolean
+}
+
+export interface NativeTrainStepResult {
+  loss: number
+  tokens: number
+  updated: boolean
+  skipped: boolean
+  skipReason?: string
+  gradNorm: number
+  lossScale: number
+  paramGradNorms?: Record<string, number>
+}
+
+export interface NativeOptimizerConfig {
+  noDecay: string[]
+  step: number
+  lossScaling: boolean
+  lossScale?: number
+  goodSteps?: number
+}
+
+export interface NativeModelHandle {
+  parameters(): NativeParameter[]
+  load(items: NativeReadItem[]): Promise<void>
+  initRandom(seed: number, std: number): Promise<void>
+  forward(ids: Int32Array, batch: number, seq: number): Promise<Float32Array>
+  loss(ids: Int32Array, labels: Int32Array, batch: number, seq: number): Promise<{ loss: number; tokens: number }>
+  save(path: string, header: Uint8Array, items: NativeWriteItem[]): Promise<void>
+  setTrainable(names: string[], masterDtype: string | null): Promise<void>
+  configureOptimizer(options: NativeOptimizerConfig): void
+  optimizerState(): { step: number; lossScale: number; goodSteps: number; names: string[] }
+  trainStep(ids: Int32Array, labels: Int32Array, batch: number, seq: number, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>
+  insertBlocks(positions: number[]): Promise<number[]>
+  tensorInfo(name: string): { shape: number[]; dtype: 'float32' | 'bfloat16' | 'float16' }
+  tensorBytes(name: string, dtype: string): Promise<Buffer>
+  tensorMaxAbs(names: string[]): Promise<number[]>
+  maxAbsDifference(other: NativeModelHandle, pairs: [string, string][]): Promise<number[]>
+  gradients(): Promise<{ name: string; norm: number }[]>
+  memory(): { parameterBytes: number; gradientBytes: number; optimizerBytes: number }
+  dispose(): void
+}
+
+export interface MemoryCounters {
+  current: number
+  peak: number
+}
+
+export interface NativeBinding {
+  runtimeInfo(): RawRuntimeInfo
+  setThreads(threads: number): void
+  memoryStats(device?: number): { cpu: MemoryCounters; cuda: MemoryCounters | null }
+  resetPeakMemory(device?: number): void
+  NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string }) => NativeModelHandle
+}

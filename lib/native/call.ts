@@ -1,0 +1,32 @@
+/**
+ * Native errors arrive from a worker thread with no JavaScript stack. `callNative` captures the caller's stack
+ * before the call and re-throws the native message as a LlamaproError carrying that stack, so the trace points
+ * at the user's line, not at an anonymous Promise.
+ */
+import { LlamaproError } from '../errors.js'
+
+function rethrow(error: unknown, site: Error, what: string): never {
+  const message = error instanceof Error ? error.message : String(error)
+  const code = (error as { code?: unknown })?.code
+  const out = new LlamaproError(typeof code === 'string' ? code : 'LLAMAPRO_NATIVE', `${what}: ${message}`, { cause: error })
+  out.stack = `${out.name}: ${out.message}\n${(site.stack ?? '').split('\n').slice(1).join('\n')}`
+  throw out
+}
+
+export async function callNative<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  const site = new Error()
+  try {
+    return await fn()
+  } catch (error) {
+    rethrow(error, site, what)
+  }
+}
+
+export function callNativeSync<T>(what: string, fn: () => T): T {
+  const site = new Error()
+  try {
+    return fn()
+  } catch (error) {
+    rethrow(error, site, what)
+  }
+}

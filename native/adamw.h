@@ -1,0 +1,63 @@
+// AdamW with decoupled weight decay over the trainable parameters only, state addressable by parameter name
+// (so checkpoints store it as safetensors), and the gradient-norm clipping of torch.nn.utils.clip_grad_norm_.
+// The update is the same sequence of tensor ops as torch.optim.AdamW's single-tensor path, so a run compares
+// exactly with PyTorch.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace llamapro {
+
+struct AdamWHyper {
+  double lr = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+struct NamedTensor {
+  std::string name;
+  torch::Tensor tensor;
+};
+
+class AdamW {
+ public:
+  // One update of every parameter in `params` (each must have a gradient). Parameters in `no_decay` skip the
+  // weight decay (biases and norm weights, as transformers' Trainer does).
+  void Step(const std::vector<NamedTensor>& params, const AdamWHyper& hyper);
+
+  torch::Tensor& ExpAvg(const std::string& name, const torch::Tensor& like);
+  torch::Tensor& ExpAvgSq(const std::string& name, const torch::Tensor& like);
+  // The state tensor, or nullptr when that parameter has none yet.
+  const torch::Tensor* Find(const std::string& name, bool squared) const;
+  void Drop(const std::string& name);
+  void Clear();
+  std::vector<std::string> StateNames() const;  // "exp_avg:<param>" and "exp_avg_sq:<param>"
+  int64_t StateBytes() const;
+
+  int64_t step = 0;
+  std::unordered_set<std::string> no_decay;
+
+ private:
+  struct State {
+    torch::Tensor exp_avg;
+    torch::Tensor exp_avg_sq;
+  };
+  std::map<std::string, State> states_;
+};
+
+struct GradNorms {
+  torch::Tensor per_param;  // [P] float32, in the order of the parameters given
+  torch::Tensor total;      // scalar float32
+};
+
+GradNorms ComputeGradNorms(const std::vector<NamedTensor>& params);
+// Scales every gradient by min(1, max_norm / (total + 1e-6)), without a host sync.
+void ClipGradients(const std::vector<NamedTensor>& params, const torch::Tensor& total, double max_norm);
+
+}  // namespace llamapro

@@ -1,0 +1,24 @@
+// The module's exports: one function per capability, one class per native object.
+#include <napi.h>
+
+#include "memory_stats.h"
+#include "native_model.h"
+#include "runtime_info.h"
+
+namespace llamapro {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InstallCountingCpuAllocator();
+  exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
+  exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
+  exports.Set("NativeModel", NativeModel::Define(env));
+  return exports;
+}
+
+}  // namespace llamapro
+
+static Napi::Object InitLlamapro(Napi::Env env, Napi::Object exports) { return llamapro::Init(env, exports); }
+
+NODE_API_MODULE(llamapro, InitLlamapro)

@@ -1,0 +1,109 @@
+#include "async_work.h"
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <new>
+
+namespace llamapro {
+namespace {
+
+std::atomic<int> g_intra_op_threads{0};
+
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Object owner, const char* name, WorkFn work, DoneFn done)
+      : Napi::AsyncWorker(owner.Env(), name),
+        owner_(Napi::Persistent(owner)),  // released when the worker is destroyed, after the Promise settles
+        deferred_(Napi::Promise::Deferred::New(owner.Env())),
+        work_(std::move(work)),
+        done_(std::move(done)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      ApplyThreadSettings();
+      work_();
+    } catch (const c10::Error& e) {
+      Fail(e.what_without_backtrace());
+    } catch (const std::bad_alloc&) {
+      Fail("out of memory: the allocation for this operation failed (std::bad_alloc)");
+    } catch (const std::exception& e) {
+      Fail(e.what());
+    } catch (...) {
+      Fail("unknown native error");
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(done_(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (const c10::Error& e) {
+      deferred_.Reject(MakeError(env, e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      deferred_.Reject(MakeError(env, e.what()));
+    }
+  }
+
+  void OnError(const Napi::Error& error) override { deferred_.Reject(MakeError(Env(), message_)); }
+
+ private:
+  void Fail(const std::string& message) {
+    message_ = message;
+    SetError(message);
+  }
+
+  static Napi::Value MakeError(Napi::Env env, const std::string& message) {
+    Napi::Error error = Napi::Error::New(env, message);
+    error.Value().Set("code", Napi::String::New(env, ErrorCodeFor(message)));
+    return error.Value();
+  }
+
+  Napi::ObjectReference owner_;
+  Napi::Promise::Deferred deferred_;
+  WorkFn work_;
+  DoneFn done_;
+  std::string message_;
+};
+
+}  // namespace
+
+Napi::Promise RunAsync(Napi::Object owner, const char* name, WorkFn work, DoneFn done) {
+  auto* worker = new PromiseWorker(owner, name, std::move(work), std::move(done));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();  // the worker deletes itself after OnOK/OnError
+  return promise;
+}
+
+void SetIntraOpThreads(int threads) {
+  g_intra_op_threads = threads;
+  ApplyThreadSettings();
+}
+
+int IntraOpThreads() { return g_intra_op_threads.load(); }
+
+void ApplyThreadSettings() {
+  const int wanted = g_intra_op_threads.load();
+  if (wanted > 0 && at::get_num_threads() != wanted) at::set_num_threads(wanted);
+}
+
+std::string ErrorCodeFor(const std::string& message) {
+  if (message.find("out of memory") != std::string::npos ||
+      message.find("not enough memory") != std::string::npos ||
+      message.find("Out of memory") != std::string::npos)
+    return "LLAMAPRO_OUT_OF_MEMORY";
+  return "LLAMAPRO_NATIVE";
+}
+
+void ThrowJs(Napi::Env env, const std::string& message, const char* code) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Value().Set("code", Napi::String::New(env, code));
+  throw error;
+}
+
+}  // namespace llamapro

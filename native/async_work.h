@@ -1,0 +1,34 @@
+// Every call that touches tensor data runs here: off the main thread, settling a Promise.
+//
+// The pattern (after sharp's workers): the caller copies its JS arguments into plain C++ values on the main
+// thread and captures them in `work`; `work` runs on the libuv pool and makes no N-API calls; `done` builds the
+// JS result on the main thread. Errors thrown by `work` (c10::Error, std::exception, std::bad_alloc) reject
+// the Promise with the LibTorch message (no C++ backtrace) and a `code` property.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <string>
+
+namespace llamapro {
+
+using WorkFn = std::function<void()>;
+using DoneFn = std::function<Napi::Value(Napi::Env)>;
+
+// `owner` (the JS object whose native state `work` uses) is kept alive until the Promise settles, so that
+// garbage collection cannot finalise it under a running worker.
+Napi::Promise RunAsync(Napi::Object owner, const char* name, WorkFn work, DoneFn done);
+
+// Thread count for LibTorch's intra-op pool. OpenMP keeps it per calling thread, so each worker applies it
+// again before it computes (ApplyThreadSettings); 0 means "leave LibTorch's default".
+void SetIntraOpThreads(int threads);
+int IntraOpThreads();
+void ApplyThreadSettings();
+
+// Classifies a native failure for the `code` property of the JS error.
+std::string ErrorCodeFor(const std::string& message);
+
+// Throws a JS Error (with code) from a synchronous method.
+[[noreturn]] void ThrowJs(Napi::Env env, const std::string& message, const char* code = "LLAMAPRO_NATIVE");
+
+}  // namespace llamapro

@@ -1,0 +1,283 @@
+#include "llama_modules.h"
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "torch_compat.h"
+
+namespace llamapro {
+
+LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias, const torch::TensorOptions& options) {
+  weight = register_parameter("weight", torch::empty({out_features, in_features}, options));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out_features}, options));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  const auto dtype = x.scalar_type();
+  // .to() returns the tensor itself when the dtype already matches: no copy on the common path.
+  return at::linear(x, weight.to(dtype), bias.defined() ? bias.to(dtype) : torch::Tensor());
+}
+
+RMSNormImpl::RMSNormImpl(int64_t size, double eps_, const torch::TensorOptions& options) : eps(eps_) {
+  weight = register_parameter("weight", torch::empty({size}, options));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  const auto dtype = x.scalar_type();
+  const auto x32 = x.to(torch::kFloat32);
+  const auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);
+  const auto normed = x32 * at::rsqrt(variance + eps);
+  return weight.to(dtype) * normed.to(dtype);
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t count, int64_t size, const torch::TensorOptions& options) {
+  weight = register_parameter("weight", torch::empty({count, size}, options));
+}
+
+torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return at::embedding(weight, ids); }
+
+namespace {
+
+torch::Tensor RotateHalf(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+torch::Tensor ApplyRotary(const torch::Tensor& x, const AttentionContext& context) {
+  return x * context.cos + RotateHalf(x) * context.sin;
+}
+
+}  // namespace
+
+AttentionImpl::AttentionImpl(const ModelSpec& spec, int64_t window, const torch::TensorOptions& options)
+    : num_heads(spec.num_heads), num_kv_heads(spec.num_kv_heads), head_dim(spec.head_dim), sliding_window(window) {
+  const int64_t h = spec.hidden_size;
+  q_proj = register_module("q_proj", Linear(h, num_heads * head_dim, spec.qkv_bias, options));
+  k_proj = register_module("k_proj", Linear(h, num_kv_heads * head_dim, spec.qkv_bias, options));
+  v_proj = register_module("v_proj", Linear(h, num_kv_heads * head_dim, spec.qkv_bias, options));
+  o_proj = register_module("o_proj", Linear(num_heads * head_dim, h, spec.o_bias, options));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionContext& context) {
+  const int64_t batch = x.size(0);
+  const int64_t seq = x.size(1);
+  auto q = q_proj->forward(x).view({batch, seq, num_heads, head_dim}).transpose(1, 2);
+  auto k = k_proj->forward(x).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
+  auto v = v_proj->forward(x).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
+  q = ApplyRotary(q, context);
+  k = ApplyRotary(k, context);
+  const auto& mask = context.masks.at(sliding_window);
+  torch::Tensor out;  // [B, H, T, D]
+#if LLAMAPRO_HAVE_SDPA
+  const int64_t groups = num_heads / num_kv_heads;
+#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 5
+  const bool gqa = groups > 1;
+#else
+  const bool gqa = false;
+  if (groups > 1) {
+    k = k.repeat_interleave(groups, 1);
+    v = v.repeat_interleave(groups, 1);
+  }
+#endif
+  if (sliding_window == 0) {
+    out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, c10::nullopt, gqa);
+  } else {
+    out = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, c10::nullopt, gqa);
+  }
+#else
+  // Grouped-query attention without copying K and V: the G query heads that share a KV head are stacked along
+  // the sequence axis, so one batched matmul per KV head serves them all (head h = kv * G + g, as repeat_kv).
+  const int64_t groups = num_heads / num_kv_heads;
+  const auto q_grouped = q.reshape({batch * num_kv_heads, groups * seq, head_dim});
+  const auto k_flat = k.reshape({batch * num_kv_heads, seq, head_dim});
+  const auto v_flat = v.reshape({batch * num_kv_heads, seq, head_dim});
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  // One kernel for scale, QK^T and the causal mask.
+  auto scores = at::baddbmm(mask, q_grouped, k_flat.transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
+  const auto dtype = scores.scalar_type();
+  auto probs = dtype == torch::kFloat32 ? at::softmax(scores, -1) : at::softmax(scores, -1, torch::kFloat32).to(dtype);
+  out = at::bmm(probs, v_flat).view({batch, num_heads, seq, head_dim});
+#endif
+  out = out.transpose(1, 2).reshape({batch, seq, num_heads * head_dim});
+  return o_proj->forward(out);
+}
+
+MlpImpl::MlpImpl(const ModelSpec& spec, const torch::TensorOptions& options) {
+  const int64_t h = spec.hidden_size;
+  const int64_t f = spec.intermediate_size;
+  gate_proj = register_module("gate_proj", Linear(h, f, spec.mlp_bias, options));
+  up_proj = register_module("up_proj", Linear(h, f, spec.mlp_bias, options));
+  down_proj = register_module("down_proj", Linear(f, h, spec.mlp_bias, options));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelSpec& spec, int64_t window, const torch::TensorOptions& options) {
+  self_attn = register_module("self_attn", Attention(spec, window, options));
+  mlp = register_module("mlp", Mlp(spec, options));
+  input_layernorm = register_module("input_layernorm", RMSNorm(spec.hidden_size, spec.rms_norm_eps, options));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RMSNorm(spec.hidden_size, spec.rms_norm_eps, options));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const AttentionContext& context) {
+  const auto h = x + self_attn->forward(input_layernorm->forward(x), context);
+  return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+DecoderImpl::DecoderImpl(const ModelSpec& spec, const torch::TensorOptions& options) {
+  embed_tokens = register_module("embed_tokens", Embedding(spec.vocab_size, spec.hidden_size, options));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < spec.num_layers; ++i) {
+    layer_list.push_back(DecoderLayer(spec, spec.sliding_windows.at(static_cast<size_t>(i)), options));
+    layers->push_back(layer_list.back());
+  }
+  norm = register_module("norm", RMSNorm(spec.hidden_size, spec.rms_norm_eps, options));
+}
+
+CausalLMImpl::CausalLMImpl(const ModelSpec& spec_, const torch::TensorOptions& options) : spec(spec_) {
+  model = register_module("model", Decoder(spec, options));
+  if (!spec.tie_word_embeddings) lm_head = register_module("lm_head", Linear(spec.hidden_size, spec.vocab_size, false, options));
+}
+
+torch::Tensor RotaryInverseFrequencies(const ModelSpec& spec) {
+  const int64_t dim = spec.head_dim;
+  auto inv_freq =
+      1.0 / torch::pow(spec.rope.theta, torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(dim));
+  if (spec.rope.type == "linear") return inv_freq / spec.rope.factor;
+  if (spec.rope.type == "llama3") {
+    const double factor = spec.rope.factor;
+    const double low = spec.rope.low_freq_factor;
+    const double high = spec.rope.high_freq_factor;
+    const double old_len = spec.rope.original_max_position_embeddings;
+    const double low_freq_wavelen = old_len / low;
+    const double high_freq_wavelen = old_len / high;
+    const auto wavelen = 2.0 * M_PI / inv_freq;
+    auto scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq);
+    const auto smooth = (old_len / wavelen - low) / (high - low);
+    const auto smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+    const auto medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+    return torch::where(medium, smoothed, scaled);
+  }
+  return inv_freq;
+}
+
+AttentionContext CausalLMImpl::MakeContext(int64_t seq_len, c10::ScalarType dtype, const torch::Device& device) {
+  AttentionContext context;
+  const auto key = std::make_tuple(device.str(), static_cast<int>(dtype));
+  auto found = rotary_cache_.find(key);
+  if (found == rotary_cache_.end() || found->second.first.size(0) < seq_len) {
+    torch::NoGradGuard no_grad;
+    const int64_t length = std::max<int64_t>(seq_len, 128);
+    const auto inv_freq = RotaryInverseFrequencies(spec).to(device);
+    const auto positions = torch::arange(length, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+    const auto freqs = torch::outer(positions, inv_freq);
+    const auto emb = torch::cat({freqs, freqs}, -1);
+    rotary_cache_[key] = {emb.cos().to(dtype), emb.sin().to(dtype)};
+    found = rotary_cache_.find(key);
+  }
+  context.cos = found->second.first.narrow(0, 0, seq_len);
+  context.sin = found->second.second.narrow(0, 0, seq_len);
+
+  const int64_t groups = spec.num_heads / spec.num_kv_heads;
+  for (const int64_t window : spec.sliding_windows) {
+    if (context.masks.count(window)) continue;
+#if LLAMAPRO_HAVE_SDPA
+    if (window == 0) {  // is_causal=true needs no mask
+      context.masks[window] = torch::Tensor();
+      continue;
+    }
+#endif
+    const auto mask_key = std::make_tuple(device.str(), static_cast<int>(dtype), window, seq_len);
+    auto cached = mask_cache_.find(mask_key);
+    if (cached == mask_cache_.end()) {
+      torch::NoGradGuard no_grad;
+      const auto options = torch::TensorOptions().device(device);
+      const auto i = torch::arange(seq_len, options.dtype(torch::kInt64)).unsqueeze(1);
+      const auto j = torch::arange(seq_len, options.dtype(torch::kInt64)).unsqueeze(0);
+      auto keep = j <= i;  // causal; with a window, key j is visible to query i while i - j < window
+      if (window > 0) keep = keep.logical_and((i - j) < window);
+#if LLAMAPRO_HAVE_SDPA
+      torch::Tensor mask = keep;
+#else
+      auto additive = torch::zeros({seq_len, seq_len}, options.dtype(dtype))
+                          .masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+      torch::Tensor mask = additive.repeat({groups, 1}).unsqueeze(0);  // [1, G*T, T]
+#endif
+      cached = mask_cache_.emplace(mask_key, mask).first;
+    }
+    context.masks[window] = cached->second;
+  }
+  (void)groups;
+  return context;
+}
+
+torch::Tensor CausalLMImpl::Hidden(const torch::Tensor& ids, c10::ScalarType compute_dtype) {
+  auto x = model->embed_tokens->forward(ids).to(compute_dtype);
+  const auto context = MakeContext(ids.size(1), compute_dtype, x.device());
+  for (auto& layer : model->layer_list) x = layer->forward(x, context);
+  return model->norm->forward(x);
+}
+
+const torch::Tensor& CausalLMImpl::OutputWeight() const {
+  return spec.tie_word_embeddings ? model->embed_tokens->weight : lm_head->weight;
+}
+
+torch::Tensor CausalLMImpl::Logits(const torch::Tensor& hidden) {
+  return at::linear(hidden, OutputWeight().to(hidden.scalar_type()));
+}
+
+std::vector<int64_t> CausalLMImpl::InsertIdentityBlocks(const std::vector<int64_t>& positions) {
+  torch::NoGradGuard no_grad;
+  const auto& old_layers = model->layer_list;
+  const int64_t old_count = static_cast<int64_t>(old_layers.size());
+  for (size_t i = 0; i < positions.size(); ++i) {
+    if (positions[i] < 0 || positions[i] >= old_count) {
+      std::ostringstream message;
+      message << "insert position " << positions[i] << " is out of range: the model has " << old_count
+              << " layers (valid: 0.." << old_count - 1 << ")";
+      throw std::invalid_argument(message.str());
+    }
+    if (i > 0 && positions[i] <= positions[i - 1]) throw std::invalid_argument("insert positions must be strictly ascending");
+  }
+  std::vector<DecoderLayer> new_list;
+  std::vector<int64_t> new_windows;
+  std::vector<int64_t> inserted;
+  size_t next = 0;
+  for (int64_t i = 0; i < old_count; ++i) {
+    new_list.push_back(old_layers[static_cast<size_t>(i)]);
+    new_windows.push_back(spec.sliding_windows[static_cast<size_t>(i)]);
+    if (next < positions.size() && positions[next] == i) {
+      const auto& source = old_layers[static_cast<size_t>(i)];
+      const auto options = torch::TensorOptions().dtype(source->input_layernorm->weight.scalar_type()).device(source->input_layernorm->weight.device());
+      DecoderLayer copy(spec, spec.sliding_windows[static_cast<size_t>(i)], options);
+      const auto source_params = source->named_parameters(true);
+      for (auto& item : copy->named_parameters(true)) {
+        const auto& from = source_params[item.key()];
+        item.value().set_data(from.detach().clone());
+        item.value().set_requires_grad(false);
+      }
+      for (Linear* zeroed : {&copy->self_attn->o_proj, &copy->mlp->down_proj}) {
+        (*zeroed)->weight.zero_();
+        if ((*zeroed)->bias.defined()) (*zeroed)->bias.zero_();
+      }
+      inserted.push_back(static_cast<int64_t>(new_list.size()));
+      new_list.push_back(copy);
+      new_windows.push_back(spec.sliding_windows[static_cast<size_t>(i)]);
+      ++next;
+    }
+  }
+  auto new_layers = torch::nn::ModuleList();
+  for (auto& layer : new_list) new_layers->push_back(layer);
+  model->layers = model->replace_module("layers", new_layers);
+  model->layer_list = std::move(new_list);
+  spec.num_layers = static_cast<int64_t>(model->layer_list.size());
+  spec.sliding_windows = std::move(new_windows);
+  mask_cache_.clear();
+  return inserted;
+}
+
+}  // namespace llamapro

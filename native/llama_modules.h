@@ -1,0 +1,126 @@
+// The LLaMA decoder as LibTorch modules whose parameter names are Hugging Face's
+// (model.layers.3.self_attn.q_proj.weight, ...), registered in transformers' state_dict order.
+//
+// The math follows transformers' LlamaForCausalLM: pre-norm blocks; RMSNorm computed in float32 and cast back
+// before the weight multiply; rotary embeddings on the two halves of each head; grouped-query attention;
+// SiLU-gated MLP. Qwen2 (q/k/v biases) and Mistral (head_dim, sliding window) are the same modules with options.
+//
+// Parameters may live in different dtypes (float32 master weights for the trainable ones, the checkpoint's
+// dtype for the frozen ones): every layer computes in the dtype of the activations it is given.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include "model_spec.h"
+
+namespace llamapro {
+
+// A dense layer whose parameters are allocated, not initialised: they are loaded from a checkpoint or set by
+// InitRandom. (torch::nn::Linear would spend seconds on a random init that is overwritten at once.)
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, bool with_bias, const torch::TensorOptions& options);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  torch::Tensor bias;
+};
+TORCH_MODULE(Linear);
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t size, double eps, const torch::TensorOptions& options);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t count, int64_t size, const torch::TensorOptions& options);
+  torch::Tensor forward(const torch::Tensor& ids);
+  torch::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+// Per-forward tables shared by every layer: rotary cos/sin for positions [0, T) and the attention masks.
+struct AttentionContext {
+  torch::Tensor cos;  // [T, head_dim], compute dtype
+  torch::Tensor sin;
+  // Additive masks (0 or -inf) keyed by sliding window (0 = plain causal), shaped [1, G*T, T] for the grouped
+  // attention of LibTorch 1.x; boolean [T, T] keep-masks for scaled_dot_product_attention on 2.x.
+  std::map<int64_t, torch::Tensor> masks;
+};
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelSpec& spec, int64_t sliding_window, const torch::TensorOptions& options);
+  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& context);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t num_heads, num_kv_heads, head_dim, sliding_window;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  MlpImpl(const ModelSpec& spec, const torch::TensorOptions& options);
+  torch::Tensor forward(const torch::Tensor& x);
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const ModelSpec& spec, int64_t sliding_window, const torch::TensorOptions& options);
+  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& context);
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// transformers' LlamaModel: registered as "model" inside the causal LM.
+class DecoderImpl : public torch::nn::Module {
+ public:
+  DecoderImpl(const ModelSpec& spec, const torch::TensorOptions& options);
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+  std::vector<DecoderLayer> layer_list;  // typed view of `layers`
+};
+TORCH_MODULE(Decoder);
+
+// transformers' LlamaForCausalLM.
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  CausalLMImpl(const ModelSpec& spec, const torch::TensorOptions& options);
+
+  // Final hidden states (after the last norm) for ids [B, T], computed in `compute_dtype`.
+  torch::Tensor Hidden(const torch::Tensor& ids, c10::ScalarType compute_dtype);
+  // Logits for hidden states [.., hidden], in the hidden states' dtype.
+  torch::Tensor Logits(const torch::Tensor& hidden);
+  const torch::Tensor& OutputWeight() const;
+
+  // Inserts a copy of layer positions[i] right after it (positions ascending, original indices); each copy's
+  // o_proj and down_proj (weights and biases) are zero, so it is an identity map. Returns the new indices.
+  std::vector<int64_t> InsertIdentityBlocks(const std::vector<int64_t>& positions);
+
+  ModelSpec spec;
+  Decoder model{nullptr};
+  Linear lm_head{nullptr};
+
+ private:
+  AttentionContext MakeContext(int64_t seq_len, c10::ScalarType dtype, const torch::Device& device);
+  // Rotary tables cached for the longest sequence seen so far, per (device, dtype).
+  std::map<std::tuple<std::string, int>, std::pair<torch::Tensor, torch::Tensor>> rotary_cache_;
+  std::map<std::tuple<std::string, int, int64_t, int64_t>, torch::Tensor> mask_cache_;
+};
+TORCH_MODULE(CausalLM);
+
+// Rotary inverse frequencies [head_dim / 2] (float32) for the spec's rope type, as transformers computes them.
+torch::Tensor RotaryInverseFrequencies(const ModelSpec& spec);
+
+}  // namespace llamapro

@@ -1,0 +1,199 @@
+#include "model_state.h"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace llamapro {
+namespace {
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Mean cross-entropy of position t predicting token t+1; labels of -100 are not counted. The last position
+// predicts nothing, so its logits are never computed.
+torch::Tensor ShiftedCrossEntropy(CausalLM& module, const torch::Tensor& ids, const torch::Tensor& labels, c10::ScalarType dtype) {
+  const int64_t seq = ids.size(1);
+  const auto hidden = module->Hidden(ids, dtype);
+  const auto logits = module->Logits(hidden.narrow(1, 0, seq - 1)).to(torch::kFloat32);
+  const auto targets = labels.narrow(1, 1, seq - 1);
+  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {}, at::Reduction::Mean, -100);
+}
+
+}  // namespace
+
+ModelState::ModelState(const ModelSpec& spec, const torch::Device& device_, c10::ScalarType dtype_)
+    : device(device_), dtype(dtype_) {
+  module = CausalLM(spec, torch::TensorOptions().dtype(dtype).device(device));
+  RebuildIndex();
+  for (auto& p : params_) p.tensor.set_requires_grad(false);  // nothing trains until SetTrainable says so
+}
+
+void ModelState::RebuildIndex() {
+  params_.clear();
+  index_.clear();
+  for (const auto& item : module->named_parameters(/*recurse=*/true)) {
+    index_[item.key()] = params_.size();
+    params_.push_back({item.key(), item.value()});
+  }
+}
+
+torch::Tensor ModelState::Param(const std::string& name) const {
+  const auto found = index_.find(name);
+  if (found == index_.end()) {
+    throw std::invalid_argument("the model has no parameter \"" + name + "\" (names look like model.layers.0.self_attn.q_proj.weight)");
+  }
+  return params_[found->second].tensor;
+}
+
+torch::Tensor ModelState::StateTensor(const std::string& name, bool create) {
+  for (const bool squared : {false, true}) {
+    const std::string prefix = squared ? "exp_avg_sq:" : "exp_avg:";
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string param_name = name.substr(prefix.size());
+    const auto param = Param(param_name);
+    if (create) return squared ? optimizer.ExpAvgSq(param_name, param) : optimizer.ExpAvg(param_name, param);
+    const auto* state = optimizer.Find(param_name, squared);
+    if (state == nullptr) throw std::invalid_argument("no optimizer state " + name + " (has the parameter been trained?)");
+    return *state;
+  }
+  return Param(name);
+}
+
+std::vector<NamedTensor> ModelState::TrainableParams() const {
+  std::vector<NamedTensor> out;
+  for (const auto& p : params_) {
+    if (p.tensor.requires_grad()) out.push_back(p);
+  }
+  return out;
+}
+
+int64_t ModelState::ParameterBytes() const {
+  int64_t bytes = 0;
+  for (const auto& p : params_) bytes += p.tensor.numel() * static_cast<int64_t>(p.tensor.element_size());
+  return bytes;
+}
+
+void ModelState::InitRandom(uint64_t seed, double std) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(seed);
+  for (auto& p : params_) {
+    if (EndsWith(p.name, "norm.weight")) {
+      p.tensor.fill_(1.0);
+    } else if (EndsWith(p.name, ".bias")) {
+      p.tensor.zero_();
+    } else {
+      p.tensor.normal_(0.0, std);
+    }
+  }
+}
+
+void ModelState::SetTrainable(const std::unordered_set<std::string>& names, std::optional<c10::ScalarType> master_dtype) {
+  torch::NoGradGuard no_grad;
+  for (const auto& name : names) Param(name);  // throws for an unknown name before anything changes
+  for (auto& p : params_) {
+    auto& tensor = p.tensor;
+    if (names.count(p.name)) {
+      if (master_dtype && tensor.scalar_type() != *master_dtype) tensor.set_data(tensor.detach().to(*master_dtype));
+      tensor.set_requires_grad(true);
+    } else {
+      tensor.set_requires_grad(false);
+      tensor.mutable_grad().reset();
+      if (tensor.scalar_type() != dtype) tensor.set_data(tensor.detach().to(dtype));
+      optimizer.Drop(p.name);
+    }
+  }
+}
+
+std::vector<int64_t> ModelState::InsertBlocks(const std::vector<int64_t>& positions) {
+  if (optimizer.step > 0 || !optimizer.StateNames().empty()) {
+    throw std::invalid_argument("insertBlocks must come before training: this model already has optimizer state");
+  }
+  auto inserted = module->InsertIdentityBlocks(positions);
+  RebuildIndex();
+  return inserted;
+}
+
+torch::Tensor ModelState::Logits(const torch::Tensor& ids) {
+  torch::NoGradGuard no_grad;
+  const auto hidden = module->Hidden(ids.to(device), dtype);
+  return module->Logits(hidden).to(torch::kFloat32);
+}
+
+LossResult ModelState::Loss(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens) {
+  torch::NoGradGuard no_grad;
+  LossResult result;
+  result.tokens = counted_tokens;
+  if (counted_tokens == 0) {
+    result.loss = torch::zeros({}, torch::kFloat32);
+    return result;
+  }
+  result.loss = ShiftedCrossEntropy(module, ids.to(device), labels.to(device), dtype);
+  return result;
+}
+
+void ModelState::ZeroGradients() {
+  for (auto& p : params_) {
+    if (p.tensor.grad().defined()) p.tensor.mutable_grad().reset();
+  }
+}
+
+TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens,
+                                      const TrainStepOptions& options) {
+  const auto trainable = TrainableParams();
+  if (trainable.empty()) throw std::invalid_argument("no parameter is trainable: call setTrainable() with the names to train");
+  TrainStepResult result;
+  result.tokens = counted_tokens;
+  if (counted_tokens > 0) {
+    const auto loss = ShiftedCrossEntropy(module, ids.to(device), labels.to(device), dtype);
+    const double multiplier = options.loss_multiplier * (scaler.enabled ? scaler.scale : 1.0);
+    (loss * multiplier).backward();
+    result.loss = loss.item<double>();  // read after backward is queued, so a GPU never waits on the host here
+    if (!std::isfinite(result.loss)) {
+      ZeroGradients();
+      result.skipped = true;
+      result.skip_reason = "the loss is not finite";
+      result.loss_scale = scaler.scale;
+      return result;
+    }
+  }
+  if (options.update) {
+    torch::NoGradGuard no_grad;
+    if (scaler.enabled) {
+      for (const auto& p : trainable) {
+        if (p.tensor.grad().defined()) p.tensor.grad().mul_(1.0 / scaler.scale);
+      }
+    }
+    const auto norms = ComputeGradNorms(trainable);
+    result.grad_norm = norms.total.item<double>();
+    if (options.report_param_norms) {
+      const auto values = norms.per_param.to(torch::kCPU, torch::kFloat64).contiguous();
+      const double* data = values.data_ptr<double>();
+      for (size_t i = 0; i < trainable.size(); ++i) result.param_grad_norms.emplace_back(trainable[i].name, data[i]);
+    }
+    if (!std::isfinite(result.grad_norm)) {
+      ZeroGradients();
+      result.skipped = true;
+      result.skip_reason = "the gradients are not finite";
+      if (scaler.enabled) {
+        scaler.scale *= 0.5;
+        scaler.good_steps = 0;
+      }
+      result.loss_scale = scaler.scale;
+      return result;
+    }
+    if (options.max_grad_norm > 0) ClipGradients(trainable, norms.total, options.max_grad_norm);
+    optimizer.Step(trainable, options.hyper);
+    if (scaler.enabled && ++scaler.good_steps >= scaler.growth_interval) {
+      scaler.scale *= 2.0;
+      scaler.good_steps = 0;
+    }
+    ZeroGradients();
+    result.updated = true;
+  }
+  result.loss_scale = scaler.scale;
+  return result;
+}
+
+}  // namespace llamapro

@@ -1,0 +1,89 @@
+// Everything native that one loaded model owns: the module, its named parameters, which of them train (and in
+// which dtype), the optimizer and the loss scaler. Shared by the JS wrapper and the workers running on it:
+// `mutex` makes their tensor work take turns.
+#pragma once
+#include <torch/torch.h>
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "adamw.h"
+#include "llama_modules.h"
+#include "model_spec.h"
+
+namespace llamapro {
+
+struct LossResult {
+  torch::Tensor loss;  // scalar float32: mean cross-entropy over counted tokens (0 when there are none)
+  int64_t tokens = 0;  // targets that are not -100
+};
+
+struct TrainStepOptions {
+  double loss_multiplier = 1.0;  // 1 / gradient_accumulation_steps
+  bool update = false;           // last micro-step of an accumulation: clip, step, zero the gradients
+  AdamWHyper hyper;
+  double max_grad_norm = 0.0;  // 0: no clipping
+  bool report_param_norms = false;
+};
+
+struct TrainStepResult {
+  double loss = 0.0;
+  int64_t tokens = 0;
+  bool updated = false;
+  bool skipped = false;  // non-finite loss or gradients: no backward or no update happened
+  std::string skip_reason;
+  double grad_norm = std::nan("");
+  double loss_scale = 1.0;
+  std::vector<std::pair<std::string, double>> param_grad_norms;
+};
+
+// Dynamic loss scaling for float16 (as torch.cuda.amp.GradScaler): skip steps whose gradients overflow.
+struct LossScaler {
+  bool enabled = false;
+  double scale = 65536.0;
+  int64_t good_steps = 0;
+  int64_t growth_interval = 2000;
+};
+
+class ModelState {
+ public:
+  ModelState(const ModelSpec& spec, const torch::Device& device, c10::ScalarType dtype);
+
+  std::mutex mutex;
+  CausalLM module{nullptr};
+  torch::Device device;
+  c10::ScalarType dtype;  // activations are computed in this dtype; frozen parameters are stored in it
+  AdamW optimizer;
+  LossScaler scaler;
+
+  const std::vector<NamedTensor>& Params() const { return params_; }
+  torch::Tensor Param(const std::string& name) const;
+  // Parameters and optimizer state ("exp_avg:<param>", "exp_avg_sq:<param>"), as saved in checkpoints.
+  // With `create`, missing optimizer state is created (zeros) so that a checkpoint can be loaded into it.
+  torch::Tensor StateTensor(const std::string& name, bool create);
+  std::vector<NamedTensor> TrainableParams() const;
+  int64_t ParameterBytes() const;
+
+  void InitRandom(uint64_t seed, double std);
+  // Makes exactly `names` trainable. Trainable parameters are kept in `master_dtype` (float32 master weights
+  // unless pure bf16 is asked for); the others return to `dtype` and lose gradients and optimizer state.
+  void SetTrainable(const std::unordered_set<std::string>& names, std::optional<c10::ScalarType> master_dtype);
+  std::vector<int64_t> InsertBlocks(const std::vector<int64_t>& positions);
+
+  torch::Tensor Logits(const torch::Tensor& ids);  // float32 [B, T, V], no autograd
+  LossResult Loss(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens);
+  TrainStepResult TrainStep(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens,
+                            const TrainStepOptions& options);
+
+ private:
+  void RebuildIndex();
+  void ZeroGradients();
+  std::vector<NamedTensor> params_;
+  std::unordered_map<std::string, size_t> index_;
+};
+
+}  // namespace llamapro

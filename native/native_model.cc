@@ -1,0 +1,658 @@
+#include "native_model.h"
+
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include "async_work.h"
+#include "js_convert.h"
+#include "memory_stats.h"
+#include "tensor_io.h"
+
+namespace llamapro {
+namespace {
+
+ModelSpec SpecFromJs(const Napi::Object& obj) {
+  ModelSpec spec;
+  auto int_field = [&](const char* key) { return js::Integer(obj.Get(key), std::string("spec.") + key); };
+  spec.vocab_size = int_field("vocabSize");
+  spec.hidden_size = int_field("hiddenSize");
+  spec.intermediate_size = int_field("intermediateSize");
+  spec.num_layers = int_field("numLayers");
+  spec.num_heads = int_field("numHeads");
+  spec.num_kv_heads = int_field("numKvHeads");
+  spec.head_dim = int_field("headDim");
+  spec.rms_norm_eps = js::Number(obj.Get("rmsNormEps"), "spec.rmsNormEps");
+  const auto rope = js::Object(obj.Get("rope"), "spec.rope");
+  spec.rope.type = js::String(rope.Get("type"), "spec.rope.type");
+  spec.rope.theta = js::Number(rope.Get("theta"), "spec.rope.theta");
+  spec.rope.factor = js::Number(rope.Get("factor"), "spec.rope.factor");
+  spec.rope.low_freq_factor = js::Number(rope.Get("lowFreqFactor"), "spec.rope.lowFreqFactor");
+  spec.rope.high_freq_factor = js::Number(rope.Get("highFreqFactor"), "spec.rope.highFreqFactor");
+  spec.rope.original_max_position_embeddings =
+      js::Number(rope.Get("originalMaxPositionEmbeddings"), "spec.rope.originalMaxPositionEmbeddings");
+  spec.qkv_bias = js::Bool(obj.Get("qkvBias"), "spec.qkvBias");
+  spec.o_bias = js::Bool(obj.Get("oBias"), "spec.oBias");
+  spec.mlp_bias = js::Bool(obj.Get("mlpBias"), "spec.mlpBias");
+  spec.tie_word_embeddings = js::Bool(obj.Get("tieWordEmbeddings"), "spec.tieWordEmbeddings");
+  const auto windows = js::Array(obj.Get("slidingWindows"), "spec.slidingWindows");
+  for (uint32_t i = 0; i < windows.Length(); ++i) {
+    const auto w = windows.Get(i);
+    spec.sliding_windows.push_back(w.IsNull() ? 0 : js::Integer(w, "spec.slidingWindows[" + std::to_string(i) + "]"));
+  }
+  const Napi::Env env = obj.Env();
+  const bool positive = spec.vocab_size > 0 && spec.hidden_size > 0 && spec.intermediate_size > 0 && spec.num_layers > 0 &&
+                        spec.num_heads > 0 && spec.num_kv_heads > 0 && spec.head_dim > 0;
+  if (!positive) js::TypeError(env, "spec sizes must be positive");
+  if (spec.num_heads % spec.num_kv_heads != 0) js::TypeError(env, "spec.numHeads must be a multiple of spec.numKvHeads");
+  if (spec.head_dim % 2 != 0) js::TypeError(env, "spec.headDim must be even");
+  if (static_cast<int64_t>(spec.sliding_windows.size()) != spec.num_layers) {
+    js::TypeError(env, "spec.slidingWindows must have one entry per layer");
+  }
+  if (spec.rope.type != "default" && spec.rope.type != "linear" && spec.rope.type != "llama3") {
+    js::TypeError(env, "spec.rope.type must be default, linear or llama3");
+  }
+  return spec;
+}
+
+torch::Device DeviceFromString(Napi::Env env, const std::string& name) {
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available()) {
+#ifdef LLAMAPRO_WITH_CUDA
+      ThrowJs(env, "device '" + name + "': this LibTorch has CUDA, but no GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)",
+              "LLAMAPRO_NO_CUDA");
+#else
+      ThrowJs(env,
+              "device '" + name + "': the LibTorch llamapro was built against (" + TORCH_VERSION +
+                  ") has no CUDA. Rebuild against a CUDA LibTorch (LIBTORCH=... npm rebuild llamapro) or use device 'cpu'",
+              "LLAMAPRO_NO_CUDA");
+#endif
+    }
+    const int64_t index = name == "cuda" ? 0 : std::stoll(name.substr(5));
+    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    if (index < 0 || index >= count) {
+      ThrowJs(env, "device '" + name + "': there are " + std::to_string(count) + " CUDA devices (cuda:0.." + std::to_string(count - 1) + ")",
+              "LLAMAPRO_NO_CUDA");
+    }
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  ThrowJs(env, "device must be 'cpu', 'cuda' or 'cuda:<n>', got '" + name + "'", "LLAMAPRO_ARG");
+}
+
+std::string DtypeName(c10::ScalarType type) {
+  switch (type) {
+    case torch::kFloat32: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kFloat16: return "float16";
+    default: return c10::toString(type);
+  }
+}
+
+Napi::Array ShapeToJs(Napi::Env env, c10::IntArrayRef shape) {
+  Napi::Array out = Napi::Array::New(env, shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>(shape[i]));
+  return out;
+}
+
+// Token ids or labels from JS, checked against the vocabulary before they index an embedding table.
+struct Batch {
+  int64_t batch = 0;
+  int64_t seq = 0;
+  std::vector<int32_t> ids;
+  std::vector<int32_t> labels;  // empty: no labels
+};
+
+Batch BatchFromJs(const Napi::CallbackInfo& info, bool with_labels) {
+  Batch b;
+  const size_t shape_at = with_labels ? 2 : 1;
+  b.batch = js::Integer(info[shape_at], "batch");
+  b.seq = js::Integer(info[shape_at + 1], "seq");
+  if (b.batch <= 0 || b.seq <= 0) js::TypeError(info.Env(), "batch and seq must be positive");
+  const size_t count = static_cast<size_t>(b.batch * b.seq);
+  b.ids = js::Int32s(info[0], count, "ids");
+  if (with_labels) b.labels = js::Int32s(info[1], count, "labels");
+  return b;
+}
+
+void CheckIds(const Batch& b, int64_t vocab) {
+  for (size_t i = 0; i < b.ids.size(); ++i) {
+    if (b.ids[i] < 0 || b.ids[i] >= vocab) {
+      throw std::invalid_argument("token id " + std::to_string(b.ids[i]) + " at position " + std::to_string(i) +
+                                  " is outside the vocabulary (0.." + std::to_string(vocab - 1) + ")");
+    }
+  }
+  for (size_t i = 0; i < b.labels.size(); ++i) {
+    if (b.labels[i] != -100 && (b.labels[i] < 0 || b.labels[i] >= vocab)) {
+      throw std::invalid_argument("label " + std::to_string(b.labels[i]) + " at position " + std::to_string(i) +
+                                  " is neither -100 nor a token id (0.." + std::to_string(vocab - 1) + ")");
+    }
+  }
+}
+
+torch::Tensor ToTensor(std::vector<int32_t>& values, int64_t batch, int64_t seq) {
+  return torch::from_blob(values.data(), {batch, seq}, torch::kInt32).to(torch::kInt64);
+}
+
+int64_t CountedTargets(const Batch& b) {
+  int64_t counted = 0;
+  for (int64_t row = 0; row < b.batch; ++row) {
+    for (int64_t t = 1; t < b.seq; ++t) counted += b.labels[static_cast<size_t>(row * b.seq + t)] != -100;
+  }
+  return counted;
+}
+
+}  // namespace
+
+Napi::Function NativeModel::Define(Napi::Env env) {
+  return DefineClass(env, "NativeModel",
+                     {
+                         InstanceMethod("parameters", &NativeModel::Parameters),
+                         InstanceMethod("load", &NativeModel::Load),
+                         InstanceMethod("initRandom", &NativeModel::InitRandom),
+                         InstanceMethod("forward", &NativeModel::Forward),
+                         InstanceMethod("loss", &NativeModel::Loss),
+                         InstanceMethod("save", &NativeModel::Save),
+                         InstanceMethod("setTrainable", &NativeModel::SetTrainable),
+                         InstanceMethod("configureOptimizer", &NativeModel::ConfigureOptimizer),
+                         InstanceMethod("optimizerState", &NativeModel::OptimizerState),
+                         InstanceMethod("trainStep", &NativeModel::TrainStep),
+                         InstanceMethod("insertBlocks", &NativeModel::InsertBlocks),
+                         InstanceMethod("tensorInfo", &NativeModel::TensorInfo),
+                         InstanceMethod("tensorBytes", &NativeModel::TensorBytes),
+                         InstanceMethod("tensorMaxAbs", &NativeModel::TensorMaxAbs),
+                         InstanceMethod("maxAbsDifference", &NativeModel::MaxAbsDifference),
+                         InstanceMethod("gradients", &NativeModel::Gradients),
+                         InstanceMethod("memory", &NativeModel::Memory),
+                         InstanceMethod("dispose", &NativeModel::Dispose),
+                     });
+}
+
+// new NativeModel(spec, { device, dtype })
+NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+  Napi::Env env = info.Env();
+  const auto spec = SpecFromJs(js::Object(info[0], "spec"));
+  const auto options = js::Object(info[1], "options");
+  const auto device = DeviceFromString(env, js::String(options.Get("device"), "options.device"));
+  c10::ScalarType dtype;
+  try {
+    dtype = ScalarTypeFromName(js::String(options.Get("dtype"), "options.dtype"));
+  } catch (const std::invalid_argument& e) {
+    js::TypeError(env, e.what());
+  }
+  try {
+    state_ = std::make_shared<ModelState>(spec, device, dtype);
+  } catch (const c10::Error& e) {
+    ThrowJs(env, e.what_without_backtrace(), ErrorCodeFor(e.what_without_backtrace()).c_str());
+  } catch (const std::bad_alloc&) {
+    ThrowJs(env, "out of memory while allocating the model's parameters", "LLAMAPRO_OUT_OF_MEMORY");
+  }
+  ReportMemory(env, state_->ParameterBytes());
+}
+
+NativeModel::~NativeModel() {
+  if (reported_bytes_ != 0) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_bytes_);
+}
+
+std::shared_ptr<ModelState> NativeModel::State(Napi::Env env) const {
+  if (!state_) ThrowJs(env, "this model was disposed", "LLAMAPRO_DISPOSED");
+  return state_;
+}
+
+// Tells V8 how much native memory this object holds, so that garbage collection weighs it.
+Napi::Value NativeModel::ReportMemory(Napi::Env env, int64_t bytes) {
+  Napi::MemoryManagement::AdjustExternalMemory(env, bytes - reported_bytes_);
+  reported_bytes_ = bytes;
+  return env.Undefined();
+}
+
+Napi::Value NativeModel::Parameters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  std::lock_guard<std::mutex> lock(state->mutex);
+  const auto& params = state->Params();
+  Napi::Array out = Napi::Array::New(env, params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& t = params[i].tensor;
+    Napi::Object p = Napi::Object::New(env);
+    p.Set("name", params[i].name);
+    p.Set("shape", ShapeToJs(env, t.sizes()));
+    p.Set("dtype", DtypeName(t.scalar_type()));
+    p.Set("numel", static_cast<double>(t.numel()));
+    p.Set("requiresGrad", t.requires_grad());
+    out.Set(static_cast<uint32_t>(i), p);
+  }
+  return out;
+}
+
+// load([{ name, file, offset, nbytes, dtype, shape }])
+Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto array = js::Array(info[0], "items");
+  auto items = std::make_shared<std::vector<ReadItem>>();
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const std::string at = "items[" + std::to_string(i) + "]";
+    const auto obj = js::Object(array.Get(i), at);
+    ReadItem item;
+    item.name = js::String(obj.Get("name"), at + ".name");
+    item.file = js::String(obj.Get("file"), at + ".file");
+    item.offset = js::Integer(obj.Get("offset"), at + ".offset");
+    item.nbytes = js::Integer(obj.Get("nbytes"), at + ".nbytes");
+    item.dtype = js::String(obj.Get("dtype"), at + ".dtype");
+    item.shape = js::IntegerArray(obj.Get("shape"), at + ".shape");
+    if (item.offset < 0 || item.nbytes < 0) js::TypeError(env, at + ": offset and nbytes must be non-negative");
+    items->push_back(std::move(item));
+  }
+  auto bytes = std::make_shared<int64_t>(0);
+  return RunAsync(
+      Value(), "llamapro.load",
+      [state, items, bytes] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        ReadTensors(*items, [&](const std::string& name) { return state->StateTensor(name, /*create=*/true); });
+        *bytes = state->ParameterBytes() + state->optimizer.StateBytes();
+      },
+      [this, bytes](Napi::Env env) { return ReportMemory(env, state_ ? *bytes : 0); });
+}
+
+Napi::Value NativeModel::InitRandom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto seed = static_cast<uint64_t>(js::Integer(info[0], "seed"));
+  const double std = js::Number(info[1], "std");
+  return RunAsync(
+      Value(), "llamapro.initRandom",
+      [state, seed, std] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        state->InitRandom(seed, std);
+      },
+      [](Napi::Env env) { return env.Undefined(); });
+}
+
+// forward(ids: Int32Array, batch, seq) -> Float32Array [batch, seq, vocab]
+Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  auto batch = std::make_shared<Batch>(BatchFromJs(info, false));
+  auto logits = std::make_shared<torch::Tensor>();
+  return RunAsync(
+      Value(), "llamapro.forward",
+      [state, batch, logits] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        CheckIds(*batch, state->module->spec.vocab_size);
+        *logits = state->Logits(ToTensor(batch->ids, batch->batch, batch->seq)).to(torch::kCPU).contiguous();
+      },
+      [logits](Napi::Env env) -> Napi::Value {
+        // A copy, not an external buffer: Electron's V8 sandbox refuses external ArrayBuffers.
+        auto out = Napi::Float32Array::New(env, static_cast<size_t>(logits->numel()));
+        std::memcpy(out.Data(), logits->data_ptr<float>(), static_cast<size_t>(logits->numel()) * sizeof(float));
+        logits->reset();
+        return out;
+      });
+}
+
+// loss(ids, labels, batch, seq) -> { loss, tokens }
+Napi::Value NativeModel::Loss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  auto batch = std::make_shared<Batch>(BatchFromJs(info, true));
+  auto result = std::make_shared<std::pair<double, int64_t>>();
+  return RunAsync(
+      Value(), "llamapro.loss",
+      [state, batch, result] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        CheckIds(*batch, state->module->spec.vocab_size);
+        const auto loss = state->Loss(ToTensor(batch->ids, batch->batch, batch->seq), ToTensor(batch->labels, batch->batch, batch->seq),
+                                      CountedTargets(*batch));
+        *result = {loss.loss.item<double>(), loss.tokens};
+      },
+      [result](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("loss", result->first);
+        out.Set("tokens", static_cast<double>(result->second));
+        return out;
+      });
+}
+
+// save(path, header: Uint8Array, [{ name, dtype, begin, end }])
+Napi::Value NativeModel::Save(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto path = js::String(info[0], "path");
+  auto header = std::make_shared<std::vector<uint8_t>>(js::Bytes(info[1], "header"));
+  const auto array = js::Array(info[2], "items");
+  auto items = std::make_shared<std::vector<WriteItem>>();
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const std::string at = "items[" + std::to_string(i) + "]";
+    const auto obj = js::Object(array.Get(i), at);
+    WriteItem item;
+    item.name = js::String(obj.Get("name"), at + ".name");
+    item.dtype = js::String(obj.Get("dtype"), at + ".dtype");
+    item.begin = js::Integer(obj.Get("begin"), at + ".begin");
+    item.end = js::Integer(obj.Get("end"), at + ".end");
+    items->push_back(std::move(item));
+  }
+  return RunAsync(
+      Value(), "llamapro.save",
+      [state, path, header, items] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        WriteSafetensors(path, *header, *items, [&](const std::string& name) { return state->StateTensor(name, false); });
+      },
+      [](Napi::Env env) { return env.Undefined(); });
+}
+
+// setTrainable(names: string[], masterDtype: string | null)
+Napi::Value NativeModel::SetTrainable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto list = js::StringArray(info[0], "names");
+  auto names = std::make_shared<std::unordered_set<std::string>>(list.begin(), list.end());
+  std::optional<c10::ScalarType> master;
+  if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    try {
+      master = ScalarTypeFromName(js::String(info[1], "masterDtype"));
+    } catch (const std::invalid_argument& e) {
+      js::TypeError(env, e.what());
+    }
+  }
+  auto bytes = std::make_shared<int64_t>(0);
+  return RunAsync(
+      Value(), "llamapro.setTrainable",
+      [state, names, master, bytes] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        state->SetTrainable(*names, master);
+        *bytes = state->ParameterBytes() + state->optimizer.StateBytes();
+      },
+      [this, bytes](Napi::Env env) { return ReportMemory(env, state_ ? *bytes : 0); });
+}
+
+// configureOptimizer({ noDecay: string[], step: number, lossScaling: boolean, lossScale?: number, goodSteps?: number })
+Napi::Value NativeModel::ConfigureOptimizer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto options = js::Object(info[0], "options");
+  const auto no_decay = js::StringArray(options.Get("noDecay"), "options.noDecay");
+  const int64_t step = js::Integer(options.Get("step"), "options.step");
+  const bool scaling = js::Bool(options.Get("lossScaling"), "options.lossScaling");
+  std::lock_guard<std::mutex> lock(state->mutex);
+  state->optimizer.no_decay = std::unordered_set<std::string>(no_decay.begin(), no_decay.end());
+  state->optimizer.step = step;
+  state->scaler.enabled = scaling;
+  if (options.Has("lossScale") && !options.Get("lossScale").IsUndefined()) {
+    state->scaler.scale = js::Number(options.Get("lossScale"), "options.lossScale");
+  }
+  if (options.Has("goodSteps") && !options.Get("goodSteps").IsUndefined()) {
+    state->scaler.good_steps = js::Integer(options.Get("goodSteps"), "options.goodSteps");
+  }
+  return env.Undefined();
+}
+
+Napi::Value NativeModel::OptimizerState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  std::lock_guard<std::mutex> lock(state->mutex);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("step", static_cast<double>(state->optimizer.step));
+  out.Set("lossScale", state->scaler.scale);
+  out.Set("goodSteps", static_cast<double>(state->scaler.good_steps));
+  const auto names = state->optimizer.StateNames();
+  Napi::Array list = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); ++i) list.Set(static_cast<uint32_t>(i), names[i]);
+  out.Set("names", list);
+  return out;
+}
+
+// trainStep(ids, labels, batch, seq, { lossMultiplier, update, lr, beta1, beta2, eps, weightDecay, maxGradNorm,
+//                                      reportParamNorms })
+Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  auto batch = std::make_shared<Batch>(BatchFromJs(info, true));
+  const auto o = js::Object(info[4], "options");
+  TrainStepOptions options;
+  options.loss_multiplier = js::Number(o.Get("lossMultiplier"), "options.lossMultiplier");
+  options.update = js::Bool(o.Get("update"), "options.update");
+  options.hyper.lr = js::Number(o.Get("lr"), "options.lr");
+  options.hyper.beta1 = js::Number(o.Get("beta1"), "options.beta1");
+  options.hyper.beta2 = js::Number(o.Get("beta2"), "options.beta2");
+  options.hyper.eps = js::Number(o.Get("eps"), "options.eps");
+  options.hyper.weight_decay = js::Number(o.Get("weightDecay"), "options.weightDecay");
+  options.max_grad_norm = js::Number(o.Get("maxGradNorm"), "options.maxGradNorm");
+  options.report_param_norms = js::Bool(o.Get("reportParamNorms"), "options.reportParamNorms");
+  auto result = std::make_shared<TrainStepResult>();
+  return RunAsync(
+      Value(), "llamapro.trainStep",
+      [state, batch, options, result] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        CheckIds(*batch, state->module->spec.vocab_size);
+        *result = state->TrainStep(ToTensor(batch->ids, batch->batch, batch->seq), ToTensor(batch->labels, batch->batch, batch->seq),
+                                   CountedTargets(*batch), options);
+      },
+      [result](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("loss", result->loss);
+        out.Set("tokens", static_cast<double>(result->tokens));
+        out.Set("updated", result->updated);
+        out.Set("skipped", result->skipped);
+        if (result->skipped) out.Set("skipReason", result->skip_reason);
+        out.Set("gradNorm", result->grad_norm);
+        out.Set("lossScale", result->loss_scale);
+        if (!result->param_grad_norms.empty()) {
+          Napi::Object norms = Napi::Object::New(env);
+          for (const auto& [name, norm] : result->param_grad_norms) norms.Set(name, norm);
+          out.Set("paramGradNorms", norms);
+        }
+        return out;
+      });
+}
+
+// insertBlocks(positions: number[]) -> new layer indices
+Napi::Value NativeModel::InsertBlocks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto positions = js::IntegerArray(info[0], "positions");
+  auto inserted = std::make_shared<std::vector<int64_t>>();
+  auto bytes = std::make_shared<int64_t>(0);
+  return RunAsync(
+      Value(), "llamapro.insertBlocks",
+      [state, positions, inserted, bytes] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        *inserted = state->InsertBlocks(positions);
+        *bytes = state->ParameterBytes();
+      },
+      [this, inserted, bytes](Napi::Env env) -> Napi::Value {
+        ReportMemory(env, state_ ? *bytes : 0);
+        Napi::Array out = Napi::Array::New(env, inserted->size());
+        for (size_t i = 0; i < inserted->size(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>((*inserted)[i]));
+        return out;
+      });
+}
+
+// tensorInfo(name) -> { shape, dtype } for parameters and optimizer state ("exp_avg:<param>", ...)
+Napi::Value NativeModel::TensorInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto name = js::String(info[0], "name");
+  std::lock_guard<std::mutex> lock(state->mutex);
+  torch::Tensor tensor;
+  try {
+    tensor = state->StateTensor(name, false);
+  } catch (const std::exception& e) {
+    ThrowJs(env, e.what(), "LLAMAPRO_ARG");
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("shape", ShapeToJs(env, tensor.sizes()));
+  out.Set("dtype", DtypeName(tensor.scalar_type()));
+  return out;
+}
+
+// tensorBytes(name, safetensorsDtype) -> Buffer (a copy, little-endian, row-major)
+Napi::Value NativeModel::TensorBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto name = js::String(info[0], "name");
+  const auto dtype = js::String(info[1], "dtype");
+  auto bytes = std::make_shared<torch::Tensor>();
+  return RunAsync(
+      Value(), "llamapro.tensorBytes",
+      [state, name, dtype, bytes] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        *bytes = state->StateTensor(name, false).detach().to(torch::kCPU, ScalarTypeFromSafetensors(dtype)).contiguous();
+      },
+      [bytes](Napi::Env env) -> Napi::Value {
+        const size_t n = static_cast<size_t>(bytes->numel()) * bytes->element_size();
+        auto out = Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(bytes->data_ptr()), n);
+        bytes->reset();
+        return out;
+      });
+}
+
+// tensorMaxAbs(names) -> number[]: max |x| of each tensor (0 for an all-zero tensor)
+Napi::Value NativeModel::TensorMaxAbs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto names = js::StringArray(info[0], "names");
+  auto values = std::make_shared<std::vector<double>>();
+  return RunAsync(
+      Value(), "llamapro.tensorMaxAbs",
+      [state, names, values] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        torch::NoGradGuard no_grad;
+        for (const auto& name : names) {
+          const auto t = state->StateTensor(name, false);
+          values->push_back(t.numel() == 0 ? 0.0 : t.detach().abs().max().to(torch::kFloat64).item<double>());
+        }
+      },
+      [values](Napi::Env env) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env, values->size());
+        for (size_t i = 0; i < values->size(); ++i) out.Set(static_cast<uint32_t>(i), (*values)[i]);
+        return out;
+      });
+}
+
+// maxAbsDifference(other: NativeModel, pairs: [nameHere, nameThere][]) -> number[] (float64 comparison)
+Napi::Value NativeModel::MaxAbsDifference(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto other_obj = js::Object(info[0], "other");
+  auto* other = Napi::ObjectWrap<NativeModel>::Unwrap(other_obj);
+  if (other == nullptr) js::TypeError(env, "other must be a NativeModel");
+  auto other_state = other->State(env);
+  const auto pairs_js = js::Array(info[1], "pairs");
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (uint32_t i = 0; i < pairs_js.Length(); ++i) {
+    const auto pair = js::StringArray(pairs_js.Get(i), "pairs[" + std::to_string(i) + "]");
+    if (pair.size() != 2) js::TypeError(env, "each pair must be [name, otherName]");
+    pairs.emplace_back(pair[0], pair[1]);
+  }
+  auto values = std::make_shared<std::vector<double>>();
+  return RunAsync(
+      Value(), "llamapro.maxAbsDifference",
+      [state, other_state, pairs, values] {
+        std::unique_lock<std::mutex> a(state->mutex, std::defer_lock);
+        std::unique_lock<std::mutex> b(other_state->mutex, std::defer_lock);
+        if (state == other_state) {
+          a.lock();
+        } else {
+          std::lock(a, b);
+        }
+        torch::NoGradGuard no_grad;
+        for (const auto& [here, there] : pairs) {
+          const auto x = state->StateTensor(here, false).detach().to(torch::kCPU, torch::kFloat64);
+          const auto y = other_state->StateTensor(there, false).detach().to(torch::kCPU, torch::kFloat64);
+          if (x.sizes() != y.sizes()) throw std::invalid_argument("tensors " + here + " and " + there + " have different shapes");
+          values->push_back(x.numel() == 0 ? 0.0 : (x - y).abs().max().item<double>());
+        }
+      },
+      [values](Napi::Env env) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env, values->size());
+        for (size_t i = 0; i < values->size(); ++i) out.Set(static_cast<uint32_t>(i), (*values)[i]);
+        return out;
+      });
+}
+
+// gradients() -> [{ name, norm }] for every parameter that holds a gradient now
+Napi::Value NativeModel::Gradients(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  auto norms = std::make_shared<std::vector<std::pair<std::string, double>>>();
+  return RunAsync(
+      Value(), "llamapro.gradients",
+      [state, norms] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        torch::NoGradGuard no_grad;
+        for (const auto& p : state->Params()) {
+          const auto& grad = p.tensor.grad();
+          if (grad.defined()) norms->emplace_back(p.name, at::linalg_vector_norm(grad, 2).to(torch::kFloat64).item<double>());
+        }
+      },
+      [norms](Napi::Env env) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env, norms->size());
+        for (size_t i = 0; i < norms->size(); ++i) {
+          Napi::Object g = Napi::Object::New(env);
+          g.Set("name", (*norms)[i].first);
+          g.Set("norm", (*norms)[i].second);
+          out.Set(static_cast<uint32_t>(i), g);
+        }
+        return out;
+      });
+}
+
+// memory() -> bytes held by this model's parameters, gradients and optimizer state
+Napi::Value NativeModel::Memory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  std::lock_guard<std::mutex> lock(state->mutex);
+  int64_t grads = 0;
+  for (const auto& p : state->Params()) {
+    const auto& g = p.tensor.grad();
+    if (g.defined()) grads += g.numel() * static_cast<int64_t>(g.element_size());
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("parameterBytes", static_cast<double>(state->ParameterBytes()));
+  out.Set("gradientBytes", static_cast<double>(grads));
+  out.Set("optimizerBytes", static_cast<double>(state->optimizer.StateBytes()));
+  return out;
+}
+
+Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_) {
+    ReportMemory(env, 0);
+    state_.reset();  // a worker still running keeps its own reference until it finishes
+  }
+  return env.Undefined();
+}
+
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  const auto cpu = CpuMemory();
+  Napi::Object cpu_js = Napi::Object::New(env);
+  cpu_js.Set("current", static_cast<double>(cpu.current));
+  cpu_js.Set("peak", static_cast<double>(cpu.peak));
+  out.Set("cpu", cpu_js);
+  const int device = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+  MemoryCounters cuda{};
+  if (CudaMemory(device, &cuda)) {
+    Napi::Object cuda_js = Napi::Object::New(env);
+    cuda_js.Set("current", static_cast<double>(cuda.current));
+    cuda_js.Set("peak", static_cast<double>(cuda.peak));
+    out.Set("cuda", cuda_js);
+  } else {
+    out.Set("cuda", env.Null());
+  }
+  return out;
+}
+
+Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
+  ResetCpuPeak();
+  const int device = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+  ResetCudaPeak(device);
+  return info.Env().Undefined();
+}
+
+}  // namespace llamapro

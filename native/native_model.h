@@ -1,0 +1,48 @@
+// NativeModel: the JS class over one ModelState. Every method that touches tensor data returns a Promise and
+// runs on the libuv pool (async_work.h); the synchronous ones only read metadata.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "model_state.h"
+
+namespace llamapro {
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit NativeModel(const Napi::CallbackInfo& info);
+  ~NativeModel() override;
+
+ private:
+  std::shared_ptr<ModelState> State(Napi::Env env) const;
+  Napi::Value ReportMemory(Napi::Env env, int64_t bytes);
+
+  Napi::Value Parameters(const Napi::CallbackInfo& info);
+  Napi::Value Load(const Napi::CallbackInfo& info);
+  Napi::Value InitRandom(const Napi::CallbackInfo& info);
+  Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value Loss(const Napi::CallbackInfo& info);
+  Napi::Value Save(const Napi::CallbackInfo& info);
+  Napi::Value SetTrainable(const Napi::CallbackInfo& info);
+  Napi::Value ConfigureOptimizer(const Napi::CallbackInfo& info);
+  Napi::Value OptimizerState(const Napi::CallbackInfo& info);
+  Napi::Value TrainStep(const Napi::CallbackInfo& info);
+  Napi::Value InsertBlocks(const Napi::CallbackInfo& info);
+  Napi::Value TensorInfo(const Napi::CallbackInfo& info);
+  Napi::Value TensorBytes(const Napi::CallbackInfo& info);
+  Napi::Value TensorMaxAbs(const Napi::CallbackInfo& info);
+  Napi::Value MaxAbsDifference(const Napi::CallbackInfo& info);
+  Napi::Value Gradients(const Napi::CallbackInfo& info);
+  Napi::Value Memory(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<ModelState> state_;
+  int64_t reported_bytes_ = 0;
+};
+
+Napi::Value MemoryStats(const Napi::CallbackInfo& info);
+Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info);
+
+}  // namespace llamapro

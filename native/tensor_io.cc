@@ -1,0 +1,193 @@
+#include "tensor_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+
+namespace llamapro {
+namespace {
+
+class File {
+ public:
+  File(const std::string& path, int flags, mode_t mode = 0) : path_(path) {
+    do {
+      fd_ = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+    } while (fd_ < 0 && errno == EINTR);
+    if (fd_ < 0) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
+  }
+  ~File() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  int64_t Size() const {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) throw std::runtime_error(path_ + ": cannot stat (" + std::strerror(errno) + ")");
+    return static_cast<int64_t>(st.st_size);
+  }
+
+  void ReadAt(void* into, int64_t nbytes, int64_t offset, const std::string& what) const {
+    auto* out = static_cast<char*>(into);
+    while (nbytes > 0) {
+      const size_t chunk = static_cast<size_t>(std::min<int64_t>(nbytes, int64_t{1} << 30));
+      const ssize_t got = ::pread(fd_, out, chunk, static_cast<off_t>(offset));
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        throw std::runtime_error(path_ + ": reading " + what + " failed (" + std::strerror(errno) + ")");
+      }
+      if (got == 0) throw std::runtime_error(path_ + ": unexpected end of file while reading " + what);
+      out += got;
+      nbytes -= got;
+      offset += got;
+    }
+  }
+
+  void WriteAt(const void* from, int64_t nbytes, int64_t offset, const std::string& what) const {
+    const auto* in = static_cast<const char*>(from);
+    while (nbytes > 0) {
+      const size_t chunk = static_cast<size_t>(std::min<int64_t>(nbytes, int64_t{1} << 30));
+      const ssize_t put = ::pwrite(fd_, in, chunk, static_cast<off_t>(offset));
+      if (put < 0) {
+        if (errno == EINTR) continue;
+        throw std::runtime_error(path_ + ": writing " + what + " failed (" + std::strerror(errno) + ")");
+      }
+      in += put;
+      nbytes -= put;
+      offset += put;
+    }
+  }
+
+  void Advise(int advice) const { ::posix_fadvise(fd_, 0, 0, advice); }
+
+  void Close() {
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw std::runtime_error(path_ + ": closing failed (" + std::strerror(errno) + ")");
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+std::string ShapeString(c10::IntArrayRef shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << "]";
+  return out.str();
+}
+
+}  // namespace
+
+c10::ScalarType ScalarTypeFromSafetensors(const std::string& dtype) {
+  static const std::map<std::string, c10::ScalarType> kTypes = {
+      {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16},
+      {"I64", torch::kInt64},   {"I32", torch::kInt32},   {"I16", torch::kInt16},   {"I8", torch::kInt8},
+      {"U8", torch::kUInt8},    {"BOOL", torch::kBool},
+  };
+  const auto found = kTypes.find(dtype);
+  if (found == kTypes.end()) throw std::invalid_argument("unsupported safetensors dtype " + dtype);
+  return found->second;
+}
+
+std::string SafetensorsFromScalarType(c10::ScalarType type) {
+  switch (type) {
+    case torch::kFloat64: return "F64";
+    case torch::kFloat32: return "F32";
+    case torch::kFloat16: return "F16";
+    case torch::kBFloat16: return "BF16";
+    case torch::kInt64: return "I64";
+    case torch::kInt32: return "I32";
+    case torch::kInt16: return "I16";
+    case torch::kInt8: return "I8";
+    case torch::kUInt8: return "U8";
+    case torch::kBool: return "BOOL";
+    default: throw std::invalid_argument(std::string("no safetensors dtype for ") + c10::toString(type));
+  }
+}
+
+c10::ScalarType ScalarTypeFromName(const std::string& name) {
+  if (name == "float32") return torch::kFloat32;
+  if (name == "bfloat16") return torch::kBFloat16;
+  if (name == "float16") return torch::kFloat16;
+  throw std::invalid_argument("dtype must be float32, bfloat16 or float16, got " + name);
+}
+
+void ReadTensors(const std::vector<ReadItem>& items, const std::function<torch::Tensor(const std::string&)>& target) {
+  torch::NoGradGuard no_grad;
+  std::map<std::string, std::vector<const ReadItem*>> by_file;
+  for (const auto& item : items) by_file[item.file].push_back(&item);
+  for (auto& [path, file_items] : by_file) {
+    std::sort(file_items.begin(), file_items.end(), [](const ReadItem* a, const ReadItem* b) { return a->offset < b->offset; });
+    File file(path, O_RDONLY);
+    file.Advise(POSIX_FADV_SEQUENTIAL);
+    const int64_t size = file.Size();
+    for (const ReadItem* item : file_items) {
+      const std::string what = "tensor \"" + item->name + "\"";
+      torch::Tensor tensor = target(item->name);
+      const auto file_type = ScalarTypeFromSafetensors(item->dtype);
+      if (tensor.sizes() != c10::IntArrayRef(item->shape)) {
+        throw std::invalid_argument(path + ": " + what + " has shape " + ShapeString(item->shape) + " but the model expects " +
+                                    ShapeString(tensor.sizes()));
+      }
+      const int64_t expected = tensor.numel() * static_cast<int64_t>(c10::elementSize(file_type));
+      if (item->nbytes != expected) {
+        throw std::invalid_argument(path + ": " + what + " spans " + std::to_string(item->nbytes) + " bytes, " + item->dtype + " " +
+                                    ShapeString(item->shape) + " needs " + std::to_string(expected));
+      }
+      if (item->offset < 0 || item->offset + item->nbytes > size) {
+        throw std::invalid_argument(path + ": " + what + " lies outside the file (bytes " + std::to_string(item->offset) + ".." +
+                                    std::to_string(item->offset + item->nbytes) + " of " + std::to_string(size) + ")");
+      }
+      if (tensor.device().is_cpu() && tensor.is_contiguous() && tensor.scalar_type() == file_type) {
+        file.ReadAt(tensor.data_ptr(), item->nbytes, item->offset, what);
+      } else {
+        auto staging = torch::empty(item->shape, torch::TensorOptions().dtype(file_type));
+        file.ReadAt(staging.data_ptr(), item->nbytes, item->offset, what);
+        tensor.copy_(staging);
+      }
+    }
+  }
+}
+
+void WriteSafetensors(const std::string& path, const std::vector<uint8_t>& header, const std::vector<WriteItem>& items,
+                      const std::function<torch::Tensor(const std::string&)>& source) {
+  torch::NoGradGuard no_grad;
+  File file(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  try {
+    file.WriteAt(header.data(), static_cast<int64_t>(header.size()), 0, "the header");
+    const int64_t data_start = static_cast<int64_t>(header.size());
+    int64_t cursor = 0;
+    for (const auto& item : items) {
+      const std::string what = "tensor \"" + item.name + "\"";
+      if (item.begin != cursor || item.end < item.begin) {
+        throw std::invalid_argument(path + ": " + what + " would be written at " + std::to_string(item.begin) + " but the data so far ends at " +
+                                    std::to_string(cursor));
+      }
+      const auto type = ScalarTypeFromSafetensors(item.dtype);
+      const auto bytes = source(item.name).detach().to(torch::kCPU, type).contiguous();
+      const int64_t nbytes = bytes.numel() * static_cast<int64_t>(bytes.element_size());
+      if (nbytes != item.end - item.begin) {
+        throw std::invalid_argument(path + ": " + what + " has " + std::to_string(nbytes) + " bytes as " + item.dtype + ", the header says " +
+                                    std::to_string(item.end - item.begin));
+      }
+      file.WriteAt(bytes.data_ptr(), nbytes, data_start + item.begin, what);
+      cursor = item.end;
+    }
+    file.Close();
+  } catch (...) {
+    ::unlink(path.c_str());  // never leave a partial file that could be mistaken for a finished one
+    throw;
+  }
+}
+
+}  // namespace llamapro
