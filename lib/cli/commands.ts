@@ -1,5 +1,7 @@
 /** The subcommands: name, one-line summary, full help, and the function that runs it. */
+import { EXPAND_HELP, runExpand } from './expand.js'
 import { INFO_HELP, runInfo } from './info.js'
+import { VERIFY_HELP, runVerify } from './verify.js'
 
 export interface Command {
   name: string
@@ -9,5 +11,7 @@ export interface Command {
 }
 
 export const COMMANDS: Command[] = [
+  { name: 'expand', summary: 'grow a checkpoint by block expansion (LLaMA-Pro), streaming, no GPU needed', help: EXPAND_HELP, run: runExpand },
+  { name: 'verify', summary: 'prove an expanded checkpoint computes what its original did', help: VERIFY_HELP, run: runVerify },
   { name: 'info', summary: 'show the LibTorch, CUDA devices, threads and BLAS llamapro runs on', help: INFO_HELP, run: runInfo },
 ]
