@@ -144,8 +144,7 @@ export function freezePolicy(numLayers: number, parameterNames: readonly string[
     layerIds = Array.from({ length: n }, (_, i) => (i + 1) * stride - 1)
     explanation.push(
       `use_llama_pro: freeze_trainable_layers: ${n} counts expanded blocks; it does not mean "the last ${n} layers".`,
-      `stride = ${numLayers} / ${n} = ${stride}, so layers ${stride - 1}, ${2 * stride - 1}, ..., ${numLayers - 1} train ` +
-        `(every ${ordinal(stride)} layer, ending with the last): ${describeIds(layerIds)}.`,
+      `stride = ${numLayers} / ${n} = ${stride}: every ${ordinal(stride)} layer trains, ending with the last: layers ${describeIds(layerIds)}.`,
     )
   } else if (n > 0) {
     layerIds = range(Math.max(0, numLayers - n), numLayers)

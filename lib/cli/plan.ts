@@ -1,0 +1,140 @@
+import { statSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { type ModelDtype, parseModelDtype } from '../checkpoint/dtypes.js'
+import { UsageError } from '../errors.js'
+import { native } from '../native/load.js'
+import { type PlanReport, planTraining } from '../policy/plan.js'
+import { loadTrainConfig, trainingDtypes } from '../train/config.js'
+import { formatBytes, formatCount } from '../util/format.js'
+import { parseInteger, positionals } from './args.js'
+
+export const PLAN_HELP = `llamapro plan <model_dir | train.yaml> [options] [--json]
+
+Shows which layers and modules a freeze strategy trains, which layers are expanded blocks (from
+llamapro_expansion.json or their zero o_proj/down_proj), trainable and total parameters, and a memory estimate
+(weights, gradients, optimizer state, activations, peak) for one training step. With a train.yaml the strategy,
+batch, sequence length and dtype come from it; flags override.
+
+  --finetuning-type freeze|full
+  --freeze-trainable-layers N        N > 0 last N layers, N < 0 first |N|; with --use-llama-pro: expanded blocks
+  --freeze-trainable-modules LIST    all (default) or mlp,self_attn,input_layernorm,post_attention_layernorm
+  --freeze-extra-modules LIST        embed_tokens, norm (the final norm), lm_head
+  --freeze-trainable-layer-ids LIST  explicit layers, e.g. 10,16,17,23
+  --use-llama-pro                    train the expanded blocks (stride rule of LLaMA-Factory)
+  --batch B --seq T                  micro-batch for the activation estimate (default 8 x 2048, or the YAML's)
+  --dtype D                          float32 (default), bfloat16 or float16 activations
+  --pure-bf16                        bfloat16 master weights too
+  --json                             print a JSON object instead of text`
+
+function attentionKind(): 'grouped' | 'flash' {
+  try {
+    return Number(native().runtimeInfo().torchVersion.split('.')[0]) >= 2 ? 'flash' : 'grouped'
+  } catch {
+    return 'grouped' // the addon is not needed for planning; assume LibTorch 1.x's attention
+  }
+}
+
+export async function runPlan(argv: string[]): Promise<number> {
+  const { values, positionals: args } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      'finetuning-type': { type: 'string' },
+      'freeze-trainable-layers': { type: 'string' },
+      'freeze-trainable-modules': { type: 'string' },
+      'freeze-extra-modules': { type: 'string' },
+      'freeze-trainable-layer-ids': { type: 'string' },
+      'use-llama-pro': { type: 'boolean' },
+      batch: { type: 'string' },
+      seq: { type: 'string' },
+      dtype: { type: 'string' },
+      'pure-bf16': { type: 'boolean' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  const [source] = positionals(args, ['model_dir | train.yaml'])
+  let modelDir = source!
+  let base = { finetuningType: 'freeze', freezeTrainableLayers: 2, freezeTrainableModules: 'all', freezeExtraModules: null as string | null, freezeTrainableLayerIds: null as string | null, useLlamaPro: false }
+  let batch = 8
+  let seq = 2048
+  let dtypes: { compute: ModelDtype; master: ModelDtype } = { compute: 'float32', master: 'float32' }
+  let isFile = false
+  try {
+    isFile = statSync(source!).isFile()
+  } catch {
+    // not a file: treated as a model folder, which openCheckpoint reports on
+  }
+  if (isFile) {
+    const config = await loadTrainConfig(source!, {}, { partial: true })
+    modelDir = config.modelNameOrPath
+    base = { ...config }
+    batch = config.perDeviceTrainBatchSize
+    seq = config.cutoffLen
+    dtypes = trainingDtypes(config)
+  }
+  const layers = parseInteger(values['freeze-trainable-layers'], '--freeze-trainable-layers')
+  if (values.dtype !== undefined) {
+    const compute = parseModelDtype(values.dtype)
+    if (!compute) throw new UsageError(`--dtype must be float32, bfloat16 or float16, got ${JSON.stringify(values.dtype)}`)
+    dtypes = { compute, master: dtypes.master }
+  }
+  if (values['pure-bf16']) dtypes = { compute: 'bfloat16', master: 'bfloat16' }
+  const report = await planTraining({
+    modelDir,
+    options: {
+      finetuningType: values['finetuning-type'] ?? base.finetuningType,
+      freezeTrainableLayers: layers ?? base.freezeTrainableLayers,
+      freezeTrainableModules: values['freeze-trainable-modules'] ?? base.freezeTrainableModules,
+      freezeExtraModules: values['freeze-extra-modules'] ?? base.freezeExtraModules,
+      freezeTrainableLayerIds: values['freeze-trainable-layer-ids'] ?? base.freezeTrainableLayerIds,
+      useLlamaPro: values['use-llama-pro'] ?? base.useLlamaPro,
+    },
+    batch: parseInteger(values.batch, '--batch', { min: 1 }) ?? batch,
+    seq: parseInteger(values.seq, '--seq', { min: 2 }) ?? seq,
+    computeDtype: dtypes.compute,
+    masterDtype: dtypes.master,
+    attention: attentionKind(),
+  })
+  console.log(values.json ? JSON.stringify(report, null, 2) : formatPlan(report))
+  return 0
+}
+
+export function formatPlan(r: PlanReport): string {
+  const lines: string[] = []
+  lines.push(`model     ${r.model} (${r.modelType}, ${r.numLayers} layers)`)
+  const s = r.strategy
+  lines.push(
+    `strategy  finetuning_type: ${s.finetuningType}` +
+      (s.finetuningType === 'freeze'
+        ? s.freezeTrainableLayerIds
+          ? `, freeze_trainable_layer_ids: ${s.freezeTrainableLayerIds}`
+          : `, freeze_trainable_layers: ${s.freezeTrainableLayers}${s.useLlamaPro ? ', use_llama_pro: true' : ''}`
+        : '') +
+      (s.finetuningType === 'freeze' && s.freezeTrainableModules && s.freezeTrainableModules !== 'all' ? `, modules: ${s.freezeTrainableModules}` : '') +
+      (s.freezeExtraModules ? `, extra: ${s.freezeExtraModules}` : ''),
+  )
+  lines.push('')
+  for (const line of r.explanation) lines.push(`  ${line}`)
+  lines.push('')
+  lines.push('  layer  block      trains')
+  for (const layer of r.layers) {
+    const trains = layer.trainableModules.length === 0 ? '-' : layer.trainableModules.join(', ')
+    lines.push(`  ${String(layer.index).padStart(5)}  ${(layer.isNew ? 'expanded' : 'original').padEnd(9)}  ${trains}`)
+  }
+  if (r.extraModules.length > 0) lines.push(`  outside the layers: ${r.extraModules.join(', ')}`)
+  lines.push('')
+  lines.push(`parameters  ${formatCount(r.trainableParams)} trainable of ${formatCount(r.totalParams)} (${r.trainablePercent.toFixed(2)}%)`)
+  const m = r.memory
+  lines.push(`memory      one step, batch ${m.batch} x ${m.seq}, ${m.computeDtype} activations, ${m.masterDtype} master weights`)
+  for (const [label, value] of [
+    ['weights', m.weights],
+    ['gradients', m.gradients],
+    ['optimizer', m.optimizer],
+    ['activations', m.activations],
+    ['peak', m.peak],
+  ] as const) {
+    lines.push(`  ${label.padEnd(12)} ${formatBytes(value).padStart(10)}`)
+  }
+  return lines.join('\n')
+}

@@ -1,0 +1,126 @@
+/**
+ * Memory a freeze-tuning step needs, split into weights, gradients, optimizer state and activations, for the
+ * implementation llamapro runs. Activations are the tensors autograd saves for backward; what a frozen op saves
+ * depends on which of its inputs need gradients, so the estimate walks each layer's ops in order and tracks
+ * whether the hidden state requires grad. Below the lowest trainable parameter nothing is saved at all: that is
+ * where freeze tuning saves its memory.
+ */
+import type { ModelConfig } from '../checkpoint/config.js'
+import { type ModelDtype, modelDtypeSize } from '../checkpoint/dtypes.js'
+import { layerPrefix } from '../checkpoint/parameters.js'
+
+export interface MemoryEstimateInput {
+  config: ModelConfig
+  parameters: readonly { name: string; numel: number }[]
+  trainable: ReadonlySet<string>
+  batch: number
+  seq: number
+  /** Dtype of activations and frozen weights. */
+  computeDtype: ModelDtype
+  /** Dtype of trainable weights, their gradients and optimizer state (float32 master weights by default). */
+  masterDtype?: ModelDtype
+  /**
+   * Which attention kernel runs: 'grouped' (LibTorch 1.x: explicit softmax over [B, H, T, T]) or 'flash'
+   * (LibTorch 2.x scaled_dot_product_attention, which keeps only a log-sum-exp per row).
+   */
+  attention?: 'grouped' | 'flash'
+}
+
+export interface MemoryEstimate {
+  /** All parameters: frozen ones in the compute dtype, trainable ones in the master dtype. */
+  weights: number
+  /** One gradient per trainable parameter, in the master dtype. Frozen parameters have none. */
+  gradients: number
+  /** AdamW's exp_avg and exp_avg_sq per trainable parameter. */
+  optimizer: number
+  /** Tensors saved for backward at the end of the forward pass, plus the loss's logits buffers. */
+  activations: number
+  /** The expected high-water mark of one training step (optimizer state already allocated). */
+  peak: number
+  assumptions: string
+}
+
+export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstimate {
+  const { config, parameters, trainable, batch, seq } = input
+  const c = modelDtypeSize(input.computeDtype)
+  const masterDtype = input.masterDtype ?? 'float32'
+  const m = modelDtypeSize(masterDtype)
+  const attention = input.attention ?? 'grouped'
+
+  let weights = 0
+  let trainableNumel = 0
+  let largestTrainable = 0
+  for (const p of parameters) {
+    if (trainable.has(p.name)) {
+      weights += p.numel * m
+      trainableNumel += p.numel
+      largestTrainable = Math.max(largestTrainable, p.numel)
+    } else {
+      weights += p.numel * c
+    }
+  }
+  const gradients = trainableNumel * m
+  const optimizer = 2 * trainableNumel * m
+
+  const trains = (prefix: string) => parameters.some((p) => p.name.startsWith(prefix) && trainable.has(p.name))
+  const N = batch * seq
+  const h = config.hiddenSize
+  const f = config.intermediateSize
+  const q = config.numHeads * config.headDim
+  const kv = config.numKvHeads * config.headDim
+  const up = c === 4 ? 0 : 4 // RMSNorm upcasts to float32: a separate copy unless already float32
+
+  let saved = 0
+  let g = trains('model.embed_tokens.')
+  // RMSNorm: pow saves its float32 input when the input needs a gradient; weight * normed saves normed for the
+  // weight's own gradient.
+  const rmsNorm = (inputGrad: boolean, weightTrains: boolean) => {
+    if (inputGrad) saved += N * h * (up || c)
+    if (weightTrains) saved += N * h * c
+    return inputGrad || weightTrains
+  }
+  for (let i = 0; i < config.numLayers; i++) {
+    const p = layerPrefix(i)
+    const g1 = rmsNorm(g, trains(`${p}input_layernorm.`))
+    const qkv = trains(`${p}self_attn.q_proj.`) || trains(`${p}self_attn.k_proj.`) || trains(`${p}self_attn.v_proj.`)
+    if (qkv) saved += N * h * c // the projections' shared input, for their weight gradients
+    const gq = g1 || qkv
+    if (gq) {
+      saved += N * (q + 2 * kv) * c // q after rotary, k, v as the attention kernel keeps them
+      saved += attention === 'grouped' ? batch * config.numHeads * seq * seq * (c + (c === 4 ? 0 : 4)) : N * q * c + batch * config.numHeads * seq * 4
+    }
+    const oTrains = trains(`${p}self_attn.o_proj.`)
+    if (oTrains) saved += N * q * c
+    const gh = g || gq || oTrains
+    const g2 = rmsNorm(gh, trains(`${p}post_attention_layernorm.`))
+    const gateUp = trains(`${p}mlp.gate_proj.`) || trains(`${p}mlp.up_proj.`)
+    if (gateUp) saved += N * h * c
+    const gm = g2 || gateUp
+    if (gm) saved += 3 * N * f * c // silu keeps gate's output; the product keeps silu(gate) and up
+    const downTrains = trains(`${p}mlp.down_proj.`)
+    if (downTrains) saved += N * f * c
+    g = gh || gm || downTrains
+  }
+  const gFinal = rmsNorm(g, trains('model.norm.'))
+  const headTrains = config.tieWordEmbeddings ? trains('model.embed_tokens.') : trains('lm_head.')
+  if (headTrains) saved += N * h * c
+  // The loss: logits for T-1 positions (plus a float32 copy when computing in half precision). log_softmax keeps
+  // its float32 output; the first backward steps add the gradients of the log-probabilities and of the logits,
+  // so three [B, T-1, vocab] float32 buffers are alive at once.
+  const targets = batch * Math.max(seq - 1, 0) * config.vocabSize
+  const lossBuffers = gFinal || headTrains ? targets * (3 * 4 + (c === 4 ? 0 : c)) : targets * (4 + (c === 4 ? 0 : c))
+  const activations = saved + lossBuffers
+  // Peak: at the start of backward every saved tensor and the loss buffers are alive; later, gradients grow as
+  // activations are freed; at the optimizer step AdamW's temporaries for the largest tensor come on top.
+  const forwardBackward = weights + optimizer + activations
+  const step = weights + gradients + optimizer + 2 * largestTrainable * m
+  const peak = Math.max(forwardBackward, step)
+  return {
+    weights,
+    gradients,
+    optimizer,
+    activations,
+    peak,
+    assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention`,
+  }
+}
