@@ -62,6 +62,10 @@ t.test('config forms: head_dim, rope_parameters, llama3 scaling, sliding windows
   t.equal(v5.rope.theta, 500000)
   const typed = parseModelConfig({ ...tinyRawConfig(), layer_types: ['full_attention', 'sliding_attention', 'full_attention', 'sliding_attention'], sliding_window: 7 })
   t.same(typed.slidingWindows, [null, 7, null, 7])
+  const qwenOff = parseModelConfig({ ...tinyRawConfig({ modelType: 'qwen2' }), layer_types: ['full_attention', 'sliding_attention', 'full_attention', 'sliding_attention'], sliding_window: 7 })
+  t.same(qwenOff.slidingWindows, [null, null, null, null], 'qwen2 without use_sliding_window uses no window')
+  t.same(parseModelConfig(tinyRawConfig({ modelType: 'mistral' })).slidingWindows, [4096, 4096, 4096, 4096], "mistral's default window")
+  t.same(parseModelConfig({ ...tinyRawConfig({ modelType: 'mistral' }), sliding_window: null }).slidingWindows, [null, null, null, null])
 })
 
 t.test('missing tensor', async (t) => {

@@ -136,6 +136,8 @@ function parseSlidingWindows(path: string, raw: Raw, modelType: ModelType, numLa
     }
     return window
   }
+  // Qwen2 uses no window at all unless use_sliding_window is set, whatever layer_types says (as transformers).
+  if (modelType === 'qwen2' && raw.use_sliding_window !== true) return Array.from({ length: numLayers }, () => null)
   if (raw.layer_types !== undefined && raw.layer_types !== null) {
     const types = raw.layer_types
     if (!Array.isArray(types) || types.length !== numLayers) {
@@ -147,10 +149,12 @@ function parseSlidingWindows(path: string, raw: Raw, modelType: ModelType, numLa
       throw new ConfigError(path, `layer_types[${i}] is ${JSON.stringify(t)} (valid: "full_attention", "sliding_attention")`)
     })
   }
-  if (modelType === 'mistral' && window !== undefined && window !== null) {
-    return Array.from({ length: numLayers }, () => windowSize())
+  if (modelType === 'mistral' && window !== null) {
+    // transformers' MistralConfig defaults sliding_window to 4096 when the key is absent
+    const size = window === undefined ? 4096 : windowSize()
+    return Array.from({ length: numLayers }, () => size)
   }
-  if (modelType === 'qwen2' && raw.use_sliding_window === true && window !== undefined && window !== null) {
+  if (modelType === 'qwen2' && window !== undefined && window !== null) {
     const first = positiveIntOrZero(path, raw, 'max_window_layers', numLayers)
     return Array.from({ length: numLayers }, (_, i) => (i >= first ? windowSize() : null))
   }
