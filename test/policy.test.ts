@@ -121,7 +121,7 @@ t.test('use_llama_pro counts expanded blocks and says so', async (t) => {
   const plan = freezePolicy(40, names({ layers: 40 }), { useLlamaPro: true, freezeTrainableLayers: 8 })
   t.same(plan.trainableLayerIds, [4, 9, 14, 19, 24, 29, 34, 39])
   t.match(plan.explanation.join(' '), /does not mean "the last 8 layers"/)
-  t.match(plan.explanation.join(' '), /stride = 40 \/ 8 = 5/)
+  t.match(plan.explanation.join(' '), /stride = 40 \/ 8 = 5: every 5th layer trains, ending with the last: layers 4, 9, 14, 19, 24, 29, 34, 39\./)
 })
 
 t.test('explicit layer ids, beyond LLaMA-Factory', async (t) => {
