@@ -1,11 +1,11 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadAddon, NativeLoadError } from '../lib/native/load.js'
 
 // A package folder whose build/Release holds the given .node file.
-function fakePackage(t: Tap.Test, make: (file: string, dir: string) => void): string {
+function fakePackage(t: Test, make: (file: string, dir: string) => void): string {
   const root = t.testdir({ 'package.json': JSON.stringify({ name: 'fake' }) })
   const release = join(root, 'build', 'Release')
   mkdirSync(release, { recursive: true })

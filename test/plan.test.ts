@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -11,7 +11,7 @@ import { REPO_ROOT } from './helpers/python.js'
 const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js')
 const run = promisify(execFile)
 
-async function expanded(t: Tap.Test) {
+async function expanded(t: Test) {
   const dir = t.testdir()
   const base = await writeTinyModel(join(dir, 'base'), { layers: 8 })
   await expandCheckpoint(base.dir, join(dir, 'pro'), { numExpand: 4 })

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { encodeSafetensorsHeader, readSafetensorsHeader, parseHeaderJson, MAX_HEADER_BYTES } from '../lib/checkpoint/safetensors.js'
@@ -13,7 +13,7 @@ function craft(header: unknown, data: Buffer, pad = true): Buffer {
   return Buffer.concat([prefix, json, data])
 }
 
-async function readCrafted(t: Tap.Test, bytes: Buffer) {
+async function readCrafted(t: Test, bytes: Buffer) {
   const dir = t.testdir()
   const path = join(dir, 'x.safetensors')
   writeFileSync(path, bytes)
