@@ -6,10 +6,10 @@
 // LLAMAPRO_BUILD_JOBS (parallel compile jobs, default: the number of CPUs);
 // LLAMAPRO_DEBUG_BUILD=1 for a debug build.
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { availableParallelism } from 'node:os'
-import { dirname, join } from 'node:path'
+import { dirname, join, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { locateLibTorch } from './locate-libtorch.mjs'
 
@@ -61,3 +61,15 @@ writeFileSync(
   join(root, 'build', 'libtorch.json'),
   JSON.stringify({ source: found.source, cmakeDir: found.cmakeDir, detail: found.detail ?? null }, null, 2) + '\n',
 )
+
+// Installed as a dependency, only the addon is needed: drop the object files and the precompiled header
+// (hundreds of MB). A development checkout keeps them for fast incremental rebuilds.
+if (root.includes(`${sep}node_modules${sep}`)) {
+  const build = join(root, 'build')
+  for (const entry of readdirSync(build)) {
+    if (entry !== 'Release' && entry !== 'libtorch.json') rmSync(join(build, entry), { recursive: true, force: true })
+  }
+  for (const entry of readdirSync(join(build, 'Release'))) {
+    if (entry !== 'llamapro.node') rmSync(join(build, 'Release', entry), { recursive: true, force: true })
+  }
+}

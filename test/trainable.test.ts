@@ -38,7 +38,8 @@ t.test('frozen tensors are bit-identical after optimizer steps; trainable ones c
   const plan = freezePolicy(4, names, { freezeTrainableLayers: 1, freezeExtraModules: 'norm' })
   await model.setTrainable(plan.trainable)
   const before = new Map<string, Buffer>()
-  for (const name of names) before.set(name, await model.native.tensorBytes(name, 'BF16'))
+  const bytesOf = async (name: string) => Buffer.from(await model.native.tensorBytes(name, 'BF16'))
+  for (const name of names) before.set(name, await bytesOf(name))
   model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
   for (let i = 0; i < 3; i++) {
     const ids = batch(2, 10, 96, i)
@@ -46,10 +47,10 @@ t.test('frozen tensors are bit-identical after optimizer steps; trainable ones c
     t.ok(result.updated)
   }
   for (const name of plan.frozen) {
-    if (!before.get(name)!.equals(await model.native.tensorBytes(name, 'BF16'))) t.fail(`${name} changed`)
+    if (!before.get(name)!.equals(await bytesOf(name))) t.fail(`${name} changed`)
   }
   for (const name of plan.trainable) {
-    if (before.get(name)!.equals(await model.native.tensorBytes(name, 'BF16'))) t.fail(`${name} did not change`)
+    if (before.get(name)!.equals(await bytesOf(name))) t.fail(`${name} did not change`)
   }
   const state = model.native.optimizerState()
   t.equal(state.step, 3)

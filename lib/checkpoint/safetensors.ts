@@ -182,7 +182,7 @@ export interface HeaderLayoutInput {
 
 export interface EncodedHeader {
   /** The 8-byte length followed by the space-padded JSON: write these bytes first. */
-  bytes: Buffer
+  bytes: Uint8Array
   /** Where each tensor's bytes go, relative to the end of `bytes`; same order as the input. */
   layout: TensorEntry[]
   dataSize: number

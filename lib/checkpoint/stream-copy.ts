@@ -109,7 +109,7 @@ async function readAll(handle: FileHandle, into: Buffer, position: number, path:
   }
 }
 
-async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+async function writeAll(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
   let done = 0
   while (done < data.length) {
     const { bytesWritten } = await handle.write(data, done, data.length - done, position + done)

@@ -108,7 +108,7 @@ export interface NativeModelHandle {
   trainStep(ids: Int32Array, labels: Int32Array, batch: number, seq: number, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>
   insertBlocks(positions: number[]): Promise<number[]>
   tensorInfo(name: string): { shape: number[]; dtype: 'float32' | 'bfloat16' | 'float16' }
-  tensorBytes(name: string, dtype: string): Promise<Buffer>
+  tensorBytes(name: string, dtype: string): Promise<Uint8Array>
   tensorMaxAbs(names: string[]): Promise<number[]>
   maxAbsDifference(other: NativeModelHandle, pairs: [string, string][]): Promise<number[]>
   gradients(): Promise<{ name: string; norm: number }[]>

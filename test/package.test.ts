@@ -1,0 +1,44 @@
+import t from 'tap'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { readdirSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { REPO_ROOT } from './helpers/python.js'
+
+const TSC = join(REPO_ROOT, 'node_modules', '.bin', 'tsc')
+
+function folderSize(path: string): number {
+  const info = statSync(path)
+  if (!info.isDirectory()) return info.size
+  return readdirSync(path).reduce((sum, entry) => sum + folderSize(join(path, entry)), 0)
+}
+
+t.test('npm pack gives a tarball that installs into an empty folder, builds, runs and type-checks', async (t) => {
+  const dir = t.testdir({ 'package.json': JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }) })
+  const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: REPO_ROOT, encoding: 'utf8' }).trim().split('\n').pop()!
+  t.match(packed, /^llamapro-\d+\.\d+\.\d+\.tgz$/)
+  execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', `./${packed}`], { cwd: dir, stdio: 'pipe', timeout: 280_000 })
+  const info = JSON.parse(execFileSync('npx', ['--no-install', 'llamapro', 'info', '--json'], { cwd: dir, encoding: 'utf8' }))
+  t.match(info.libtorch.version, /^\d+\.\d+/, `npx llamapro info --json reports LibTorch ${info.libtorch.version}`)
+  const installed = join(dir, 'node_modules', 'llamapro')
+  t.same(readdirSync(join(installed, 'build', 'Release')), ['llamapro.node'], 'only the addon is kept from the build')
+  t.ok(folderSize(installed) < 20 * 1024 * 1024, `the installed package is ${(folderSize(installed) / 1e6).toFixed(1)} MB`)
+
+  writeFileSync(join(dir, 'consumer.ts'), "import { info, LlamaModel } from 'llamapro'\nconst version: string = info().libtorch.version\nconst load: typeof LlamaModel.load = LlamaModel.load\nconsole.log(version, typeof load)\n")
+  writeFileSync(
+    join(dir, 'tsconfig.json'),
+    JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, types: [] }, files: ['consumer.ts'] }),
+  )
+  const typecheck = spawnSync(TSC, ['-p', 'tsconfig.json'], { cwd: dir, encoding: 'utf8' })
+  t.equal(typecheck.status, 0, `import { info } from 'llamapro' type-checks, without @types/node\n${typecheck.stdout}`)
+})
+
+t.test('LIBTORCH pointing nowhere fails the install with the variable and the path named', async (t) => {
+  const result = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'install.mjs')], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, LIBTORCH: '/nonexistent/libtorch' },
+    encoding: 'utf8',
+  })
+  t.equal(result.status, 1)
+  t.match(result.stderr, /LIBTORCH=\/nonexistent\/libtorch: no such folder/)
+  t.notMatch(result.stdout, /building against/, 'nothing was built')
+})
