@@ -224,23 +224,34 @@ export class LlamaModel {
 
   /** Writes a complete Hugging Face model folder (atomically: a temporary folder renamed when complete). */
   async save(dir: string, options: SaveOptions = {}): Promise<SaveResult> {
+    await checkOutputDir(dir, options.overwrite ?? false, 'pass overwrite: true')
+    return writeFolderAtomically(dir, async (tmp) => ({ ...(await this.saveInto(tmp, options)), dir }))
+  }
+
+  /** Writes the model's files into an existing (empty) folder, without the atomic rename. */
+  async saveInto(dir: string, options: Omit<SaveOptions, 'overwrite'> = {}): Promise<SaveResult> {
     const dtype = options.dtype === undefined ? this.sourceDtype : parseModelDtype(options.dtype)
     if (!dtype) throw new LlamaproError('LLAMAPRO_ARG', `save: dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(options.dtype)}`)
     const shardSize = parseSize(options.shardSize ?? DEFAULT_SHARD_SIZE, 'shardSize')
-    await checkOutputDir(dir, options.overwrite ?? false, 'pass overwrite: true')
     const stDtype = toSafetensorsDtype(dtype)
     const params = this.parameters()
     const tensors = params.map((p) => ({ name: p.name, dtype: stDtype, shape: p.shape, nbytes: p.numel * modelDtypeSize(dtype) }))
     const totalParameters = params.reduce((sum, p) => sum + p.numel, 0)
-    return writeFolderAtomically(dir, async (tmp) => {
-      const written = await writeShardedSafetensors(tmp, tensors, shardSize, totalParameters, (path, header) =>
-        callNative(`saving ${path}`, () =>
-          this.native.save(path, header.bytes, header.layout.map((l) => ({ name: l.name, dtype: l.dtype, begin: l.begin, end: l.end }))),
-        ),
-      )
-      await this.writeFolderFiles(tmp, dtype)
-      return { dir, files: written.files, bytes: written.bytes }
-    })
+    const written = await writeShardedSafetensors(dir, tensors, shardSize, totalParameters, (path, header) =>
+      this.writeTensors(path, header.bytes, header.layout),
+    )
+    await this.writeFolderFiles(dir, dtype)
+    return { dir, files: written.files, bytes: written.bytes }
+  }
+
+  /**
+   * @internal Writes one safetensors file whose header (already encoded) lists parameters or optimizer state
+   * ("exp_avg:<name>", "exp_avg_sq:<name>"); the bytes come straight from native tensors.
+   */
+  async writeTensors(path: string, header: Uint8Array, layout: readonly { name: string; dtype: string; begin: number; end: number }[]): Promise<void> {
+    await callNative(`saving ${path}`, () =>
+      this.native.save(path, header, layout.map((l) => ({ name: l.name, dtype: l.dtype, begin: l.begin, end: l.end }))),
+    )
   }
 
   /** config.json (with the saved dtype), tokenizer and generation files, and the expansion record. */

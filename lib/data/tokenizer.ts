@@ -1,0 +1,86 @@
+/**
+ * The model's own tokenizer: tokenizer.json (a Hugging Face "fast" tokenizer) read by @huggingface/tokenizers,
+ * plus the special tokens and chat template of tokenizer_config.json.
+ */
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Tokenizer } from '@huggingface/tokenizers'
+import { LlamaproError } from '../errors.js'
+
+export interface TextTokenizer {
+  /** Token ids of `text`, without special tokens added (templates and EOS handling add them explicitly). */
+  encode(text: string): number[]
+  decode(ids: readonly number[]): string
+  eosId: number
+  eosToken: string
+  bosToken: string | null
+  padId: number
+  /** The Jinja chat template (tokenizer_config.json's chat_template or chat_template.jinja), if any. */
+  chatTemplate: string | null
+}
+
+export class TokenizerError extends LlamaproError {
+  constructor(message: string) {
+    super('LLAMAPRO_TOKENIZER', message)
+    this.name = 'TokenizerError'
+  }
+}
+
+type TokenValue = string | { content?: string } | null | undefined
+const tokenText = (value: TokenValue): string | null => (typeof value === 'string' ? value : value?.content ?? null)
+
+async function readJson(path: string): Promise<Record<string, unknown>> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>
+  } catch (error) {
+    throw new TokenizerError(`${path}: cannot read it as JSON (${(error as Error).message})`)
+  }
+}
+
+export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
+  const jsonPath = join(dir, 'tokenizer.json')
+  if (!existsSync(jsonPath)) {
+    throw new TokenizerError(
+      `${dir} has no tokenizer.json. llamapro reads Hugging Face "fast" tokenizers; create one in Python with ` +
+        'AutoTokenizer.from_pretrained(dir).save_pretrained(dir)',
+    )
+  }
+  const tokenizerJson = await readJson(jsonPath)
+  const configPath = join(dir, 'tokenizer_config.json')
+  const config = existsSync(configPath) ? await readJson(configPath) : {}
+  let tokenizer: Tokenizer
+  try {
+    tokenizer = new Tokenizer(tokenizerJson, config)
+  } catch (error) {
+    throw new TokenizerError(`${jsonPath}: not a tokenizer this library can read (${(error as Error).message})`)
+  }
+  let chatTemplate: string | null = null
+  const template = config.chat_template
+  if (typeof template === 'string') chatTemplate = template
+  else if (Array.isArray(template)) chatTemplate = (template.find((t: { name?: string }) => t.name === 'default') as { template?: string } | undefined)?.template ?? null
+  if (chatTemplate === null && existsSync(join(dir, 'chat_template.jinja'))) chatTemplate = await readFile(join(dir, 'chat_template.jinja'), 'utf8')
+
+  const idOf = (token: string | null): number | undefined => (token === null ? undefined : tokenizer.token_to_id(token))
+  const eosToken = tokenText(config.eos_token as TokenValue)
+  const generationEos = await (async () => {
+    const path = join(dir, 'generation_config.json')
+    if (!existsSync(path)) return undefined
+    const value = (await readJson(path)).eos_token_id
+    return Array.isArray(value) ? (value[0] as number) : (value as number | undefined)
+  })()
+  const eosId = idOf(eosToken) ?? generationEos
+  if (eosId === undefined) {
+    throw new TokenizerError(`${dir}: no end-of-sequence token (tokenizer_config.json eos_token, or generation_config.json eos_token_id)`)
+  }
+  const padId = idOf(tokenText(config.pad_token as TokenValue)) ?? eosId
+  return {
+    encode: (text) => tokenizer.encode(text, { add_special_tokens: false }).ids,
+    decode: (ids) => tokenizer.decode([...ids]),
+    eosId,
+    eosToken: eosToken ?? tokenizer.id_to_token(eosId) ?? '',
+    bosToken: tokenText(config.bos_token as TokenValue),
+    padId,
+    chatTemplate,
+  }
+}

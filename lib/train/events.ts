@@ -1,0 +1,55 @@
+/** What a training run reports while it runs (`onEvent`) and when it ends. */
+
+export interface LogRecord {
+  /** LLaMA-Factory's trainer_log.jsonl fields. */
+  current_steps: number
+  total_steps: number
+  loss?: number
+  eval_loss?: number
+  lr?: number
+  epoch: number
+  percentage: number
+  elapsed_time: string
+  remaining_time: string
+  /** llamapro's additions. */
+  grad_norm?: number
+  tokens_per_second?: number
+  elapsed_seconds: number
+  /** Gradient norm of each trainable layer (and of trainable modules outside the layers, by name). */
+  layer_grad_norms?: Record<string, number>
+}
+
+export interface TrainResult {
+  outputDir: string
+  globalStep: number
+  totalSteps: number
+  /** True when an AbortSignal stopped the run (a checkpoint was saved). */
+  aborted: boolean
+  /** Mean training loss over the steps this run took. */
+  trainLoss: number
+  evalLoss: number | null
+  seconds: number
+  tokensPerSecond: number
+  checkpoints: string[]
+  logHistory: LogRecord[]
+}
+
+export type TrainEvent =
+  | {
+      type: 'start'
+      totalSteps: number
+      startStep: number
+      stepsPerEpoch: number
+      trainSequences: number
+      evalSequences: number
+      trainableParams: number
+      totalParams: number
+      trainableLayerIds: number[]
+      resumedFrom: string | null
+    }
+  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; seconds: number }
+  | { type: 'log'; record: LogRecord }
+  | { type: 'eval'; step: number; evalLoss: number; tokens: number }
+  | { type: 'checkpoint'; step: number; path: string }
+  | { type: 'warning'; message: string; step?: number }
+  | { type: 'done'; result: TrainResult }
