@@ -1,4 +1,5 @@
 /** The subcommands: name, one-line summary, full help, and the function that runs it. */
+import { DEMO_HELP, runDemoCommand } from './demo.js'
 import { EXPAND_HELP, runExpand } from './expand.js'
 import { INFO_HELP, runInfo } from './info.js'
 import { MERGE_HELP, runMerge } from './merge.js'
@@ -14,6 +15,7 @@ export interface Command {
 }
 
 export const COMMANDS: Command[] = [
+  { name: 'demo', summary: 'LLaMA-Pro end to end on a built-in tiny model (about a minute on 2 CPU cores)', help: DEMO_HELP, run: runDemoCommand },
   { name: 'train', summary: 'fine-tune with LLaMA-Factory YAML keys (freeze tuning, LLaMA-Pro)', help: TRAIN_HELP, run: runTrain },
   { name: 'expand', summary: 'grow a checkpoint by block expansion (LLaMA-Pro), streaming, no GPU needed', help: EXPAND_HELP, run: runExpand },
   { name: 'verify', summary: 'prove an expanded checkpoint computes what its original did', help: VERIFY_HELP, run: runVerify },

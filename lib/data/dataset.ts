@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { extname, isAbsolute, join, resolve } from 'node:path'
+import { parseStrictJson } from '../checkpoint/strict-json.js'
 import { LlamaproError } from '../errors.js'
 
 export class DatasetError extends LlamaproError {
@@ -105,10 +106,17 @@ export async function readRecords(file: string): Promise<{ record: unknown; line
       return array.map((record, i) => ({ record, line: starts[i] ?? 1 }))
     } catch (error) {
       if (error instanceof DatasetError) throw error
-      const message = (error as Error).message
-      const position = /position (\d+)/.exec(message)
-      const line = position ? text.slice(0, Number(position[1])).split('\n').length : undefined
-      throw new DatasetError(`${file}${line ? `:${line}` : ''}: invalid JSON (${message})`)
+      // JSON.parse does not always say where; the strict parser does (it only runs on this failure path).
+      let where = ''
+      let detail = (error as Error).message
+      try {
+        parseStrictJson(text)
+      } catch (strict) {
+        const position = /at character (\d+)/.exec((strict as Error).message)
+        if (position) where = `:${text.slice(0, Number(position[1])).split('\n').length}`
+        detail = (strict as Error).message
+      }
+      throw new DatasetError(`${file}${where}: invalid JSON (${detail})`)
     }
   }
   const out: { record: unknown; line: number }[] = []

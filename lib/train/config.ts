@@ -154,6 +154,8 @@ export interface TrainConfig {
   saveOnlyModel: boolean
   /** Keys that were accepted but have no effect, for a warning. */
   ignoredKeys: string[]
+  /** The folder relative paths are resolved against (the YAML file's). */
+  baseDir: string
 }
 
 /** Levenshtein distance, for "did you mean". */
@@ -328,6 +330,7 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     saveDelta: get('save_delta') as boolean,
     saveOnlyModel: get('save_only_model') as boolean,
     ignoredKeys,
+    baseDir,
   }
 }
 

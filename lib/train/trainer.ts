@@ -105,7 +105,7 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   const modelDir = resumeDir ?? cfg.modelNameOrPath
   const checkpoint = await openCheckpoint(modelDir)
   const tokenizer = await loadTokenizer(modelDir)
-  const examples = await loadExamples({ names: cfg.dataset, stage: cfg.stage, datasetDir: cfg.datasetDir, baseDir: process.cwd(), maxSamples: cfg.maxSamples })
+  const examples = await loadExamples({ names: cfg.dataset, stage: cfg.stage, datasetDir: cfg.datasetDir, baseDir: cfg.baseDir, maxSamples: cfg.maxSamples })
   const render = cfg.stage === 'sft' ? conversationRenderer(cfg.template, tokenizer, warn) : undefined
   const { sequences, dropped } = preprocess(examples, cfg.stage, tokenizer, render, cfg.cutoffLen, cfg.packing)
   if (dropped > 0) warn(`${dropped} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`)

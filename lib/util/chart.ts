@@ -133,8 +133,10 @@ export function barChart(o: BarChartOptions): string {
   })
   parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${py(0)}" y2="${py(0)}" stroke="black"/>`)
   parts.push(`<text transform="translate(18 ${(m.top + height - m.bottom) / 2}) rotate(-90)" text-anchor="middle" font-size="13">${escape(o.yLabel)}</text>`)
+  let legendX = m.left
   o.legend.forEach((name, i) => {
-    const x = m.left + i * 170
+    const x = legendX
+    legendX += 34 + name.length * 7 // about 7 px per character at 12 px
     parts.push(`<rect x="${x}" y="36" width="14" height="14" fill="${COLORS[i % COLORS.length]}"/>`)
     parts.push(`<text x="${x + 20}" y="48" font-size="12">${escape(name)}</text>`)
   })

@@ -1,0 +1,209 @@
+/**
+ * `llamapro demo`: the LLaMA-Pro claim — learn a new domain, keep the old one — shown end to end on a tiny model
+ * in about a minute on two CPU cores, with the same code paths a real run uses (train, expand, verify, train).
+ *
+ *  1. a tokenizer and a 4-layer base model, pre-trained on corpus A (prose);
+ *  2. block expansion: 4 -> 6 layers, the new blocks identity maps (verified);
+ *  3. LLaMA-Pro: only the new blocks train on corpus B (code);
+ *  4. the baseline: a full fine-tune of the base model on B, same steps and learning rate;
+ *  5. held-out loss on A and on B for all three, printed and plotted.
+ */
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { openCheckpoint } from '../checkpoint/checkpoint.js'
+import { writeTrainedTokenizer } from '../data/bpe-trainer.js'
+import { collate } from '../data/batches.js'
+import { preprocess } from '../data/preprocess.js'
+import { loadTokenizer } from '../data/tokenizer.js'
+import { expandCheckpoint } from '../expand/expand-checkpoint.js'
+import { verifyExpansion } from '../expand/verify.js'
+import { LlamaModel } from '../model/llama-model.js'
+import { parseTrainConfig } from '../train/config.js'
+import type { TrainEvent } from '../train/events.js'
+import { train } from '../train/trainer.js'
+import { checkOutputDir } from '../util/atomic-dir.js'
+import { barChart, lineChart, svgToPng } from '../util/chart.js'
+import { corpusA, corpusB } from './corpora.js'
+
+export interface DemoOptions {
+  outDir: string
+  force?: boolean
+  /** Optimizer steps on corpus B for each of the two fine-tunes (default 300). */
+  steps?: number
+  /** Optimizer steps of the base model's pre-training on corpus A (default 400). */
+  preTrainSteps?: number
+  log?: (line: string) => void
+  onEvent?: (stage: string, event: TrainEvent) => void
+  signal?: AbortSignal
+}
+
+export interface HeldOutLoss {
+  a: number
+  b: number
+}
+
+export interface DemoResult {
+  outDir: string
+  base: HeldOutLoss
+  llamaPro: HeldOutLoss
+  fullFineTune: HeldOutLoss
+  trainableParams: { llamaPro: number; fullFineTune: number }
+  curves: { llamaPro: [number, number][]; fullFineTune: [number, number][] }
+  plots: string[]
+  seconds: number
+}
+
+const CUTOFF = 64
+
+const BASE_CONFIG = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 128,
+  intermediate_size: 344,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 256,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  torch_dtype: 'float32',
+  initializer_range: 0.02,
+  hidden_act: 'silu',
+}
+
+async function writeJsonl(path: string, texts: readonly string[]): Promise<void> {
+  await writeFile(path, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n')
+}
+
+/** Token-weighted mean loss of a model on held-out texts, cut into blocks as training does. */
+async function heldOutLoss(modelDir: string, texts: readonly string[]): Promise<number> {
+  const tokenizer = await loadTokenizer(modelDir)
+  const { sequences } = preprocess(texts.map((text) => ({ kind: 'text' as const, text })), 'pt', tokenizer, undefined, CUTOFF, true)
+  const model = await LlamaModel.load(modelDir)
+  try {
+    let weighted = 0
+    let tokens = 0
+    for (let i = 0; i < sequences.length; i += 16) {
+      const batch = collate(sequences.slice(i, i + 16), tokenizer.padId)
+      const result = await model.lossDetail({ data: batch.ids, shape: [batch.batch, batch.seq] }, { data: batch.labels, shape: [batch.batch, batch.seq] })
+      weighted += result.loss * result.tokens
+      tokens += result.tokens
+    }
+    return weighted / tokens
+  } finally {
+    model.dispose()
+  }
+}
+
+export async function runDemo(options: DemoOptions): Promise<DemoResult> {
+  const started = performance.now()
+  const log = options.log ?? (() => {})
+  const out = options.outDir
+  const steps = options.steps ?? 300
+  await checkOutputDir(out, options.force ?? false, 'pass --force')
+  await mkdir(join(out, 'data'), { recursive: true })
+
+  const [trainA, heldA] = [corpusA(1500, 1), corpusA(150, 101)]
+  const [trainB, heldB] = [corpusB(1500, 2), corpusB(150, 102)]
+  // The base model sees a little code among its prose, as real base models do: the tokens of B are known to it,
+  // the domain is not.
+  await writeJsonl(join(out, 'data', 'a.jsonl'), [...trainA, ...trainB.slice(0, 75)])
+  await writeJsonl(join(out, 'data', 'b.jsonl'), trainB)
+
+  const init = join(out, 'init')
+  const vocab = await writeTrainedTokenizer(join(out, 'tokenizer'), [...trainA.slice(0, 500), ...trainB.slice(0, 500)], 384, 256)
+  const random = await LlamaModel.random({ ...BASE_CONFIG, vocab_size: vocab, eos_token_id: 0, pad_token_id: 1 }, { seed: 7 })
+  await random.save(init, { overwrite: true })
+  random.dispose()
+  await writeTrainedTokenizer(init, [...trainA.slice(0, 500), ...trainB.slice(0, 500)], 384, 256)
+  log(`1. tokenizer: byte-level BPE with ${vocab} tokens; base model: ${BASE_CONFIG.num_hidden_layers} layers of width ${BASE_CONFIG.hidden_size}, random`)
+
+  const common = {
+    stage: 'pt',
+    cutoff_len: CUTOFF,
+    per_device_train_batch_size: 16,
+    logging_steps: 10,
+    save_strategy: 'no',
+    overwrite_output_dir: true,
+    lr_scheduler_type: 'cosine',
+    warmup_ratio: 0.05,
+    seed: 1,
+  }
+  const run = async (stage: string, raw: Record<string, unknown>) => {
+    const curve: [number, number][] = []
+    const result = await train(parseTrainConfig({ ...common, ...raw }, `demo (${stage})`, out), {
+      signal: options.signal,
+      onEvent: (event) => {
+        if (event.type === 'log' && event.record.loss !== undefined) curve.push([event.record.current_steps, event.record.loss])
+        options.onEvent?.(stage, event)
+      },
+    })
+    return { result, curve }
+  }
+
+  const base = join(out, 'base')
+  await run('pre-train on A', { model_name_or_path: init, dataset: 'data/a.jsonl', output_dir: base, finetuning_type: 'full', learning_rate: 3e-3, max_steps: options.preTrainSteps ?? 400 })
+  const baseLoss: HeldOutLoss = { a: await heldOutLoss(base, heldA), b: await heldOutLoss(base, heldB) }
+  log(`2. pre-trained on corpus A (prose, with 5% code): held-out loss A ${baseLoss.a.toFixed(3)}, B ${baseLoss.b.toFixed(3)}`)
+
+  const pro = join(out, 'base-expanded')
+  const expansion = await expandCheckpoint(base, pro, { numExpand: 2, force: true })
+  const verified = await verifyExpansion(base, pro)
+  log(
+    `3. expanded ${expansion.originalNumLayers} -> ${expansion.numLayers} layers, new blocks ${expansion.newLayerIds.join(', ')}; ` +
+      `verify: ${verified.ok ? 'identity blocks, logits identical' : verified.failures.join('; ')}`,
+  )
+
+  const fineTune = { dataset: 'data/b.jsonl', learning_rate: 5e-4, max_steps: steps }
+  const proRun = await run('LLaMA-Pro on B', { ...fineTune, model_name_or_path: pro, output_dir: join(out, 'llama-pro'), finetuning_type: 'freeze', use_llama_pro: true, freeze_trainable_layers: 2 })
+  const proLoss: HeldOutLoss = { a: await heldOutLoss(join(out, 'llama-pro'), heldA), b: await heldOutLoss(join(out, 'llama-pro'), heldB) }
+  log(`4. LLaMA-Pro: trained only the new blocks on corpus B (code) for ${steps} steps`)
+  const fullRun = await run('full fine-tune on B', { ...fineTune, model_name_or_path: base, output_dir: join(out, 'full-fine-tune'), finetuning_type: 'full' })
+  const fullLoss: HeldOutLoss = { a: await heldOutLoss(join(out, 'full-fine-tune'), heldA), b: await heldOutLoss(join(out, 'full-fine-tune'), heldB) }
+  log(`5. baseline: full fine-tune of the ${BASE_CONFIG.num_hidden_layers}-layer base on corpus B, same steps and learning rate`)
+
+  const bars = barChart({
+    title: 'Held-out loss after learning corpus B (lower is better)',
+    yLabel: 'cross-entropy',
+    legend: ['base (trained on A)', 'LLaMA-Pro (new blocks on B)', 'full fine-tune on B'],
+    groups: [
+      { label: 'corpus A: prose (keep)', values: [baseLoss.a, proLoss.a, fullLoss.a] },
+      { label: 'corpus B: code (learn)', values: [baseLoss.b, proLoss.b, fullLoss.b] },
+    ],
+    format: (v) => v.toFixed(2),
+  })
+  const curves = lineChart({
+    title: 'Training loss on corpus B',
+    xLabel: 'step',
+    yLabel: 'loss',
+    series: [
+      { label: 'LLaMA-Pro', points: proRun.curve },
+      { label: 'full fine-tune', points: fullRun.curve },
+    ],
+  })
+  const plots: string[] = []
+  for (const [name, svg] of [['demo', bars], ['demo-training', curves]] as const) {
+    await writeFile(join(out, `${name}.svg`), svg)
+    plots.push(join(out, `${name}.svg`))
+    const png = svgToPng(svg)
+    if (png) {
+      await writeFile(join(out, `${name}.png`), png)
+      plots.push(join(out, `${name}.png`))
+    }
+  }
+  const result: DemoResult = {
+    outDir: out,
+    base: baseLoss,
+    llamaPro: proLoss,
+    fullFineTune: fullLoss,
+    trainableParams: { llamaPro: 0, fullFineTune: 0 },
+    curves: { llamaPro: proRun.curve, fullFineTune: fullRun.curve },
+    plots,
+    seconds: (performance.now() - started) / 1000,
+  }
+  const params = async (dir: string) => (await openCheckpoint(dir)).tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0)
+  result.trainableParams = { llamaPro: (await params(pro)) - (await params(base)), fullFineTune: await params(base) }
+  await writeFile(join(out, 'demo.json'), `${JSON.stringify(result, null, 2)}\n`)
+  return result
+}
