@@ -5,6 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -124,39 +129,74 @@ c10::ScalarType ScalarTypeFromName(const std::string& name) {
 
 void ReadTensors(const std::vector<ReadItem>& items, const std::function<torch::Tensor(const std::string&)>& target) {
   torch::NoGradGuard no_grad;
-  std::map<std::string, std::vector<const ReadItem*>> by_file;
-  for (const auto& item : items) by_file[item.file].push_back(&item);
-  for (auto& [path, file_items] : by_file) {
-    std::sort(file_items.begin(), file_items.end(), [](const ReadItem* a, const ReadItem* b) { return a->offset < b->offset; });
-    File file(path, O_RDONLY);
-    file.Advise(POSIX_FADV_SEQUENTIAL);
-    const int64_t size = file.Size();
-    for (const ReadItem* item : file_items) {
-      const std::string what = "tensor \"" + item->name + "\"";
-      torch::Tensor tensor = target(item->name);
-      const auto file_type = ScalarTypeFromSafetensors(item->dtype);
-      if (tensor.sizes() != c10::IntArrayRef(item->shape)) {
-        throw std::invalid_argument(path + ": " + what + " has shape " + ShapeString(item->shape) + " but the model expects " +
-                                    ShapeString(tensor.sizes()));
-      }
-      const int64_t expected = tensor.numel() * static_cast<int64_t>(c10::elementSize(file_type));
-      if (item->nbytes != expected) {
-        throw std::invalid_argument(path + ": " + what + " spans " + std::to_string(item->nbytes) + " bytes, " + item->dtype + " " +
-                                    ShapeString(item->shape) + " needs " + std::to_string(expected));
-      }
-      if (item->offset < 0 || item->offset + item->nbytes > size) {
-        throw std::invalid_argument(path + ": " + what + " lies outside the file (bytes " + std::to_string(item->offset) + ".." +
-                                    std::to_string(item->offset + item->nbytes) + " of " + std::to_string(size) + ")");
-      }
-      if (tensor.device().is_cpu() && tensor.is_contiguous() && tensor.scalar_type() == file_type) {
-        file.ReadAt(tensor.data_ptr(), item->nbytes, item->offset, what);
-      } else {
-        auto staging = torch::empty(item->shape, torch::TensorOptions().dtype(file_type));
-        file.ReadAt(staging.data_ptr(), item->nbytes, item->offset, what);
-        tensor.copy_(staging);
+  // Validate everything and resolve every target first (on this thread: target() may create optimizer state),
+  // then read. A bad item fails the whole load before any byte is read.
+  struct Task {
+    const ReadItem* item;
+    const File* file;
+    torch::Tensor tensor;
+    c10::ScalarType file_type;
+  };
+  std::map<std::string, std::unique_ptr<File>> files;
+  std::vector<Task> tasks;
+  tasks.reserve(items.size());
+  for (const auto& item : items) {
+    auto& file = files[item.file];
+    if (!file) {
+      file = std::make_unique<File>(item.file, O_RDONLY);
+      file->Advise(POSIX_FADV_SEQUENTIAL);
+    }
+    const std::string what = "tensor \"" + item.name + "\"";
+    torch::Tensor tensor = target(item.name);
+    const auto file_type = ScalarTypeFromSafetensors(item.dtype);
+    if (tensor.sizes() != c10::IntArrayRef(item.shape)) {
+      throw std::invalid_argument(item.file + ": " + what + " has shape " + ShapeString(item.shape) + " but the model expects " +
+                                  ShapeString(tensor.sizes()));
+    }
+    const int64_t expected = tensor.numel() * static_cast<int64_t>(c10::elementSize(file_type));
+    if (item.nbytes != expected) {
+      throw std::invalid_argument(item.file + ": " + what + " spans " + std::to_string(item.nbytes) + " bytes, " + item.dtype + " " +
+                                  ShapeString(item.shape) + " needs " + std::to_string(expected));
+    }
+    const int64_t size = file->Size();
+    if (item.offset < 0 || item.offset + item.nbytes > size) {
+      throw std::invalid_argument(item.file + ": " + what + " lies outside the file (bytes " + std::to_string(item.offset) + ".." +
+                                  std::to_string(item.offset + item.nbytes) + " of " + std::to_string(size) + ")");
+    }
+    tasks.push_back({&item, file.get(), tensor, file_type});
+  }
+  // Largest first, spread over a few threads: filling fresh memory (page faults) parallelises well.
+  std::sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) { return a.item->nbytes > b.item->nbytes; });
+  std::atomic<size_t> next{0};
+  std::mutex error_mutex;
+  std::exception_ptr error;
+  auto worker = [&] {
+    torch::NoGradGuard guard;
+    for (size_t i = next++; i < tasks.size(); i = next++) {
+      try {
+        const Task& task = tasks[i];
+        const std::string what = "tensor \"" + task.item->name + "\"";
+        auto tensor = task.tensor;
+        if (tensor.device().is_cpu() && tensor.is_contiguous() && tensor.scalar_type() == task.file_type) {
+          task.file->ReadAt(tensor.data_ptr(), task.item->nbytes, task.item->offset, what);
+        } else {
+          auto staging = torch::empty(task.item->shape, torch::TensorOptions().dtype(task.file_type));
+          task.file->ReadAt(staging.data_ptr(), task.item->nbytes, task.item->offset, what);
+          tensor.copy_(staging);
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+        next = tasks.size();
       }
     }
-  }
+  };
+  const size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), std::min<size_t>(4, tasks.size()));
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& thread : pool) thread.join();
+  if (error) std::rethrow_exception(error);
 }
 
 void WriteSafetensors(const std::string& path, const std::vector<uint8_t>& header, const std::vector<WriteItem>& items,

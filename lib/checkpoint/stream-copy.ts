@@ -1,7 +1,8 @@
 /**
  * Writes safetensors files whose tensor bytes come from ranges of other files (or are zeros), streaming through
- * two reusable windows: memory stays bounded whatever the model's size, and the next window is read while the
- * previous one is written. Used by on-disk expansion and by merge, which need no LibTorch.
+ * reusable windows: memory stays bounded whatever the model's size. Two lanes copy different tensors at once
+ * (positional writes into the same file), each reading its next window while writing the previous one, so both
+ * cores of a small machine are busy moving bytes. Used by on-disk expansion and by merge, which need no LibTorch.
  */
 import { type FileHandle, open } from 'node:fs/promises'
 import type { EncodedHeader } from './safetensors.js'
@@ -13,41 +14,54 @@ export interface StreamProgress {
   tensorsDone: number
 }
 
-/** Window size: large enough that syscalls cost nothing, small enough to bound memory (two are in use). */
-export const COPY_WINDOW = 32 * 1024 * 1024
+/** Window size: large enough that syscalls cost nothing, small enough to bound memory (LANES * 2 are in use). */
+export const COPY_WINDOW = 16 * 1024 * 1024
+export const LANES = 2
 
 export class StreamCopier {
-  readonly #windows = [Buffer.allocUnsafe(COPY_WINDOW), Buffer.allocUnsafe(COPY_WINDOW)]
+  readonly #lanes = Array.from({ length: LANES }, () => [Buffer.allocUnsafe(COPY_WINDOW), Buffer.allocUnsafe(COPY_WINDOW)] as const)
   readonly #zeros = Buffer.alloc(COPY_WINDOW)
-  readonly #inputs = new Map<string, FileHandle>()
+  readonly #inputs = new Map<string, Promise<FileHandle>>()
   bytesDone = 0
   tensorsDone = 0
 
   constructor(private readonly onProgress?: (progress: StreamProgress) => void) {}
 
-  async #input(path: string): Promise<FileHandle> {
+  // The promise is cached, so two lanes asking for the same file share one handle.
+  #input(path: string): Promise<FileHandle> {
     let handle = this.#inputs.get(path)
     if (!handle) {
-      handle = await open(path, 'r')
+      handle = open(path, 'r')
       this.#inputs.set(path, handle)
     }
     return handle
   }
 
-  /** Writes `header` then each source, in order, into a new file at `path`. */
+  /** Writes `header` then each source, back to back in the given order, into a new file at `path`. */
   async writeFile(path: string, header: EncodedHeader, sources: readonly TensorSource[], signal?: AbortSignal): Promise<void> {
     const out = await open(path, 'wx')
     try {
       await writeAll(out, header.bytes, 0)
+      const positions: number[] = []
       let position = header.bytes.length
       for (const source of sources) {
-        signal?.throwIfAborted()
-        position = 'zero' in source ? await this.#writeZeros(out, source.zero, position) : await this.#copyRange(out, source, position)
-        this.tensorsDone++
-        this.onProgress?.({ bytesDone: this.bytesDone, tensorsDone: this.tensorsDone })
+        positions.push(position)
+        position += 'zero' in source ? source.zero : source.nbytes
       }
       const expectedEnd = header.bytes.length + header.dataSize
-      if (position !== expectedEnd) throw new Error(`${path}: wrote ${position} bytes, the header describes ${expectedEnd}`)
+      if (position !== expectedEnd) throw new Error(`${path}: the sources hold ${position} bytes, the header describes ${expectedEnd}`)
+      let next = 0
+      const lane = async (windows: readonly [Buffer, Buffer]) => {
+        for (let i = next++; i < sources.length; i = next++) {
+          signal?.throwIfAborted()
+          const source = sources[i]!
+          if ('zero' in source) await this.#writeZeros(out, source.zero, positions[i]!)
+          else await this.#copyRange(out, source, positions[i]!, windows)
+          this.tensorsDone++
+          this.onProgress?.({ bytesDone: this.bytesDone, tensorsDone: this.tensorsDone })
+        }
+      }
+      await Promise.all(this.#lanes.map(lane))
     } finally {
       await out.close()
     }
@@ -66,14 +80,19 @@ export class StreamCopier {
   }
 
   // Double-buffered: the read of window i+1 is in flight while window i is written.
-  async #copyRange(out: FileHandle, source: { file: string; offset: number; nbytes: number }, position: number): Promise<number> {
+  async #copyRange(
+    out: FileHandle,
+    source: { file: string; offset: number; nbytes: number },
+    position: number,
+    windows: readonly [Buffer, Buffer],
+  ): Promise<number> {
     const input = await this.#input(source.file)
     let readAt = source.offset
     let left = source.nbytes
     let which = 0
     const readNext = async (): Promise<Buffer | undefined> => {
       if (left === 0) return undefined
-      const window = this.#windows[which]!
+      const window = windows[which]!
       which ^= 1
       const n = Math.min(left, window.length)
       left -= n
@@ -95,7 +114,7 @@ export class StreamCopier {
   }
 
   async close(): Promise<void> {
-    for (const handle of this.#inputs.values()) await handle.close()
+    for (const handle of this.#inputs.values()) await (await handle).close()
     this.#inputs.clear()
   }
 }

@@ -1,25 +1,53 @@
-/** The subcommands: name, one-line summary, full help, and the function that runs it. */
-import { DEMO_HELP, runDemoCommand } from './demo.js'
-import { EXPAND_HELP, runExpand } from './expand.js'
-import { INFO_HELP, runInfo } from './info.js'
-import { MERGE_HELP, runMerge } from './merge.js'
-import { TRAIN_HELP, runTrain } from './train.js'
-import { PLAN_HELP, runPlan } from './plan.js'
-import { VERIFY_HELP, runVerify } from './verify.js'
+/**
+ * The subcommands: name and one-line summary here; help text and implementation load only when the command runs,
+ * so `llamapro expand` does not pay for the tokenizer, YAML or chart libraries at start-up.
+ */
 
-export interface Command {
-  name: string
-  summary: string
+export interface CommandModule {
   help: string
   run(argv: string[]): Promise<number>
 }
 
+export interface Command {
+  name: string
+  summary: string
+  load(): Promise<CommandModule>
+}
+
 export const COMMANDS: Command[] = [
-  { name: 'demo', summary: 'LLaMA-Pro end to end on a built-in tiny model (about a minute on 2 CPU cores)', help: DEMO_HELP, run: runDemoCommand },
-  { name: 'train', summary: 'fine-tune with LLaMA-Factory YAML keys (freeze tuning, LLaMA-Pro)', help: TRAIN_HELP, run: runTrain },
-  { name: 'expand', summary: 'grow a checkpoint by block expansion (LLaMA-Pro), streaming, no GPU needed', help: EXPAND_HELP, run: runExpand },
-  { name: 'verify', summary: 'prove an expanded checkpoint computes what its original did', help: VERIFY_HELP, run: runVerify },
-  { name: 'plan', summary: 'show which layers a freeze strategy trains and what it costs in memory', help: PLAN_HELP, run: runPlan },
-  { name: 'merge', summary: 'apply a delta (trained tensors only) to its base model', help: MERGE_HELP, run: runMerge },
-  { name: 'info', summary: 'show the LibTorch, CUDA devices, threads and BLAS llamapro runs on', help: INFO_HELP, run: runInfo },
+  {
+    name: 'demo',
+    summary: 'LLaMA-Pro end to end on a built-in tiny model (about a minute on 2 CPU cores)',
+    load: async () => import('./demo.js').then((m) => ({ help: m.DEMO_HELP, run: m.runDemoCommand })),
+  },
+  {
+    name: 'train',
+    summary: 'fine-tune with LLaMA-Factory YAML keys (freeze tuning, LLaMA-Pro)',
+    load: async () => import('./train.js').then((m) => ({ help: m.TRAIN_HELP, run: m.runTrain })),
+  },
+  {
+    name: 'expand',
+    summary: 'grow a checkpoint by block expansion (LLaMA-Pro), streaming, no GPU needed',
+    load: async () => import('./expand.js').then((m) => ({ help: m.EXPAND_HELP, run: m.runExpand })),
+  },
+  {
+    name: 'verify',
+    summary: 'prove an expanded checkpoint computes what its original did',
+    load: async () => import('./verify.js').then((m) => ({ help: m.VERIFY_HELP, run: m.runVerify })),
+  },
+  {
+    name: 'plan',
+    summary: 'show which layers a freeze strategy trains and what it costs in memory',
+    load: async () => import('./plan.js').then((m) => ({ help: m.PLAN_HELP, run: m.runPlan })),
+  },
+  {
+    name: 'merge',
+    summary: 'apply a delta (trained tensors only) to its base model',
+    load: async () => import('./merge.js').then((m) => ({ help: m.MERGE_HELP, run: m.runMerge })),
+  },
+  {
+    name: 'info',
+    summary: 'show the LibTorch, CUDA devices, threads and BLAS llamapro runs on',
+    load: async () => import('./info.js').then((m) => ({ help: m.INFO_HELP, run: m.runInfo })),
+  },
 ]

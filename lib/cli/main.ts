@@ -30,17 +30,18 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`llamapro: unknown command '${name}'. Commands: ${COMMANDS.map((c) => c.name).join(', ')}`)
     return 2
   }
+  const { help, run } = await command.load()
   if (rest.includes('--help') || rest.includes('-h')) {
-    console.log(command.help)
+    console.log(help)
     return 0
   }
   try {
-    return await command.run(rest)
+    return await run(rest)
   } catch (error) {
     // parseArgs throws TypeErrors with code ERR_PARSE_ARGS_*: those are usage errors too.
     const code = (error as { code?: string }).code ?? ''
     if (error instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`llamapro ${name}: ${errorMessage(error)}\n\n${command.help}`)
+      console.error(`llamapro ${name}: ${errorMessage(error)}\n\n${help}`)
       return 2
     }
     if (error instanceof LlamaproError) {
