@@ -22,7 +22,7 @@ const bytes = await writeBigCheckpoint(source, layers, 1_000_000_000)
 console.log(`checkpoint: ${(bytes / 1e9).toFixed(2)} GB float16, ${layers} layers, in ${source}`)
 timeCommand(`cat ${source}/* > /dev/null`)
 
-const expandRuns: { seconds: number; peakRss: number }[] = []
+const expandRuns: { seconds: number; peakRss: number; stdout: string }[] = []
 const cpRuns: number[] = []
 const pythonRuns: { seconds: number; peakRss: number }[] = []
 for (let i = 0; i < runs; i++) {

@@ -1,7 +1,7 @@
 // AdamW with decoupled weight decay over the trainable parameters only, state addressable by parameter name
 // (so checkpoints store it as safetensors), and the gradient-norm clipping of torch.nn.utils.clip_grad_norm_.
-// The update is the same sequence of tensor ops as torch.optim.AdamW's single-tensor path, so a run compares
-// exactly with PyTorch.
+// The update is torch.optim.AdamW's formula: fused into one pass for float32 parameters on the CPU, PyTorch's
+// single-tensor sequence of operations elsewhere.
 #pragma once
 #include <torch/torch.h>
 
@@ -27,9 +27,10 @@ struct NamedTensor {
 
 class AdamW {
  public:
-  // One update of every parameter in `params` (each must have a gradient). Parameters in `no_decay` skip the
-  // weight decay (biases and norm weights, as transformers' Trainer does).
-  void Step(const std::vector<NamedTensor>& params, const AdamWHyper& hyper);
+  // One update of every parameter in `params` that has a gradient, with gradients multiplied by `grad_scale`
+  // (the clipping coefficient). Parameters in `no_decay` skip the weight decay (biases and norm weights, as
+  // transformers' Trainer does).
+  void Step(const std::vector<NamedTensor>& params, const AdamWHyper& hyper, float grad_scale = 1.0f);
 
   torch::Tensor& ExpAvg(const std::string& name, const torch::Tensor& like);
   torch::Tensor& ExpAvgSq(const std::string& name, const torch::Tensor& like);
@@ -57,7 +58,7 @@ struct GradNorms {
 };
 
 GradNorms ComputeGradNorms(const std::vector<NamedTensor>& params);
-// Scales every gradient by min(1, max_norm / (total + 1e-6)), without a host sync.
-void ClipGradients(const std::vector<NamedTensor>& params, const torch::Tensor& total, double max_norm);
+// clip_grad_norm_'s coefficient: min(1, max_norm / (total + 1e-6)), in float32 as PyTorch computes it.
+float ClipCoefficient(double total_norm, double max_norm);
 
 }  // namespace llamapro

@@ -13,10 +13,14 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
   if (with_bias) bias = register_parameter("bias", torch::empty({out_features}, options));
 }
 
+namespace {
+// Casts only when needed: even a no-op .to() is a dispatch, and the tiny models are dispatch-bound.
+inline torch::Tensor As(const torch::Tensor& t, c10::ScalarType dtype) { return t.scalar_type() == dtype ? t : t.to(dtype); }
+}  // namespace
+
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   const auto dtype = x.scalar_type();
-  // .to() returns the tensor itself when the dtype already matches: no copy on the common path.
-  return at::linear(x, weight.to(dtype), bias.defined() ? bias.to(dtype) : torch::Tensor());
+  return at::linear(x, As(weight, dtype), bias.defined() ? As(bias, dtype) : torch::Tensor());
 }
 
 RMSNormImpl::RMSNormImpl(int64_t size, double eps_, const torch::TensorOptions& options) : eps(eps_) {
@@ -25,10 +29,10 @@ RMSNormImpl::RMSNormImpl(int64_t size, double eps_, const torch::TensorOptions& 
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   const auto dtype = x.scalar_type();
-  const auto x32 = x.to(torch::kFloat32);
+  const auto x32 = As(x, torch::kFloat32);
   const auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);
   const auto normed = x32 * at::rsqrt(variance + eps);
-  return weight.to(dtype) * normed.to(dtype);
+  return As(weight, dtype) * As(normed, dtype);
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t count, int64_t size, const torch::TensorOptions& options) {
@@ -39,13 +43,10 @@ torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return at::embe
 
 namespace {
 
-torch::Tensor RotateHalf(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
+// rotate_half(x) * sin == roll(x, D/2) * [-sin_lo, sin_hi]: the sign lives in the precomputed table, so one
+// roll replaces transformers' slice, negate, slice and concatenate.
 torch::Tensor ApplyRotary(const torch::Tensor& x, const AttentionContext& context) {
-  return x * context.cos + RotateHalf(x) * context.sin;
+  return x * context.cos + at::roll(x, {x.size(-1) / 2}, {-1}) * context.sin;
 }
 
 }  // namespace
@@ -176,7 +177,8 @@ AttentionContext CausalLMImpl::MakeContext(int64_t seq_len, c10::ScalarType dtyp
     const auto positions = torch::arange(length, torch::TensorOptions().dtype(torch::kFloat32).device(device));
     const auto freqs = torch::outer(positions, inv_freq);
     const auto emb = torch::cat({freqs, freqs}, -1);
-    rotary_cache_[key] = {emb.cos().to(dtype), emb.sin().to(dtype)};
+    const auto sin = freqs.sin();
+    rotary_cache_[key] = {emb.cos().to(dtype), torch::cat({-sin, sin}, -1).to(dtype)};
     found = rotary_cache_.find(key);
   }
   context.cos = found->second.first.narrow(0, 0, seq_len);

@@ -49,7 +49,7 @@ TORCH_MODULE(Embedding);
 // Per-forward tables shared by every layer: rotary cos/sin for positions [0, T) and the attention masks.
 struct AttentionContext {
   torch::Tensor cos;  // [T, head_dim], compute dtype
-  torch::Tensor sin;
+  torch::Tensor sin;  // with the first half negated (see ApplyRotary)
   // Additive masks (0 or -inf) keyed by sliding window (0 = plain causal), shaped [1, G*T, T] for the grouped
   // attention of LibTorch 1.x; boolean [T, T] keep-masks for scaled_dot_product_attention on 2.x.
   std::map<int64_t, torch::Tensor> masks;

@@ -1,5 +1,6 @@
 #include "model_state.h"
 
+#include <chrono>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -159,6 +160,7 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
     }
   }
   if (options.update) {
+    const auto update_start = std::chrono::steady_clock::now();
     torch::NoGradGuard no_grad;
     if (scaler.enabled) {
       for (const auto& p : trainable) {
@@ -183,14 +185,14 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
       result.loss_scale = scaler.scale;
       return result;
     }
-    if (options.max_grad_norm > 0) ClipGradients(trainable, norms.total, options.max_grad_norm);
-    optimizer.Step(trainable, options.hyper);
+    optimizer.Step(trainable, options.hyper, ClipCoefficient(result.grad_norm, options.max_grad_norm));
     if (scaler.enabled && ++scaler.good_steps >= scaler.growth_interval) {
       scaler.scale *= 2.0;
       scaler.good_steps = 0;
     }
     ZeroGradients();
     result.updated = true;
+    result.update_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - update_start).count();
   }
   result.loss_scale = scaler.scale;
   return result;

@@ -37,6 +37,8 @@ struct TrainStepResult {
   bool skipped = false;  // non-finite loss or gradients: no backward or no update happened
   std::string skip_reason;
   double grad_norm = std::nan("");
+  // Wall time of the update phase (norms, clipping, AdamW) on the host; on a GPU the kernels may still run after.
+  double update_ms = 0.0;
   double loss_scale = 1.0;
   std::vector<std::pair<std::string, double>> param_grad_norms;
 };

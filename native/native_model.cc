@@ -439,6 +439,7 @@ Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
         out.Set("skipped", result->skipped);
         if (result->skipped) out.Set("skipReason", result->skip_reason);
         out.Set("gradNorm", result->grad_norm);
+        out.Set("updateMs", result->update_ms);
         out.Set("lossScale", result->loss_scale);
         if (!result->param_grad_norms.empty()) {
           Napi::Object norms = Napi::Object::New(env);

@@ -46,6 +46,11 @@ export const COMMANDS: Command[] = [
     load: async () => import('./merge.js').then((m) => ({ help: m.MERGE_HELP, run: m.runMerge })),
   },
   {
+    name: 'bench',
+    summary: 'time freeze strategies side by side, against PyTorch eager in the same run',
+    load: async () => import('./bench.js').then((m) => ({ help: m.BENCH_HELP, run: m.runBenchCommand })),
+  },
+  {
     name: 'info',
     summary: 'show the LibTorch, CUDA devices, threads and BLAS llamapro runs on',
     load: async () => import('./info.js').then((m) => ({ help: m.INFO_HELP, run: m.runInfo })),

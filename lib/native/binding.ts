@@ -83,6 +83,8 @@ export interface NativeTrainStepResult {
   skipped: boolean
   skipReason?: string
   gradNorm: number
+  /** Host wall time of the update (norms, clipping, AdamW), in ms. */
+  updateMs: number
   lossScale: number
   paramGradNorms?: Record<string, number>
 }

@@ -1,0 +1,246 @@
+/**
+ * `llamapro bench`: freeze strategies side by side on one model, timing the real native train step (the one
+ * `llamapro train` calls), with the PyTorch-eager step of bench/reference/bench_train_step.py run in the same
+ * invocation on the same shapes, strategy and thread count.
+ */
+import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { type ModelConfig, parseModelConfig } from '../checkpoint/config.js'
+import { type ModelDtype, parseModelDtype } from '../checkpoint/dtypes.js'
+import { openCheckpoint } from '../checkpoint/checkpoint.js'
+import { LlamaproError } from '../errors.js'
+import { info, setThreads } from '../info.js'
+import { type Device, LlamaModel } from '../model/llama-model.js'
+import { callNative } from '../native/call.js'
+import { native, PACKAGE_ROOT } from '../native/load.js'
+import { freezePolicy } from '../policy/freeze-policy.js'
+import { type FlopCount, flopsPerToken, peakFlops } from './flops.js'
+import { type MachineInfo, machineInfo } from './machine.js'
+import { PRESETS } from './presets.js'
+import { type Strategy, parseStrategies } from './strategies.js'
+
+export interface BenchOptions {
+  /** A preset name (tiny, small, 1b, 8b) or a model folder. */
+  model: string
+  strategies: string
+  batch?: number
+  seq?: number
+  steps?: number
+  warmup?: number
+  /** LibTorch intra-op threads for both llamapro and the baseline (0: LibTorch's default). */
+  threads?: number
+  device?: Device
+  dtype?: ModelDtype
+  baseline?: 'python' | null
+  /** Also time transformers' LlamaForCausalLM in the baseline (when it is installed). */
+  transformers?: boolean
+  python?: string
+  onProgress?: (message: string) => void
+}
+
+export interface Percentiles {
+  median: number
+  p10: number
+  p90: number
+}
+
+export interface StrategyResult {
+  strategy: string
+  trainableLayerIds: number[]
+  msPerStep: Percentiles
+  /** Of each step: the optimizer update (gradient norms, clipping, AdamW), median. */
+  msUpdate: number
+  tokensPerSecond: number
+  trainableParams: number
+  /** CPU allocation high-water mark, or CUDA max allocated, during the timed steps. */
+  peakMemoryBytes: number | null
+  /** Measured after a backward pass: gradient and AdamW state held by the model. */
+  gradientBytes: number
+  optimizerBytes: number
+  flopsPerToken: number
+  flops: FlopCount
+  achievedFlopsPerSecond: number
+  mfu: number | null
+  baseline?: { implementation: string; msPerStep: Percentiles; peakMemoryBytes: number | null }
+  transformers?: { msPerStep: Percentiles; peakMemoryBytes: number | null }
+  /** llamapro / baseline step time. */
+  ratio?: number
+}
+
+export interface BenchReport {
+  machine: MachineInfo
+  device: string
+  config: { model: string; batch: number; seq: number; steps: number; warmup: number; threads: number; dtype: ModelDtype; layers: number; hidden: number; vocab: number }
+  results: StrategyResult[]
+  baselineTorch?: string
+  notes: string[]
+}
+
+export function percentiles(values: readonly number[]): Percentiles {
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (q: number) => {
+    const position = (sorted.length - 1) * q
+    const lo = Math.floor(position)
+    const hi = Math.ceil(position)
+    return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (position - lo)
+  }
+  return { median: at(0.5), p10: at(0.1), p90: at(0.9) }
+}
+
+function randomIds(count: number, vocab: number, seed: number): Int32Array {
+  let state = seed >>> 0 || 1
+  return new Int32Array(count).map(() => {
+    state ^= state << 13
+    state ^= state >>> 17
+    state ^= state << 5
+    return (state >>> 0) % vocab
+  })
+}
+
+async function resolveModel(model: string): Promise<{ name: string; raw: Record<string, unknown>; config: ModelConfig; dir?: string; batch?: number; seq?: number }> {
+  const preset = PRESETS[model]
+  if (preset) return { name: preset.name, raw: preset.config, config: parseModelConfig(preset.config, `preset ${model}`), batch: preset.batch, seq: preset.seq }
+  if (!existsSync(model)) {
+    throw new LlamaproError('LLAMAPRO_ARG', `"${model}" is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a model folder`)
+  }
+  const checkpoint = await openCheckpoint(model)
+  return { name: checkpoint.dir, raw: checkpoint.rawConfig, config: checkpoint.config, dir: checkpoint.dir }
+}
+
+function runBaseline(python: string, request: unknown): Promise<{ torch: string; results: { name: string; implementation: string; ms: number[]; peakMemoryBytes: number | null }[] }> {
+  const script = join(PACKAGE_ROOT, 'bench', 'reference', 'bench_train_step.py')
+  return new Promise((resolve, reject) => {
+    const child = execFile(python, [script], { maxBuffer: 64 * 1024 * 1024, timeout: 3_600_000 }, (error, stdout, stderr) => {
+      if (error) reject(new LlamaproError('LLAMAPRO_BENCH', `the Python baseline failed (${python} ${script}): ${error.message}\n${stderr}`))
+      else resolve(JSON.parse(stdout))
+    })
+    child.stdin!.end(JSON.stringify(request))
+  })
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchReport> {
+  const progress = options.onProgress ?? (() => {})
+  const model = await resolveModel(options.model)
+  const device = options.device ?? 'cpu'
+  const dtype = options.dtype ?? (device === 'cpu' ? 'float32' : 'bfloat16')
+  const batch = options.batch ?? model.batch ?? 4
+  const seq = options.seq ?? model.seq ?? 128
+  const steps = options.steps ?? 10
+  const warmup = options.warmup ?? 3
+  const threads = options.threads ?? 0
+  if (threads > 0) setThreads(threads)
+  const strategies: Strategy[] = parseStrategies(options.strategies, model.config.numLayers)
+  const runtime = info()
+  const deviceName = device === 'cpu' ? null : runtime.cuda.devices[Number(device.split(':')[1] ?? 0)]?.name ?? null
+  const peak = peakFlops(deviceName)
+  const deviceIndex = device === 'cpu' ? 0 : Number(device.split(':')[1] ?? 0)
+  const tokens = batch * seq
+  const ids = randomIds(tokens, model.config.vocabSize, 1234)
+  const notes: string[] = []
+  const results: StrategyResult[] = []
+  const trainableNames: string[][] = []
+
+  for (const strategy of strategies) {
+    progress(`${strategy.name}: building the model`)
+    const instance = model.dir
+      ? await LlamaModel.load(model.dir, { device, dtype })
+      : await LlamaModel.random({ ...model.raw, torch_dtype: dtype }, { device, dtype, seed: 0 })
+    try {
+      const params = instance.parameters()
+      const policy = freezePolicy(model.config.numLayers, params.map((p) => p.name), strategy.options)
+      trainableNames.push(policy.trainable)
+      await instance.setTrainable(policy.trainable, { masterDtype: 'float32' })
+      instance.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
+      const stepOptions = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
+      const step = () => callNative('training step', () => instance.native.trainStep(ids, ids, batch, seq, stepOptions))
+      progress(`${strategy.name}: ${warmup} warm-up steps`)
+      for (let i = 0; i < warmup; i++) await step()
+      native().resetPeakMemory(deviceIndex)
+      progress(`${strategy.name}: ${steps} timed steps`)
+      const times: number[] = []
+      const updates: number[] = []
+      for (let i = 0; i < steps; i++) {
+        const start = performance.now()
+        const result = await step() // returns the loss, read on the device: the step has finished
+        times.push(performance.now() - start)
+        updates.push(result.updateMs)
+      }
+      const memory = native().memoryStats(deviceIndex)
+      const peakMemoryBytes = device === 'cpu' ? memory.cpu.peak : memory.cuda?.peak ?? null
+      await callNative('gradient step', () => instance.native.trainStep(ids, ids, batch, seq, { ...stepOptions, update: false }))
+      const held = instance.native.memory()
+      const trainable = new Set(policy.trainable)
+      const flops = flopsPerToken(model.config, trainable, seq)
+      const msPerStep = percentiles(times)
+      const tokensPerSecond = tokens / (msPerStep.median / 1000)
+      results.push({
+        strategy: strategy.name,
+        trainableLayerIds: policy.trainableLayerIds,
+        msPerStep,
+        msUpdate: percentiles(updates).median,
+        tokensPerSecond,
+        trainableParams: params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + p.numel, 0),
+        peakMemoryBytes,
+        gradientBytes: held.gradientBytes,
+        optimizerBytes: held.optimizerBytes,
+        flopsPerToken: flops.total,
+        flops,
+        achievedFlopsPerSecond: flops.total * tokensPerSecond,
+        mfu: peak ? (flops.total * tokensPerSecond) / peak : null,
+      })
+    } finally {
+      instance.dispose()
+    }
+  }
+
+  let baselineTorch: string | undefined
+  if (options.baseline === 'python') {
+    if (model.dir) notes.push('the Python baseline uses random weights of the same shape (bench_train_step.py builds the model from config.json)')
+    const python = options.python ?? process.env.LLAMAPRO_PYTHON ?? (existsSync(join(PACKAGE_ROOT, '.venv', 'bin', 'python')) ? join(PACKAGE_ROOT, '.venv', 'bin', 'python') : 'python3')
+    progress(`Python baseline (${python}): ${strategies.length} strategies`)
+    const baseline = await runBaseline(python, {
+      config: { ...model.raw, torch_dtype: dtype },
+      dtype,
+      device,
+      threads: threads || runtime.threads.intraOp,
+      batch,
+      seq,
+      steps,
+      warmup,
+      seed: 0,
+      transformers: options.transformers ?? device !== 'cpu',
+      strategies: strategies.map((s, i) => ({ name: s.name, trainable: trainableNames[i] })),
+    })
+    baselineTorch = baseline.torch
+    results.forEach((result, i) => {
+      const name = strategies[i]!.name
+      const eager = baseline.results.find((r) => r.name === name && r.implementation === 'pytorch-eager')
+      const hf = baseline.results.find((r) => r.name === name && r.implementation === 'transformers')
+      if (eager) {
+        result.baseline = { implementation: 'pytorch-eager', msPerStep: percentiles(eager.ms), peakMemoryBytes: eager.peakMemoryBytes }
+        result.ratio = result.msPerStep.median / result.baseline.msPerStep.median
+      }
+      if (hf) result.transformers = { msPerStep: percentiles(hf.ms), peakMemoryBytes: hf.peakMemoryBytes }
+    })
+  }
+  return {
+    machine: machineInfo(),
+    device: deviceName ?? device,
+    config: {
+      model: model.name,
+      batch,
+      seq,
+      steps,
+      warmup,
+      threads: threads || runtime.threads.intraOp,
+      dtype: parseModelDtype(dtype)!,
+      layers: model.config.numLayers,
+      hidden: model.config.hiddenSize,
+      vocab: model.config.vocabSize,
+    },
+    results,
+    baselineTorch,
+    notes,
+  }
+}

@@ -1,0 +1,75 @@
+import { parseArgs } from 'node:util'
+import { runBench } from '../bench/run-bench.js'
+import { formatTable, findings, writeReport } from '../bench/report.js'
+import { parseModelDtype } from '../checkpoint/dtypes.js'
+import { UsageError } from '../errors.js'
+import type { Device } from '../model/llama-model.js'
+import { parseInteger } from './args.js'
+
+export const BENCH_HELP = `llamapro bench <model_dir | tiny | small | 1b | 8b> [options]
+
+Times the real training step for several freeze strategies on one model (random weights for the presets), and
+reports step time (median, p10, p90), tokens/s, trainable parameters, peak memory, analytic FLOPs per token,
+achieved FLOP/s and, on a GPU, MFU. With --baseline python the same step runs in PyTorch eager in the same
+invocation and each strategy gets the ratio llamapro / PyTorch.
+
+  --strategies LIST   full,last:N,first:N,pro:N,modules:mlp,ids:a,b,...  (default full,last:2,pro:2)
+  --batch B --seq T   micro-batch (default: the preset's)
+  --steps S           timed steps (default 10), after --warmup W (default 3)
+  --threads K         LibTorch intra-op threads for llamapro and the baseline (default: LibTorch's)
+  --device D          cpu (default), cuda, cuda:N
+  --dtype D           float32 (CPU default) or bfloat16 (GPU default)
+  --baseline python   also run bench/reference/bench_train_step.py (LLAMAPRO_PYTHON or .venv/bin/python)
+  --goal R            state in the report whether each ratio is <= R
+  --out DIR           write report.json, report.md and charts (PNG and SVG) there
+  --json              print the report as JSON`
+
+export async function runBenchCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      strategies: { type: 'string', default: 'full,last:2,pro:2' },
+      batch: { type: 'string' },
+      seq: { type: 'string' },
+      steps: { type: 'string' },
+      warmup: { type: 'string' },
+      threads: { type: 'string' },
+      device: { type: 'string' },
+      dtype: { type: 'string' },
+      baseline: { type: 'string' },
+      goal: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  })
+  if (positionals.length !== 1) throw new UsageError('expected one model folder or preset (tiny, small, 1b, 8b)')
+  if (values.baseline !== undefined && values.baseline !== 'python') throw new UsageError(`--baseline must be python, got ${JSON.stringify(values.baseline)}`)
+  const dtype = values.dtype === undefined ? undefined : parseModelDtype(values.dtype)
+  if (values.dtype !== undefined && !dtype) throw new UsageError(`--dtype must be float32, bfloat16 or float16, got ${JSON.stringify(values.dtype)}`)
+  const report = await runBench({
+    model: positionals[0]!,
+    strategies: values.strategies!,
+    batch: parseInteger(values.batch, '--batch', { min: 1 }),
+    seq: parseInteger(values.seq, '--seq', { min: 2 }),
+    steps: parseInteger(values.steps, '--steps', { min: 1 }),
+    warmup: parseInteger(values.warmup, '--warmup', { min: 0 }),
+    threads: parseInteger(values.threads, '--threads', { min: 0 }),
+    device: values.device as Device | undefined,
+    dtype,
+    baseline: values.baseline === 'python' ? 'python' : null,
+    onProgress: values.json ? undefined : (m) => console.error(`bench: ${m}`),
+  })
+  const command = `llamapro bench ${argv.join(' ')}`
+  const goal = values.goal === undefined ? undefined : Number(values.goal)
+  if (values.out) await writeReport(values.out, report, command, goal)
+  if (values.json) {
+    console.log(JSON.stringify(report, null, 2))
+  } else {
+    console.log(formatTable(report))
+    for (const line of findings(report)) console.log(`- ${line}`)
+    if (values.out) console.log(`report: ${values.out}/report.md`)
+  }
+  return 0
+}
