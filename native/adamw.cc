@@ -130,21 +130,39 @@ void AdamW::Step(const std::vector<NamedTensor>& params, const AdamWHyper& hyper
 
 GradNorms ComputeGradNorms(const std::vector<NamedTensor>& params) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> norms;
-  norms.reserve(params.size());
-  for (const auto& [name, param] : params) {
-    const auto& grad = param.grad();
-    norms.push_back(grad.defined() ? at::linalg_vector_norm(grad, 2).to(torch::kFloat32)
-                                   : torch::zeros({}, param.options().dtype(torch::kFloat32)));
+  // Float32 gradients on the CPU are summed in one plain loop each (double accumulation): for small models the
+  // dispatches of a norm per parameter cost more than the arithmetic.
+  std::vector<double> cpu_norms(params.size(), -1.0);
+  std::vector<torch::Tensor> norms(params.size());
+  bool all_cpu = true;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& grad = params[i].tensor.grad();
+    if (!grad.defined()) {
+      cpu_norms[i] = 0.0;
+    } else if (grad.device().is_cpu() && grad.scalar_type() == torch::kFloat32 && grad.is_contiguous()) {
+      const float* g = grad.data_ptr<float>();
+      double sum = 0.0;
+      for (int64_t k = 0, n = grad.numel(); k < n; ++k) sum += static_cast<double>(g[k]) * g[k];
+      cpu_norms[i] = std::sqrt(sum);
+    } else {
+      norms[i] = at::linalg_vector_norm(grad, 2).to(torch::kFloat32);
+      all_cpu = false;
+    }
   }
   GradNorms out;
-  if (norms.empty()) {
-    out.per_param = torch::zeros({0}, torch::kFloat32);
-    out.total = torch::zeros({}, torch::kFloat32);
+  if (all_cpu) {
+    double total = 0.0;
+    for (const double v : cpu_norms) total += v * v;
+    out.per_param = torch::tensor(std::vector<float>(cpu_norms.begin(), cpu_norms.end()), torch::kFloat32);
+    out.total = torch::tensor(static_cast<float>(std::sqrt(total)), torch::kFloat32);
     return out;
   }
-  out.per_param = torch::stack(norms);
-  out.total = at::linalg_vector_norm(out.per_param, 2);
+  const auto device = params.empty() ? torch::Device(torch::kCPU) : params[0].tensor.device();
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!norms[i].defined()) norms[i] = torch::tensor(static_cast<float>(cpu_norms[i]), torch::kFloat32).to(device);
+  }
+  out.per_param = norms.empty() ? torch::zeros({0}, torch::kFloat32) : torch::stack(norms);
+  out.total = norms.empty() ? torch::zeros({}, torch::kFloat32) : at::linalg_vector_norm(out.per_param, 2);
   return out;
 }
 

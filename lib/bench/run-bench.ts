@@ -139,17 +139,20 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const ids = randomIds(tokens, model.config.vocabSize, 1234)
   const notes: string[] = []
   const results: StrategyResult[] = []
-  const trainableNames: string[][] = []
+  let baselineTorch: string | undefined
+  const python = options.python ?? process.env.LLAMAPRO_PYTHON ?? (existsSync(join(PACKAGE_ROOT, '.venv', 'bin', 'python')) ? join(PACKAGE_ROOT, '.venv', 'bin', 'python') : 'python3')
+  if (options.baseline === 'python' && model.dir) notes.push('the Python baseline uses random weights of the same shape (bench_train_step.py builds the model from config.json)')
 
   for (const strategy of strategies) {
     progress(`${strategy.name}: building the model`)
+    let trainable: string[] = []
     const instance = model.dir
       ? await LlamaModel.load(model.dir, { device, dtype })
       : await LlamaModel.random({ ...model.raw, torch_dtype: dtype }, { device, dtype, seed: 0 })
     try {
       const params = instance.parameters()
       const policy = freezePolicy(model.config.numLayers, params.map((p) => p.name), strategy.options)
-      trainableNames.push(policy.trainable)
+      trainable = policy.trainable
       await instance.setTrainable(policy.trainable, { masterDtype: 'float32' })
       instance.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
       const stepOptions = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
@@ -170,8 +173,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       const peakMemoryBytes = device === 'cpu' ? memory.cpu.peak : memory.cuda?.peak ?? null
       await callNative('gradient step', () => instance.native.trainStep(ids, ids, batch, seq, { ...stepOptions, update: false }))
       const held = instance.native.memory()
-      const trainable = new Set(policy.trainable)
-      const flops = flopsPerToken(model.config, trainable, seq)
+      const trainableSet = new Set(policy.trainable)
+      const flops = flopsPerToken(model.config, trainableSet, seq)
       const msPerStep = percentiles(times)
       const tokensPerSecond = tokens / (msPerStep.median / 1000)
       results.push({
@@ -180,7 +183,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         msPerStep,
         msUpdate: percentiles(updates).median,
         tokensPerSecond,
-        trainableParams: params.filter((p) => trainable.has(p.name)).reduce((s, p) => s + p.numel, 0),
+        trainableParams: params.filter((p) => trainableSet.has(p.name)).reduce((s, p) => s + p.numel, 0),
         peakMemoryBytes,
         gradientBytes: held.gradientBytes,
         optimizerBytes: held.optimizerBytes,
@@ -192,38 +195,34 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     } finally {
       instance.dispose()
     }
-  }
-
-  let baselineTorch: string | undefined
-  if (options.baseline === 'python') {
-    if (model.dir) notes.push('the Python baseline uses random weights of the same shape (bench_train_step.py builds the model from config.json)')
-    const python = options.python ?? process.env.LLAMAPRO_PYTHON ?? (existsSync(join(PACKAGE_ROOT, '.venv', 'bin', 'python')) ? join(PACKAGE_ROOT, '.venv', 'bin', 'python') : 'python3')
-    progress(`Python baseline (${python}): ${strategies.length} strategies`)
-    const baseline = await runBaseline(python, {
-      config: { ...model.raw, torch_dtype: dtype },
-      dtype,
-      device,
-      threads: threads || runtime.threads.intraOp,
-      batch,
-      seq,
-      steps,
-      warmup,
-      seed: 0,
-      transformers: options.transformers ?? device !== 'cpu',
-      strategies: strategies.map((s, i) => ({ name: s.name, trainable: trainableNames[i] })),
-    })
-    baselineTorch = baseline.torch
-    results.forEach((result, i) => {
-      const name = strategies[i]!.name
-      const eager = baseline.results.find((r) => r.name === name && r.implementation === 'pytorch-eager')
-      const hf = baseline.results.find((r) => r.name === name && r.implementation === 'transformers')
+    // The baseline runs right after, so both sides of a ratio see the machine in the same state.
+    if (options.baseline === 'python') {
+      progress(`${strategy.name}: the same step in PyTorch eager (${python})`)
+      const baseline = await runBaseline(python, {
+        config: { ...model.raw, torch_dtype: dtype },
+        dtype,
+        device,
+        threads: threads || runtime.threads.intraOp,
+        batch,
+        seq,
+        steps,
+        warmup,
+        seed: 0,
+        transformers: options.transformers ?? device !== 'cpu',
+        strategies: [{ name: strategy.name, trainable }],
+      })
+      baselineTorch = baseline.torch
+      const result = results[results.length - 1]!
+      const eager = baseline.results.find((r) => r.implementation === 'pytorch-eager')
+      const hf = baseline.results.find((r) => r.implementation === 'transformers')
       if (eager) {
         result.baseline = { implementation: 'pytorch-eager', msPerStep: percentiles(eager.ms), peakMemoryBytes: eager.peakMemoryBytes }
         result.ratio = result.msPerStep.median / result.baseline.msPerStep.median
       }
       if (hf) result.transformers = { msPerStep: percentiles(hf.ms), peakMemoryBytes: hf.peakMemoryBytes }
-    })
+    }
   }
+
   return {
     machine: machineInfo(),
     device: deviceName ?? device,
