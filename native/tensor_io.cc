@@ -58,7 +58,8 @@ class File {
   void WriteAt(const void* from, int64_t nbytes, int64_t offset, const std::string& what) const {
     const auto* in = static_cast<const char*>(from);
     while (nbytes > 0) {
-      const size_t chunk = static_cast<size_t>(std::min<int64_t>(nbytes, int64_t{1} << 30));
+      // Bounded writes let the kernel's writeback keep pace instead of stalling one huge call.
+      const size_t chunk = static_cast<size_t>(std::min<int64_t>(nbytes, int64_t{16} << 20));
       const ssize_t put = ::pwrite(fd_, in, chunk, static_cast<off_t>(offset));
       if (put < 0) {
         if (errno == EINTR) continue;
