@@ -79,14 +79,19 @@ void FusedAdamWFloat(float* param, const float* grad, float* exp_avg, float* exp
   const float inv_bc2 = static_cast<float>(1.0 / bias_correction2_sqrt);
   const float eps = static_cast<float>(hyper.eps);
   const float step = static_cast<float>(step_size);
-  ParallelChunks(n, [&](int64_t begin, int64_t end) {
+  ParallelChunks(n, [=](int64_t begin, int64_t end) {
+    // Distinct tensors: telling the compiler so lets it vectorise the loop.
+    float* __restrict p = param;
+    const float* __restrict gr = grad;
+    float* __restrict ma = exp_avg;
+    float* __restrict va = exp_avg_sq;
     for (int64_t i = begin; i < end; ++i) {
-      const float g = grad[i] * grad_scale;
-      const float m = exp_avg[i] + w1 * (g - exp_avg[i]);
-      const float v = exp_avg_sq[i] * b2 + w2 * (g * g);
-      exp_avg[i] = m;
-      exp_avg_sq[i] = v;
-      param[i] = param[i] * keep - step * (m / (std::sqrt(v) * inv_bc2 + eps));
+      const float g = gr[i] * grad_scale;
+      const float m = ma[i] + w1 * (g - ma[i]);
+      const float v = va[i] * b2 + w2 * (g * g);
+      ma[i] = m;
+      va[i] = v;
+      p[i] = p[i] * keep - step * (m / (std::sqrt(v) * inv_bc2 + eps));
     }
   });
 }
@@ -140,9 +145,16 @@ GradNorms ComputeGradNorms(const std::vector<NamedTensor>& params) {
     if (!grad.defined()) {
       cpu_norms[i] = 0.0;
     } else if (grad.device().is_cpu() && grad.scalar_type() == torch::kFloat32 && grad.is_contiguous()) {
-      const float* g = grad.data_ptr<float>();
+      // Float sums over blocks of 1024 (vectorised), blocks added in double (accurate for any length).
+      const float* __restrict g = grad.data_ptr<float>();
+      const int64_t n = grad.numel();
       double sum = 0.0;
-      for (int64_t k = 0, n = grad.numel(); k < n; ++k) sum += static_cast<double>(g[k]) * g[k];
+      for (int64_t start = 0; start < n; start += 1024) {
+        const int64_t end = std::min<int64_t>(n, start + 1024);
+        float block = 0.f;
+        for (int64_t k = start; k < end; ++k) block += g[k] * g[k];
+        sum += block;
+      }
       cpu_norms[i] = std::sqrt(sum);
     } else {
       norms[i] = at::linalg_vector_norm(grad, 2).to(torch::kFloat32);

@@ -4,6 +4,7 @@
 #include <limits>
 #include <sstream>
 
+#include "fused_ops.h"
 #include "torch_compat.h"
 
 namespace llamapro {
@@ -27,13 +28,7 @@ RMSNormImpl::RMSNormImpl(int64_t size, double eps_, const torch::TensorOptions& 
   weight = register_parameter("weight", torch::empty({size}, options));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  const auto dtype = x.scalar_type();
-  const auto x32 = As(x, torch::kFloat32);
-  const auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);
-  const auto normed = x32 * at::rsqrt(variance + eps);
-  return As(weight, dtype) * As(normed, dtype);
-}
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return RmsNorm(x, weight, eps); }
 
 EmbeddingImpl::EmbeddingImpl(int64_t count, int64_t size, const torch::TensorOptions& options) {
   weight = register_parameter("weight", torch::empty({count, size}, options));
@@ -43,11 +38,8 @@ torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return at::embe
 
 namespace {
 
-// rotate_half(x) * sin == roll(x, D/2) * [-sin_lo, sin_hi]: the sign lives in the precomputed table, so one
-// roll replaces transformers' slice, negate, slice and concatenate.
-torch::Tensor ApplyRotary(const torch::Tensor& x, const AttentionContext& context) {
-  return x * context.cos + at::roll(x, {x.size(-1) / 2}, {-1}) * context.sin;
-}
+// rotate_half(x) * sin == roll(x, D/2) * [-sin_lo, sin_hi]: the sign lives in the precomputed table.
+torch::Tensor ApplyRotary(const torch::Tensor& x, const AttentionContext& context) { return Rotary(x, context.cos, context.sin); }
 
 }  // namespace
 

@@ -24,6 +24,7 @@ batch, sequence length and dtype come from it; flags override.
   --batch B --seq T                  micro-batch for the activation estimate (default 8 x 2048, or the YAML's)
   --dtype D                          float32 (default), bfloat16 or float16 activations
   --pure-bf16                        bfloat16 master weights too
+  --device cpu|cuda                  where training would run (the estimate differs slightly; default cpu)
   --json                             print a JSON object instead of text`
 
 function attentionKind(): 'grouped' | 'flash' {
@@ -50,6 +51,7 @@ export async function runPlan(argv: string[]): Promise<number> {
       seq: { type: 'string' },
       dtype: { type: 'string' },
       'pure-bf16': { type: 'boolean' },
+      device: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
@@ -59,6 +61,7 @@ export async function runPlan(argv: string[]): Promise<number> {
   let batch = 8
   let seq = 2048
   let dtypes: { compute: ModelDtype; master: ModelDtype } = { compute: 'float32', master: 'float32' }
+  let device: 'cpu' | 'cuda' = 'cpu'
   let isFile = false
   try {
     isFile = statSync(source!).isFile()
@@ -72,6 +75,11 @@ export async function runPlan(argv: string[]): Promise<number> {
     batch = config.perDeviceTrainBatchSize
     seq = config.cutoffLen
     dtypes = trainingDtypes(config)
+    device = config.device.startsWith('cuda') ? 'cuda' : 'cpu'
+  }
+  if (values.device !== undefined) {
+    if (!/^(cpu|cuda(:\d+)?)$/.test(values.device)) throw new UsageError(`--device must be cpu or cuda, got ${JSON.stringify(values.device)}`)
+    device = values.device.startsWith('cuda') ? 'cuda' : 'cpu'
   }
   const layers = parseInteger(values['freeze-trainable-layers'], '--freeze-trainable-layers')
   if (values.dtype !== undefined) {
@@ -95,6 +103,7 @@ export async function runPlan(argv: string[]): Promise<number> {
     computeDtype: dtypes.compute,
     masterDtype: dtypes.master,
     attention: attentionKind(),
+    device,
   })
   console.log(values.json ? JSON.stringify(report, null, 2) : formatPlan(report))
   return 0

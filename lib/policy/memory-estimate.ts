@@ -24,6 +24,8 @@ export interface MemoryEstimateInput {
    * (LibTorch 2.x scaled_dot_product_attention, which keeps only a log-sum-exp per row).
    */
   attention?: 'grouped' | 'flash'
+  /** 'cpu' (default) or 'cuda': float32 on the CPU uses llamapro's fused RMSNorm, which keeps less. */
+  device?: 'cpu' | 'cuda'
 }
 
 export interface MemoryEstimate {
@@ -72,11 +74,16 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
 
   let saved = 0
   let g = trains('model.embed_tokens.')
-  // RMSNorm: pow saves its float32 input when the input needs a gradient; weight * normed saves normed for the
-  // weight's own gradient.
+  const fusedNorms = (input.device ?? 'cpu') === 'cpu' && c === 4
+  // RMSNorm. Fused (float32 on the CPU): keeps its input whenever anything needs a gradient. Composite: pow keeps
+  // its float32 input when the input needs a gradient; weight * normed keeps normed for the weight's gradient.
   const rmsNorm = (inputGrad: boolean, weightTrains: boolean) => {
-    if (inputGrad) saved += N * h * (up || c)
-    if (weightTrains) saved += N * h * c
+    if (fusedNorms) {
+      if (inputGrad || weightTrains) saved += N * h * c + N * 4
+    } else {
+      if (inputGrad) saved += N * h * (up || c)
+      if (weightTrains) saved += N * h * c
+    }
     return inputGrad || weightTrains
   }
   for (let i = 0; i < config.numLayers; i++) {
@@ -121,6 +128,6 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
     optimizer,
     activations,
     peak,
-    assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention`,
+    assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}`,
   }
 }

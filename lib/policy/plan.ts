@@ -20,6 +20,8 @@ export interface PlanInput {
   computeDtype: ModelDtype
   masterDtype: ModelDtype
   attention?: 'grouped' | 'flash'
+  /** Where training would run: float32 on the CPU uses llamapro's fused kernels, which keep less (default cpu). */
+  device?: 'cpu' | 'cuda'
 }
 
 export interface PlanLayer {
@@ -135,6 +137,7 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
     computeDtype: input.computeDtype,
     masterDtype: input.masterDtype,
     attention: input.attention,
+    device: input.device,
   })
   return {
     model: checkpoint.dir,
