@@ -10,6 +10,8 @@ import { mergeDelta } from '../lib/merge/merge-delta.js'
 import { parseTrainConfig, type TrainConfig } from '../lib/train/config.js'
 import type { TrainEvent } from '../lib/train/events.js'
 import { train } from '../lib/train/trainer.js'
+import { loadTokenizer } from '../lib/data/tokenizer.js'
+import { shuffledIndices } from '../lib/data/batches.js'
 import { writeDatasets, writeTrainableModel } from './helpers/trainable-model.js'
 import { REPO_ROOT } from './helpers/python.js'
 
@@ -134,13 +136,31 @@ t.test('a trainable layer whose gradient is zero gets a warning', async (t) => {
 })
 
 t.test('a non-finite loss stops training with a clear error and keeps the last good checkpoint', async (t) => {
-  const { dir, pro, data } = await setup(t)
+  const { dir, pro } = await setup(t)
+  // One example holds a character whose (frozen) embedding rows are NaN: the loss becomes NaN exactly when that
+  // example's step comes, whatever the arithmetic.
+  const tokenizer = await loadTokenizer(pro)
+  const poisoned = tokenizer.encode('ζ')
+  const ckpt = await openCheckpoint(pro)
+  const embed = ckpt.tensors.find((x) => x.name === 'model.embed_tokens.weight')!
+  const bytes = readFileSync(embed.file)
+  const hidden = embed.shape[1]!
+  for (const id of poisoned) for (let k = 0; k < hidden; k++) bytes.writeFloatLE(NaN, embed.offset + (id * hidden + k) * 4)
+  writeFileSync(embed.file, bytes)
+  const examples = Array.from({ length: 6 }, (_, i) => ({ instruction: 'Add.', input: `f(${i})`, output: `return x + ${i}${i === 4 ? ' ζ' : ''}` }))
+  writeFileSync(join(dir, 'poisoned.jsonl'), examples.map((e) => JSON.stringify(e)).join('\n'))
+  const seed = 3
+  const order = shuffledIndices(6, seed) // the trainer's data order for epoch 0 (sft, batch size 1, no packing)
+  const badStep = order.indexOf(4) + 1
+  t.ok(badStep > 1, `the poisoned example comes at step ${badStep}`)
   const out = join(dir, 'out')
   await t.rejects(
-    train(config(dir, { model_name_or_path: pro, stage: 'pt', dataset: data.pt, output_dir: out, learning_rate: 1e37, max_grad_norm: 0, max_steps: 6, save_steps: 1 })),
-    { code: 'LLAMAPRO_NONFINITE', message: /is not finite \(.*\) at step \d; training stopped without saving this state\. The last good checkpoint is .*checkpoint-\d/ },
+    train(config(dir, { model_name_or_path: pro, stage: 'sft', dataset: 'poisoned.jsonl', cutoff_len: 64, per_device_train_batch_size: 1, seed, output_dir: out, max_steps: 6, save_steps: 1 })),
+    { code: 'LLAMAPRO_NONFINITE', message: new RegExp(`the loss is not finite \\(NaN\\) at step ${badStep}; training stopped without saving this state\\. The last good checkpoint is .*checkpoint-${badStep - 1}\\.`) },
   )
-  t.notOk(existsSync(join(out, 'model.safetensors')))
+  t.ok(existsSync(join(out, `checkpoint-${badStep - 1}`, 'model.safetensors')), 'the last good checkpoint is kept')
+  t.notOk(existsSync(join(out, `checkpoint-${badStep}`)), 'nothing is saved from the bad step')
+  t.notOk(existsSync(join(out, 'model.safetensors')), 'and no final model is written')
 })
 
 t.test('configuration and data errors name the key, file or line', async (t) => {
