@@ -92,6 +92,13 @@ std::string DtypeName(c10::ScalarType type) {
   }
 }
 
+template <typename T>
+Napi::Array NumbersToJs(Napi::Env env, const std::vector<T>& values) {
+  Napi::Array out = Napi::Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>(values[i]));
+  return out;
+}
+
 Napi::Array ShapeToJs(Napi::Env env, c10::IntArrayRef shape) {
   Napi::Array out = Napi::Array::New(env, shape.size());
   for (size_t i = 0; i < shape.size(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>(shape[i]));
@@ -466,9 +473,7 @@ Napi::Value NativeModel::InsertBlocks(const Napi::CallbackInfo& info) {
       },
       [this, inserted, bytes](Napi::Env env) -> Napi::Value {
         ReportMemory(env, state_ ? *bytes : 0);
-        Napi::Array out = Napi::Array::New(env, inserted->size());
-        for (size_t i = 0; i < inserted->size(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>((*inserted)[i]));
-        return out;
+        return NumbersToJs(env, *inserted);
       });
 }
 
@@ -527,11 +532,7 @@ Napi::Value NativeModel::TensorMaxAbs(const Napi::CallbackInfo& info) {
           values->push_back(t.numel() == 0 ? 0.0 : t.detach().abs().max().to(torch::kFloat64).item<double>());
         }
       },
-      [values](Napi::Env env) -> Napi::Value {
-        Napi::Array out = Napi::Array::New(env, values->size());
-        for (size_t i = 0; i < values->size(); ++i) out.Set(static_cast<uint32_t>(i), (*values)[i]);
-        return out;
-      });
+      [values](Napi::Env env) -> Napi::Value { return NumbersToJs(env, *values); });
 }
 
 // maxAbsDifference(other: NativeModel, pairs: [nameHere, nameThere][]) -> number[] (float64 comparison)
@@ -568,11 +569,7 @@ Napi::Value NativeModel::MaxAbsDifference(const Napi::CallbackInfo& info) {
           values->push_back(x.numel() == 0 ? 0.0 : (x - y).abs().max().item<double>());
         }
       },
-      [values](Napi::Env env) -> Napi::Value {
-        Napi::Array out = Napi::Array::New(env, values->size());
-        for (size_t i = 0; i < values->size(); ++i) out.Set(static_cast<uint32_t>(i), (*values)[i]);
-        return out;
-      });
+      [values](Napi::Env env) -> Napi::Value { return NumbersToJs(env, *values); });
 }
 
 // gradients() -> [{ name, norm }] for every parameter that holds a gradient now

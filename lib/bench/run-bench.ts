@@ -19,6 +19,7 @@ import { type FlopCount, flopsPerToken, peakFlops } from './flops.js'
 import { type MachineInfo, machineInfo } from './machine.js'
 import { PRESETS } from './presets.js'
 import { type Strategy, parseStrategies } from './strategies.js'
+import { randomTokenIds } from '../util/random.js'
 
 export interface BenchOptions {
   /** A preset name (tiny, small, 1b, 8b) or a model folder. */
@@ -88,16 +89,6 @@ export function percentiles(values: readonly number[]): Percentiles {
   return { median: at(0.5), p10: at(0.1), p90: at(0.9) }
 }
 
-function randomIds(count: number, vocab: number, seed: number): Int32Array {
-  let state = seed >>> 0 || 1
-  return new Int32Array(count).map(() => {
-    state ^= state << 13
-    state ^= state >>> 17
-    state ^= state << 5
-    return (state >>> 0) % vocab
-  })
-}
-
 async function resolveModel(model: string): Promise<{ name: string; raw: Record<string, unknown>; config: ModelConfig; dir?: string; batch?: number; seq?: number }> {
   const preset = PRESETS[model]
   if (preset) return { name: preset.name, raw: preset.config, config: parseModelConfig(preset.config, `preset ${model}`), batch: preset.batch, seq: preset.seq }
@@ -136,7 +127,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const peak = peakFlops(deviceName)
   const deviceIndex = device === 'cpu' ? 0 : Number(device.split(':')[1] ?? 0)
   const tokens = batch * seq
-  const ids = randomIds(tokens, model.config.vocabSize, 1234)
+  const ids = randomTokenIds(tokens, model.config.vocabSize, 1234)
   const notes: string[] = []
   const results: StrategyResult[] = []
   let baselineTorch: string | undefined

@@ -4,6 +4,7 @@
  */
 import type { Sequence } from './preprocess.js'
 import { IGNORE_INDEX } from './preprocess.js'
+import { mulberry32 } from '../util/random.js'
 
 export interface Batch {
   ids: Int32Array
@@ -14,17 +15,6 @@ export interface Batch {
   targetTokens: number
   /** Real (not padding) tokens. */
   tokens: number
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** A seeded Fisher-Yates shuffle of 0..n-1. */

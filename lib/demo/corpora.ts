@@ -5,16 +5,7 @@
  * teaching a model a new domain (code, maths) without forgetting the old one.
  */
 
-function random(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { mulberry32 } from '../util/random.js'
 
 const pick = <T>(next: () => number, items: readonly T[]): T => items[Math.floor(next() * items.length)]!
 
@@ -25,7 +16,7 @@ const PLACES = ['the river', 'the old oak', 'the hill', 'the meadow', 'the pond'
 const TIMES = ['in the morning', 'at dusk', 'after the rain', 'in winter', 'at night', 'before noon']
 
 export function corpusA(count: number, seed = 1): string[] {
-  const next = random(seed)
+  const next = mulberry32(seed)
   return Array.from({ length: count }, () => {
     const a = pick(next, ANIMALS)
     const b = pick(next, ANIMALS)
@@ -39,7 +30,7 @@ export function corpusA(count: number, seed = 1): string[] {
 const NAMES = ['total', 'count', 'width', 'size', 'score', 'index', 'value', 'limit']
 
 export function corpusB(count: number, seed = 2): string[] {
-  const next = random(seed)
+  const next = mulberry32(seed)
   return Array.from({ length: count }, () => {
     const x = pick(next, NAMES)
     const y = pick(next, NAMES.filter((n) => n !== x))

@@ -7,6 +7,7 @@ import { openCheckpoint } from '../checkpoint/checkpoint.js'
 import { layerParameters, layerPrefix } from '../checkpoint/parameters.js'
 import { LlamaproError } from '../errors.js'
 import { type Device, LlamaModel } from '../model/llama-model.js'
+import { randomTokenIds } from '../util/random.js'
 import { readExpansionRecord } from './record.js'
 import { ZEROED_IN_NEW_BLOCKS } from './expand-checkpoint.js'
 
@@ -74,17 +75,6 @@ async function layerMapping(
   return { from, source, isNew }
 }
 
-function randomIds(seed: number, batch: number, seq: number, vocab: number): number[][] {
-  let state = seed >>> 0 || 1
-  const next = () => {
-    state ^= state << 13
-    state ^= state >>> 17
-    state ^= state << 5
-    return (state >>> 0) % vocab
-  }
-  return Array.from({ length: batch }, () => Array.from({ length: seq }, next))
-}
-
 export async function verifyExpansion(originalDir: string, expandedDir: string, options: VerifyOptions = {}): Promise<VerifyResult> {
   const tolerance = options.tolerance ?? 1e-5
   const [originalCkpt, expandedCkpt] = await Promise.all([openCheckpoint(originalDir), openCheckpoint(expandedDir)])
@@ -128,7 +118,9 @@ export async function verifyExpansion(originalDir: string, expandedDir: string, 
     unchangedMaxDifference = Math.max(unchangedMaxDifference, ...outsideDiffs)
 
     const seq = Math.min(options.seq ?? 16, original.config.maxPositionEmbeddings)
-    const ids = randomIds(options.seed ?? 1234, options.batch ?? 2, seq, original.config.vocabSize)
+    const batch = options.batch ?? 2
+    const flat = randomTokenIds(batch * seq, original.config.vocabSize, options.seed ?? 1234)
+    const ids = { data: flat, shape: [batch, seq] as const }
     const [a, b] = [await original.forward(ids), await expanded.forward(ids)]
     let maxLogitDifference = 0
     for (let k = 0; k < a.logits.length; k++) maxLogitDifference = Math.max(maxLogitDifference, Math.abs(a.logits[k]! - b.logits[k]!))

@@ -1,4 +1,5 @@
 /** The raw shape of the compiled addon. lib/ wraps it; nothing outside lib/ calls it directly. */
+import type { RopeConfig } from '../checkpoint/config.js'
 
 export interface RawRuntimeInfo {
   torchVersion: string
@@ -25,14 +26,7 @@ export interface NativeModelSpec {
   numKvHeads: number
   headDim: number
   rmsNormEps: number
-  rope: {
-    type: string
-    theta: number
-    factor: number
-    lowFreqFactor: number
-    highFreqFactor: number
-    originalMaxPositionEmbeddings: number
-  }
+  rope: RopeConfig
   qkvBias: boolean
   oBias: boolean
   mlpBias: boolean

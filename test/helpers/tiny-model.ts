@@ -11,6 +11,7 @@ import { expectedParameters } from '../../lib/checkpoint/parameters.js'
 import { encodeSafetensorsHeader, safetensorsOrder } from '../../lib/checkpoint/safetensors.js'
 import { planShards, shardIndexJson } from '../../lib/checkpoint/shards.js'
 import { encodeFloats, type FloatDtype } from './floats.js'
+import { mulberry32 } from '../../lib/util/random.js'
 
 export interface TinyModelOptions {
   modelType?: 'llama' | 'mistral' | 'qwen2'
@@ -41,17 +42,6 @@ export interface TinyModel {
   rawConfig: Record<string, unknown>
   /** Stored values, as float32, in state_dict order. */
   tensors: Map<string, { shape: number[]; values: Float32Array }>
-}
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 export function normalSampler(seed: number): () => number {
