@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <system_error>
 #include <thread>
 
 namespace llamapro {
@@ -65,7 +66,13 @@ void ParallelChunks(int64_t n, const Fn& fn) {
   if (parts <= 1) return fn(0, n);
   std::vector<std::thread> threads;
   const int64_t chunk = (n + parts - 1) / parts;
-  for (int64_t p = 1; p < parts; ++p) threads.emplace_back(fn, p * chunk, std::min(n, (p + 1) * chunk));
+  int64_t p = 1;
+  try {
+    for (; p < parts; ++p) threads.emplace_back(fn, p * chunk, std::min(n, (p + 1) * chunk));
+  } catch (const std::system_error&) {
+    // No thread to be had (a process or container limit): the chunks not handed out run here, in this thread.
+    for (; p < parts; ++p) fn(p * chunk, std::min(n, (p + 1) * chunk));
+  }
   fn(0, std::min(n, chunk));
   for (auto& t : threads) t.join();
 }

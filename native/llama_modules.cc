@@ -63,21 +63,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionCont
   const auto& mask = context.masks.at(sliding_window);
   torch::Tensor out;  // [B, H, T, D]
 #if LLAMAPRO_HAVE_SDPA
-  const int64_t groups = num_heads / num_kv_heads;
-#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 5
-  const bool gqa = groups > 1;
-#else
-  const bool gqa = false;
-  if (groups > 1) {
-    k = k.repeat_interleave(groups, 1);
-    v = v.repeat_interleave(groups, 1);
-  }
-#endif
-  if (sliding_window == 0) {
-    out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, c10::nullopt, gqa);
-  } else {
-    out = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, c10::nullopt, gqa);
-  }
+  out = ScaledDotProductAttention(q, k, v, sliding_window == 0 ? torch::Tensor() : mask);
 #else
   // Grouped-query attention without copying K and V: the G query heads that share a KV head are stacked along
   // the sequence axis, so one batched matmul per KV head serves them all (head h = kv * G + g, as repeat_kv).
@@ -188,6 +174,9 @@ AttentionContext CausalLMImpl::MakeContext(int64_t seq_len, c10::ScalarType dtyp
     const auto mask_key = std::make_tuple(device.str(), static_cast<int>(dtype), window, seq_len);
     auto cached = mask_cache_.find(mask_key);
     if (cached == mask_cache_.end()) {
+      // One mask per distinct sequence length: with variable-length batches that set grows, so it is bounded
+      // (a rebuild costs one [T, T] fill, far less than the forward pass that uses it).
+      if (mask_cache_.size() >= kMaxCachedMasks) mask_cache_.clear();
       torch::NoGradGuard no_grad;
       const auto options = torch::TensorOptions().device(device);
       const auto i = torch::arange(seq_len, options.dtype(torch::kInt64)).unsqueeze(1);

@@ -116,6 +116,8 @@ class CausalLMImpl : public torch::nn::Module {
   AttentionContext MakeContext(int64_t seq_len, c10::ScalarType dtype, const torch::Device& device);
   // Rotary tables cached for the longest sequence seen so far, per (device, dtype).
   std::map<std::tuple<std::string, int>, std::pair<torch::Tensor, torch::Tensor>> rotary_cache_;
+  // Attention masks per (device, dtype, window, seq_len), at most kMaxCachedMasks of them.
+  static constexpr size_t kMaxCachedMasks = 16;
   std::map<std::tuple<std::string, int, int64_t, int64_t>, torch::Tensor> mask_cache_;
 };
 TORCH_MODULE(CausalLM);

@@ -116,11 +116,17 @@ void ResetCpuPeak() { g_peak.store(g_current.load()); }
 
 bool CudaMemory(int device, MemoryCounters* out) {
 #ifdef LLAMAPRO_WITH_CUDA
-  if (!torch::cuda::is_available()) return false;
-  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
-  out->current = stats.allocated_bytes[0].current;  // index 0: aggregate over pools
-  out->peak = stats.allocated_bytes[0].peak;
-  return true;
+  if (!torch::cuda::is_available() || device < 0 || device >= static_cast<int>(torch::cuda::device_count())) return false;
+  try {
+    // Before anything has touched CUDA the caching allocator may not be set up yet; it then throws, and there is
+    // simply nothing to report.
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    out->current = stats.allocated_bytes[0].current;  // index 0: aggregate over pools
+    out->peak = stats.allocated_bytes[0].peak;
+    return true;
+  } catch (const c10::Error&) {
+    return false;
+  }
 #else
   return false;
 #endif
@@ -128,7 +134,12 @@ bool CudaMemory(int device, MemoryCounters* out) {
 
 void ResetCudaPeak(int device) {
 #ifdef LLAMAPRO_WITH_CUDA
-  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+  if (!torch::cuda::is_available() || device < 0 || device >= static_cast<int>(torch::cuda::device_count())) return;
+  try {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+  } catch (const c10::Error&) {
+    // not set up yet: no peak to reset
+  }
 #endif
 }
 

@@ -39,11 +39,20 @@ ModelSpec SpecFromJs(const Napi::Object& obj) {
   spec.mlp_bias = js::Bool(obj.Get("mlpBias"), "spec.mlpBias");
   spec.tie_word_embeddings = js::Bool(obj.Get("tieWordEmbeddings"), "spec.tieWordEmbeddings");
   const auto windows = js::Array(obj.Get("slidingWindows"), "spec.slidingWindows");
+  if (windows.Length() > 4096) js::TypeError(obj.Env(), "spec.slidingWindows has more entries than llamapro allows layers (4096)");
   for (uint32_t i = 0; i < windows.Length(); ++i) {
     const auto w = windows.Get(i);
-    spec.sliding_windows.push_back(w.IsNull() ? 0 : js::Integer(w, "spec.slidingWindows[" + std::to_string(i) + "]"));
+    const int64_t window = w.IsNull() ? 0 : js::Integer(w, "spec.slidingWindows[" + std::to_string(i) + "]");
+    if (window < 0) js::TypeError(obj.Env(), "spec.slidingWindows entries must be null or positive");
+    spec.sliding_windows.push_back(window);
   }
   const Napi::Env env = obj.Env();
+  // Mirrors CONFIG_LIMITS in lib/checkpoint/config.ts: a spec that slipped past lib/ must not make us allocate
+  // per-layer modules or tensors until the process aborts.
+  const bool bounded = spec.num_layers <= 4096 && spec.hidden_size <= (1 << 17) && spec.intermediate_size <= (1 << 19) &&
+                       spec.num_heads <= 4096 && spec.num_kv_heads <= 4096 && spec.head_dim <= 4096 &&
+                       spec.vocab_size <= (1 << 24);
+  if (!bounded) js::TypeError(env, "spec sizes are above llamapro's limits (see CONFIG_LIMITS in lib/checkpoint/config.ts)");
   const bool positive = spec.vocab_size > 0 && spec.hidden_size > 0 && spec.intermediate_size > 0 && spec.num_layers > 0 &&
                         spec.num_heads > 0 && spec.num_kv_heads > 0 && spec.head_dim > 0;
   if (!positive) js::TypeError(env, "spec sizes must be positive");
@@ -209,6 +218,17 @@ std::shared_ptr<ModelState> NativeModel::State(Napi::Env env) const {
   return state_;
 }
 
+// The synchronous methods run on the JS thread, so they must never wait for the model's mutex: a training step
+// can hold it for seconds, and an Electron UI would freeze for that long. They answer LLAMAPRO_BUSY instead.
+static std::unique_lock<std::mutex> LockOrBusy(Napi::Env env, ModelState& state, const char* method) {
+  std::unique_lock<std::mutex> lock(state.mutex, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    ThrowJs(env, std::string(method) + ": the model is busy with an asynchronous operation (await it before calling " + method + ")",
+            "LLAMAPRO_BUSY");
+  }
+  return lock;
+}
+
 // Tells V8 how much native memory this object holds, so that garbage collection weighs it.
 Napi::Value NativeModel::ReportMemory(Napi::Env env, int64_t bytes) {
   Napi::MemoryManagement::AdjustExternalMemory(env, bytes - reported_bytes_);
@@ -219,7 +239,7 @@ Napi::Value NativeModel::ReportMemory(Napi::Env env, int64_t bytes) {
 Napi::Value NativeModel::Parameters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto state = State(env);
-  std::lock_guard<std::mutex> lock(state->mutex);
+  const auto lock = LockOrBusy(env, *state, "parameters");
   const auto& params = state->Params();
   Napi::Array out = Napi::Array::New(env, params.size());
   for (size_t i = 0; i < params.size(); ++i) {
@@ -384,7 +404,7 @@ Napi::Value NativeModel::ConfigureOptimizer(const Napi::CallbackInfo& info) {
   const auto no_decay = js::StringArray(options.Get("noDecay"), "options.noDecay");
   const int64_t step = js::Integer(options.Get("step"), "options.step");
   const bool scaling = js::Bool(options.Get("lossScaling"), "options.lossScaling");
-  std::lock_guard<std::mutex> lock(state->mutex);
+  const auto lock = LockOrBusy(env, *state, "configureOptimizer");
   state->optimizer.no_decay = std::unordered_set<std::string>(no_decay.begin(), no_decay.end());
   state->optimizer.step = step;
   state->scaler.enabled = scaling;
@@ -400,7 +420,7 @@ Napi::Value NativeModel::ConfigureOptimizer(const Napi::CallbackInfo& info) {
 Napi::Value NativeModel::OptimizerState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto state = State(env);
-  std::lock_guard<std::mutex> lock(state->mutex);
+  const auto lock = LockOrBusy(env, *state, "optimizerState");
   Napi::Object out = Napi::Object::New(env);
   out.Set("step", static_cast<double>(state->optimizer.step));
   out.Set("lossScale", state->scaler.scale);
@@ -482,7 +502,7 @@ Napi::Value NativeModel::TensorInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto state = State(env);
   const auto name = js::String(info[0], "name");
-  std::lock_guard<std::mutex> lock(state->mutex);
+  const auto lock = LockOrBusy(env, *state, "tensorInfo");
   torch::Tensor tensor;
   try {
     tensor = state->StateTensor(name, false);
@@ -603,7 +623,7 @@ Napi::Value NativeModel::Gradients(const Napi::CallbackInfo& info) {
 Napi::Value NativeModel::Memory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto state = State(env);
-  std::lock_guard<std::mutex> lock(state->mutex);
+  const auto lock = LockOrBusy(env, *state, "memory");
   int64_t grads = 0;
   for (const auto& p : state->Params()) {
     const auto& g = p.tensor.grad();

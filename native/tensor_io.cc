@@ -9,6 +9,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <cerrno>
 #include <cstring>
@@ -194,7 +195,11 @@ void ReadTensors(const std::vector<ReadItem>& items, const std::function<torch::
   };
   const size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), std::min<size_t>(4, tasks.size()));
   std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  try {
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  } catch (const std::system_error&) {
+    // No more threads to be had: the workers already started and this thread share the tasks between them.
+  }
   worker();
   for (auto& thread : pool) thread.join();
   if (error) std::rethrow_exception(error);

@@ -49,6 +49,17 @@ t.test('config values are validated with the key named', async (t) => {
   t.throws(() => parseModelConfig(noVocab), { message: /missing key "vocab_size"/ })
 })
 
+t.test('sizes beyond any real model are refused before anything is allocated', async (t) => {
+  t.throws(() => parseModelConfig({ ...tinyRawConfig(), num_hidden_layers: 1e9 }), {
+    code: 'LLAMAPRO_CONFIG',
+    message: /key "num_hidden_layers" is 1000000000, above the largest llamapro supports \(4096\); is the file corrupt\?/,
+  })
+  t.throws(() => parseModelConfig({ ...tinyRawConfig(), vocab_size: 2 ** 40 }), { message: /key "vocab_size" is 1099511627776, above the largest llamapro supports/ })
+  t.throws(() => parseModelConfig({ ...tinyRawConfig(), hidden_act: 'gelu' }), { message: /hidden_act "gelu" is not supported \(LLaMA, Mistral and Qwen2 use "silu"\)/ })
+  t.throws(() => parseModelConfig({ ...tinyRawConfig(), partial_rotary_factor: 0.5 }), { message: /partial_rotary_factor 0\.5 is not supported \(only 1\.0\)/ })
+  t.equal(parseModelConfig({ ...tinyRawConfig(), num_hidden_layers: 4096, layer_types: undefined }).numLayers, 4096, 'the limit itself is accepted')
+})
+
 t.test('config forms: head_dim, rope_parameters, llama3 scaling, sliding windows, qwen2 biases', async (t) => {
   const mistral = parseModelConfig({ ...tinyRawConfig({ modelType: 'mistral' }), head_dim: 16, sliding_window: 3 })
   t.equal(mistral.headDim, 16)

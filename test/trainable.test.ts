@@ -99,3 +99,32 @@ t.test('the memory estimate is within 20% of the measured CPU allocation high-wa
     model.dispose()
   }
 })
+
+t.test('synchronous methods answer LLAMAPRO_BUSY instead of blocking the JS thread while a step runs', async (t) => {
+  const model = await LlamaModel.random(tinyRawConfig({ layers: 4, hidden: 256, intermediate: 1024, vocab: 4000 }), { seed: 5 })
+  await model.setTrainable(model.parameters().map((p) => p.name))
+  model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
+  const ids = batch(8, 256, 4000)
+  let settled = false
+  const step = model.native.trainStep(ids, ids, 8, 256, STEP).finally(() => (settled = true))
+  const calls = { busy: 0, answered: 0, slowest: 0 }
+  const failures = new Set<string>()
+  while (!settled) {
+    const started = performance.now()
+    try {
+      model.parameters()
+      calls.answered++
+    } catch (error) {
+      failures.add(`${(error as { code?: string }).code}: ${(error as Error).message}`)
+      calls.busy++
+    }
+    calls.slowest = Math.max(calls.slowest, performance.now() - started)
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+  await step
+  t.same([...failures], ['LLAMAPRO_BUSY: parameters: the model is busy with an asynchronous operation (await it before calling parameters)'])
+  t.ok(calls.busy > 0, `${calls.busy} calls during the step found the model busy (and ${calls.answered} found it free)`)
+  t.ok(calls.slowest < 50, `no call waited for the step: the slowest took ${calls.slowest.toFixed(1)} ms`)
+  t.equal(model.parameters().length, model.native.parameters().length, 'once the step is done, the methods answer again')
+  model.dispose()
+})

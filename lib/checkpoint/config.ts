@@ -56,11 +56,31 @@ export class ConfigError extends LlamaproError {
 
 type Raw = Record<string, unknown>
 
+/**
+ * Upper bounds far above any published LLaMA-family model (the largest have ~130 layers, hidden 16384, vocab
+ * ~260k). They exist so that a corrupt or hostile config.json is refused here instead of making the decoder
+ * allocate per-layer structures or tensors until the process aborts.
+ */
+export const CONFIG_LIMITS = {
+  num_hidden_layers: 4096,
+  hidden_size: 1 << 17,
+  intermediate_size: 1 << 19,
+  num_attention_heads: 1 << 12,
+  num_key_value_heads: 1 << 12,
+  head_dim: 1 << 12,
+  vocab_size: 1 << 24,
+  max_position_embeddings: 1 << 24,
+} as const satisfies Record<string, number>
+
 function positiveInt(path: string, raw: Raw, key: string, fallback?: number): number {
   const value = raw[key] ?? fallback
   if (value === undefined) throw new ConfigError(path, `missing key "${key}" (a positive integer)`)
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
     throw new ConfigError(path, `key "${key}" must be a positive integer, got ${JSON.stringify(value)}`)
+  }
+  const limit = (CONFIG_LIMITS as Record<string, number>)[key]
+  if (limit !== undefined && value > limit) {
+    throw new ConfigError(path, `key "${key}" is ${value}, above the largest llamapro supports (${limit}); is the file corrupt?`)
   }
   return value
 }
@@ -195,6 +215,13 @@ export function parseModelConfig(raw: unknown, path = 'config.json'): ModelConfi
   if (headDim % 2 !== 0) throw new ConfigError(path, `head_dim ${headDim} must be even (rotary embeddings rotate pairs)`)
   if (numHeads % numKvHeads !== 0) {
     throw new ConfigError(path, `num_attention_heads ${numHeads} must be divisible by num_key_value_heads ${numKvHeads}`)
+  }
+  const activation = r.hidden_act ?? 'silu'
+  if (activation !== 'silu') {
+    throw new ConfigError(path, `hidden_act ${JSON.stringify(activation)} is not supported (LLaMA, Mistral and Qwen2 use "silu")`)
+  }
+  if (r.partial_rotary_factor !== undefined && r.partial_rotary_factor !== null && r.partial_rotary_factor !== 1) {
+    throw new ConfigError(path, `partial_rotary_factor ${JSON.stringify(r.partial_rotary_factor)} is not supported (only 1.0)`)
   }
   const attentionBias = bool(path, r, 'attention_bias', false)
   if (type !== 'llama' && r.mlp_bias === true) throw new ConfigError(path, `mlp_bias is not used by ${type} models`)
