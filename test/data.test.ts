@@ -4,8 +4,8 @@ import { join } from 'node:path'
 import { CHATML_TEMPLATE, writeTrainedTokenizer } from '../lib/data/bpe-trainer.js'
 import { BatchSchedule, collate, shuffledIndices, splitEval } from '../lib/data/batches.js'
 import { loadExamples, readRecords } from '../lib/data/dataset.js'
-import { IGNORE_INDEX, encodeConversation, inferSeqlen, pack, preprocess } from '../lib/data/preprocess.js'
-import { conversationRenderer } from '../lib/data/template.js'
+import { IGNORE_INDEX, encodeConversation, encodePretrain, inferSeqlen, pack, preprocess } from '../lib/data/preprocess.js'
+import { conversationRenderer, segmentText } from '../lib/data/template.js'
 import { loadTokenizer } from '../lib/data/tokenizer.js'
 import { corpusA, corpusB } from '../lib/demo/corpora.js'
 import { learningRateAt, warmupStepsFor } from '../lib/train/schedule.js'
@@ -30,7 +30,7 @@ t.test('a trained byte-level BPE tokenizer.json encodes the same in Python token
   t.equal(tokenizer.chatTemplate, CHATML_TEMPLATE)
 })
 
-t.test('sft encoding: prompt tokens are -100, responses are learned and end with EOS', async (t) => {
+t.test("sft encoding: prompt tokens are -100; responses are learned and end as the model's template ends them", async (t) => {
   const dir = t.testdir()
   await writeTrainedTokenizer(dir, corpusA(100), 300)
   const tokenizer = await loadTokenizer(dir)
@@ -46,19 +46,54 @@ t.test('sft encoding: prompt tokens are -100, responses are learned and end with
   ]
   const segments = chatml(messages)
   t.same(segments.map((s) => s.train), [false, true, false, true])
-  t.equal(segments[0]!.text, '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nName an animal.<|im_end|>\n<|im_start|>assistant\n')
-  t.equal(segments[1]!.text, 'The fox.<|im_end|>\n')
+  t.equal(segmentText(segments[0]!, '</s>'), '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nName an animal.<|im_end|>\n<|im_start|>assistant\n')
+  t.equal(segmentText(segments[1]!, '</s>'), 'The fox.<|im_end|>\n')
   const sequence = encodeConversation(segments, tokenizer, 1000)!
   const learned = sequence.ids.filter((_, i) => sequence.labels[i] !== IGNORE_INDEX)
-  t.equal(tokenizer.decode(learned), 'The fox.<|im_end|>\nThe owl.<|im_end|>\n<|endoftext|>', 'only responses (and the final EOS) are learned')
-  t.equal(sequence.ids.at(-1), tokenizer.eosId)
-
-  const plain = conversationRenderer('default', tokenizer, () => {})(messages.slice(0, 3))
-  t.same(plain, [
-    { text: 'System: Be brief.\nHuman: Name an animal.\nAssistant: ', train: false },
-    { text: 'The fox.', train: true },
-  ])
+  // LLaMA-Factory's chatml/qwen templates learn "{content}<|im_end|>\n" and add no EOS of their own.
+  t.equal(tokenizer.decode(learned), 'The fox.<|im_end|>\nThe owl.<|im_end|>\n', 'only the responses, each with its end-of-turn token')
+  t.notOk(sequence.ids.includes(tokenizer.eosId), 'no EOS the template did not ask for')
   t.throws(() => conversationRenderer('llama3', { ...tokenizer, chatTemplate: null }, () => {}), { message: /template "llama3" needs the model's chat_template.*valid here: default, empty/ })
+})
+
+t.test("the default template is LLaMA-Factory's, slot for slot: EOS after the system prompt, each user turn and each response", async (t) => {
+  const dir = t.testdir()
+  await writeTrainedTokenizer(dir, corpusA(100), 300)
+  const tokenizer = await loadTokenizer(dir)
+  const messages = [
+    { role: 'system' as const, content: 'Be brief.' },
+    { role: 'user' as const, content: 'Name an animal.' },
+    { role: 'assistant' as const, content: 'The fox.' },
+    { role: 'user' as const, content: 'Another?' },
+    { role: 'assistant' as const, content: 'The owl.' },
+  ]
+  const segments = conversationRenderer('default', tokenizer, () => {})(messages)
+  t.same(
+    segments.map((s) => [segmentText(s, '<eos>'), s.train]),
+    [
+      ['System: Be brief.<eos>\nHuman: Name an animal.<eos>\nAssistant:', false],
+      ['The fox.<eos>\n', true],
+      ['Human: Another?<eos>\nAssistant:', false],
+      ['The owl.<eos>\n', true],
+    ],
+  )
+  // Independent expectation: LLaMA-Factory tokenizes each slot on its own and inserts eos_token_id for {"eos_token"}.
+  const eos = tokenizer.eosId
+  const enc = (text: string) => tokenizer.encode(text)
+  const expected = [
+    ...enc('System: Be brief.'), eos, ...enc('\n'), ...enc('Human: Name an animal.'), eos, ...enc('\nAssistant:'),
+    ...enc('The fox.'), eos, ...enc('\n'),
+    ...enc('Human: Another?'), eos, ...enc('\nAssistant:'),
+    ...enc('The owl.'), eos, ...enc('\n'),
+  ]
+  const sequence = encodeConversation(segments, tokenizer, 1000)!
+  t.same(sequence.ids, expected)
+  const learned = sequence.ids.filter((_, i) => sequence.labels[i] !== IGNORE_INDEX)
+  t.same(learned, [...enc('The fox.'), eos, ...enc('\n'), ...enc('The owl.'), eos, ...enc('\n')], 'every response ends with EOS')
+
+  const empty = conversationRenderer('empty', tokenizer, () => {})(messages)
+  t.same(empty.map((s) => segmentText(s, '<eos>')), ['Be brief.Name an animal.', 'The fox.', 'Another?', 'The owl.'])
+  t.notOk(encodeConversation(empty, tokenizer, 1000)!.ids.includes(eos), 'empty adds no EOS, as in LLaMA-Factory')
 })
 
 t.test("cutoff_len budgets follow LLaMA-Factory's infer_seqlen; over-long prompts never eat the whole response", async (t) => {
@@ -66,18 +101,38 @@ t.test("cutoff_len budgets follow LLaMA-Factory's infer_seqlen; over-long prompt
   t.same(inferSeqlen(100, 10, 50), [40, 10])
   t.same(inferSeqlen(10, 100, 50), [10, 40])
   t.same(inferSeqlen(60, 40, 50), [30, 20])
-  const tokenizer = { encode: (s: string) => Array.from(s, (c) => c.charCodeAt(0)), eosId: 0 } as never
-  const seq = encodeConversation([{ text: 'p'.repeat(30), train: false }, { text: 'r'.repeat(30), train: true }], tokenizer, 20)!
+  const tokenizer = { encode: (s: string) => Array.from(s, (c) => c.charCodeAt(0)), eosId: 0 }
+  const seq = encodeConversation([{ parts: ['p'.repeat(30)], train: false }, { parts: ['r'.repeat(30)], train: true }], tokenizer, 20)!
   t.equal(seq.ids.length, 20)
   t.equal(seq.labels.filter((l) => l !== IGNORE_INDEX).length, 10)
 })
 
-t.test('pt packs texts with EOS into cutoff_len blocks; sft packing keeps examples whole', async (t) => {
-  const tokenizer = { encode: (s: string) => Array.from(s, () => 5), eosId: 9 } as never
-  const { sequences } = preprocess([{ kind: 'text', text: 'abc' }, { kind: 'text', text: 'defgh' }, { kind: 'text', text: 'ij' }], 'pt', tokenizer, undefined, 4, true)
+t.test('pt: EOS after each text; packing cuts cutoff_len blocks, packing: false keeps one sequence per text; BOS where add_bos_token', async (t) => {
+  const tokenizer = { encode: (s: string) => Array.from(s, () => 5), eosId: 9, bosId: 1, addBosToken: false }
+  const texts = ['abc', 'defgh', 'ij']
+  const { sequences } = preprocess(texts.map((text) => ({ kind: 'text' as const, text })), 'pt', tokenizer as never, undefined, 4, true)
   t.same(sequences.map((s) => s.ids), [[5, 5, 5, 9], [5, 5, 5, 5], [5, 9, 5, 5]], 'the 1-token remainder is dropped')
+  t.same(encodePretrain(texts, tokenizer, 4, false).map((s) => s.ids), [[5, 5, 5, 9], [5, 5, 5, 5], [5, 5, 9]], 'one sequence per text, cut at cutoff_len')
+  const withBos = { ...tokenizer, addBosToken: true }
+  t.same(encodePretrain(texts, withBos, 4, true).map((s) => s.ids), [[1, 5, 5, 9], [1, 5, 5, 5], [1, 9, 5, 5]], "a block's first token becomes BOS")
+  t.same(encodePretrain(texts, withBos, 4, false).map((s) => s.ids), [[1, 5, 5, 5], [1, 5, 5, 5], [1, 5, 5, 9]], 'BOS starts each text')
+  t.same(encodePretrain(['ab'], withBos, 8, true).map((s) => s.ids), [[1, 5, 5, 9]], 'less than one block: the whole stream, after BOS')
+  for (const s of encodePretrain(texts, withBos, 4, true)) t.same(s.labels, s.ids, 'pt learns every token')
+
   const packed = pack([{ ids: [1, 2], labels: [1, 2] }, { ids: [3, 4, 5], labels: [3, 4, 5] }, { ids: [6], labels: [6] }], 4)
   t.same(packed.map((p) => p.ids), [[1, 2], [3, 4, 5, 6]])
+})
+
+t.test('a document of a million tokens is split without overflowing the call stack', async (t) => {
+  const million = Array.from({ length: 1_000_000 }, (_, i) => i % 50)
+  const tokenizer = { encode: () => million, eosId: 60, bosId: null, addBosToken: false }
+  const blocks = encodePretrain(['one huge text'], tokenizer, 4096, true)
+  t.equal(blocks.length, Math.floor(1_000_001 / 4096))
+  const [whole] = encodePretrain(['one huge text'], tokenizer, 2_000_000, false)
+  t.equal(whole!.ids.length, 1_000_001)
+  const conversation = encodeConversation([{ parts: ['prompt'], train: false }, { parts: ['response'], train: true }], tokenizer, 3_000_000)!
+  t.equal(conversation.ids.length, 2_000_000)
+  t.equal(pack([conversation, conversation], 5_000_000)[0]!.ids.length, 4_000_000)
 })
 
 t.test('batches: right padding with -100 labels; seeded order differs per epoch and is reproducible', async (t) => {
@@ -151,11 +206,16 @@ t.test('malformed data: errors carry the file and line', async (t) => {
     'broken.json': '[\n  {"text": "a"},\n  {"text": }\n]\n',
     'turns.jsonl': JSON.stringify({ conversations: [{ from: 'gpt', value: 'x' }, { from: 'human', value: 'y' }] }) + '\n',
     'roles.jsonl': JSON.stringify({ conversations: [{ from: 'alien', value: 'x' }] }) + '\n',
+    'strings.jsonl': JSON.stringify({ conversations: [{ from: 'human', value: 'q' }, { from: 'gpt', value: 'a' }] }) + '\n' + JSON.stringify({ conversations: ['hello', 'hi'] }) + '\n',
   })
   await t.rejects(loadExamples({ names: ['array.json'], stage: 'pt', datasetDir: dir, baseDir: dir }), { message: /array\.json:3: "text" must be a string, got 3/ })
   await t.rejects(readRecords(join(dir, 'broken.json')), { message: /broken\.json:3: invalid JSON/ })
   await t.rejects(loadExamples({ names: ['turns.jsonl'], stage: 'sft', datasetDir: dir, baseDir: dir }), { message: /turns\.jsonl:1: messages must alternate user\/assistant, but turn 0 is assistant/ })
   await t.rejects(loadExamples({ names: ['roles.jsonl'], stage: 'sft', datasetDir: dir, baseDir: dir }), { message: /roles\.jsonl:1: message 0 has from "alien" \(valid: human, user, gpt, assistant, system\)/ })
+  await t.rejects(loadExamples({ names: ['strings.jsonl'], stage: 'sft', datasetDir: dir, baseDir: dir }), {
+    code: 'LLAMAPRO_DATASET',
+    message: /strings\.jsonl:2: conversations\[0\] must be an object like \{"from": "human", "value": "\.\.\."\}, got "hello"/,
+  })
   writeFileSync(join(dir, 'empty.jsonl'), '\n')
   await t.rejects(loadExamples({ names: ['empty.jsonl'], stage: 'pt', datasetDir: dir, baseDir: dir }), { message: /no examples in/ })
 })

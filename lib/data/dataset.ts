@@ -160,6 +160,11 @@ function toExample(record: unknown, stage: 'pt' | 'sft', source: Source, where: 
   if (sharegpt) {
     const list = r[messagesKey]
     if (!Array.isArray(list) || list.length === 0) throw new DatasetError(`${where}: "${messagesKey}" must be a non-empty list of messages`)
+    list.forEach((m, i) => {
+      if (typeof m !== 'object' || m === null || Array.isArray(m)) {
+        throw new DatasetError(`${where}: ${messagesKey}[${i}] must be an object like {"from": "human", "value": "..."}, got ${JSON.stringify(m)}`)
+      }
+    })
     const roleTag = source.tags.role_tag ?? ('from' in (list[0] as object) ? 'from' : 'role')
     const contentTag = source.tags.content_tag ?? ('value' in (list[0] as object) ? 'value' : 'content')
     const tagRole: Record<string, Message['role']> = { ...ROLE_OF }

@@ -1,12 +1,18 @@
 /**
  * Examples to token sequences, as LLaMA-Factory prepares them:
- * - sft: prompt tokens are labelled -100 (not learned), response tokens are learned, and the sequence ends with
- *   EOS; a conversation longer than cutoff_len gets a token budget per turn (LLaMA-Factory's infer_seqlen), so
- *   responses are never cut away entirely. With packing, examples are packed into cutoff_len sequences.
- * - pt: texts are joined with EOS after each and cut into blocks of exactly cutoff_len tokens.
+ * - sft: prompt tokens are labelled -100 (not learned), response tokens are learned (ending as the template
+ *   says: EOS for `default`, the model's end-of-turn token for its own chat template); a conversation longer
+ *   than cutoff_len gets a token budget per turn (LLaMA-Factory's infer_seqlen), so responses are never cut away
+ *   entirely. With packing, examples are packed into cutoff_len sequences.
+ * - pt: each text gets EOS after it. With packing (the default for pt) the texts are joined and cut into blocks
+ *   of exactly cutoff_len tokens; without, each text is one sequence, cut at cutoff_len. Where the tokenizer
+ *   says add_bos_token, each sequence starts with BOS (a block's first token is replaced by it, as
+ *   LLaMA-Factory does).
+ *
+ * Token lists are appended with loops, never `push(...list)`: a long document would overflow the call stack.
  */
 import type { Example } from './dataset.js'
-import type { ConversationRenderer } from './template.js'
+import { type ConversationRenderer, type Segment, encodeSegment } from './template.js'
 import type { TextTokenizer } from './tokenizer.js'
 
 export interface Sequence {
@@ -27,20 +33,69 @@ export function inferSeqlen(sourceLen: number, targetLen: number, cutoffLen: num
   return [Math.min(maxSource, sourceLen), newTarget]
 }
 
-export function encodeConversation(segments: { text: string; train: boolean }[], tokenizer: TextTokenizer, cutoffLen: number): Sequence | undefined {
+/** Appends `source[0, count)` to `target`. */
+function append(target: number[], source: readonly number[], count = source.length): void {
+  for (let i = 0; i < count; i++) target.push(source[i]!)
+}
+
+function appendFill(target: number[], value: number, count: number): void {
+  for (let i = 0; i < count; i++) target.push(value)
+}
+
+type SequenceTokenizer = Pick<TextTokenizer, 'encode' | 'eosId'>
+
+export function encodeConversation(segments: readonly Segment[], tokenizer: SequenceTokenizer, cutoffLen: number): Sequence | undefined {
   const ids: number[] = []
   const labels: number[] = []
   let budget = cutoffLen
+  let learned = false
   for (let i = 0; i + 1 < segments.length && budget > 0; i += 2) {
-    const source = tokenizer.encode(segments[i]!.text)
-    let target = tokenizer.encode(segments[i + 1]!.text)
-    if (i + 2 >= segments.length && target[target.length - 1] !== tokenizer.eosId) target = [...target, tokenizer.eosId]
+    const source = encodeSegment(segments[i]!, tokenizer)
+    const target = encodeSegment(segments[i + 1]!, tokenizer)
     const [sourceLen, targetLen] = inferSeqlen(source.length, target.length, budget)
-    ids.push(...source.slice(0, sourceLen), ...target.slice(0, targetLen))
-    labels.push(...new Array<number>(sourceLen).fill(IGNORE_INDEX), ...target.slice(0, targetLen))
+    append(ids, source, sourceLen)
+    append(ids, target, targetLen)
+    appendFill(labels, IGNORE_INDEX, sourceLen)
+    append(labels, target, targetLen)
+    learned ||= targetLen > 0
     budget -= sourceLen + targetLen
   }
-  return labels.some((l) => l !== IGNORE_INDEX) ? { ids, labels } : undefined
+  return learned ? { ids, labels } : undefined
+}
+
+type PretrainTokenizer = SequenceTokenizer & Pick<TextTokenizer, 'bosId' | 'addBosToken'>
+
+/** pt sequences: see the file comment. */
+export function encodePretrain(texts: readonly string[], tokenizer: PretrainTokenizer, cutoffLen: number, packing: boolean): Sequence[] {
+  const bos = tokenizer.addBosToken ? tokenizer.bosId : null
+  const sequences: Sequence[] = []
+  if (!packing) {
+    for (const text of texts) {
+      const ids: number[] = bos === null ? [] : [bos]
+      append(ids, tokenizer.encode(text))
+      ids.push(tokenizer.eosId)
+      if (ids.length > cutoffLen) ids.length = cutoffLen
+      if (ids.length >= 2) sequences.push({ ids, labels: ids.slice() })
+    }
+    return sequences
+  }
+  const stream: number[] = []
+  for (const text of texts) {
+    append(stream, tokenizer.encode(text))
+    stream.push(tokenizer.eosId)
+  }
+  const whole = Math.floor(stream.length / cutoffLen) * cutoffLen
+  for (let i = 0; i < whole; i += cutoffLen) {
+    const block = stream.slice(i, i + cutoffLen)
+    if (bos !== null) block[0] = bos
+    sequences.push({ ids: block, labels: block.slice() })
+  }
+  // Less text than one block: train on what there is rather than on nothing.
+  if (sequences.length === 0 && stream.length > 1) {
+    if (bos !== null) stream.unshift(bos)
+    sequences.push({ ids: stream, labels: stream.slice() })
+  }
+  return sequences
 }
 
 export interface PreprocessResult {
@@ -58,19 +113,8 @@ export function preprocess(
   packing: boolean,
 ): PreprocessResult {
   if (stage === 'pt') {
-    const stream: number[] = []
-    for (const example of examples) {
-      if (example.kind !== 'text') continue
-      stream.push(...tokenizer.encode(example.text), tokenizer.eosId)
-    }
-    const sequences: Sequence[] = []
-    const whole = Math.floor(stream.length / cutoffLen) * cutoffLen
-    for (let i = 0; i < whole; i += cutoffLen) {
-      const block = stream.slice(i, i + cutoffLen)
-      sequences.push({ ids: block, labels: block })
-    }
-    if (sequences.length === 0 && stream.length > 1) sequences.push({ ids: stream, labels: stream })
-    return { sequences, dropped: 0 }
+    const texts = examples.flatMap((example) => (example.kind === 'text' ? [example.text] : []))
+    return { sequences: encodePretrain(texts, tokenizer, cutoffLen, packing), dropped: 0 }
   }
   const sequences: Sequence[] = []
   let dropped = 0
@@ -92,8 +136,8 @@ export function pack(sequences: readonly Sequence[], cutoffLen: number): Sequenc
       out.push(current)
       current = { ids: [], labels: [] }
     }
-    current.ids.push(...s.ids)
-    current.labels.push(...s.labels)
+    append(current.ids, s.ids)
+    append(current.labels, s.labels)
   }
   if (current.ids.length > 0) out.push(current)
   return out

@@ -15,7 +15,12 @@ export interface TextTokenizer {
   eosId: number
   eosToken: string
   bosToken: string | null
+  bosId: number | null
+  /** tokenizer_config.json's add_bos_token: pt sequences then start with BOS (as LLaMA-Factory's pretrain data). */
+  addBosToken: boolean
   padId: number
+  /** The largest token id the tokenizer can produce (added tokens included): it must be below the model's vocab_size. */
+  maxId: number
   /** The Jinja chat template (tokenizer_config.json's chat_template or chat_template.jinja), if any. */
   chatTemplate: string | null
 }
@@ -74,13 +79,20 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
     throw new TokenizerError(`${dir}: no end-of-sequence token (tokenizer_config.json eos_token, or generation_config.json eos_token_id)`)
   }
   const padId = idOf(tokenText(config.pad_token as TokenValue)) ?? eosId
+  const bosToken = tokenText(config.bos_token as TokenValue)
+  const bosId = idOf(bosToken) ?? null
+  let maxId = Math.max(eosId, padId, bosId ?? 0)
+  for (const id of tokenizer.get_vocab(true).values()) if (id > maxId) maxId = id
   return {
     encode: (text) => tokenizer.encode(text, { add_special_tokens: false }).ids,
     decode: (ids) => tokenizer.decode([...ids]),
     eosId,
     eosToken: eosToken ?? tokenizer.id_to_token(eosId) ?? '',
-    bosToken: tokenText(config.bos_token as TokenValue),
+    bosToken,
+    bosId,
+    addBosToken: config.add_bos_token === true && bosId !== null,
     padId,
+    maxId,
     chatTemplate,
   }
 }
