@@ -20,4 +20,18 @@ export class UsageError extends LlamaproError {
   }
 }
 
+/** The user stopped the work (Ctrl-C, SIGTERM, or an AbortSignal): nothing was left half-written. */
+export class InterruptedError extends LlamaproError {
+  constructor(message = 'interrupted; nothing was left half-written') {
+    super('LLAMAPRO_INTERRUPTED', message)
+    this.name = 'InterruptedError'
+  }
+}
+
+/** Errors from LibTorch and from lib/ carry an LLAMAPRO_* code whether or not they are LlamaproError instances. */
+export function isLlamaproCode(error: unknown): error is Error & { code: string } {
+  const code: unknown = error instanceof Error ? (error as Error & { code?: unknown }).code : undefined
+  return typeof code === 'string' && code.startsWith('LLAMAPRO_')
+}
+
 export const errorMessage = (error: unknown): string => (error instanceof Error ? error.message : String(error))

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -32,4 +32,29 @@ t.test('the demo runs end to end: base, expansion, LLaMA-Pro and full fine-tune,
   const again = await promisify(execFile)(process.execPath, [CLI, 'demo', '--out', out]).catch((e) => e)
   t.equal(again.code, 1)
   t.match(again.stderr, /already exists and is not empty; pass --force/)
+})
+
+t.test('Ctrl-C stops the CLI cleanly: exit status 130, a message, no half-written output', async (t) => {
+  const out = join(t.testdir(), 'demo')
+  const child = spawn(process.execPath, [CLI, 'demo', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk) => (stdout += chunk))
+  child.stderr.on('data', (chunk) => (stderr += chunk))
+  // Interrupt once training has started (the demo prints its first stage before training).
+  await new Promise<void>((resolve) => {
+    const poll = setInterval(() => {
+      if (/1\. /.test(stdout) || stdout.includes('pre-train')) {
+        clearInterval(poll)
+        resolve()
+      }
+    }, 50)
+  })
+  child.kill('SIGINT')
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  t.equal(code, 130, 'the conventional status for SIGINT')
+  t.match(stderr, /SIGINT: stopping cleanly/)
+  t.match(stderr, /llamapro demo: interrupted by SIGINT; nothing was left half-written/)
+  t.notOk(stderr.includes('unexpected error'), stderr)
+  t.notOk(existsSync(join(out, 'demo.json')), 'no results from a run that did not finish')
 })

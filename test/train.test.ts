@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { openCheckpoint } from '../lib/checkpoint/checkpoint.js'
@@ -172,6 +172,7 @@ t.test('configuration and data errors name the key, file or line', async (t) => 
   t.throws(() => config(dir, { model_name_or_path: pro, dataset: data.pt, output_dir: 'x', lr_scheduler_type: 'exp' }), { message: /lr_scheduler_type must be one of linear, cosine, constant, constant_with_warmup, got "exp"/ })
   t.throws(() => config(dir, { model_name_or_path: pro, dataset: data.pt, output_dir: 'x', cutoff_len: 'long' }), { message: /cutoff_len must be an integer, got "long"/ })
   t.throws(() => config(dir, { model_name_or_path: pro, output_dir: 'x' }), { message: /missing key "dataset"/ })
+  t.throws(() => config(dir, { model_name_or_path: pro, dataset: data.pt, output_dir: 'x', threads: 5000 }), { message: /threads must be an integer <= 1024, got 5000/ })
   await t.rejects(train(config(dir, { model_name_or_path: pro, stage: 'pt', dataset: 'missing.jsonl', output_dir: join(dir, 'o1') })), {
     code: 'LLAMAPRO_DATASET',
     message: /dataset "missing.jsonl" not found: no file .*missing\.jsonl/,
@@ -190,8 +191,83 @@ t.test('an existing output_dir is refused unless overwrite_output_dir', async (t
   const raw = { model_name_or_path: pro, stage: 'pt', dataset: data.pt, output_dir: out, max_steps: 1 }
   await train(config(dir, raw))
   await t.rejects(train(config(dir, raw)), { code: 'LLAMAPRO_OUTPUT_EXISTS', message: /set overwrite_output_dir: true/ })
-  const again = await train(config(dir, { ...raw, overwrite_output_dir: true }))
+  // A file of the user's own and a stale shard from some other run.
+  writeFileSync(join(out, 'notes.txt'), 'mine')
+  writeFileSync(join(out, 'model-00009-of-00009.safetensors'), 'stale')
+  const warnings: string[] = []
+  const again = await train(config(dir, { ...raw, overwrite_output_dir: true }), { onEvent: (e) => e.type === 'warning' && warnings.push(e.message) })
   t.equal(again.globalStep, 1)
+  t.equal(readFileSync(join(out, 'notes.txt'), 'utf8'), 'mine', 'overwrite_output_dir removes only what a run writes')
+  t.notOk(existsSync(join(out, 'model-00009-of-00009.safetensors')), 'stale weights are removed')
+  t.match(warnings.join('\n'), /kept 1 file\(s\) in .*out that a training run does not write: notes\.txt/)
+  t.ok(existsSync(join(out, 'model.safetensors')))
+})
+
+t.test('an output_dir that is or holds the model or the dataset folder is refused, even with overwrite_output_dir', async (t) => {
+  const { dir, pro, data } = await setup(t)
+  const raw = { model_name_or_path: pro, stage: 'pt', dataset: data.pt, max_steps: 1, overwrite_output_dir: true }
+  const modelFiles = readdirSync(pro).sort()
+  await t.rejects(train(config(dir, { ...raw, output_dir: pro })), { code: 'LLAMAPRO_TRAIN_CONFIG', message: /output_dir .*pro is the model \(model_name_or_path\).*choose a folder of its own/ })
+  await t.rejects(train(config(dir, { ...raw, output_dir: dir })), { code: 'LLAMAPRO_TRAIN_CONFIG', message: /output_dir .* contains the model \(model_name_or_path\)/ })
+  const elsewhere = join(dir, 'elsewhere')
+  const datasets = join(elsewhere, 'datasets')
+  mkdirSync(datasets, { recursive: true })
+  writeFileSync(join(elsewhere, 'keep.txt'), 'x')
+  copyFileSync(data.pt, join(datasets, 'code.jsonl'))
+  await t.rejects(train(config(dir, { ...raw, output_dir: elsewhere, dataset_dir: datasets, dataset: 'code.jsonl' })), { message: /contains the dataset folder \(dataset_dir\)/ })
+  t.same(readdirSync(pro).sort(), modelFiles, 'the model folder is untouched')
+  t.ok(existsSync(join(datasets, 'code.jsonl')) && existsSync(join(elsewhere, 'keep.txt')), 'the data is untouched')
+})
+
+t.test('gradient accumulation weighs micro-batches by their target tokens: 2 x 1 sequences equal 1 x 2', async (t) => {
+  const { dir, pro } = await setup(t)
+  // Two sft examples of very different lengths, so a mean of per-batch means would differ from the token mean.
+  const examples = [
+    { instruction: 'Say it.', input: '', output: 'ok' },
+    { instruction: 'Write it out.', input: '', output: 'def add(a, b):\n    return a + b\nassert add(1, 2) == 3' },
+  ]
+  writeFileSync(join(dir, 'two.json'), JSON.stringify(examples))
+  const losses = async (raw: Record<string, unknown>, out: string) => {
+    const steps: number[] = []
+    await train(config(dir, { model_name_or_path: pro, stage: 'sft', template: 'default', dataset: 'two.json', cutoff_len: 64, max_steps: 3, learning_rate: 1e-2, output_dir: join(dir, out), ...raw }), {
+      onEvent: (e) => e.type === 'step' && steps.push(e.loss),
+    })
+    return steps
+  }
+  const whole = await losses({ per_device_train_batch_size: 2, gradient_accumulation_steps: 1 }, 'whole')
+  const accumulated = await losses({ per_device_train_batch_size: 1, gradient_accumulation_steps: 2 }, 'accumulated')
+  t.equal(whole.length, 3)
+  for (let i = 0; i < whole.length; i++) t.ok(Math.abs(whole[i]! - accumulated[i]!) < 2e-5, `step ${i + 1}: ${whole[i]} vs ${accumulated[i]}`)
+})
+
+t.test('a checkpoint resumes only with the batch size, accumulation and seed it was made with', async (t) => {
+  const { dir, pro, data } = await setup(t)
+  const out = join(dir, 'out')
+  const raw = { model_name_or_path: pro, stage: 'pt', dataset: data.pt, output_dir: out, max_steps: 3, save_steps: 1, per_device_train_batch_size: 2 }
+  await train(config(dir, raw))
+  await t.rejects(train(config(dir, { ...raw, max_steps: 4, per_device_train_batch_size: 3, resume_from_checkpoint: join(out, 'checkpoint-2') })), {
+    code: 'LLAMAPRO_RESUME',
+    message: /checkpoint-2 was trained with per_device_train_batch_size: 2, this configuration says 3; resume with per_device_train_batch_size: 2/,
+  })
+  await t.rejects(train(config(dir, { ...raw, max_steps: 4, seed: 7, resume_from_checkpoint: join(out, 'checkpoint-2') })), { message: /was trained with seed: 42, this configuration says 7/ })
+  const state = JSON.parse(readFileSync(join(out, 'checkpoint-2', 'trainer_state.json'), 'utf8'))
+  t.equal(state.optimizer_step, 2, "AdamW's own step count is saved")
+  t.equal(state.logging_window.steps, 2, 'the two steps since the last log line (logging_steps 4) are carried over')
+  t.ok(state.logging_window.loss > 0)
+})
+
+t.test('token ids the model has no embedding for are refused before the model is loaded, naming the tokenizer', async (t) => {
+  const { dir, pro } = await setup(t)
+  const tokenizerPath = join(pro, 'tokenizer.json')
+  const tokenizer = JSON.parse(readFileSync(tokenizerPath, 'utf8'))
+  const vocab = JSON.parse(readFileSync(join(pro, 'config.json'), 'utf8')).vocab_size
+  tokenizer.added_tokens.push({ id: vocab + 5, content: '<|extra|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })
+  writeFileSync(tokenizerPath, JSON.stringify(tokenizer))
+  writeFileSync(join(dir, 'extra.jsonl'), `${JSON.stringify({ text: 'def f(x): <|extra|> return x' })}\n`)
+  await t.rejects(train(config(dir, { model_name_or_path: pro, stage: 'pt', dataset: 'extra.jsonl', output_dir: join(dir, 'out'), cutoff_len: 8 })), {
+    code: 'LLAMAPRO_TOKENIZER',
+    message: new RegExp(`the tokenizer in .*pro gives token id ${vocab + 5}, but the model's vocab_size is ${vocab} \\(valid ids 0\\.\\.${vocab - 1}\\)`),
+  })
 })
 
 t.test('save_delta writes only the trained tensors, and merge puts them back', async (t) => {

@@ -1,5 +1,5 @@
 /** Parsing helpers for command-line values: errors name the flag and say what is valid. */
-import { UsageError } from '../errors.js'
+import { InterruptedError, UsageError } from '../errors.js'
 
 export function parseInteger(value: string | undefined, flag: string, options: { min?: number; allowNegative?: boolean } = {}): number | undefined {
   if (value === undefined) return undefined
@@ -37,7 +37,11 @@ export function positionals(values: string[], names: string[]): string[] {
 /** An AbortSignal that fires on Ctrl-C (SIGINT) and SIGTERM, so work stops cleanly and leaves nothing half-written. */
 export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
   const controller = new AbortController()
-  const onSignal = () => controller.abort(new Error('interrupted'))
+  // A second Ctrl-C finds no handler left (once) and ends the process the default way.
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`\nllamapro: ${signal}: stopping cleanly (press Ctrl-C again to stop at once)\n`)
+    controller.abort(new InterruptedError(`interrupted by ${signal}; nothing was left half-written`))
+  }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   return {

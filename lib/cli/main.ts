@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `llamapro` command: dispatches to one module per subcommand. */
-import { LlamaproError, UsageError, errorMessage } from '../errors.js'
+import { UsageError, errorMessage, isLlamaproCode } from '../errors.js'
 import { VERSION } from '../version.js'
 import { COMMANDS } from './commands.js'
 
@@ -13,6 +13,19 @@ function usage(): string {
     '',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
   ].join('\n')
+}
+
+/** File-system failures are the user's to fix, not llamapro bugs: say so instead of printing a stack. */
+const FILE_SYSTEM_HINTS: Record<string, string> = {
+  ENOENT: 'no such file or folder',
+  EACCES: 'permission denied: check the folder permissions',
+  EPERM: 'operation not permitted',
+  ENOSPC: 'the disk is full: free some space and run again; partial outputs were removed',
+  EDQUOT: 'disk quota exceeded: free some space and run again',
+  EROFS: 'the file system is read-only: choose another output folder',
+  EISDIR: 'a folder was given where a file is expected',
+  ENOTDIR: 'a file was given where a folder is expected',
+  EMFILE: 'too many open files: raise the limit with ulimit -n',
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -44,8 +57,13 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`llamapro ${name}: ${errorMessage(error)}\n\n${help}`)
       return 2
     }
-    if (error instanceof LlamaproError) {
-      console.error(`llamapro ${name}: error: ${error.message}`)
+    if (isLlamaproCode(error)) {
+      console.error(`llamapro ${name}: ${error.code === 'LLAMAPRO_INTERRUPTED' ? '' : 'error: '}${error.message}`)
+      return error.code === 'LLAMAPRO_INTERRUPTED' ? 130 : 1
+    }
+    const fsHint = FILE_SYSTEM_HINTS[code]
+    if (fsHint) {
+      console.error(`llamapro ${name}: error: ${errorMessage(error)} (${fsHint})`)
       return 1
     }
     console.error(`llamapro ${name}: unexpected error:`, error)

@@ -139,6 +139,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         options.onEvent?.(stage, event)
       },
     })
+    // An interrupted stage saved its checkpoint; the demo's later stages would only compare half-trained models.
+    options.signal?.throwIfAborted()
     return { result, curve }
   }
 

@@ -26,9 +26,16 @@ export interface TrainerState {
   epoch_index: number
   batch_index: number
   seed: number
+  /** These shape the data order and what a step is: a resumed run must use the same. */
+  per_device_train_batch_size?: number
+  gradient_accumulation_steps?: number
   train_sequences: number
+  /** AdamW's own step count (bias correction); behind global_step by the fp16 updates that were skipped. */
+  optimizer_step?: number
   loss_scale: number
   good_steps: number
+  /** The loss of the optimizer steps since the last log line, so the first log after a resume averages them too. */
+  logging_window?: { loss: number; steps: number }
   log_history: Record<string, unknown>[]
   created_by: string
 }

@@ -19,7 +19,7 @@ export class ConfigKeyError extends LlamaproError {
 
 type Kind =
   | { type: 'string'; choices?: readonly string[] }
-  | { type: 'int'; min?: number }
+  | { type: 'int'; min?: number; max?: number }
   | { type: 'number'; min?: number; max?: number }
   | { type: 'bool' }
   | { type: 'list' }
@@ -78,7 +78,7 @@ const KEYS = {
   plot_loss: { kind: { type: 'bool' }, default: false, help: 'write training_loss.png and .svg' },
   // llamapro's own keys
   device: { kind: { type: 'string' }, default: 'cpu', help: "cpu, cuda or cuda:N (llamapro)" },
-  threads: { kind: { type: 'int', min: 0 }, default: 0, help: 'LibTorch intra-op threads, 0 = default (llamapro)' },
+  threads: { kind: { type: 'int', min: 0, max: 1024 }, default: 0, help: 'LibTorch intra-op threads, 0 = default (llamapro)' },
   save_delta: { kind: { type: 'bool' }, default: false, help: 'also write only the trained tensors to <output_dir>/delta (llamapro)' },
   save_only_model: { kind: { type: 'bool' }, default: false, help: 'checkpoints without optimizer state (not resumable)' },
 } satisfies Record<string, KeySpec>
@@ -207,6 +207,7 @@ function coerce(key: string, spec: KeySpec, value: unknown, where: string): unkn
       const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value
       if (typeof n !== 'number' || !Number.isInteger(n)) return fail('an integer')
       if (kind.min !== undefined && n < kind.min) return fail(`an integer >= ${kind.min}`)
+      if (kind.max !== undefined && n > kind.max) return fail(`an integer <= ${kind.max}`)
       return n
     }
     case 'number':

@@ -1,7 +1,7 @@
 /**
  * `llamapro train`: the training loop, readable top to bottom. Configuration and data are validated before the
  * model is loaded; each micro-batch is one awaited native call (forward, backward and, on the last micro-batch of
- * an accumulation, clipping and the AdamW update), and the next batch is prepared while that call runs. Logging,
+ * an accumulation, clipping and the AdamW update), weighted by its share of the step's target tokens. Logging,
  * evaluation, checkpoints, warnings and cancellation happen here, between steps.
  */
 import { existsSync } from 'node:fs'
@@ -14,8 +14,7 @@ import { type Batch, BatchSchedule, collate, splitEval } from '../data/batches.j
 import { loadExamples } from '../data/dataset.js'
 import { type Sequence, preprocess } from '../data/preprocess.js'
 import { conversationRenderer } from '../data/template.js'
-import { loadTokenizer } from '../data/tokenizer.js'
-import { LlamaproError } from '../errors.js'
+import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
 import { setThreads } from '../info.js'
 import { type Device, LlamaModel } from '../model/llama-model.js'
 import { callNative } from '../native/call.js'
@@ -26,7 +25,9 @@ import { type TrainerState, checkpointName, listCheckpoints, loadOptimizerState,
 import { type TrainConfig, loadTrainConfig, trainingDtypes } from './config.js'
 import { writeDelta } from './delta.js'
 import type { LogRecord, TrainEvent, TrainResult } from './events.js'
+import { TrainingError } from './errors.js'
 import { writeLossPlot } from './loss-plot.js'
+import { checkOutputDirSeparate, clearRunOutputs } from './output-dir.js'
 import { learningRateAt, warmupStepsFor } from './schedule.js'
 
 export interface TrainOptions {
@@ -35,13 +36,6 @@ export interface TrainOptions {
   onEvent?: (event: TrainEvent) => void
   /** Key/value overrides applied on top of a YAML file (when `config` is a path). */
   overrides?: Record<string, unknown>
-}
-
-export class TrainingError extends LlamaproError {
-  constructor(code: string, message: string) {
-    super(code, message)
-    this.name = 'TrainingError'
-  }
 }
 
 export const TRAINER_LOG_FILE = 'trainer_log.jsonl'
@@ -86,6 +80,41 @@ async function moveModelInto(from: string, dir: string): Promise<void> {
   await rm(from, { recursive: true, force: true })
 }
 
+export { TrainingError }
+
+/** A checkpoint resumes exactly only with the settings that decide the data order and what one step is. */
+function checkResumable(state: TrainerState, cfg: TrainConfig, dir: string): void {
+  const settings: [string, number | undefined, number][] = [
+    ['seed', state.seed, cfg.seed],
+    ['per_device_train_batch_size', state.per_device_train_batch_size, cfg.perDeviceTrainBatchSize],
+    ['gradient_accumulation_steps', state.gradient_accumulation_steps, cfg.gradientAccumulationSteps],
+  ]
+  for (const [key, saved, now] of settings) {
+    if (saved !== undefined && saved !== now) {
+      throw new TrainingError('LLAMAPRO_RESUME', `${dir} was trained with ${key}: ${saved}, this configuration says ${now}; resume with ${key}: ${saved}`)
+    }
+  }
+}
+
+/**
+ * Token ids index the embedding table, so an id at or above vocab_size is refused here, with the tokenizer named
+ * as the cause, before the model is loaded (the native side checks again, but could only name a position).
+ */
+function checkTokenIds(sequences: readonly Sequence[], tokenizer: TextTokenizer, vocabSize: number, modelDir: string, warn: (message: string) => void): void {
+  let largest = tokenizer.padId
+  for (const sequence of sequences) for (const id of sequence.ids) if (id > largest) largest = id
+  if (largest >= vocabSize) {
+    throw new TrainingError(
+      'LLAMAPRO_TOKENIZER',
+      `the tokenizer in ${modelDir} gives token id ${largest}${largest === tokenizer.padId ? ' (its pad token)' : ''}, but the model's vocab_size is ${vocabSize} ` +
+        `(valid ids 0..${vocabSize - 1}): the tokenizer does not belong to this model, or tokens were added without resizing the embeddings`,
+    )
+  }
+  if (tokenizer.maxId >= vocabSize) {
+    warn(`the tokenizer knows ids up to ${tokenizer.maxId}, above the model's vocab_size ${vocabSize}; this data does not use them`)
+  }
+}
+
 export async function train(config: TrainConfig | string, options: TrainOptions = {}): Promise<TrainResult> {
   const cfg = typeof config === 'string' ? await loadTrainConfig(config, options.overrides) : config
   const started = performance.now()
@@ -95,6 +124,10 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
 
   // Everything a user can get wrong is checked before the model is loaded.
   const resumeDir = await resolveResume(cfg)
+  await checkOutputDirSeparate(cfg.outputDir, [
+    { what: 'model (model_name_or_path)', path: cfg.modelNameOrPath },
+    ...(existsSync(cfg.datasetDir) ? [{ what: 'dataset folder (dataset_dir)', path: cfg.datasetDir }] : []),
+  ])
   if (!resumeDir && !cfg.overwriteOutputDir && existsSync(cfg.outputDir) && (await readdir(cfg.outputDir)).length > 0) {
     throw new OutputExistsError(cfg.outputDir, 'set overwrite_output_dir: true (or resume_from_checkpoint to continue a run)')
   }
@@ -102,6 +135,8 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   if (cfg.fp16 && cfg.device === 'cpu') {
     throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', 'fp16: true needs a CUDA device (float16 math on the CPU is slow and needs loss scaling); use bf16 or neither on the CPU')
   }
+  const resumeState = resumeDir ? await readTrainerState(resumeDir) : undefined
+  if (resumeState) checkResumable(resumeState, cfg, resumeDir!)
   const modelDir = resumeDir ?? cfg.modelNameOrPath
   const checkpoint = await openCheckpoint(modelDir)
   const tokenizer = await loadTokenizer(modelDir)
@@ -109,6 +144,7 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   const render = cfg.stage === 'sft' ? conversationRenderer(cfg.template, tokenizer, warn) : undefined
   const { sequences, dropped } = preprocess(examples, cfg.stage, tokenizer, render, cfg.cutoffLen, cfg.packing)
   if (dropped > 0) warn(`${dropped} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`)
+  checkTokenIds(sequences, tokenizer, checkpoint.config.vocabSize, modelDir, warn)
   const split = splitEval(sequences, cfg.valSize, cfg.seed)
   if (split.train.length === 0) {
     throw new TrainingError('LLAMAPRO_DATASET', `no training sequences: the data gave ${sequences.length} sequence(s) of up to ${cfg.cutoffLen} tokens`)
@@ -134,12 +170,12 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
     let epoch = 0
     let batchIndex = 0
     const logHistory: LogRecord[] = []
-    if (resumeDir) {
-      const state = await readTrainerState(resumeDir)
-      await loadOptimizerState(model, resumeDir)
+    if (resumeState) {
+      const state = resumeState
+      await loadOptimizerState(model, resumeDir!)
       model.native.configureOptimizer({
         noDecay: policy.trainable.filter(noWeightDecay),
-        step: state.global_step,
+        step: state.optimizer_step ?? state.global_step,
         lossScaling: cfg.fp16,
         lossScale: state.loss_scale,
         goodSteps: state.good_steps,
@@ -149,8 +185,10 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
       if (state.train_sequences !== split.train.length) {
         warn(`the data gives ${split.train.length} training sequences, the checkpoint was made with ${state.train_sequences}: the data order will differ`)
       }
-    } else if (existsSync(cfg.outputDir)) {
-      for (const entry of await readdir(cfg.outputDir)) await rm(join(cfg.outputDir, entry), { recursive: true, force: true })
+    } else {
+      await clearRunOutputs(cfg.outputDir)
+      const kept = existsSync(cfg.outputDir) ? await readdir(cfg.outputDir) : []
+      if (kept.length > 0) warn(`overwrite_output_dir: kept ${kept.length} file(s) in ${cfg.outputDir} that a training run does not write: ${kept.slice(0, 5).join(', ')}`)
     }
     const startStep = step
     await mkdir(cfg.outputDir, { recursive: true })
@@ -180,9 +218,13 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
         epoch_index: epoch,
         batch_index: batchIndex,
         seed: cfg.seed,
+        per_device_train_batch_size: cfg.perDeviceTrainBatchSize,
+        gradient_accumulation_steps: cfg.gradientAccumulationSteps,
         train_sequences: split.train.length,
+        optimizer_step: optimizer.step,
         loss_scale: optimizer.lossScale,
         good_steps: optimizer.goodSteps,
+        logging_window: { loss: windowLoss, steps: windowSteps },
         log_history: logHistory as unknown as Record<string, unknown>[],
         created_by: `llamapro ${VERSION}`,
       }
@@ -236,8 +278,8 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
           'Lower learning_rate, check the data, or train in bf16 or float32.',
       )
 
-    let windowLoss = 0
-    let windowSteps = 0
+    let windowLoss = resumeState?.logging_window?.loss ?? 0
+    let windowSteps = resumeState?.logging_window?.steps ?? 0
     let windowTokens = 0
     let windowStart = performance.now()
     let runLoss = 0
@@ -260,14 +302,18 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
       const logging = (step + 1) % cfg.loggingSteps === 0 || step + 1 === totalSteps
       let stepLoss = 0
       let stepTokens = 0
-      let next: Batch = schedule.batch(...micro[0]!)
+      // The loss of an accumulated step is the mean over every target token of its micro-batches (transformers'
+      // num_items_in_batch), not the mean of per-batch means: each micro-batch is weighted by its target tokens.
+      const batches: Batch[] = micro.map((m) => schedule.batch(...m))
+      const windowTargets = batches.reduce((sum, b) => sum + b.targetTokens, 0)
       let result
-      for (let j = 0; j < micro.length; j++) {
-        const batch = next
-        const last = j === micro.length - 1
+      for (let j = 0; j < batches.length; j++) {
+        const batch = batches[j]!
+        const last = j === batches.length - 1
+        const weight = windowTargets > 0 ? batch.targetTokens / windowTargets : 1 / batches.length
         const pending = callNative('training step', () =>
           model.native.trainStep(batch.ids, batch.labels, batch.batch, batch.seq, {
-            lossMultiplier: 1 / micro.length,
+            lossMultiplier: weight,
             update: last,
             lr,
             beta1: cfg.adamBeta1,
@@ -278,10 +324,9 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
             reportParamNorms: logging && last,
           }),
         )
-        if (!last) next = schedule.batch(...micro[j + 1]!) // prepared while the native step runs
         result = await pending
         if (result.skipped && !result.updated && result.skipReason === 'the loss is not finite') throw nonFinite('the loss', result.loss)
-        stepLoss += result.loss / micro.length
+        stepLoss += result.loss * weight
         stepTokens += batch.tokens
       }
       if (result!.skipped) {

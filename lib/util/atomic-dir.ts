@@ -52,7 +52,14 @@ export async function writeFolderAtomically<T>(dest: string, build: (tmp: string
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
   }
-  await rename(tmp, target)
+  try {
+    await rename(tmp, target)
+  } catch (error) {
+    // Put back what was there, so that a failure here costs the user nothing.
+    if (old) await rename(old, target).catch(() => undefined)
+    await rm(tmp, { recursive: true, force: true })
+    throw error
+  }
   if (old) await rm(old, { recursive: true, force: true })
   return result
 }
