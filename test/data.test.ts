@@ -30,6 +30,15 @@ t.test('a trained byte-level BPE tokenizer.json encodes the same in Python token
   t.equal(tokenizer.chatTemplate, CHATML_TEMPLATE)
 })
 
+/** A two-turn conversation with a system prompt, shared by the template tests. */
+const TWO_TURNS = [
+  { role: 'system' as const, content: 'Be brief.' },
+  { role: 'user' as const, content: 'Name an animal.' },
+  { role: 'assistant' as const, content: 'The fox.' },
+  { role: 'user' as const, content: 'Another?' },
+  { role: 'assistant' as const, content: 'The owl.' },
+]
+
 t.test("sft encoding: prompt tokens are -100; responses are learned and end as the model's template ends them", async (t) => {
   const dir = t.testdir()
   await writeTrainedTokenizer(dir, corpusA(100), 300)
@@ -37,14 +46,7 @@ t.test("sft encoding: prompt tokens are -100; responses are learned and end as t
   const warnings: string[] = []
   const chatml = conversationRenderer('qwen', tokenizer, (w) => warnings.push(w))
   t.match(warnings[0], /template "qwen": using the model's own chat_template/)
-  const messages = [
-    { role: 'system' as const, content: 'Be brief.' },
-    { role: 'user' as const, content: 'Name an animal.' },
-    { role: 'assistant' as const, content: 'The fox.' },
-    { role: 'user' as const, content: 'Another?' },
-    { role: 'assistant' as const, content: 'The owl.' },
-  ]
-  const segments = chatml(messages)
+  const segments = chatml(TWO_TURNS)
   t.same(segments.map((s) => s.train), [false, true, false, true])
   t.equal(segmentText(segments[0]!, '</s>'), '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nName an animal.<|im_end|>\n<|im_start|>assistant\n')
   t.equal(segmentText(segments[1]!, '</s>'), 'The fox.<|im_end|>\n')
@@ -60,14 +62,7 @@ t.test("the default template is LLaMA-Factory's, slot for slot: EOS after the sy
   const dir = t.testdir()
   await writeTrainedTokenizer(dir, corpusA(100), 300)
   const tokenizer = await loadTokenizer(dir)
-  const messages = [
-    { role: 'system' as const, content: 'Be brief.' },
-    { role: 'user' as const, content: 'Name an animal.' },
-    { role: 'assistant' as const, content: 'The fox.' },
-    { role: 'user' as const, content: 'Another?' },
-    { role: 'assistant' as const, content: 'The owl.' },
-  ]
-  const segments = conversationRenderer('default', tokenizer, () => {})(messages)
+  const segments = conversationRenderer('default', tokenizer, () => {})(TWO_TURNS)
   t.same(
     segments.map((s) => [segmentText(s, '<eos>'), s.train]),
     [
@@ -91,7 +86,7 @@ t.test("the default template is LLaMA-Factory's, slot for slot: EOS after the sy
   const learned = sequence.ids.filter((_, i) => sequence.labels[i] !== IGNORE_INDEX)
   t.same(learned, [...enc('The fox.'), eos, ...enc('\n'), ...enc('The owl.'), eos, ...enc('\n')], 'every response ends with EOS')
 
-  const empty = conversationRenderer('empty', tokenizer, () => {})(messages)
+  const empty = conversationRenderer('empty', tokenizer, () => {})(TWO_TURNS)
   t.same(empty.map((s) => segmentText(s, '<eos>')), ['Be brief.Name an animal.', 'The fox.', 'Another?', 'The owl.'])
   t.notOk(encodeConversation(empty, tokenizer, 1000)!.ids.includes(eos), 'empty adds no EOS, as in LLaMA-Factory')
 })
