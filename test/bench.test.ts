@@ -89,6 +89,20 @@ t.test('bench reports every field per strategy, with the PyTorch baseline in the
   t.equal(JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')).command, 'llamapro bench tiny')
 })
 
+t.test('--paired times the strategies alternately and compares LLaMA-Pro with full fine-tuning on those steps', async (t) => {
+  const progress: string[] = []
+  const report = await runBench({ model: 'tiny', strategies: 'full,last:1,pro:2', steps: 4, warmup: 1, threads: 1, paired: true, onProgress: (m) => progress.push(m) })
+  for (const r of report.results) {
+    t.ok(r.paired, `${r.strategy} has paired timings`)
+    t.ok(r.paired!.msPerStep.p10 <= r.paired!.msPerStep.median && r.paired!.msPerStep.median <= r.paired!.msPerStep.p90)
+    t.ok(r.paired!.msUpdate >= 0)
+  }
+  t.match(progress.join('\n'), /paired: 4 rounds of one step per strategy/)
+  t.match(findings(report).join('\n'), /pro:2: step time [\d.]+% of full fine-tuning \(paired: steps timed alternately\), analytic FLOPs/)
+  const single = await runBench({ model: 'tiny', strategies: 'full', steps: 1, warmup: 0, paired: true })
+  t.notOk(single.results[0]!.paired, 'one strategy has nothing to pair with')
+})
+
 t.test('llamapro bench --json prints one object other tools read', async (t) => {
   const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'bench', 'tiny', '--strategies', 'last:1', '--steps', '2', '--warmup', '0', '--json'])
   const report = JSON.parse(stdout)

@@ -39,16 +39,18 @@ export function findings(report: BenchReport): string[] {
   const full = report.results.find((r) => r.strategy === 'full')
   for (const r of report.results) {
     if (r.strategy.startsWith('pro:') && full) {
-      const timeRatio = r.msPerStep.median / full.msPerStep.median
+      // With --paired, the comparison uses the steps timed alternately with full fine-tuning's.
+      const [mine, theirs] = r.paired && full.paired ? [r.paired, full.paired] : [r, full]
+      const timeRatio = mine.msPerStep.median / theirs.msPerStep.median
       const flopRatio = r.flopsPerToken / full.flopsPerToken
       const off = timeRatio / flopRatio - 1
       // The FLOP count covers matmuls only; the optimizer update (memory-bound, proportional to the trainable
       // parameters) is the largest part it leaves out, so the ratio is also given without it.
-      const computeRatio = (r.msPerStep.median - r.msUpdate) / (full.msPerStep.median - full.msUpdate)
+      const computeRatio = (mine.msPerStep.median - mine.msUpdate) / (theirs.msPerStep.median - theirs.msUpdate)
       out.push(
-        `${r.strategy}: step time ${(100 * timeRatio).toFixed(1)}% of full fine-tuning, analytic FLOPs ${(100 * flopRatio).toFixed(1)}% ` +
+        `${r.strategy}: step time ${(100 * timeRatio).toFixed(1)}% of full fine-tuning${r.paired && full.paired ? ' (paired: steps timed alternately)' : ''}, analytic FLOPs ${(100 * flopRatio).toFixed(1)}% ` +
           `(${off >= 0 ? '+' : ''}${(100 * off).toFixed(1)}% from proportional; goal within 5%: ${Math.abs(off) <= 0.05 ? 'met' : 'missed'}). ` +
-          `Without the optimizer update (${full.msUpdate.toFixed(1)} ms of full fine-tuning's step, ${r.msUpdate.toFixed(1)} ms of ${r.strategy}'s), ` +
+          `Without the optimizer update (${theirs.msUpdate.toFixed(1)} ms of full fine-tuning's step, ${mine.msUpdate.toFixed(1)} ms of ${r.strategy}'s), ` +
           `forward and backward take ${(100 * computeRatio).toFixed(1)}% (${computeRatio / flopRatio - 1 >= 0 ? '+' : ''}${(100 * (computeRatio / flopRatio - 1)).toFixed(1)}% from proportional)`,
       )
     }

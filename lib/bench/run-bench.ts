@@ -37,6 +37,12 @@ export interface BenchOptions {
   /** Also time transformers' LlamaForCausalLM in the baseline (when it is installed). */
   transformers?: boolean
   python?: string
+  /**
+   * Also time all strategies again with their models side by side, one step of each in turn, so that the
+   * comparison between strategies (LLaMA-Pro against full fine-tuning) sees the same machine state. Holds every
+   * strategy's model at once.
+   */
+  paired?: boolean
   onProgress?: (message: string) => void
 }
 
@@ -67,6 +73,8 @@ export interface StrategyResult {
   transformers?: { msPerStep: Percentiles; peakMemoryBytes: number | null }
   /** llamapro / baseline step time. */
   ratio?: number
+  /** With `paired`: step times measured alternating with the other strategies, and their update part. */
+  paired?: { msPerStep: Percentiles; msUpdate: number }
 }
 
 export interface BenchReport {
@@ -134,20 +142,31 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const python = options.python ?? process.env.LLAMAPRO_PYTHON ?? (existsSync(join(PACKAGE_ROOT, '.venv', 'bin', 'python')) ? join(PACKAGE_ROOT, '.venv', 'bin', 'python') : 'python3')
   if (options.baseline === 'python' && model.dir) notes.push('the Python baseline uses random weights of the same shape (bench_train_step.py builds the model from config.json)')
 
-  for (const strategy of strategies) {
+  const stepOptions = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
+  /** A model ready to train with `strategy`, and its training step. */
+  const prepare = async (strategy: Strategy) => {
     progress(`${strategy.name}: building the model`)
-    let trainable: string[] = []
     const instance = model.dir
       ? await LlamaModel.load(model.dir, { device, dtype })
       : await LlamaModel.random({ ...model.raw, torch_dtype: dtype }, { device, dtype, seed: 0 })
     try {
       const params = instance.parameters()
       const policy = freezePolicy(model.config.numLayers, params.map((p) => p.name), strategy.options)
-      trainable = policy.trainable
       await instance.setTrainable(policy.trainable, { masterDtype: 'float32' })
       instance.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
-      const stepOptions = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
       const step = () => callNative('training step', () => instance.native.trainStep(ids, ids, batch, seq, stepOptions))
+      return { instance, params, policy, step }
+    } catch (error) {
+      instance.dispose()
+      throw error
+    }
+  }
+
+  for (const strategy of strategies) {
+    let trainable: string[] = []
+    const { instance, params, policy, step } = await prepare(strategy)
+    try {
+      trainable = policy.trainable
       progress(`${strategy.name}: ${warmup} warm-up steps`)
       for (let i = 0; i < warmup; i++) await step()
       native().resetPeakMemory(deviceIndex)
@@ -214,6 +233,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     }
   }
 
+  if (options.paired && strategies.length > 1) await timePaired(strategies, prepare, results, { steps, warmup, progress })
+
   return {
     machine: machineInfo(),
     device: deviceName ?? device,
@@ -232,5 +253,38 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     results,
     baselineTorch,
     notes,
+  }
+}
+
+/**
+ * Every strategy's model side by side; after warm-up, each round times one step of every strategy, in an order
+ * that rotates from round to round, so slow drifts of the machine (other tenants, clocks) reach all alike.
+ */
+async function timePaired(
+  strategies: readonly Strategy[],
+  prepare: (strategy: Strategy) => Promise<{ instance: LlamaModel; step: () => Promise<{ updateMs: number }> }>,
+  results: StrategyResult[],
+  options: { steps: number; warmup: number; progress: (message: string) => void },
+): Promise<void> {
+  const prepared: { instance: LlamaModel; step: () => Promise<{ updateMs: number }> }[] = []
+  try {
+    for (const strategy of strategies) prepared.push(await prepare(strategy))
+    options.progress(`paired: ${options.warmup} warm-up steps of each strategy`)
+    for (const { step } of prepared) for (let i = 0; i < options.warmup; i++) await step()
+    options.progress(`paired: ${options.steps} rounds of one step per strategy`)
+    const times = prepared.map(() => [] as number[])
+    const updates = prepared.map(() => [] as number[])
+    for (let round = 0; round < options.steps; round++) {
+      for (let k = 0; k < prepared.length; k++) {
+        const which = (round + k) % prepared.length
+        const start = performance.now()
+        const result = await prepared[which]!.step()
+        times[which]!.push(performance.now() - start)
+        updates[which]!.push(result.updateMs)
+      }
+    }
+    results.forEach((result, k) => (result.paired = { msPerStep: percentiles(times[k]!), msUpdate: percentiles(updates[k]!).median }))
+  } finally {
+    for (const { instance } of prepared) instance.dispose()
   }
 }

@@ -20,6 +20,8 @@ invocation and each strategy gets the ratio llamapro / PyTorch.
   --device D          cpu (default), cuda, cuda:N
   --dtype D           float32 (CPU default) or bfloat16 (GPU default)
   --baseline python   also run bench/reference/bench_train_step.py (LLAMAPRO_PYTHON or .venv/bin/python)
+  --paired            also time the strategies side by side, one step of each in turn (all models held at
+                      once), and compare LLaMA-Pro with full fine-tuning on those paired steps
   --goal R            state in the report whether each ratio is <= R
   --out DIR           write report.json, report.md and charts (PNG and SVG) there
   --json              print the report as JSON`
@@ -39,6 +41,7 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
       device: { type: 'string' },
       dtype: { type: 'string' },
       baseline: { type: 'string' },
+      paired: { type: 'boolean' },
       goal: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -59,6 +62,7 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
     device: values.device as Device | undefined,
     dtype,
     baseline: values.baseline === 'python' ? 'python' : null,
+    paired: values.paired ?? false,
     onProgress: values.json ? undefined : (m) => console.error(`bench: ${m}`),
   })
   const command = `llamapro bench ${argv.join(' ')}`
