@@ -1,9 +1,11 @@
 /**
  * Examples to token sequences, as LLaMA-Factory prepares them:
  * - sft: prompt tokens are labelled -100 (not learned), response tokens are learned (ending as the template
- *   says: EOS for `default`, the model's end-of-turn token for its own chat template); a conversation longer
- *   than cutoff_len gets a token budget per turn (LLaMA-Factory's infer_seqlen), so responses are never cut away
- *   entirely. With packing, examples are packed into cutoff_len sequences.
+ *   says: EOS for `default`, "<|im_end|>\n" for chatml, ...); a conversation longer than cutoff_len gets a token
+ *   budget per turn (LLaMA-Factory's infer_seqlen), so responses are never cut away entirely. Templates with
+ *   efficient_eos (gemma2, falcon, solar) end the sequence with one learned EOS, and the first token of each later
+ *   prompt is labelled EOS (the previous response's end), as LLaMA-Factory's supervised processor does. With
+ *   packing, examples are packed into cutoff_len sequences.
  * - pt: each text gets EOS after it. With packing (the default for pt) the texts are joined and cut into blocks
  *   of exactly cutoff_len tokens; without, each text is one sequence, cut at cutoff_len. Where the tokenizer
  *   says add_bos_token, each sequence starts with BOS (a block's first token is replaced by it, as
@@ -44,10 +46,16 @@ function appendFill(target: number[], value: number, count: number): void {
 
 type SequenceTokenizer = Pick<TextTokenizer, 'encode' | 'eosId'>
 
-export function encodeConversation(segments: readonly Segment[], tokenizer: SequenceTokenizer, cutoffLen: number): Sequence | undefined {
+export function encodeConversation(
+  segments: readonly Segment[],
+  tokenizer: SequenceTokenizer,
+  cutoffLen: number,
+  options: { efficientEos?: boolean } = {},
+): Sequence | undefined {
+  const efficientEos = options.efficientEos ?? false
   const ids: number[] = []
   const labels: number[] = []
-  let budget = cutoffLen
+  let budget = efficientEos ? cutoffLen - 1 : cutoffLen
   let learned = false
   for (let i = 0; i + 1 < segments.length && budget > 0; i += 2) {
     const source = encodeSegment(segments[i]!, tokenizer)
@@ -55,10 +63,20 @@ export function encodeConversation(segments: readonly Segment[], tokenizer: Sequ
     const [sourceLen, targetLen] = inferSeqlen(source.length, target.length, budget)
     append(ids, source, sourceLen)
     append(ids, target, targetLen)
-    appendFill(labels, IGNORE_INDEX, sourceLen)
+    if (efficientEos && i > 0 && sourceLen > 0) {
+      labels.push(tokenizer.eosId)
+      appendFill(labels, IGNORE_INDEX, sourceLen - 1)
+    } else {
+      appendFill(labels, IGNORE_INDEX, sourceLen)
+    }
     append(labels, target, targetLen)
     learned ||= targetLen > 0
     budget -= sourceLen + targetLen
+  }
+  if (efficientEos) {
+    ids.push(tokenizer.eosId)
+    labels.push(tokenizer.eosId)
+    learned = true
   }
   return learned ? { ids, labels } : undefined
 }
@@ -111,6 +129,7 @@ export function preprocess(
   render: ConversationRenderer | undefined,
   cutoffLen: number,
   packing: boolean,
+  options: { efficientEos?: boolean } = {},
 ): PreprocessResult {
   if (stage === 'pt') {
     const texts = examples.flatMap((example) => (example.kind === 'text' ? [example.text] : []))
@@ -120,7 +139,7 @@ export function preprocess(
   let dropped = 0
   for (const example of examples) {
     if (example.kind !== 'conversation') continue
-    const sequence = encodeConversation(render!(example.messages), tokenizer, cutoffLen)
+    const sequence = encodeConversation(render!(example.messages), tokenizer, cutoffLen, options)
     if (sequence) sequences.push(sequence)
     else dropped++
   }

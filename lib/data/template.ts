@@ -1,98 +1,70 @@
 /**
  * Chat templates turn a conversation into segments, each marked as prompt (masked from the loss) or response
- * (learned). `default` and `empty` are LLaMA-Factory's templates of those names, slot for slot: `default` is
- * "Human: {user}<eos>\nAssistant:" / "{assistant}<eos>\n" / "System: {system}<eos>\n", so every response
- * ends with EOS; `empty` joins the turns with nothing around them and adds no EOS. `model` renders the model's
- * own Jinja chat_template, whose turns end with the model's own end-of-turn tokens (any other name does too,
- * when the model has one, since LLaMA-Factory's named templates mirror the models' own).
+ * (learned). Every name but `model` is LLaMA-Factory 0.9.5's template of that name, slot for slot (the table is
+ * templates/table.ts, the renderer templates/render.ts): its slots, default system prompt, BOS/EOS elements,
+ * stop words, efficient_eos and replace_eos, which changes the tokenizer's EOS. `model` renders the model's own
+ * Jinja chat template (chat_template.jinja, or tokenizer_config.json's chat_template). Any other name is an error.
  */
 import { Template } from '@huggingface/jinja'
 import { LlamaproError } from '../errors.js'
 import type { Message } from './dataset.js'
+import type { ConversationRenderer, Segment, SegmentPart } from './templates/parts.js'
+import { SlotRenderer, type SlotTemplateOptions, fixTokenizer, resolveSpec } from './templates/render.js'
+import { TEMPLATES } from './templates/table.js'
 import type { TextTokenizer } from './tokenizer.js'
 
-/** The tokenizer's end-of-sequence token, as a token id rather than text that might tokenize differently. */
-export const EOS = Object.freeze({ special: 'eos' as const })
+export { BOS, EOS, encodeParts, encodeSegment, partsText, segmentText } from './templates/parts.js'
+export type { ConversationRenderer, Segment, SegmentPart, SegmentTokenizer } from './templates/parts.js'
+export type { SlotTemplateOptions as TemplateOptions } from './templates/render.js'
 
-/** Text (tokenized piece by piece, as LLaMA-Factory tokenizes slots) or the EOS token. */
-export type SegmentPart = string | typeof EOS
-
-export interface Segment {
-  parts: SegmentPart[]
-  /** True for assistant responses: the tokens that are learned. */
-  train: boolean
+export interface ChatTemplate {
+  name: string
+  /** segments for training, as conversationRenderer returns them: (prompt, response) pairs */
+  renderConversation: ConversationRenderer
+  /** the prompt for the NEXT assistant turn (messages end with a user turn): what generation feeds the model */
+  renderPrompt(messages: readonly Message[]): SegmentPart[]
+  /** extra stop strings / token texts for generation (the template's stop_words and its EOS) */
+  stopWords: string[]
+  /**
+   * The tokenizer as the template leaves it (LLaMA-Factory's fix_special_tokens): with replace_eos its EOS is the
+   * template's end-of-turn token, and stop words encode as single tokens. Encode this template's segments with it.
+   */
+  tokenizer: TextTokenizer
+  /** LLaMA-Factory's efficient_eos: responses carry no EOS; one EOS ends the sequence (see encodeConversation). */
+  efficientEos: boolean
 }
 
-export type ConversationRenderer = (messages: readonly Message[]) => Segment[]
+/** Every template name `template:` accepts: LLaMA-Factory's names, then `model`. */
+export const TEMPLATE_NAMES: readonly string[] = Object.freeze([...Object.keys(TEMPLATES), 'model'])
 
-export const BUILTIN_TEMPLATES = ['default', 'empty', 'model'] as const
-
-/** Token ids of a segment. */
-export function encodeSegment(segment: Segment, tokenizer: Pick<TextTokenizer, 'encode' | 'eosId'>): number[] {
-  const ids: number[] = []
-  for (const part of segment.parts) {
-    if (typeof part !== 'string') ids.push(tokenizer.eosId)
-    else if (part.length > 0) for (const id of tokenizer.encode(part)) ids.push(id)
-  }
-  return ids
+function unknownTemplate(name: string): LlamaproError {
+  return new LlamaproError('LLAMAPRO_TEMPLATE', `unknown template "${name}" (known: ${TEMPLATE_NAMES.join(', ')})`)
 }
 
-/** A segment as text, with EOS shown as `eosToken` (for messages and tests). */
-export function segmentText(segment: Segment, eosToken: string): string {
-  return segment.parts.map((part) => (typeof part === 'string' ? part : eosToken)).join('')
+function chatTemplateFile(tokenizer: TextTokenizer): string {
+  return tokenizer.chatTemplateFile ?? "the tokenizer's chat_template"
 }
 
-interface SlotTemplate {
-  system: (content: string) => SegmentPart[]
-  user: (content: string) => SegmentPart[]
-  assistant: (content: string) => SegmentPart[]
-}
-
-const DEFAULT_SLOTS: SlotTemplate = {
-  system: (content) => [`System: ${content}`, EOS, '\n'],
-  user: (content) => [`Human: ${content}`, EOS, '\nAssistant:'],
-  assistant: (content) => [content, EOS, '\n'],
-}
-
-const EMPTY_SLOTS: SlotTemplate = {
-  system: (content) => [content],
-  user: (content) => [content],
-  assistant: (content) => [content],
-}
-
-/** LLaMA-Factory's Template._encode: the system prompt joins the first user turn; each assistant turn is learned. */
-function slotRenderer(slots: SlotTemplate): ConversationRenderer {
-  return (messages) => {
-    const system = messages[0]?.role === 'system' ? messages[0].content : null
-    const segments: Segment[] = []
-    let prompt: SegmentPart[] = system ? slots.system(system) : []
-    for (const turn of messages) {
-      if (turn.role === 'system') continue
-      if (turn.role === 'user') prompt.push(...slots.user(turn.content))
-      else {
-        segments.push({ parts: prompt, train: false }, { parts: slots.assistant(turn.content), train: true })
-        prompt = []
-      }
-    }
-    return segments
-  }
-}
-
-function jinjaRenderer(source: string, tokenizer: TextTokenizer): ConversationRenderer {
+function jinjaTemplate(tokenizer: TextTokenizer, options: SlotTemplateOptions): ChatTemplate {
+  const source = tokenizer.chatTemplate!
+  const file = chatTemplateFile(tokenizer)
   let template: Template
   try {
     template = new Template(source)
   } catch (error) {
-    throw new LlamaproError('LLAMAPRO_TEMPLATE', `the model's chat_template does not parse: ${(error as Error).message}`)
+    throw new LlamaproError('LLAMAPRO_TEMPLATE', `the model's chat template (${file}) does not parse: ${(error as Error).message}`)
   }
+  const withSystem = (messages: readonly Message[]): readonly Message[] =>
+    options.defaultSystem && messages[0]?.role !== 'system' ? [{ role: 'system', content: options.defaultSystem }, ...messages] : messages
   const render = (messages: readonly Message[], addGenerationPrompt: boolean) =>
     template.render({
-      messages,
+      messages: withSystem(messages) as Message[],
       add_generation_prompt: addGenerationPrompt,
       bos_token: tokenizer.bosToken ?? '',
       eos_token: tokenizer.eosToken,
+      ...(options.enableThinking === undefined ? {} : { enable_thinking: options.enableThinking }),
     })
-  return (messages) => {
+  const renderConversation: ConversationRenderer = (messages) => {
     const segments: Segment[] = []
     let done = ''
     messages.forEach((message, i) => {
@@ -102,8 +74,8 @@ function jinjaRenderer(source: string, tokenizer: TextTokenizer): ConversationRe
       if (!prompt.startsWith(done) || !full.startsWith(prompt)) {
         throw new LlamaproError(
           'LLAMAPRO_TEMPLATE',
-          "the model's chat_template does not render a conversation turn by turn (a prefix changes when a turn is added), " +
-            'so prompt and response tokens cannot be told apart; use template: default',
+          `the model's chat template (${file}) does not render a conversation turn by turn (a prefix changes when a turn is added), ` +
+            "so prompt and response tokens cannot be told apart; use one of LLaMA-Factory's templates (template: default, chatml, llama3, ...)",
         )
       }
       segments.push({ parts: [prompt.slice(done.length)], train: false }, { parts: [full.slice(prompt.length)], train: true })
@@ -111,18 +83,67 @@ function jinjaRenderer(source: string, tokenizer: TextTokenizer): ConversationRe
     })
     return segments
   }
+  return {
+    name: 'model',
+    renderConversation,
+    renderPrompt: (messages) => [render(messages, true)],
+    stopWords: [tokenizer.eosToken],
+    tokenizer,
+    efficientEos: false,
+  }
 }
 
-/** The renderer for a template name; `where` names the config key in errors. */
-export function conversationRenderer(name: string, tokenizer: TextTokenizer, warn: (message: string) => void): ConversationRenderer {
-  if (name === 'default') return slotRenderer(DEFAULT_SLOTS)
-  if (name === 'empty') return slotRenderer(EMPTY_SLOTS)
-  if (tokenizer.chatTemplate) {
-    if (name !== 'model') warn(`template "${name}": using the model's own chat_template from tokenizer_config.json`)
-    return jinjaRenderer(tokenizer.chatTemplate, tokenizer)
+/**
+ * The template `name` over `tokenizer`. `warn` receives notes a user should see (which chat template file
+ * `model` uses). Throws LLAMAPRO_TEMPLATE for an unknown name (listing the known ones), for `model` when the
+ * model has no chat template, and for a template whose special tokens the tokenizer lacks.
+ */
+export function chatTemplate(name: string, tokenizer: TextTokenizer, warn: (message: string) => void, options: SlotTemplateOptions = {}): ChatTemplate {
+  if (name === 'model') {
+    if (!tokenizer.chatTemplate) {
+      throw new LlamaproError(
+        'LLAMAPRO_TEMPLATE',
+        "template \"model\" renders the model's own chat template, and the model has none (no chat_template.jinja, no chat_template in " +
+          `tokenizer_config.json); choose one of: ${TEMPLATE_NAMES.filter((n) => n !== 'model').join(', ')}`,
+      )
+    }
+    warn(`template "model": using the model's own chat template from ${chatTemplateFile(tokenizer)}`)
+    return jinjaTemplate(tokenizer, options)
   }
-  throw new LlamaproError(
-    'LLAMAPRO_TEMPLATE',
-    `template "${name}" needs the model's chat_template, and its tokenizer_config.json has none (valid here: default, empty)`,
-  )
+  const spec = Object.hasOwn(TEMPLATES, name) ? TEMPLATES[name]! : undefined
+  if (!spec) throw unknownTemplate(name)
+  const resolved = resolveSpec(spec)
+  const fixed = fixTokenizer(name, resolved, tokenizer)
+  const renderer = new SlotRenderer(resolved, options)
+  return {
+    name,
+    renderConversation: (messages) => renderer.renderConversation(messages),
+    renderPrompt: (messages) => renderer.renderPrompt(messages),
+    stopWords: [...new Set([fixed.eosToken, ...resolved.stopWords])],
+    tokenizer: fixed,
+    efficientEos: resolved.efficientEos,
+  }
+}
+
+/**
+ * The tokenizer for pre-training (stage pt) under template `name`, as LLaMA-Factory prepares pt data: each text
+ * ends with the tokenizer's EOS after the template's fix_special_tokens (so replace_eos templates end texts with
+ * their end-of-turn token), except llama3, whose texts end with <|end_of_text|>.
+ */
+export function pretrainTokenizer(name: string, tokenizer: TextTokenizer): TextTokenizer {
+  if (name === 'model') return tokenizer
+  const spec = Object.hasOwn(TEMPLATES, name) ? TEMPLATES[name]! : undefined
+  if (!spec) throw unknownTemplate(name)
+  const fixed = fixTokenizer(name, resolveSpec(spec), tokenizer)
+  if (name !== 'llama3') return fixed
+  const ids = fixed.encode('<|end_of_text|>')
+  if (ids.length !== 1) {
+    throw new LlamaproError('LLAMAPRO_TEMPLATE', 'template "llama3" ends pre-training texts with <|end_of_text|> (as LLaMA-Factory does), which is not a token of this tokenizer')
+  }
+  return { ...fixed, eosId: ids[0]!, eosToken: '<|end_of_text|>' }
+}
+
+/** The training renderer for a template name (chatTemplate(...).renderConversation). */
+export function conversationRenderer(name: string, tokenizer: TextTokenizer, warn: (message: string) => void): ConversationRenderer {
+  return chatTemplate(name, tokenizer, warn).renderConversation
 }

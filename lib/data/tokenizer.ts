@@ -1,6 +1,7 @@
 /**
  * The model's own tokenizer: tokenizer.json (a Hugging Face "fast" tokenizer) read by @huggingface/tokenizers,
- * plus the special tokens and chat template of tokenizer_config.json.
+ * plus the special tokens of tokenizer_config.json and the chat template (chat_template.jinja, which transformers
+ * >= 4.5x writes and prefers, else tokenizer_config.json's chat_template).
  */
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
@@ -21,8 +22,12 @@ export interface TextTokenizer {
   padId: number
   /** The largest token id the tokenizer can produce (added tokens included): it must be below the model's vocab_size. */
   maxId: number
-  /** The Jinja chat template (tokenizer_config.json's chat_template or chat_template.jinja), if any. */
+  /** The Jinja chat template (chat_template.jinja, else tokenizer_config.json's chat_template), if any. */
   chatTemplate: string | null
+  /** The file chatTemplate was read from, for messages. */
+  chatTemplateFile?: string | null
+  /** The id of a token, by its text (added and special tokens included); undefined when the vocabulary has none. */
+  tokenId?(token: string): number | undefined
 }
 
 export class TokenizerError extends LlamaproError {
@@ -60,11 +65,19 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   } catch (error) {
     throw new TokenizerError(`${jsonPath}: not a tokenizer this library can read (${(error as Error).message})`)
   }
+  // As transformers: a chat_template.jinja file takes priority over tokenizer_config.json's chat_template.
   let chatTemplate: string | null = null
+  let chatTemplateFile: string | null = null
+  const jinjaPath = join(dir, 'chat_template.jinja')
   const template = config.chat_template
-  if (typeof template === 'string') chatTemplate = template
-  else if (Array.isArray(template)) chatTemplate = (template.find((t: { name?: string }) => t.name === 'default') as { template?: string } | undefined)?.template ?? null
-  if (chatTemplate === null && existsSync(join(dir, 'chat_template.jinja'))) chatTemplate = await readFile(join(dir, 'chat_template.jinja'), 'utf8')
+  if (existsSync(jinjaPath)) {
+    chatTemplate = await readFile(jinjaPath, 'utf8')
+    chatTemplateFile = jinjaPath
+  } else {
+    if (typeof template === 'string') chatTemplate = template
+    else if (Array.isArray(template)) chatTemplate = (template.find((t: { name?: string }) => t.name === 'default') as { template?: string } | undefined)?.template ?? null
+    if (chatTemplate !== null) chatTemplateFile = `${configPath} (chat_template)`
+  }
 
   const idOf = (token: string | null): number | undefined => (token === null ? undefined : tokenizer.token_to_id(token))
   const eosToken = tokenText(config.eos_token as TokenValue)
@@ -94,5 +107,7 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
     padId,
     maxId,
     chatTemplate,
+    chatTemplateFile,
+    tokenId: (token) => tokenizer.token_to_id(token),
   }
 }

@@ -43,7 +43,9 @@ const KEYS = {
   use_llama_pro: { kind: { type: 'bool' }, default: false, help: 'train only the expanded blocks' },
   dataset: { kind: { type: 'list' }, default: undefined, help: 'JSON/JSONL files (or names in dataset_dir/dataset_info.json), comma-separated' },
   dataset_dir: { kind: { type: 'string' }, default: 'data', help: 'folder of dataset_info.json' },
-  template: { kind: { type: 'string' }, default: 'default', help: 'default, empty, or model (the chat_template of tokenizer_config.json)' },
+  template: { kind: { type: 'string' }, default: 'default', help: "a LLaMA-Factory template name (default, empty, alpaca, chatml, llama3, qwen, ...: TEMPLATE_NAMES, README's list) or model (the model's own chat template)" },
+  default_system: { kind: { type: 'string' }, default: null, help: "replaces the template's default system prompt" },
+  enable_thinking: { kind: { type: 'bool' }, default: true, help: 'reasoning templates (qwen3): learn the empty thought of answers without one (false: put it in the prompt)' },
   cutoff_len: { kind: { type: 'int', min: 2 }, default: 2048, help: 'maximum tokens per sequence' },
   packing: { kind: { type: 'bool' }, default: null, help: 'pack examples into cutoff_len blocks (default: true for pt, false for sft)' },
   max_samples: { kind: { type: 'int', min: 1 }, default: null, help: 'use at most this many examples per dataset' },
@@ -116,6 +118,8 @@ export interface TrainConfig {
   dataset: string[]
   datasetDir: string
   template: string
+  defaultSystem: string | null
+  enableThinking: boolean
   cutoffLen: number
   packing: boolean
   maxSamples: number | null
@@ -294,6 +298,8 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     dataset: ((get('dataset') as string | undefined) ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     datasetDir: path(get('dataset_dir') as string),
     template: get('template') as string,
+    defaultSystem: get('default_system') as string | null,
+    enableThinking: get('enable_thinking') as boolean,
     cutoffLen: get('cutoff_len') as number,
     packing: (get('packing') as boolean | null) ?? stage === 'pt',
     maxSamples: get('max_samples') as number | null,

@@ -13,7 +13,7 @@ import { CONFIG_FILE } from '../checkpoint/checkpoint.js'
 import { type Batch, BatchSchedule, collate, splitEval } from '../data/batches.js'
 import { loadExamples } from '../data/dataset.js'
 import { type Sequence, preprocess } from '../data/preprocess.js'
-import { conversationRenderer } from '../data/template.js'
+import { chatTemplate, pretrainTokenizer } from '../data/template.js'
 import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
 import { setThreads } from '../info.js'
 import { type Device, LlamaModel } from '../model/llama-model.js'
@@ -141,8 +141,10 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   const checkpoint = await openCheckpoint(modelDir)
   const tokenizer = await loadTokenizer(modelDir)
   const examples = await loadExamples({ names: cfg.dataset, stage: cfg.stage, datasetDir: cfg.datasetDir, baseDir: cfg.baseDir, maxSamples: cfg.maxSamples })
-  const render = cfg.stage === 'sft' ? conversationRenderer(cfg.template, tokenizer, warn) : undefined
-  const { sequences, dropped } = preprocess(examples, cfg.stage, tokenizer, render, cfg.cutoffLen, cfg.packing)
+  // LLaMA-Factory's template also sets the data's EOS (replace_eos), for pt as for sft.
+  const template = cfg.stage === 'sft' ? chatTemplate(cfg.template, tokenizer, warn, { defaultSystem: cfg.defaultSystem, enableThinking: cfg.enableThinking }) : undefined
+  const dataTokenizer = template?.tokenizer ?? pretrainTokenizer(cfg.template, tokenizer)
+  const { sequences, dropped } = preprocess(examples, cfg.stage, dataTokenizer, template?.renderConversation, cfg.cutoffLen, cfg.packing, { efficientEos: template?.efficientEos })
   if (dropped > 0) warn(`${dropped} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`)
   checkTokenIds(sequences, tokenizer, checkpoint.config.vocabSize, modelDir, warn)
   const split = splitEval(sequences, cfg.valSize, cfg.seed)
