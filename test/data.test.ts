@@ -39,13 +39,13 @@ const TWO_TURNS = [
   { role: 'assistant' as const, content: 'The owl.' },
 ]
 
-t.test("sft encoding: prompt tokens are -100; responses are learned and end as the model's template ends them", async (t) => {
+t.test("sft encoding, template model: prompt tokens are -100; responses are learned and end as the model's template ends them", async (t) => {
   const dir = t.testdir()
   await writeTrainedTokenizer(dir, corpusA(100), 300)
   const tokenizer = await loadTokenizer(dir)
   const warnings: string[] = []
-  const chatml = conversationRenderer('qwen', tokenizer, (w) => warnings.push(w))
-  t.match(warnings[0], /template "qwen": using the model's own chat_template/)
+  const chatml = conversationRenderer('model', tokenizer, (w) => warnings.push(w))
+  t.same(warnings, [`template "model": using the model's own chat template from ${join(dir, 'tokenizer_config.json')} (chat_template)`])
   const segments = chatml(TWO_TURNS)
   t.same(segments.map((s) => s.train), [false, true, false, true])
   t.equal(segmentText(segments[0]!, '</s>'), '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nName an animal.<|im_end|>\n<|im_start|>assistant\n')
@@ -55,7 +55,7 @@ t.test("sft encoding: prompt tokens are -100; responses are learned and end as t
   // LLaMA-Factory's chatml/qwen templates learn "{content}<|im_end|>\n" and add no EOS of their own.
   t.equal(tokenizer.decode(learned), 'The fox.<|im_end|>\nThe owl.<|im_end|>\n', 'only the responses, each with its end-of-turn token')
   t.notOk(sequence.ids.includes(tokenizer.eosId), 'no EOS the template did not ask for')
-  t.throws(() => conversationRenderer('llama3', { ...tokenizer, chatTemplate: null }, () => {}), { message: /template "llama3" needs the model's chat_template.*valid here: default, empty/ })
+  t.throws(() => conversationRenderer('model', { ...tokenizer, chatTemplate: null }, () => {}), { message: /template "model" renders the model's own chat template, and the model has none.*choose one of: default, empty, alpaca/ })
 })
 
 t.test("the default template is LLaMA-Factory's, slot for slot: EOS after the system prompt, each user turn and each response", async (t) => {

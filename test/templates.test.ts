@@ -245,3 +245,35 @@ t.test('template names: an unknown one is an error listing the known ones; model
   t.match(warnings[0], `from ${join(dir, 'tokenizer_config.json')} (chat_template)`)
   t.throws(() => chatTemplate('qwen', tokenizer, () => {}).renderPrompt(NO_SYSTEM.slice(0, 2)), { message: /end with a user turn/ })
 })
+
+t.test('train(): a named template trains (sft and pt); an unknown or unfitting one stops the run before the model loads', async (t) => {
+  const { writeDatasets, writeTrainableModel } = await import('./helpers/trainable-model.js')
+  const { parseTrainConfig } = await import('../lib/train/config.js')
+  const { train } = await import('../lib/train/trainer.js')
+  const dir = t.testdir()
+  await writeTrainableModel(join(dir, 'model'), { seed: 5 })
+  const data = await writeDatasets(dir)
+  const run = (raw: Record<string, unknown>) =>
+    train(
+      parseTrainConfig(
+        { model_name_or_path: join(dir, 'model'), finetuning_type: 'freeze', freeze_trainable_layers: 1, cutoff_len: 48, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1, save_steps: 1000, overwrite_output_dir: true, output_dir: join(dir, 'out'), ...raw },
+        'test config',
+        dir,
+      ),
+    )
+  const losses: number[] = []
+  const result = await train(
+    parseTrainConfig(
+      { model_name_or_path: join(dir, 'model'), stage: 'sft', template: 'qwen', default_system: 'Be brief.', dataset: data.sharegpt, freeze_trainable_layers: 1, cutoff_len: 48, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1, output_dir: join(dir, 'out') },
+      'test config',
+      dir,
+    ),
+    { onEvent: (e) => e.type === 'step' && losses.push(e.loss) },
+  )
+  t.equal(result.globalStep, 2)
+  t.ok(losses.length === 2 && losses.every(Number.isFinite), `finite losses ${losses}`)
+  t.equal((await run({ stage: 'pt', template: 'chatml', dataset: data.pt })).globalStep, 2)
+  await t.rejects(run({ stage: 'sft', template: 'nope', dataset: data.sharegpt }), { code: 'LLAMAPRO_TEMPLATE', message: /unknown template "nope" \(known: default, empty/ })
+  await t.rejects(run({ stage: 'pt', template: 'nope', dataset: data.pt }), { code: 'LLAMAPRO_TEMPLATE' })
+  await t.rejects(run({ stage: 'sft', template: 'llama3', dataset: data.sharegpt }), { code: 'LLAMAPRO_TEMPLATE', message: /needs the token "<\|eot_id\|>"/ })
+})
