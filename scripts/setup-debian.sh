@@ -4,7 +4,8 @@
 #     LibTorch falls back to the reference BLAS and a training step is about 25x slower;
 #   - cmake, ninja and g++ to build the addon;
 #   - unless --runtime-only: what the tests compare against: Debian's python3-torch (the same LibTorch under
-#     Python) and a virtual environment .venv with PyPI's safetensors and tokenizers.
+#     Python) and a virtual environment .venv with PyPI's safetensors and tokenizers (and llamafactory, without
+#     its dependencies, for its template code).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,5 +34,7 @@ if [ "$runtime_only" -eq 0 ]; then
   # --system-site-packages: the venv sees Debian's torch and numpy (PyPI's numpy 2 would not match torch 1.13).
   if [ ! -x .venv/bin/python ]; then /usr/bin/python3 -m venv --system-site-packages .venv; fi
   .venv/bin/pip install -q --disable-pip-version-check -r bench/reference/requirements.txt
+  # LLaMA-Factory's own template code is the reference of test/templates.test.ts; its dependencies are not needed.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -r bench/reference/requirements-nodeps.txt
   .venv/bin/python -c 'import torch, safetensors, tokenizers; print(f"reference python: torch {torch.__version__}, safetensors {safetensors.__version__}, tokenizers {tokenizers.__version__}")'
 fi
