@@ -50,7 +50,7 @@ const WITH_SYSTEM: Message[] = [
 const NO_SYSTEM = WITH_SYSTEM.slice(1)
 /** `$&` would be the matched text in a String.replace replacement string; LLaMA-Factory inserts it literally. */
 const ODD_TEXT: Message[] = [
-  { role: 'user', content: 'Say $& and {{content}}, then <|im_end|> in text.' },
+  { role: 'user', content: "Say $& and $' and {{content}} and {{idx}}, then <|im_end|> in text." },
   { role: 'assistant', content: ' spaced\n\nout ' },
 ]
 const WITH_THOUGHT: Message[] = [

@@ -19,9 +19,17 @@ export interface SlotTemplateOptions {
 
 const DEFAULT_THOUGHT_WORDS = ['<think>\n', '\n</think>\n\n'] as const
 
-/** StringFormatter.apply: `{{content}}` replaced once in each string element (a function replacer: `$&` stays literal). */
-function apply(slot: Slot, content: string): SegmentPart[] {
-  return slot.map((element) => (typeof element === 'string' ? element.replace('{{content}}', () => content) : element))
+/**
+ * StringFormatter.apply: in each string element, `{{content}}` replaced once, then (user slots of Template, not of
+ * Llama2Template) `{{idx}}` once by the turn number, even when it came in with the content. Function replacers:
+ * `$&` in a message stays literal.
+ */
+function apply(slot: Slot, content: string, idx?: string): SegmentPart[] {
+  return slot.map((element) => {
+    if (typeof element !== 'string') return element
+    const text = element.replace('{{content}}', () => content)
+    return idx === undefined ? text : text.replace('{{idx}}', () => idx)
+  })
 }
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
@@ -97,7 +105,8 @@ export class SlotRenderer {
           }
         }
       }
-      elements.push(...apply(message.role === 'user' ? this.spec.user : this.spec.assistant, content))
+      if (message.role === 'user') elements.push(...apply(this.spec.user, content, this.spec.systemInUser ? undefined : String(Math.floor(i / 2))))
+      else elements.push(...apply(this.spec.assistant, content))
       return elements
     })
     return { turns, parts }
