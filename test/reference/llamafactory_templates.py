@@ -83,6 +83,11 @@ def load_llamafactory():
     stub("llamafactory.extras.logging", get_logger=lambda name=None: _Logger())
     stub("llamafactory.extras.constants", IGNORE_INDEX=-100)
     stub("datasets", DatasetDict=dict, concatenate_datasets=None, interleave_datasets=None)
+    for name, attrs in (("fsspec", {}), ("typing_extensions", {"override": lambda f: f})):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # only imported, never used by the code this script runs
+            stub(name, **attrs)
     stub("llamafactory.data.mm_plugin", get_mm_plugin=lambda *args, **kwargs: _Plugin())
     load("llamafactory.data.data_utils", os.path.join(root, "data", "data_utils.py"))
     load("llamafactory.data.tool_utils", os.path.join(root, "data", "tool_utils.py"))
