@@ -33,5 +33,7 @@ if [ "$runtime_only" -eq 0 ]; then
   # --system-site-packages: the venv sees Debian's torch and numpy (PyPI's numpy 2 would not match torch 1.13).
   if [ ! -x .venv/bin/python ]; then /usr/bin/python3 -m venv --system-site-packages .venv; fi
   .venv/bin/pip install -q --disable-pip-version-check -r bench/reference/requirements.txt
+  # SmolLM2-135M-Instruct as GGUF, for the GGUF import tests and the README walkthrough (~98 MB, cached).
+  bash scripts/fetch-smollm2.sh
   .venv/bin/python -c 'import torch, safetensors, tokenizers; print(f"reference python: torch {torch.__version__}, safetensors {safetensors.__version__}, tokenizers {tokenizers.__version__}")'
 fi
