@@ -17,9 +17,17 @@ const REF = 'test/reference/gguf_reference.py'
 const SMOLLM2 = join(process.env.LLAMAPRO_CACHE ?? join(homedir(), '.cache', 'llamapro'), 'smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf')
 
 /** A tiny llama GGUF built by llamapro's own writer: F32 norms, Q8_0 and F16 weights, a byte-level vocabulary. */
-function tinyGguf(extra: [string, GgufMetadataValue][] = []): Buffer {
+function tinyGguf(extra: [string, GgufMetadataValue][] = [], vocabulary?: [string, GgufMetadataValue][]): Buffer {
   const hidden = 32
-  const tokens = Array.from({ length: 40 }, (_, i) => (i < 26 ? String.fromCharCode(97 + i) : `t${i}`))
+  const gpt2 = Array.from({ length: 40 }, (_, i) => (i < 26 ? String.fromCharCode(97 + i) : `t${i}`))
+  const vocab: [string, GgufMetadataValue][] = vocabulary ?? [
+    ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
+    ['tokenizer.ggml.tokens', { type: 'strings', value: gpt2 }],
+    ['tokenizer.ggml.token_type', { type: 'i32s', value: gpt2.map(() => 1) }],
+    ['tokenizer.ggml.merges', { type: 'strings', value: ['a b', 'c d'] }],
+    ['tokenizer.ggml.eos_token_id', { type: 'u32', value: 39 }],
+  ]
+  const tokens = (vocab.find(([k]) => k === 'tokenizer.ggml.tokens')![1] as { value: string[] }).value
   const meta: [string, GgufMetadataValue][] = [
     ['general.architecture', { type: 'string', value: 'llama' }],
     ['llama.context_length', { type: 'u32', value: 64 }],
@@ -30,17 +38,13 @@ function tinyGguf(extra: [string, GgufMetadataValue][] = []): Buffer {
     ['llama.attention.head_count_kv', { type: 'u32', value: 2 }],
     ['llama.attention.layer_norm_rms_epsilon', { type: 'f32', value: 1e-5 }],
     ['llama.rope.freq_base', { type: 'f32', value: 10000 }],
-    ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
-    ['tokenizer.ggml.tokens', { type: 'strings', value: tokens }],
-    ['tokenizer.ggml.token_type', { type: 'i32s', value: tokens.map(() => 1) }],
-    ['tokenizer.ggml.merges', { type: 'strings', value: ['a b', 'c d'] }],
-    ['tokenizer.ggml.eos_token_id', { type: 'u32', value: 39 }],
+    ...vocab,
     ...extra,
   ]
   const q8 = 8
   const f16 = 1
   const tensors = [
-    { name: 'token_embd.weight', dims: [hidden, 40], type: q8 },
+    { name: 'token_embd.weight', dims: [hidden, tokens.length], type: q8 },
     { name: 'blk.0.attn_norm.weight', dims: [hidden], type: 0 },
     { name: 'blk.0.attn_q.weight', dims: [hidden, hidden], type: f16 },
     { name: 'blk.0.attn_k.weight', dims: [hidden, 16], type: q8 },
@@ -258,6 +262,50 @@ t.test('SentencePiece merges are rebuilt from scores as transformers does', asyn
     ['▁', 'ab'],
     ['b', 'a'],
   ])
+})
+
+t.test('a SentencePiece vocabulary: normalizer, merges from scores, byte fallback, unknown and special tokens', async (t) => {
+  const dir = t.testdir()
+  // Scores rank the merges: -id, so shorter pieces merge first.
+  const tokens = ['<unk>', '<s>', '</s>', '<0xC3>', '<0xA9>', '▁', 'h', 'e', 'l', 'o', '▁h', 'll', '▁he', 'llo', '▁hello', 'w', 'r', 'd', '▁w', 'or', '▁wor', 'ld', '▁world']
+  const types = tokens.map((tok, i) => (i === 0 ? 2 : i < 3 ? 3 : tok.startsWith('<0x') ? 6 : 1))
+  const path = join(dir, 'spm.gguf')
+  writeFileSync(
+    path,
+    tinyGguf(
+      [['tokenizer.chat_template', { type: 'string', value: '{{ messages[0].content }}' }]],
+      [
+        ['tokenizer.ggml.model', { type: 'string', value: 'llama' }],
+        ['tokenizer.ggml.tokens', { type: 'strings', value: tokens }],
+        ['tokenizer.ggml.scores', { type: 'f32s', value: tokens.map((_, i) => -i) }],
+        ['tokenizer.ggml.token_type', { type: 'i32s', value: types }],
+        ['tokenizer.ggml.bos_token_id', { type: 'u32', value: 1 }],
+        ['tokenizer.ggml.eos_token_id', { type: 'u32', value: 2 }],
+        ['tokenizer.ggml.unknown_token_id', { type: 'u32', value: 0 }],
+      ],
+    ),
+  )
+  const out = join(dir, 'hf')
+  await importGguf(path, out)
+  const texts = ['hello world', 'é', 'hello</s>', 'x']
+  // Worked by hand: "▁hello▁world" merges fully; é has no token, so its two UTF-8 bytes; x has neither: <unk>.
+  const expected = [[14, 22], [5, 3, 4], [14, 2], [5, 0]]
+  const tokenizer = await loadTokenizer(out)
+  t.same(texts.map((x) => tokenizer.encode(x)), expected, '@huggingface/tokenizers')
+  t.equal(tokenizer.decode([14, 22]), 'hello world')
+  const python = JSON.parse(
+    await runPython(['-c', `import json, sys; from tokenizers import Tokenizer; tok = Tokenizer.from_file(sys.argv[1]); print(json.dumps([tok.encode(x, add_special_tokens=False).ids for x in json.load(sys.stdin)]))`, join(out, 'tokenizer.json')], JSON.stringify(texts)),
+  ) as number[][]
+  t.same(python, expected, 'PyPI tokenizers')
+  const config = JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>
+  t.match(config, { add_bos_token: true, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', chat_template: '{{ messages[0].content }}' })
+
+  // Export and import again: the same tokenizer.
+  await exportGguf(out, join(dir, 'again.gguf'), { type: 'f32' })
+  await importGguf(join(dir, 'again.gguf'), join(dir, 'again'))
+  for (const name of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+    t.same(JSON.parse(readFileSync(join(dir, 'again', name), 'utf8')), JSON.parse(readFileSync(join(out, name), 'utf8')), `${name} survives export and import`)
+  }
 })
 
 t.test('SmolLM2-135M-Instruct (Q4_1 + Q8_0 GGUF): weights, config and tokenizer', async (t) => {
