@@ -252,6 +252,27 @@ t.test('import refuses what it cannot represent, naming the key', async (t) => {
   t.same(readdirSync(dir).filter((n) => n.startsWith('.')), [], 'failed imports leave nothing behind')
 })
 
+t.test('the CLI: llamapro import and llamapro export', async (t) => {
+  const dir = t.testdir()
+  const gguf = join(dir, 'tiny.gguf')
+  writeFileSync(gguf, tinyGguf())
+  const { runImport, runExport } = await import('../lib/cli/gguf.js')
+  const lines: string[] = []
+  const log = console.log
+  console.log = (line: string) => lines.push(line)
+  try {
+    t.equal(await runImport([gguf, join(dir, 'hf'), '--dtype', 'bf16']), 0)
+    t.equal(await runExport([join(dir, 'hf'), join(dir, 'back.gguf'), '--type', 'bf16', '--json']), 0)
+    t.equal(await runImport([join(dir, 'back.gguf'), join(dir, 'hf'), '--force', '--json']), 0)
+  } finally {
+    console.log = log
+  }
+  t.match(lines[0], /^Imported 11 tensors \(7 Q8_0, 3 F32, 1 F16\) from .*tiny\.gguf as bfloat16: wrote .* in [\d.]+ s\.$/)
+  t.match(JSON.parse(lines[1]!), { tensors: 11, types: { F32: 3, BF16: 8 } })
+  t.match(JSON.parse(lines[2]!), { tensors: 11, dtype: 'float32', sourceTypes: { F32: 3, BF16: 8 } })
+  await t.rejects(runImport([gguf]), /expected <file.gguf> <out_dir>, got 1 argument/)
+})
+
 t.test('SentencePiece merges are rebuilt from scores as transformers does', async (t) => {
   const tokens = ['<unk>', '▁', 'a', 'b', 'ab', '▁a', '▁ab', 'ba']
   const scores = [0, -1, -2, -3, -4, -5, -6, -7]
