@@ -366,15 +366,22 @@ void ConvertTensors(const std::string& target, const std::vector<uint8_t>& heade
     for (const auto& item : items) {
       const std::string what = "tensor \"" + item.name + "\"";
       const Fd& in = *sources.at(item.source);
-      const int64_t src_row = GgmlRowBytes(item.src_type, item.cols);
-      const int64_t dst_row = GgmlRowBytes(item.dst_type, item.cols);
-      TypeInfo src_info{};
+      // Rows stay whole only where heads are reordered; otherwise the tensor is a flat run of blocks, cut into
+      // chunks of `group` values (a multiple of both block sizes), so even a huge 1-D tensor uses bounded memory.
+      TypeInfo src_info{}, dst_info{};
       LookupType(item.src_type, &src_info);
-      const int64_t unit = item.order == RowOrder::kAsIs ? 1 : item.rows / item.heads;
-      const int64_t chunk_rows = std::max<int64_t>(unit, (kChunkValues / item.cols) / unit * unit);
-      for (int64_t r0 = 0; r0 < item.rows; r0 += chunk_rows) {
-        const int64_t n = std::min(chunk_rows, item.rows - r0);
-        const int64_t nvalues = n * item.cols;
+      LookupType(item.dst_type, &dst_info);
+      const bool as_is = item.order == RowOrder::kAsIs;
+      const int64_t group = std::max(src_info.block, dst_info.block);  // block sizes are 1, 32 or 256: one divides the other
+      const int64_t rows = as_is ? item.rows * (item.cols / group) : item.rows;
+      const int64_t cols = as_is ? group : item.cols;
+      const int64_t src_row = GgmlRowBytes(item.src_type, cols);
+      const int64_t dst_row = GgmlRowBytes(item.dst_type, cols);
+      const int64_t unit = as_is ? 1 : item.rows / item.heads;
+      const int64_t chunk_rows = std::max<int64_t>(unit, (kChunkValues / cols) / unit * unit);
+      for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+        const int64_t n = std::min(chunk_rows, rows - r0);
+        const int64_t nvalues = n * cols;
         src_buf.resize(static_cast<size_t>(n * src_row));
         dst_buf.resize(static_cast<size_t>(n * dst_row));
         values.resize(static_cast<size_t>(nvalues));
@@ -383,7 +390,7 @@ void ConvertTensors(const std::string& target, const std::vector<uint8_t>& heade
         const float* ready = values.data();
         if (item.order != RowOrder::kAsIs) {
           reordered.resize(values.size());
-          ReorderHeads(values.data(), reordered.data(), n, item.cols, n / unit, item.order);
+          ReorderHeads(values.data(), reordered.data(), n, cols, n / unit, item.order);
           ready = reordered.data();
         }
         EncodeValues(item.dst_type, ready, nvalues, dst_buf.data());
