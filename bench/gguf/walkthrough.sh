@@ -68,3 +68,8 @@ echo "== train (the 6 new blocks only)"; t llamapro train "$W/train.yaml"
 echo "== held-out loss after training"
 loss "$W/out" "$W/data/heldout.jsonl" | tee "$W/after-domain.json"
 loss "$W/out" "$W/data/general.jsonl" | tee "$W/after-general.json"
+echo "== export the trained model for llama.cpp, and read it back"
+t llamapro export "$W/out" "$W/smollm2-pro-q8_0.gguf" --type q8_0
+.venv/bin/python -c "import gguf, sys; r = gguf.GGUFReader(sys.argv[1]); print('gguf reader:', len(r.tensors), 'tensors,', r.fields['llama.block_count'].contents(), 'blocks')" "$W/smollm2-pro-q8_0.gguf"
+t llamapro import "$W/smollm2-pro-q8_0.gguf" "$W/back"
+loss "$W/back" "$W/data/heldout.jsonl" | tee "$W/after-q8-domain.json"
