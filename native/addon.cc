@@ -1,6 +1,7 @@
 // The module's exports: one function per capability, one class per native object.
 #include <napi.h>
 
+#include "dequant.h"
 #include "memory_stats.h"
 #include "native_model.h"
 #include "runtime_info.h"
@@ -13,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
+  exports.Set("convertTensors", Napi::Function::New(env, ConvertTensorsJs, "convertTensors"));
   exports.Set("NativeModel", NativeModel::Define(env));
   return exports;
 }

@@ -36,5 +36,7 @@ if [ "$runtime_only" -eq 0 ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r bench/reference/requirements.txt
   # LLaMA-Factory's own template code is the reference of test/templates.test.ts; its dependencies are not needed.
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -r bench/reference/requirements-nodeps.txt
+  # SmolLM2-135M-Instruct as GGUF, for the GGUF import tests and the README walkthrough (~98 MB, cached).
+  bash scripts/fetch-smollm2.sh
   .venv/bin/python -c 'import torch, safetensors, tokenizers; print(f"reference python: torch {torch.__version__}, safetensors {safetensors.__version__}, tokenizers {tokenizers.__version__}")'
 fi

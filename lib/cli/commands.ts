@@ -46,6 +46,16 @@ export const COMMANDS: Command[] = [
     load: async () => import('./merge.js').then((m) => ({ help: m.MERGE_HELP, run: m.runMerge })),
   },
   {
+    name: 'import',
+    summary: 'convert a GGUF model (llama.cpp, Ollama, LM Studio) into a Hugging Face folder',
+    load: async () => import('./gguf.js').then((m) => ({ help: m.IMPORT_HELP, run: m.runImport })),
+  },
+  {
+    name: 'export',
+    summary: 'write a Hugging Face folder as a GGUF file for llama.cpp (f16, bf16, q8_0)',
+    load: async () => import('./gguf.js').then((m) => ({ help: m.EXPORT_HELP, run: m.runExport })),
+  },
+  {
     name: 'bench',
     summary: 'time freeze strategies side by side, against PyTorch eager in the same run',
     load: async () => import('./bench.js').then((m) => ({ help: m.BENCH_HELP, run: m.runBenchCommand })),

@@ -122,5 +122,23 @@ export interface NativeBinding {
   setThreads(threads: number): void
   memoryStats(device?: number): { cpu: MemoryCounters; cuda: MemoryCounters | null }
   resetPeakMemory(device?: number): void
+  /** GGUF/safetensors tensor conversion (native/dequant.cc); lib/gguf/convert.ts builds the items. */
+  convertTensors(
+    target: string,
+    header: Uint8Array,
+    fileSize: number,
+    items: {
+      name: string
+      source: string
+      srcOffset: number
+      srcType: number
+      rows: number
+      cols: number
+      dstOffset: number
+      dstType: number
+      order: 'as-is' | 'to-hf' | 'to-gguf'
+      heads?: number
+    }[],
+  ): Promise<void>
   NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string }) => NativeModelHandle
 }
