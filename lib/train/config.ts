@@ -81,6 +81,7 @@ const KEYS = {
   threads: { kind: { type: 'int', min: 0, max: 1024 }, default: 0, help: 'LibTorch intra-op threads, 0 = default (llamapro)' },
   save_delta: { kind: { type: 'bool' }, default: false, help: 'also write only the trained tensors to <output_dir>/delta (llamapro)' },
   save_only_model: { kind: { type: 'bool' }, default: false, help: 'checkpoints without optimizer state (not resumable)' },
+  ddp_timeout: { kind: { type: 'int', min: 1 }, default: 1800, help: 'seconds a rank waits for the others in a collective before it fails (multi-rank runs)' },
 } satisfies Record<string, KeySpec>
 
 export type TrainKey = keyof typeof KEYS
@@ -93,7 +94,6 @@ const IGNORED_KEYS = [
   'preprocessing_num_workers',
   'dataloader_num_workers',
   'overwrite_cache',
-  'ddp_timeout',
   'trust_remote_code',
   'flash_attn',
   'logging_dir',
@@ -152,6 +152,8 @@ export interface TrainConfig {
   threads: number
   saveDelta: boolean
   saveOnlyModel: boolean
+  /** Seconds a collective waits for the other ranks (transformers' ddp_timeout). */
+  ddpTimeout: number
   /** Keys that were accepted but have no effect, for a warning. */
   ignoredKeys: string[]
   /** The folder relative paths are resolved against (the YAML file's). */
@@ -330,6 +332,7 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     threads: get('threads') as number,
     saveDelta: get('save_delta') as boolean,
     saveOnlyModel: get('save_only_model') as boolean,
+    ddpTimeout: get('ddp_timeout') as number,
     ignoredKeys,
     baseDir,
   }

@@ -29,6 +29,9 @@ import { TrainingError } from './errors.js'
 import { writeLossPlot } from './loss-plot.js'
 import { checkOutputDirSeparate, clearRunOutputs } from './output-dir.js'
 import { learningRateAt, warmupStepsFor } from './schedule.js'
+import { type DistributedEnv, distributedFromEnv } from '../distributed/environment.js'
+import { ProcessGroup } from '../distributed/process-group.js'
+import { RankSchedule } from '../distributed/sharding.js'
 
 export interface TrainOptions {
   /** Stops the run after the current optimizer step and saves a checkpoint. */
@@ -36,6 +39,8 @@ export interface TrainOptions {
   onEvent?: (event: TrainEvent) => void
   /** Key/value overrides applied on top of a YAML file (when `config` is a path). */
   overrides?: Record<string, unknown>
+  /** This process's rank in a data-parallel job; by default read from torchrun's environment (RANK, WORLD_SIZE, …). */
+  distributed?: DistributedEnv | null
 }
 
 export const TRAINER_LOG_FILE = 'trainer_log.jsonl'
@@ -83,7 +88,16 @@ async function moveModelInto(from: string, dir: string): Promise<void> {
 export { TrainingError }
 
 /** A checkpoint resumes exactly only with the settings that decide the data order and what one step is. */
-function checkResumable(state: TrainerState, cfg: TrainConfig, dir: string): void {
+function checkResumable(state: TrainerState, cfg: TrainConfig, dir: string, worldSize: number): void {
+  if ((state.world_size ?? 1) !== worldSize) {
+    const saved = state.world_size ?? 1
+    throw new TrainingError(
+      'LLAMAPRO_RESUME',
+      `${dir} was trained on ${saved} rank(s), this run has ${worldSize}: each rank's share of the data and the step size depend on it, ` +
+        `so the run would not continue where it stopped. Resume with ${saved} rank(s) (llamapro train … --nproc-per-node ${saved}, or WORLD_SIZE=${saved}), ` +
+        'or start a new run from the checkpoint folder as model_name_or_path',
+    )
+  }
   const settings: [string, number | undefined, number][] = [
     ['seed', state.seed, cfg.seed],
     ['per_device_train_batch_size', state.per_device_train_batch_size, cfg.perDeviceTrainBatchSize],
@@ -124,7 +138,9 @@ interface RunPlan {
   tokenizer: TextTokenizer
   split: { train: Sequence[]; eval: Sequence[] }
   policy: FreezePolicy
-  schedule: BatchSchedule
+  schedule: RankSchedule
+  /** Present when this process is one rank of several. */
+  group: ProcessGroup | null
   stepsPerEpoch: number
   totalSteps: number
   warmup: number
@@ -141,7 +157,7 @@ interface Progress {
 }
 
 /** Phase 1: everything a user can get wrong is checked, and the data prepared, before the model is loaded. */
-async function prepareData(cfg: TrainConfig, warn: (message: string) => void): Promise<RunPlan> {
+async function prepareData(cfg: TrainConfig, warn: (message: string) => void, group: ProcessGroup | null): Promise<RunPlan> {
   const resumeDir = await resolveResume(cfg)
   await checkOutputDirSeparate(cfg.outputDir, [
     { what: 'model (model_name_or_path)', path: cfg.modelNameOrPath },
@@ -154,7 +170,7 @@ async function prepareData(cfg: TrainConfig, warn: (message: string) => void): P
     throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', 'fp16: true needs a CUDA device (float16 math on the CPU is slow and needs loss scaling); use bf16 or neither on the CPU')
   }
   const resumeState = resumeDir ? await readTrainerState(resumeDir) : undefined
-  if (resumeState) checkResumable(resumeState, cfg, resumeDir!)
+  if (resumeState) checkResumable(resumeState, cfg, resumeDir!, group?.worldSize ?? 1)
   const modelDir = resumeDir ?? cfg.modelNameOrPath
   const checkpoint = await openCheckpoint(modelDir)
   const tokenizer = await loadTokenizer(modelDir)
@@ -173,11 +189,12 @@ async function prepareData(cfg: TrainConfig, warn: (message: string) => void): P
     throw new TrainingError('LLAMAPRO_POLICY', 'nothing to train: this strategy selects no parameter (freeze_trainable_layers: 0 and no freeze_extra_modules?)')
   }
 
-  const schedule = new BatchSchedule(split.train, cfg.perDeviceTrainBatchSize, cfg.seed, tokenizer.padId)
+  const global = new BatchSchedule(split.train, cfg.perDeviceTrainBatchSize, cfg.seed, tokenizer.padId)
+  const schedule = new RankSchedule(global, group?.rank ?? 0, group?.worldSize ?? 1)
   const stepsPerEpoch = Math.max(1, Math.ceil(schedule.batchesPerEpoch / cfg.gradientAccumulationSteps))
   const totalSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.ceil(cfg.numTrainEpochs * stepsPerEpoch))
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
-  return { cfg, resumeDir, resumeState, checkpoint, tokenizer, split, policy, schedule, stepsPerEpoch, totalSteps, warmup }
+  return { cfg, resumeDir, resumeState, checkpoint, tokenizer, split, policy, schedule, group, stepsPerEpoch, totalSteps, warmup }
 }
 
 /** Phase 2: the model loaded, its trainable set and optimizer configured, and the progress a resume restores. */
@@ -185,8 +202,11 @@ async function prepareModel(plan: RunPlan, warn: (message: string) => void): Pro
   const { cfg, resumeDir, resumeState, checkpoint, policy, split } = plan
   const { compute, master } = trainingDtypes(cfg)
   if (cfg.threads > 0) setThreads(cfg.threads)
-  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: cfg.device as Device, dtype: compute })
+  // Under torchrun each rank of a node takes its own GPU: cuda means cuda:LOCAL_RANK.
+  const device = plan.group && cfg.device === 'cuda' ? `cuda:${plan.group.env.localRank}` : cfg.device
+  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: device as Device, dtype: compute })
   try {
+    if (plan.group) model.native.attachProcessGroup(plan.group.handle)
     await model.setTrainable(policy.trainable, { masterDtype: master })
     model.native.configureOptimizer({ noDecay: policy.trainable.filter(noWeightDecay), step: 0, lossScaling: cfg.fp16 })
     const progress: Progress = { step: 0, epoch: 0, batchIndex: 0, logHistory: [], window: { loss: 0, steps: 0 } }
@@ -206,7 +226,7 @@ async function prepareModel(plan: RunPlan, warn: (message: string) => void): Pro
       if (state.train_sequences !== split.train.length) {
         warn(`the data gives ${split.train.length} training sequences, the checkpoint was made with ${state.train_sequences}: the data order will differ`)
       }
-    } else {
+    } else if (!plan.group || plan.group.isMain) {
       await clearRunOutputs(cfg.outputDir)
       const kept = existsSync(cfg.outputDir) ? await readdir(cfg.outputDir) : []
       if (kept.length > 0) warn(`overwrite_output_dir: kept ${kept.length} file(s) in ${cfg.outputDir} that a training run does not write: ${kept.slice(0, 5).join(', ')}`)
@@ -228,6 +248,8 @@ interface Run {
   emit: (event: TrainEvent) => void
   warn: (message: string, step?: number) => void
   signal?: AbortSignal
+  /** False on ranks other than 0: they write no file. */
+  writes: boolean
   checkpoints: string[]
   lastCheckpoint: string | null
   state(): TrainerState
@@ -239,9 +261,13 @@ interface Run {
 async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, started: number, options: TrainOptions): Promise<Run> {
   const { cfg, split, totalSteps, stepsPerEpoch, checkpoint } = plan
   const emit = (event: TrainEvent) => options.onEvent?.(event)
-  await mkdir(cfg.outputDir, { recursive: true })
+  // Rank 0 writes every output; the other ranks train the same weights and write nothing.
+  const writes = !plan.group || plan.group.isMain
   const logPath = join(cfg.outputDir, TRAINER_LOG_FILE)
-  if (!plan.resumeDir) await writeFile(logPath, '')
+  if (writes) {
+    await mkdir(cfg.outputDir, { recursive: true })
+    if (!plan.resumeDir) await writeFile(logPath, '')
+  }
   const run: Run = {
     plan,
     model,
@@ -251,6 +277,7 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
     emit,
     warn: (message, step) => emit({ type: 'warning', message, step }),
     signal: options.signal,
+    writes,
     checkpoints: [],
     lastCheckpoint: plan.resumeDir,
     state(): TrainerState {
@@ -270,21 +297,22 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
         good_steps: optimizer.goodSteps,
         logging_window: { ...progress.window },
         log_history: progress.logHistory as unknown as Record<string, unknown>[],
+        world_size: plan.group?.worldSize ?? 1,
         created_by: `llamapro ${VERSION}`,
       }
     },
     async saveCheckpoint() {
       const step = progress.step
       const path = join(cfg.outputDir, checkpointName(step))
-      await writeCheckpoint(model, path, run.state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel })
+      if (writes) await writeCheckpoint(model, path, run.state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel })
       run.lastCheckpoint = path
       run.checkpoints.push(path)
       emit({ type: 'checkpoint', step, path })
-      await rotateCheckpoints(cfg.outputDir, cfg.saveTotalLimit)
+      if (writes) await rotateCheckpoints(cfg.outputDir, cfg.saveTotalLimit)
     },
     async log(record) {
       progress.logHistory.push(record)
-      await appendFile(logPath, `${JSON.stringify(record)}\n`)
+      if (writes) await appendFile(logPath, `${JSON.stringify(record)}\n`)
       emit({ type: 'log', record })
     },
     record(extra) {
@@ -308,15 +336,18 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
 }
 
 async function evaluate(run: Run): Promise<{ loss: number; tokens: number }> {
-  const { cfg, split, tokenizer } = run.plan
+  const { cfg, split, tokenizer, group } = run.plan
   let weighted = 0
   let tokens = 0
-  for (let i = 0; i < split.eval.length; i += cfg.perDeviceEvalBatchSize) {
+  const size = cfg.perDeviceEvalBatchSize
+  // With several ranks, evaluation batches are dealt round-robin and the sums added up.
+  for (let i = (group?.rank ?? 0) * size; i < split.eval.length; i += size * (group?.worldSize ?? 1)) {
     const batch = collate(split.eval.slice(i, i + cfg.perDeviceEvalBatchSize) as Sequence[], tokenizer.padId)
     const result = await callNative('evaluation', () => run.model.native.loss(batch.ids, batch.labels, batch.batch, batch.seq))
     weighted += result.loss * result.tokens
     tokens += result.tokens
   }
+  if (group) [weighted, tokens] = (await group.sum([weighted, tokens], 'evaluation across ranks')) as [number, number]
   return { loss: tokens > 0 ? weighted / tokens : 0, tokens }
 }
 
@@ -342,6 +373,8 @@ interface LoopOutcome {
   runLoss: number
   runTokens: number
   evalLoss: number | null
+  /** Gradient bytes each rank all-reduced in its last update (0 in a single process). */
+  allReducedBytes: number
 }
 
 /** Phase 3: the loop. One optimizer step per iteration: its micro-batches, then logging, evaluation, saving. */
@@ -356,7 +389,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
         `The last good checkpoint is ${run.lastCheckpoint ?? 'none (no checkpoint was written yet)'}. ` +
         'Lower learning_rate, check the data, or train in bf16 or float32.',
     )
-  const outcome: LoopOutcome = { aborted: false, runLoss: 0, runTokens: 0, evalLoss: null }
+  const outcome: LoopOutcome = { aborted: false, runLoss: 0, runTokens: 0, evalLoss: null, allReducedBytes: 0 }
   let windowTokens = 0
   let windowStart = performance.now()
   const warnedLayers = new Set<string>()
@@ -378,8 +411,14 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     let stepTokens = 0
     // The loss of an accumulated step is the mean over every target token of its micro-batches (transformers'
     // num_items_in_batch), not the mean of per-batch means: each micro-batch is weighted by its target tokens.
+    // With several ranks the count is over every rank's micro-batches, and the gradients are summed (not averaged)
+    // over the ranks, so W ranks × batch B give what one process gives with batch W×B.
     const batches: Batch[] = micro.map((m) => schedule.batch(...m))
-    const windowTargets = batches.reduce((sum, b) => sum + b.targetTokens, 0)
+    const across = micro.map((m) => schedule.countsAcrossRanks(...m))
+    const windowTargets = across.reduce((sum, c) => sum + c.targetTokens, 0)
+    // All ranks stop together: a stop request on any rank travels with the last micro-batch's gradients.
+    const stopRequested = Boolean(run.signal?.aborted)
+    let stopAll = stopRequested
     let result
     for (let j = 0; j < batches.length; j++) {
       const batch = batches[j]!
@@ -396,11 +435,18 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
           weightDecay: cfg.weightDecay,
           maxGradNorm: cfg.maxGradNorm,
           reportParamNorms: logging && last,
+          ...(plan.group && last ? { reduceExtras: [stepLoss, stopRequested ? 1 : 0] } : {}),
         }),
       )
       if (result.skipped && !result.updated && result.skipReason === 'the loss is not finite') throw nonFinite('the loss', result.loss)
       stepLoss += result.loss * weight
       stepTokens += batch.tokens
+    }
+    if (plan.group && result!.reducedExtras) {
+      stepLoss = result!.reducedExtras[0]!
+      stopAll = result!.reducedExtras[1]! > 0
+      stepTokens = across.reduce((sum, c) => sum + c.tokens, 0)
+      outcome.allReducedBytes = result!.reducedBytes ?? 0
     }
     if (result!.skipped) {
       if (!cfg.fp16) throw nonFinite('the gradient norm', result!.gradNorm)
@@ -425,6 +471,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
           grad_norm: Number(result!.gradNorm.toFixed(6)),
           tokens_per_second: Number((windowTokens / Math.max(seconds, 1e-9)).toFixed(1)),
           layer_grad_norms: norms,
+          ...(plan.group ? { allreduce_bytes: outcome.allReducedBytes } : {}),
         }),
       )
       progress.window = { loss: 0, steps: 0 }
@@ -442,7 +489,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     }
     const saveDue = (cfg.saveStrategy === 'steps' && done % cfg.saveSteps === 0) || (cfg.saveStrategy === 'epoch' && epochEnded)
     if (saveDue && done < totalSteps) await run.saveCheckpoint()
-    if (run.signal?.aborted && done < totalSteps) {
+    if (stopAll && done < totalSteps) {
       if (!saveDue) await run.saveCheckpoint()
       outcome.aborted = true
       break
@@ -456,7 +503,10 @@ async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
   const { cfg, checkpoint, policy, stepsPerEpoch, totalSteps } = run.plan
   const { model, progress } = run
   const step = progress.step
-  if (!outcome.aborted) {
+  if (!run.writes) {
+    // The other ranks wait until rank 0 has written the model, so that every rank ends when the job is done.
+    await run.plan.group!.barrier('waiting for rank 0 to write the model')
+  } else if (!outcome.aborted) {
     const staging = join(cfg.outputDir, `.final-${process.pid}-${Date.now().toString(36)}`)
     await mkdir(staging)
     try {
@@ -491,8 +541,11 @@ async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
     train_tokens_per_second: result.tokensPerSecond,
     ...(outcome.evalLoss !== null ? { eval_loss: outcome.evalLoss } : {}),
   }
-  await writeFile(join(cfg.outputDir, outcome.aborted ? 'interrupted_results.json' : 'all_results.json'), `${JSON.stringify(results, null, 2)}\n`)
-  if (cfg.plotLoss) await writeLossPlot(cfg.outputDir, progress.logHistory, run.warn)
+  if (run.writes) {
+    await writeFile(join(cfg.outputDir, outcome.aborted ? 'interrupted_results.json' : 'all_results.json'), `${JSON.stringify(results, null, 2)}\n`)
+    if (cfg.plotLoss) await writeLossPlot(cfg.outputDir, progress.logHistory, run.warn)
+    if (run.plan.group) await run.plan.group.barrier('releasing the other ranks after writing the model')
+  }
   run.emit({ type: 'done', result })
   return result
 }
@@ -503,10 +556,26 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   const warn = (message: string) => options.onEvent?.({ type: 'warning', message })
   for (const key of cfg.ignoredKeys) warn(`key "${key}" has no effect in llamapro (accepted for LLaMA-Factory compatibility)`)
 
-  const plan = await prepareData(cfg, warn)
+  const env = options.distributed === undefined ? distributedFromEnv() : options.distributed
+  const group = env && env.worldSize > 1 ? await ProcessGroup.connect(env, { timeoutSeconds: cfg.ddpTimeout, device: cfg.device }) : null
+  try {
+    const plan = await prepareData(cfg, warn, group)
+    // Every rank has checked output_dir before rank 0 clears or writes it.
+    if (group) await group.barrier('checking the configuration on every rank')
+    return await trainPrepared(plan, started, options)
+  } finally {
+    group?.destroy()
+  }
+}
+
+async function trainPrepared(plan: RunPlan, started: number, options: TrainOptions): Promise<TrainResult> {
+  const warn = (message: string) => options.onEvent?.({ type: 'warning', message })
   const { model, progress } = await prepareModel(plan, warn)
   try {
     const run = await openRun(plan, model, progress, started, options)
+    const params = model.parameters()
+    const trainable = params.filter((p) => p.requiresGrad)
+    const gradBytes = (numel: number) => numel * (trainable[0]?.dtype === 'float32' ? 4 : 2)
     run.emit({
       type: 'start',
       totalSteps: plan.totalSteps,
@@ -518,6 +587,13 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
       totalParams: model.parameters().reduce((s, p) => s + p.numel, 0),
       trainableLayerIds: plan.policy.trainableLayerIds,
       resumedFrom: plan.resumeDir,
+      ...(plan.group
+        ? {
+            worldSize: plan.group.worldSize,
+            allReduceBytes: gradBytes(trainable.reduce((s, p) => s + p.numel, 0)),
+            fullFineTuneAllReduceBytes: gradBytes(params.reduce((s, p) => s + p.numel, 0)),
+          }
+        : {}),
     })
     const outcome = await trainLoop(run)
     return await finish(run, outcome)

@@ -1,0 +1,175 @@
+/**
+ * Data-parallel training on c10d (Gloo over 127.0.0.1, random free ports). The expectation is independent of the
+ * distributed code: one process with the whole global batch. 2 ranks × batch B must give its losses and weights;
+ * a killed rank must end the other with a clear error; a 2-rank run must resume exactly.
+ */
+import t, { type Test } from 'tap'
+import { execFile, spawn } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { openCheckpoint } from '../lib/checkpoint/checkpoint.js'
+import { expandCheckpoint } from '../lib/expand/expand-checkpoint.js'
+import { distributedFromEnv, rankEnvironment } from '../lib/distributed/environment.js'
+import { freePort } from '../lib/distributed/launcher.js'
+import { parseTrainConfig } from '../lib/train/config.js'
+import { train } from '../lib/train/trainer.js'
+import { REPO_ROOT } from './helpers/python.js'
+import { writeDatasets, writeTrainableModel } from './helpers/trainable-model.js'
+
+const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js')
+const run = promisify(execFile)
+
+const common = {
+  finetuning_type: 'freeze',
+  use_llama_pro: true,
+  freeze_trainable_layers: 2,
+  stage: 'sft',
+  cutoff_len: 48,
+  learning_rate: 3e-3,
+  gradient_accumulation_steps: 2,
+  logging_steps: 1,
+  save_steps: 1000,
+  threads: 1,
+  ddp_timeout: 60,
+}
+
+async function setup(t: Test) {
+  const dir = t.testdir()
+  await writeTrainableModel(join(dir, 'base'), { seed: 3 })
+  await expandCheckpoint(join(dir, 'base'), join(dir, 'pro'), { numExpand: 2 })
+  const data = await writeDatasets(dir)
+  const yaml = (name: string, raw: Record<string, unknown>) => {
+    const path = join(dir, `${name}.yaml`)
+    writeFileSync(path, JSON.stringify({ ...common, model_name_or_path: join(dir, 'pro'), dataset: data.alpaca, ...raw }))
+    return path
+  }
+  return { dir, yaml, data }
+}
+
+const losses = (outputDir: string) =>
+  readFileSync(join(outputDir, 'trainer_log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { loss?: number; allreduce_bytes?: number })
+    .filter((r) => r.loss !== undefined)
+
+async function floats(dir: string): Promise<Map<string, Float32Array>> {
+  const checkpoint = await openCheckpoint(dir)
+  return new Map(
+    checkpoint.tensors.map((x) => {
+      const bytes = readFileSync(x.file).subarray(x.offset, x.offset + x.nbytes)
+      return [x.name, new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength))]
+    }),
+  )
+}
+
+/** Largest |a - b| over a tensor, relative to the tensor's largest |b|. */
+function relativeDifference(a: Float32Array, b: Float32Array): number {
+  let diff = 0
+  let scale = 0
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!))
+    scale = Math.max(scale, Math.abs(b[i]!))
+  }
+  return scale > 0 ? diff / scale : diff
+}
+
+t.test('torchrun environment: parsed, checked, and round-tripped', async (t) => {
+  t.equal(distributedFromEnv({}), null)
+  const env = { rank: 1, worldSize: 4, localRank: 1, localWorldSize: 2, masterAddr: '10.0.0.1', masterPort: 29511 }
+  t.same(distributedFromEnv(rankEnvironment(env)), env)
+  t.throws(() => distributedFromEnv({ WORLD_SIZE: '2', RANK: '2', MASTER_ADDR: 'x' }), { code: 'LLAMAPRO_DISTRIBUTED', message: /RANK=2 must be an integer in 0..1/ })
+  t.throws(() => distributedFromEnv({ WORLD_SIZE: '2', MASTER_ADDR: 'x' }), { message: /RANK must be set too/ })
+})
+
+t.test('2 ranks × batch 2 give the losses and weights of 1 process × batch 4; only trainable gradients travel', async (t) => {
+  const { dir, yaml } = await setup(t)
+  const single = join(dir, 'single')
+  const pair = join(dir, 'pair')
+  await train(yaml('single', { per_device_train_batch_size: 4, max_steps: 3, output_dir: single }), { distributed: null })
+  const { stdout } = await run(process.execPath, [CLI, 'train', yaml('pair', { per_device_train_batch_size: 2, max_steps: 3, output_dir: pair }), '--nproc-per-node', '2'], {
+    timeout: 120_000,
+  })
+  t.match(stdout, /starting 2 ranks/)
+  t.match(stdout, /data parallel over 2 ranks: [\d.]+ KiB of gradients all-reduced per step \(full fine-tuning would all-reduce [\d.]+ KiB\)/)
+
+  const [a, b] = [losses(single), losses(pair)]
+  t.equal(b.length, 3, 'three logged steps')
+  for (let i = 0; i < a.length; i++) {
+    t.ok(Math.abs(a[i]!.loss! - b[i]!.loss!) <= 2e-6 * Math.abs(a[i]!.loss!), `step ${i + 1}: loss ${b[i]!.loss} (2 ranks) vs ${a[i]!.loss} (1 process)`)
+  }
+  const [wa, wb] = [await floats(single), await floats(pair)]
+  const trainable = [...wa.keys()].filter((n) => /^model\.layers\.(2|5)\./.test(n))
+  const frozenDiffer = [...wa.keys()].filter((n) => !trainable.includes(n) && Buffer.compare(Buffer.from(wa.get(n)!.buffer), Buffer.from(wb.get(n)!.buffer)) !== 0)
+  t.same(frozenDiffer, [], 'frozen tensors identical')
+  const worst = Math.max(...trainable.map((n) => relativeDifference(wb.get(n)!, wa.get(n)!)))
+  t.ok(worst <= 1e-5, `trained weights agree: largest difference ${worst.toExponential(2)} of the tensor's scale`)
+  const trainableBytes = trainable.reduce((s, n) => s + wa.get(n)!.length * 4, 0)
+  t.equal(b[0]!.allreduce_bytes, trainableBytes, `each rank all-reduced exactly the trainable gradients (${trainableBytes} bytes per step)`)
+})
+
+t.test('a killed rank ends the other with a clear error, well within 60 s', async (t) => {
+  const { dir, yaml } = await setup(t)
+  const config = yaml('long', { per_device_train_batch_size: 2, max_steps: 100000, output_dir: join(dir, 'long') })
+  const port = await freePort()
+  const ranks = [0, 1].map((rank) =>
+    spawn(process.execPath, [CLI, 'train', config], {
+      env: { ...process.env, ...rankEnvironment({ rank, worldSize: 2, localRank: rank, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: port }) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  )
+  let out0 = ''
+  let err0 = ''
+  ranks[0]!.stdout!.on('data', (d) => (out0 += d))
+  ranks[0]!.stderr!.on('data', (d) => (err0 += d))
+  ranks[1]!.stdout!.resume()
+  ranks[1]!.stderr!.resume()
+  const exit0 = new Promise<number | null>((resolve) => ranks[0]!.on('exit', (code) => resolve(code)))
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`rank 0 never logged a step: ${out0} ${err0}`)), 90_000)
+    ranks[0]!.stdout!.on('data', () => {
+      if (/step 2\/100000/.test(out0)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  })
+  ranks[1]!.kill('SIGKILL')
+  const killed = performance.now()
+  const guard = setTimeout(() => ranks[0]!.kill('SIGKILL'), 60_000)
+  const code = await exit0
+  clearTimeout(guard)
+  const seconds = (performance.now() - killed) / 1000
+  t.ok(seconds < 60, `rank 0 exited ${seconds.toFixed(1)} s after rank 1 was killed`)
+  t.not(code, 0, 'rank 0 exits non-zero')
+  t.not(code, null, 'rank 0 exited by itself (not killed by the guard)')
+  t.match(err0, /llamapro train: error: .*distributed: rank 0 of 2: the all-reduce of the trainable gradients failed: .*another rank has exited/s)
+})
+
+t.test('a 2-rank run resumes exactly; another world size is refused with the reason', async (t) => {
+  const { dir, yaml } = await setup(t)
+  const full = join(dir, 'full')
+  const resumed = join(dir, 'resumed')
+  const raw = { per_device_train_batch_size: 2, max_steps: 4, save_steps: 2 }
+  await run(process.execPath, [CLI, 'train', yaml('full', { ...raw, output_dir: full }), '--nproc-per-node', '2'], { timeout: 120_000 })
+  const { stdout } = await run(
+    process.execPath,
+    [CLI, 'train', yaml('resumed', { ...raw, output_dir: resumed, resume_from_checkpoint: join(full, 'checkpoint-2') }), '--nproc-per-node', '2'],
+    { timeout: 120_000 },
+  )
+  t.match(stdout, /resuming at step 2/)
+  const [a, b] = [await floats(full), await floats(resumed)]
+  const differ = [...a.keys()].filter((n) => Buffer.compare(Buffer.from(a.get(n)!.buffer), Buffer.from(b.get(n)!.buffer)) !== 0)
+  t.same(differ, [], 'the resumed run ends with the same weights, byte for byte')
+  t.same(
+    losses(resumed).map((r) => r.loss),
+    losses(full).slice(2).map((r) => r.loss),
+    'steps 3 and 4 log the same losses',
+  )
+
+  await t.rejects(train(yaml('one', { ...raw, output_dir: join(dir, 'one'), resume_from_checkpoint: join(full, 'checkpoint-2') }), { distributed: null }), {
+    code: 'LLAMAPRO_RESUME',
+    message: /checkpoint-2 was trained on 2 rank\(s\), this run has 1: .*Resume with 2 rank\(s\) \(llamapro train … --nproc-per-node 2/,
+  })
+})
