@@ -70,6 +70,9 @@ void WaitFor(const c10::intrusive_ptr<c10d::Work>& work) {
   work->wait();
 }
 
+std::string HeartbeatKey(int rank) { return "llamapro/heartbeat/" + std::to_string(rank); }
+std::string CollectiveKey(int rank) { return "llamapro/collectives/" + std::to_string(rank); }
+
 }  // namespace
 
 Communicator::Communicator(const ProcessGroupConfig& config) : config_(config), impl_(std::make_unique<Impl>()) {
@@ -112,9 +115,66 @@ Communicator::Communicator(const ProcessGroupConfig& config) : config_(config), 
   } catch (const std::exception& e) {
     Fail("creating the " + config.backend + " process group", Describe(e));
   }
+  heartbeat_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(heartbeat_mutex_);
+    while (!stopping_) {
+      try {
+        impl_->store->add(HeartbeatKey(config_.rank), 1);
+      } catch (...) {
+        return;  // the store (on rank 0) is gone: nothing to beat into
+      }
+      heartbeat_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; });
+    }
+  });
 }
 
-Communicator::~Communicator() = default;
+Communicator::~Communicator() {
+  {
+    std::lock_guard<std::mutex> lock(heartbeat_mutex_);
+    stopping_ = true;
+  }
+  heartbeat_cv_.notify_all();
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+void Communicator::CountCollective() {
+  ++collectives_;
+  try {
+    impl_->store->add(CollectiveKey(config_.rank), 1);
+  } catch (...) {
+    // the collective itself will fail and be diagnosed
+  }
+}
+
+std::string Communicator::Diagnose() {
+  const int world = config_.world_size;
+  try {
+    std::vector<int64_t> before(world), after(world), reached(world);
+    for (int r = 0; r < world; ++r) before[r] = impl_->store->add(HeartbeatKey(r), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+    std::string dead, hung;
+    for (int r = 0; r < world; ++r) {
+      if (r == config_.rank) continue;
+      after[r] = impl_->store->add(HeartbeatKey(r), 0);
+      reached[r] = impl_->store->add(CollectiveKey(r), 0);
+      if (after[r] == before[r]) {
+        dead += (dead.empty() ? "" : ", ") + std::to_string(r);
+      } else if (reached[r] < collectives_) {
+        hung += (hung.empty() ? "" : ", ") + std::to_string(r) + " (at collective " + std::to_string(reached[r]) + ", this rank at " +
+                std::to_string(collectives_) + ")";
+      }
+    }
+    std::string out;
+    if (!dead.empty()) out += "; rank " + dead + " stopped: its heartbeat ended (it exited, was killed, or its machine is down)";
+    if (!hung.empty()) out += "; rank " + hung + " is alive but did not reach this collective within ddp_timeout (it hangs or is far slower)";
+    if (out.empty()) out = "; every rank still beats: the connection between ranks failed";
+    return out;
+  } catch (const std::exception&) {
+    if (config_.rank == 0) return "";
+    return "; rank 0, which hosts the rendezvous store at " + config_.master_addr + ":" + std::to_string(config_.master_port) +
+           ", is unreachable: it has exited or its machine is down";
+  }
+}
 
 void Communicator::Fail(const std::string& what, const std::string& detail) const {
   throw std::runtime_error("distributed: rank " + std::to_string(config_.rank) + " of " + std::to_string(config_.world_size) + ": " + what +
@@ -149,6 +209,7 @@ int64_t Communicator::AllReduceGradients(const std::vector<NamedTensor>& trainab
   }
   torch::Tensor extra = torch::tensor(extras, torch::TensorOptions().dtype(torch::kFloat64)).to(impl_->device);
   try {
+    CountCollective();
     for (auto& bucket : buckets) {
       std::vector<torch::Tensor> views;
       views.reserve(bucket.grads.size());
@@ -169,7 +230,7 @@ int64_t Communicator::AllReduceGradients(const std::vector<NamedTensor>& trainab
     }
     WaitFor(extra_work);
   } catch (const std::exception& e) {
-    Fail("the all-reduce of the trainable gradients", Describe(e) + " (another rank has exited, failed or stopped responding)");
+    Fail("the all-reduce of the trainable gradients", Describe(e) + Diagnose());
   }
   const auto summed = extra.to(torch::kCPU).contiguous();
   for (size_t i = 0; i < extras.size(); ++i) extras[i] = summed.data_ptr<double>()[i];
@@ -181,9 +242,10 @@ void Communicator::AllReduceNumbers(std::vector<double>& values) {
   torch::Tensor t = torch::tensor(values, torch::TensorOptions().dtype(torch::kFloat64)).to(impl_->device);
   try {
     std::vector<torch::Tensor> list{t};
+    CountCollective();
     WaitFor(impl_->group->allreduce(list));
   } catch (const std::exception& e) {
-    Fail("an all-reduce", Describe(e) + " (another rank has exited, failed or stopped responding)");
+    Fail("an all-reduce", Describe(e) + Diagnose());
   }
   const auto summed = t.to(torch::kCPU).contiguous();
   for (size_t i = 0; i < values.size(); ++i) values[i] = summed.data_ptr<double>()[i];

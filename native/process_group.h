@@ -7,8 +7,10 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -43,9 +45,19 @@ class Communicator {
  private:
   struct Impl;
   [[noreturn]] void Fail(const std::string& what, const std::string& detail) const;
+  // Which rank is at fault, from the store: a rank whose heartbeat stopped has died; one that beats but has not
+  // reached this collective hangs. Called after a collective failed.
+  std::string Diagnose();
+  void CountCollective();
   ProcessGroupConfig config_;
   std::unique_ptr<Impl> impl_;
   std::mutex mutex_;
+  int64_t collectives_ = 0;
+  // A thread that counts up a key in the store twice a second while this rank lives.
+  std::thread heartbeat_;
+  std::mutex heartbeat_mutex_;
+  std::condition_variable heartbeat_cv_;
+  bool stopping_ = false;
 };
 
 // The Communicator behind a JS NativeProcessGroup (connected), or an exception naming `what`.
