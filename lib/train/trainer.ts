@@ -416,9 +416,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     const batches: Batch[] = micro.map((m) => schedule.batch(...m))
     const across = micro.map((m) => schedule.countsAcrossRanks(...m))
     const windowTargets = across.reduce((sum, c) => sum + c.targetTokens, 0)
-    // All ranks stop together: a stop request on any rank travels with the last micro-batch's gradients.
-    const stopRequested = Boolean(run.signal?.aborted)
-    let stopAll = stopRequested
+    let stopAll = false
     let result
     for (let j = 0; j < batches.length; j++) {
       const batch = batches[j]!
@@ -435,7 +433,8 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
           weightDecay: cfg.weightDecay,
           maxGradNorm: cfg.maxGradNorm,
           reportParamNorms: logging && last,
-          ...(plan.group && last ? { reduceExtras: [stepLoss, stopRequested ? 1 : 0] } : {}),
+          // All ranks stop together: a stop request on any rank travels with the last micro-batch's gradients.
+          ...(plan.group && last ? { reduceExtras: [stepLoss, run.signal?.aborted ? 1 : 0] } : {}),
         }),
       )
       if (result.skipped && !result.updated && result.skipReason === 'the loss is not finite') throw nonFinite('the loss', result.loss)
@@ -489,7 +488,8 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     }
     const saveDue = (cfg.saveStrategy === 'steps' && done % cfg.saveSteps === 0) || (cfg.saveStrategy === 'epoch' && epochEnded)
     if (saveDue && done < totalSteps) await run.saveCheckpoint()
-    if (stopAll && done < totalSteps) {
+    // One process stops when asked; ranks stop when any of them had been asked before this step's all-reduce.
+    if ((plan.group ? stopAll : run.signal?.aborted) && done < totalSteps) {
       if (!saveDue) await run.saveCheckpoint()
       outcome.aborted = true
       break
