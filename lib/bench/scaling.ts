@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseModelConfig } from '../checkpoint/config.js'
@@ -111,6 +112,7 @@ export async function runScaling(options: ScalingOptions): Promise<ScalingReport
     dtype: device === 'cpu' ? 'float32' : 'bfloat16',
   }
   const tokens = base.batch * base.seq
+  const loadBefore = loadavg()[0]!
   const results: ScalingResult[] = []
   for (const strategy of parseStrategies(options.strategies, config.numLayers)) {
     const request: ScalingWorkerRequest = { ...base, strategy: strategy.name }
@@ -151,6 +153,7 @@ export async function runScaling(options: ScalingOptions): Promise<ScalingReport
     },
     results,
     notes: [
+      `load average (1 min) ${loadBefore.toFixed(2)} before and ${loadavg()[0]!.toFixed(2)} after, on ${machineInfo().cores} cores: other work on the machine takes CPU from the ranks, so speed-up is only meaningful on an otherwise idle machine with a core per rank`,
       'one process and N ranks run in the same invocation, each process with the given intra-op threads; the N-rank step time is the slowest rank\'s',
       'each rank trains the per-device batch, so N ranks train N× the tokens per step (tokens/s counts all ranks)',
       'all-reduce ms is the time rank 0 spent in the gradient all-reduce of a step, waiting for the slowest rank included',
