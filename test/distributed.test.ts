@@ -173,3 +173,34 @@ t.test('a 2-rank run resumes exactly; another world size is refused with the rea
     message: /checkpoint-2 was trained on 2 rank\(s\), this run has 1: .*Resume with 2 rank\(s\) \(llamapro train … --nproc-per-node 2/,
   })
 })
+
+t.test('--nproc-per-node: the launcher names a rank that was killed and stops the others', async (t) => {
+  const { dir, yaml } = await setup(t)
+  const config = yaml('launched', { per_device_train_batch_size: 2, max_steps: 100000, output_dir: join(dir, 'launched') })
+  const launcher = spawn(process.execPath, [CLI, 'train', config, '--nproc-per-node', '2'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  launcher.stdout!.on('data', (d) => (out += d))
+  launcher.stderr!.on('data', (d) => (err += d))
+  const exited = new Promise<number | null>((resolve) => launcher.on('exit', (code) => resolve(code)))
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no step logged: ${out} ${err}`)), 90_000)
+    launcher.stdout!.on('data', () => {
+      if (/step 2\/100000/.test(out)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  })
+  const children = readFileSync(`/proc/${launcher.pid}/task/${launcher.pid}/children`, 'utf8').trim().split(/\s+/).map(Number)
+  const rank1 = children.find((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('RANK=1'))
+  t.ok(rank1, 'rank 1 is a child process of the CLI, with RANK=1 in its environment')
+  process.kill(rank1!, 'SIGKILL')
+  const killed = performance.now()
+  const guard = setTimeout(() => launcher.kill('SIGKILL'), 60_000)
+  const code = await exited
+  clearTimeout(guard)
+  t.ok((performance.now() - killed) / 1000 < 60, 'the job ended within 60 s')
+  t.equal(code, 1, 'the launcher exits 1')
+  t.match(err, new RegExp(`rank 1 \\(pid ${rank1}\\) was killed by SIGKILL; stopping the other 1 rank\\(s\\)`))
+})
