@@ -213,3 +213,20 @@ t.test('--nproc-per-node: the launcher names a rank that was killed and stops th
   t.equal(code, 1, 'the launcher exits 1')
   t.match(err, new RegExp(`rank 1 \\(pid ${rank1}\\) was killed by SIGKILL; stopping the other 1 rank\\(s\\)`))
 })
+
+t.test('bench --nproc 2: one process beside 2 ranks; LLaMA-Pro all-reduces only its trainable gradients', async (t) => {
+  const { stdout } = await run(process.execPath, [CLI, 'bench', 'tiny', '--nproc', '2', '--strategies', 'full,pro:2', '--steps', '2', '--warmup', '1', '--json'], {
+    timeout: 180_000,
+  })
+  const report = JSON.parse(stdout) as {
+    config: { nproc: number }
+    results: { strategy: string; trainableParams: number; totalParams: number; allReduceBytes: number; fullFineTuneBytes: number; speedup: number; ranks: { msPerStep: { median: number } } }[]
+  }
+  t.equal(report.config.nproc, 2)
+  const [full, pro] = report.results
+  t.equal(full!.allReduceBytes, full!.totalParams * 4, 'full fine-tuning all-reduces every float32 gradient')
+  t.equal(pro!.allReduceBytes, pro!.trainableParams * 4, 'LLaMA-Pro all-reduces only the trainable ones')
+  t.ok(pro!.allReduceBytes < full!.allReduceBytes / 2, `${pro!.allReduceBytes} < ${full!.allReduceBytes} bytes per step`)
+  t.equal(pro!.fullFineTuneBytes, full!.allReduceBytes)
+  t.ok(report.results.every((r) => r.speedup > 0 && r.ranks.msPerStep.median > 0))
+})
