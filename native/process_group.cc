@@ -3,6 +3,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -48,6 +49,17 @@ namespace {
 std::string Describe(const std::exception& e) {
   if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
   return e.what();
+}
+
+// Gloo reports a collective that waited too long as "Timed out …" or "Application timeout caused pair closure".
+std::string DescribeCollective(const std::exception& e, std::chrono::milliseconds timeout) {
+  std::string text = Describe(e);
+  if (text.find("imeout") != std::string::npos || text.find("imed out") != std::string::npos) {
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.1f", static_cast<double>(timeout.count()) / 1000.0);
+    text += std::string(" (no answer within ddp_timeout, ") + seconds + " s)";
+  }
+  return text;
 }
 
 #if defined(LLAMAPRO_WITH_GLOO)
@@ -230,7 +242,7 @@ int64_t Communicator::AllReduceGradients(const std::vector<NamedTensor>& trainab
     }
     WaitFor(extra_work);
   } catch (const std::exception& e) {
-    Fail("the all-reduce of the trainable gradients", Describe(e) + Diagnose());
+    Fail("the all-reduce of the trainable gradients", DescribeCollective(e, config_.timeout) + Diagnose());
   }
   const auto summed = extra.to(torch::kCPU).contiguous();
   for (size_t i = 0; i < extras.size(); ++i) extras[i] = summed.data_ptr<double>()[i];
@@ -245,7 +257,7 @@ void Communicator::AllReduceNumbers(std::vector<double>& values) {
     CountCollective();
     WaitFor(impl_->group->allreduce(list));
   } catch (const std::exception& e) {
-    Fail("an all-reduce", Describe(e) + Diagnose());
+    Fail("an all-reduce", DescribeCollective(e, config_.timeout) + Diagnose());
   }
   const auto summed = t.to(torch::kCPU).contiguous();
   for (size_t i = 0; i < values.size(); ++i) values[i] = summed.data_ptr<double>()[i];

@@ -5,7 +5,7 @@
  */
 import t, { type Test } from 'tap'
 import { execFile, spawn } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { openCheckpoint } from '../lib/checkpoint/checkpoint.js'
@@ -118,9 +118,8 @@ t.test('2 ranks × batch 2 give the losses and weights of 1 process × batch 4; 
   t.equal(b[0]!.allreduce_bytes, trainableBytes, `each rank all-reduced exactly the trainable gradients (${trainableBytes} bytes per step)`)
 })
 
-t.test('a killed rank ends the other with a clear error, well within 60 s', async (t) => {
-  const { dir, yaml } = await setup(t)
-  const config = yaml('long', { per_device_train_batch_size: 2, max_steps: 100000, output_dir: join(dir, 'long') })
+/** Two ranks started as torchrun starts them (environment only), running until step 2 has been logged. */
+async function startTwoRanks(config: string) {
   const port = await freePort()
   const ranks = [0, 1].map((rank) =>
     spawn(process.execPath, [CLI, 'train', config], {
@@ -144,6 +143,12 @@ t.test('a killed rank ends the other with a clear error, well within 60 s', asyn
       }
     })
   })
+  return { ranks, exit0, output: () => err0 }
+}
+
+t.test('a killed rank ends the other with a clear error, well within 60 s', async (t) => {
+  const { dir, yaml } = await setup(t)
+  const { ranks, exit0, output } = await startTwoRanks(yaml('long', { per_device_train_batch_size: 2, max_steps: 100000, output_dir: join(dir, 'long') }))
   ranks[1]!.kill('SIGKILL')
   const killed = performance.now()
   const guard = setTimeout(() => ranks[0]!.kill('SIGKILL'), 60_000)
@@ -153,7 +158,39 @@ t.test('a killed rank ends the other with a clear error, well within 60 s', asyn
   t.ok(seconds < 60, `rank 0 exited ${seconds.toFixed(1)} s after rank 1 was killed`)
   t.not(code, 0, 'rank 0 exits non-zero')
   t.not(code, null, 'rank 0 exited by itself (not killed by the guard)')
+  const err0 = output()
   t.match(err0, /llamapro train: error: .*distributed: rank 0 of 2: the all-reduce of the trainable gradients failed: .*; rank 1 stopped: its heartbeat ended/s, err0.trim().split('\n').pop() ?? '')
+})
+
+t.test('a rank that stops responding ends the other after ddp_timeout, naming it', async (t) => {
+  const { dir, yaml } = await setup(t)
+  const { ranks, exit0, output } = await startTwoRanks(yaml('hang', { per_device_train_batch_size: 2, max_steps: 100000, ddp_timeout: 4, output_dir: join(dir, 'hang') }))
+  ranks[1]!.kill('SIGSTOP')
+  const stopped = performance.now()
+  const guard = setTimeout(() => ranks[0]!.kill('SIGKILL'), 60_000)
+  const code = await exit0
+  clearTimeout(guard)
+  ranks[1]!.kill('SIGKILL')
+  const seconds = (performance.now() - stopped) / 1000
+  t.ok(seconds >= 3 && seconds < 30, `rank 0 exited ${seconds.toFixed(1)} s after rank 1 froze (ddp_timeout: 4)`)
+  t.equal(code, 1, 'rank 0 exits 1 by itself')
+  const err0 = output()
+  t.match(err0, /distributed: rank 0 of 2: .*failed: .*no answer within ddp_timeout, 4\.0 s\); rank 1 stopped: its heartbeat ended/s, err0.trim().split('\n').pop() ?? '')
+})
+
+t.test('SIGTERM (or Ctrl-C) to every rank: they stop after the same step, rank 0 saves a checkpoint, both exit 130', async (t) => {
+  const { dir, yaml } = await setup(t)
+  const out = join(dir, 'stopped')
+  const { ranks, exit0 } = await startTwoRanks(yaml('stopped', { per_device_train_batch_size: 2, max_steps: 100000, output_dir: out }))
+  const exit1 = new Promise<number | null>((resolve) => ranks[1]!.on('exit', (code) => resolve(code)))
+  for (const rank of ranks) rank.kill('SIGTERM')
+  t.same(await Promise.all([exit0, exit1]), [130, 130], 'both ranks exit 130')
+  const checkpoints = readdirSync(out).filter((e) => e.startsWith('checkpoint-'))
+  t.equal(checkpoints.length, 1, `one checkpoint: ${checkpoints.join(', ')}`)
+  const state = JSON.parse(readFileSync(join(out, checkpoints[0]!, 'trainer_state.json'), 'utf8')) as { global_step: number; world_size: number }
+  t.equal(state.world_size, 2)
+  t.equal(`checkpoint-${state.global_step}`, checkpoints[0])
+  t.ok(existsSync(join(out, 'interrupted_results.json')))
 })
 
 t.test('a 2-rank run resumes exactly; another world size is refused with the reason', async (t) => {
