@@ -83,6 +83,16 @@ t.test('torchrun environment: parsed, checked, and round-tripped', async (t) => 
   t.throws(() => distributedFromEnv({ WORLD_SIZE: '2', MASTER_ADDR: 'x' }), { message: /RANK must be set too/ })
 })
 
+t.test('a rank whose rank 0 never comes fails after ddp_timeout, saying what to check', async (t) => {
+  const { dir, yaml } = await setup(t)
+  const port = await freePort()
+  const env = { rank: 1, worldSize: 2, localRank: 1, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: port }
+  await t.rejects(train(yaml('alone', { per_device_train_batch_size: 2, max_steps: 2, ddp_timeout: 2, output_dir: join(dir, 'alone') }), { distributed: env }), {
+    code: 'LLAMAPRO_DISTRIBUTED',
+    message: new RegExp(`joining the 2-rank job at 127.0.0.1:${port} as rank 1: .*rendezvous .* failed: .*is rank 0 running`, 's'),
+  })
+})
+
 t.test('2 ranks × batch 2 give the losses and weights of 1 process × batch 4; only trainable gradients travel', async (t) => {
   const { dir, yaml } = await setup(t)
   const single = join(dir, 'single')

@@ -46,7 +46,8 @@ export class ProcessGroup {
       )
     }
     const handle = new binding.NativeProcessGroup()
-    await callNative(`joining the ${env.worldSize}-rank job at ${env.masterAddr}:${env.masterPort} as rank ${env.rank}`, () =>
+    const what = `joining the ${env.worldSize}-rank job at ${env.masterAddr}:${env.masterPort} as rank ${env.rank}`
+    await callNative(what, () =>
       handle.connect({
         rank: env.rank,
         worldSize: env.worldSize,
@@ -57,7 +58,13 @@ export class ProcessGroup {
         backend,
         bucketBytes: options.bucketBytes ?? 25 * 1024 * 1024,
       }),
-    )
+    ).catch((error: Error) => {
+      const hint =
+        env.rank === 0
+          ? `rank 0 hosts the rendezvous on port ${env.masterPort}: is the port free, and did all ${env.worldSize} ranks start within ddp_timeout (${options.timeoutSeconds} s)?`
+          : `is rank 0 running, and do MASTER_ADDR=${env.masterAddr} and MASTER_PORT=${env.masterPort} name its host and port?`
+      throw new DistributedError(`${error.message} (${hint})`)
+    })
     return new ProcessGroup(env, backend, handle)
   }
 
