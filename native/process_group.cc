@@ -222,24 +222,32 @@ int64_t Communicator::AllReduceGradients(const std::vector<NamedTensor>& trainab
   torch::Tensor extra = torch::tensor(extras, torch::TensorOptions().dtype(torch::kFloat64)).to(impl_->device);
   try {
     CountCollective();
-    for (auto& bucket : buckets) {
-      std::vector<torch::Tensor> views;
-      views.reserve(bucket.grads.size());
-      for (const auto& g : bucket.grads) views.push_back(g.reshape({-1}));
-      bucket.flat = torch::cat(views);
-      std::vector<torch::Tensor> tensors{bucket.flat};
-      bucket.work = impl_->group->allreduce(tensors);
-    }
-    std::vector<torch::Tensor> extra_list{extra};
-    auto extra_work = impl_->group->allreduce(extra_list);
-    for (auto& bucket : buckets) {
+    // At most two buckets are in flight: one being summed while the next is packed, so the flat copies cost two
+    // buckets of memory, not a second copy of every trainable gradient.
+    auto finish = [](Bucket& bucket) {
       WaitFor(bucket.work);
       int64_t offset = 0;
       for (auto& g : bucket.grads) {
         g.copy_(bucket.flat.narrow(0, offset, g.numel()).view_as(g));
         offset += g.numel();
       }
+      bucket.flat = torch::Tensor();
+      bucket.work.reset();
+    };
+    size_t finished = 0;
+    for (size_t i = 0; i < buckets.size(); ++i) {
+      auto& bucket = buckets[i];
+      std::vector<torch::Tensor> views;
+      views.reserve(bucket.grads.size());
+      for (const auto& g : bucket.grads) views.push_back(g.reshape({-1}));
+      bucket.flat = torch::cat(views);
+      std::vector<torch::Tensor> tensors{bucket.flat};
+      bucket.work = impl_->group->allreduce(tensors);
+      if (i - finished >= 1) finish(buckets[finished++]);
     }
+    std::vector<torch::Tensor> extra_list{extra};
+    auto extra_work = impl_->group->allreduce(extra_list);
+    while (finished < buckets.size()) finish(buckets[finished++]);
     WaitFor(extra_work);
   } catch (const std::exception& e) {
     Fail("the all-reduce of the trainable gradients", DescribeCollective(e, config_.timeout) + Diagnose());

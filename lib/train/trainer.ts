@@ -557,7 +557,7 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   for (const key of cfg.ignoredKeys) warn(`key "${key}" has no effect in llamapro (accepted for LLaMA-Factory compatibility)`)
 
   const env = options.distributed === undefined ? distributedFromEnv() : options.distributed
-  const group = env && env.worldSize > 1 ? await ProcessGroup.connect(env, { timeoutSeconds: cfg.ddpTimeout, device: cfg.device }) : null
+  const group = env && env.worldSize > 1 ? await ProcessGroup.connect(env, { timeoutSeconds: cfg.ddpTimeout, device: cfg.device, bucketBytes: Math.max(1, Math.round(cfg.ddpBucketCapMb * 1024 * 1024)) }) : null
   try {
     const plan = await prepareData(cfg, warn, group)
     // Every rank has checked output_dir before rank 0 clears or writes it.
