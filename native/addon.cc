@@ -4,6 +4,7 @@
 #include "dequant.h"
 #include "memory_stats.h"
 #include "native_model.h"
+#include "process_group.h"
 #include "runtime_info.h"
 
 namespace llamapro {
@@ -16,6 +17,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
   exports.Set("convertTensors", Napi::Function::New(env, ConvertTensorsJs, "convertTensors"));
   exports.Set("NativeModel", NativeModel::Define(env));
+  exports.Set("NativeProcessGroup", NativeProcessGroup::Define(env));
+  exports.Set("distributedBackends", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    const auto names = AvailableBackends();
+    Napi::Array out = Napi::Array::New(info.Env(), names.size());
+    for (size_t i = 0; i < names.size(); ++i) out.Set(static_cast<uint32_t>(i), names[i]);
+    return out;
+  }, "distributedBackends"));
   return exports;
 }
 

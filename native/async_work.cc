@@ -97,6 +97,7 @@ std::string ErrorCodeFor(const std::string& message) {
       message.find("not enough memory") != std::string::npos ||
       message.find("Out of memory") != std::string::npos)
     return "LLAMAPRO_OUT_OF_MEMORY";
+  if (message.rfind("distributed: ", 0) == 0) return "LLAMAPRO_DISTRIBUTED";
   return "LLAMAPRO_NATIVE";
 }
 

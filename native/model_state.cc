@@ -1,5 +1,7 @@
 #include "model_state.h"
 
+#include "process_group.h"
+
 #include <chrono>
 #include <cmath>
 #include <sstream>
@@ -162,6 +164,13 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
   if (options.update) {
     const auto update_start = std::chrono::steady_clock::now();
     torch::NoGradGuard no_grad;
+    if (communicator) {
+      result.reduced_extras = options.reduce_extras;
+      if (result.reduced_extras.empty()) result.reduced_extras.push_back(0.0);
+      result.reduced_extras[0] += result.loss * options.loss_multiplier;
+      result.reduced_bytes = communicator->AllReduceGradients(trainable, result.reduced_extras);
+      result.reduce_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - update_start).count();
+    }
     if (scaler.enabled) {
       for (const auto& p : trainable) {
         if (p.tensor.grad().defined()) p.tensor.grad().mul_(1.0 / scaler.scale);

@@ -17,6 +17,8 @@
 
 namespace llamapro {
 
+class Communicator;  // process_group.h
+
 struct LossResult {
   torch::Tensor loss;  // scalar float32: mean cross-entropy over counted tokens (0 when there are none)
   int64_t tokens = 0;  // targets that are not -100
@@ -28,6 +30,9 @@ struct TrainStepOptions {
   AdamWHyper hyper;
   double max_grad_norm = 0.0;  // 0: no clipping
   bool report_param_norms = false;
+  // With a process group attached: numbers summed over the ranks with the gradients; this micro-batch's weighted
+  // loss (loss × loss_multiplier) is added to the first before the sum.
+  std::vector<double> reduce_extras;
 };
 
 struct TrainStepResult {
@@ -41,6 +46,9 @@ struct TrainStepResult {
   double update_ms = 0.0;
   double loss_scale = 1.0;
   std::vector<std::pair<std::string, double>> param_grad_norms;
+  std::vector<double> reduced_extras;  // reduce_extras summed over the ranks (with a process group)
+  int64_t reduced_bytes = 0;           // gradient bytes this rank all-reduced in this update
+  double reduce_ms = 0.0;
 };
 
 // Dynamic loss scaling for float16 (as torch.cuda.amp.GradScaler): skip steps whose gradients overflow.
@@ -61,6 +69,8 @@ class ModelState {
   c10::ScalarType dtype;  // activations are computed in this dtype; frozen parameters are stored in it
   AdamW optimizer;
   LossScaler scaler;
+  // Data-parallel training: gradients are summed over the ranks before clipping and the update.
+  std::shared_ptr<Communicator> communicator;
 
   const std::vector<NamedTensor>& Params() const { return params_; }
   torch::Tensor Param(const std::string& name) const;

@@ -1,5 +1,7 @@
 #include "native_model.h"
 
+#include "process_group.h"
+
 #include <torch/cuda.h>
 #include <torch/version.h>
 
@@ -174,6 +176,7 @@ Napi::Function NativeModel::Define(Napi::Env env) {
                          InstanceMethod("save", &NativeModel::Save),
                          InstanceMethod("setTrainable", &NativeModel::SetTrainable),
                          InstanceMethod("configureOptimizer", &NativeModel::ConfigureOptimizer),
+                         InstanceMethod("attachProcessGroup", &NativeModel::AttachProcessGroup),
                          InstanceMethod("optimizerState", &NativeModel::OptimizerState),
                          InstanceMethod("trainStep", &NativeModel::TrainStep),
                          InstanceMethod("insertBlocks", &NativeModel::InsertBlocks),
@@ -417,6 +420,18 @@ Napi::Value NativeModel::ConfigureOptimizer(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// attachProcessGroup(group: NativeProcessGroup | null): from now on each update sums the trainable gradients
+// over the group's ranks first (null detaches).
+Napi::Value NativeModel::AttachProcessGroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  std::shared_ptr<Communicator> communicator;
+  if (!info[0].IsNull() && !info[0].IsUndefined()) communicator = CommunicatorFromJs(info[0], "group");
+  const auto lock = LockOrBusy(env, *state, "attachProcessGroup");
+  state->communicator = communicator;
+  return env.Undefined();
+}
+
 Napi::Value NativeModel::OptimizerState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto state = State(env);
@@ -449,6 +464,10 @@ Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
   options.hyper.weight_decay = js::Number(o.Get("weightDecay"), "options.weightDecay");
   options.max_grad_norm = js::Number(o.Get("maxGradNorm"), "options.maxGradNorm");
   options.report_param_norms = js::Bool(o.Get("reportParamNorms"), "options.reportParamNorms");
+  if (o.Has("reduceExtras") && !o.Get("reduceExtras").IsUndefined()) {
+    const auto extras = js::Array(o.Get("reduceExtras"), "options.reduceExtras");
+    for (uint32_t i = 0; i < extras.Length(); ++i) options.reduce_extras.push_back(js::Number(extras.Get(i), "options.reduceExtras[i]"));
+  }
   auto result = std::make_shared<TrainStepResult>();
   return RunAsync(
       Value(), "llamapro.trainStep",
@@ -468,6 +487,13 @@ Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
         out.Set("gradNorm", result->grad_norm);
         out.Set("updateMs", result->update_ms);
         out.Set("lossScale", result->loss_scale);
+        if (!result->reduced_extras.empty()) {
+          Napi::Array extras = Napi::Array::New(env, result->reduced_extras.size());
+          for (size_t i = 0; i < result->reduced_extras.size(); ++i) extras.Set(static_cast<uint32_t>(i), result->reduced_extras[i]);
+          out.Set("reducedExtras", extras);
+          out.Set("reducedBytes", static_cast<double>(result->reduced_bytes));
+          out.Set("reduceMs", result->reduce_ms);
+        }
         if (!result->param_grad_norms.empty()) {
           Napi::Object norms = Napi::Object::New(env);
           for (const auto& [name, norm] : result->param_grad_norms) norms.Set(name, norm);

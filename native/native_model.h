@@ -27,6 +27,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Save(const Napi::CallbackInfo& info);
   Napi::Value SetTrainable(const Napi::CallbackInfo& info);
   Napi::Value ConfigureOptimizer(const Napi::CallbackInfo& info);
+  Napi::Value AttachProcessGroup(const Napi::CallbackInfo& info);
   Napi::Value OptimizerState(const Napi::CallbackInfo& info);
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
   Napi::Value InsertBlocks(const Napi::CallbackInfo& info);

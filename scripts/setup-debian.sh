@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what llamapro needs on Debian or Ubuntu (run as root, or with sudo available):
-#   - LibTorch for the CPU (libtorch-dev) and OpenBLAS (libopenblas0-pthread): without OpenBLAS, Debian's
+#   - LibTorch for the CPU (libtorch-dev), the Gloo headers its c10d needs for distributed training (libgloo-dev),
+#     and OpenBLAS (libopenblas0-pthread): without OpenBLAS, Debian's
 #     LibTorch falls back to the reference BLAS and a training step is about 25x slower;
 #   - cmake, ninja and g++ to build the addon;
 #   - unless --runtime-only: what the tests compare against: Debian's python3-torch (the same LibTorch under
@@ -24,7 +25,7 @@ fi
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
-packages=(libtorch-dev libopenblas0-pthread cmake ninja-build g++ make)
+packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake ninja-build g++ make)
 if [ "$runtime_only" -eq 0 ]; then packages+=(python3-torch python3-venv); fi
 
 $sudo apt-get update -q

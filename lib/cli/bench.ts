@@ -24,7 +24,34 @@ invocation and each strategy gets the ratio llamapro / PyTorch.
                       once), and compare LLaMA-Pro with full fine-tuning on those paired steps
   --goal R            state in the report whether each ratio is <= R
   --out DIR           write report.json, report.md and charts (PNG and SVG) there
-  --json              print the report as JSON`
+  --json              print the report as JSON
+  --nproc N           data-parallel scaling instead: each strategy in 1 process and in N ranks (c10d over
+                      127.0.0.1, --threads per process, default 1), speed-up, efficiency and the gradient bytes
+                      all-reduced per step beside full fine-tuning's`
+
+async function runScalingCommand(argv: string[], positionals: string[], values: Record<string, string | boolean | undefined>, nproc: number): Promise<number> {
+  if (positionals.length !== 1) throw new UsageError('expected one model folder or preset (tiny, small, 1b, 8b)')
+  const { runScaling, formatScaling, writeScalingReport } = await import('../bench/scaling.js')
+  const report = await runScaling({
+    model: positionals[0]!,
+    strategies: values.strategies as string,
+    nproc,
+    batch: parseInteger(values.batch as string | undefined, '--batch', { min: 1 }),
+    seq: parseInteger(values.seq as string | undefined, '--seq', { min: 2 }),
+    steps: parseInteger(values.steps as string | undefined, '--steps', { min: 1 }),
+    warmup: parseInteger(values.warmup as string | undefined, '--warmup', { min: 0 }),
+    threads: parseInteger(values.threads as string | undefined, '--threads', { min: 1 }),
+    device: values.device as string | undefined,
+    onProgress: values.json ? undefined : (m) => console.error(`bench: ${m}`),
+  })
+  if (values.out) await writeScalingReport(values.out as string, report, `llamapro bench ${argv.join(' ')}`)
+  if (values.json) console.log(JSON.stringify(report, null, 2))
+  else {
+    console.log(formatScaling(report))
+    if (values.out) console.log(`report: ${values.out}/report.md`)
+  }
+  return 0
+}
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -45,8 +72,11 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
       goal: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'boolean', default: false },
+      nproc: { type: 'string' },
     },
   })
+  const nproc = parseInteger(values.nproc, '--nproc', { min: 2 })
+  if (nproc !== undefined) return runScalingCommand(argv, positionals, values, nproc)
   if (positionals.length !== 1) throw new UsageError('expected one model folder or preset (tiny, small, 1b, 8b)')
   if (values.baseline !== undefined && values.baseline !== 'python') throw new UsageError(`--baseline must be python, got ${JSON.stringify(values.baseline)}`)
   const dtype = values.dtype === undefined ? undefined : parseModelDtype(values.dtype)

@@ -2,15 +2,39 @@ import { loadTrainConfig, parseOverrides, trainKeyHelp } from '../train/config.j
 import type { TrainEvent } from '../train/events.js'
 import { train } from '../train/trainer.js'
 import { UsageError } from '../errors.js'
-import { formatCount, formatDuration } from '../util/format.js'
+import { formatBytes, formatCount, formatDuration } from '../util/format.js'
 import { ProgressBar } from '../util/progress.js'
-import { interruptSignal } from './args.js'
+import { interruptSignal, parseInteger } from './args.js'
+import { distributedFromEnv } from '../distributed/environment.js'
+import { launchLocalRanks } from '../distributed/launcher.js'
 
-export const TRAIN_HELP = `llamapro train <config.yaml> [--key value | key=value ...]
+/** --nproc-per-node N (torchrun's flag; --nproc_per_node and =N forms too), taken out of the arguments. */
+function takeNprocFlag(argv: string[]): { nproc: number | undefined; rest: string[] } {
+  const rest: string[] = []
+  let nproc: number | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    const match = /^--nproc[-_]per[-_]node(?:=(.*))?$/.exec(arg)
+    if (!match) {
+      rest.push(arg)
+      continue
+    }
+    const value = match[1] ?? argv[++i]
+    nproc = parseInteger(value, '--nproc-per-node', { min: 1 })
+    if (nproc === undefined) throw new UsageError('--nproc-per-node needs a number of ranks, e.g. --nproc-per-node 2')
+  }
+  return { nproc, rest }
+}
+
+export const TRAIN_HELP = `llamapro train <config.yaml> [--nproc-per-node N] [--key value | key=value ...]
 
 Fine-tunes a model with LLaMA-Factory's YAML keys (freeze tuning, LLaMA-Pro). Keys given after the file override
 it. Writes checkpoint-<step>/ folders, trainer_log.jsonl and, at the end, the model to output_dir. Ctrl-C stops
 after the current step and saves a checkpoint to resume from (resume_from_checkpoint).
+
+Data-parallel: --nproc-per-node N starts N ranks here (c10d: Gloo on the CPU, NCCL on CUDA); each takes its
+share of every global batch (per_device_train_batch_size is per rank). Ranks also start from torchrun's
+environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), e.g. under torchrun on several nodes.
 
 Keys:
 ${trainKeyHelp()}`
@@ -22,7 +46,10 @@ function describe(event: TrainEvent): string | undefined {
         `training ${formatCount(event.trainableParams)} of ${formatCount(event.totalParams)} parameters ` +
         `(layers ${event.trainableLayerIds.join(', ') || 'none'}) on ${event.trainSequences} sequences` +
         `${event.evalSequences ? ` (+${event.evalSequences} for evaluation)` : ''}, ${event.totalSteps} steps` +
-        (event.resumedFrom ? `, resuming at step ${event.startStep} from ${event.resumedFrom}` : '')
+        (event.resumedFrom ? `, resuming at step ${event.startStep} from ${event.resumedFrom}` : '') +
+        (event.worldSize && event.worldSize > 1
+          ? `\ndata parallel over ${event.worldSize} ranks: ${formatBytes(event.allReduceBytes ?? 0)} of gradients all-reduced per step (full fine-tuning would all-reduce ${formatBytes(event.fullFineTuneAllReduceBytes ?? 0)})`
+          : '')
       )
     case 'log': {
       const r = event.record
@@ -37,12 +64,24 @@ function describe(event: TrainEvent): string | undefined {
 }
 
 export async function runTrain(argv: string[]): Promise<number> {
-  const [file, ...rest] = argv
+  const { nproc, rest: args } = takeNprocFlag(argv)
+  const [file, ...rest] = args
   if (!file || file.startsWith('-')) throw new UsageError('expected <config.yaml>')
   const config = await loadTrainConfig(file, parseOverrides(rest))
+  const env = distributedFromEnv()
+  if (nproc !== undefined && env) {
+    throw new UsageError(`--nproc-per-node ${nproc} starts ranks itself, but this process is already rank ${env.rank} of ${env.worldSize} (WORLD_SIZE is set): use one or the other`)
+  }
+  if (nproc !== undefined && nproc > 1) {
+    console.log(`llamapro: starting ${nproc} ranks on this machine (c10d over 127.0.0.1)`)
+    return launchLocalRanks({ nproc, args: ['train', ...args] })
+  }
+  // Rank 0 speaks for the job; the other ranks print only their errors.
+  const quiet = env !== null && env.rank !== 0
   const interrupt = interruptSignal()
   let bar: ProgressBar | undefined
   const onEvent = (event: TrainEvent) => {
+    if (quiet) return
     if (event.type === 'warning') {
       bar?.done()
       console.error(`warning: ${event.message}`)

@@ -66,6 +66,19 @@ export class BatchSchedule {
     this.batchesPerEpoch = Math.ceil(sequences.length / batchSize)
   }
 
+  /** Target and real tokens of the index-th batch, without building it. */
+  counts(epoch: number, index: number): { targetTokens: number; tokens: number } {
+    const order = this.#order(epoch)
+    let targetTokens = 0
+    let tokens = 0
+    for (const i of order.slice(index * this.batchSize, (index + 1) * this.batchSize)) {
+      const s = this.sequences[i]!
+      tokens += s.ids.length
+      for (let t = 1; t < s.labels.length; t++) if (s.labels[t] !== IGNORE_INDEX) targetTokens++
+    }
+    return { targetTokens, tokens }
+  }
+
   /** The index-th batch of an epoch (the order changes each epoch). */
   batch(epoch: number, index: number): Batch {
     const order = this.#order(epoch)

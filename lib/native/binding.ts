@@ -68,6 +68,8 @@ export interface NativeTrainStepOptions {
   weightDecay: number
   maxGradNorm: number
   reportParamNorms: boolean
+  /** With a process group attached: summed over the ranks with the gradients; this micro-batch's weighted loss is added to the first. */
+  reduceExtras?: number[]
 }
 
 export interface NativeTrainStepResult {
@@ -81,6 +83,29 @@ export interface NativeTrainStepResult {
   updateMs: number
   lossScale: number
   paramGradNorms?: Record<string, number>
+  /** With a process group attached, on an update: reduceExtras summed over the ranks, the gradient bytes all-reduced, and the time it took. */
+  reducedExtras?: number[]
+  reducedBytes?: number
+  reduceMs?: number
+}
+
+export interface NativeProcessGroupOptions {
+  rank: number
+  worldSize: number
+  localRank: number
+  masterAddr: string
+  masterPort: number
+  timeoutMs: number
+  backend: 'gloo' | 'nccl'
+  bucketBytes: number
+}
+
+/** One rank's c10d objects (TCPStore + process group); every method is a collective. */
+export interface NativeProcessGroupHandle {
+  connect(options: NativeProcessGroupOptions): Promise<void>
+  allReduce(values: Float64Array): Promise<Float64Array>
+  barrier(): Promise<void>
+  destroy(): void
 }
 
 export interface NativeOptimizerConfig {
@@ -100,6 +125,7 @@ export interface NativeModelHandle {
   save(path: string, header: Uint8Array, items: NativeWriteItem[]): Promise<void>
   setTrainable(names: string[], masterDtype: string | null): Promise<void>
   configureOptimizer(options: NativeOptimizerConfig): void
+  attachProcessGroup(group: NativeProcessGroupHandle | null): void
   optimizerState(): { step: number; lossScale: number; goodSteps: number; names: string[] }
   trainStep(ids: Int32Array, labels: Int32Array, batch: number, seq: number, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>
   insertBlocks(positions: number[]): Promise<number[]>
@@ -141,4 +167,6 @@ export interface NativeBinding {
     }[],
   ): Promise<void>
   NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string }) => NativeModelHandle
+  NativeProcessGroup: new () => NativeProcessGroupHandle
+  distributedBackends(): string[]
 }

@@ -37,6 +37,8 @@ export interface TrainerState {
   /** The loss of the optimizer steps since the last log line, so the first log after a resume averages them too. */
   logging_window?: { loss: number; steps: number }
   log_history: Record<string, unknown>[]
+  /** Ranks of the data-parallel run (1 when absent): a resume needs the same. */
+  world_size?: number
   created_by: string
 }
 

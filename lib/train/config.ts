@@ -83,6 +83,8 @@ const KEYS = {
   threads: { kind: { type: 'int', min: 0, max: 1024 }, default: 0, help: 'LibTorch intra-op threads, 0 = default (llamapro)' },
   save_delta: { kind: { type: 'bool' }, default: false, help: 'also write only the trained tensors to <output_dir>/delta (llamapro)' },
   save_only_model: { kind: { type: 'bool' }, default: false, help: 'checkpoints without optimizer state (not resumable)' },
+  ddp_timeout: { kind: { type: 'int', min: 1 }, default: 1800, help: 'seconds a rank waits for the others in a collective before it fails (multi-rank runs)' },
+  ddp_bucket_cap_mb: { kind: { type: 'number', min: 0.001 }, default: 25, help: 'MiB of trainable gradients per all-reduce bucket (multi-rank runs)' },
 } satisfies Record<string, KeySpec>
 
 export type TrainKey = keyof typeof KEYS
@@ -95,7 +97,6 @@ const IGNORED_KEYS = [
   'preprocessing_num_workers',
   'dataloader_num_workers',
   'overwrite_cache',
-  'ddp_timeout',
   'trust_remote_code',
   'flash_attn',
   'logging_dir',
@@ -156,6 +157,10 @@ export interface TrainConfig {
   threads: number
   saveDelta: boolean
   saveOnlyModel: boolean
+  /** Seconds a collective waits for the other ranks (transformers' ddp_timeout). */
+  ddpTimeout: number
+  /** MiB per gradient all-reduce bucket (DDP's bucket_cap_mb). */
+  ddpBucketCapMb: number
   /** Keys that were accepted but have no effect, for a warning. */
   ignoredKeys: string[]
   /** The folder relative paths are resolved against (the YAML file's). */
@@ -336,6 +341,8 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     threads: get('threads') as number,
     saveDelta: get('save_delta') as boolean,
     saveOnlyModel: get('save_only_model') as boolean,
+    ddpTimeout: get('ddp_timeout') as number,
+    ddpBucketCapMb: get('ddp_bucket_cap_mb') as number,
     ignoredKeys,
     baseDir,
   }

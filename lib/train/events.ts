@@ -17,6 +17,8 @@ export interface LogRecord {
   elapsed_seconds: number
   /** Gradient norm of each trainable layer (and of trainable modules outside the layers, by name). */
   layer_grad_norms?: Record<string, number>
+  /** Data-parallel runs: gradient bytes each rank all-reduced in the last step (only trainable parameters). */
+  allreduce_bytes?: number
 }
 
 export interface TrainResult {
@@ -46,6 +48,10 @@ export type TrainEvent =
       totalParams: number
       trainableLayerIds: number[]
       resumedFrom: string | null
+      /** Data-parallel runs: ranks, and the gradient bytes all-reduced per step, beside full fine-tuning's. */
+      worldSize?: number
+      allReduceBytes?: number
+      fullFineTuneAllReduceBytes?: number
     }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; seconds: number }
   | { type: 'log'; record: LogRecord }

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs'
 import { appendFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { openCheckpoint } from '../checkpoint/checkpoint.js'
+import { type Checkpoint, openCheckpoint } from '../checkpoint/checkpoint.js'
 import { parseLayerName } from '../checkpoint/parameters.js'
 import { CONFIG_FILE } from '../checkpoint/checkpoint.js'
 import { type Batch, BatchSchedule, collate, splitEval } from '../data/batches.js'
@@ -18,7 +18,7 @@ import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
 import { setThreads } from '../info.js'
 import { type Device, LlamaModel } from '../model/llama-model.js'
 import { callNative } from '../native/call.js'
-import { freezePolicy } from '../policy/freeze-policy.js'
+import { type TrainablePlan as FreezePolicy, freezePolicy } from '../policy/freeze-policy.js'
 import { OutputExistsError } from '../util/atomic-dir.js'
 import { VERSION } from '../version.js'
 import { type TrainerState, checkpointName, listCheckpoints, loadOptimizerState, readTrainerState, rotateCheckpoints, writeCheckpoint } from './checkpoints.js'
@@ -29,6 +29,9 @@ import { TrainingError } from './errors.js'
 import { writeLossPlot } from './loss-plot.js'
 import { checkOutputDirSeparate, clearRunOutputs } from './output-dir.js'
 import { learningRateAt, warmupStepsFor } from './schedule.js'
+import { type DistributedEnv, distributedFromEnv } from '../distributed/environment.js'
+import { ProcessGroup } from '../distributed/process-group.js'
+import { RankSchedule } from '../distributed/sharding.js'
 
 export interface TrainOptions {
   /** Stops the run after the current optimizer step and saves a checkpoint. */
@@ -36,6 +39,8 @@ export interface TrainOptions {
   onEvent?: (event: TrainEvent) => void
   /** Key/value overrides applied on top of a YAML file (when `config` is a path). */
   overrides?: Record<string, unknown>
+  /** This process's rank in a data-parallel job; by default read from torchrun's environment (RANK, WORLD_SIZE, …). */
+  distributed?: DistributedEnv | null
 }
 
 export const TRAINER_LOG_FILE = 'trainer_log.jsonl'
@@ -83,7 +88,16 @@ async function moveModelInto(from: string, dir: string): Promise<void> {
 export { TrainingError }
 
 /** A checkpoint resumes exactly only with the settings that decide the data order and what one step is. */
-function checkResumable(state: TrainerState, cfg: TrainConfig, dir: string): void {
+function checkResumable(state: TrainerState, cfg: TrainConfig, dir: string, worldSize: number): void {
+  if ((state.world_size ?? 1) !== worldSize) {
+    const saved = state.world_size ?? 1
+    throw new TrainingError(
+      'LLAMAPRO_RESUME',
+      `${dir} was trained on ${saved} rank(s), this run has ${worldSize}: each rank's share of the data and the step size depend on it, ` +
+        `so the run would not continue where it stopped. Resume with ${saved} rank(s) (llamapro train … --nproc-per-node ${saved}, or WORLD_SIZE=${saved}), ` +
+        'or start a new run from the checkpoint folder as model_name_or_path',
+    )
+  }
   const settings: [string, number | undefined, number][] = [
     ['seed', state.seed, cfg.seed],
     ['per_device_train_batch_size', state.per_device_train_batch_size, cfg.perDeviceTrainBatchSize],
@@ -115,14 +129,35 @@ function checkTokenIds(sequences: readonly Sequence[], tokenizer: TextTokenizer,
   }
 }
 
-export async function train(config: TrainConfig | string, options: TrainOptions = {}): Promise<TrainResult> {
-  const cfg = typeof config === 'string' ? await loadTrainConfig(config, options.overrides) : config
-  const started = performance.now()
-  const emit = (event: TrainEvent) => options.onEvent?.(event)
-  const warn = (message: string, step?: number) => emit({ type: 'warning', message, step })
-  for (const key of cfg.ignoredKeys) warn(`key "${key}" has no effect in llamapro (accepted for LLaMA-Factory compatibility)`)
+/** What the data phase decides before any model is loaded. */
+interface RunPlan {
+  cfg: TrainConfig
+  resumeDir: string | null
+  resumeState: TrainerState | undefined
+  checkpoint: Checkpoint
+  tokenizer: TextTokenizer
+  split: { train: Sequence[]; eval: Sequence[] }
+  policy: FreezePolicy
+  schedule: RankSchedule
+  /** Present when this process is one rank of several. */
+  group: ProcessGroup | null
+  stepsPerEpoch: number
+  totalSteps: number
+  warmup: number
+}
 
-  // Everything a user can get wrong is checked before the model is loaded.
+/** Where the run is: advanced by the loop, saved in checkpoints, restored on resume. */
+interface Progress {
+  step: number
+  epoch: number
+  batchIndex: number
+  logHistory: LogRecord[]
+  /** The loss of the optimizer steps since the last log line. */
+  window: { loss: number; steps: number }
+}
+
+/** Phase 1: everything a user can get wrong is checked, and the data prepared, before the model is loaded. */
+async function prepareData(cfg: TrainConfig, warn: (message: string) => void, group: ProcessGroup | null): Promise<RunPlan> {
   const resumeDir = await resolveResume(cfg)
   await checkOutputDirSeparate(cfg.outputDir, [
     { what: 'model (model_name_or_path)', path: cfg.modelNameOrPath },
@@ -131,12 +166,11 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   if (!resumeDir && !cfg.overwriteOutputDir && existsSync(cfg.outputDir) && (await readdir(cfg.outputDir)).length > 0) {
     throw new OutputExistsError(cfg.outputDir, 'set overwrite_output_dir: true (or resume_from_checkpoint to continue a run)')
   }
-  const { compute, master } = trainingDtypes(cfg)
   if (cfg.fp16 && cfg.device === 'cpu') {
     throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', 'fp16: true needs a CUDA device (float16 math on the CPU is slow and needs loss scaling); use bf16 or neither on the CPU')
   }
   const resumeState = resumeDir ? await readTrainerState(resumeDir) : undefined
-  if (resumeState) checkResumable(resumeState, cfg, resumeDir!)
+  if (resumeState) checkResumable(resumeState, cfg, resumeDir!, group?.worldSize ?? 1)
   const modelDir = resumeDir ?? cfg.modelNameOrPath
   const checkpoint = await openCheckpoint(modelDir)
   const tokenizer = await loadTokenizer(modelDir)
@@ -157,21 +191,27 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
     throw new TrainingError('LLAMAPRO_POLICY', 'nothing to train: this strategy selects no parameter (freeze_trainable_layers: 0 and no freeze_extra_modules?)')
   }
 
-  const schedule = new BatchSchedule(split.train, cfg.perDeviceTrainBatchSize, cfg.seed, tokenizer.padId)
-  const accumulation = cfg.gradientAccumulationSteps
-  const stepsPerEpoch = Math.max(1, Math.ceil(schedule.batchesPerEpoch / accumulation))
+  const global = new BatchSchedule(split.train, cfg.perDeviceTrainBatchSize, cfg.seed, tokenizer.padId)
+  const schedule = new RankSchedule(global, group?.rank ?? 0, group?.worldSize ?? 1)
+  const stepsPerEpoch = Math.max(1, Math.ceil(schedule.batchesPerEpoch / cfg.gradientAccumulationSteps))
   const totalSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.ceil(cfg.numTrainEpochs * stepsPerEpoch))
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
-  if (cfg.threads > 0) setThreads(cfg.threads)
+  return { cfg, resumeDir, resumeState, checkpoint, tokenizer, split, policy, schedule, group, stepsPerEpoch, totalSteps, warmup }
+}
 
-  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: cfg.device as Device, dtype: compute })
+/** Phase 2: the model loaded, its trainable set and optimizer configured, and the progress a resume restores. */
+async function prepareModel(plan: RunPlan, warn: (message: string) => void): Promise<{ model: LlamaModel; progress: Progress }> {
+  const { cfg, resumeDir, resumeState, checkpoint, policy, split } = plan
+  const { compute, master } = trainingDtypes(cfg)
+  if (cfg.threads > 0) setThreads(cfg.threads)
+  // Under torchrun each rank of a node takes its own GPU: cuda means cuda:LOCAL_RANK.
+  const device = plan.group && cfg.device === 'cuda' ? `cuda:${plan.group.env.localRank}` : cfg.device
+  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: device as Device, dtype: compute })
   try {
+    if (plan.group) model.native.attachProcessGroup(plan.group.handle)
     await model.setTrainable(policy.trainable, { masterDtype: master })
     model.native.configureOptimizer({ noDecay: policy.trainable.filter(noWeightDecay), step: 0, lossScaling: cfg.fp16 })
-    let step = 0
-    let epoch = 0
-    let batchIndex = 0
-    const logHistory: LogRecord[] = []
+    const progress: Progress = { step: 0, epoch: 0, batchIndex: 0, logHistory: [], window: { loss: 0, steps: 0 } }
     if (resumeState) {
       const state = resumeState
       await loadOptimizerState(model, resumeDir!)
@@ -182,43 +222,74 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
         lossScale: state.loss_scale,
         goodSteps: state.good_steps,
       })
-      ;[step, epoch, batchIndex] = [state.global_step, state.epoch_index, state.batch_index]
-      logHistory.push(...(state.log_history as unknown as LogRecord[]))
+      ;[progress.step, progress.epoch, progress.batchIndex] = [state.global_step, state.epoch_index, state.batch_index]
+      progress.logHistory.push(...(state.log_history as unknown as LogRecord[]))
+      progress.window = { loss: state.logging_window?.loss ?? 0, steps: state.logging_window?.steps ?? 0 }
       if (state.train_sequences !== split.train.length) {
         warn(`the data gives ${split.train.length} training sequences, the checkpoint was made with ${state.train_sequences}: the data order will differ`)
       }
-    } else {
+    } else if (!plan.group || plan.group.isMain) {
       await clearRunOutputs(cfg.outputDir)
       const kept = existsSync(cfg.outputDir) ? await readdir(cfg.outputDir) : []
       if (kept.length > 0) warn(`overwrite_output_dir: kept ${kept.length} file(s) in ${cfg.outputDir} that a training run does not write: ${kept.slice(0, 5).join(', ')}`)
     }
-    const startStep = step
+    return { model, progress }
+  } catch (error) {
+    model.dispose()
+    throw error
+  }
+}
+
+/** What the loop and the finish share: the plan, the model, the progress, and the run's outputs. */
+interface Run {
+  plan: RunPlan
+  model: LlamaModel
+  progress: Progress
+  started: number
+  startStep: number
+  emit: (event: TrainEvent) => void
+  warn: (message: string, step?: number) => void
+  signal?: AbortSignal
+  /** False on ranks other than 0: they write no file. */
+  writes: boolean
+  checkpoints: string[]
+  lastCheckpoint: string | null
+  state(): TrainerState
+  saveCheckpoint(): Promise<void>
+  log(record: LogRecord): Promise<void>
+  record(extra: Partial<LogRecord>): LogRecord
+}
+
+async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, started: number, options: TrainOptions): Promise<Run> {
+  const { cfg, split, totalSteps, stepsPerEpoch, checkpoint } = plan
+  const emit = (event: TrainEvent) => options.onEvent?.(event)
+  // Rank 0 writes every output; the other ranks train the same weights and write nothing.
+  const writes = !plan.group || plan.group.isMain
+  const logPath = join(cfg.outputDir, TRAINER_LOG_FILE)
+  if (writes) {
     await mkdir(cfg.outputDir, { recursive: true })
-    const logPath = join(cfg.outputDir, TRAINER_LOG_FILE)
-    if (!resumeDir) await writeFile(logPath, '')
-
-    const trainableParams = model.parameters().filter((p) => p.requiresGrad).reduce((s, p) => s + p.numel, 0)
-    emit({
-      type: 'start',
-      totalSteps,
-      startStep: step,
-      stepsPerEpoch,
-      trainSequences: split.train.length,
-      evalSequences: split.eval.length,
-      trainableParams,
-      totalParams: model.parameters().reduce((s, p) => s + p.numel, 0),
-      trainableLayerIds: policy.trainableLayerIds,
-      resumedFrom: resumeDir,
-    })
-
-    const state = (): TrainerState => {
+    if (!plan.resumeDir) await writeFile(logPath, '')
+  }
+  const run: Run = {
+    plan,
+    model,
+    progress,
+    started,
+    startStep: progress.step,
+    emit,
+    warn: (message, step) => emit({ type: 'warning', message, step }),
+    signal: options.signal,
+    writes,
+    checkpoints: [],
+    lastCheckpoint: plan.resumeDir,
+    state(): TrainerState {
       const optimizer = model.native.optimizerState()
       return {
-        global_step: step,
+        global_step: progress.step,
         max_steps: totalSteps,
-        epoch: step / stepsPerEpoch,
-        epoch_index: epoch,
-        batch_index: batchIndex,
+        epoch: progress.step / stepsPerEpoch,
+        epoch_index: progress.epoch,
+        batch_index: progress.batchIndex,
         seed: cfg.seed,
         per_device_train_batch_size: cfg.perDeviceTrainBatchSize,
         gradient_accumulation_steps: cfg.gradientAccumulationSteps,
@@ -226,29 +297,30 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
         optimizer_step: optimizer.step,
         loss_scale: optimizer.lossScale,
         good_steps: optimizer.goodSteps,
-        logging_window: { loss: windowLoss, steps: windowSteps },
-        log_history: logHistory as unknown as Record<string, unknown>[],
+        logging_window: { ...progress.window },
+        log_history: progress.logHistory as unknown as Record<string, unknown>[],
+        world_size: plan.group?.worldSize ?? 1,
         created_by: `llamapro ${VERSION}`,
       }
-    }
-    const checkpoints: string[] = []
-    let lastCheckpoint = resumeDir
-    const saveCheckpoint = async () => {
+    },
+    async saveCheckpoint() {
+      const step = progress.step
       const path = join(cfg.outputDir, checkpointName(step))
-      await writeCheckpoint(model, path, state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel })
-      lastCheckpoint = path
-      checkpoints.push(path)
+      if (writes) await writeCheckpoint(model, path, run.state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel })
+      run.lastCheckpoint = path
+      run.checkpoints.push(path)
       emit({ type: 'checkpoint', step, path })
-      await rotateCheckpoints(cfg.outputDir, cfg.saveTotalLimit)
-    }
-    const log = async (record: LogRecord) => {
-      logHistory.push(record)
-      await appendFile(logPath, `${JSON.stringify(record)}\n`)
+      if (writes) await rotateCheckpoints(cfg.outputDir, cfg.saveTotalLimit)
+    },
+    async log(record) {
+      progress.logHistory.push(record)
+      if (writes) await appendFile(logPath, `${JSON.stringify(record)}\n`)
       emit({ type: 'log', record })
-    }
-    const record = (extra: Partial<LogRecord>): LogRecord => {
+    },
+    record(extra) {
+      const step = progress.step
       const elapsed = (performance.now() - started) / 1000
-      const done = step - startStep
+      const done = step - run.startStep
       const remaining = done > 0 ? (elapsed / done) * (totalSteps - step) : 0
       return {
         current_steps: step,
@@ -260,172 +332,273 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
         remaining_time: clock(remaining),
         elapsed_seconds: Number(elapsed.toFixed(3)),
       }
-    }
-    const evaluate = async (): Promise<{ loss: number; tokens: number }> => {
-      let weighted = 0
-      let tokens = 0
-      for (let i = 0; i < split.eval.length; i += cfg.perDeviceEvalBatchSize) {
-        const batch = collate(split.eval.slice(i, i + cfg.perDeviceEvalBatchSize) as Sequence[], tokenizer.padId)
-        const result = await callNative('evaluation', () => model.native.loss(batch.ids, batch.labels, batch.batch, batch.seq))
-        weighted += result.loss * result.tokens
-        tokens += result.tokens
-      }
-      return { loss: tokens > 0 ? weighted / tokens : 0, tokens }
-    }
-    const nonFinite = (what: string, value: number) =>
-      new TrainingError(
-        'LLAMAPRO_NONFINITE',
-        `${what} is not finite (${value}) at step ${step + 1}; training stopped without saving this state. ` +
-          `The last good checkpoint is ${lastCheckpoint ?? 'none (no checkpoint was written yet)'}. ` +
-          'Lower learning_rate, check the data, or train in bf16 or float32.',
+    },
+  }
+  return run
+}
+
+async function evaluate(run: Run): Promise<{ loss: number; tokens: number }> {
+  const { cfg, split, tokenizer, group } = run.plan
+  let weighted = 0
+  let tokens = 0
+  const size = cfg.perDeviceEvalBatchSize
+  // With several ranks, evaluation batches are dealt round-robin and the sums added up.
+  for (let i = (group?.rank ?? 0) * size; i < split.eval.length; i += size * (group?.worldSize ?? 1)) {
+    const batch = collate(split.eval.slice(i, i + cfg.perDeviceEvalBatchSize) as Sequence[], tokenizer.padId)
+    const result = await callNative('evaluation', () => run.model.native.loss(batch.ids, batch.labels, batch.batch, batch.seq))
+    weighted += result.loss * result.tokens
+    tokens += result.tokens
+  }
+  if (group) [weighted, tokens] = (await group.sum([weighted, tokens], 'evaluation across ranks')) as [number, number]
+  return { loss: tokens > 0 ? weighted / tokens : 0, tokens }
+}
+
+/** Warns once per layer whose gradient is zero (not learning) or not finite. */
+function warnDeadLayers(run: Run, norms: Record<string, number> | undefined, warned: Set<string>): void {
+  const step = run.progress.step
+  for (const [layer, norm] of Object.entries(norms ?? {})) {
+    if ((norm === 0 || !Number.isFinite(norm)) && !warned.has(layer)) {
+      warned.add(layer)
+      const what = /^\d+$/.test(layer) ? `trainable layer ${layer}` : `trainable module ${layer}`
+      run.warn(
+        norm === 0
+          ? `${what} has a zero gradient at step ${step}: it is not learning (is the loss masked everywhere, or is the learning signal blocked above it?)`
+          : `${what} has a non-finite gradient (${norm}) at step ${step}`,
+        step,
       )
+    }
+  }
+}
 
-    let windowLoss = resumeState?.logging_window?.loss ?? 0
-    let windowSteps = resumeState?.logging_window?.steps ?? 0
-    let windowTokens = 0
-    let windowStart = performance.now()
-    let runLoss = 0
-    let runTokens = 0
-    let evalLoss: number | null = null
-    let aborted = false
-    const warnedLayers = new Set<string>()
+interface LoopOutcome {
+  aborted: boolean
+  runLoss: number
+  runTokens: number
+  evalLoss: number | null
+  /** Gradient bytes each rank all-reduced in its last update (0 in a single process). */
+  allReducedBytes: number
+}
 
-    while (step < totalSteps) {
-      const micro: [number, number][] = []
-      for (let j = 0; j < accumulation; j++) {
-        if (batchIndex >= schedule.batchesPerEpoch) {
-          if (j > 0) break // the epoch's last update takes the micro-batches that are left
-          epoch++
-          batchIndex = 0
-        }
-        micro.push([epoch, batchIndex++])
-      }
-      const lr = learningRateAt(step, totalSteps, warmup, cfg.lrSchedulerType, cfg.learningRate)
-      const logging = (step + 1) % cfg.loggingSteps === 0 || step + 1 === totalSteps
-      let stepLoss = 0
-      let stepTokens = 0
-      // The loss of an accumulated step is the mean over every target token of its micro-batches (transformers'
-      // num_items_in_batch), not the mean of per-batch means: each micro-batch is weighted by its target tokens.
-      const batches: Batch[] = micro.map((m) => schedule.batch(...m))
-      const windowTargets = batches.reduce((sum, b) => sum + b.targetTokens, 0)
-      let result
-      for (let j = 0; j < batches.length; j++) {
-        const batch = batches[j]!
-        const last = j === batches.length - 1
-        const weight = windowTargets > 0 ? batch.targetTokens / windowTargets : 1 / batches.length
-        const pending = callNative('training step', () =>
-          model.native.trainStep(batch.ids, batch.labels, batch.batch, batch.seq, {
-            lossMultiplier: weight,
-            update: last,
-            lr,
-            beta1: cfg.adamBeta1,
-            beta2: cfg.adamBeta2,
-            eps: cfg.adamEpsilon,
-            weightDecay: cfg.weightDecay,
-            maxGradNorm: cfg.maxGradNorm,
-            reportParamNorms: logging && last,
-          }),
-        )
-        result = await pending
-        if (result.skipped && !result.updated && result.skipReason === 'the loss is not finite') throw nonFinite('the loss', result.loss)
-        stepLoss += result.loss * weight
-        stepTokens += batch.tokens
-      }
-      if (result!.skipped) {
-        if (!cfg.fp16) throw nonFinite('the gradient norm', result!.gradNorm)
-        warn(`step ${step + 1}: float16 gradients overflowed; update skipped, loss scale now ${result!.lossScale}`, step + 1)
-      }
-      step++
-      windowLoss += stepLoss
-      windowSteps++
-      windowTokens += stepTokens
-      runLoss += stepLoss
-      runTokens += stepTokens
-      emit({ type: 'step', step, totalSteps, loss: stepLoss, lr, gradNorm: result!.gradNorm, tokens: stepTokens, seconds: (performance.now() - started) / 1000 })
+/** Phase 3: the loop. One optimizer step per iteration: its micro-batches, then logging, evaluation, saving. */
+async function trainLoop(run: Run): Promise<LoopOutcome> {
+  const { plan, model, progress } = run
+  const { cfg, schedule, split, totalSteps, stepsPerEpoch, warmup } = plan
+  const accumulation = cfg.gradientAccumulationSteps
+  const nonFinite = (what: string, value: number) =>
+    new TrainingError(
+      'LLAMAPRO_NONFINITE',
+      `${what} is not finite (${value}) at step ${progress.step + 1}; training stopped without saving this state. ` +
+        `The last good checkpoint is ${run.lastCheckpoint ?? 'none (no checkpoint was written yet)'}. ` +
+        'Lower learning_rate, check the data, or train in bf16 or float32.',
+    )
+  const outcome: LoopOutcome = { aborted: false, runLoss: 0, runTokens: 0, evalLoss: null, allReducedBytes: 0 }
+  let windowTokens = 0
+  let windowStart = performance.now()
+  const warnedLayers = new Set<string>()
 
-      if (logging) {
-        const norms = result!.paramGradNorms ? layerGradNorms(result!.paramGradNorms) : undefined
-        for (const [layer, norm] of Object.entries(norms ?? {})) {
-          if ((norm === 0 || !Number.isFinite(norm)) && !warnedLayers.has(layer)) {
-            warnedLayers.add(layer)
-            const what = /^\d+$/.test(layer) ? `trainable layer ${layer}` : `trainable module ${layer}`
-            warn(
-              norm === 0
-                ? `${what} has a zero gradient at step ${step}: it is not learning (is the loss masked everywhere, or is the learning signal blocked above it?)`
-                : `${what} has a non-finite gradient (${norm}) at step ${step}`,
-              step,
-            )
+  while (progress.step < totalSteps) {
+    const micro: [number, number][] = []
+    for (let j = 0; j < accumulation; j++) {
+      if (progress.batchIndex >= schedule.batchesPerEpoch) {
+        if (j > 0) break // the epoch's last update takes the micro-batches that are left
+        progress.epoch++
+        progress.batchIndex = 0
+      }
+      micro.push([progress.epoch, progress.batchIndex++])
+    }
+    const step = progress.step
+    const lr = learningRateAt(step, totalSteps, warmup, cfg.lrSchedulerType, cfg.learningRate)
+    const logging = (step + 1) % cfg.loggingSteps === 0 || step + 1 === totalSteps
+    let stepLoss = 0
+    let stepTokens = 0
+    // The loss of an accumulated step is the mean over every target token of its micro-batches (transformers'
+    // num_items_in_batch), not the mean of per-batch means: each micro-batch is weighted by its target tokens.
+    // With several ranks the count is over every rank's micro-batches, and the gradients are summed (not averaged)
+    // over the ranks, so W ranks × batch B give what one process gives with batch W×B.
+    const batches: Batch[] = micro.map((m) => schedule.batch(...m))
+    const across = micro.map((m) => schedule.countsAcrossRanks(...m))
+    const windowTargets = across.reduce((sum, c) => sum + c.targetTokens, 0)
+    let stopAll = false
+    let result
+    for (let j = 0; j < batches.length; j++) {
+      const batch = batches[j]!
+      const last = j === batches.length - 1
+      const weight = windowTargets > 0 ? batch.targetTokens / windowTargets : 1 / batches.length
+      result = await callNative('training step', () =>
+        model.native.trainStep(batch.ids, batch.labels, batch.batch, batch.seq, {
+          lossMultiplier: weight,
+          update: last,
+          lr,
+          beta1: cfg.adamBeta1,
+          beta2: cfg.adamBeta2,
+          eps: cfg.adamEpsilon,
+          weightDecay: cfg.weightDecay,
+          maxGradNorm: cfg.maxGradNorm,
+          reportParamNorms: logging && last,
+          // All ranks stop together: a stop request on any rank travels with the last micro-batch's gradients.
+          ...(plan.group && last ? { reduceExtras: [stepLoss, run.signal?.aborted ? 1 : 0] } : {}),
+        }),
+      )
+      if (result.skipped && !result.updated && result.skipReason === 'the loss is not finite') throw nonFinite('the loss', result.loss)
+      stepLoss += result.loss * weight
+      stepTokens += batch.tokens
+    }
+    if (plan.group && result!.reducedExtras) {
+      stepLoss = result!.reducedExtras[0]!
+      stopAll = result!.reducedExtras[1]! > 0
+      stepTokens = across.reduce((sum, c) => sum + c.tokens, 0)
+      outcome.allReducedBytes = result!.reducedBytes ?? 0
+    }
+    if (result!.skipped) {
+      if (!cfg.fp16) throw nonFinite('the gradient norm', result!.gradNorm)
+      run.warn(`step ${step + 1}: float16 gradients overflowed; update skipped, loss scale now ${result!.lossScale}`, step + 1)
+    }
+    progress.step++
+    progress.window.loss += stepLoss
+    progress.window.steps++
+    windowTokens += stepTokens
+    outcome.runLoss += stepLoss
+    outcome.runTokens += stepTokens
+    run.emit({ type: 'step', step: progress.step, totalSteps, loss: stepLoss, lr, gradNorm: result!.gradNorm, tokens: stepTokens, seconds: (performance.now() - run.started) / 1000 })
+
+    if (logging) {
+      const norms = result!.paramGradNorms ? layerGradNorms(result!.paramGradNorms) : undefined
+      warnDeadLayers(run, norms, warnedLayers)
+      const seconds = (performance.now() - windowStart) / 1000
+      await run.log(
+        run.record({
+          loss: Number((progress.window.loss / progress.window.steps).toFixed(6)),
+          lr,
+          grad_norm: Number(result!.gradNorm.toFixed(6)),
+          tokens_per_second: Number((windowTokens / Math.max(seconds, 1e-9)).toFixed(1)),
+          layer_grad_norms: norms,
+          ...(plan.group ? { allreduce_bytes: outcome.allReducedBytes } : {}),
+        }),
+      )
+      progress.window = { loss: 0, steps: 0 }
+      windowTokens = 0
+      windowStart = performance.now()
+    }
+    const done = progress.step
+    const epochEnded = done % stepsPerEpoch === 0
+    const evalDue = split.eval.length > 0 && ((cfg.evalStrategy === 'steps' && done % cfg.evalSteps === 0) || (cfg.evalStrategy === 'epoch' && epochEnded) || done === totalSteps)
+    if (evalDue && cfg.evalStrategy !== 'no') {
+      const evaluation = await evaluate(run)
+      outcome.evalLoss = evaluation.loss
+      run.emit({ type: 'eval', step: done, evalLoss: evaluation.loss, tokens: evaluation.tokens })
+      await run.log(run.record({ eval_loss: Number(evaluation.loss.toFixed(6)) }))
+    }
+    const saveDue = (cfg.saveStrategy === 'steps' && done % cfg.saveSteps === 0) || (cfg.saveStrategy === 'epoch' && epochEnded)
+    if (saveDue && done < totalSteps) await run.saveCheckpoint()
+    // One process stops when asked; ranks stop when any of them had been asked before this step's all-reduce.
+    if ((plan.group ? stopAll : run.signal?.aborted) && done < totalSteps) {
+      if (!saveDue) await run.saveCheckpoint()
+      outcome.aborted = true
+      break
+    }
+  }
+  return outcome
+}
+
+/** Phase 4: the model (unless interrupted), the delta, the results and the loss plot. */
+async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
+  const { cfg, checkpoint, policy, stepsPerEpoch, totalSteps } = run.plan
+  const { model, progress } = run
+  const step = progress.step
+  if (!run.writes) {
+    // The other ranks wait until rank 0 has written the model, so that every rank ends when the job is done.
+    await run.plan.group!.barrier('waiting for rank 0 to write the model')
+  } else if (!outcome.aborted) {
+    const staging = join(cfg.outputDir, `.final-${process.pid}-${Date.now().toString(36)}`)
+    await mkdir(staging)
+    try {
+      await model.saveInto(staging, { dtype: checkpoint.dtype })
+      await moveModelInto(staging, cfg.outputDir)
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true })
+      throw error
+    }
+    if (cfg.saveDelta) await writeDelta(model, join(cfg.outputDir, 'delta'), { baseModel: cfg.modelNameOrPath, dtype: checkpoint.dtype, trainable: policy.trainable })
+    await writeFile(join(cfg.outputDir, 'trainer_state.json'), `${JSON.stringify(run.state(), null, 2)}\n`)
+  }
+  const seconds = (performance.now() - run.started) / 1000
+  const stepsRun = step - run.startStep
+  const result: TrainResult = {
+    outputDir: cfg.outputDir,
+    globalStep: step,
+    totalSteps,
+    aborted: outcome.aborted,
+    trainLoss: stepsRun > 0 ? outcome.runLoss / stepsRun : NaN,
+    evalLoss: outcome.evalLoss,
+    seconds,
+    tokensPerSecond: outcome.runTokens / Math.max(seconds, 1e-9),
+    checkpoints: run.checkpoints,
+    logHistory: progress.logHistory,
+  }
+  const results = {
+    epoch: step / stepsPerEpoch,
+    train_loss: result.trainLoss,
+    train_runtime: seconds,
+    train_steps_per_second: stepsRun / Math.max(seconds, 1e-9),
+    train_tokens_per_second: result.tokensPerSecond,
+    ...(outcome.evalLoss !== null ? { eval_loss: outcome.evalLoss } : {}),
+  }
+  if (run.writes) {
+    await writeFile(join(cfg.outputDir, outcome.aborted ? 'interrupted_results.json' : 'all_results.json'), `${JSON.stringify(results, null, 2)}\n`)
+    if (cfg.plotLoss) await writeLossPlot(cfg.outputDir, progress.logHistory, run.warn)
+    if (run.plan.group) await run.plan.group.barrier('releasing the other ranks after writing the model')
+  }
+  run.emit({ type: 'done', result })
+  return result
+}
+
+export async function train(config: TrainConfig | string, options: TrainOptions = {}): Promise<TrainResult> {
+  const cfg = typeof config === 'string' ? await loadTrainConfig(config, options.overrides) : config
+  const started = performance.now()
+  const warn = (message: string) => options.onEvent?.({ type: 'warning', message })
+  for (const key of cfg.ignoredKeys) warn(`key "${key}" has no effect in llamapro (accepted for LLaMA-Factory compatibility)`)
+
+  const env = options.distributed === undefined ? distributedFromEnv() : options.distributed
+  const group = env && env.worldSize > 1 ? await ProcessGroup.connect(env, { timeoutSeconds: cfg.ddpTimeout, device: cfg.device, bucketBytes: Math.max(1, Math.round(cfg.ddpBucketCapMb * 1024 * 1024)) }) : null
+  try {
+    const plan = await prepareData(cfg, warn, group)
+    // Every rank has checked output_dir before rank 0 clears or writes it.
+    if (group) await group.barrier('checking the configuration on every rank')
+    return await trainPrepared(plan, started, options)
+  } finally {
+    group?.destroy()
+  }
+}
+
+async function trainPrepared(plan: RunPlan, started: number, options: TrainOptions): Promise<TrainResult> {
+  const warn = (message: string) => options.onEvent?.({ type: 'warning', message })
+  const { model, progress } = await prepareModel(plan, warn)
+  try {
+    const run = await openRun(plan, model, progress, started, options)
+    const params = model.parameters()
+    const trainable = params.filter((p) => p.requiresGrad)
+    const gradBytes = (numel: number) => numel * (trainable[0]?.dtype === 'float32' ? 4 : 2)
+    run.emit({
+      type: 'start',
+      totalSteps: plan.totalSteps,
+      startStep: progress.step,
+      stepsPerEpoch: plan.stepsPerEpoch,
+      trainSequences: plan.split.train.length,
+      evalSequences: plan.split.eval.length,
+      trainableParams: model.parameters().filter((p) => p.requiresGrad).reduce((s, p) => s + p.numel, 0),
+      totalParams: model.parameters().reduce((s, p) => s + p.numel, 0),
+      trainableLayerIds: plan.policy.trainableLayerIds,
+      resumedFrom: plan.resumeDir,
+      ...(plan.group
+        ? {
+            worldSize: plan.group.worldSize,
+            allReduceBytes: gradBytes(trainable.reduce((s, p) => s + p.numel, 0)),
+            fullFineTuneAllReduceBytes: gradBytes(params.reduce((s, p) => s + p.numel, 0)),
           }
-        }
-        const seconds = (performance.now() - windowStart) / 1000
-        await log(
-          record({
-            loss: Number((windowLoss / windowSteps).toFixed(6)),
-            lr,
-            grad_norm: Number(result!.gradNorm.toFixed(6)),
-            tokens_per_second: Number((windowTokens / Math.max(seconds, 1e-9)).toFixed(1)),
-            layer_grad_norms: norms,
-          }),
-        )
-        windowLoss = windowSteps = windowTokens = 0
-        windowStart = performance.now()
-      }
-      const epochEnded = step % stepsPerEpoch === 0
-      const evalDue = split.eval.length > 0 && ((cfg.evalStrategy === 'steps' && step % cfg.evalSteps === 0) || (cfg.evalStrategy === 'epoch' && epochEnded) || step === totalSteps)
-      if (evalDue && cfg.evalStrategy !== 'no') {
-        const evaluation = await evaluate()
-        evalLoss = evaluation.loss
-        emit({ type: 'eval', step, evalLoss: evaluation.loss, tokens: evaluation.tokens })
-        await log(record({ eval_loss: Number(evaluation.loss.toFixed(6)) }))
-      }
-      const saveDue = (cfg.saveStrategy === 'steps' && step % cfg.saveSteps === 0) || (cfg.saveStrategy === 'epoch' && epochEnded)
-      if (saveDue && step < totalSteps) await saveCheckpoint()
-      if (options.signal?.aborted && step < totalSteps) {
-        if (!saveDue) await saveCheckpoint()
-        aborted = true
-        break
-      }
-    }
-
-    if (!aborted) {
-      const staging = join(cfg.outputDir, `.final-${process.pid}-${Date.now().toString(36)}`)
-      await mkdir(staging)
-      try {
-        await model.saveInto(staging, { dtype: checkpoint.dtype })
-        await moveModelInto(staging, cfg.outputDir)
-      } catch (error) {
-        await rm(staging, { recursive: true, force: true })
-        throw error
-      }
-      if (cfg.saveDelta) await writeDelta(model, join(cfg.outputDir, 'delta'), { baseModel: cfg.modelNameOrPath, dtype: checkpoint.dtype, trainable: policy.trainable })
-      await writeFile(join(cfg.outputDir, 'trainer_state.json'), `${JSON.stringify(state(), null, 2)}\n`)
-    }
-    const seconds = (performance.now() - started) / 1000
-    const stepsRun = step - startStep
-    const result: TrainResult = {
-      outputDir: cfg.outputDir,
-      globalStep: step,
-      totalSteps,
-      aborted,
-      trainLoss: stepsRun > 0 ? runLoss / stepsRun : NaN,
-      evalLoss,
-      seconds,
-      tokensPerSecond: runTokens / Math.max(seconds, 1e-9),
-      checkpoints,
-      logHistory,
-    }
-    const results = {
-      epoch: step / stepsPerEpoch,
-      train_loss: result.trainLoss,
-      train_runtime: seconds,
-      train_steps_per_second: stepsRun / Math.max(seconds, 1e-9),
-      train_tokens_per_second: result.tokensPerSecond,
-      ...(evalLoss !== null ? { eval_loss: evalLoss } : {}),
-    }
-    await writeFile(join(cfg.outputDir, aborted ? 'interrupted_results.json' : 'all_results.json'), `${JSON.stringify(results, null, 2)}\n`)
-    if (cfg.plotLoss) await writeLossPlot(cfg.outputDir, logHistory, warn)
-    emit({ type: 'done', result })
-    return result
+        : {}),
+    })
+    const outcome = await trainLoop(run)
+    return await finish(run, outcome)
   } finally {
     model.dispose()
   }
