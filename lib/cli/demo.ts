@@ -1,14 +1,20 @@
-import { parseArgs } from 'node:util'
+import { relative } from 'node:path'
 import { runDemo } from '../demo/demo.js'
 import { formatCount, formatDuration } from '../util/format.js'
 import { ProgressBar } from '../util/progress.js'
-import { interruptSignal, parseInteger } from './args.js'
+import { interruptSignal, parseArgs, parseInteger } from './args.js'
 
-export const DEMO_HELP = `llamapro demo [--out llamapro-demo] [--steps 300] [--force] [--json]
+export const DEMO_HELP = `llamapro demo [--out llamapro-demo] [--steps 300] [--pre-train-steps 400] [--force] [--json]
 
 Shows LLaMA-Pro on a laptop, with nothing downloaded: trains a tiny base model on corpus A (prose), expands it
 with identity blocks, trains only the new blocks on corpus B (code), and compares with a full fine-tune of the
-base on B. Prints held-out losses on A (to keep) and B (to learn) and writes demo.png / demo.svg.`
+base on B. Prints held-out losses on A (to keep) and B (to learn) and writes demo.png / demo.svg.
+
+  --out DIR               where everything goes (default llamapro-demo, relative to the working directory)
+  --steps N               optimizer steps of each fine-tune on corpus B (default 300)
+  --pre-train-steps N     optimizer steps of the base model's pre-training on corpus A (default 400)
+  --force                 replace a non-empty --out
+  --json                  print the results as JSON`
 
 export async function runDemoCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -17,6 +23,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
     options: {
       out: { type: 'string', default: 'llamapro-demo' },
       steps: { type: 'string' },
+      'pre-train-steps': { type: 'string' },
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
@@ -28,6 +35,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
       outDir: values.out!,
       force: values.force,
       steps: parseInteger(values.steps, '--steps', { min: 1 }),
+      preTrainSteps: parseInteger(values['pre-train-steps'], '--pre-train-steps', { min: 1 }),
       signal: interrupt.signal,
       log: values.json ? undefined : (line) => {
         bar?.done()
@@ -63,7 +71,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
         `and its loss on A rose by ${forgetPro.toFixed(2)}; the full fine-tune learned B further (-> ${result.fullFineTune.b.toFixed(2)}) ` +
         `but its loss on A rose by ${forgetFull.toFixed(2)}.${forgetPro < forgetFull ? ' The expanded model forgets less.' : ''}`,
     )
-    console.log(`plots: ${result.plots.join(', ')}   (${formatDuration(result.seconds)})`)
+    console.log(`plots: ${result.plots.map((p) => relative(process.cwd(), p)).join(', ')}   (${formatDuration(result.seconds)})`)
     return 0
   } finally {
     bar?.done()

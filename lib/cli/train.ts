@@ -22,7 +22,8 @@ function describe(event: TrainEvent): string | undefined {
         `training ${formatCount(event.trainableParams)} of ${formatCount(event.totalParams)} parameters ` +
         `(layers ${event.trainableLayerIds.join(', ') || 'none'}) on ${event.trainSequences} sequences` +
         `${event.evalSequences ? ` (+${event.evalSequences} for evaluation)` : ''}, ${event.totalSteps} steps` +
-        (event.resumedFrom ? `, resuming at step ${event.startStep} from ${event.resumedFrom}` : '')
+        (event.resumedFrom ? `, resuming at step ${event.startStep} from ${event.resumedFrom}` : '') +
+        `; device ${event.device} (${event.deviceReason})`
       )
     case 'log': {
       const r = event.record

@@ -38,7 +38,7 @@ interface Source {
   tags: Record<string, string>
 }
 
-/** Finds each dataset: a path (relative to the config's folder or dataset_dir), or a dataset_info.json name. */
+/** Finds each dataset: a path (relative to the working directory or dataset_dir), or a dataset_info.json name. */
 async function resolveSources(names: readonly string[], datasetDir: string, baseDir: string): Promise<Source[]> {
   let info: Record<string, DatasetInfoEntry> | undefined
   const infoPath = join(datasetDir, 'dataset_info.json')

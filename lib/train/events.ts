@@ -46,6 +46,9 @@ export type TrainEvent =
       totalParams: number
       trainableLayerIds: number[]
       resumedFrom: string | null
+      /** Where the run trains, and why there (`device: auto` picks the first visible GPU, else the CPU). */
+      device: string
+      deviceReason: string
     }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; seconds: number }
   | { type: 'log'; record: LogRecord }

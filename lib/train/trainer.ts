@@ -15,15 +15,16 @@ import { loadExamples } from '../data/dataset.js'
 import { type Sequence, preprocess } from '../data/preprocess.js'
 import { conversationRenderer } from '../data/template.js'
 import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
-import { setThreads } from '../info.js'
-import { type Device, LlamaModel } from '../model/llama-model.js'
+import { info, setThreads } from '../info.js'
+import { LlamaModel } from '../model/llama-model.js'
 import { callNative } from '../native/call.js'
 import { freezePolicy } from '../policy/freeze-policy.js'
-import { OutputExistsError } from '../util/atomic-dir.js'
+import { OutputExistsError, describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
 import { VERSION } from '../version.js'
 import { type TrainerState, checkpointName, listCheckpoints, loadOptimizerState, readTrainerState, rotateCheckpoints, writeCheckpoint } from './checkpoints.js'
 import { type TrainConfig, loadTrainConfig, trainingDtypes } from './config.js'
 import { writeDelta } from './delta.js'
+import { chooseDevice } from './device.js'
 import type { LogRecord, TrainEvent, TrainResult } from './events.js'
 import { TrainingError } from './errors.js'
 import { writeLossPlot } from './loss-plot.js'
@@ -36,6 +37,8 @@ export interface TrainOptions {
   onEvent?: (event: TrainEvent) => void
   /** Key/value overrides applied on top of a YAML file (when `config` is a path). */
   overrides?: Record<string, unknown>
+  /** The folder a YAML file's relative paths resolve against (default: the working directory, as in LLaMA-Factory). */
+  cwd?: string
 }
 
 export const TRAINER_LOG_FILE = 'trainer_log.jsonl'
@@ -116,12 +119,15 @@ function checkTokenIds(sequences: readonly Sequence[], tokenizer: TextTokenizer,
 }
 
 export async function train(config: TrainConfig | string, options: TrainOptions = {}): Promise<TrainResult> {
-  const cfg = typeof config === 'string' ? await loadTrainConfig(config, options.overrides) : config
+  const cfg = typeof config === 'string' ? await loadTrainConfig(config, options.overrides, { cwd: options.cwd }) : config
   const started = performance.now()
   const emit = (event: TrainEvent) => options.onEvent?.(event)
   const warn = (message: string, step?: number) => emit({ type: 'warning', message, step })
   for (const key of cfg.ignoredKeys) warn(`key "${key}" has no effect in llamapro (accepted for LLaMA-Factory compatibility)`)
 
+  // Temporaries that a killed run left in output_dir (half-written checkpoints, the final model's staging folder).
+  const stale = await removeStaleTemporaries(cfg.outputDir)
+  if (stale.length > 0) warn(describeStaleRemoval(stale))
   // Everything a user can get wrong is checked before the model is loaded.
   const resumeDir = await resolveResume(cfg)
   await checkOutputDirSeparate(cfg.outputDir, [
@@ -132,7 +138,8 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
     throw new OutputExistsError(cfg.outputDir, 'set overwrite_output_dir: true (or resume_from_checkpoint to continue a run)')
   }
   const { compute, master } = trainingDtypes(cfg)
-  if (cfg.fp16 && cfg.device === 'cpu') {
+  const { device, reason: deviceReason } = chooseDevice(cfg.device, cfg.device === 'auto' ? info().cuda : null)
+  if (cfg.fp16 && device === 'cpu') {
     throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', 'fp16: true needs a CUDA device (float16 math on the CPU is slow and needs loss scaling); use bf16 or neither on the CPU')
   }
   const resumeState = resumeDir ? await readTrainerState(resumeDir) : undefined
@@ -162,7 +169,7 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
   if (cfg.threads > 0) setThreads(cfg.threads)
 
-  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: cfg.device as Device, dtype: compute })
+  const model = await LlamaModel.fromCheckpoint(checkpoint, { device, dtype: compute })
   try {
     await model.setTrainable(policy.trainable, { masterDtype: master })
     model.native.configureOptimizer({ noDecay: policy.trainable.filter(noWeightDecay), step: 0, lossScaling: cfg.fp16 })
@@ -207,6 +214,8 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
       totalParams: model.parameters().reduce((s, p) => s + p.numel, 0),
       trainableLayerIds: policy.trainableLayerIds,
       resumedFrom: resumeDir,
+      device,
+      deviceReason,
     })
 
     const state = (): TrainerState => {
@@ -233,7 +242,7 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
     let lastCheckpoint = resumeDir
     const saveCheckpoint = async () => {
       const path = join(cfg.outputDir, checkpointName(step))
-      await writeCheckpoint(model, path, state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel })
+      await writeCheckpoint(model, path, state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel, onWarning: (message) => warn(message, step) })
       lastCheckpoint = path
       checkpoints.push(path)
       emit({ type: 'checkpoint', step, path })
