@@ -73,6 +73,18 @@ t.test('every path key of a train YAML resolves against the working directory, a
   t.same(examples.map((e) => (e.kind === 'text' ? e.text : '')), ['from the working directory', 'from dataset_dir', 'from dataset_dir'])
 })
 
+t.test('alpaca records named in dataset_info.json read system and history only where columns map them, as LLaMA-Factory', async (t) => {
+  const dir = t.testdir({
+    'rec.json': JSON.stringify([{ instruction: 'Q', input: '', output: 'A', system: 'S', history: [['q0', 'a0']] }]),
+    'dataset_info.json': JSON.stringify({ plain: { file_name: 'rec.json' }, mapped: { file_name: 'rec.json', columns: { prompt: 'instruction', query: 'input', response: 'output', system: 'system', history: 'history' } } }),
+  })
+  const load = async (name: string) => (await loadExamples({ names: [name], stage: 'sft', datasetDir: dir, baseDir: dir }))[0]
+  t.same(await load('plain'), { kind: 'conversation', messages: [{ role: 'user', content: 'Q' }, { role: 'assistant', content: 'A' }] }, 'LLaMA-Factory ignores unmapped system/history')
+  const full = [{ role: 'system', content: 'S' }, { role: 'user', content: 'q0' }, { role: 'assistant', content: 'a0' }, { role: 'user', content: 'Q' }, { role: 'assistant', content: 'A' }]
+  t.same(await load('mapped'), { kind: 'conversation', messages: full })
+  t.same(await load('rec.json'), { kind: 'conversation', messages: full }, 'a file named by path reads them (llamapro)')
+})
+
 t.test('examples/llama_pro/freeze_sft.yaml trains from a LLaMA-Factory-style working folder (CLI and train(path))', async (t) => {
   const dir = t.testdir()
   await layOutWorkingDir(dir)
