@@ -1,5 +1,7 @@
 import { relative } from 'node:path'
 import { runDemo } from '../demo/demo.js'
+import { pinBlasKernels } from '../demo/kernels.js'
+import { info, setThreads } from '../info.js'
 import { formatCount, formatDuration } from '../util/format.js'
 import { ProgressBar } from '../util/progress.js'
 import { interruptSignal, parseArgs, parseInteger } from './args.js'
@@ -28,9 +30,16 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
     },
   })
+  // Before anything loads LibTorch: OpenBLAS reads its settings once, when it is loaded (see demo/kernels.ts).
+  const pin = pinBlasKernels()
   const interrupt = interruptSignal()
   let bar: ProgressBar | undefined
   try {
+    setThreads(1)
+    if (!values.json) {
+      const blas = info().blas
+      console.log(`BLAS: ${blas.config ?? blas.name}, ${info().threads.blas ?? '?'} threads; LibTorch 1 intra-op thread (${[...pin.set, pin.reason].join('; ')})`)
+    }
     const result = await runDemo({
       outDir: values.out!,
       force: values.force,
@@ -71,7 +80,9 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
         `and its loss on A rose by ${forgetPro.toFixed(2)}; the full fine-tune learned B further (-> ${result.fullFineTune.b.toFixed(2)}) ` +
         `but its loss on A rose by ${forgetFull.toFixed(2)}.${forgetPro < forgetFull ? ' The expanded model forgets less.' : ''}`,
     )
-    console.log(`plots: ${result.plots.map((p) => relative(process.cwd(), p)).join(', ')}   (${formatDuration(result.seconds)})`)
+    // Paths as the user gave --out: relative when inside the working directory.
+    const shown = (path: string) => (relative(process.cwd(), path).startsWith('..') ? path : relative(process.cwd(), path))
+    console.log(`plots: ${result.plots.map(shown).join(', ')}   (${formatDuration(result.seconds)})`)
     return 0
   } finally {
     bar?.done()
