@@ -71,7 +71,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
     ]
     const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)))
     console.log('')
-    for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join('   '))
+    for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join('   ').trimEnd())
     const forgetPro = result.llamaPro.a - result.base.a
     const forgetFull = result.fullFineTune.a - result.base.a
     const share = (100 * result.trainableParams.llamaPro) / result.trainableParams.fullFineTune
