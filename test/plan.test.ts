@@ -59,16 +59,20 @@ t.test('plan reads a train.yaml: strategy, batch, cutoff_len and bf16 come from 
   const { dir, pro } = await expanded(t)
   const yaml = join(dir, 'train.yaml')
   writeFileSync(yaml, `model_name_or_path: pro\nfinetuning_type: freeze\nuse_llama_pro: true\nfreeze_trainable_layers: 4\nper_device_train_batch_size: 3\ncutoff_len: 40\nbf16: true\ndataset: x.json\noutput_dir: out\n`)
-  const out = JSON.parse((await run(process.execPath, [CLI, 'plan', yaml, '--json'])).stdout)
+  // Relative paths in the YAML resolve against the working directory, as in LLaMA-Factory.
+  const out = JSON.parse((await run(process.execPath, [CLI, 'plan', yaml, '--json'], { cwd: dir })).stdout)
   t.equal(out.model, pro)
   t.same(out.trainableLayerIds, [2, 5, 8, 11])
   t.equal(out.memory.batch, 3)
   t.equal(out.memory.seq, 40)
   t.equal(out.memory.computeDtype, 'bfloat16')
   t.equal(out.memory.masterDtype, 'float32')
-  const overridden = JSON.parse((await run(process.execPath, [CLI, 'plan', yaml, '--json', '--freeze-trainable-layers', '2', '--batch', '5'])).stdout)
+  const overridden = JSON.parse((await run(process.execPath, [CLI, 'plan', yaml, '--json', '--freeze-trainable-layers', '2', '--batch', '5'], { cwd: dir })).stdout)
   t.same(overridden.trainableLayerIds, [5, 11], 'the flag overrides the YAML value; use_llama_pro still comes from the YAML')
   t.equal(overridden.memory.batch, 5)
+  const elsewhere = await run(process.execPath, [CLI, 'plan', yaml, '--json']).catch((e) => e)
+  t.equal(elsewhere.code, 1, 'from another working directory the relative model path is not found')
+  t.match(elsewhere.stderr, /model_name_or_path "pro" is not in the working directory .* but is beside the YAML file: relative paths resolve against the working directory, as in LLaMA-Factory/)
 })
 
 t.test('plan errors name the key and what is valid', async (t) => {

@@ -322,7 +322,7 @@ t.test('llamapro train: YAML plus overrides, progress lines, warnings for keys t
   t.match(stdout, /step 2\/4 {2}loss \d/)
   t.match(stdout, /done: 4 steps/)
   t.match(stderr, /key "do_train" has no effect in llamapro/)
-  t.ok(existsSync(join(dir, 'out', 'model.safetensors')), 'output_dir is relative to the YAML file')
+  t.ok(existsSync(join(dir, 'out', 'model.safetensors')), 'output_dir is relative to the working directory')
   const typo = await run(process.execPath, [CLI, 'train', yaml, '--learning-rat', '1e-4']).catch((e) => e)
   t.equal(typo.code, 1)
   t.match(typo.stderr, /unknown key "learning_rat" \(did you mean "learning_rate"\?\)/)

@@ -18,6 +18,7 @@ import { freezePolicy } from '../policy/freeze-policy.js'
 import { type FlopCount, flopsPerToken, peakFlops } from './flops.js'
 import { type MachineInfo, machineInfo } from './machine.js'
 import { PRESETS } from './presets.js'
+import { findTorchPython } from './python.js'
 import { type Strategy, parseStrategies } from './strategies.js'
 import { randomTokenIds } from '../util/random.js'
 
@@ -139,7 +140,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const notes: string[] = []
   const results: StrategyResult[] = []
   let baselineTorch: string | undefined
-  const python = options.python ?? process.env.LLAMAPRO_PYTHON ?? (existsSync(join(PACKAGE_ROOT, '.venv', 'bin', 'python')) ? join(PACKAGE_ROOT, '.venv', 'bin', 'python') : 'python3')
+  // Found before any timing, so a missing torch is reported at once rather than after the first strategy.
+  const python = options.baseline === 'python' ? (await findTorchPython({ explicit: options.python, packageRoot: PACKAGE_ROOT })).path : ''
   if (options.baseline === 'python' && model.dir) notes.push('the Python baseline uses random weights of the same shape (bench_train_step.py builds the model from config.json)')
 
   const stepOptions = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }

@@ -1,5 +1,38 @@
 /** Parsing helpers for command-line values: errors name the flag and say what is valid. */
+import { type ParseArgsConfig, parseArgs as nodeParseArgs } from 'node:util'
 import { InterruptedError, UsageError } from '../errors.js'
+
+const NEGATIVE_NUMBER = /^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/
+
+/**
+ * `--flag -2` becomes `--flag=-2` when `--flag` takes a value: node's parseArgs refuses a value that starts with a
+ * dash as ambiguous, but LLaMA-Factory's users write `--freeze-trainable-layers -2` ("the first 2 layers").
+ * Only negative numbers are joined, so a forgotten value before another flag is still reported.
+ */
+export function joinNegativeValues(args: readonly string[], options: ParseArgsConfig['options'] = {}): string[] {
+  const out: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (arg === '--') {
+      out.push(...args.slice(i))
+      break
+    }
+    const next = args[i + 1]
+    const name = arg.startsWith('--') && !arg.includes('=') ? arg.slice(2) : undefined
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && NEGATIVE_NUMBER.test(next)) {
+      out.push(`${arg}=${next}`)
+      i++
+    } else {
+      out.push(arg)
+    }
+  }
+  return out
+}
+
+/** node:util's parseArgs, with negative numbers accepted as flag values (see joinNegativeValues). */
+export function parseArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof nodeParseArgs<T>> {
+  return nodeParseArgs({ ...config, args: joinNegativeValues(config.args ?? process.argv.slice(2), config.options) } as T)
+}
 
 export function parseInteger(value: string | undefined, flag: string, options: { min?: number; allowNegative?: boolean } = {}): number | undefined {
   if (value === undefined) return undefined

@@ -1,10 +1,9 @@
-import { parseArgs } from 'node:util'
 import { runBench } from '../bench/run-bench.js'
 import { formatTable, findings, writeReport } from '../bench/report.js'
 import { parseModelDtype } from '../checkpoint/dtypes.js'
 import { UsageError } from '../errors.js'
 import type { Device } from '../model/llama-model.js'
-import { parseInteger } from './args.js'
+import { parseArgs, parseInteger } from './args.js'
 
 export const BENCH_HELP = `llamapro bench <model_dir | tiny | small | 1b | 8b> [options]
 
@@ -19,7 +18,8 @@ invocation and each strategy gets the ratio llamapro / PyTorch.
   --threads K         LibTorch intra-op threads for llamapro and the baseline (default: LibTorch's)
   --device D          cpu (default), cuda, cuda:N
   --dtype D           float32 (CPU default) or bfloat16 (GPU default)
-  --baseline python   also run bench/reference/bench_train_step.py (LLAMAPRO_PYTHON or .venv/bin/python)
+  --baseline python   also run bench/reference/bench_train_step.py with the first Python that has torch:
+                      LLAMAPRO_PYTHON, else .venv/bin/python, /usr/bin/python3, python3 on PATH
   --paired            also time the strategies side by side, one step of each in turn (all models held at
                       once), and compare LLaMA-Pro with full fine-tuning on those paired steps
   --goal R            state in the report whether each ratio is <= R

@@ -1,14 +1,22 @@
-import { parseArgs } from 'node:util'
+import { relative } from 'node:path'
 import { runDemo } from '../demo/demo.js'
+import { pinBlasKernels } from '../demo/kernels.js'
+import { info, setThreads } from '../info.js'
 import { formatCount, formatDuration } from '../util/format.js'
 import { ProgressBar } from '../util/progress.js'
-import { interruptSignal, parseInteger } from './args.js'
+import { interruptSignal, parseArgs, parseInteger } from './args.js'
 
-export const DEMO_HELP = `llamapro demo [--out llamapro-demo] [--steps 300] [--force] [--json]
+export const DEMO_HELP = `llamapro demo [--out llamapro-demo] [--steps 300] [--pre-train-steps 400] [--force] [--json]
 
 Shows LLaMA-Pro on a laptop, with nothing downloaded: trains a tiny base model on corpus A (prose), expands it
 with identity blocks, trains only the new blocks on corpus B (code), and compares with a full fine-tune of the
-base on B. Prints held-out losses on A (to keep) and B (to learn) and writes demo.png / demo.svg.`
+base on B. Prints held-out losses on A (to keep) and B (to learn) and writes demo.png / demo.svg.
+
+  --out DIR               where everything goes (default llamapro-demo, relative to the working directory)
+  --steps N               optimizer steps of each fine-tune on corpus B (default 300)
+  --pre-train-steps N     optimizer steps of the base model's pre-training on corpus A (default 400)
+  --force                 replace a non-empty --out
+  --json                  print the results as JSON`
 
 export async function runDemoCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -17,17 +25,26 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
     options: {
       out: { type: 'string', default: 'llamapro-demo' },
       steps: { type: 'string' },
+      'pre-train-steps': { type: 'string' },
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   })
+  // Before anything loads LibTorch: OpenBLAS reads its settings once, when it is loaded (see demo/kernels.ts).
+  const pin = pinBlasKernels()
   const interrupt = interruptSignal()
   let bar: ProgressBar | undefined
   try {
+    setThreads(1)
+    if (!values.json) {
+      const blas = info().blas
+      console.log(`BLAS: ${blas.config ?? blas.name}, ${info().threads.blas ?? '?'} threads; LibTorch 1 intra-op thread (${[...pin.set, pin.reason].join('; ')})`)
+    }
     const result = await runDemo({
       outDir: values.out!,
       force: values.force,
       steps: parseInteger(values.steps, '--steps', { min: 1 }),
+      preTrainSteps: parseInteger(values['pre-train-steps'], '--pre-train-steps', { min: 1 }),
       signal: interrupt.signal,
       log: values.json ? undefined : (line) => {
         bar?.done()
@@ -54,7 +71,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
     ]
     const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)))
     console.log('')
-    for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join('   '))
+    for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join('   ').trimEnd())
     const forgetPro = result.llamaPro.a - result.base.a
     const forgetFull = result.fullFineTune.a - result.base.a
     const share = (100 * result.trainableParams.llamaPro) / result.trainableParams.fullFineTune
@@ -63,7 +80,9 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
         `and its loss on A rose by ${forgetPro.toFixed(2)}; the full fine-tune learned B further (-> ${result.fullFineTune.b.toFixed(2)}) ` +
         `but its loss on A rose by ${forgetFull.toFixed(2)}.${forgetPro < forgetFull ? ' The expanded model forgets less.' : ''}`,
     )
-    console.log(`plots: ${result.plots.join(', ')}   (${formatDuration(result.seconds)})`)
+    // Paths as the user gave --out: relative when inside the working directory.
+    const shown = (path: string) => (relative(process.cwd(), path).startsWith('..') ? path : relative(process.cwd(), path))
+    console.log(`plots: ${result.plots.map(shown).join(', ')}   (${formatDuration(result.seconds)})`)
     return 0
   } finally {
     bar?.done()

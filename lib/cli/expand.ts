@@ -1,9 +1,8 @@
-import { parseArgs } from 'node:util'
 import { expandCheckpoint } from '../expand/expand-checkpoint.js'
 import { UsageError } from '../errors.js'
 import { formatBytes } from '../util/format.js'
 import { ProgressBar } from '../util/progress.js'
-import { interruptSignal, parseInteger, parseIntegerList, positionals } from './args.js'
+import { interruptSignal, parseArgs, parseInteger, parseIntegerList, positionals } from './args.js'
 
 export const EXPAND_HELP = `llamapro expand <model_dir> <output_dir> (--num-expand K | --positions a,b,...) [options]
 
@@ -47,6 +46,10 @@ export async function runExpand(argv: string[]): Promise<number> {
       shardSize: values['shard-size'],
       force: values.force,
       signal: interrupt.signal,
+      onWarning: (message) => {
+        bar?.done()
+        console.error(`warning: ${message}`)
+      },
       onProgress: (p) => {
         if (values.json) return
         bar ??= new ProgressBar({ total: p.bytesTotal, format: formatBytes, label: 'expand ' })

@@ -1,6 +1,6 @@
-import { parseArgs } from 'node:util'
 import { info } from '../info.js'
 import { formatBytes } from '../util/format.js'
+import { parseArgs } from './args.js'
 
 export const INFO_HELP = `llamapro info [--json]
 

@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util'
 import { mergeDelta } from '../merge/merge-delta.js'
 import { formatBytes } from '../util/format.js'
-import { positionals } from './args.js'
+import { parseArgs, positionals } from './args.js'
 
 export const MERGE_HELP = `llamapro merge <base_dir> <delta_dir> <output_dir> [--force] [--shard-size 5GB] [--json]
 

@@ -1,12 +1,11 @@
 import { statSync } from 'node:fs'
-import { parseArgs } from 'node:util'
 import { type ModelDtype, parseModelDtype } from '../checkpoint/dtypes.js'
 import { UsageError } from '../errors.js'
 import { native } from '../native/load.js'
 import { type PlanReport, planTraining } from '../policy/plan.js'
 import { loadTrainConfig, trainingDtypes } from '../train/config.js'
 import { formatBytes, formatCount } from '../util/format.js'
-import { parseInteger, positionals } from './args.js'
+import { parseArgs, parseInteger, positionals } from './args.js'
 
 export const PLAN_HELP = `llamapro plan <model_dir | train.yaml> [options] [--json]
 

@@ -47,6 +47,7 @@ function describe(event: TrainEvent): string | undefined {
         `(layers ${event.trainableLayerIds.join(', ') || 'none'}) on ${event.trainSequences} sequences` +
         `${event.evalSequences ? ` (+${event.evalSequences} for evaluation)` : ''}, ${event.totalSteps} steps` +
         (event.resumedFrom ? `, resuming at step ${event.startStep} from ${event.resumedFrom}` : '') +
+        `; device ${event.device} (${event.deviceReason})` +
         (event.worldSize && event.worldSize > 1
           ? `\ndata parallel over ${event.worldSize} ranks: ${formatBytes(event.allReduceBytes ?? 0)} of gradients all-reduced per step (full fine-tuning would all-reduce ${formatBytes(event.fullFineTuneAllReduceBytes ?? 0)})`
           : '')

@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util'
 import { verifyExpansion } from '../expand/verify.js'
 import type { Device } from '../model/llama-model.js'
-import { parseNumber, positionals } from './args.js'
+import { parseArgs, parseNumber, positionals } from './args.js'
 
 export const VERIFY_HELP = `llamapro verify <original_dir> <expanded_dir> [--json] [--tolerance 1e-5] [--device cpu]
 

@@ -33,12 +33,17 @@ interface DatasetInfoEntry {
 
 interface Source {
   file: string
+  /**
+   * Named in dataset_info.json: its columns are LLaMA-Factory's, whose `system` and `history` columns are read only
+   * when `columns` maps them (a record's "system" field is ignored otherwise). Files named by path read them too.
+   */
+  fromDatasetInfo?: boolean
   formatting?: 'alpaca' | 'sharegpt'
   columns: Record<string, string>
   tags: Record<string, string>
 }
 
-/** Finds each dataset: a path (relative to the config's folder or dataset_dir), or a dataset_info.json name. */
+/** Finds each dataset: a path (relative to the working directory or dataset_dir), or a dataset_info.json name. */
 async function resolveSources(names: readonly string[], datasetDir: string, baseDir: string): Promise<Source[]> {
   let info: Record<string, DatasetInfoEntry> | undefined
   const infoPath = join(datasetDir, 'dataset_info.json')
@@ -67,7 +72,7 @@ async function resolveSources(names: readonly string[], datasetDir: string, base
     if (!entry.file_name) throw new DatasetError(`${infoPath}: entry "${name}" has no file_name (llamapro reads local files only)`)
     const entryFile = resolve(datasetDir, entry.file_name)
     if (!existsSync(entryFile)) throw new DatasetError(`dataset "${name}": file ${entryFile} (from ${infoPath}) does not exist`)
-    sources.push({ file: entryFile, formatting: entry.formatting, columns: entry.columns ?? {}, tags: entry.tags ?? {} })
+    sources.push({ file: entryFile, fromDatasetInfo: true, formatting: entry.formatting, columns: entry.columns ?? {}, tags: entry.tags ?? {} })
   }
   return sources
 }
@@ -148,6 +153,8 @@ function toExample(record: unknown, stage: 'pt' | 'sft', source: Source, where: 
   if (typeof record !== 'object' || record === null || Array.isArray(record)) throw new DatasetError(`${where}: a record must be a JSON object`)
   const r = record as Record<string, unknown>
   const col = (name: string, fallback: string) => source.columns[name] ?? fallback
+  // LLaMA-Factory's system and history columns default to none: only a `columns` mapping names them.
+  const optionalCol = (name: string) => source.columns[name] ?? (source.fromDatasetInfo ? undefined : name)
   if (stage === 'pt') {
     const key = source.columns.prompt ?? ('text' in r ? 'text' : 'content' in r ? 'content' : undefined)
     if (key === undefined || !(key in r)) {
@@ -177,8 +184,8 @@ function toExample(record: unknown, stage: 'pt' | 'sft', source: Source, where: 
       if (!role) throw new DatasetError(`${where}: message ${i} has ${roleTag} ${JSON.stringify(tag)} (valid: ${Object.keys(tagRole).join(', ')})`)
       return { role, content: str((m as Record<string, unknown>)[contentTag], where, `${messagesKey}[${i}].${contentTag}`) }
     })
-    const systemKey = col('system', 'system')
-    if (typeof r[systemKey] === 'string' && messages[0]?.role !== 'system') messages.unshift({ role: 'system', content: r[systemKey] as string })
+    const systemKey = optionalCol('system')
+    if (systemKey !== undefined && typeof r[systemKey] === 'string' && messages[0]?.role !== 'system') messages.unshift({ role: 'system', content: r[systemKey] as string })
     return checkConversation(messages, where)
   }
   const instruction = col('prompt', 'instruction')
@@ -191,9 +198,11 @@ function toExample(record: unknown, stage: 'pt' | 'sft', source: Source, where: 
     )
   }
   const messages: Message[] = []
-  const system = r[col('system', 'system')]
+  const systemKey = optionalCol('system')
+  const system = systemKey === undefined ? undefined : r[systemKey]
   if (typeof system === 'string' && system) messages.push({ role: 'system', content: system })
-  const history = r[col('history', 'history')]
+  const historyKey = optionalCol('history')
+  const history = historyKey === undefined ? undefined : r[historyKey]
   if (history !== undefined && history !== null) {
     if (!Array.isArray(history)) throw new DatasetError(`${where}: "history" must be a list of [prompt, response] pairs`)
     for (const [i, pair] of history.entries()) {

@@ -9,7 +9,7 @@
  *  5. held-out loss on A and on B for all three, printed and plotted.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { openCheckpoint } from '../checkpoint/checkpoint.js'
 import { writeTrainedTokenizer } from '../data/bpe-trainer.js'
 import { collate } from '../data/batches.js'
@@ -21,7 +21,7 @@ import { LlamaModel } from '../model/llama-model.js'
 import { parseTrainConfig } from '../train/config.js'
 import type { TrainEvent } from '../train/events.js'
 import { train } from '../train/trainer.js'
-import { checkOutputDir } from '../util/atomic-dir.js'
+import { checkOutputDir, describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
 import { barChart, lineChart, svgToPng } from '../util/chart.js'
 import { corpusA, corpusB } from './corpora.js'
 
@@ -54,6 +54,8 @@ export interface DemoResult {
 }
 
 const CUTOFF = 64
+/** The demo's output folders inside outDir. */
+const STAGE_DIRS = ['init', 'tokenizer', 'base', 'base-expanded', 'llama-pro', 'full-fine-tune']
 
 const BASE_CONFIG = {
   architectures: ['LlamaForCausalLM'],
@@ -99,8 +101,13 @@ async function heldOutLoss(modelDir: string, texts: readonly string[]): Promise<
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const started = performance.now()
   const log = options.log ?? (() => {})
-  const out = options.outDir
+  // Absolute, so the stage configs below mean the same folders whatever they resolve relative paths against.
+  const out = resolve(options.outDir)
   const steps = options.steps ?? 300
+  // A killed demo leaves temporaries (of its model saves, expansion and checkpoints): remove those whose process is gone.
+  const stale = await removeStaleTemporaries(dirname(out), { target: basename(out) })
+  for (const dir of [out, ...STAGE_DIRS.map((name) => join(out, name))]) stale.push(...(await removeStaleTemporaries(dir)))
+  if (stale.length > 0) log(describeStaleRemoval(stale))
   await checkOutputDir(out, options.force ?? false, 'pass --force')
   await mkdir(join(out, 'data'), { recursive: true })
 
@@ -114,7 +121,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const init = join(out, 'init')
   const vocab = await writeTrainedTokenizer(join(out, 'tokenizer'), [...trainA.slice(0, 500), ...trainB.slice(0, 500)], 384, 256)
   const random = await LlamaModel.random({ ...BASE_CONFIG, vocab_size: vocab, eos_token_id: 0, pad_token_id: 1 }, { seed: 7 })
-  await random.save(init, { overwrite: true })
+  await random.save(init, { overwrite: true, onWarning: log })
   random.dispose()
   await writeTrainedTokenizer(init, [...trainA.slice(0, 500), ...trainB.slice(0, 500)], 384, 256)
   log(`1. tokenizer: byte-level BPE with ${vocab} tokens; base model: ${BASE_CONFIG.num_hidden_layers} layers of width ${BASE_CONFIG.hidden_size}, random`)
@@ -145,19 +152,19 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   }
 
   const base = join(out, 'base')
-  await run('pre-train on A', { model_name_or_path: init, dataset: 'data/a.jsonl', output_dir: base, finetuning_type: 'full', learning_rate: 3e-3, max_steps: options.preTrainSteps ?? 400 })
+  await run('pre-train on A', { model_name_or_path: init, dataset: join(out, 'data', 'a.jsonl'), output_dir: base, finetuning_type: 'full', learning_rate: 3e-3, max_steps: options.preTrainSteps ?? 400 })
   const baseLoss: HeldOutLoss = { a: await heldOutLoss(base, heldA), b: await heldOutLoss(base, heldB) }
   log(`2. pre-trained on corpus A (prose, with 5% code): held-out loss A ${baseLoss.a.toFixed(3)}, B ${baseLoss.b.toFixed(3)}`)
 
   const pro = join(out, 'base-expanded')
-  const expansion = await expandCheckpoint(base, pro, { numExpand: 2, force: true })
+  const expansion = await expandCheckpoint(base, pro, { numExpand: 2, force: true, onWarning: log })
   const verified = await verifyExpansion(base, pro)
   log(
     `3. expanded ${expansion.originalNumLayers} -> ${expansion.numLayers} layers, new blocks ${expansion.newLayerIds.join(', ')}; ` +
       `verify: ${verified.ok ? 'identity blocks, logits identical' : verified.failures.join('; ')}`,
   )
 
-  const fineTune = { dataset: 'data/b.jsonl', learning_rate: 5e-4, max_steps: steps }
+  const fineTune = { dataset: join(out, 'data', 'b.jsonl'), learning_rate: 5e-4, max_steps: steps }
   const proRun = await run('LLaMA-Pro on B', { ...fineTune, model_name_or_path: pro, output_dir: join(out, 'llama-pro'), finetuning_type: 'freeze', use_llama_pro: true, freeze_trainable_layers: 2 })
   const proLoss: HeldOutLoss = { a: await heldOutLoss(join(out, 'llama-pro'), heldA), b: await heldOutLoss(join(out, 'llama-pro'), heldB) }
   log(`4. LLaMA-Pro: trained only the new blocks on corpus B (code) for ${steps} steps`)

@@ -35,6 +35,8 @@ export interface ExpandCheckpointOptions extends ExpansionOptions {
   /** Replace an existing non-empty output folder. */
   force?: boolean
   onProgress?: (progress: ExpandProgress) => void
+  /** Told when temporaries of the output left by killed processes were removed (default: a process warning). */
+  onWarning?: (message: string) => void
   signal?: AbortSignal
 }
 
@@ -133,7 +135,7 @@ export async function expandCheckpoint(src: string, dst: string, options: Expand
     } finally {
       await copier.close()
     }
-  })
+  }, { onWarning: options.onWarning })
   const sourceLayerOf: Record<number, number> = {}
   plan.newLayerIds.forEach((id, i) => {
     sourceLayerOf[id] = plan.insertAfter[i]!

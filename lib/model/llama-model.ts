@@ -47,6 +47,8 @@ export interface SaveOptions {
   dtype?: ModelDtype
   /** Replace a non-empty output folder (default false: that is an error). */
   overwrite?: boolean
+  /** Told when temporaries of `dir` left by killed processes were removed (default: a process warning). */
+  onWarning?: (message: string) => void
 }
 
 export interface SaveResult {
@@ -225,11 +227,11 @@ export class LlamaModel {
   /** Writes a complete Hugging Face model folder (atomically: a temporary folder renamed when complete). */
   async save(dir: string, options: SaveOptions = {}): Promise<SaveResult> {
     await checkOutputDir(dir, options.overwrite ?? false, 'pass overwrite: true')
-    return writeFolderAtomically(dir, async (tmp) => ({ ...(await this.saveInto(tmp, options)), dir }))
+    return writeFolderAtomically(dir, async (tmp) => ({ ...(await this.saveInto(tmp, options)), dir }), { onWarning: options.onWarning })
   }
 
   /** Writes the model's files into an existing (empty) folder, without the atomic rename. */
-  async saveInto(dir: string, options: Omit<SaveOptions, 'overwrite'> = {}): Promise<SaveResult> {
+  async saveInto(dir: string, options: Omit<SaveOptions, 'overwrite' | 'onWarning'> = {}): Promise<SaveResult> {
     const dtype = options.dtype === undefined ? this.sourceDtype : parseModelDtype(options.dtype)
     if (!dtype) throw new LlamaproError('LLAMAPRO_ARG', `save: dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(options.dtype)}`)
     const shardSize = parseSize(options.shardSize ?? DEFAULT_SHARD_SIZE, 'shardSize')

@@ -58,7 +58,7 @@ export async function writeCheckpoint(
   model: LlamaModel,
   path: string,
   state: TrainerState,
-  options: { modelDtype: ModelDtype; withOptimizer: boolean },
+  options: { modelDtype: ModelDtype; withOptimizer: boolean; onWarning?: (message: string) => void },
 ): Promise<void> {
   await writeFolderAtomically(path, async (tmp) => {
     await model.saveInto(tmp, { dtype: options.modelDtype })
@@ -76,7 +76,7 @@ export async function writeCheckpoint(
       await model.writeTensors(join(tmp, OPTIMIZER_FILE), header.bytes, header.layout)
     }
     await writeFile(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`)
-  })
+  }, { onWarning: options.onWarning })
 }
 
 export async function readTrainerState(checkpoint: string): Promise<TrainerState> {

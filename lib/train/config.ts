@@ -4,6 +4,7 @@
  * key and what is allowed. Keys that belong to LLaMA-Factory features llamapro has no use for (report_to,
  * preprocessing_num_workers, ...) are accepted with a warning, so existing configs run unchanged.
  */
+import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
@@ -79,7 +80,7 @@ const KEYS = {
   resume_from_checkpoint: { kind: { type: 'string-or-bool' }, default: null, help: 'checkpoint folder, or true for the latest in output_dir' },
   plot_loss: { kind: { type: 'bool' }, default: false, help: 'write training_loss.png and .svg' },
   // llamapro's own keys
-  device: { kind: { type: 'string' }, default: 'cpu', help: "cpu, cuda or cuda:N (llamapro)" },
+  device: { kind: { type: 'string' }, default: 'auto', help: 'auto (the first CUDA device when LibTorch has CUDA and a GPU is visible, else cpu), cpu, cuda or cuda:N (llamapro)' },
   threads: { kind: { type: 'int', min: 0, max: 1024 }, default: 0, help: 'LibTorch intra-op threads, 0 = default (llamapro)' },
   save_delta: { kind: { type: 'bool' }, default: false, help: 'also write only the trained tensors to <output_dir>/delta (llamapro)' },
   save_only_model: { kind: { type: 'bool' }, default: false, help: 'checkpoints without optimizer state (not resumable)' },
@@ -163,7 +164,7 @@ export interface TrainConfig {
   ddpBucketCapMb: number
   /** Keys that were accepted but have no effect, for a warning. */
   ignoredKeys: string[]
-  /** The folder relative paths are resolved against (the YAML file's). */
+  /** The folder relative paths were resolved against: the working directory, as in LLaMA-Factory. */
   baseDir: string
 }
 
@@ -265,8 +266,10 @@ function parseScalar(text: string): unknown {
 }
 
 /**
- * Validates raw key/value pairs (from YAML and overrides) into a TrainConfig. Relative paths are resolved against
- * `baseDir` (the YAML file's folder).
+ * Validates raw key/value pairs (from YAML and overrides) into a TrainConfig. Relative paths (model_name_or_path,
+ * dataset_dir, dataset files, output_dir, resume_from_checkpoint) are resolved against `baseDir`, which callers set
+ * to the working directory: LLaMA-Factory's paths are plain Python paths, so its YAMLs (and their examples, run from
+ * the repository root) mean the working directory, never the YAML file's folder.
  */
 export function parseTrainConfig(raw: Record<string, unknown>, where: string, baseDir: string, options: { partial?: boolean } = {}): TrainConfig {
   const values: Record<string, unknown> = {}
@@ -376,8 +379,11 @@ export function parseOverrides(argv: readonly string[]): Record<string, unknown>
   return out
 }
 
-/** Reads a YAML config file and applies overrides. */
-export async function loadTrainConfig(path: string, overrides: Record<string, unknown> = {}, options: { partial?: boolean } = {}): Promise<TrainConfig> {
+/**
+ * Reads a YAML config file and applies overrides. Relative paths in it resolve against the working directory (as
+ * LLaMA-Factory's do), or against `options.cwd` when given.
+ */
+export async function loadTrainConfig(path: string, overrides: Record<string, unknown> = {}, options: { partial?: boolean; cwd?: string } = {}): Promise<TrainConfig> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
@@ -392,7 +398,17 @@ export async function loadTrainConfig(path: string, overrides: Record<string, un
   }
   const raw = doc.toJS() ?? {}
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigKeyError(`${path}: must be a mapping of keys to values`)
-  return parseTrainConfig({ ...(raw as Record<string, unknown>), ...overrides }, path, dirname(resolve(path)), options)
+  const merged = { ...(raw as Record<string, unknown>), ...overrides }
+  const config = parseTrainConfig(merged, path, resolve(options.cwd ?? process.cwd()), options)
+  // Earlier llamapro resolved against the YAML's folder; say so rather than only "model folder not found".
+  const model = merged.model_name_or_path
+  if (typeof model === 'string' && !isAbsolute(model) && !existsSync(config.modelNameOrPath) && existsSync(resolve(dirname(resolve(path)), model))) {
+    throw new ConfigKeyError(
+      `${path}: model_name_or_path "${model}" is not in the working directory (${config.baseDir}), but is beside the YAML file: ` +
+        `relative paths resolve against the working directory, as in LLaMA-Factory; run from ${dirname(resolve(path))} or use an absolute path`,
+    )
+  }
+  return config
 }
 
 /** Dtypes a config trains in: activations (and frozen weights), and trainable master weights. */

@@ -52,6 +52,9 @@ export type TrainEvent =
       worldSize?: number
       allReduceBytes?: number
       fullFineTuneAllReduceBytes?: number
+      /** Where the run trains, and why there (`device: auto` picks the first visible GPU, else the CPU). */
+      device: string
+      deviceReason: string
     }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; seconds: number }
   | { type: 'log'; record: LogRecord }

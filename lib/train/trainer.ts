@@ -15,15 +15,16 @@ import { loadExamples } from '../data/dataset.js'
 import { type Sequence, preprocess } from '../data/preprocess.js'
 import { chatTemplate, pretrainTokenizer } from '../data/template.js'
 import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
-import { setThreads } from '../info.js'
-import { type Device, LlamaModel } from '../model/llama-model.js'
+import { info, setThreads } from '../info.js'
+import { LlamaModel } from '../model/llama-model.js'
 import { callNative } from '../native/call.js'
 import { type TrainablePlan as FreezePolicy, freezePolicy } from '../policy/freeze-policy.js'
-import { OutputExistsError } from '../util/atomic-dir.js'
+import { OutputExistsError, describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
 import { VERSION } from '../version.js'
 import { type TrainerState, checkpointName, listCheckpoints, loadOptimizerState, readTrainerState, rotateCheckpoints, writeCheckpoint } from './checkpoints.js'
 import { type TrainConfig, loadTrainConfig, trainingDtypes } from './config.js'
 import { writeDelta } from './delta.js'
+import { type DeviceChoice, chooseDevice } from './device.js'
 import type { LogRecord, TrainEvent, TrainResult } from './events.js'
 import { TrainingError } from './errors.js'
 import { writeLossPlot } from './loss-plot.js'
@@ -41,6 +42,8 @@ export interface TrainOptions {
   overrides?: Record<string, unknown>
   /** This process's rank in a data-parallel job; by default read from torchrun's environment (RANK, WORLD_SIZE, …). */
   distributed?: DistributedEnv | null
+  /** The folder a YAML file's relative paths resolve against (default: the working directory, as in LLaMA-Factory). */
+  cwd?: string
 }
 
 export const TRAINER_LOG_FILE = 'trainer_log.jsonl'
@@ -144,6 +147,8 @@ interface RunPlan {
   stepsPerEpoch: number
   totalSteps: number
   warmup: number
+  /** The concrete device (`device: auto` resolved; under torchrun `cuda` means cuda:LOCAL_RANK) and why. */
+  device: DeviceChoice
 }
 
 /** Where the run is: advanced by the loop, saved in checkpoints, restored on resume. */
@@ -157,7 +162,7 @@ interface Progress {
 }
 
 /** Phase 1: everything a user can get wrong is checked, and the data prepared, before the model is loaded. */
-async function prepareData(cfg: TrainConfig, warn: (message: string) => void, group: ProcessGroup | null): Promise<RunPlan> {
+async function prepareData(cfg: TrainConfig, warn: (message: string) => void, group: ProcessGroup | null, device: DeviceChoice): Promise<RunPlan> {
   const resumeDir = await resolveResume(cfg)
   await checkOutputDirSeparate(cfg.outputDir, [
     { what: 'model (model_name_or_path)', path: cfg.modelNameOrPath },
@@ -166,7 +171,7 @@ async function prepareData(cfg: TrainConfig, warn: (message: string) => void, gr
   if (!resumeDir && !cfg.overwriteOutputDir && existsSync(cfg.outputDir) && (await readdir(cfg.outputDir)).length > 0) {
     throw new OutputExistsError(cfg.outputDir, 'set overwrite_output_dir: true (or resume_from_checkpoint to continue a run)')
   }
-  if (cfg.fp16 && cfg.device === 'cpu') {
+  if (cfg.fp16 && device.device === 'cpu') {
     throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', 'fp16: true needs a CUDA device (float16 math on the CPU is slow and needs loss scaling); use bf16 or neither on the CPU')
   }
   const resumeState = resumeDir ? await readTrainerState(resumeDir) : undefined
@@ -196,7 +201,7 @@ async function prepareData(cfg: TrainConfig, warn: (message: string) => void, gr
   const stepsPerEpoch = Math.max(1, Math.ceil(schedule.batchesPerEpoch / cfg.gradientAccumulationSteps))
   const totalSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.ceil(cfg.numTrainEpochs * stepsPerEpoch))
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
-  return { cfg, resumeDir, resumeState, checkpoint, tokenizer, split, policy, schedule, group, stepsPerEpoch, totalSteps, warmup }
+  return { cfg, resumeDir, resumeState, checkpoint, tokenizer, split, policy, schedule, group, stepsPerEpoch, totalSteps, warmup, device }
 }
 
 /** Phase 2: the model loaded, its trainable set and optimizer configured, and the progress a resume restores. */
@@ -204,9 +209,7 @@ async function prepareModel(plan: RunPlan, warn: (message: string) => void): Pro
   const { cfg, resumeDir, resumeState, checkpoint, policy, split } = plan
   const { compute, master } = trainingDtypes(cfg)
   if (cfg.threads > 0) setThreads(cfg.threads)
-  // Under torchrun each rank of a node takes its own GPU: cuda means cuda:LOCAL_RANK.
-  const device = plan.group && cfg.device === 'cuda' ? `cuda:${plan.group.env.localRank}` : cfg.device
-  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: device as Device, dtype: compute })
+  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: plan.device.device, dtype: compute })
   try {
     if (plan.group) model.native.attachProcessGroup(plan.group.handle)
     await model.setTrainable(policy.trainable, { masterDtype: master })
@@ -306,7 +309,7 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
     async saveCheckpoint() {
       const step = progress.step
       const path = join(cfg.outputDir, checkpointName(step))
-      if (writes) await writeCheckpoint(model, path, run.state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel })
+      if (writes) await writeCheckpoint(model, path, run.state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel, onWarning: (message) => run.warn(message, step) })
       run.lastCheckpoint = path
       run.checkpoints.push(path)
       emit({ type: 'checkpoint', step, path })
@@ -553,15 +556,26 @@ async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
 }
 
 export async function train(config: TrainConfig | string, options: TrainOptions = {}): Promise<TrainResult> {
-  const cfg = typeof config === 'string' ? await loadTrainConfig(config, options.overrides) : config
+  const cfg = typeof config === 'string' ? await loadTrainConfig(config, options.overrides, { cwd: options.cwd }) : config
   const started = performance.now()
   const warn = (message: string) => options.onEvent?.({ type: 'warning', message })
   for (const key of cfg.ignoredKeys) warn(`key "${key}" has no effect in llamapro (accepted for LLaMA-Factory compatibility)`)
 
   const env = options.distributed === undefined ? distributedFromEnv() : options.distributed
-  const group = env && env.worldSize > 1 ? await ProcessGroup.connect(env, { timeoutSeconds: cfg.ddpTimeout, device: cfg.device, bucketBytes: Math.max(1, Math.round(cfg.ddpBucketCapMb * 1024 * 1024)) }) : null
+  const ranks = env && env.worldSize > 1 ? env : null
+  // Temporaries that a killed run left in output_dir (half-written checkpoints, the final model's staging folder).
+  if (!ranks || ranks.rank === 0) {
+    const stale = await removeStaleTemporaries(cfg.outputDir)
+    if (stale.length > 0) warn(describeStaleRemoval(stale))
+  }
+  let device = chooseDevice(cfg.device, cfg.device === 'auto' ? info().cuda : null)
+  // Under torchrun each rank of a node takes its own GPU: cuda means cuda:LOCAL_RANK.
+  if (ranks && (cfg.device === 'cuda' || (cfg.device === 'auto' && device.device !== 'cpu'))) {
+    device = { device: `cuda:${ranks.localRank}`, reason: `${device.reason}, one GPU per rank (LOCAL_RANK ${ranks.localRank})` }
+  }
+  const group = ranks ? await ProcessGroup.connect(ranks, { timeoutSeconds: cfg.ddpTimeout, device: device.device, bucketBytes: Math.max(1, Math.round(cfg.ddpBucketCapMb * 1024 * 1024)) }) : null
   try {
-    const plan = await prepareData(cfg, warn, group)
+    const plan = await prepareData(cfg, warn, group, device)
     // Every rank has checked output_dir before rank 0 clears or writes it.
     if (group) await group.barrier('checking the configuration on every rank')
     return await trainPrepared(plan, started, options)
@@ -589,6 +603,8 @@ async function trainPrepared(plan: RunPlan, started: number, options: TrainOptio
       totalParams: model.parameters().reduce((s, p) => s + p.numel, 0),
       trainableLayerIds: plan.policy.trainableLayerIds,
       resumedFrom: plan.resumeDir,
+      device: plan.device.device,
+      deviceReason: plan.device.reason,
       ...(plan.group
         ? {
             worldSize: plan.group.worldSize,

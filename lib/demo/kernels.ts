@@ -1,0 +1,47 @@
+/**
+ * The demo trains for 1,000 steps, so the last bit of every float sum matters: two machines of the same kind
+ * print different losses when OpenBLAS picks different GEMM kernels for their CPUs (its DYNAMIC_ARCH build chooses
+ * per CPU: Cooperlake/SkylakeX with AVX-512, Zen, Haswell, ...), each summing in its own order. Measured on one
+ * 2-core AMD EPYC: its own choice (Cooperlake) gave 0.664 for LLaMA-Pro on corpus A, OPENBLAS_CORETYPE=Haswell
+ * 0.681, and the same choice gave identical results on every run; one OpenBLAS thread instead of two gave 0.518
+ * instead of 0.521 for the base model. So the demo asks OpenBLAS for its Haswell kernels (AVX2 + FMA, which every
+ * x86-64 server CPU since 2013 has) and 2 threads before LibTorch is loaded, and LibTorch for one intra-op thread.
+ */
+import { readFileSync } from 'node:fs'
+
+export interface KernelPin {
+  /** What was set, e.g. "OPENBLAS_CORETYPE=Haswell"; empty when nothing was (and why in `reason`). */
+  set: string[]
+  reason: string
+}
+
+function cpuFlags(): Set<string> {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'))
+    return new Set((line?.split(':')[1] ?? '').trim().split(/\s+/))
+  } catch {
+    return new Set()
+  }
+}
+
+/**
+ * Sets OPENBLAS_CORETYPE=Haswell in `env` unless it is set already (the user's choice wins) or the CPU lacks
+ * AVX2/FMA (the kernel would not run). Only effective before LibTorch (and so OpenBLAS) is loaded.
+ */
+export function pinBlasKernels(env: NodeJS.ProcessEnv = process.env, arch: string = process.arch, flags: Set<string> = cpuFlags()): KernelPin {
+  const set: string[] = []
+  const kept: string[] = []
+  if (env.OPENBLAS_NUM_THREADS !== undefined) kept.push(`OPENBLAS_NUM_THREADS=${env.OPENBLAS_NUM_THREADS}`)
+  else {
+    // OpenBLAS would otherwise take OMP_NUM_THREADS, or the number of cores.
+    env.OPENBLAS_NUM_THREADS = '2'
+    set.push('OPENBLAS_NUM_THREADS=2')
+  }
+  if (env.OPENBLAS_CORETYPE !== undefined) kept.push(`OPENBLAS_CORETYPE=${env.OPENBLAS_CORETYPE}`)
+  else if (arch === 'x64' && flags.has('avx2') && flags.has('fma')) {
+    env.OPENBLAS_CORETYPE = 'Haswell'
+    set.push('OPENBLAS_CORETYPE=Haswell')
+  } else kept.push('OpenBLAS kernels for this CPU (not x86-64 with AVX2 and FMA)')
+  const reason = kept.length === 0 ? 'the same sums on every x86-64 CPU with AVX2' : `kept ${kept.join(', ')}: the numbers may differ from README's`
+  return { set, reason }
+}
