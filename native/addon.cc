@@ -1,6 +1,7 @@
 // The module's exports: one function per capability, one class per native object.
 #include <napi.h>
 
+#include "kv_cache.h"
 #include "memory_stats.h"
 #include "native_model.h"
 #include "runtime_info.h"
@@ -14,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
   exports.Set("NativeModel", NativeModel::Define(env));
+  exports.Set("NativeKvCache", NativeKvCache::Define(env));
   return exports;
 }
 

@@ -14,9 +14,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   static Napi::Function Define(Napi::Env env);
   explicit NativeModel(const Napi::CallbackInfo& info);
   ~NativeModel() override;
+  // The model's native state (throws LLAMAPRO_DISPOSED after dispose); kv_cache.cc shares it.
+  std::shared_ptr<ModelState> State(Napi::Env env) const;
 
  private:
-  std::shared_ptr<ModelState> State(Napi::Env env) const;
   Napi::Value ReportMemory(Napi::Env env, int64_t bytes);
 
   Napi::Value Parameters(const Napi::CallbackInfo& info);

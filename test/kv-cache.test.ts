@@ -1,0 +1,68 @@
+import t from 'tap'
+import { join } from 'node:path'
+import { LlamaModel } from '../lib/index.js'
+import { KvCache } from '../lib/generate/kv-cache.js'
+import { randomTokenIds } from '../lib/util/random.js'
+import { type TinyModelOptions, writeTinyModel } from './helpers/tiny-model.js'
+
+/** The tiny architectures generation must handle exactly as the training forward does. */
+export const VARIANTS: Record<string, TinyModelOptions> = {
+  llama: { kvHeads: 2, seed: 3 },
+  mistral_window: { modelType: 'mistral', kvHeads: 1, seed: 5, config: { sliding_window: 5 } },
+  qwen2_bias: { modelType: 'qwen2', kvHeads: 2, seed: 7 },
+  tied: { tie: true, seed: 9, headDim: 16 },
+  llama3_rope: {
+    seed: 11,
+    config: { rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } },
+  },
+}
+
+t.test('logits of the cached path equal the full forward at every position (float32, 1e-5)', async (t) => {
+  const dir = t.testdir()
+  for (const [name, options] of Object.entries(VARIANTS)) {
+    const fixture = await writeTinyModel(join(dir, name), options)
+    const model = await LlamaModel.load(fixture.dir)
+    const vocab = fixture.config.vocabSize
+    const ids = Array.from(randomTokenIds(19, vocab, 21))
+    const full = (await model.forward([ids])).logits
+    // Prefill 6, then one token at a time, then a chunk of 4, then single tokens again: every path of the mask.
+    const chunks = [ids.slice(0, 6), ...ids.slice(6, 11).map((id) => [id]), ids.slice(11, 15), ...ids.slice(15).map((id) => [id])]
+    const cache = new KvCache(model)
+    let position = 0
+    let worst = 0
+    for (const chunk of chunks) {
+      const logits = await cache.step(chunk, { allLogits: true })
+      t.equal(logits.length, chunk.length * vocab)
+      for (let i = 0; i < logits.length; i++) worst = Math.max(worst, Math.abs(logits[i]! - full[position * vocab + i]!))
+      position += chunk.length
+    }
+    t.equal(cache.length, ids.length)
+    t.ok(worst < 1e-5, `${name}: max |cached - full| = ${worst.toExponential(2)} over ${ids.length} positions`)
+    // Truncating to a prefix and feeding the rest again gives the same last logits.
+    cache.truncate(10)
+    const again = await cache.step(ids.slice(10))
+    let worstAgain = 0
+    for (let i = 0; i < vocab; i++) worstAgain = Math.max(worstAgain, Math.abs(again[i]! - full[(ids.length - 1) * vocab + i]!))
+    t.ok(worstAgain < 1e-5, `${name}: after truncate(10) the last logits agree (${worstAgain.toExponential(2)})`)
+    cache.dispose()
+    model.dispose()
+  }
+})
+
+t.test('the cache rejects what would read out of bounds, with clear errors', async (t) => {
+  const fixture = await writeTinyModel(join(t.testdir(), 'm'), { seed: 2 })
+  const model = await LlamaModel.load(fixture.dir)
+  const cache = new KvCache(model)
+  await t.rejects(cache.step([96]), { code: 'LLAMAPRO_ARG', message: /not in the vocabulary \(0\.\.95\)/ })
+  await t.rejects(cache.step([]), { code: 'LLAMAPRO_ARG' })
+  t.throws(() => cache.truncate(1), { code: 'LLAMAPRO_ARG' })
+  await cache.step([1, 2, 3])
+  const pending = cache.step([4])
+  await t.rejects(cache.step([5]), { code: 'LLAMAPRO_BUSY' })
+  await pending
+  t.equal(cache.length, 4)
+  model.dispose()
+  await t.rejects(cache.step([5]), { code: 'LLAMAPRO_DISPOSED' })
+  cache.dispose()
+  await t.rejects(cache.step([5]), { code: 'LLAMAPRO_DISPOSED' })
+})
