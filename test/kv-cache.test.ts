@@ -3,19 +3,8 @@ import { join } from 'node:path'
 import { LlamaModel } from '../lib/index.js'
 import { KvCache } from '../lib/generate/kv-cache.js'
 import { randomTokenIds } from '../lib/util/random.js'
-import { type TinyModelOptions, writeTinyModel } from './helpers/tiny-model.js'
-
-/** The tiny architectures generation must handle exactly as the training forward does. */
-export const VARIANTS: Record<string, TinyModelOptions> = {
-  llama: { kvHeads: 2, seed: 3 },
-  mistral_window: { modelType: 'mistral', kvHeads: 1, seed: 5, config: { sliding_window: 5 } },
-  qwen2_bias: { modelType: 'qwen2', kvHeads: 2, seed: 7 },
-  tied: { tie: true, seed: 9, headDim: 16 },
-  llama3_rope: {
-    seed: 11,
-    config: { rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } },
-  },
-}
+import { GENERATION_VARIANTS as VARIANTS } from './helpers/generation-variants.js'
+import { writeTinyModel } from './helpers/tiny-model.js'
 
 t.test('logits of the cached path equal the full forward at every position (float32, 1e-5)', async (t) => {
   const dir = t.testdir()
