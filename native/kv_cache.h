@@ -3,7 +3,8 @@
 // The cache reuses the training modules (llama_modules.h) layer by layer: the same projections, norms, rotary
 // tables and MLPs, with an attention that appends this step's keys and values to the cache and attends over it.
 // One sequence (batch 1) per cache. The first Step() is the prefill (the whole prompt at once); later calls add
-// one or a few tokens each. Sliding-window layers see only the last `window` keys, as the training mask does.
+// one or a few tokens each. Sliding-window layers see only the last `window` keys, as the training mask does;
+// every position is kept (as transformers' DynamicCache), so memory grows with the sequence, in chunks that double.
 #pragma once
 #include <napi.h>
 #include <torch/torch.h>

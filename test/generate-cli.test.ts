@@ -116,3 +116,14 @@ t.test('generate --json and eval of two models with --predict', async (t) => {
   t.equal(usage.code, 2)
   t.match(usage.stderr, /--prompt is required/)
 })
+
+t.test('chat history keeps the system message and drops the oldest turns first', async (t) => {
+  const { trimHistory } = await import('../lib/cli/chat.js')
+  const m = (role: 'system' | 'user' | 'assistant', content: string) => ({ role, content })
+  const history = [m('system', 's'), m('user', 'u1'), m('assistant', 'a1'), m('user', 'u2'), m('assistant', 'a2'), m('user', 'u3')]
+  const size = (ms: readonly { content: string }[]) => ms.reduce((n, x) => n + x.content.length, 0)
+  t.same(trimHistory(history, (ms) => size(ms) <= 100), history)
+  t.same(trimHistory(history, (ms) => size(ms) <= 7), [m('system', 's'), m('user', 'u2'), m('assistant', 'a2'), m('user', 'u3')])
+  t.same(trimHistory(history, (ms) => size(ms) <= 3), [m('system', 's'), m('user', 'u3')])
+  t.equal(trimHistory(history, (ms) => size(ms) <= 2), null, 'the new message alone does not fit')
+})

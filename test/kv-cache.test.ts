@@ -55,3 +55,30 @@ t.test('the cache rejects what would read out of bounds, with clear errors', asy
   cache.dispose()
   await t.rejects(cache.step([5]), { code: 'LLAMAPRO_DISPOSED' })
 })
+
+t.test('bfloat16 and float16 decode through the cache as the full forward computes them', async (t) => {
+  const fixture = await writeTinyModel(join(t.testdir(), 'm'), { kvHeads: 2, seed: 4, modelType: 'mistral', config: { sliding_window: 6 } })
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    const model = await LlamaModel.load(fixture.dir, { dtype })
+    const vocab = fixture.config.vocabSize
+    const ids = Array.from(randomTokenIds(14, vocab, 5))
+    const full = (await model.forward([ids])).logits
+    const cache = new KvCache(model)
+    const prefill = await cache.step(ids.slice(0, 5), { allLogits: true })
+    const steps: Float32Array[] = [prefill]
+    for (const id of ids.slice(5)) steps.push(await cache.step([id]))
+    const cached = new Float32Array(ids.length * vocab)
+    cached.set(prefill, 0)
+    steps.slice(1).forEach((row, i) => cached.set(row, (5 + i) * vocab))
+    let worst = 0
+    let scale = 0
+    for (let i = 0; i < full.length; i++) {
+      worst = Math.max(worst, Math.abs(cached[i]! - full[i]!))
+      scale = Math.max(scale, Math.abs(full[i]!))
+    }
+    // Half precision rounds differently when the same sums are grouped differently: a few ulps of the logits.
+    t.ok(worst <= 0.02 * scale, `${dtype}: max |cached - full| ${worst.toFixed(4)} of logits up to ${scale.toFixed(2)}`)
+    cache.dispose()
+    model.dispose()
+  }
+})
