@@ -56,29 +56,24 @@ t.test('the cache rejects what would read out of bounds, with clear errors', asy
   await t.rejects(cache.step([5]), { code: 'LLAMAPRO_DISPOSED' })
 })
 
-t.test('bfloat16 and float16 decode through the cache as the full forward computes them', async (t) => {
+t.test('bfloat16 decoding through the cache is as close to float32 as the bfloat16 full forward', async (t) => {
+  // float16 matmuls need LibTorch >= 2 on the CPU (1.13 has no Half addmm there), so the CPU check is bfloat16.
   const fixture = await writeTinyModel(join(t.testdir(), 'm'), { kvHeads: 2, seed: 4, modelType: 'mistral', config: { sliding_window: 6 } })
-  for (const dtype of ['bfloat16', 'float16'] as const) {
-    const model = await LlamaModel.load(fixture.dir, { dtype })
-    const vocab = fixture.config.vocabSize
-    const ids = Array.from(randomTokenIds(14, vocab, 5))
-    const full = (await model.forward([ids])).logits
-    const cache = new KvCache(model)
-    const prefill = await cache.step(ids.slice(0, 5), { allLogits: true })
-    const steps: Float32Array[] = [prefill]
-    for (const id of ids.slice(5)) steps.push(await cache.step([id]))
-    const cached = new Float32Array(ids.length * vocab)
-    cached.set(prefill, 0)
-    steps.slice(1).forEach((row, i) => cached.set(row, (5 + i) * vocab))
-    let worst = 0
-    let scale = 0
-    for (let i = 0; i < full.length; i++) {
-      worst = Math.max(worst, Math.abs(cached[i]! - full[i]!))
-      scale = Math.max(scale, Math.abs(full[i]!))
-    }
-    // Half precision rounds differently when the same sums are grouped differently: a few ulps of the logits.
-    t.ok(worst <= 0.02 * scale, `${dtype}: max |cached - full| ${worst.toFixed(4)} of logits up to ${scale.toFixed(2)}`)
-    cache.dispose()
-    model.dispose()
-  }
+  const vocab = fixture.config.vocabSize
+  const ids = Array.from(randomTokenIds(14, vocab, 5))
+  const reference = await LlamaModel.load(fixture.dir)
+  const exact = (await reference.forward([ids])).logits
+  reference.dispose()
+  const model = await LlamaModel.load(fixture.dir, { dtype: 'bfloat16' })
+  const full = (await model.forward([ids])).logits
+  const cache = new KvCache(model)
+  const cached = new Float32Array(ids.length * vocab)
+  cached.set(await cache.step(ids.slice(0, 5), { allLogits: true }), 0)
+  for (let i = 5; i < ids.length; i++) cached.set(await cache.step([ids[i]!]), i * vocab)
+  const worst = (a: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - exact[i]!)), 0)
+  const scale = exact.reduce((m, x) => Math.max(m, Math.abs(x)), 0)
+  const [fullError, cachedError] = [worst(full), worst(cached)]
+  t.ok(cachedError <= 2 * fullError, `bfloat16 vs float32: cached ${cachedError.toFixed(4)}, full forward ${fullError.toFixed(4)} (logits up to ${scale.toFixed(2)})`)
+  cache.dispose()
+  model.dispose()
 })
