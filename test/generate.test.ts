@@ -6,6 +6,7 @@ import { generate } from '../lib/generate/generate.js'
 import { KvCache } from '../lib/generate/kv-cache.js'
 import { argmax, pickToken, samplerRandom } from '../lib/generate/sampling.js'
 import { loadTokenizer } from '../lib/data/tokenizer.js'
+import { generationPrompt } from '../lib/generate/prompt.js'
 import { randomTokenIds } from '../lib/util/random.js'
 import { GENERATION_VARIANTS } from './helpers/generation-variants.js'
 import { pythonSnippet } from './helpers/python.js'
@@ -156,6 +157,9 @@ t.test('chat messages use the training templates; stop words from generation_con
   const own = await generate(model, messages, { maxNewTokens: 12, stopTokenIds: [] })
   t.same(own.promptTokenIds, tokenizer.encode('<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nTell me about an animal.<|im_end|>\n<|im_start|>assistant\n'))
   t.equal(own.text, tokenizer.decode(own.tokenIds))
+  // The template's end of turn stops a reply: ChatML's <|im_end|>; `default` ends replies with EOS alone.
+  t.same(generationPrompt('model', messages, tokenizer, () => {}).stopWords, ['<|im_end|>'])
+  t.same(generationPrompt('default', messages, tokenizer, () => {}).stopWords, [])
 
   // A stop string cuts the text where it starts; the streamed text is exactly the final text.
   const full = own.text

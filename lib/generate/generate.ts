@@ -37,7 +37,8 @@ export interface GenerateOptions {
   stop?: readonly string[]
   /**
    * Token ids that end the reply (not included). Default: generation_config.json eos_token_id, config.json's
-   * eos_token_id and the tokenizer's EOS. Passing a list replaces them; [] generates until maxNewTokens.
+   * eos_token_id, the tokenizer's EOS and, for chat messages, the template's end-of-turn token (ChatML's
+   * <|im_end|>). Passing a list replaces them; [] generates until maxNewTokens.
    */
   stopTokenIds?: readonly number[]
   /** Seed of the sampler (default: random; the one used is in the result). */
@@ -131,6 +132,7 @@ async function plan(model: LlamaModel, input: GenerateInput, o: GenerateOptions)
   }
   let promptIds: number[]
   const stopStrings = [...(o.stop ?? [])]
+  const templateStopIds: number[] = []
   if (typeof input === 'string') {
     const tk = needTokenizer('a text prompt')
     promptIds = tk.encode(input)
@@ -140,7 +142,12 @@ async function plan(model: LlamaModel, input: GenerateInput, o: GenerateOptions)
     const tk = needTokenizer('a chat conversation')
     const prompt = generationPrompt(o.template ?? defaultTemplateName(tk), input as readonly Message[], tk, o.warn ?? (() => {}))
     promptIds = encodePrompt(prompt, tk)
-    stopStrings.push(...prompt.stopWords)
+    // A stop word that is one token (an added special token, as they usually are) stops as that token id.
+    for (const word of prompt.stopWords) {
+      const ids = tk.encode(word)
+      if (ids.length === 1) templateStopIds.push(ids[0]!)
+      else stopStrings.push(word)
+    }
   } else if (input && typeof input === 'object' && 'ids' in input && Array.isArray(input.ids)) {
     promptIds = [...input.ids]
   } else {
@@ -175,6 +182,7 @@ async function plan(model: LlamaModel, input: GenerateInput, o: GenerateOptions)
     const configEos = model.rawConfig.eos_token_id
     stopIds = [...defaults.eosTokenIds, ...(Array.isArray(configEos) ? configEos : [configEos]).filter((x): x is number => Number.isInteger(x))]
     if (tokenizer) stopIds.push(tokenizer.eosId)
+    stopIds.push(...templateStopIds)
   }
   if (stopStrings.some((s) => typeof s !== 'string' || s.length === 0)) throw new LlamaproError('LLAMAPRO_ARG', 'stop: stop strings must be non-empty strings')
   if (stopStrings.length > 0 && !tokenizer) needTokenizer('a stop string')

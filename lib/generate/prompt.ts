@@ -44,7 +44,22 @@ export function generationPrompt(templateName: string, messages: readonly Messag
   const segments = render([...messages, { role: 'assistant', content: '' }])
   const parts: SegmentPart[] = []
   for (const segment of segments.slice(0, -1)) parts.push(...segment.parts)
-  return { parts, stopWords: [] }
+  return { parts, stopWords: endOfTurnWords(render) }
+}
+
+/**
+ * What the template writes after an assistant reply, besides EOS: ChatML's "<|im_end|>", Llama 3's
+ * "<|eot_id|>". Generation stops there, as LLaMA-Factory's stop_words make it (`default` ends replies with EOS
+ * only, which is a stop token anyway).
+ */
+function endOfTurnWords(render: (messages: readonly Message[]) => { parts: SegmentPart[] }[]): string[] {
+  const probe = 'llamapro-reply-probe'
+  const segments = render([{ role: 'user', content: 'q' }, { role: 'assistant', content: probe }])
+  const text = (segments[segments.length - 1]?.parts ?? []).map((part) => (typeof part === 'string' ? part : '')).join('')
+  const at = text.indexOf(probe)
+  if (at < 0) return []
+  const suffix = text.slice(at + probe.length).trim()
+  return suffix ? [suffix] : []
 }
 
 /** The template to use when none is named: the model's own chat template if it has one, else `default`. */
