@@ -50,6 +50,12 @@ t.test('the cache rejects what would read out of bounds, with clear errors', asy
   await t.rejects(cache.step([5]), { code: 'LLAMAPRO_BUSY' })
   await pending
   t.equal(cache.length, 4)
+  // Blocks inserted after the cache was made: its per-layer tensors no longer match, so it refuses to step.
+  await model.insertBlocks([1])
+  await t.rejects(cache.step([5]), { message: /layers changed .* make a new cache/ })
+  const fresh = new KvCache(model)
+  t.equal((await fresh.step([1, 2])).length, 96)
+  fresh.dispose()
   model.dispose()
   await t.rejects(cache.step([5]), { code: 'LLAMAPRO_DISPOSED' })
   cache.dispose()
