@@ -4,7 +4,10 @@
  *
  * Integration point: when lib/data exports LLaMA-Factory's named templates as
  * `chatTemplate(name, tokenizer, warn)` with `renderPrompt(messages)` and `stopWords`, `generationPrompt` below
- * is the one function to repoint at it. Until then it derives the prompt from the training renderer: render the
+ * is the one function to repoint at it:
+ *   const template = chatTemplate(name, tokenizer, warn)
+ *   return { parts: template.renderPrompt(messages), stopWords: template.stopWords }
+ * Until then it derives the prompt from the training renderer: render the
  * conversation with an empty assistant reply appended; everything before that reply is the prompt (for
  * `default` that ends with "\nAssistant:", for the model's Jinja template it is add_generation_prompt: true).
  */
