@@ -175,12 +175,9 @@ Napi::Function NativeKvCache::Define(Napi::Env env) {
 NativeKvCache::NativeKvCache(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeKvCache>(info) {
   Napi::Env env = info.Env();
   const auto obj = js::Object(info[0], "model");
-  NativeModel* model = nullptr;
-  try {
-    model = Napi::ObjectWrap<NativeModel>::Unwrap(obj);
-  } catch (const Napi::Error&) {
-    model = nullptr;
-  }
+  // Unwrapping an object of another wrapped class would reinterpret its pointer: check the type tag first.
+  if (!IsNativeModel(env, obj)) js::TypeError(env, "model must be a NativeModel");
+  NativeModel* model = Napi::ObjectWrap<NativeModel>::Unwrap(obj);
   if (model == nullptr) js::TypeError(env, "model must be a NativeModel");
   cache_ = std::make_shared<KvCacheState>(model->State(env));
 }

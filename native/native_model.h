@@ -9,6 +9,10 @@
 
 namespace llamapro {
 
+// Tags every NativeModel object, so that code receiving one from JS can check its type before unwrapping it.
+extern const napi_type_tag kNativeModelTypeTag;
+bool IsNativeModel(Napi::Env env, const Napi::Object& object);
+
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Define(Napi::Env env);

@@ -2,6 +2,7 @@ import t from 'tap'
 import { join } from 'node:path'
 import { LlamaModel } from '../lib/index.js'
 import { KvCache } from '../lib/generate/kv-cache.js'
+import { native } from '../lib/native/load.js'
 import { randomTokenIds } from '../lib/util/random.js'
 import { GENERATION_VARIANTS as VARIANTS } from './helpers/generation-variants.js'
 import { writeTinyModel } from './helpers/tiny-model.js'
@@ -42,6 +43,10 @@ t.test('the cache rejects what would read out of bounds, with clear errors', asy
   const fixture = await writeTinyModel(join(t.testdir(), 'm'), { seed: 2 })
   const model = await LlamaModel.load(fixture.dir)
   const cache = new KvCache(model)
+  // The native constructor checks what it is given before unwrapping it (another wrapped object would crash).
+  const NativeKvCache = native().NativeKvCache as unknown as new (model: unknown) => unknown
+  t.throws(() => new NativeKvCache({}), { code: 'LLAMAPRO_ARG', message: /must be a NativeModel/ })
+  t.throws(() => new NativeKvCache(new NativeKvCache(model.native)), { code: 'LLAMAPRO_ARG', message: /must be a NativeModel/ })
   await t.rejects(cache.step([96]), { code: 'LLAMAPRO_ARG', message: /not in the vocabulary \(0\.\.95\)/ })
   await t.rejects(cache.step([]), { code: 'LLAMAPRO_ARG' })
   t.throws(() => cache.truncate(1), { code: 'LLAMAPRO_ARG' })
