@@ -56,6 +56,9 @@ t.test('generate --json and eval of two models with --predict', async (t) => {
   t.same(json.tokenIds, expected.tokenIds)
   t.equal(json.text, expected.text)
   t.equal(json.finishReason, expected.finishReason)
+  const plain = await run(process.execPath, [CLI, 'generate', a, '--prompt', 'The cat', '--max-new-tokens', '6'])
+  t.equal(plain.stdout, `${expected.text}\n`, 'the text streams to stdout')
+  t.match(plain.stderr, /\[6 tokens, length; prefill \d+ tokens in \d+ ms, [\d.]+ tokens\/s\]/)
 
   const predictFile = join(dir, 'predictions.jsonl')
   const evalOut = await run(process.execPath, [
@@ -97,6 +100,9 @@ t.test('generate --json and eval of two models with --predict', async (t) => {
     t.ok(Math.abs(got.perplexity - Math.exp(got.loss)) < 1e-9 * got.perplexity)
   }
   t.not(report.models[0].loss, report.models[1].loss)
+  const table = await run(process.execPath, [CLI, 'eval', a, '--compare', b, '--dataset', data.sharegpt, '--max-samples', '3', '--batch-size', '2'])
+  t.match(table.stdout, new RegExp(`${a}\\s+${report.models[0].loss.toFixed(4)}\\s+${report.models[0].perplexity.toFixed(3)}\\s+${report.models[0].tokens}`))
+  t.match(table.stdout, /difference \(compare - model\): loss [+-]\d\.\d{4}, perplexity ×\d+\.\d{3}/)
 
   const lines = readFileSync(predictFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
   t.equal(lines.length, 3)
