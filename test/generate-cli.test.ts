@@ -1,6 +1,6 @@
 import t from 'tap'
 import { execFile, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { LlamaModel } from '../lib/index.js'
@@ -120,7 +120,18 @@ t.test('generate --json and eval of two models with --predict', async (t) => {
   t.match(bad.stderr, /dataset "nope.json" not found/)
   const usage = await run(process.execPath, [CLI, 'generate', a]).catch((e) => e)
   t.equal(usage.code, 2)
-  t.match(usage.stderr, /--prompt is required/)
+  t.match(usage.stderr, /give either --prompt .* or --messages FILE/)
+
+  // --messages: a whole conversation from a file, answered as generate() answers it.
+  const conversation = [{ role: 'user', content: 'Tell me about an animal.' }, { role: 'assistant', content: 'A fox.' }, { role: 'user', content: 'More.' }]
+  const messagesFile = join(dir, 'messages.json')
+  writeFileSync(messagesFile, JSON.stringify(conversation))
+  const fromFile = JSON.parse((await run(process.execPath, [CLI, 'generate', a, '--messages', messagesFile, '--max-new-tokens', '5', '--json'])).stdout)
+  const reloaded = await LlamaModel.load(a)
+  const direct = await generate(reloaded, conversation as never, { maxNewTokens: 5 })
+  reloaded.dispose()
+  t.same(fromFile.tokenIds, direct.tokenIds)
+  t.equal(fromFile.promptTokens, direct.promptTokenIds.length)
 })
 
 t.test('chat history keeps the system message and drops the oldest turns first', async (t) => {

@@ -1,19 +1,21 @@
+import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import type { Message } from '../data/dataset.js'
 import { generateStream } from '../generate/generate.js'
 import { LlamaModel } from '../model/llama-model.js'
-import { UsageError } from '../errors.js'
+import { LlamaproError, UsageError } from '../errors.js'
 import { interruptSignal, positionals } from './args.js'
 import { GENERATION_FLAGS, GENERATION_FLAGS_HELP, generateOptionsFrom, loadOptionsFrom } from './generation-flags.js'
 
-export const GENERATE_HELP = `llamapro generate <model_dir> --prompt TEXT [--chat] [--system TEXT] [--json] [sampling flags]
+export const GENERATE_HELP = `llamapro generate <model_dir> (--prompt TEXT | --messages FILE) [--chat] [--system TEXT] [--json] [sampling flags]
 
-Generates a continuation of --prompt (or, with --chat or --system, the assistant's reply to it as a user
-message, rendered by the chat template) and prints it as it is generated. Ctrl-C stops generation.
+Generates a continuation of --prompt (or, with --chat, --system or --template, the assistant's reply to it as a
+user message, rendered by the chat template) and prints it as it is generated. Ctrl-C stops generation.
 
   --prompt TEXT              the prompt ("-" reads it from stdin)
-  --chat                     treat the prompt as a user message of a chat
-  --system TEXT              a system message (implies --chat)
+  --messages FILE            a conversation instead: a JSON array of { "role", "content" } ending with a user message
+  --chat                     treat the prompt as a user message of a chat (also implied by --system and --template)
+  --system TEXT              a system message
   --json                     print one JSON object at the end: text, token ids, finish reason, seed, timings
 ${GENERATION_FLAGS_HELP}`
 
@@ -31,21 +33,36 @@ export async function runGenerate(argv: string[]): Promise<number> {
     options: {
       ...GENERATION_FLAGS,
       prompt: { type: 'string' },
+      messages: { type: 'string' },
       chat: { type: 'boolean', default: false },
       system: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
   const [modelDir] = positionals(args, ['model_dir'])
-  if (values.prompt === undefined) throw new UsageError('--prompt is required (use --prompt - to read it from stdin)')
-  const prompt = values.prompt === '-' ? await readStdin() : values.prompt
+  if ((values.prompt === undefined) === (values.messages === undefined)) {
+    throw new UsageError('give either --prompt (use --prompt - to read it from stdin) or --messages FILE')
+  }
+  let conversation: Message[] | undefined
+  if (values.messages !== undefined) {
+    try {
+      conversation = JSON.parse(await readFile(values.messages, 'utf8')) as Message[]
+    } catch (error) {
+      throw new LlamaproError('LLAMAPRO_ARG', `--messages ${values.messages}: cannot read it as JSON (${(error as Error).message})`)
+    }
+    if (!Array.isArray(conversation)) throw new LlamaproError('LLAMAPRO_ARG', `--messages ${values.messages}: expected a JSON array of { "role", "content" }`)
+  }
+  const prompt = values.prompt === '-' ? await readStdin() : (values.prompt ?? '')
   const options = generateOptionsFrom(values)
   const model = await LlamaModel.load(modelDir!, loadOptionsFrom(values))
   const interrupt = interruptSignal()
   try {
-    const chat = values.chat || values.system !== undefined
-    const messages: Message[] = [...(values.system !== undefined ? [{ role: 'system' as const, content: values.system }] : []), { role: 'user', content: prompt }]
-    const stream = generateStream(model, chat ? messages : prompt, {
+    const chat = values.chat || values.system !== undefined || values.template !== undefined
+    const messages: Message[] = conversation ?? [
+      ...(values.system !== undefined ? [{ role: 'system' as const, content: values.system }] : []),
+      { role: 'user', content: prompt },
+    ]
+    const stream = generateStream(model, chat || conversation ? messages : prompt, {
       ...options,
       signal: interrupt.signal,
       warn: (message) => process.stderr.write(`llamapro generate: warning: ${message}\n`),
