@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "dequant.h"
+#include "kv_cache.h"
 #include "memory_stats.h"
 #include "native_model.h"
 #include "process_group.h"
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     for (size_t i = 0; i < names.size(); ++i) out.Set(static_cast<uint32_t>(i), names[i]);
     return out;
   }, "distributedBackends"));
+  exports.Set("NativeKvCache", NativeKvCache::Define(env));
   return exports;
 }
 

@@ -190,9 +190,17 @@ Napi::Function NativeModel::Define(Napi::Env env) {
                      });
 }
 
+const napi_type_tag kNativeModelTypeTag = {0x6c6c616d6170726fULL, 0x4e61746976654d6fULL};
+
+bool IsNativeModel(Napi::Env env, const Napi::Object& object) {
+  bool result = false;
+  return napi_check_object_type_tag(env, object, &kNativeModelTypeTag, &result) == napi_ok && result;
+}
+
 // new NativeModel(spec, { device, dtype })
 NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
   Napi::Env env = info.Env();
+  napi_type_tag_object(env, info.This(), &kNativeModelTypeTag);
   const auto spec = SpecFromJs(js::Object(info[0], "spec"));
   const auto options = js::Object(info[1], "options");
   const auto device = DeviceFromString(env, js::String(options.Get("device"), "options.device"));

@@ -9,14 +9,19 @@
 
 namespace llamapro {
 
+// Tags every NativeModel object, so that code receiving one from JS can check its type before unwrapping it.
+extern const napi_type_tag kNativeModelTypeTag;
+bool IsNativeModel(Napi::Env env, const Napi::Object& object);
+
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit NativeModel(const Napi::CallbackInfo& info);
   ~NativeModel() override;
+  // The model's native state (throws LLAMAPRO_DISPOSED after dispose); kv_cache.cc shares it.
+  std::shared_ptr<ModelState> State(Napi::Env env) const;
 
  private:
-  std::shared_ptr<ModelState> State(Napi::Env env) const;
   Napi::Value ReportMemory(Napi::Env env, int64_t bytes);
 
   Napi::Value Parameters(const Napi::CallbackInfo& info);

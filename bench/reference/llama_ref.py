@@ -28,6 +28,7 @@ CLI (JSON on stdout only; errors on stderr with a non-zero exit status)
 ---------------------------------------------------------------------
   python llama_ref.py logits MODEL_DIR IDS_JSON [--device DEV]
   python llama_ref.py train  MODEL_DIR SPEC_JSON [--device DEV]
+  python llama_ref.py generate MODEL_DIR SPEC_JSON [--device DEV]
 See the sub-command functions below for the JSON formats.
 """
 
@@ -688,6 +689,115 @@ def cmd_train(args):
     return {"losses": losses}
 
 
+# ---------------------------------------------------------------------------
+# Generation with a key/value cache (as transformers' DynamicCache + greedy)
+# ---------------------------------------------------------------------------
+
+def new_kv_cache(model):
+    n = len(model.model.layers)
+    return {"length": 0, "k": [None] * n, "v": [None] * n}
+
+
+@torch.no_grad()
+def forward_cached(model, ids, cache):
+    """Feeds ids [1, T] at positions cache["length"].. and returns the float32
+    logits [V] of the last one.  Keys and values of every position are kept
+    (concatenated per step, as DynamicCache does); queries see keys j <= i and,
+    on sliding-window layers, i - j < window."""
+    m = model.model
+    past = cache["length"]
+    t = ids.shape[1]
+    x = F.embedding(ids, m.embed_tokens.weight, m.padding_idx).to(model.compute_dtype)
+    cos, sin = m.rotary(1, past + t, x.dtype, x.device)
+    cos, sin = cos[:, past:], sin[:, past:]
+    qpos = torch.arange(past, past + t, device=x.device)[:, None]
+    kpos = torch.arange(past + t, device=x.device)[None, :]
+    for li, layer in enumerate(m.layers):
+        a = layer.self_attn
+        h = layer.input_layernorm(x)
+        shape = (1, t, -1, a.head_dim)
+        q = _linear(h, a.q_proj).view(shape).transpose(1, 2)
+        k = _linear(h, a.k_proj).view(shape).transpose(1, 2)
+        v = _linear(h, a.v_proj).view(shape).transpose(1, 2)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        if cache["k"][li] is not None:
+            k = torch.cat([cache["k"][li], k], dim=2)
+            v = torch.cat([cache["v"][li], v], dim=2)
+        cache["k"][li], cache["v"][li] = k, v
+        kk = repeat_kv(k, a.num_key_value_groups)
+        vv = repeat_kv(v, a.num_key_value_groups)
+        scores = torch.matmul(q, kk.transpose(2, 3)) * a.scaling
+        allowed = kpos <= qpos
+        if a.sliding_window is not None:
+            allowed = allowed & ((qpos - kpos) < a.sliding_window)
+        if t > 1 or a.sliding_window is not None:
+            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        out = torch.matmul(probs, vv).transpose(1, 2).contiguous().reshape(1, t, -1)
+        x = x + _linear(out, a.o_proj)
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    cache["length"] = past + t
+    hidden = m.norm(x[:, -1:])
+    w = model.lm_head.weight if model.lm_head is not None else m.embed_tokens.weight
+    return F.linear(hidden, w.to(hidden.dtype))[0, -1].float()
+
+
+def greedy_generate(model, prompt, max_new_tokens, use_cache=True, device="cpu"):
+    """Greedy decoding of max_new_tokens tokens (no stop token).  Returns
+    (ids, prefill_seconds, decode_seconds); with use_cache=False every step
+    recomputes the whole sequence (the cache-free check of the cached loop)."""
+    import time
+    ids = list(prompt)
+    out = []
+    sync = (lambda: torch.cuda.synchronize()) if str(device).startswith("cuda") else (lambda: None)
+    with torch.no_grad():
+        cache = new_kv_cache(model)
+        t0 = time.perf_counter()
+        if use_cache:
+            logits = forward_cached(model, torch.tensor([ids], device=device), cache)
+        else:
+            logits = model(torch.tensor([ids], device=device))[0][0, -1].float()
+        token = int(torch.argmax(logits).item())
+        sync()
+        t1 = time.perf_counter()
+        out.append(token)
+        while len(out) < max_new_tokens:
+            if use_cache:
+                logits = forward_cached(model, torch.tensor([[token]], device=device), cache)
+            else:
+                logits = model(torch.tensor([ids + out], device=device))[0][0, -1].float()
+            token = int(torch.argmax(logits).item())
+            out.append(token)
+        sync()
+        t2 = time.perf_counter()
+    return out, t1 - t0, t2 - t1
+
+
+def cmd_generate(args):
+    """SPEC_JSON: {"prompts": [[ids], ...], "max_new_tokens": N, "dtype": "float32"?,
+    "use_cache": true?, "repeats": 1?, "threads": 0?}
+    stdout: {"outputs": [[ids], ...], "prefill_s": [..], "decode_s": [..]}
+    (times per prompt: the fastest of `repeats` runs)."""
+    with open(args.spec_json, "r") as f:
+        spec = json.load(f)
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    model = load_model(args.model_dir, dtype=parse_dtype(spec.get("dtype", "float32")), device=args.device)
+    model.eval()
+    outputs, prefill, decode = [], [], []
+    for prompt in spec["prompts"]:
+        best = None
+        for _ in range(int(spec.get("repeats", 1))):
+            ids, p, d = greedy_generate(model, prompt, int(spec["max_new_tokens"]),
+                                        use_cache=spec.get("use_cache", True), device=args.device)
+            if best is None or p + d < best[1] + best[2]:
+                best = (ids, p, d)
+        outputs.append(best[0])
+        prefill.append(best[1])
+        decode.append(best[2])
+    return {"outputs": outputs, "prefill_s": prefill, "decode_s": decode}
+
+
 def build_parser():
     ap = argparse.ArgumentParser(description="PyTorch-eager reference for HF LLaMA/Mistral/Qwen2")
     sub = ap.add_subparsers(dest="command")
@@ -701,6 +811,11 @@ def build_parser():
     p.add_argument("spec_json")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("generate", help="greedy generation with a KV cache, timed")
+    p.add_argument("model_dir")
+    p.add_argument("spec_json")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_generate)
     return ap
 
 

@@ -56,6 +56,21 @@ export const COMMANDS: Command[] = [
     load: async () => import('./gguf.js').then((m) => ({ help: m.EXPORT_HELP, run: m.runExport })),
   },
   {
+    name: 'chat',
+    summary: 'chat with a model on the terminal, streaming (/reset, /exit)',
+    load: async () => import('./chat.js').then((m) => ({ help: m.CHAT_HELP, run: m.runChat })),
+  },
+  {
+    name: 'generate',
+    summary: 'generate a continuation or reply for one prompt (--json for scripts)',
+    load: async () => import('./generate.js').then((m) => ({ help: m.GENERATE_HELP, run: m.runGenerate })),
+  },
+  {
+    name: 'eval',
+    summary: 'held-out loss and perplexity of one or two models on a dataset; --predict writes answers',
+    load: async () => import('./eval.js').then((m) => ({ help: m.EVAL_HELP, run: m.runEval })),
+  },
+  {
     name: 'bench',
     summary: 'time freeze strategies side by side, against PyTorch eager in the same run',
     load: async () => import('./bench.js').then((m) => ({ help: m.BENCH_HELP, run: m.runBenchCommand })),

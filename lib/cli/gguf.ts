@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util'
+import { parseArgs } from './args.js'
 import { exportGguf, importGguf } from '../gguf/convert.js'
 import { formatBytes } from '../util/format.js'
 import { positionals } from './args.js'

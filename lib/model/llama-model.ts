@@ -13,6 +13,7 @@ import { configJson, writeShardedSafetensors } from '../checkpoint/write-shards.
 import { LlamaproError } from '../errors.js'
 import { expandedRawConfig } from '../expand/expanded-config.js'
 import { planExpansion } from '../expand/plan.js'
+import type { GenerateInput, GenerateOptions, GenerationChunk, GenerationResult } from '../generate/generate.js'
 import { EXPANSION_RECORD_FILE, type ExpansionRecord, expansionRecord, readExpansionRecord } from '../expand/record.js'
 import type { NativeModelHandle, NativeParameter } from '../native/binding.js'
 import { callNative, callNativeSync } from '../native/call.js'
@@ -264,6 +265,21 @@ export class LlamaModel {
     if (this.sourceDir) await copySideFiles(this.sourceDir, dir)
     await writeFile(join(dir, CONFIG_FILE), configJson(raw))
     if (this.expansion) await writeFile(join(dir, EXPANSION_RECORD_FILE), `${JSON.stringify(this.expansion, null, 2)}\n`)
+  }
+
+  /**
+   * Generates a reply to a text prompt, chat messages (rendered by the training templates) or token ids, with a
+   * KV cache; greedy unless sampling is asked for. See lib/generate/generate.ts for the options.
+   */
+  async generate(input: GenerateInput, options: GenerateOptions = {}): Promise<GenerationResult> {
+    const { generate } = await import('../generate/generate.js')
+    return generate(this, input, options)
+  }
+
+  /** generate() as an async iterator of { tokenId, text } chunks; its return value is the result. */
+  async *generateStream(input: GenerateInput, options: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
+    const { generateStream } = await import('../generate/generate.js')
+    return yield* generateStream(this, input, options)
   }
 
   /** Frees the native memory now (otherwise it goes when the object is garbage-collected). */

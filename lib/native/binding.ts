@@ -138,6 +138,15 @@ export interface NativeModelHandle {
   dispose(): void
 }
 
+/** Incremental decoding state of one sequence over a NativeModel (native/kv_cache.cc). */
+export interface NativeKvCacheHandle {
+  /** Appends ids; logits (float32) of the last position, or of every new position when allLogits. */
+  step(ids: Int32Array, allLogits: boolean): Promise<Float32Array>
+  truncate(length: number): void
+  readonly length: number
+  dispose(): void
+}
+
 export interface MemoryCounters {
   current: number
   peak: number
@@ -169,4 +178,5 @@ export interface NativeBinding {
   NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string }) => NativeModelHandle
   NativeProcessGroup: new () => NativeProcessGroupHandle
   distributedBackends(): string[]
+  NativeKvCache: new (model: NativeModelHandle) => NativeKvCacheHandle
 }
