@@ -158,8 +158,9 @@ t.test('chat messages use the training templates; stop words from generation_con
   t.same(own.promptTokenIds, tokenizer.encode('<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nTell me about an animal.<|im_end|>\n<|im_start|>assistant\n'))
   t.equal(own.text, tokenizer.decode(own.tokenIds))
   // The template's end of turn stops a reply: ChatML's <|im_end|>; `default` ends replies with EOS alone.
-  t.same(generationPrompt('model', messages, tokenizer, () => {}).stopWords, ['<|im_end|>'])
-  t.same(generationPrompt('default', messages, tokenizer, () => {}).stopWords, [])
+  // (the template's stop words include the tokenizer's EOS text, which is a stop token id anyway)
+  t.same(generationPrompt('model', messages, tokenizer, () => {}).stopWords, [tokenizer.eosToken, '<|im_end|>'])
+  t.same(generationPrompt('default', messages, tokenizer, () => {}).stopWords, [tokenizer.eosToken])
 
   // A stop string cuts the text where it starts; the streamed text is exactly the final text.
   const full = own.text

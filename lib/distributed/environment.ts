@@ -21,7 +21,7 @@ export class DistributedError extends LlamaproError {
   }
 }
 
-function integer(env: NodeJS.ProcessEnv, name: string, min: number, max: number, fallback?: number): number {
+function integer(env: Readonly<Record<string, string | undefined>>, name: string, min: number, max: number, fallback?: number): number {
   const raw = env[name]
   if (raw === undefined || raw === '') {
     if (fallback !== undefined) return fallback
@@ -35,7 +35,7 @@ function integer(env: NodeJS.ProcessEnv, name: string, min: number, max: number,
 }
 
 /** The rank's place in a torchrun-style job, or null when WORLD_SIZE is not set (a single process). */
-export function distributedFromEnv(env: NodeJS.ProcessEnv = process.env): DistributedEnv | null {
+export function distributedFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): DistributedEnv | null {
   if (env.WORLD_SIZE === undefined || env.WORLD_SIZE === '') return null
   const worldSize = integer(env, 'WORLD_SIZE', 1, 1 << 20)
   const rank = integer(env, 'RANK', 0, worldSize - 1)

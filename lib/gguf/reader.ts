@@ -172,7 +172,9 @@ export async function readGgufFile(path: string, options: ReadGgufOptions = {}):
  * Parses a GGUF header from the first `buf.length` bytes of a file of `fileSize` bytes. Pure, so every rule can be
  * tested on crafted bytes. Throws NeedMore (internal) when `buf` is a prefix that ends inside the header.
  */
-export function parseGguf(label: string, buf: Buffer, fileSize: number): GgufFile {
+export function parseGguf(label: string, bytes: Uint8Array, fileSize: number): GgufFile {
+  // Uint8Array in the public signature: the declarations must type-check without @types/node.
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const c = new Cursor(buf, buf.length >= fileSize, label)
   if (fileSize < 4) throw new GgufError(label, `truncated: the file is ${fileSize} bytes; a GGUF file starts with the magic "GGUF"`)
   const magic = c.bytes(4, 'the magic')
