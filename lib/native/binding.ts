@@ -102,6 +102,7 @@ export interface NativeModelHandle {
   configureOptimizer(options: NativeOptimizerConfig): void
   optimizerState(): { step: number; lossScale: number; goodSteps: number; names: string[] }
   trainStep(ids: Int32Array, labels: Int32Array, batch: number, seq: number, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>
+  setGradientCheckpointing(on: boolean): void
   insertBlocks(positions: number[]): Promise<number[]>
   tensorInfo(name: string): { shape: number[]; dtype: 'float32' | 'bfloat16' | 'float16' }
   tensorBytes(name: string, dtype: string): Promise<Uint8Array>
@@ -122,5 +123,5 @@ export interface NativeBinding {
   setThreads(threads: number): void
   memoryStats(device?: number): { cpu: MemoryCounters; cuda: MemoryCounters | null }
   resetPeakMemory(device?: number): void
-  NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string }) => NativeModelHandle
+  NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string; gradientCheckpointing?: boolean }) => NativeModelHandle
 }

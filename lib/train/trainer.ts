@@ -162,7 +162,7 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
   if (cfg.threads > 0) setThreads(cfg.threads)
 
-  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: cfg.device as Device, dtype: compute })
+  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: cfg.device as Device, dtype: compute, gradientCheckpointing: !cfg.disableGradientCheckpointing })
   try {
     await model.setTrainable(policy.trainable, { masterDtype: master })
     model.native.configureOptimizer({ noDecay: policy.trainable.filter(noWeightDecay), step: 0, lossScaling: cfg.fp16 })
