@@ -40,7 +40,7 @@ copy_checkout() {
   mkdir -p "$dir"
   find "$dir" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
   git ls-files -z --cached --others --exclude-standard | grep -zvE '^(node_modules|\.venv)$' |
-    while IFS= read -r -d '' file; do [ -e "$file" ] && cp --parents "$file" "$dir/"; done
+    while IFS= read -r -d '' file; do [ -e "$file" ] && cp -p --parents "$file" "$dir/"; done  # -p: unchanged files keep their mtime, so ninja rebuilds only what changed
   ln -s "$root/node_modules" "$dir/node_modules"
   if [ -d .venv ]; then ln -s "$root/.venv" "$dir/.venv"; fi
 }

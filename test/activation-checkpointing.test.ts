@@ -1,11 +1,19 @@
 import t, { type Test } from 'tap'
+import { execFile } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { LlamaModel } from '../lib/index.js'
 import type { NativeTrainStepOptions } from '../lib/native/binding.js'
 import { native } from '../lib/native/load.js'
 import { type FreezeOptions, freezePolicy } from '../lib/policy/freeze-policy.js'
 import { estimateTrainingMemory } from '../lib/policy/memory-estimate.js'
 import { parseTrainConfig } from '../lib/train/config.js'
-import { tinyRawConfig } from './helpers/tiny-model.js'
+import { REPO_ROOT } from './helpers/python.js'
+import { tinyRawConfig, writeTinyModel } from './helpers/tiny-model.js'
+
+const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js')
+const run = promisify(execFile)
 
 const STEP: NativeTrainStepOptions = { lossMultiplier: 1, update: false, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0, reportParamNorms: false }
 
@@ -162,4 +170,30 @@ t.test('disable_gradient_checkpointing: LLaMA-Factory key, default false (checkp
   t.equal(parseTrainConfig(base, 'cfg.yaml', '/tmp', { partial: true }).disableGradientCheckpointing, false)
   t.equal(parseTrainConfig({ ...base, disable_gradient_checkpointing: true }, 'cfg.yaml', '/tmp', { partial: true }).disableGradientCheckpointing, true)
   t.throws(() => parseTrainConfig({ ...base, disable_gradient_checkpointing: 'maybe' }, 'cfg.yaml', '/tmp', { partial: true }), /disable_gradient_checkpointing/)
+})
+
+t.test('plan --gradient-checkpointing on|off, and from the YAML; bench --gradient-checkpointing on,off', async (t) => {
+  const dir = t.testdir()
+  const model = await writeTinyModel(join(dir, 'm'), { layers: 4 })
+  const plan = async (...args: string[]) => JSON.parse((await run(process.execPath, [CLI, 'plan', ...args, '--batch', '2', '--seq', '64', '--json'])).stdout).memory
+  const on = await plan(model.dir, '--finetuning-type', 'full')
+  const off = await plan(model.dir, '--finetuning-type', 'full', '--gradient-checkpointing', 'off')
+  t.equal(on.gradientCheckpointing, true, 'on by default')
+  t.equal(off.gradientCheckpointing, false)
+  t.ok(on.activations < off.activations && on.recomputed > 0 && off.recomputed === 0, `activations kept: ${on.activations} with, ${off.activations} without`)
+  const yaml = join(dir, 'train.yaml')
+  writeFileSync(yaml, `model_name_or_path: ${model.dir}\nfinetuning_type: full\ndataset: d\noutput_dir: ${join(dir, 'out')}\ndisable_gradient_checkpointing: true\n`)
+  t.equal((await plan(yaml)).gradientCheckpointing, false, 'disable_gradient_checkpointing: true in the YAML')
+  t.equal((await plan(yaml, '--gradient-checkpointing', 'on')).gradientCheckpointing, true, 'the flag overrides the YAML')
+  const text = (await run(process.execPath, [CLI, 'plan', model.dir, '--finetuning-type', 'full'])).stdout
+  t.match(text, /activation checkpointing on/)
+  t.match(text, /recomputed/)
+  const bad = await run(process.execPath, [CLI, 'plan', model.dir, '--gradient-checkpointing', 'yes']).then(() => null, (e) => e)
+  t.equal(bad?.code, 2, 'a bad value is a usage error')
+  t.match(bad?.stderr, /--gradient-checkpointing must be on or off/)
+
+  const report = JSON.parse((await run(process.execPath, [CLI, 'bench', 'tiny', '--strategies', 'last:1', '--gradient-checkpointing', 'on,off', '--steps', '1', '--warmup', '0', '--batch', '1', '--seq', '16', '--json'])).stdout)
+  t.same(report.results.map((r: { strategy: string; gradientCheckpointing: boolean }) => [r.strategy, r.gradientCheckpointing]), [['last:1/ckpt', true], ['last:1/no-ckpt', false]])
+  const badBench = await run(process.execPath, [CLI, 'bench', 'tiny', '--gradient-checkpointing', 'on,on']).then(() => null, (e) => e)
+  t.equal(badBench?.code, 2)
 })
