@@ -4,6 +4,7 @@
 #include <limits>
 #include <sstream>
 
+#include "activation_checkpoint.h"
 #include "fused_ops.h"
 #include "torch_compat.h"
 
@@ -201,7 +202,9 @@ AttentionContext CausalLMImpl::MakeContext(int64_t seq_len, c10::ScalarType dtyp
 torch::Tensor CausalLMImpl::Hidden(const torch::Tensor& ids, c10::ScalarType compute_dtype) {
   auto x = model->embed_tokens->forward(ids).to(compute_dtype);
   const auto context = MakeContext(ids.size(1), compute_dtype, x.device());
-  for (auto& layer : model->layer_list) x = layer->forward(x, context);
+  for (auto& layer : model->layer_list) {
+    x = gradient_checkpointing && LayerRecordsGraph(*layer, x) ? CheckpointedLayerForward(*layer, x, context) : layer->forward(x, context);
+  }
   return model->norm->forward(x);
 }
 

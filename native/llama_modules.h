@@ -109,6 +109,9 @@ class CausalLMImpl : public torch::nn::Module {
   std::vector<int64_t> InsertIdentityBlocks(const std::vector<int64_t>& positions);
 
   ModelSpec spec;
+  // Recompute each recorded decoder layer in backward instead of keeping its activations (see
+  // activation_checkpoint.h). On by default, as in LLaMA-Factory.
+  bool gradient_checkpointing = true;
   Decoder model{nullptr};
   Linear lm_head{nullptr};
 

@@ -14,8 +14,19 @@
 #include <new>
 #include <unordered_map>
 
+// CUDA statistics come from c10/cuda's caching allocator where the CUDA headers are there (a toolkit, or the
+// CUDA 12 runtime wheel), and otherwise from c10's device-generic allocator interface (LibTorch >= 2.9), which
+// needs no CUDA header: pip's CUDA 13 wheels ship cuda_runtime_api.h without the crt/ headers it includes.
 #ifdef LLAMAPRO_WITH_CUDA
+#if __has_include(<cuda_runtime_api.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
+#define LLAMAPRO_CUDA_STATS_FROM_C10_CUDA 1
+#elif TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 9)
+#include <c10/core/CachingDeviceAllocator.h>
+#define LLAMAPRO_CUDA_STATS_FROM_C10_CUDA 0
+#else
+#error "llamapro: this CUDA LibTorch (< 2.9) needs the CUDA runtime headers: install a CUDA toolkit (CUDA_HOME) or the nvidia-cuda-runtime wheel with its headers"
+#endif
 #endif
 
 namespace llamapro {
@@ -120,7 +131,13 @@ bool CudaMemory(int device, MemoryCounters* out) {
   try {
     // Before anything has touched CUDA the caching allocator may not be set up yet; it then throws, and there is
     // simply nothing to report.
+#if LLAMAPRO_CUDA_STATS_FROM_C10_CUDA
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+#else
+    auto* allocator = c10::getDeviceAllocator(c10::DeviceType::CUDA);
+    if (!allocator->initialized()) return false;
+    const auto stats = allocator->getDeviceStats(static_cast<c10::DeviceIndex>(device));
+#endif
     out->current = stats.allocated_bytes[0].current;  // index 0: aggregate over pools
     out->peak = stats.allocated_bytes[0].peak;
     return true;
@@ -136,7 +153,12 @@ void ResetCudaPeak(int device) {
 #ifdef LLAMAPRO_WITH_CUDA
   if (!torch::cuda::is_available() || device < 0 || device >= static_cast<int>(torch::cuda::device_count())) return;
   try {
+#if LLAMAPRO_CUDA_STATS_FROM_C10_CUDA
     c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+#else
+    auto* allocator = c10::getDeviceAllocator(c10::DeviceType::CUDA);
+    if (allocator->initialized()) allocator->resetPeakStats(static_cast<c10::DeviceIndex>(device));
+#endif
   } catch (const c10::Error&) {
     // not set up yet: no peak to reset
   }

@@ -51,6 +51,11 @@ torch::Tensor ModelState::Param(const std::string& name) const {
 }
 
 torch::Tensor ModelState::StateTensor(const std::string& name, bool create) {
+  if (name.rfind("grad:", 0) == 0) {  // read-only: a parameter's gradient, for tests and diagnostics
+    const auto grad = Param(name.substr(5)).grad();
+    if (!grad.defined() || create) throw std::invalid_argument("no gradient " + name + " (it is frozen, or no backward has run since the last update)");
+    return grad;
+  }
   for (const bool squared : {false, true}) {
     const std::string prefix = squared ? "exp_avg_sq:" : "exp_avg:";
     if (name.rfind(prefix, 0) != 0) continue;

@@ -74,7 +74,8 @@ class ModelState {
 
   const std::vector<NamedTensor>& Params() const { return params_; }
   torch::Tensor Param(const std::string& name) const;
-  // Parameters and optimizer state ("exp_avg:<param>", "exp_avg_sq:<param>"), as saved in checkpoints.
+  // Parameters and optimizer state ("exp_avg:<param>", "exp_avg_sq:<param>"), as saved in checkpoints, and
+  // gradients ("grad:<param>", never created).
   // With `create`, missing optimizer state is created (zeros) so that a checkpoint can be loaded into it.
   torch::Tensor StateTensor(const std::string& name, bool create);
   std::vector<NamedTensor> TrainableParams() const;

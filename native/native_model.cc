@@ -179,6 +179,7 @@ Napi::Function NativeModel::Define(Napi::Env env) {
                          InstanceMethod("attachProcessGroup", &NativeModel::AttachProcessGroup),
                          InstanceMethod("optimizerState", &NativeModel::OptimizerState),
                          InstanceMethod("trainStep", &NativeModel::TrainStep),
+                         InstanceMethod("setGradientCheckpointing", &NativeModel::SetGradientCheckpointing),
                          InstanceMethod("insertBlocks", &NativeModel::InsertBlocks),
                          InstanceMethod("tensorInfo", &NativeModel::TensorInfo),
                          InstanceMethod("tensorBytes", &NativeModel::TensorBytes),
@@ -197,7 +198,7 @@ bool IsNativeModel(Napi::Env env, const Napi::Object& object) {
   return napi_check_object_type_tag(env, object, &kNativeModelTypeTag, &result) == napi_ok && result;
 }
 
-// new NativeModel(spec, { device, dtype })
+// new NativeModel(spec, { device, dtype, gradientCheckpointing? })
 NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
   Napi::Env env = info.Env();
   napi_type_tag_object(env, info.This(), &kNativeModelTypeTag);
@@ -216,6 +217,9 @@ NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Nati
     ThrowJs(env, e.what_without_backtrace(), ErrorCodeFor(e.what_without_backtrace()).c_str());
   } catch (const std::bad_alloc&) {
     ThrowJs(env, "out of memory while allocating the model's parameters", "LLAMAPRO_OUT_OF_MEMORY");
+  }
+  if (options.Has("gradientCheckpointing") && !options.Get("gradientCheckpointing").IsUndefined()) {
+    state_->module->gradient_checkpointing = js::Bool(options.Get("gradientCheckpointing"), "options.gradientCheckpointing");
   }
   ReportMemory(env, state_->ParameterBytes());
 }
@@ -509,6 +513,16 @@ Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
         }
         return out;
       });
+}
+
+// setGradientCheckpointing(on: boolean): recompute decoder layers in backward instead of keeping activations
+Napi::Value NativeModel::SetGradientCheckpointing(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const bool on = js::Bool(info[0], "on");
+  const auto lock = LockOrBusy(env, *state, "setGradientCheckpointing");
+  state->module->gradient_checkpointing = on;
+  return env.Undefined();
 }
 
 // insertBlocks(positions: number[]) -> new layer indices

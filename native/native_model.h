@@ -35,6 +35,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value AttachProcessGroup(const Napi::CallbackInfo& info);
   Napi::Value OptimizerState(const Napi::CallbackInfo& info);
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
+  Napi::Value SetGradientCheckpointing(const Napi::CallbackInfo& info);
   Napi::Value InsertBlocks(const Napi::CallbackInfo& info);
   Napi::Value TensorInfo(const Napi::CallbackInfo& info);
   Napi::Value TensorBytes(const Napi::CallbackInfo& info);

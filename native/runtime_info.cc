@@ -12,8 +12,16 @@
 
 #include "async_work.h"
 
+// Device names and sizes come from the CUDA runtime where its headers are there; pip's CUDA 13 wheels lack the
+// crt/ headers cuda_runtime_api.h needs, so without them the same facts come from the driver API (libcuda.so.1,
+// which every CUDA machine has), looked up at run time through a few stable C entry points.
 #ifdef LLAMAPRO_WITH_CUDA
+#if __has_include(<cuda_runtime_api.h>)
 #include <cuda_runtime_api.h>
+#define LLAMAPRO_CUDA_RUNTIME_HEADERS 1
+#else
+#define LLAMAPRO_CUDA_RUNTIME_HEADERS 0
+#endif
 #endif
 
 namespace llamapro {
@@ -48,6 +56,52 @@ std::string BuildConfigValue(const std::string& config, const std::string& key) 
   return config.substr(start, end == std::string::npos ? std::string::npos : end - start);
 }
 
+struct DeviceFacts {
+  std::string name;
+  double total_memory = 0;
+  int major = 0;
+  int minor = 0;
+};
+
+#if defined(LLAMAPRO_WITH_CUDA) && !LLAMAPRO_CUDA_RUNTIME_HEADERS
+bool CudaDeviceFacts(int index, DeviceFacts* out) {
+  static void* driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (driver == nullptr) return false;
+  using InitFn = int (*)(unsigned);
+  using GetFn = int (*)(int*, int);
+  using NameFn = int (*)(char*, int, int);
+  using MemFn = int (*)(size_t*, int);
+  using AttrFn = int (*)(int*, int, int);
+  auto init = reinterpret_cast<InitFn>(dlsym(driver, "cuInit"));
+  auto get = reinterpret_cast<GetFn>(dlsym(driver, "cuDeviceGet"));
+  auto name = reinterpret_cast<NameFn>(dlsym(driver, "cuDeviceGetName"));
+  auto mem = reinterpret_cast<MemFn>(dlsym(driver, "cuDeviceTotalMem_v2"));
+  auto attr = reinterpret_cast<AttrFn>(dlsym(driver, "cuDeviceGetAttribute"));
+  if (!init || !get || !name || !mem || !attr || init(0) != 0) return false;
+  int device = 0;
+  if (get(&device, index) != 0) return false;
+  char buffer[256] = {};
+  size_t bytes = 0;
+  constexpr int kComputeCapabilityMajor = 75;  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+  constexpr int kComputeCapabilityMinor = 76;
+  if (name(buffer, sizeof(buffer) - 1, device) != 0 || mem(&bytes, device) != 0) return false;
+  if (attr(&out->major, kComputeCapabilityMajor, device) != 0 || attr(&out->minor, kComputeCapabilityMinor, device) != 0) return false;
+  out->name = buffer;
+  out->total_memory = static_cast<double>(bytes);
+  return true;
+}
+#elif defined(LLAMAPRO_WITH_CUDA)
+bool CudaDeviceFacts(int index, DeviceFacts* out) {
+  cudaDeviceProp props{};
+  if (cudaGetDeviceProperties(&props, index) != cudaSuccess) return false;
+  out->name = props.name;
+  out->total_memory = static_cast<double>(props.totalGlobalMem);
+  out->major = props.major;
+  out->minor = props.minor;
+  return true;
+}
+#endif
+
 }  // namespace
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
@@ -70,13 +124,13 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   if (cuda_available) {
     const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
     for (int64_t i = 0; i < count; ++i) {
-      cudaDeviceProp props{};
-      if (cudaGetDeviceProperties(&props, static_cast<int>(i)) != cudaSuccess) continue;
+      DeviceFacts facts;
+      if (!CudaDeviceFacts(static_cast<int>(i), &facts)) continue;
       Napi::Object device = Napi::Object::New(env);
       device.Set("index", static_cast<double>(i));
-      device.Set("name", std::string(props.name));
-      device.Set("totalMemory", static_cast<double>(props.totalGlobalMem));
-      device.Set("computeCapability", std::to_string(props.major) + "." + std::to_string(props.minor));
+      device.Set("name", facts.name);
+      device.Set("totalMemory", facts.total_memory);
+      device.Set("computeCapability", std::to_string(facts.major) + "." + std::to_string(facts.minor));
       devices.Set(static_cast<uint32_t>(i), device);
     }
   }

@@ -4,7 +4,7 @@
 //
 // Environment: LIBTORCH, Torch_DIR, CMAKE_PREFIX_PATH, LLAMAPRO_PYTHON (see locate-libtorch.mjs);
 // LLAMAPRO_BUILD_JOBS (parallel compile jobs, default: the number of CPUs);
-// LLAMAPRO_DEBUG_BUILD=1 for a debug build.
+// LLAMAPRO_DEBUG_BUILD=1 for a debug build; LLAMAPRO_CPU_ONLY=1 links only LibTorch's CPU libraries.
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -46,13 +46,14 @@ const args = [
   `--CDNODE_ADDON_API_DIR=${addonApiDir}`,
 ]
 if (process.env.LLAMAPRO_DEBUG_BUILD === '1') args.push('--debug')
+args.push(`--CDLLAMAPRO_CPU_ONLY=${process.env.LLAMAPRO_CPU_ONLY === '1' ? 'ON' : 'OFF'}`) // explicit: CMake caches options
 
 const result = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root })
 if (result.error) fail(`llamapro: could not run cmake-js: ${result.error.message}`)
 if (result.status !== 0) {
   fail(
     `llamapro: building the native addon against ${found.cmakeDir} failed (cmake-js exit ${result.status}).\n` +
-      'It needs cmake >= 3.18 and a C++17 compiler; the messages above say what went wrong.',
+      'It needs cmake >= 3.18 and a C++17 compiler (C++20 for recent LibTorch 2.x); the messages above say what went wrong.',
   )
 }
 

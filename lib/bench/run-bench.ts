@@ -44,6 +44,11 @@ export interface BenchOptions {
    * strategy's model at once.
    */
   paired?: boolean
+  /**
+   * Activation checkpointing settings to time (default [true], the model's default). With [true, false] every
+   * strategy runs twice, named "<strategy>/ckpt" and "<strategy>/no-ckpt".
+   */
+  gradientCheckpointing?: boolean[]
   onProgress?: (message: string) => void
 }
 
@@ -55,6 +60,7 @@ export interface Percentiles {
 
 export interface StrategyResult {
   strategy: string
+  gradientCheckpointing: boolean
   trainableLayerIds: number[]
   msPerStep: Percentiles
   /** Of each step: the optimizer update (gradient norms, clipping, AdamW), median. */
@@ -130,7 +136,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const warmup = options.warmup ?? 3
   const threads = options.threads ?? 0
   if (threads > 0) setThreads(threads)
-  const strategies: Strategy[] = parseStrategies(options.strategies, model.config.numLayers)
+  const checkpointing = options.gradientCheckpointing ?? [true]
+  if (checkpointing.length === 0) throw new LlamaproError('LLAMAPRO_ARG', 'gradientCheckpointing: give at least one setting')
+  const strategies: Strategy[] = parseStrategies(options.strategies, model.config.numLayers).flatMap((s) =>
+    checkpointing.map((on) => ({ ...s, name: checkpointing.length > 1 ? `${s.name}/${on ? 'ckpt' : 'no-ckpt'}` : s.name, gradientCheckpointing: on })),
+  )
   const runtime = info()
   const deviceName = device === 'cpu' ? null : runtime.cuda.devices[Number(device.split(':')[1] ?? 0)]?.name ?? null
   const peak = peakFlops(deviceName)
@@ -148,9 +158,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   /** A model ready to train with `strategy`, and its training step. */
   const prepare = async (strategy: Strategy) => {
     progress(`${strategy.name}: building the model`)
+    const gradientCheckpointing = strategy.gradientCheckpointing ?? true
     const instance = model.dir
-      ? await LlamaModel.load(model.dir, { device, dtype })
-      : await LlamaModel.random({ ...model.raw, torch_dtype: dtype }, { device, dtype, seed: 0 })
+      ? await LlamaModel.load(model.dir, { device, dtype, gradientCheckpointing })
+      : await LlamaModel.random({ ...model.raw, torch_dtype: dtype }, { device, dtype, seed: 0, gradientCheckpointing })
     try {
       const params = instance.parameters()
       const policy = freezePolicy(model.config.numLayers, params.map((p) => p.name), strategy.options)
@@ -191,6 +202,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       const tokensPerSecond = tokens / (msPerStep.median / 1000)
       results.push({
         strategy: strategy.name,
+        gradientCheckpointing: strategy.gradientCheckpointing ?? true,
         trainableLayerIds: policy.trainableLayerIds,
         msPerStep,
         msUpdate: percentiles(updates).median,

@@ -8,6 +8,8 @@ import type { FreezeOptions } from '../policy/freeze-policy.js'
 export interface Strategy {
   name: string
   options: FreezeOptions
+  /** Activation checkpointing (default true). */
+  gradientCheckpointing?: boolean
 }
 
 export function parseStrategies(text: string, numLayers: number): Strategy[] {

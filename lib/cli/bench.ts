@@ -17,6 +17,9 @@ invocation and each strategy gets the ratio llamapro / PyTorch.
   --steps S           timed steps (default 10), after --warmup W (default 3)
   --threads K         LibTorch intra-op threads for llamapro and the baseline (default: LibTorch's)
   --device D          cpu (default), cuda, cuda:N
+  --gradient-checkpointing on|off|on,off
+                      activation checkpointing (default on); on,off times every strategy both ways, as
+                      <strategy>/ckpt and <strategy>/no-ckpt (the Python baseline never checkpoints)
   --dtype D           float32 (CPU default) or bfloat16 (GPU default)
   --baseline python   also run bench/reference/bench_train_step.py with the first Python that has torch:
                       LLAMAPRO_PYTHON, else .venv/bin/python, /usr/bin/python3, python3 on PATH
@@ -66,6 +69,7 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
       warmup: { type: 'string' },
       threads: { type: 'string' },
       device: { type: 'string' },
+      'gradient-checkpointing': { type: 'string', default: 'on' },
       dtype: { type: 'string' },
       baseline: { type: 'string' },
       paired: { type: 'boolean' },
@@ -81,6 +85,10 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
   if (values.baseline !== undefined && values.baseline !== 'python') throw new UsageError(`--baseline must be python, got ${JSON.stringify(values.baseline)}`)
   const dtype = values.dtype === undefined ? undefined : parseModelDtype(values.dtype)
   if (values.dtype !== undefined && !dtype) throw new UsageError(`--dtype must be float32, bfloat16 or float16, got ${JSON.stringify(values.dtype)}`)
+  const checkpointing = values['gradient-checkpointing']!.split(',').map((v) => v.trim())
+  if (checkpointing.length === 0 || checkpointing.some((v) => v !== 'on' && v !== 'off') || new Set(checkpointing).size !== checkpointing.length) {
+    throw new UsageError(`--gradient-checkpointing must be on, off or on,off, got ${JSON.stringify(values['gradient-checkpointing'])}`)
+  }
   const report = await runBench({
     model: positionals[0]!,
     strategies: values.strategies!,
@@ -93,6 +101,7 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
     dtype,
     baseline: values.baseline === 'python' ? 'python' : null,
     paired: values.paired ?? false,
+    gradientCheckpointing: checkpointing.map((v) => v === 'on'),
     onProgress: values.json ? undefined : (m) => console.error(`bench: ${m}`),
   })
   const command = `llamapro bench ${argv.join(' ')}`

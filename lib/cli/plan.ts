@@ -24,6 +24,8 @@ batch, sequence length and dtype come from it; flags override.
   --dtype D                          float32 (default), bfloat16 or float16 activations
   --pure-bf16                        bfloat16 master weights too
   --device cpu|cuda                  where training would run (the estimate differs slightly; default cpu)
+  --gradient-checkpointing on|off    recompute decoder layers in backward (default on, or the YAML's
+                                     disable_gradient_checkpointing)
   --json                             print a JSON object instead of text`
 
 function attentionKind(): 'grouped' | 'flash' {
@@ -51,6 +53,7 @@ export async function runPlan(argv: string[]): Promise<number> {
       dtype: { type: 'string' },
       'pure-bf16': { type: 'boolean' },
       device: { type: 'string' },
+      'gradient-checkpointing': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
@@ -61,6 +64,7 @@ export async function runPlan(argv: string[]): Promise<number> {
   let seq = 2048
   let dtypes: { compute: ModelDtype; master: ModelDtype } = { compute: 'float32', master: 'float32' }
   let device: 'cpu' | 'cuda' = 'cpu'
+  let gradientCheckpointing = true
   let isFile = false
   try {
     isFile = statSync(source!).isFile()
@@ -75,6 +79,12 @@ export async function runPlan(argv: string[]): Promise<number> {
     seq = config.cutoffLen
     dtypes = trainingDtypes(config)
     device = config.device.startsWith('cuda') ? 'cuda' : 'cpu'
+    gradientCheckpointing = !config.disableGradientCheckpointing
+  }
+  if (values['gradient-checkpointing'] !== undefined) {
+    const flag = values['gradient-checkpointing']
+    if (flag !== 'on' && flag !== 'off') throw new UsageError(`--gradient-checkpointing must be on or off, got ${JSON.stringify(flag)}`)
+    gradientCheckpointing = flag === 'on'
   }
   if (values.device !== undefined) {
     if (!/^(cpu|cuda(:\d+)?)$/.test(values.device)) throw new UsageError(`--device must be cpu or cuda, got ${JSON.stringify(values.device)}`)
@@ -103,6 +113,7 @@ export async function runPlan(argv: string[]): Promise<number> {
     masterDtype: dtypes.master,
     attention: attentionKind(),
     device,
+    gradientCheckpointing,
   })
   console.log(values.json ? JSON.stringify(report, null, 2) : formatPlan(report))
   return 0
@@ -134,12 +145,13 @@ export function formatPlan(r: PlanReport): string {
   lines.push('')
   lines.push(`parameters  ${formatCount(r.trainableParams)} trainable of ${formatCount(r.totalParams)} (${r.trainablePercent.toFixed(2)}%)`)
   const m = r.memory
-  lines.push(`memory      one step, batch ${m.batch} x ${m.seq}, ${m.computeDtype} activations, ${m.masterDtype} master weights`)
+  lines.push(`memory      one step, batch ${m.batch} x ${m.seq}, ${m.computeDtype} activations, ${m.masterDtype} master weights, activation checkpointing ${m.gradientCheckpointing ? 'on' : 'off'}`)
   for (const [label, value] of [
     ['weights', m.weights],
     ['gradients', m.gradients],
     ['optimizer', m.optimizer],
     ['activations', m.activations],
+    ...(m.gradientCheckpointing ? ([['recomputed', m.recomputed]] as const) : []),
     ['peak', m.peak],
   ] as const) {
     lines.push(`  ${label.padEnd(12)} ${formatBytes(value).padStart(10)}`)

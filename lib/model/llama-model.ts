@@ -33,6 +33,12 @@ export interface LoadOptions {
    * half-precision kernels are slow), the checkpoint's own dtype on a GPU.
    */
   dtype?: ModelDtype
+  /**
+   * Activation checkpointing (default true, as LLaMA-Factory's disable_gradient_checkpointing: false): each
+   * decoder layer that backward passes through keeps only its input and is recomputed in backward. Costs about
+   * one more forward pass of those layers; saves most of the activation memory. Results are the same.
+   */
+  gradientCheckpointing?: boolean
 }
 
 export interface RandomModelOptions extends LoadOptions {
@@ -67,7 +73,7 @@ export interface ForwardResult {
 
 const DEVICE_PATTERN = /^(cpu|cuda|cuda:\d+)$/
 
-function checkLoadOptions(options: LoadOptions, fallbackDtype: ModelDtype): { device: Device; dtype: ModelDtype } {
+function checkLoadOptions(options: LoadOptions, fallbackDtype: ModelDtype): { device: Device; dtype: ModelDtype; gradientCheckpointing: boolean } {
   const device = options.device ?? 'cpu'
   if (typeof device !== 'string' || !DEVICE_PATTERN.test(device)) {
     throw new LlamaproError('LLAMAPRO_ARG', `device must be 'cpu', 'cuda' or 'cuda:<n>', got ${JSON.stringify(device)}`)
@@ -76,7 +82,11 @@ function checkLoadOptions(options: LoadOptions, fallbackDtype: ModelDtype): { de
   if (!MODEL_DTYPES.includes(dtype)) {
     throw new LlamaproError('LLAMAPRO_ARG', `dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`)
   }
-  return { device, dtype }
+  const gradientCheckpointing = options.gradientCheckpointing ?? true
+  if (typeof gradientCheckpointing !== 'boolean') {
+    throw new LlamaproError('LLAMAPRO_ARG', `gradientCheckpointing must be true or false, got ${JSON.stringify(gradientCheckpointing)}`)
+  }
+  return { device, dtype, gradientCheckpointing }
 }
 
 export class LlamaModel {
@@ -124,8 +134,8 @@ export class LlamaModel {
 
   /** Loads an already opened (validated) checkpoint. */
   static async fromCheckpoint(checkpoint: Checkpoint, options: LoadOptions = {}): Promise<LlamaModel> {
-    const { device, dtype } = checkLoadOptions(options, checkpoint.dtype)
-    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(checkpoint.config), { device, dtype }))
+    const { device, dtype, gradientCheckpointing } = checkLoadOptions(options, checkpoint.dtype)
+    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(checkpoint.config), { device, dtype, gradientCheckpointing }))
     const model = new LlamaModel(handle, checkpoint.config, { ...checkpoint.rawConfig }, {
       device,
       dtype,
@@ -153,9 +163,9 @@ export class LlamaModel {
   static async random(rawConfig: Record<string, unknown>, options: RandomModelOptions = {}): Promise<LlamaModel> {
     const config = parseModelConfig(rawConfig, 'config')
     const declared = config.dtype ?? 'float32'
-    const { device, dtype } = checkLoadOptions(options, declared)
+    const { device, dtype, gradientCheckpointing } = checkLoadOptions(options, declared)
     const range = typeof rawConfig.initializer_range === 'number' ? rawConfig.initializer_range : 0.02
-    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(config), { device, dtype }))
+    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(config), { device, dtype, gradientCheckpointing }))
     const model = new LlamaModel(handle, config, { ...rawConfig }, { device, dtype, sourceDtype: options.dtype ?? declared })
     await callNative('initialising random weights', () => handle.initRandom(options.seed ?? 0, options.std ?? range))
     return model
@@ -195,6 +205,15 @@ export class LlamaModel {
       throw new LlamaproError('LLAMAPRO_ARG', `labels have shape [${y.batch}, ${y.seq}] but ids have [${x.batch}, ${x.seq}]`)
     }
     return callNative('loss', () => this.native.loss(x.data, y.data, x.batch, x.seq))
+  }
+
+  /**
+   * Turns activation checkpointing on or off for the following training steps (see LoadOptions). Only the decoder
+   * layers that backward passes through are recomputed: those at or above the lowest trainable parameter.
+   */
+  setGradientCheckpointing(on: boolean): void {
+    if (typeof on !== 'boolean') throw new LlamaproError('LLAMAPRO_ARG', `setGradientCheckpointing: expected true or false, got ${JSON.stringify(on)}`)
+    callNativeSync('setGradientCheckpointing', () => this.native.setGradientCheckpointing(on))
   }
 
   /**

@@ -128,6 +128,7 @@ export interface NativeModelHandle {
   attachProcessGroup(group: NativeProcessGroupHandle | null): void
   optimizerState(): { step: number; lossScale: number; goodSteps: number; names: string[] }
   trainStep(ids: Int32Array, labels: Int32Array, batch: number, seq: number, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>
+  setGradientCheckpointing(on: boolean): void
   insertBlocks(positions: number[]): Promise<number[]>
   tensorInfo(name: string): { shape: number[]; dtype: 'float32' | 'bfloat16' | 'float16' }
   tensorBytes(name: string, dtype: string): Promise<Uint8Array>
@@ -175,7 +176,7 @@ export interface NativeBinding {
       heads?: number
     }[],
   ): Promise<void>
-  NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string }) => NativeModelHandle
+  NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string; gradientCheckpointing?: boolean }) => NativeModelHandle
   NativeProcessGroup: new () => NativeProcessGroupHandle
   distributedBackends(): string[]
   NativeKvCache: new (model: NativeModelHandle) => NativeKvCacheHandle

@@ -4,6 +4,10 @@
  * depends on which of its inputs need gradients, so the estimate walks each layer's ops in order and tracks
  * whether the hidden state requires grad. Below the lowest trainable parameter nothing is saved at all: that is
  * where freeze tuning saves its memory.
+ *
+ * With activation checkpointing (the default, as in LLaMA-Factory) each decoder layer that autograd records keeps
+ * only its input; in backward it is recomputed, so one layer's activations are alive at a time, next to the
+ * gradients produced so far.
  */
 import type { ModelConfig } from '../checkpoint/config.js'
 import { type ModelDtype, modelDtypeSize } from '../checkpoint/dtypes.js'
@@ -26,6 +30,8 @@ export interface MemoryEstimateInput {
   attention?: 'grouped' | 'flash'
   /** 'cpu' (default) or 'cuda': float32 on the CPU uses llamapro's fused RMSNorm, which keeps less. */
   device?: 'cpu' | 'cuda'
+  /** Activation checkpointing of the decoder layers (default true, as the model and LLaMA-Factory default). */
+  gradientCheckpointing?: boolean
 }
 
 export interface MemoryEstimate {
@@ -37,6 +43,9 @@ export interface MemoryEstimate {
   optimizer: number
   /** Tensors saved for backward at the end of the forward pass, plus the loss's logits buffers. */
   activations: number
+  /** With checkpointing: the activations of the largest recomputed layer, alive while it back-propagates. */
+  recomputed: number
+  gradientCheckpointing: boolean
   /** The expected high-water mark of one training step (optimizer state already allocated). */
   peak: number
   assumptions: string
@@ -72,8 +81,12 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
   const kv = config.numKvHeads * config.headDim
   const up = c === 4 ? 0 : 4 // RMSNorm upcasts to float32: a separate copy unless already float32
 
+  const checkpointing = input.gradientCheckpointing ?? true
+  const gradBytes = (prefix: string) => parameters.reduce((sum, p) => sum + (p.name.startsWith(prefix) && trainable.has(p.name) ? p.numel * m : 0), 0)
   let saved = 0
   let g = trains('model.embed_tokens.')
+  // Per recorded layer: what it saves (all of it without checkpointing, its input with), and its gradients.
+  const recorded: { saved: number; gradients: number }[] = []
   const fusedNorms = (input.device ?? 'cpu') === 'cpu' && c === 4
   // RMSNorm. Fused (float32 on the CPU): keeps its input whenever anything needs a gradient. Composite: pow keeps
   // its float32 input when the input needs a gradient; weight * normed keeps normed for the weight's gradient.
@@ -88,6 +101,7 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
   }
   for (let i = 0; i < config.numLayers; i++) {
     const p = layerPrefix(i)
+    const before = saved
     const g1 = rmsNorm(g, trains(`${p}input_layernorm.`))
     const qkv = trains(`${p}self_attn.q_proj.`) || trains(`${p}self_attn.k_proj.`) || trains(`${p}self_attn.v_proj.`)
     if (qkv) saved += N * h * c // the projections' shared input, for their weight gradients
@@ -107,6 +121,10 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
     const downTrains = trains(`${p}mlp.down_proj.`)
     if (downTrains) saved += N * f * c
     g = gh || gm || downTrains
+    if (saved > before) {
+      recorded.push({ saved: saved - before, gradients: gradBytes(p) })
+      if (checkpointing) saved = before + N * h * c // the layer's input, kept for the recomputation
+    }
   }
   const gFinal = rmsNorm(g, trains('model.norm.'))
   const headTrains = config.tieWordEmbeddings ? trains('model.embed_tokens.') : trains('lm_head.')
@@ -121,13 +139,31 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
   // activations are freed; at the optimizer step AdamW's temporaries for the largest tensor come on top.
   const forwardBackward = weights + optimizer + activations
   const step = weights + gradients + optimizer + 2 * largestTrainable * m
-  const peak = Math.max(forwardBackward, step)
+  // With checkpointing, backward meets layer i (top down) with the inputs of layers <= i still kept, the
+  // gradients of everything above it done, its own activations recomputed and its gradients being produced,
+  // and the incoming and outgoing gradient of the hidden state.
+  let recompute = 0
+  let recomputed = 0
+  if (checkpointing && recorded.length > 0) {
+    const layerGradients = recorded.reduce((sum, r) => sum + r.gradients, 0)
+    const embedGradients = config.tieWordEmbeddings ? 0 : gradBytes('model.embed_tokens.')
+    let gradientsDone = gradients - layerGradients - embedGradients
+    for (let k = recorded.length - 1; k >= 0; k--) {
+      const layer = recorded[k]!
+      recomputed = Math.max(recomputed, layer.saved)
+      gradientsDone += layer.gradients
+      recompute = Math.max(recompute, weights + optimizer + gradientsDone + (k + 1) * N * h * c + layer.saved + 2 * N * h * c)
+    }
+  }
+  const peak = Math.max(forwardBackward, step, recompute)
   return {
     weights,
     gradients,
     optimizer,
     activations,
+    recomputed,
+    gradientCheckpointing: checkpointing,
     peak,
-    assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}`,
+    assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}, activation checkpointing ${checkpointing ? 'on' : 'off'}`,
   }
 }

@@ -22,6 +22,8 @@ export interface PlanInput {
   attention?: 'grouped' | 'flash'
   /** Where training would run: float32 on the CPU uses llamapro's fused kernels, which keep less (default cpu). */
   device?: 'cpu' | 'cuda'
+  /** Activation checkpointing of the decoder layers (default true). */
+  gradientCheckpointing?: boolean
 }
 
 export interface PlanLayer {
@@ -138,6 +140,7 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
     masterDtype: input.masterDtype,
     attention: input.attention,
     device: input.device,
+    gradientCheckpointing: input.gradientCheckpointing,
   })
   return {
     model: checkpoint.dir,

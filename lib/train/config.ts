@@ -68,6 +68,7 @@ const KEYS = {
   bf16: { kind: { type: 'bool' }, default: false, help: 'bfloat16 activations, float32 master weights' },
   fp16: { kind: { type: 'bool' }, default: false, help: 'float16 activations with loss scaling (CUDA)' },
   pure_bf16: { kind: { type: 'bool' }, default: false, help: 'bfloat16 everywhere, master weights included' },
+  disable_gradient_checkpointing: { kind: { type: 'bool' }, default: false, help: 'keep every activation instead of recomputing decoder layers in backward' },
   seed: { kind: { type: 'int' }, default: 42, help: 'random seed (data order)' },
   logging_steps: { kind: { type: 'int', min: 1 }, default: 500, help: 'log every N optimizer steps' },
   save_steps: { kind: { type: 'int', min: 1 }, default: 500, help: 'checkpoint every N optimizer steps' },
@@ -143,6 +144,8 @@ export interface TrainConfig {
   bf16: boolean
   fp16: boolean
   pureBf16: boolean
+  /** false (default, as LLaMA-Factory): decoder layers are recomputed in backward (activation checkpointing). */
+  disableGradientCheckpointing: boolean
   seed: number
   loggingSteps: number
   saveSteps: number
@@ -329,6 +332,7 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     bf16: get('bf16') as boolean,
     fp16: get('fp16') as boolean,
     pureBf16: get('pure_bf16') as boolean,
+    disableGradientCheckpointing: get('disable_gradient_checkpointing') as boolean,
     seed: get('seed') as number,
     loggingSteps,
     saveSteps: get('save_steps') as number,

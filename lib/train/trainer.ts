@@ -209,7 +209,7 @@ async function prepareModel(plan: RunPlan, warn: (message: string) => void): Pro
   const { cfg, resumeDir, resumeState, checkpoint, policy, split } = plan
   const { compute, master } = trainingDtypes(cfg)
   if (cfg.threads > 0) setThreads(cfg.threads)
-  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: plan.device.device, dtype: compute })
+  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: plan.device.device, dtype: compute, gradientCheckpointing: !cfg.disableGradientCheckpointing })
   try {
     if (plan.group) model.native.attachProcessGroup(plan.group.handle)
     await model.setTrainable(policy.trainable, { masterDtype: master })
