@@ -73,3 +73,9 @@ t llamapro export "$W/out" "$W/smollm2-pro-q8_0.gguf" --type q8_0
 .venv/bin/python -c "import gguf, sys; r = gguf.GGUFReader(sys.argv[1]); print('gguf reader:', len(r.tensors), 'tensors,', r.fields['llama.block_count'].contents(), 'blocks')" "$W/smollm2-pro-q8_0.gguf"
 t llamapro import "$W/smollm2-pro-q8_0.gguf" "$W/back"
 loss "$W/back" "$W/data/heldout.jsonl" | tee "$W/after-q8-domain.json"
+echo "== what it answers, before and after (greedy)"
+for m in smollm2-pro out; do
+  echo "-- $m"
+  llamapro generate "$W/$m" --chat --prompt "What is the capital of France? Answer in one sentence." --max-new-tokens 40
+  llamapro generate "$W/$m" --max-new-tokens 40 --prompt $'Package: python3-numpy\nDescription:'
+done

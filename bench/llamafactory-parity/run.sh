@@ -16,7 +16,7 @@ repo="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${LLAMAPRO_LF_VENV:-/tmp/llamapro-lf-venv}"
 work="${LLAMAPRO_LF_WORK:-/tmp/llamapro-lf-parity}"
 cases=("$@")
-if [ "${#cases[@]}" -eq 0 ]; then cases=(sft-default sft-alpaca sft-chatml pt-packed llama-pro); fi
+if [ "${#cases[@]}" -eq 0 ]; then cases=(sft-default sft-alpaca sft-chatml sft-qwen sft-smollm2 pt-packed llama-pro); fi
 
 if ! "$venv/bin/python" -c 'import llamafactory, torch, torchaudio' >/dev/null 2>&1; then
   echo "installing llamafactory==0.9.5 and torch 2.11.0 into $venv (from PyPI, several minutes; log: $venv.log)"
