@@ -26,7 +26,7 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake ninja-build g++ make)
-if [ "$runtime_only" -eq 0 ]; then packages+=(python3-torch python3-venv); fi
+if [ "$runtime_only" -eq 0 ]; then packages+=(python3-torch python3-venv python3-pip unzip binutils); fi
 
 $sudo apt-get update -q
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
