@@ -2,6 +2,7 @@
 
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
+#include "posix_file.h"
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -222,70 +223,6 @@ void EncodeValues(int type, const float* v, int64_t n, uint8_t* out) {
   }
 }
 
-class Fd {
- public:
-  Fd(const std::string& path, int flags, mode_t mode = 0) : path_(path) {
-    do {
-      fd_ = ::open(path.c_str(), flags | O_CLOEXEC, mode);
-    } while (fd_ < 0 && errno == EINTR);
-    if (fd_ < 0) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
-  }
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-
-  int64_t Size() const {
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) throw std::runtime_error(path_ + ": cannot stat (" + std::strerror(errno) + ")");
-    return static_cast<int64_t>(st.st_size);
-  }
-
-  void ReadAt(void* into, int64_t nbytes, int64_t offset, const std::string& what) const {
-    auto* out = static_cast<char*>(into);
-    while (nbytes > 0) {
-      const ssize_t got = ::pread(fd_, out, static_cast<size_t>(std::min<int64_t>(nbytes, int64_t{1} << 30)), static_cast<off_t>(offset));
-      if (got < 0) {
-        if (errno == EINTR) continue;
-        throw std::runtime_error(path_ + ": reading " + what + " failed (" + std::strerror(errno) + ")");
-      }
-      if (got == 0) throw std::runtime_error(path_ + ": unexpected end of file while reading " + what + " (was it truncated while being read?)");
-      out += got;
-      nbytes -= got;
-      offset += got;
-    }
-  }
-
-  void WriteAt(const void* from, int64_t nbytes, int64_t offset, const std::string& what) const {
-    const auto* in = static_cast<const char*>(from);
-    while (nbytes > 0) {
-      const ssize_t put = ::pwrite(fd_, in, static_cast<size_t>(std::min<int64_t>(nbytes, int64_t{16} << 20)), static_cast<off_t>(offset));
-      if (put < 0) {
-        if (errno == EINTR) continue;
-        throw std::runtime_error(path_ + ": writing " + what + " failed (" + std::strerror(errno) + ")");
-      }
-      in += put;
-      nbytes -= put;
-      offset += put;
-    }
-  }
-
-  void Truncate(int64_t size) const {
-    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) throw std::runtime_error(path_ + ": cannot set the size (" + std::strerror(errno) + ")");
-  }
-
-  void Close() {
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) throw std::runtime_error(path_ + ": closing failed (" + std::strerror(errno) + ")");
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
-
 int64_t CheckedMul(int64_t a, int64_t b, const std::string& what) {
   int64_t r;
   if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r)) throw std::invalid_argument(what + ": size overflows");
@@ -325,7 +262,7 @@ void ConvertTensors(const std::string& target, const std::vector<uint8_t>& heade
     const ConvertItem* item;
   };
   std::vector<Span> spans;
-  std::map<std::string, std::unique_ptr<Fd>> sources;
+  std::map<std::string, std::unique_ptr<PosixFile>> sources;
   const int64_t header_size = static_cast<int64_t>(header.size());
   if (file_size < header_size) throw std::invalid_argument(target + ": file size " + std::to_string(file_size) + " is smaller than its header");
   for (const auto& item : items) {
@@ -340,7 +277,7 @@ void ConvertTensors(const std::string& target, const std::vector<uint8_t>& heade
       }
     }
     auto& file = sources[item.source];
-    if (!file) file = std::make_unique<Fd>(item.source, O_RDONLY);
+    if (!file) file = std::make_unique<PosixFile>(item.source, O_RDONLY);
     const int64_t size = file->Size();
     if (item.src_offset < 0 || item.src_offset > size || src_bytes > size - item.src_offset) {
       throw std::invalid_argument(item.source + ": " + what + " lies outside the file (bytes " + std::to_string(item.src_offset) + ".." +
@@ -358,14 +295,14 @@ void ConvertTensors(const std::string& target, const std::vector<uint8_t>& heade
     }
   }
 
-  Fd out(target, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  PosixFile out(target, O_WRONLY | O_CREAT | O_EXCL, 0644);
   try {
     out.WriteAt(header.data(), header_size, 0, "the header");
     std::vector<uint8_t> src_buf, dst_buf;
     std::vector<float> values, reordered;
     for (const auto& item : items) {
       const std::string what = "tensor \"" + item.name + "\"";
-      const Fd& in = *sources.at(item.source);
+      const PosixFile& in = *sources.at(item.source);
       // Rows stay whole only where heads are reordered; otherwise the tensor is a flat run of blocks, cut into
       // chunks of `group` values (a multiple of both block sizes), so even a huge 1-D tensor uses bounded memory.
       TypeInfo src_info{}, dst_info{};

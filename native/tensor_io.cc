@@ -1,5 +1,6 @@
 #include "tensor_io.h"
 
+#include "posix_file.h"
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,71 +20,6 @@
 
 namespace llamapro {
 namespace {
-
-class File {
- public:
-  File(const std::string& path, int flags, mode_t mode = 0) : path_(path) {
-    do {
-      fd_ = ::open(path.c_str(), flags | O_CLOEXEC, mode);
-    } while (fd_ < 0 && errno == EINTR);
-    if (fd_ < 0) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
-  }
-  ~File() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  File(const File&) = delete;
-  File& operator=(const File&) = delete;
-
-  int64_t Size() const {
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) throw std::runtime_error(path_ + ": cannot stat (" + std::strerror(errno) + ")");
-    return static_cast<int64_t>(st.st_size);
-  }
-
-  void ReadAt(void* into, int64_t nbytes, int64_t offset, const std::string& what) const {
-    auto* out = static_cast<char*>(into);
-    while (nbytes > 0) {
-      const size_t chunk = static_cast<size_t>(std::min<int64_t>(nbytes, int64_t{1} << 30));
-      const ssize_t got = ::pread(fd_, out, chunk, static_cast<off_t>(offset));
-      if (got < 0) {
-        if (errno == EINTR) continue;
-        throw std::runtime_error(path_ + ": reading " + what + " failed (" + std::strerror(errno) + ")");
-      }
-      if (got == 0) throw std::runtime_error(path_ + ": unexpected end of file while reading " + what);
-      out += got;
-      nbytes -= got;
-      offset += got;
-    }
-  }
-
-  void WriteAt(const void* from, int64_t nbytes, int64_t offset, const std::string& what) const {
-    const auto* in = static_cast<const char*>(from);
-    while (nbytes > 0) {
-      // Bounded writes let the kernel's writeback keep pace instead of stalling one huge call.
-      const size_t chunk = static_cast<size_t>(std::min<int64_t>(nbytes, int64_t{16} << 20));
-      const ssize_t put = ::pwrite(fd_, in, chunk, static_cast<off_t>(offset));
-      if (put < 0) {
-        if (errno == EINTR) continue;
-        throw std::runtime_error(path_ + ": writing " + what + " failed (" + std::strerror(errno) + ")");
-      }
-      in += put;
-      nbytes -= put;
-      offset += put;
-    }
-  }
-
-  void Advise(int advice) const { ::posix_fadvise(fd_, 0, 0, advice); }
-
-  void Close() {
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) throw std::runtime_error(path_ + ": closing failed (" + std::strerror(errno) + ")");
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
 
 std::string ShapeString(c10::IntArrayRef shape) {
   std::ostringstream out;
@@ -135,17 +71,17 @@ void ReadTensors(const std::vector<ReadItem>& items, const std::function<torch::
   // then read. A bad item fails the whole load before any byte is read.
   struct Task {
     const ReadItem* item;
-    const File* file;
+    const PosixFile* file;
     torch::Tensor tensor;
     c10::ScalarType file_type;
   };
-  std::map<std::string, std::unique_ptr<File>> files;
+  std::map<std::string, std::unique_ptr<PosixFile>> files;
   std::vector<Task> tasks;
   tasks.reserve(items.size());
   for (const auto& item : items) {
     auto& file = files[item.file];
     if (!file) {
-      file = std::make_unique<File>(item.file, O_RDONLY);
+      file = std::make_unique<PosixFile>(item.file, O_RDONLY);
       file->Advise(POSIX_FADV_SEQUENTIAL);
     }
     const std::string what = "tensor \"" + item.name + "\"";
@@ -208,7 +144,7 @@ void ReadTensors(const std::vector<ReadItem>& items, const std::function<torch::
 void WriteSafetensors(const std::string& path, const std::vector<uint8_t>& header, const std::vector<WriteItem>& items,
                       const std::function<torch::Tensor(const std::string&)>& source) {
   torch::NoGradGuard no_grad;
-  File file(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  PosixFile file(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   try {
     file.WriteAt(header.data(), static_cast<int64_t>(header.size()), 0, "the header");
     const int64_t data_start = static_cast<int64_t>(header.size());
