@@ -12,6 +12,7 @@ import { type ModelDtype, MODEL_DTYPES, parseModelDtype, toSafetensorsDtype } fr
 import { encodeSafetensorsHeader, safetensorsOrder } from '../checkpoint/safetensors.js'
 import { configJson } from '../checkpoint/write-shards.js'
 import { LlamaproError, UsageError } from '../errors.js'
+import type { ConvertItem } from '../native/binding.js'
 import { callNative } from '../native/call.js'
 import { native } from '../native/load.js'
 import { checkOutputDir, writeFolderAtomically } from '../util/atomic-dir.js'
@@ -21,18 +22,6 @@ import { GgufError, GgufMetadata, readGgufFile } from './reader.js'
 import { tokenizerFromGguf, tokenizerToGguf } from './tokenizer.js'
 import { encodeGguf } from './writer.js'
 
-export interface ConvertItem {
-  name: string
-  source: string
-  srcOffset: number
-  srcType: number
-  rows: number
-  cols: number
-  dstOffset: number
-  dstType: number
-  order: 'as-is' | 'to-hf' | 'to-gguf'
-  heads?: number
-}
 
 export interface ImportGgufOptions {
   /** Output dtype; default float32, which holds every dequantized value exactly (as transformers' GGUF loader). */

@@ -153,6 +153,20 @@ export interface MemoryCounters {
   peak: number
 }
 
+/** One tensor converted by native/dequant.cc (lib/gguf/convert.ts builds the items; the C++ checks them again). */
+export interface ConvertItem {
+  name: string
+  source: string
+  srcOffset: number
+  srcType: number
+  rows: number
+  cols: number
+  dstOffset: number
+  dstType: number
+  order: 'as-is' | 'to-hf' | 'to-gguf'
+  heads?: number
+}
+
 export interface NativeBinding {
   runtimeInfo(): RawRuntimeInfo
   setThreads(threads: number): void
@@ -163,18 +177,7 @@ export interface NativeBinding {
     target: string,
     header: Uint8Array,
     fileSize: number,
-    items: {
-      name: string
-      source: string
-      srcOffset: number
-      srcType: number
-      rows: number
-      cols: number
-      dstOffset: number
-      dstType: number
-      order: 'as-is' | 'to-hf' | 'to-gguf'
-      heads?: number
-    }[],
+    items: ConvertItem[],
   ): Promise<void>
   NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string; gradientCheckpointing?: boolean }) => NativeModelHandle
   NativeProcessGroup: new () => NativeProcessGroupHandle
