@@ -87,6 +87,7 @@ const KEYS = {
   save_only_model: { kind: { type: 'bool' }, default: false, help: 'checkpoints without optimizer state (not resumable)' },
   ddp_timeout: { kind: { type: 'int', min: 1 }, default: 1800, help: 'seconds a rank waits for the others in a collective before it fails (multi-rank runs)' },
   ddp_bucket_cap_mb: { kind: { type: 'number', min: 0.001 }, default: 25, help: 'MiB of trainable gradients per all-reduce bucket (multi-rank runs)' },
+  zero_stage: { kind: { type: 'int', min: 0, max: 1 }, default: 0, help: '1: ZeRO stage 1, each rank keeps AdamW state for its shard of the trainable parameters only (multi-rank runs; llamapro)' },
 } satisfies Record<string, KeySpec>
 
 export type TrainKey = keyof typeof KEYS
@@ -165,6 +166,8 @@ export interface TrainConfig {
   ddpTimeout: number
   /** MiB per gradient all-reduce bucket (DDP's bucket_cap_mb). */
   ddpBucketCapMb: number
+  /** ZeRO stage: 1 shards AdamW's state over the ranks, 0 keeps it whole on every rank. */
+  zeroStage: 0 | 1
   /** Keys that were accepted but have no effect, for a warning. */
   ignoredKeys: string[]
   /** The folder relative paths were resolved against: the working directory, as in LLaMA-Factory. */
@@ -350,6 +353,7 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     saveOnlyModel: get('save_only_model') as boolean,
     ddpTimeout: get('ddp_timeout') as number,
     ddpBucketCapMb: get('ddp_bucket_cap_mb') as number,
+    zeroStage: get('zero_stage') as 0 | 1,
     ignoredKeys,
     baseDir,
   }

@@ -19,6 +19,8 @@ export interface LogRecord {
   layer_grad_norms?: Record<string, number>
   /** Data-parallel runs: gradient bytes each rank all-reduced in the last step (only trainable parameters). */
   allreduce_bytes?: number
+  /** Bytes of AdamW state this rank holds (multi-rank runs; with zero_stage 1, its shard only). */
+  optimizer_state_bytes?: number
 }
 
 export interface TrainResult {
