@@ -2,6 +2,10 @@
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
+#if TORCH_VERSION_MAJOR >= 2
+// Declared here too: without the Gloo headers nothing else brings it in.
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#endif
 
 #include <cstdio>
 #include <cstdlib>

@@ -156,7 +156,8 @@ t.test('a ZeRO-1 run resumes exactly from its checkpoint (launched with --nproc-
   const full = join(dir, 'full')
   const resumed = join(dir, 'resumed')
   const raw = { per_device_train_batch_size: 2, max_steps: 4, save_steps: 2, zero_stage: 1 }
-  await run(process.execPath, [CLI, 'train', yaml('full', { ...raw, output_dir: full }), '--nproc-per-node', '2'], { timeout: 120_000 })
+  const { stdout } = await run(process.execPath, [CLI, 'train', yaml('full', { ...raw, output_dir: full }), '--nproc-per-node', '2'], { timeout: 120_000 })
+  t.match(stdout, /data parallel over 2 ranks: .*; ZeRO stage 1: each rank keeps 1\/2 of the AdamW state/)
   const records = await trainTwoRanks(yaml('resumed', { ...raw, output_dir: resumed, resume_from_checkpoint: join(full, 'checkpoint-2') }))
   const [a, b] = [await floats(full), await floats(resumed)]
   const differ = [...a.keys()].filter((n) => Buffer.compare(Buffer.from(a.get(n)!.buffer), Buffer.from(b.get(n)!.buffer)) !== 0)

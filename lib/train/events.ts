@@ -54,6 +54,8 @@ export type TrainEvent =
       worldSize?: number
       allReduceBytes?: number
       fullFineTuneAllReduceBytes?: number
+      /** 1 when AdamW's state is sharded over the ranks (zero_stage: 1). */
+      zeroStage?: 0 | 1
       /** Where the run trains, and why there (`device: auto` picks the first visible GPU, else the CPU). */
       device: string
       deviceReason: string

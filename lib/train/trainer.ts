@@ -619,6 +619,7 @@ async function trainPrepared(plan: RunPlan, started: number, options: TrainOptio
             worldSize: plan.group.worldSize,
             allReduceBytes: gradBytes(trainable.reduce((s, p) => s + p.numel, 0)),
             fullFineTuneAllReduceBytes: gradBytes(params.reduce((s, p) => s + p.numel, 0)),
+            zeroStage: plan.cfg.zeroStage,
           }
         : {}),
     })
