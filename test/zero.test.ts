@@ -230,3 +230,24 @@ t.test('zero_stage: a killed rank ends the other, naming it; a stage other than 
   t.equal(code, 1, 'rank 0 exits 1 by itself')
   t.match(err0, /distributed: rank 0 of 2: .*\(zero_stage 1\) failed: .*; rank 1 stopped: its heartbeat ended/s, err0.trim().split('\n').pop() ?? '')
 })
+
+t.test("LLaMA-Factory's deepspeed: key: its zero_optimization.stage chooses zero_stage, with a warning saying what is read", async (t) => {
+  const dir = t.testdir()
+  const ds = (stage: unknown) => {
+    const path = join(dir, `ds_z${String(stage)}_config.json`)
+    // The shape of LLaMA-Factory's examples/deepspeed files ("auto" values are DeepSpeed's, filled in by transformers).
+    writeFileSync(path, JSON.stringify({ train_batch_size: 'auto', bf16: { enabled: 'auto' }, zero_optimization: { stage, overlap_comm: false, contiguous_gradients: true } }))
+    return path
+  }
+  const parse = (raw: Record<string, unknown>) => parseTrainConfig({ model_name_or_path: 'm', dataset: 'd', output_dir: 'o', ...raw }, 'run.yaml', dir)
+  const z3 = parse({ deepspeed: ds(3) })
+  t.equal(z3.zeroStage, 1)
+  t.match(z3.configWarnings?.[0], /reads only zero_optimization\.stage: zero_optimization\.stage 3 runs as zero_stage: 1 \(llamapro shards the AdamW state only, not gradients or weights\)/)
+  t.equal(parse({ deepspeed: ds(2) }).zeroStage, 1)
+  t.equal(parse({ deepspeed: ds(1) }).zeroStage, 1)
+  t.equal(parse({ deepspeed: ds(0) }).zeroStage, 0)
+  t.equal(parse({ deepspeed: 'ds_z3_config.json' }).zeroStage, 1, 'a relative path resolves against the working directory')
+  t.equal(parse({ deepspeed: ds(3), zero_stage: 0 }).zeroStage, 0, 'zero_stage, when given, wins')
+  t.throws(() => parse({ deepspeed: join(dir, 'missing.json') }), { code: 'LLAMAPRO_TRAIN_CONFIG', message: /run\.yaml: deepspeed: .*missing\.json: cannot read it as a DeepSpeed JSON config \(file not found\)/ })
+  t.throws(() => parse({ deepspeed: ds(4) }), { code: 'LLAMAPRO_TRAIN_CONFIG', message: /zero_optimization\.stage must be 0, 1, 2 or 3, got 4/ })
+})

@@ -568,6 +568,7 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   const started = performance.now()
   const warn = (message: string) => options.onEvent?.({ type: 'warning', message })
   for (const key of cfg.ignoredKeys) warn(`key "${key}" has no effect in llamapro (accepted for LLaMA-Factory compatibility)`)
+  for (const message of cfg.configWarnings ?? []) warn(message)
 
   const env = options.distributed === undefined ? distributedFromEnv() : options.distributed
   const ranks = env && env.worldSize > 1 ? env : null
