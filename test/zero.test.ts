@@ -251,3 +251,18 @@ t.test("LLaMA-Factory's deepspeed: key: its zero_optimization.stage chooses zero
   t.throws(() => parse({ deepspeed: join(dir, 'missing.json') }), { code: 'LLAMAPRO_TRAIN_CONFIG', message: /run\.yaml: deepspeed: .*missing\.json: cannot read it as a DeepSpeed JSON config \(file not found\)/ })
   t.throws(() => parse({ deepspeed: ds(4) }), { code: 'LLAMAPRO_TRAIN_CONFIG', message: /zero_optimization\.stage must be 0, 1, 2 or 3, got 4/ })
 })
+
+t.test('bench --nproc 2 --zero-stage 1: the ranks with ZeRO-1 beside the same ranks without it', async (t) => {
+  const { stdout } = await run(process.execPath, [CLI, 'bench', 'tiny', '--nproc', '2', '--strategies', 'pro:2', '--steps', '2', '--warmup', '1', '--zero-stage', '1', '--json'], {
+    timeout: 180_000,
+  })
+  const report = JSON.parse(stdout) as {
+    results: { trainableParams: number; optimizerBytes: number; zero: { optimizerBytesPerRank: number[]; stepTimeRatio: number } }[]
+  }
+  const [pro] = report.results
+  t.equal(pro!.optimizerBytes, 8 * pro!.trainableParams, 'without ZeRO each rank holds exp_avg and exp_avg_sq of every trainable parameter')
+  t.equal(pro!.zero.optimizerBytesPerRank.length, 2)
+  for (const bytes of pro!.zero.optimizerBytesPerRank) t.ok(bytes >= pro!.optimizerBytes / 2 && bytes <= pro!.optimizerBytes / 2 + 64, `${bytes} bytes per rank with ZeRO-1`)
+  t.ok(pro!.zero.stepTimeRatio > 0)
+  await t.rejects(run(process.execPath, [CLI, 'bench', 'tiny', '--zero-stage', '1']), /--zero-stage needs --nproc N/)
+})
