@@ -125,19 +125,26 @@ void AdamW::Step(const std::vector<NamedTensor>& params, const AdamWHyper& hyper
     const double decay = no_decay.count(name) ? 0.0 : hyper.weight_decay;
     auto& exp_avg = ExpAvg(name, param);
     auto& exp_avg_sq = ExpAvgSq(name, param);
-    if (Fusable(param, grad, exp_avg, exp_avg_sq)) {
-      FusedAdamWFloat(param.data_ptr<float>(), grad.data_ptr<float>(), exp_avg.data_ptr<float>(), exp_avg_sq.data_ptr<float>(), param.numel(),
-                      hyper, decay, step_size, bias_correction2_sqrt, grad_scale);
-      continue;
-    }
-    // torch.optim.AdamW's single-tensor update (GPU, half-precision master weights)
-    if (grad_scale != 1.0f) grad.mul_(grad_scale);
-    if (decay != 0.0) param.mul_(1.0 - hyper.lr * decay);
-    exp_avg.lerp_(grad, 1.0 - hyper.beta1);
-    exp_avg_sq.mul_(hyper.beta2).addcmul_(grad, grad, 1.0 - hyper.beta2);
-    const auto denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(hyper.eps);
-    param.addcdiv_(exp_avg, denom, -step_size);
+    auto param_ref = param;
+    auto grad_ref = grad;
+    AdamWUpdate(param_ref, grad_ref, exp_avg, exp_avg_sq, hyper, decay, step_size, bias_correction2_sqrt, grad_scale);
   }
+}
+
+void AdamWUpdate(torch::Tensor& param, torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq, const AdamWHyper& hyper,
+                 double decay, double step_size, double bias_correction2_sqrt, float grad_scale) {
+  if (Fusable(param, grad, exp_avg, exp_avg_sq)) {
+    FusedAdamWFloat(param.data_ptr<float>(), grad.data_ptr<float>(), exp_avg.data_ptr<float>(), exp_avg_sq.data_ptr<float>(), param.numel(), hyper,
+                    decay, step_size, bias_correction2_sqrt, grad_scale);
+    return;
+  }
+  // torch.optim.AdamW's single-tensor update (GPU, half-precision master weights)
+  if (grad_scale != 1.0f) grad.mul_(grad_scale);
+  if (decay != 0.0) param.mul_(1.0 - hyper.lr * decay);
+  exp_avg.lerp_(grad, 1.0 - hyper.beta1);
+  exp_avg_sq.mul_(hyper.beta2).addcmul_(grad, grad, 1.0 - hyper.beta2);
+  const auto denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(hyper.eps);
+  param.addcdiv_(exp_avg, denom, -step_size);
 }
 
 GradNorms ComputeGradNorms(const std::vector<NamedTensor>& params) {

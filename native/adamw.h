@@ -57,6 +57,11 @@ struct GradNorms {
   torch::Tensor total;      // scalar float32
 };
 
+// One AdamW update of `param` in place, from `grad` (multiplied by grad_scale) and the moments, all of one shape;
+// step_size = lr / bias_correction1. Used by AdamW::Step per parameter and by ZeRO-1 per slice of its shard.
+void AdamWUpdate(torch::Tensor& param, torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq, const AdamWHyper& hyper,
+                 double decay, double step_size, double bias_correction2_sqrt, float grad_scale);
+
 GradNorms ComputeGradNorms(const std::vector<NamedTensor>& params);
 // clip_grad_norm_'s coefficient: min(1, max_norm / (total + 1e-6)), in float32 as PyTorch computes it.
 float ClipCoefficient(double total_norm, double max_norm);

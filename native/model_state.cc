@@ -83,6 +83,18 @@ int64_t ModelState::ParameterBytes() const {
   return bytes;
 }
 
+ZeroOptimizer& ModelState::Zero() {
+  if (!Sharded()) throw std::logic_error("ZeRO: no process group attached with zero_stage 1");
+  const auto trainable = TrainableParams();
+  if (!zero_ || !zero_->Matches(trainable)) {
+    const auto& config = communicator->config();
+    zero_ = std::make_unique<ZeroOptimizer>(trainable, config.rank, config.world_size, config.bucket_bytes);
+  }
+  return *zero_;
+}
+
+int64_t ModelState::OptimizerBytes() const { return optimizer.StateBytes() + (zero_ ? zero_->StateBytes() : 0); }
+
 void ModelState::InitRandom(uint64_t seed, double std) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(seed);
@@ -112,6 +124,7 @@ void ModelState::SetTrainable(const std::unordered_set<std::string>& names, std:
       optimizer.Drop(p.name);
     }
   }
+  zero_.reset();  // a new trainable set gets a new layout (and fresh ZeRO-1 state)
 }
 
 std::vector<int64_t> ModelState::InsertBlocks(const std::vector<int64_t>& positions) {
@@ -173,6 +186,13 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
       result.reduced_extras = options.reduce_extras;
       if (result.reduced_extras.empty()) result.reduced_extras.push_back(0.0);
       result.reduced_extras[0] += result.loss * options.loss_multiplier;
+      if (Sharded()) {
+        Zero().Update(*communicator, trainable, optimizer, scaler, options, result);
+        ZeroGradients();
+        result.loss_scale = scaler.scale;
+        result.update_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - update_start).count();
+        return result;
+      }
       result.reduced_bytes = communicator->AllReduceGradients(trainable, result.reduced_extras);
       result.reduce_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - update_start).count();
     }

@@ -14,6 +14,7 @@
 #include "adamw.h"
 #include "llama_modules.h"
 #include "model_spec.h"
+#include "zero_optimizer.h"
 
 namespace llamapro {
 
@@ -71,6 +72,13 @@ class ModelState {
   LossScaler scaler;
   // Data-parallel training: gradients are summed over the ranks before clipping and the update.
   std::shared_ptr<Communicator> communicator;
+  // 1: ZeRO stage 1 over `communicator` (optimizer state sharded, see zero_optimizer.h); 0: every rank keeps it all.
+  int zero_stage = 0;
+  bool Sharded() const { return communicator && zero_stage == 1; }
+  // The ZeRO-1 layout of the current trainable parameters, made on first use.
+  ZeroOptimizer& Zero();
+  // Optimizer state held by this rank: per-parameter state plus this rank's ZeRO-1 chunks.
+  int64_t OptimizerBytes() const;
 
   const std::vector<NamedTensor>& Params() const { return params_; }
   torch::Tensor Param(const std::string& name) const;
@@ -96,6 +104,7 @@ class ModelState {
   void RebuildIndex();
   void ZeroGradients();
   std::vector<NamedTensor> params_;
+  std::unique_ptr<ZeroOptimizer> zero_;
   std::unordered_map<std::string, size_t> index_;
 };
 

@@ -178,6 +178,8 @@ Napi::Function NativeModel::Define(Napi::Env env) {
                          InstanceMethod("configureOptimizer", &NativeModel::ConfigureOptimizer),
                          InstanceMethod("attachProcessGroup", &NativeModel::AttachProcessGroup),
                          InstanceMethod("optimizerState", &NativeModel::OptimizerState),
+                         InstanceMethod("gatherOptimizerState", &NativeModel::GatherOptimizerState),
+                         InstanceMethod("scatterOptimizerState", &NativeModel::ScatterOptimizerState),
                          InstanceMethod("trainStep", &NativeModel::TrainStep),
                          InstanceMethod("setGradientCheckpointing", &NativeModel::SetGradientCheckpointing),
                          InstanceMethod("insertBlocks", &NativeModel::InsertBlocks),
@@ -439,9 +441,42 @@ Napi::Value NativeModel::AttachProcessGroup(const Napi::CallbackInfo& info) {
   auto state = State(env);
   std::shared_ptr<Communicator> communicator;
   if (!info[0].IsNull() && !info[0].IsUndefined()) communicator = CommunicatorFromJs(info[0], "group");
+  int64_t zero_stage = 0;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    zero_stage = js::Integer(js::Object(info[1], "options").Get("zeroStage"), "options.zeroStage");
+    if (zero_stage != 0 && zero_stage != 1) js::TypeError(env, "options.zeroStage must be 0 or 1");
+  }
   const auto lock = LockOrBusy(env, *state, "attachProcessGroup");
   state->communicator = communicator;
+  state->zero_stage = static_cast<int>(zero_stage);
   return env.Undefined();
+}
+
+// gatherOptimizerState(): with zero_stage 1 a collective (every rank calls it): rank 0 receives the whole AdamW
+// state, per parameter, for a checkpoint to write; scatterOptimizerState() returns to the sharded state. Without
+// ZeRO both do nothing.
+Napi::Value NativeModel::GatherOptimizerState(const Napi::CallbackInfo& info) {
+  auto state = State(info.Env());
+  return RunAsync(
+      Value(), "llamapro.gatherOptimizerState",
+      [state] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        if (state->Sharded()) state->Zero().Gather(*state->communicator, state->TrainableParams(), state->optimizer);
+      },
+      [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+}
+
+// scatterOptimizerState(): keeps this rank's chunks of whole per-parameter AdamW state (a loaded checkpoint, or
+// what gatherOptimizerState put there) and frees the rest. Not a collective.
+Napi::Value NativeModel::ScatterOptimizerState(const Napi::CallbackInfo& info) {
+  auto state = State(info.Env());
+  return RunAsync(
+      Value(), "llamapro.scatterOptimizerState",
+      [state] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        if (state->Sharded()) state->Zero().Scatter(state->TrainableParams(), state->optimizer);
+      },
+      [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 
 Napi::Value NativeModel::OptimizerState(const Napi::CallbackInfo& info) {
@@ -680,7 +715,7 @@ Napi::Value NativeModel::Memory(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("parameterBytes", static_cast<double>(state->ParameterBytes()));
   out.Set("gradientBytes", static_cast<double>(grads));
-  out.Set("optimizerBytes", static_cast<double>(state->optimizer.StateBytes()));
+  out.Set("optimizerBytes", static_cast<double>(state->OptimizerBytes()));
   return out;
 }
 

@@ -34,6 +34,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value ConfigureOptimizer(const Napi::CallbackInfo& info);
   Napi::Value AttachProcessGroup(const Napi::CallbackInfo& info);
   Napi::Value OptimizerState(const Napi::CallbackInfo& info);
+  Napi::Value GatherOptimizerState(const Napi::CallbackInfo& info);
+  Napi::Value ScatterOptimizerState(const Napi::CallbackInfo& info);
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
   Napi::Value SetGradientCheckpointing(const Napi::CallbackInfo& info);
   Napi::Value InsertBlocks(const Napi::CallbackInfo& info);

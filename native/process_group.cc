@@ -2,6 +2,10 @@
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
+#if TORCH_VERSION_MAJOR >= 2
+// Declared here too: without the Gloo headers nothing else brings it in.
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#endif
 
 #include <cstdio>
 #include <cstdlib>
@@ -269,6 +273,42 @@ void Communicator::AllReduceNumbers(std::vector<double>& values) {
   }
   const auto summed = t.to(torch::kCPU).contiguous();
   for (size_t i = 0; i < values.size(); ++i) values[i] = summed.data_ptr<double>()[i];
+}
+
+void Communicator::ReduceScatter(torch::Tensor& flat, torch::Tensor& shard, const std::string& what) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t chunk = shard.numel();
+  if (flat.numel() != chunk * config_.world_size) throw std::logic_error("ReduceScatter: the flat buffer is not world_size chunks");
+  try {
+    CountCollective();
+    if (config_.backend == "nccl") {
+      std::vector<torch::Tensor> outputs{shard};
+      std::vector<std::vector<torch::Tensor>> inputs(1);
+      for (int r = 0; r < config_.world_size; ++r) inputs[0].push_back(flat.narrow(0, r * chunk, chunk));
+      WaitFor(impl_->group->reduce_scatter(outputs, inputs));
+    } else {
+      std::vector<torch::Tensor> tensors{flat};
+      WaitFor(impl_->group->allreduce(tensors));
+      shard.copy_(flat.narrow(0, config_.rank * chunk, chunk));
+    }
+  } catch (const std::exception& e) {
+    Fail(what, DescribeCollective(e, config_.timeout) + Diagnose());
+  }
+}
+
+void Communicator::AllGather(const torch::Tensor& shard, torch::Tensor& flat, const std::string& what) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t chunk = shard.numel();
+  if (flat.numel() != chunk * config_.world_size) throw std::logic_error("AllGather: the flat buffer is not world_size chunks");
+  try {
+    CountCollective();
+    std::vector<torch::Tensor> inputs{shard};
+    std::vector<std::vector<torch::Tensor>> outputs(1);
+    for (int r = 0; r < config_.world_size; ++r) outputs[0].push_back(flat.narrow(0, r * chunk, chunk));
+    WaitFor(impl_->group->allgather(outputs, inputs));
+  } catch (const std::exception& e) {
+    Fail(what, DescribeCollective(e, config_.timeout) + Diagnose());
+  }
 }
 
 void Communicator::Barrier() {

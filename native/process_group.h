@@ -41,6 +41,13 @@ class Communicator {
   int64_t AllReduceGradients(const std::vector<NamedTensor>& trainable, std::vector<double>& extras);
   void AllReduceNumbers(std::vector<double>& values);
   void Barrier();
+  // ZeRO stage 1 (native/zero_optimizer.cc). `flat` holds world_size equal chunks; afterwards `shard` holds this
+  // rank's chunk summed over the ranks. NCCL reduce-scatters; Gloo has no reduce_scatter in LibTorch 1.13
+  // ("ProcessGroupGloo does not support reduce_scatter"), so there the whole buffer is all-reduced (the same
+  // traffic as without ZeRO) and the rank keeps its chunk.
+  void ReduceScatter(torch::Tensor& flat, torch::Tensor& shard, const std::string& what);
+  // Every rank's `shard` concatenated in rank order into `flat` (world_size × shard.numel() elements).
+  void AllGather(const torch::Tensor& shard, torch::Tensor& flat, const std::string& what);
 
  private:
   struct Impl;

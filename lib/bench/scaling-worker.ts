@@ -25,6 +25,8 @@ export interface ScalingWorkerRequest {
   threads: number
   device: string
   dtype: string
+  /** 1: ZeRO stage 1 over the ranks. */
+  zeroStage?: 0 | 1
 }
 
 export interface ScalingWorkerResult {
@@ -34,6 +36,8 @@ export interface ScalingWorkerResult {
   reducedBytes: number
   trainableParams: number
   totalParams: number
+  /** AdamW state this rank holds after the timed steps. */
+  optimizerBytes: number
 }
 
 async function main(): Promise<void> {
@@ -51,14 +55,14 @@ async function main(): Promise<void> {
     const policy = freezePolicy(request.numLayers, params.map((p) => p.name), strategy!.options)
     await model.setTrainable(policy.trainable, { masterDtype: 'float32' })
     model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
-    if (group) model.native.attachProcessGroup(group.handle)
+    if (group) model.native.attachProcessGroup(group.handle, { zeroStage: request.zeroStage ?? 0 })
     // Each rank its own batch, as in training.
     const ids = randomTokenIds(request.batch * request.seq, request.vocabSize, 1234 + (env?.rank ?? 0))
     const options = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
     const step = () => callNative('training step', () => model.native.trainStep(ids, ids, request.batch, request.seq, group ? { ...options, reduceExtras: [0] } : options))
     for (let i = 0; i < request.warmup; i++) await step()
     if (group) await group.barrier('starting the timed steps together')
-    const result: ScalingWorkerResult = { rank: env?.rank ?? 0, ms: [], reduceMs: [], reducedBytes: 0, trainableParams: 0, totalParams: 0 }
+    const result: ScalingWorkerResult = { rank: env?.rank ?? 0, ms: [], reduceMs: [], reducedBytes: 0, trainableParams: 0, totalParams: 0, optimizerBytes: 0 }
     for (let i = 0; i < request.steps; i++) {
       const start = performance.now()
       const r = await step()
@@ -68,6 +72,7 @@ async function main(): Promise<void> {
     }
     result.trainableParams = params.filter((p) => policy.trainable.includes(p.name)).reduce((s, p) => s + p.numel, 0)
     result.totalParams = params.reduce((s, p) => s + p.numel, 0)
+    result.optimizerBytes = model.native.memory().optimizerBytes
     if (group) await group.barrier('ending the timed steps together')
     process.stdout.write(`${JSON.stringify(result)}\n`)
   } finally {

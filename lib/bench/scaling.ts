@@ -34,6 +34,8 @@ export interface ScalingOptions {
   /** Intra-op threads of each process (default 1: N ranks on N cores). */
   threads?: number
   device?: string
+  /** 1: also time the N ranks with ZeRO stage 1, beside the N ranks without it. */
+  zeroStage?: 0 | 1
   onProgress?: (message: string) => void
 }
 
@@ -48,6 +50,10 @@ export interface ScalingResult {
   /** Gradient bytes each rank sent into the all-reduce per step, and what full fine-tuning would send. */
   allReduceBytes: number
   fullFineTuneBytes: number
+  /** AdamW state each rank holds without ZeRO. */
+  optimizerBytes: number
+  /** With --zero-stage 1: the same N ranks with ZeRO stage 1, and its step time as a ratio of theirs without it. */
+  zero?: { msPerStep: Percentiles; optimizerBytesPerRank: number[]; stepTimeRatio: number }
 }
 
 export interface ScalingReport {
@@ -124,6 +130,13 @@ export async function runScaling(options: ScalingOptions): Promise<ScalingReport
     const stepMs = ranks[0]!.ms.map((_, i) => Math.max(...ranks.map((r) => r.ms[i]!)))
     const singleMs = percentiles(single!.ms)
     const rankMs = percentiles(stepMs)
+    let zero: ScalingResult['zero']
+    if (options.zeroStage === 1) {
+      progress(`${strategy.name}: ${options.nproc} ranks, ZeRO stage 1`)
+      const zeroRanks = await runWorkers({ ...request, zeroStage: 1 }, options.nproc, await freePort())
+      const zeroMs = percentiles(zeroRanks[0]!.ms.map((_, i) => Math.max(...zeroRanks.map((r) => r.ms[i]!))))
+      zero = { msPerStep: zeroMs, optimizerBytesPerRank: zeroRanks.map((r) => r.optimizerBytes), stepTimeRatio: zeroMs.median / rankMs.median }
+    }
     const singleTps = tokens / (singleMs.median / 1000)
     const rankTps = (options.nproc * tokens) / (rankMs.median / 1000)
     results.push({
@@ -136,6 +149,8 @@ export async function runScaling(options: ScalingOptions): Promise<ScalingReport
       efficiency: rankTps / singleTps / options.nproc,
       allReduceBytes: ranks[0]!.reducedBytes,
       fullFineTuneBytes: single!.totalParams * 4,
+      optimizerBytes: ranks[0]!.optimizerBytes,
+      ...(zero ? { zero } : {}),
     })
   }
   return {
@@ -157,6 +172,9 @@ export async function runScaling(options: ScalingOptions): Promise<ScalingReport
       'one process and N ranks run in the same invocation, each process with the given intra-op threads; the N-rank step time is the slowest rank\'s',
       'each rank trains the per-device batch, so N ranks train N× the tokens per step (tokens/s counts all ranks)',
       'all-reduce ms is the time rank 0 spent in the gradient all-reduce of a step, waiting for the slowest rank included',
+      ...(options.zeroStage === 1
+        ? ['ZeRO-1 rows: the same N ranks with zero_stage 1 (on Gloo the gradients are all-reduced, then the updated chunks all-gathered: one collective more per bucket than without ZeRO); the ratio is its median step time over theirs without ZeRO, measured in this run']
+        : []),
     ],
   }
 }
@@ -178,9 +196,20 @@ export function formatScaling(report: ScalingReport): string {
     formatBytes(r.fullFineTuneBytes),
     ms(r.ranks.allReduceMs),
   ])
+  const zeroRows = report.results.filter((r) => r.zero)
+  const zeroTable = zeroRows.length
+    ? [
+        '',
+        `ZeRO stage 1 on ${report.config.nproc} ranks (zero_stage: 1) beside the same ranks without it:`,
+        ...zeroRows.map(
+          (r) =>
+            `  ${r.strategy}: ${ms(r.zero!.msPerStep.median)} ms/step vs ${ms(r.ranks.msPerStep.median)} (ratio ${r.zero!.stepTimeRatio.toFixed(2)}); AdamW state per rank ${r.zero!.optimizerBytesPerRank.map((b) => formatBytes(b)).join(' / ')} vs ${formatBytes(r.optimizerBytes)}`,
+        ),
+      ]
+    : []
   const all = [header, ...rows]
   const widths = header.map((_, c) => Math.max(...all.map((r) => r[c]!.length)))
-  return all.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')).join('\n')
+  return [...all.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')), ...zeroTable].join('\n')
 }
 
 export async function writeScalingReport(dir: string, report: ScalingReport, command: string): Promise<void> {

@@ -30,7 +30,15 @@ invocation and each strategy gets the ratio llamapro / PyTorch.
   --json              print the report as JSON
   --nproc N           data-parallel scaling instead: each strategy in 1 process and in N ranks (c10d over
                       127.0.0.1, --threads per process, default 1), speed-up, efficiency and the gradient bytes
-                      all-reduced per step beside full fine-tuning's`
+                      all-reduced per step beside full fine-tuning's
+  --zero-stage 1      with --nproc: also the N ranks with ZeRO stage 1 (AdamW state sharded), beside them
+                      without it: step-time ratio and AdamW bytes per rank`
+
+function zeroStageFlag(value: string | undefined): 0 | 1 {
+  if (value === undefined || value === '0') return 0
+  if (value === '1') return 1
+  throw new UsageError(`--zero-stage must be 0 or 1 (ZeRO stage 1 shards AdamW's state), got ${JSON.stringify(value)}`)
+}
 
 async function runScalingCommand(argv: string[], positionals: string[], values: Record<string, string | boolean | undefined>, nproc: number): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('expected one model folder or preset (tiny, small, 1b, 8b)')
@@ -45,6 +53,7 @@ async function runScalingCommand(argv: string[], positionals: string[], values: 
     warmup: parseInteger(values.warmup as string | undefined, '--warmup', { min: 0 }),
     threads: parseInteger(values.threads as string | undefined, '--threads', { min: 1 }),
     device: values.device as string | undefined,
+    zeroStage: zeroStageFlag(values['zero-stage'] as string | undefined),
     onProgress: values.json ? undefined : (m) => console.error(`bench: ${m}`),
   })
   if (values.out) await writeScalingReport(values.out as string, report, `llamapro bench ${argv.join(' ')}`)
@@ -77,10 +86,12 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
       out: { type: 'string' },
       json: { type: 'boolean', default: false },
       nproc: { type: 'string' },
+      'zero-stage': { type: 'string' },
     },
   })
   const nproc = parseInteger(values.nproc, '--nproc', { min: 2 })
   if (nproc !== undefined) return runScalingCommand(argv, positionals, values, nproc)
+  if (values['zero-stage'] !== undefined) throw new UsageError('--zero-stage needs --nproc N (ZeRO stage 1 shards the optimizer state over the ranks)')
   if (positionals.length !== 1) throw new UsageError('expected one model folder or preset (tiny, small, 1b, 8b)')
   if (values.baseline !== undefined && values.baseline !== 'python') throw new UsageError(`--baseline must be python, got ${JSON.stringify(values.baseline)}`)
   const dtype = values.dtype === undefined ? undefined : parseModelDtype(values.dtype)

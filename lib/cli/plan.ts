@@ -26,6 +26,9 @@ batch, sequence length and dtype come from it; flags override.
   --device cpu|cuda                  where training would run (the estimate differs slightly; default cpu)
   --gradient-checkpointing on|off    recompute decoder layers in backward (default on, or the YAML's
                                      disable_gradient_checkpointing)
+  --nproc N                          data-parallel ranks: the estimate is per rank (default 1)
+  --zero-stage 0|1                   1: ZeRO stage 1, AdamW state sharded over the N ranks (default 0, or the
+                                     YAML's zero_stage)
   --json                             print a JSON object instead of text`
 
 function attentionKind(): 'grouped' | 'flash' {
@@ -54,6 +57,8 @@ export async function runPlan(argv: string[]): Promise<number> {
       'pure-bf16': { type: 'boolean' },
       device: { type: 'string' },
       'gradient-checkpointing': { type: 'string' },
+      nproc: { type: 'string' },
+      'zero-stage': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
@@ -65,6 +70,8 @@ export async function runPlan(argv: string[]): Promise<number> {
   let dtypes: { compute: ModelDtype; master: ModelDtype } = { compute: 'float32', master: 'float32' }
   let device: 'cpu' | 'cuda' = 'cpu'
   let gradientCheckpointing = true
+  let zeroStage: 0 | 1 = 0
+  let bucketBytes = 25 * 1024 * 1024
   let isFile = false
   try {
     isFile = statSync(source!).isFile()
@@ -80,6 +87,14 @@ export async function runPlan(argv: string[]): Promise<number> {
     dtypes = trainingDtypes(config)
     device = config.device.startsWith('cuda') ? 'cuda' : 'cpu'
     gradientCheckpointing = !config.disableGradientCheckpointing
+    zeroStage = config.zeroStage
+    bucketBytes = Math.max(1, Math.round(config.ddpBucketCapMb * 1024 * 1024))
+  }
+  const nproc = parseInteger(values.nproc, '--nproc', { min: 1 }) ?? 1
+  if (values['zero-stage'] !== undefined) {
+    const flag = values['zero-stage']
+    if (flag !== '0' && flag !== '1') throw new UsageError(`--zero-stage must be 0 or 1 (ZeRO stage 1 shards AdamW's state), got ${JSON.stringify(flag)}`)
+    zeroStage = flag === '1' ? 1 : 0
   }
   if (values['gradient-checkpointing'] !== undefined) {
     const flag = values['gradient-checkpointing']
@@ -114,6 +129,9 @@ export async function runPlan(argv: string[]): Promise<number> {
     attention: attentionKind(),
     device,
     gradientCheckpointing,
+    nproc,
+    zeroStage,
+    bucketBytes,
   })
   console.log(values.json ? JSON.stringify(report, null, 2) : formatPlan(report))
   return 0
@@ -146,10 +164,12 @@ export function formatPlan(r: PlanReport): string {
   lines.push(`parameters  ${formatCount(r.trainableParams)} trainable of ${formatCount(r.totalParams)} (${r.trainablePercent.toFixed(2)}%)`)
   const m = r.memory
   lines.push(`memory      one step, batch ${m.batch} x ${m.seq}, ${m.computeDtype} activations, ${m.masterDtype} master weights, activation checkpointing ${m.gradientCheckpointing ? 'on' : 'off'}`)
+  if (m.nproc > 1) lines.push(`            per rank of ${m.nproc}${m.zeroStage === 1 ? `, ZeRO stage 1: optimizer state is this rank's 1/${m.nproc} share` : ', every rank holds the whole optimizer state (zero_stage 0)'}`)
   for (const [label, value] of [
     ['weights', m.weights],
     ['gradients', m.gradients],
     ['optimizer', m.optimizer],
+    ...(m.nproc > 1 ? ([['buckets', m.communication]] as const) : []),
     ['activations', m.activations],
     ...(m.gradientCheckpointing ? ([['recomputed', m.recomputed]] as const) : []),
     ['peak', m.peak],

@@ -35,6 +35,7 @@ after the current step and saves a checkpoint to resume from (resume_from_checkp
 Data-parallel: --nproc-per-node N starts N ranks here (c10d: Gloo on the CPU, NCCL on CUDA); each takes its
 share of every global batch (per_device_train_batch_size is per rank). Ranks also start from torchrun's
 environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), e.g. under torchrun on several nodes.
+zero_stage: 1 shards AdamW's state over the ranks (ZeRO stage 1).
 
 Keys:
 ${trainKeyHelp()}`
@@ -49,7 +50,8 @@ function describe(event: TrainEvent): string | undefined {
         (event.resumedFrom ? `, resuming at step ${event.startStep} from ${event.resumedFrom}` : '') +
         `; device ${event.device} (${event.deviceReason})` +
         (event.worldSize && event.worldSize > 1
-          ? `\ndata parallel over ${event.worldSize} ranks: ${formatBytes(event.allReduceBytes ?? 0)} of gradients all-reduced per step (full fine-tuning would all-reduce ${formatBytes(event.fullFineTuneAllReduceBytes ?? 0)})`
+          ? `\ndata parallel over ${event.worldSize} ranks: ${formatBytes(event.allReduceBytes ?? 0)} of gradients all-reduced per step (full fine-tuning would all-reduce ${formatBytes(event.fullFineTuneAllReduceBytes ?? 0)})` +
+            (event.zeroStage === 1 ? `; ZeRO stage 1: each rank keeps 1/${event.worldSize} of the AdamW state` : '')
           : '')
       )
     case 'log': {

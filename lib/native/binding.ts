@@ -125,7 +125,12 @@ export interface NativeModelHandle {
   save(path: string, header: Uint8Array, items: NativeWriteItem[]): Promise<void>
   setTrainable(names: string[], masterDtype: string | null): Promise<void>
   configureOptimizer(options: NativeOptimizerConfig): void
-  attachProcessGroup(group: NativeProcessGroupHandle | null): void
+  /** zeroStage 1: ZeRO stage 1 over the group (AdamW state sharded over the ranks). */
+  attachProcessGroup(group: NativeProcessGroupHandle | null, options?: { zeroStage: 0 | 1 }): void
+  /** ZeRO-1, a collective: rank 0 receives the whole AdamW state (for a checkpoint); a no-op without ZeRO. */
+  gatherOptimizerState(): Promise<void>
+  /** ZeRO-1: keeps this rank's shard of whole per-parameter AdamW state and frees the rest; a no-op without ZeRO. */
+  scatterOptimizerState(): Promise<void>
   optimizerState(): { step: number; lossScale: number; goodSteps: number; names: string[] }
   trainStep(ids: Int32Array, labels: Int32Array, batch: number, seq: number, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>
   setGradientCheckpointing(on: boolean): void

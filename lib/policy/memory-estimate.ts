@@ -32,6 +32,12 @@ export interface MemoryEstimateInput {
   device?: 'cpu' | 'cuda'
   /** Activation checkpointing of the decoder layers (default true, as the model and LLaMA-Factory default). */
   gradientCheckpointing?: boolean
+  /** Ranks of a data-parallel run (default 1): the estimate is per rank. */
+  nproc?: number
+  /** 1: ZeRO stage 1, AdamW state sharded over the ranks (default 0). */
+  zeroStage?: 0 | 1
+  /** Gradient bucket size of the collectives (ddp_bucket_cap_mb; default 25 MiB). */
+  bucketBytes?: number
 }
 
 export interface MemoryEstimate {
@@ -39,8 +45,15 @@ export interface MemoryEstimate {
   weights: number
   /** One gradient per trainable parameter, in the master dtype. Frozen parameters have none. */
   gradients: number
-  /** AdamW's exp_avg and exp_avg_sq per trainable parameter. */
+  /** AdamW's exp_avg and exp_avg_sq per trainable parameter; with ZeRO stage 1, this rank's 1/nproc share. */
   optimizer: number
+  /**
+   * Flat gradient buckets of the collectives on each rank (0 in one process): the all-reduce keeps two buckets
+   * in flight; ZeRO-1 packs one bucket, keeps its reduced shard, and all-gathers into one bucket again.
+   */
+  communication: number
+  nproc: number
+  zeroStage: 0 | 1
   /** Tensors saved for backward at the end of the forward pass, plus the loss's logits buffers. */
   activations: number
   /** With checkpointing: the activations of the largest recomputed layer, alive while it back-propagates. */
@@ -71,7 +84,12 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
     }
   }
   const gradients = trainableNumel * m
-  const optimizer = 2 * trainableNumel * m
+  const nproc = Math.max(1, Math.floor(input.nproc ?? 1))
+  const zeroStage = nproc > 1 ? (input.zeroStage ?? 0) : 0
+  // ZeRO-1 pads each bucket to nproc equal chunks: at most nproc - 1 elements more per bucket, not counted.
+  const optimizer = zeroStage === 1 ? 2 * Math.ceil(trainableNumel / nproc) * m : 2 * trainableNumel * m
+  const bucket = Math.min(gradients, input.bucketBytes ?? 25 * 1024 * 1024)
+  const communication = nproc === 1 ? 0 : zeroStage === 1 ? bucket + Math.ceil(bucket / nproc) : 2 * bucket
 
   const trains = (prefix: string) => parameters.some((p) => p.name.startsWith(prefix) && trainable.has(p.name))
   const N = batch * seq
@@ -138,7 +156,7 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
   // Peak: at the start of backward every saved tensor and the loss buffers are alive; later, gradients grow as
   // activations are freed; at the optimizer step AdamW's temporaries for the largest tensor come on top.
   const forwardBackward = weights + optimizer + activations
-  const step = weights + gradients + optimizer + 2 * largestTrainable * m
+  const step = weights + gradients + optimizer + Math.max(communication, 2 * largestTrainable * m)
   // With checkpointing, backward meets layer i (top down) with the inputs of layers <= i still kept, the
   // gradients of everything above it done, its own activations recomputed and its gradients being produced,
   // and the incoming and outgoing gradient of the hidden state.
@@ -160,10 +178,14 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
     weights,
     gradients,
     optimizer,
+    communication,
+    nproc,
+    zeroStage,
     activations,
     recomputed,
     gradientCheckpointing: checkpointing,
     peak,
-    assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}, activation checkpointing ${checkpointing ? 'on' : 'off'}`,
+    assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}, activation checkpointing ${checkpointing ? 'on' : 'off'}` +
+      (nproc > 1 ? `, per rank of ${nproc}${zeroStage === 1 ? ', ZeRO stage 1 (AdamW state sharded)' : ''}` : ''),
   }
 }

@@ -24,6 +24,10 @@ export interface PlanInput {
   device?: 'cpu' | 'cuda'
   /** Activation checkpointing of the decoder layers (default true). */
   gradientCheckpointing?: boolean
+  /** Data-parallel ranks (the estimate is per rank), ZeRO stage and gradient bucket size. */
+  nproc?: number
+  zeroStage?: 0 | 1
+  bucketBytes?: number
 }
 
 export interface PlanLayer {
@@ -141,6 +145,9 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
     attention: input.attention,
     device: input.device,
     gradientCheckpointing: input.gradientCheckpointing,
+    nproc: input.nproc,
+    zeroStage: input.zeroStage,
+    bucketBytes: input.bucketBytes,
   })
   return {
     model: checkpoint.dir,

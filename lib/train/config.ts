@@ -10,6 +10,7 @@ import { dirname, isAbsolute, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import type { ModelDtype } from '../checkpoint/dtypes.js'
 import { LlamaproError } from '../errors.js'
+import { zeroStageFromDeepspeed } from './deepspeed.js'
 
 export class ConfigKeyError extends LlamaproError {
   constructor(message: string) {
@@ -87,6 +88,12 @@ const KEYS = {
   save_only_model: { kind: { type: 'bool' }, default: false, help: 'checkpoints without optimizer state (not resumable)' },
   ddp_timeout: { kind: { type: 'int', min: 1 }, default: 1800, help: 'seconds a rank waits for the others in a collective before it fails (multi-rank runs)' },
   ddp_bucket_cap_mb: { kind: { type: 'number', min: 0.001 }, default: 25, help: 'MiB of trainable gradients per all-reduce bucket (multi-rank runs)' },
+  deepspeed: {
+    kind: { type: 'string' },
+    default: null,
+    help: "a DeepSpeed JSON config (LLaMA-Factory's examples/deepspeed/ds_z*_config.json): only its zero_optimization.stage is read, as zero_stage (2 and 3 run as 1)",
+  },
+  zero_stage: { kind: { type: 'int', min: 0, max: 1 }, default: 0, help: '1: ZeRO stage 1, each rank keeps AdamW state for its shard of the trainable parameters only (multi-rank runs; llamapro)' },
 } satisfies Record<string, KeySpec>
 
 export type TrainKey = keyof typeof KEYS
@@ -106,7 +113,6 @@ const IGNORED_KEYS = [
   'tokenized_path',
   'disable_tqdm',
   'include_num_input_tokens_seen',
-  'deepspeed',
 ]
 
 export interface TrainConfig {
@@ -165,6 +171,10 @@ export interface TrainConfig {
   ddpTimeout: number
   /** MiB per gradient all-reduce bucket (DDP's bucket_cap_mb). */
   ddpBucketCapMb: number
+  /** ZeRO stage: 1 shards AdamW's state over the ranks, 0 keeps it whole on every rank. */
+  zeroStage: 0 | 1
+  /** What the configuration means differently from what it says (e.g. a `deepspeed:` file), for the run to warn. */
+  configWarnings?: string[]
   /** Keys that were accepted but have no effect, for a warning. */
   ignoredKeys: string[]
   /** The folder relative paths were resolved against: the working directory, as in LLaMA-Factory. */
@@ -274,6 +284,13 @@ function parseScalar(text: string): unknown {
  * to the working directory: LLaMA-Factory's paths are plain Python paths, so its YAMLs (and their examples, run from
  * the repository root) mean the working directory, never the YAML file's folder.
  */
+/** zero_stage, from the key itself or else from a `deepspeed:` JSON file's zero_optimization.stage. */
+function zeroSettings(values: Record<string, unknown>, deepspeed: string | null, path: (p: string) => string, where: string): { zeroStage: 0 | 1; configWarnings: string[] } {
+  if ('zero_stage' in values || deepspeed === null) return { zeroStage: (values.zero_stage as 0 | 1 | undefined) ?? 0, configWarnings: [] }
+  const { zeroStage, warning } = zeroStageFromDeepspeed(path(deepspeed), where)
+  return { zeroStage, configWarnings: [warning] }
+}
+
 export function parseTrainConfig(raw: Record<string, unknown>, where: string, baseDir: string, options: { partial?: boolean } = {}): TrainConfig {
   const values: Record<string, unknown> = {}
   const ignoredKeys: string[] = []
@@ -350,6 +367,7 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     saveOnlyModel: get('save_only_model') as boolean,
     ddpTimeout: get('ddp_timeout') as number,
     ddpBucketCapMb: get('ddp_bucket_cap_mb') as number,
+    ...zeroSettings(values, get('deepspeed') as string | null, path, where),
     ignoredKeys,
     baseDir,
   }

@@ -19,6 +19,8 @@ export interface LogRecord {
   layer_grad_norms?: Record<string, number>
   /** Data-parallel runs: gradient bytes each rank all-reduced in the last step (only trainable parameters). */
   allreduce_bytes?: number
+  /** Bytes of AdamW state this rank holds (multi-rank runs; with zero_stage 1, its shard only). */
+  optimizer_state_bytes?: number
 }
 
 export interface TrainResult {
@@ -52,6 +54,8 @@ export type TrainEvent =
       worldSize?: number
       allReduceBytes?: number
       fullFineTuneAllReduceBytes?: number
+      /** 1 when AdamW's state is sharded over the ranks (zero_stage: 1). */
+      zeroStage?: 0 | 1
       /** Where the run trains, and why there (`device: auto` picks the first visible GPU, else the CPU). */
       device: string
       deviceReason: string

@@ -211,13 +211,15 @@ async function prepareModel(plan: RunPlan, warn: (message: string) => void): Pro
   if (cfg.threads > 0) setThreads(cfg.threads)
   const model = await LlamaModel.fromCheckpoint(checkpoint, { device: plan.device.device, dtype: compute, gradientCheckpointing: !cfg.disableGradientCheckpointing })
   try {
-    if (plan.group) model.native.attachProcessGroup(plan.group.handle)
+    if (plan.group) model.native.attachProcessGroup(plan.group.handle, { zeroStage: cfg.zeroStage })
     await model.setTrainable(policy.trainable, { masterDtype: master })
     model.native.configureOptimizer({ noDecay: policy.trainable.filter(noWeightDecay), step: 0, lossScaling: cfg.fp16 })
     const progress: Progress = { step: 0, epoch: 0, batchIndex: 0, logHistory: [], window: { loss: 0, steps: 0 } }
     if (resumeState) {
       const state = resumeState
       await loadOptimizerState(model, resumeDir!)
+      // zero_stage 1: each rank keeps its shard of the whole state the checkpoint holds.
+      await callNative('sharding the optimizer state (zero_stage 1)', () => model.native.scatterOptimizerState())
       model.native.configureOptimizer({
         noDecay: policy.trainable.filter(noWeightDecay),
         step: state.optimizer_step ?? state.global_step,
@@ -309,7 +311,13 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
     async saveCheckpoint() {
       const step = progress.step
       const path = join(cfg.outputDir, checkpointName(step))
-      if (writes) await writeCheckpoint(model, path, run.state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel, onWarning: (message) => run.warn(message, step) })
+      // zero_stage 1: the shards are gathered on rank 0 for the write, so a checkpoint always holds the whole state.
+      if (!cfg.saveOnlyModel) await callNative('gathering the optimizer state (zero_stage 1)', () => model.native.gatherOptimizerState())
+      try {
+        if (writes) await writeCheckpoint(model, path, run.state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel, onWarning: (message) => run.warn(message, step) })
+      } finally {
+        if (!cfg.saveOnlyModel) await callNative('sharding the optimizer state (zero_stage 1)', () => model.native.scatterOptimizerState())
+      }
       run.lastCheckpoint = path
       run.checkpoints.push(path)
       emit({ type: 'checkpoint', step, path })
@@ -475,7 +483,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
           grad_norm: Number(result!.gradNorm.toFixed(6)),
           tokens_per_second: Number((windowTokens / Math.max(seconds, 1e-9)).toFixed(1)),
           layer_grad_norms: norms,
-          ...(plan.group ? { allreduce_bytes: outcome.allReducedBytes } : {}),
+          ...(plan.group ? { allreduce_bytes: outcome.allReducedBytes, optimizer_state_bytes: model.native.memory().optimizerBytes } : {}),
         }),
       )
       progress.window = { loss: 0, steps: 0 }
@@ -560,9 +568,11 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   const started = performance.now()
   const warn = (message: string) => options.onEvent?.({ type: 'warning', message })
   for (const key of cfg.ignoredKeys) warn(`key "${key}" has no effect in llamapro (accepted for LLaMA-Factory compatibility)`)
+  for (const message of cfg.configWarnings ?? []) warn(message)
 
   const env = options.distributed === undefined ? distributedFromEnv() : options.distributed
   const ranks = env && env.worldSize > 1 ? env : null
+  if (cfg.zeroStage === 1 && !ranks) warn('zero_stage: 1 has no effect in a single process (it shards the optimizer state over the ranks of a data-parallel run)')
   // Temporaries that a killed run left in output_dir (half-written checkpoints, the final model's staging folder).
   if (!ranks || ranks.rank === 0) {
     const stale = await removeStaleTemporaries(cfg.outputDir)
@@ -610,6 +620,7 @@ async function trainPrepared(plan: RunPlan, started: number, options: TrainOptio
             worldSize: plan.group.worldSize,
             allReduceBytes: gradBytes(trainable.reduce((s, p) => s + p.numel, 0)),
             fullFineTuneAllReduceBytes: gradBytes(params.reduce((s, p) => s + p.numel, 0)),
+            zeroStage: plan.cfg.zeroStage,
           }
         : {}),
     })
