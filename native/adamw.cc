@@ -147,6 +147,24 @@ void AdamWUpdate(torch::Tensor& param, torch::Tensor& grad, torch::Tensor& exp_a
   param.addcdiv_(exp_avg, denom, -step_size);
 }
 
+double SumOfSquares(const torch::Tensor& t) {
+  if (t.numel() == 0) return 0.0;
+  if (t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous()) {
+    // Float sums over blocks of 1024 (vectorised), blocks added in double (accurate for any length).
+    const float* __restrict g = t.data_ptr<float>();
+    const int64_t n = t.numel();
+    double sum = 0.0;
+    for (int64_t start = 0; start < n; start += 1024) {
+      const int64_t end = std::min<int64_t>(n, start + 1024);
+      float block = 0.f;
+      for (int64_t k = start; k < end; ++k) block += g[k] * g[k];
+      sum += block;
+    }
+    return sum;
+  }
+  return t.to(torch::kFloat64).square().sum().item<double>();
+}
+
 GradNorms ComputeGradNorms(const std::vector<NamedTensor>& params) {
   torch::NoGradGuard no_grad;
   // Float32 gradients on the CPU are summed in one plain loop each (double accumulation): for small models the
@@ -159,17 +177,7 @@ GradNorms ComputeGradNorms(const std::vector<NamedTensor>& params) {
     if (!grad.defined()) {
       cpu_norms[i] = 0.0;
     } else if (grad.device().is_cpu() && grad.scalar_type() == torch::kFloat32 && grad.is_contiguous()) {
-      // Float sums over blocks of 1024 (vectorised), blocks added in double (accurate for any length).
-      const float* __restrict g = grad.data_ptr<float>();
-      const int64_t n = grad.numel();
-      double sum = 0.0;
-      for (int64_t start = 0; start < n; start += 1024) {
-        const int64_t end = std::min<int64_t>(n, start + 1024);
-        float block = 0.f;
-        for (int64_t k = start; k < end; ++k) block += g[k] * g[k];
-        sum += block;
-      }
-      cpu_norms[i] = std::sqrt(sum);
+      cpu_norms[i] = std::sqrt(SumOfSquares(grad));
     } else {
       norms[i] = at::linalg_vector_norm(grad, 2).to(torch::kFloat32);
       all_cpu = false;

@@ -62,6 +62,9 @@ struct GradNorms {
 void AdamWUpdate(torch::Tensor& param, torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq, const AdamWHyper& hyper,
                  double decay, double step_size, double bias_correction2_sqrt, float grad_scale);
 
+// Sum of squares in double: float32 CPU tensors in one vectorised pass (blocks of 1024 in float, added in double),
+// others through a float64 copy (ComputeGradNorms and ZeRO-1's sharded norms sum alike).
+double SumOfSquares(const torch::Tensor& t);
 GradNorms ComputeGradNorms(const std::vector<NamedTensor>& params);
 // clip_grad_norm_'s coefficient: min(1, max_norm / (total + 1e-6)), in float32 as PyTorch computes it.
 float ClipCoefficient(double total_norm, double max_norm);

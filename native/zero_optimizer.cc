@@ -10,24 +10,6 @@
 namespace llamapro {
 namespace {
 
-// Sum of squares in double; float32 on the CPU in float blocks of 1024 added in double, as ComputeGradNorms does.
-double SumOfSquares(const torch::Tensor& t) {
-  if (t.numel() == 0) return 0.0;
-  if (t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous()) {
-    const float* __restrict g = t.data_ptr<float>();
-    const int64_t n = t.numel();
-    double sum = 0.0;
-    for (int64_t start = 0; start < n; start += 1024) {
-      const int64_t end = std::min<int64_t>(n, start + 1024);
-      float block = 0.f;
-      for (int64_t k = start; k < end; ++k) block += g[k] * g[k];
-      sum += block;
-    }
-    return sum;
-  }
-  return t.to(torch::kFloat64).square().sum().item<double>();
-}
-
 torch::Tensor Flat(const torch::Tensor& t) { return t.view({-1}); }
 
 }  // namespace

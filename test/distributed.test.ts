@@ -15,6 +15,7 @@ import { freePort } from '../lib/distributed/launcher.js'
 import { parseTrainConfig } from '../lib/train/config.js'
 import { train } from '../lib/train/trainer.js'
 import { REPO_ROOT } from './helpers/python.js'
+import { startTwoRanks } from './helpers/two-ranks.js'
 import { writeDatasets, writeTrainableModel } from './helpers/trainable-model.js'
 
 const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js')
@@ -129,34 +130,6 @@ t.test('2 ranks × batch 2 give the losses and weights of 1 process × batch 4; 
   const trainableBytes = trainable.reduce((s, n) => s + wa.get(n)!.length * 4, 0)
   t.equal(b[0]!.allreduce_bytes, trainableBytes, `each rank all-reduced exactly the trainable gradients (${trainableBytes} bytes per step)`)
 })
-
-/** Two ranks started as torchrun starts them (environment only), running until step 2 has been logged. */
-async function startTwoRanks(config: string) {
-  const port = await freePort()
-  const ranks = [0, 1].map((rank) =>
-    spawn(process.execPath, [CLI, 'train', config], {
-      env: { ...process.env, ...rankEnvironment({ rank, worldSize: 2, localRank: rank, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: port }) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
-  )
-  let out0 = ''
-  let err0 = ''
-  ranks[0]!.stdout!.on('data', (d) => (out0 += d))
-  ranks[0]!.stderr!.on('data', (d) => (err0 += d))
-  ranks[1]!.stdout!.resume()
-  ranks[1]!.stderr!.resume()
-  const exit0 = new Promise<number | null>((resolve) => ranks[0]!.on('exit', (code) => resolve(code)))
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`rank 0 never logged a step: ${out0} ${err0}`)), 90_000)
-    ranks[0]!.stdout!.on('data', () => {
-      if (/step 2\/100000/.test(out0)) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-  })
-  return { ranks, exit0, output: () => err0 }
-}
 
 t.test('a killed rank ends the other with a clear error, well within 60 s', async (t) => {
   const { dir, yaml } = await setup(t)

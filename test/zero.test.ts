@@ -4,19 +4,19 @@
  * (two process groups, two models), so each rank's own log records — and the AdamW state it holds — can be read.
  */
 import t, { type Test } from 'tap'
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { openCheckpoint } from '../lib/checkpoint/checkpoint.js'
 import { readSafetensorsHeader } from '../lib/checkpoint/safetensors.js'
 import { expandCheckpoint } from '../lib/expand/expand-checkpoint.js'
-import { rankEnvironment } from '../lib/distributed/environment.js'
 import { freePort } from '../lib/distributed/launcher.js'
 import { parseTrainConfig } from '../lib/train/config.js'
 import type { LogRecord } from '../lib/train/events.js'
 import { train } from '../lib/train/trainer.js'
 import { REPO_ROOT } from './helpers/python.js'
+import { startTwoRanks } from './helpers/two-ranks.js'
 import { writeDatasets, writeTrainableModel } from './helpers/trainable-model.js'
 
 const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js')
@@ -200,35 +200,13 @@ t.test('zero_stage: a killed rank ends the other, naming it; a stage other than 
   })
   const { dir, yaml } = await setup(t)
   const config = yaml('long', { per_device_train_batch_size: 2, max_steps: 100000, zero_stage: 1, output_dir: join(dir, 'long') })
-  const port = await freePort()
-  const ranks = [0, 1].map((rank) =>
-    spawn(process.execPath, [CLI, 'train', config], {
-      env: { ...process.env, ...rankEnvironment({ rank, worldSize: 2, localRank: rank, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: port }) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
-  )
-  let out0 = ''
-  let err0 = ''
-  ranks[0]!.stdout!.on('data', (d) => (out0 += d))
-  ranks[0]!.stderr!.on('data', (d) => (err0 += d))
-  ranks[1]!.stdout!.resume()
-  ranks[1]!.stderr!.resume()
-  const exit0 = new Promise<number | null>((resolve) => ranks[0]!.on('exit', (code) => resolve(code)))
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`rank 0 never logged a step: ${out0} ${err0}`)), 90_000)
-    ranks[0]!.stdout!.on('data', () => {
-      if (/step 2\/100000/.test(out0)) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-  })
+  const { ranks, exit0, output } = await startTwoRanks(config)
   ranks[1]!.kill('SIGKILL')
   const guard = setTimeout(() => ranks[0]!.kill('SIGKILL'), 60_000)
   const code = await exit0
   clearTimeout(guard)
   t.equal(code, 1, 'rank 0 exits 1 by itself')
-  t.match(err0, /distributed: rank 0 of 2: .*\(zero_stage 1\) failed: .*; rank 1 stopped: its heartbeat ended/s, err0.trim().split('\n').pop() ?? '')
+  t.match(output(), /distributed: rank 0 of 2: .*\(zero_stage 1\) failed: .*; rank 1 stopped: its heartbeat ended/s, output().trim().split('\n').pop() ?? '')
 })
 
 t.test("LLaMA-Factory's deepspeed: key: its zero_optimization.stage chooses zero_stage, with a warning saying what is read", async (t) => {
