@@ -24,6 +24,7 @@ LLaMA-Pro question "did it learn the new domain, and does it keep the old one?" 
   --compare DIR              a second model (same tokenizer) scored on the same tokens
   --predict FILE             also generate an answer per example into FILE (JSON lines), with the first model
   --json                     print the results as JSON
+Here --template defaults to default, as train's template key does, so the tokens scored are the tokens trained.
 ${GENERATION_FLAGS_HELP}`
 
 export async function runEval(argv: string[]): Promise<number> {

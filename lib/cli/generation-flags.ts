@@ -17,8 +17,9 @@ export const GENERATION_FLAGS = {
   stop: { type: 'string', multiple: true },
 } as const
 
-export const GENERATION_FLAGS_HELP = `  --template NAME            chat template: default, empty or model (default: the model's own chat_template
-                             if it has one, else default)
+export const GENERATION_FLAGS_HELP = `  --template NAME            chat template: any name train accepts (LLaMA-Factory's llama3, qwen, chatml, ...;
+                             an unknown name lists them) or model, the model's own Jinja chat template
+                             (default: model if the model has a chat template, else default)
   --max-new-tokens N         most tokens per reply (default: generation_config.json max_new_tokens, else 256)
   --temperature T            0 is greedy (default: generation_config.json, greedy unless it sets do_sample)
   --top-k K  --top-p P       sampling filters (defaults: generation_config.json, else 50 and 1)
