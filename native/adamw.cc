@@ -127,6 +127,13 @@ void AdamW::Step(const std::vector<NamedTensor>& params, const AdamWHyper& hyper
     auto& exp_avg_sq = ExpAvgSq(name, param);
     auto param_ref = param;
     auto grad_ref = grad;
+    const auto scaled = lr_scale.find(name);
+    if (scaled != lr_scale.end()) {
+      AdamWHyper group = hyper;
+      group.lr *= scaled->second;
+      AdamWUpdate(param_ref, grad_ref, exp_avg, exp_avg_sq, group, decay, group.lr / bias_correction1, bias_correction2_sqrt, grad_scale);
+      continue;
+    }
     AdamWUpdate(param_ref, grad_ref, exp_avg, exp_avg_sq, hyper, decay, step_size, bias_correction2_sqrt, grad_scale);
   }
 }

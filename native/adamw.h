@@ -43,6 +43,8 @@ class AdamW {
 
   int64_t step = 0;
   std::unordered_set<std::string> no_decay;
+  // Per-parameter learning-rate factors (LoRA+: lora_B trains at loraplus_lr_ratio × lr); absent = 1.
+  std::map<std::string, double> lr_scale;
 
  private:
   struct State {

@@ -22,7 +22,19 @@ inline torch::Tensor As(const torch::Tensor& t, c10::ScalarType dtype) { return 
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   const auto dtype = x.scalar_type();
-  return at::linear(x, As(weight, dtype), bias.defined() ? As(bias, dtype) : torch::Tensor());
+  auto out = at::linear(x, As(weight, dtype), bias.defined() ? As(bias, dtype) : torch::Tensor());
+  if (!lora_A) return out;
+  // PEFT: result + lora_B(lora_A(dropout(x))) * scaling, the adapter computed in the activations' dtype.
+  torch::Tensor h = x;
+  if (lora_dropout > 0.0 && lora_runtime && lora_runtime->training) {
+    if (dropout_mask_pass != lora_runtime->pass || !dropout_mask.defined() || dropout_mask.sizes() != x.sizes()) {
+      torch::NoGradGuard no_grad;
+      dropout_mask = torch::empty(x.sizes(), x.options().dtype(torch::kFloat32)).bernoulli_(1.0 - lora_dropout).to(torch::kBool);
+      dropout_mask_pass = lora_runtime->pass;
+    }
+    h = x.masked_fill(dropout_mask.logical_not(), 0.0) * (1.0 / (1.0 - lora_dropout));
+  }
+  return out + lora_B->forward(lora_A->forward(h)) * lora_scale;
 }
 
 RMSNormImpl::RMSNormImpl(int64_t size, double eps_, const torch::TensorOptions& options) : eps(eps_) {

@@ -18,14 +18,34 @@
 
 namespace llamapro {
 
+// What LoRA's dropout needs to know about the current pass; one per model, shared by its LoRA layers.
+struct LoraRuntime {
+  bool training = false;  // dropout applies only inside a training step
+  int64_t pass = 0;       // bumped by every training step: a layer recomputed in backward reuses its pass's mask
+};
+
 // A dense layer whose parameters are allocated, not initialised: they are loaded from a checkpoint or set by
 // InitRandom. (torch::nn::Linear would spend seconds on a random init that is overwritten at once.)
+//
+// With a LoRA adapter (AddLora, see lora.h) it computes PEFT's LoraLayer: W x + b + scale * B(A(dropout(x))),
+// its factors registered as the submodules lora_A and lora_B, so their parameters are named
+// <module>.lora_A.weight and <module>.lora_B.weight (PEFT's saved names without the "base_model.model." prefix).
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, bool with_bias, const torch::TensorOptions& options);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;
   torch::Tensor bias;
+
+  // LoRA: both factors null when the layer has no adapter.
+  std::shared_ptr<LinearImpl> lora_A, lora_B;
+  double lora_scale = 0.0;
+  double lora_dropout = 0.0;
+  std::shared_ptr<const LoraRuntime> lora_runtime;
+  // The dropout mask of the current training pass (kept so that activation checkpointing's recompute draws the
+  // same one); freed after each step.
+  torch::Tensor dropout_mask;
+  int64_t dropout_mask_pass = -1;
 };
 TORCH_MODULE(Linear);
 
@@ -114,6 +134,7 @@ class CausalLMImpl : public torch::nn::Module {
   bool gradient_checkpointing = true;
   Decoder model{nullptr};
   Linear lm_head{nullptr};
+  std::shared_ptr<LoraRuntime> lora_runtime = std::make_shared<LoraRuntime>();
 
  private:
   AttentionContext MakeContext(int64_t seq_len, c10::ScalarType dtype, const torch::Device& device);

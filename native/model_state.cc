@@ -131,9 +131,21 @@ std::vector<int64_t> ModelState::InsertBlocks(const std::vector<int64_t>& positi
   if (optimizer.step > 0 || !optimizer.StateNames().empty()) {
     throw std::invalid_argument("insertBlocks must come before training: this model already has optimizer state");
   }
+  if (has_lora_) throw std::invalid_argument("insertBlocks must come before addLora: the copied blocks would have no adapters");
   auto inserted = module->InsertIdentityBlocks(positions);
   RebuildIndex();
   return inserted;
+}
+
+std::vector<std::string> ModelState::AddLora(const LoraOptions& options) {
+  if (optimizer.step > 0 || !optimizer.StateNames().empty()) {
+    throw std::invalid_argument("addLora must come before training: this model already has optimizer state");
+  }
+  auto names = AddLoraAdapters(*module, options);
+  has_lora_ = true;
+  RebuildIndex();
+  zero_.reset();
+  return names;
 }
 
 torch::Tensor ModelState::Logits(const torch::Tensor& ids) {
@@ -166,6 +178,20 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
   if (trainable.empty()) throw std::invalid_argument("no parameter is trainable: call setTrainable() with the names to train");
   TrainStepResult result;
   result.tokens = counted_tokens;
+  // LoRA dropout draws one mask per layer and pass; checkpointing's recompute in backward reuses it.
+  struct LoraPass {
+    CausalLMImpl& model;
+    explicit LoraPass(CausalLMImpl& m) : model(m) {
+      model.lora_runtime->training = true;
+      ++model.lora_runtime->pass;
+    }
+    ~LoraPass() {
+      model.lora_runtime->training = false;
+      ClearLoraDropoutMasks(model);
+    }
+  };
+  std::optional<LoraPass> lora_pass;
+  if (has_lora_) lora_pass.emplace(*module);
   if (counted_tokens > 0) {
     const auto loss = ShiftedCrossEntropy(module, ids.to(device), labels.to(device), dtype);
     const double multiplier = options.loss_multiplier * (scaler.enabled ? scaler.scale : 1.0);

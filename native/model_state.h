@@ -13,6 +13,7 @@
 
 #include "adamw.h"
 #include "llama_modules.h"
+#include "lora.h"
 #include "model_spec.h"
 #include "zero_optimizer.h"
 
@@ -94,6 +95,9 @@ class ModelState {
   // unless pure bf16 is asked for); the others return to `dtype` and lose gradients and optimizer state.
   void SetTrainable(const std::unordered_set<std::string>& names, std::optional<c10::ScalarType> master_dtype);
   std::vector<int64_t> InsertBlocks(const std::vector<int64_t>& positions);
+  // LoRA adapters on `options.targets` (lora.h); they are frozen until SetTrainable names them.
+  std::vector<std::string> AddLora(const LoraOptions& options);
+  bool HasLora() const { return has_lora_; }
 
   torch::Tensor Logits(const torch::Tensor& ids);  // float32 [B, T, V], no autograd
   LossResult Loss(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens);
@@ -106,6 +110,7 @@ class ModelState {
   std::vector<NamedTensor> params_;
   std::unique_ptr<ZeroOptimizer> zero_;
   std::unordered_map<std::string, size_t> index_;
+  bool has_lora_ = false;
 };
 
 }  // namespace llamapro

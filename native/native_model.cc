@@ -183,6 +183,7 @@ Napi::Function NativeModel::Define(Napi::Env env) {
                          InstanceMethod("trainStep", &NativeModel::TrainStep),
                          InstanceMethod("setGradientCheckpointing", &NativeModel::SetGradientCheckpointing),
                          InstanceMethod("insertBlocks", &NativeModel::InsertBlocks),
+                         InstanceMethod("addLora", &NativeModel::AddLora),
                          InstanceMethod("tensorInfo", &NativeModel::TensorInfo),
                          InstanceMethod("tensorBytes", &NativeModel::TensorBytes),
                          InstanceMethod("tensorMaxAbs", &NativeModel::TensorMaxAbs),
@@ -431,6 +432,17 @@ Napi::Value NativeModel::ConfigureOptimizer(const Napi::CallbackInfo& info) {
   if (options.Has("goodSteps") && !options.Get("goodSteps").IsUndefined()) {
     state->scaler.good_steps = js::Integer(options.Get("goodSteps"), "options.goodSteps");
   }
+  state->optimizer.lr_scale.clear();
+  if (options.Has("lrScale") && !options.Get("lrScale").IsUndefined()) {
+    const auto scales = js::Object(options.Get("lrScale"), "options.lrScale");
+    const auto keys = scales.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      const std::string name = keys.Get(i).As<Napi::String>().Utf8Value();
+      const double factor = js::Number(scales.Get(name), "options.lrScale[" + name + "]");
+      if (!(factor > 0.0)) js::TypeError(env, "options.lrScale[" + name + "] must be positive");
+      state->optimizer.lr_scale[name] = factor;
+    }
+  }
   return env.Undefined();
 }
 
@@ -577,6 +589,35 @@ Napi::Value NativeModel::InsertBlocks(const Napi::CallbackInfo& info) {
       [this, inserted, bytes](Napi::Env env) -> Napi::Value {
         ReportMemory(env, state_ ? *bytes : 0);
         return NumbersToJs(env, *inserted);
+      });
+}
+
+// addLora({ targets: string[], rank, alpha, useRslora, dropout, seed }) -> the new parameter names
+Napi::Value NativeModel::AddLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto state = State(env);
+  const auto o = js::Object(info[0], "options");
+  LoraOptions options;
+  options.targets = js::StringArray(o.Get("targets"), "options.targets");
+  options.rank = js::Integer(o.Get("rank"), "options.rank");
+  options.alpha = js::Number(o.Get("alpha"), "options.alpha");
+  options.use_rslora = js::Bool(o.Get("useRslora"), "options.useRslora");
+  options.dropout = js::Number(o.Get("dropout"), "options.dropout");
+  options.seed = static_cast<uint64_t>(js::Integer(o.Get("seed"), "options.seed"));
+  auto names = std::make_shared<std::vector<std::string>>();
+  auto bytes = std::make_shared<int64_t>(0);
+  return RunAsync(
+      Value(), "llamapro.addLora",
+      [state, options, names, bytes] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        *names = state->AddLora(options);
+        *bytes = state->ParameterBytes();
+      },
+      [this, names, bytes](Napi::Env env) -> Napi::Value {
+        ReportMemory(env, state_ ? *bytes : 0);
+        Napi::Array out = Napi::Array::New(env, names->size());
+        for (size_t i = 0; i < names->size(); ++i) out.Set(static_cast<uint32_t>(i), (*names)[i]);
+        return out;
       });
 }
 

@@ -39,6 +39,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
   Napi::Value SetGradientCheckpointing(const Napi::CallbackInfo& info);
   Napi::Value InsertBlocks(const Napi::CallbackInfo& info);
+  Napi::Value AddLora(const Napi::CallbackInfo& info);
   Napi::Value TensorInfo(const Napi::CallbackInfo& info);
   Napi::Value TensorBytes(const Napi::CallbackInfo& info);
   Napi::Value TensorMaxAbs(const Napi::CallbackInfo& info);
