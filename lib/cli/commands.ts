@@ -42,7 +42,7 @@ export const COMMANDS: Command[] = [
   },
   {
     name: 'merge',
-    summary: 'apply a delta (trained tensors only) to its base model',
+    summary: 'apply a delta (trained tensors only) or a LoRA adapter (--adapter) to its base model',
     load: async () => import('./merge.js').then((m) => ({ help: m.MERGE_HELP, run: m.runMerge })),
   },
   {

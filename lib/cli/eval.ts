@@ -60,7 +60,8 @@ export async function runEval(argv: string[]): Promise<number> {
   const models: LlamaModel[] = []
   try {
     const dirs = [modelDir!, ...(values.compare ? [values.compare] : [])]
-    for (const dir of dirs) models.push(await LlamaModel.load(dir, loadOptions))
+    // --adapter applies to <model_dir> only, so --compare can score the same base without it.
+    for (const [i, dir] of dirs.entries()) models.push(await LlamaModel.load(dir, i === 0 ? loadOptions : { ...loadOptions, adapter: undefined }))
     const tokenizer = await modelTokenizer(models[0]!)
     if (!tokenizer) throw new LlamaproError('LLAMAPRO_TOKENIZER', `${modelDir} has no tokenizer.json: eval tokenizes the data with the model's tokenizer`)
     const context = Math.min(...models.map((m) => m.config.maxPositionEmbeddings))

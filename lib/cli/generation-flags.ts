@@ -7,6 +7,7 @@ import { parseInteger, parseNumber } from './args.js'
 export const GENERATION_FLAGS = {
   device: { type: 'string' },
   dtype: { type: 'string' },
+  adapter: { type: 'string' },
   template: { type: 'string' },
   'max-new-tokens': { type: 'string' },
   temperature: { type: 'string' },
@@ -27,12 +28,14 @@ export const GENERATION_FLAGS_HELP = `  --template NAME            chat template
   --seed N                   seed of the sampler (default: random)
   --stop TEXT                a string that ends the reply (repeatable)
   --device cpu|cuda[:n]      where the model runs (default cpu)
-  --dtype float32|bfloat16|float16   weights and compute dtype (default: float32 on the CPU)`
+  --dtype float32|bfloat16|float16   weights and compute dtype (default: float32 on the CPU)
+  --adapter DIR              apply a PEFT LoRA adapter folder (llamapro train with finetuning_type: lora writes
+                             one) on top of the model, unmerged`
 
 type FlagValues = { [K in keyof typeof GENERATION_FLAGS]?: (typeof GENERATION_FLAGS)[K] extends { multiple: true } ? string[] : string }
 
 export function loadOptionsFrom(values: FlagValues): LoadOptions {
-  return { device: values.device as Device | undefined, dtype: values.dtype as ModelDtype | undefined }
+  return { device: values.device as Device | undefined, dtype: values.dtype as ModelDtype | undefined, ...(values.adapter !== undefined ? { adapter: values.adapter } : {}) }
 }
 
 export function generateOptionsFrom(values: FlagValues): GenerateOptions {

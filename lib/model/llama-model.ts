@@ -20,6 +20,8 @@ import { callNative, callNativeSync } from '../native/call.js'
 import { native } from '../native/load.js'
 import { checkOutputDir, writeFolderAtomically } from '../util/atomic-dir.js'
 import { parseSize } from '../util/size.js'
+import { type AdapterFolder, ADAPTER_WEIGHTS_FILE, type LoraAdapterConfig, PEFT_PREFIX, adapterLoadItems, readAdapter, writeAdapterConfig } from '../adapters/peft-adapter.js'
+import { encodeSafetensorsHeader } from '../checkpoint/safetensors.js'
 import { nativeSpec } from './native-spec.js'
 import { type TokenBatch, flattenBatch } from './token-batch.js'
 
@@ -39,6 +41,32 @@ export interface LoadOptions {
    * one more forward pass of those layers; saves most of the activation memory. Results are the same.
    */
   gradientCheckpointing?: boolean
+  /** A PEFT LoRA adapter folder to apply on top of the weights (unmerged; see loadAdapter). */
+  adapter?: string
+}
+
+/** The LoRA adapters a model carries (addLora / loadAdapter). */
+export interface LoraState {
+  config: LoraAdapterConfig
+  /** Adapted modules, e.g. model.layers.3.self_attn.q_proj. */
+  targets: string[]
+  /** Parameters that train in full beside the adapters (PEFT's modules_to_save), saved with the adapter. */
+  fullyTrained: string[]
+}
+
+export interface AddLoraOptions {
+  targets: readonly string[]
+  rank: number
+  alpha: number
+  useRslora?: boolean
+  dropout?: number
+  /** Seed of lora_A's kaiming-uniform initialisation (default 0). */
+  seed?: number
+  /** Recorded in adapter_config.json. */
+  targetModules?: string[] | string
+  modulesToSave?: string[] | null
+  fullyTrained?: readonly string[]
+  baseModelNameOrPath?: string | null
 }
 
 export interface RandomModelOptions extends LoadOptions {
@@ -108,6 +136,7 @@ export class LlamaModel {
   expansion: ExpansionRecord | undefined
 
   #handle: NativeModelHandle | undefined
+  #lora: LoraState | undefined
   #config: ModelConfig
   #rawConfig: Record<string, unknown>
 
@@ -129,7 +158,16 @@ export class LlamaModel {
   /** Loads a Hugging Face model folder (config.json + safetensors, single or sharded). */
   static async load(dir: string, options: LoadOptions = {}): Promise<LlamaModel> {
     const checkpoint = await openCheckpoint(dir)
-    return LlamaModel.fromCheckpoint(checkpoint, options)
+    const model = await LlamaModel.fromCheckpoint(checkpoint, options)
+    if (options.adapter !== undefined) {
+      try {
+        await model.loadAdapter(options.adapter)
+      } catch (error) {
+        model.dispose()
+        throw error
+      }
+    }
+    return model
   }
 
   /** Loads an already opened (validated) checkpoint. */
@@ -244,6 +282,96 @@ export class LlamaModel {
     return inserted
   }
 
+  /** The LoRA adapters this model carries, if any. */
+  get lora(): LoraState | undefined {
+    return this.#lora
+  }
+
+  /**
+   * Adds LoRA adapters (PEFT's LoraLayer: W x + scale · B A x, A kaiming-uniform, B zero, so the output is
+   * unchanged) to the named linear layers. They are frozen until setTrainable names them. Returns their names.
+   */
+  async addLora(options: AddLoraOptions): Promise<string[]> {
+    if (this.#lora) throw new LlamaproError('LLAMAPRO_ARG', 'addLora: this model already has LoRA adapters (merge them first: llamapro merge --adapter)')
+    const { rank, alpha } = options
+    if (!Number.isInteger(rank) || rank <= 0) throw new LlamaproError('LLAMAPRO_ARG', `addLora: rank must be a positive integer, got ${rank}`)
+    if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new LlamaproError('LLAMAPRO_ARG', `addLora: alpha must be a number, got ${alpha}`)
+    const names = await callNative('addLora', () =>
+      this.native.addLora({ targets: [...options.targets], rank, alpha, useRslora: options.useRslora ?? false, dropout: options.dropout ?? 0, seed: options.seed ?? 0 }),
+    )
+    this.#lora = {
+      config: {
+        r: rank,
+        loraAlpha: alpha,
+        loraDropout: options.dropout ?? 0,
+        useRslora: options.useRslora ?? false,
+        targetModules: options.targetModules ?? [...options.targets],
+        modulesToSave: options.modulesToSave ?? null,
+        baseModelNameOrPath: options.baseModelNameOrPath ?? this.sourceDir ?? null,
+      },
+      targets: [...options.targets],
+      fullyTrained: [...(options.fullyTrained ?? [])],
+    }
+    return names
+  }
+
+  /**
+   * Applies a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors): its adapters are added
+   * and loaded, and its modules_to_save tensors replace the base ones. `dropout` (default 0) is for training on.
+   */
+  async loadAdapter(dir: string, options: { dropout?: number } = {}): Promise<AdapterFolder> {
+    const adapter = await readAdapter(dir)
+    const shapes = new Map(this.parameters().map((p) => [p.name, p.shape]))
+    for (const target of adapter.targets) {
+      const weight = shapes.get(`${target}.weight`)
+      if (!weight) throw new LlamaproError('LLAMAPRO_ADAPTER', `${adapter.weightsPath}: adapts ${target}, which this model does not have: the adapter belongs to another model`)
+      const a = adapter.file.tensors.find((t) => t.name === `${PEFT_PREFIX}${target}.lora_A.weight`)!
+      const b = adapter.file.tensors.find((t) => t.name === `${PEFT_PREFIX}${target}.lora_B.weight`)!
+      if (a.shape[1] !== weight[1] || b.shape[0] !== weight[0]) {
+        throw new LlamaproError('LLAMAPRO_ADAPTER', `${adapter.weightsPath}: ${target}: lora_A [${a.shape}] / lora_B [${b.shape}] do not fit its weight [${weight}]: the adapter belongs to another model`)
+      }
+    }
+    for (const name of adapter.fullyTrained) {
+      if (!shapes.has(name)) throw new LlamaproError('LLAMAPRO_ADAPTER', `${adapter.weightsPath}: holds ${PEFT_PREFIX}${name}, but this model has no parameter ${name}`)
+    }
+    await this.addLora({
+      targets: adapter.targets,
+      rank: adapter.config.r,
+      alpha: adapter.config.loraAlpha,
+      useRslora: adapter.config.useRslora,
+      dropout: options.dropout ?? 0,
+      targetModules: adapter.config.targetModules,
+      modulesToSave: adapter.config.modulesToSave,
+      fullyTrained: adapter.fullyTrained,
+      baseModelNameOrPath: adapter.config.baseModelNameOrPath,
+    })
+    await callNative(`loading ${adapter.weightsPath}`, () => this.native.load(adapterLoadItems(adapter)))
+    return adapter
+  }
+
+  /** Writes the LoRA adapters (and modules_to_save parameters) as a PEFT adapter folder, atomically. */
+  async saveAdapter(dir: string, options: { overwrite?: boolean; onWarning?: (message: string) => void } = {}): Promise<SaveResult> {
+    await checkOutputDir(dir, options.overwrite ?? false, 'pass overwrite: true')
+    return writeFolderAtomically(dir, async (tmp) => ({ ...(await this.saveAdapterInto(tmp)), dir }), { onWarning: options.onWarning })
+  }
+
+  /** saveAdapter without the atomic rename, into an existing folder. Tensors keep their dtype (float32 masters). */
+  async saveAdapterInto(dir: string): Promise<SaveResult> {
+    const lora = this.#lora
+    if (!lora) throw new LlamaproError('LLAMAPRO_ARG', 'saveAdapter: this model has no LoRA adapters (addLora or loadAdapter first)')
+    const byName = new Map(this.parameters().map((p) => [p.name, p]))
+    const names = [...lora.targets.flatMap((t) => [`${t}.lora_A.weight`, `${t}.lora_B.weight`]), ...lora.fullyTrained]
+    const entries = names.map((name) => {
+      const p = byName.get(name)!
+      return { name, peft: `${PEFT_PREFIX}${name}`, dtype: toSafetensorsDtype(p.dtype), shape: p.shape }
+    })
+    const header = encodeSafetensorsHeader(entries.map((e) => ({ name: e.peft, dtype: e.dtype, shape: e.shape })), { format: 'pt' })
+    const path = join(dir, ADAPTER_WEIGHTS_FILE)
+    await this.writeTensors(path, header.bytes, header.layout.map((l, i) => ({ ...l, name: entries[i]!.name })))
+    await writeAdapterConfig(dir, lora.config)
+    return { dir, files: [ADAPTER_WEIGHTS_FILE, 'adapter_config.json'], bytes: header.bytes.length + header.dataSize }
+  }
+
   /** Writes a complete Hugging Face model folder (atomically: a temporary folder renamed when complete). */
   async save(dir: string, options: SaveOptions = {}): Promise<SaveResult> {
     await checkOutputDir(dir, options.overwrite ?? false, 'pass overwrite: true')
@@ -252,6 +380,9 @@ export class LlamaModel {
 
   /** Writes the model's files into an existing (empty) folder, without the atomic rename. */
   async saveInto(dir: string, options: Omit<SaveOptions, 'overwrite' | 'onWarning'> = {}): Promise<SaveResult> {
+    if (this.#lora) {
+      throw new LlamaproError('LLAMAPRO_ARG', 'save: this model carries LoRA adapters; write them with saveAdapter(), or merge them into the base with llamapro merge --adapter')
+    }
     const dtype = options.dtype === undefined ? this.sourceDtype : parseModelDtype(options.dtype)
     if (!dtype) throw new LlamaproError('LLAMAPRO_ARG', `save: dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(options.dtype)}`)
     const shardSize = parseSize(options.shardSize ?? DEFAULT_SHARD_SIZE, 'shardSize')

@@ -114,6 +114,18 @@ export interface NativeOptimizerConfig {
   lossScaling: boolean
   lossScale?: number
   goodSteps?: number
+  /** Per-parameter learning-rate factors (LoRA+); replaces the previous ones. */
+  lrScale?: Record<string, number>
+}
+
+/** native/lora.h: adapters on linear layers (module names such as model.layers.3.self_attn.q_proj). */
+export interface NativeLoraOptions {
+  targets: string[]
+  rank: number
+  alpha: number
+  useRslora: boolean
+  dropout: number
+  seed: number
 }
 
 export interface NativeModelHandle {
@@ -135,6 +147,8 @@ export interface NativeModelHandle {
   trainStep(ids: Int32Array, labels: Int32Array, batch: number, seq: number, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>
   setGradientCheckpointing(on: boolean): void
   insertBlocks(positions: number[]): Promise<number[]>
+  /** Adds frozen LoRA adapters (A kaiming-uniform, B zero); returns their parameter names. */
+  addLora(options: NativeLoraOptions): Promise<string[]>
   tensorInfo(name: string): { shape: number[]; dtype: 'float32' | 'bfloat16' | 'float16' }
   tensorBytes(name: string, dtype: string): Promise<Uint8Array>
   tensorMaxAbs(names: string[]): Promise<number[]>

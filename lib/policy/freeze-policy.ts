@@ -91,14 +91,41 @@ export function extraModuleNames(names: readonly string[]): string[] {
   return out
 }
 
-const describeIds = (ids: readonly number[]) => (ids.length <= 12 ? ids.join(', ') : `${ids.slice(0, 5).join(', ')}, ..., ${ids.slice(-3).join(', ')}`)
+export const describeIds = (ids: readonly number[]) => (ids.length <= 12 ? ids.join(', ') : `${ids.slice(0, 5).join(', ')}, ..., ${ids.slice(-3).join(', ')}`)
+
+/**
+ * LLaMA-Pro's expanded blocks, the one place this rule lives (freeze tuning and LoRA targets both use it):
+ * `n` counts the expanded blocks, stride = numLayers / n, and layers stride-1, 2·stride-1, …, numLayers-1 train
+ * (LLaMA-Factory's `range(stride - 1, num_layers + stride - 1, stride)`). Errors as LLaMA-Factory's, plus n <= 0.
+ */
+export function llamaProStride(numLayers: number, n: number): number {
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new PolicyError(
+      `freeze_trainable_layers is ${n} with use_llama_pro: it must be the number of expanded blocks (a positive divisor of ${numLayers}), ` +
+        'e.g. 8 for a 32-layer model expanded to 40 layers',
+    )
+  }
+  if (numLayers % n !== 0) {
+    throw new PolicyError(
+      `\`num_layers\` ${numLayers} should be divisible by \`num_layer_trainable\` ${n}. ` +
+        `With use_llama_pro, freeze_trainable_layers counts the expanded blocks: for this ${numLayers}-layer model it must divide ${numLayers}.`,
+    )
+  }
+  return numLayers / n
+}
+
+/** The layer indices use_llama_pro trains (see llamaProStride). */
+export function llamaProLayerIds(numLayers: number, n: number): number[] {
+  const stride = llamaProStride(numLayers, n)
+  return Array.from({ length: n }, (_, i) => (i + 1) * stride - 1)
+}
 
 export function freezePolicy(numLayers: number, parameterNames: readonly string[], options: FreezeOptions = {}): TrainablePlan {
   const finetuningType = options.finetuningType ?? 'freeze'
   const useLlamaPro = options.useLlamaPro ?? false
   if (finetuningType !== 'freeze' && finetuningType !== 'full') {
     throw new PolicyError(
-      `finetuning_type ${JSON.stringify(finetuningType)} is not supported (valid: freeze, full${finetuningType === 'lora' ? '; llamapro does not do LoRA' : ''})`,
+      `finetuning_type ${JSON.stringify(finetuningType)} is not supported (valid: freeze, full${finetuningType === 'lora' ? '; LoRA targets are chosen by loraPolicy in lib/adapters/lora-targets.ts' : ''})`,
     )
   }
   if (useLlamaPro && finetuningType === 'full') {
@@ -128,20 +155,8 @@ export function freezePolicy(numLayers: number, parameterNames: readonly string[
     layerIds = parseLayerIds(options.freezeTrainableLayerIds, numLayers)
     explanation.push(`freeze_trainable_layer_ids: layers ${describeIds(layerIds)} train, as listed.`)
   } else if (useLlamaPro) {
-    if (n <= 0) {
-      throw new PolicyError(
-        `freeze_trainable_layers is ${n} with use_llama_pro: it must be the number of expanded blocks (a positive divisor of ${numLayers}), ` +
-          'e.g. 8 for a 32-layer model expanded to 40 layers',
-      )
-    }
-    if (numLayers % n !== 0) {
-      throw new PolicyError(
-        `\`num_layers\` ${numLayers} should be divisible by \`num_layer_trainable\` ${n}. ` +
-          `With use_llama_pro, freeze_trainable_layers counts the expanded blocks: for this ${numLayers}-layer model it must divide ${numLayers}.`,
-      )
-    }
-    const stride = numLayers / n
-    layerIds = Array.from({ length: n }, (_, i) => (i + 1) * stride - 1)
+    const stride = llamaProStride(numLayers, n)
+    layerIds = llamaProLayerIds(numLayers, n)
     explanation.push(
       `use_llama_pro: freeze_trainable_layers: ${n} counts expanded blocks; it does not mean "the last ${n} layers".`,
       `stride = ${numLayers} / ${n} = ${stride}: every ${ordinal(stride)} layer trains, ending with the last: layers ${describeIds(layerIds)}.`,
@@ -196,11 +211,11 @@ export function freezePolicy(numLayers: number, parameterNames: readonly string[
   return { finetuningType, numLayers, trainableLayerIds: layerIds, layerModules, extraModules: extras, trainable, frozen, explanation }
 }
 
-function range(from: number, to: number): number[] {
+export function range(from: number, to: number): number[] {
   return Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i)
 }
 
-function ordinal(n: number): string {
+export function ordinal(n: number): string {
   const suffix = n % 100 >= 11 && n % 100 <= 13 ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th'
   return `${n}${suffix}`
 }

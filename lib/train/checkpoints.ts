@@ -1,5 +1,6 @@
 /**
- * Training checkpoints: `checkpoint-<step>/` holds a complete Hugging Face model folder, plus
+ * Training checkpoints: `checkpoint-<step>/` holds a complete Hugging Face model folder (a PEFT adapter folder for
+ * LoRA runs), plus
  * optimizer.safetensors (the float32 master weights of the trainable parameters and AdamW's moments) and
  * trainer_state.json (step, data position, loss scale, log history). Each is written to a temporary folder and
  * renamed, so a checkpoint either exists whole or not at all.
@@ -58,10 +59,12 @@ export async function writeCheckpoint(
   model: LlamaModel,
   path: string,
   state: TrainerState,
-  options: { modelDtype: ModelDtype; withOptimizer: boolean; onWarning?: (message: string) => void },
+  options: { modelDtype: ModelDtype; withOptimizer: boolean; onWarning?: (message: string) => void; saveModel?: (dir: string) => Promise<void> },
 ): Promise<void> {
   await writeFolderAtomically(path, async (tmp) => {
-    await model.saveInto(tmp, { dtype: options.modelDtype })
+    // LoRA runs save the adapter instead of the model (LLaMA-Factory's checkpoints hold adapter_model.safetensors).
+    if (options.saveModel) await options.saveModel(tmp)
+    else await model.saveInto(tmp, { dtype: options.modelDtype })
     if (options.withOptimizer) {
       const trainable = model.parameters().filter((p) => p.requiresGrad)
       const stateNames = model.native.optimizerState().names

@@ -37,12 +37,22 @@ interface KeySpec {
 const KEYS = {
   model_name_or_path: { kind: { type: 'string' }, default: undefined, help: 'model folder (Hugging Face format)' },
   stage: { kind: { type: 'string', choices: ['pt', 'sft'] }, default: 'sft', help: 'pt: continued pre-training on raw text; sft: supervised fine-tuning' },
-  finetuning_type: { kind: { type: 'string', choices: ['freeze', 'full'] }, default: 'freeze', help: 'freeze or full' },
+  finetuning_type: { kind: { type: 'string', choices: ['freeze', 'full', 'lora'] }, default: 'freeze', help: 'freeze, full or lora' },
   freeze_trainable_layers: { kind: { type: 'int' }, default: 2, help: 'N > 0: last N layers; N < 0: first |N|; with use_llama_pro: number of expanded blocks' },
   freeze_trainable_modules: { kind: { type: 'list' }, default: 'all', help: 'all, or per-layer modules (mlp, self_attn, ...)' },
   freeze_extra_modules: { kind: { type: 'list' }, default: null, help: 'non-layer modules that also train (embed_tokens, norm, lm_head)' },
   freeze_trainable_layer_ids: { kind: { type: 'list' }, default: null, help: 'explicit layer indices, e.g. 10,16,17,23 (llamapro)' },
-  use_llama_pro: { kind: { type: 'bool' }, default: false, help: 'train only the expanded blocks' },
+  use_llama_pro: { kind: { type: 'bool' }, default: false, help: 'train only the expanded blocks (freeze: those layers; lora: adapters on them only)' },
+  lora_rank: { kind: { type: 'int', min: 1 }, default: 8, help: 'LoRA rank r' },
+  lora_alpha: { kind: { type: 'number-or-null' }, default: null, help: 'LoRA scale numerator (default 2 x lora_rank); scale = alpha / r' },
+  lora_dropout: { kind: { type: 'number', min: 0, max: 0.999 }, default: 0, help: "dropout on the adapters' input" },
+  lora_target: { kind: { type: 'list' }, default: 'all', help: 'all (every linear layer but lm_head) or module names, e.g. q_proj,v_proj' },
+  additional_target: { kind: { type: 'list' }, default: null, help: "modules trained in full beside the adapters (PEFT's modules_to_save), e.g. embed_tokens,lm_head" },
+  use_rslora: { kind: { type: 'bool' }, default: false, help: 'rank-stabilised LoRA: scale = alpha / sqrt(r)' },
+  adapter_name_or_path: { kind: { type: 'list' }, default: null, help: 'PEFT adapter folder(s): all but the last are merged into the model; training continues the last (unless create_new_adapter)' },
+  create_new_adapter: { kind: { type: 'bool' }, default: false, help: 'merge every adapter_name_or_path and train a new adapter on top' },
+  loraplus_lr_ratio: { kind: { type: 'number-or-null' }, default: null, help: 'LoRA+: lora_B trains at this multiple of learning_rate' },
+  loraplus_lr_embedding: { kind: { type: 'number', min: 0 }, default: 1e-6, help: 'LoRA+ learning rate of embedding adapters (llamapro puts no adapter on embeddings: no effect)' },
   dataset: { kind: { type: 'list' }, default: undefined, help: 'JSON/JSONL files (or names in dataset_dir/dataset_info.json), comma-separated' },
   dataset_dir: { kind: { type: 'string' }, default: 'data', help: 'folder of dataset_info.json' },
   template: { kind: { type: 'string' }, default: 'default', help: "a LLaMA-Factory template name (default, empty, alpaca, chatml, llama3, qwen, ...: TEMPLATE_NAMES, README's list) or model (the model's own chat template)" },
@@ -98,6 +108,26 @@ const KEYS = {
 
 export type TrainKey = keyof typeof KEYS
 
+/**
+ * LLaMA-Factory keys of its LoRA family and quantisation that llamapro does not implement: set to anything but
+ * their off value they are an error naming the key, never silently ignored.
+ */
+const UNSUPPORTED_KEYS: Record<string, { off: unknown[]; what: string }> = {
+  use_dora: { off: [false, null], what: 'DoRA (weight-decomposed LoRA)' },
+  pissa_init: { off: [false, null], what: 'PiSSA initialisation' },
+  pissa_convert: { off: [false, null], what: 'PiSSA conversion' },
+  pissa_iter: { off: [16, null], what: 'PiSSA initialisation' },
+  oft_rank: { off: [0, null], what: 'OFT' },
+  oft_block_size: { off: [32, null], what: 'OFT' },
+  oft_target: { off: ['all', null], what: 'OFT' },
+  module_dropout: { off: [0, null], what: 'OFT' },
+  quantization_bit: { off: [null], what: 'QLoRA / quantised training' },
+  quantization_method: { off: [null, 'bnb', 'bitsandbytes'], what: 'QLoRA / quantised training' },
+  quantization_type: { off: [null, 'nf4'], what: 'QLoRA / quantised training' },
+  double_quantization: { off: [null, true, false], what: 'QLoRA / quantised training' },
+  use_unsloth: { off: [false, null], what: 'Unsloth' },
+}
+
 /** LLaMA-Factory / transformers keys that configure things llamapro does not have; accepted with a warning. */
 const IGNORED_KEYS = [
   'do_train',
@@ -118,12 +148,22 @@ const IGNORED_KEYS = [
 export interface TrainConfig {
   modelNameOrPath: string
   stage: 'pt' | 'sft'
-  finetuningType: 'freeze' | 'full'
+  finetuningType: 'freeze' | 'full' | 'lora'
   freezeTrainableLayers: number
   freezeTrainableModules: string
   freezeExtraModules: string | null
   freezeTrainableLayerIds: string | null
   useLlamaPro: boolean
+  /** finetuning_type: lora (LLaMA-Factory's LoraArguments; lora_alpha already defaulted to 2 x rank). */
+  loraRank: number
+  loraAlpha: number
+  loraDropout: number
+  loraTarget: string
+  additionalTarget: string | null
+  useRslora: boolean
+  adapterNameOrPath: string[]
+  createNewAdapter: boolean
+  loraplusLrRatio: number | null
   dataset: string[]
   datasetDir: string
   template: string
@@ -297,6 +337,12 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
   for (const [key, value] of Object.entries(raw)) {
     if (key in KEYS) {
       values[key] = coerce(key, KEYS[key as TrainKey], value, where)
+    } else if (key in UNSUPPORTED_KEYS) {
+      const { off, what } = UNSUPPORTED_KEYS[key]!
+      if (!off.includes(value as never)) {
+        throw new ConfigKeyError(`${where}: ${key}: ${JSON.stringify(value)} asks for ${what}, which llamapro does not support (finetuning_type lora trains plain LoRA / rsLoRA adapters); remove ${key}`)
+      }
+      ignoredKeys.push(key)
     } else if (IGNORED_KEYS.includes(key)) {
       ignoredKeys.push(key)
     } else {
@@ -314,15 +360,35 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
   const valSize = get('val_size') as number
   if (get('bf16') && get('fp16')) throw new ConfigKeyError(`${where}: bf16 and fp16 are both true; choose one`)
   const resume = get('resume_from_checkpoint') as string | true | null
+  const finetuningType = get('finetuning_type') as TrainConfig['finetuningType']
+  const loraRank = get('lora_rank') as number
+  // LLaMA-Factory's FinetuningArguments.__post_init__ checks
+  if (finetuningType !== 'lora') {
+    for (const key of ['loraplus_lr_ratio', 'adapter_name_or_path'] as const) {
+      if (get(key) !== null) throw new ConfigKeyError(`${where}: \`${key}\` is only valid for LoRA training (finetuning_type: lora)`)
+    }
+  }
+  const loraplus = get('loraplus_lr_ratio') as number | null
+  if (loraplus !== null && !(loraplus > 0)) throw new ConfigKeyError(`${where}: loraplus_lr_ratio must be a positive number, got ${loraplus}`)
+  const adapters = ((get('adapter_name_or_path') as string | null) ?? '').split(',').map((s) => s.trim()).filter(Boolean).map(path)
   return {
     modelNameOrPath: path(get('model_name_or_path') as string),
     stage,
-    finetuningType: get('finetuning_type') as 'freeze' | 'full',
+    finetuningType,
     freezeTrainableLayers: get('freeze_trainable_layers') as number,
     freezeTrainableModules: get('freeze_trainable_modules') as string,
     freezeExtraModules: get('freeze_extra_modules') as string | null,
     freezeTrainableLayerIds: get('freeze_trainable_layer_ids') as string | null,
     useLlamaPro: get('use_llama_pro') as boolean,
+    loraRank,
+    loraAlpha: (get('lora_alpha') as number | null) || loraRank * 2,
+    loraDropout: get('lora_dropout') as number,
+    loraTarget: get('lora_target') as string,
+    additionalTarget: get('additional_target') as string | null,
+    useRslora: get('use_rslora') as boolean,
+    adapterNameOrPath: adapters,
+    createNewAdapter: get('create_new_adapter') as boolean,
+    loraplusLrRatio: loraplus,
     dataset: ((get('dataset') as string | undefined) ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     datasetDir: path(get('dataset_dir') as string),
     template: get('template') as string,

@@ -24,6 +24,8 @@ import { VERSION } from '../version.js'
 import { type TrainerState, checkpointName, listCheckpoints, loadOptimizerState, readTrainerState, rotateCheckpoints, writeCheckpoint } from './checkpoints.js'
 import { type TrainConfig, loadTrainConfig, trainingDtypes } from './config.js'
 import { writeDelta } from './delta.js'
+import { type LoraTrainingPolicy, applyLora, loraOptimizerGroups, loraTrainingPolicy } from './lora-setup.js'
+import { copySideFiles } from '../checkpoint/side-files.js'
 import { type DeviceChoice, chooseDevice } from './device.js'
 import type { LogRecord, TrainEvent, TrainResult } from './events.js'
 import { TrainingError } from './errors.js'
@@ -90,6 +92,12 @@ async function moveModelInto(from: string, dir: string): Promise<void> {
 
 export { TrainingError }
 
+/** What a LoRA run writes where a freeze run writes the model: the PEFT adapter and the tokenizer files (as LLaMA-Factory). */
+async function saveLoraOutput(model: LlamaModel, dir: string): Promise<void> {
+  await model.saveAdapterInto(dir)
+  if (model.sourceDir) await copySideFiles(model.sourceDir, dir)
+}
+
 /** A checkpoint resumes exactly only with the settings that decide the data order and what one step is. */
 function checkResumable(state: TrainerState, cfg: TrainConfig, dir: string, worldSize: number): void {
   if ((state.world_size ?? 1) !== worldSize) {
@@ -140,7 +148,7 @@ interface RunPlan {
   checkpoint: Checkpoint
   tokenizer: TextTokenizer
   split: { train: Sequence[]; eval: Sequence[] }
-  policy: FreezePolicy
+  policy: FreezePolicy | LoraTrainingPolicy
   schedule: RankSchedule
   /** Present when this process is one rank of several. */
   group: ProcessGroup | null
@@ -176,7 +184,8 @@ async function prepareData(cfg: TrainConfig, warn: (message: string) => void, gr
   }
   const resumeState = resumeDir ? await readTrainerState(resumeDir) : undefined
   if (resumeState) checkResumable(resumeState, cfg, resumeDir!, group?.worldSize ?? 1)
-  const modelDir = resumeDir ?? cfg.modelNameOrPath
+  // A LoRA checkpoint holds the adapter, not the model: the base model always comes from model_name_or_path.
+  const modelDir = cfg.finetuningType === 'lora' ? cfg.modelNameOrPath : resumeDir ?? cfg.modelNameOrPath
   const checkpoint = await openCheckpoint(modelDir)
   const tokenizer = await loadTokenizer(modelDir)
   const examples = await loadExamples({ names: cfg.dataset, stage: cfg.stage, datasetDir: cfg.datasetDir, baseDir: cfg.baseDir, maxSamples: cfg.maxSamples })
@@ -191,7 +200,7 @@ async function prepareData(cfg: TrainConfig, warn: (message: string) => void, gr
     throw new TrainingError('LLAMAPRO_DATASET', `no training sequences: the data gave ${sequences.length} sequence(s) of up to ${cfg.cutoffLen} tokens`)
   }
   const names = checkpoint.tensors.map((t) => t.name)
-  const policy = freezePolicy(checkpoint.config.numLayers, names, cfg)
+  const policy = cfg.finetuningType === 'lora' ? await loraTrainingPolicy(cfg, checkpoint) : freezePolicy(checkpoint.config.numLayers, names, { ...cfg, finetuningType: cfg.finetuningType })
   if (policy.trainable.length === 0) {
     throw new TrainingError('LLAMAPRO_POLICY', 'nothing to train: this strategy selects no parameter (freeze_trainable_layers: 0 and no freeze_extra_modules?)')
   }
@@ -212,8 +221,11 @@ async function prepareModel(plan: RunPlan, warn: (message: string) => void): Pro
   const model = await LlamaModel.fromCheckpoint(checkpoint, { device: plan.device.device, dtype: compute, gradientCheckpointing: !cfg.disableGradientCheckpointing })
   try {
     if (plan.group) model.native.attachProcessGroup(plan.group.handle, { zeroStage: cfg.zeroStage })
+    if (policy.finetuningType === 'lora') await applyLora(model, cfg, policy)
     await model.setTrainable(policy.trainable, { masterDtype: master })
-    model.native.configureOptimizer({ noDecay: policy.trainable.filter(noWeightDecay), step: 0, lossScaling: cfg.fp16 })
+    const trainableParams = model.parameters().filter((p) => p.requiresGrad)
+    const groups = loraOptimizerGroups(policy.finetuningType === 'lora' ? cfg : { loraplusLrRatio: null }, trainableParams, noWeightDecay)
+    model.native.configureOptimizer({ noDecay: groups.noDecay, step: 0, lossScaling: cfg.fp16, lrScale: groups.lrScale })
     const progress: Progress = { step: 0, epoch: 0, batchIndex: 0, logHistory: [], window: { loss: 0, steps: 0 } }
     if (resumeState) {
       const state = resumeState
@@ -221,7 +233,8 @@ async function prepareModel(plan: RunPlan, warn: (message: string) => void): Pro
       // zero_stage 1: each rank keeps its shard of the whole state the checkpoint holds.
       await callNative('sharding the optimizer state (zero_stage 1)', () => model.native.scatterOptimizerState())
       model.native.configureOptimizer({
-        noDecay: policy.trainable.filter(noWeightDecay),
+        noDecay: groups.noDecay,
+        lrScale: groups.lrScale,
         step: state.optimizer_step ?? state.global_step,
         lossScaling: cfg.fp16,
         lossScale: state.loss_scale,
@@ -314,7 +327,14 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
       // zero_stage 1: the shards are gathered on rank 0 for the write, so a checkpoint always holds the whole state.
       if (!cfg.saveOnlyModel) await callNative('gathering the optimizer state (zero_stage 1)', () => model.native.gatherOptimizerState())
       try {
-        if (writes) await writeCheckpoint(model, path, run.state(), { modelDtype: checkpoint.dtype, withOptimizer: !cfg.saveOnlyModel, onWarning: (message) => run.warn(message, step) })
+        if (writes) {
+          await writeCheckpoint(model, path, run.state(), {
+            modelDtype: checkpoint.dtype,
+            withOptimizer: !cfg.saveOnlyModel,
+            onWarning: (message) => run.warn(message, step),
+            ...(model.lora ? { saveModel: (dir: string) => saveLoraOutput(model, dir) } : {}),
+          })
+        }
       } finally {
         if (!cfg.saveOnlyModel) await callNative('sharding the optimizer state (zero_stage 1)', () => model.native.scatterOptimizerState())
       }
@@ -523,7 +543,8 @@ async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
     const staging = join(cfg.outputDir, `.final-${process.pid}-${Date.now().toString(36)}`)
     await mkdir(staging)
     try {
-      await model.saveInto(staging, { dtype: checkpoint.dtype })
+      if (model.lora) await saveLoraOutput(model, staging)
+      else await model.saveInto(staging, { dtype: checkpoint.dtype })
       await moveModelInto(staging, cfg.outputDir)
     } catch (error) {
       await rm(staging, { recursive: true, force: true })
