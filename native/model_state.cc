@@ -191,7 +191,10 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
     }
   };
   std::optional<LoraPass> lora_pass;
-  if (has_lora_) lora_pass.emplace(*module);
+  if (has_lora_) {
+    if (options.dropout_seed) torch::manual_seed(*options.dropout_seed);
+    lora_pass.emplace(*module);
+  }
   if (counted_tokens > 0) {
     const auto loss = ShiftedCrossEntropy(module, ids.to(device), labels.to(device), dtype);
     const double multiplier = options.loss_multiplier * (scaler.enabled ? scaler.scale : 1.0);

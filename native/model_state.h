@@ -35,6 +35,9 @@ struct TrainStepOptions {
   // With a process group attached: numbers summed over the ranks with the gradients; this micro-batch's weighted
   // loss (loss × loss_multiplier) is added to the first before the sum.
   std::vector<double> reduce_extras;
+  // LoRA dropout: seeds the default generators before this step, so that its masks depend on the run's seed and
+  // the step only (an exact resume draws the same masks). Unset: the generators continue where they are.
+  std::optional<uint64_t> dropout_seed;
 };
 
 struct TrainStepResult {

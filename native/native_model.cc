@@ -523,6 +523,11 @@ Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
   options.hyper.weight_decay = js::Number(o.Get("weightDecay"), "options.weightDecay");
   options.max_grad_norm = js::Number(o.Get("maxGradNorm"), "options.maxGradNorm");
   options.report_param_norms = js::Bool(o.Get("reportParamNorms"), "options.reportParamNorms");
+  if (o.Has("dropoutSeed") && !o.Get("dropoutSeed").IsUndefined()) {
+    const int64_t seed = js::Integer(o.Get("dropoutSeed"), "options.dropoutSeed");
+    if (seed < 0) js::TypeError(env, "options.dropoutSeed must be non-negative");
+    options.dropout_seed = static_cast<uint64_t>(seed);
+  }
   if (o.Has("reduceExtras") && !o.Get("reduceExtras").IsUndefined()) {
     const auto extras = js::Array(o.Get("reduceExtras"), "options.reduceExtras");
     for (uint32_t i = 0; i < extras.Length(); ++i) options.reduce_extras.push_back(js::Number(extras.Get(i), "options.reduceExtras[i]"));

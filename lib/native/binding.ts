@@ -70,6 +70,8 @@ export interface NativeTrainStepOptions {
   reportParamNorms: boolean
   /** With a process group attached: summed over the ranks with the gradients; this micro-batch's weighted loss is added to the first. */
   reduceExtras?: number[]
+  /** LoRA dropout: the masks of this micro-step are drawn from generators seeded with this (exact resume). */
+  dropoutSeed?: number
 }
 
 export interface NativeTrainStepResult {

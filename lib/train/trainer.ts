@@ -92,6 +92,13 @@ async function moveModelInto(from: string, dir: string): Promise<void> {
 
 export { TrainingError }
 
+/** LoRA dropout's seed for one micro-step: a function of the run's seed, rank and position only, so a resume draws the same masks. */
+function dropoutSeed(seed: number, rank: number, step: number, micro: number): number {
+  let h = Math.imul(seed | 0, 0x9e3779b1) ^ Math.imul(rank + 1, 0x85ebca6b)
+  h = Math.imul(h ^ step, 0xc2b2ae35) ^ Math.imul(micro + 1, 0x27d4eb2f)
+  return (h >>> 0) * 4096 + (step % 4096)
+}
+
 /** What a LoRA run writes where a freeze run writes the model: the PEFT adapter and the tokenizer files (as LLaMA-Factory). */
 async function saveLoraOutput(model: LlamaModel, dir: string): Promise<void> {
   await model.saveAdapterInto(dir)
@@ -466,6 +473,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
           weightDecay: cfg.weightDecay,
           maxGradNorm: cfg.maxGradNorm,
           reportParamNorms: logging && last,
+          ...(cfg.finetuningType === 'lora' && cfg.loraDropout > 0 ? { dropoutSeed: dropoutSeed(cfg.seed, plan.group?.rank ?? 0, step, j) } : {}),
           // All ranks stop together: a stop request on any rank travels with the last micro-batch's gradients.
           ...(plan.group && last ? { reduceExtras: [stepLoss, run.signal?.aborted ? 1 : 0] } : {}),
         }),
