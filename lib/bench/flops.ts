@@ -4,6 +4,8 @@
  * weight's gradient when the weight trains. Attention's two matmuls (QK^T and AV, over the whole sequence, as
  * the kernels compute them) cost 4 * T * H * D forward and twice that backward when Q, K, V need gradients.
  * Element-wise work (norms, activations, softmax) is left out, as is usual. Full fine-tuning gives about 6N.
+ * A LoRA adapter of rank r on a frozen [out, in] weight adds 2r(in + out) forward, as much for A's and B's
+ * gradients, 2r·out for the gradient into B's input, and 2r·in more when the layer's input needs a gradient.
  */
 import type { ModelConfig } from '../checkpoint/config.js'
 import { layerPrefix } from '../checkpoint/parameters.js'
@@ -15,7 +17,7 @@ export interface FlopCount {
   total: number
 }
 
-export function flopsPerToken(config: ModelConfig, trainable: ReadonlySet<string>, seq: number): FlopCount {
+export function flopsPerToken(config: ModelConfig, trainable: ReadonlySet<string>, seq: number, lora?: { rank: number; targets: ReadonlySet<string> }): FlopCount {
   const h = config.hiddenSize
   const f = config.intermediateSize
   const q = config.numHeads * config.headDim
@@ -25,25 +27,36 @@ export function flopsPerToken(config: ModelConfig, trainable: ReadonlySet<string
   let activationGradients = 0
   let weightGradients = 0
   // A matmul whose input needs a gradient (`inputGrad`) and whose weight may train; returns whether its output does.
-  const matmul = (params: number, inputGrad: boolean, weight: string): boolean => {
+  const matmul = (params: number, inputGrad: boolean, weight: string, shape?: [number, number]): boolean => {
     forward += 2 * params
     if (inputGrad) activationGradients += 2 * params
     const weightTrains = trains(weight)
     if (weightTrains) weightGradients += 2 * params
-    return inputGrad || weightTrains
+    const adapted = lora !== undefined && shape !== undefined && lora.targets.has(weight.slice(0, -'.weight'.length))
+    if (adapted) {
+      const [out, inFeatures] = shape
+      forward += 2 * lora.rank * (inFeatures + out)
+      weightGradients += 2 * lora.rank * (inFeatures + out)
+      activationGradients += 2 * lora.rank * out + (inputGrad ? 2 * lora.rank * inFeatures : 0)
+    }
+    return inputGrad || weightTrains || adapted
   }
   let g = trains('model.embed_tokens.weight')
   for (let i = 0; i < config.numLayers; i++) {
     const p = layerPrefix(i)
     const g1 = g || trains(`${p}input_layernorm.weight`)
-    const gq = [matmul(h * q, g1, `${p}self_attn.q_proj.weight`), matmul(h * kv, g1, `${p}self_attn.k_proj.weight`), matmul(h * kv, g1, `${p}self_attn.v_proj.weight`)].some(Boolean)
+    const gq = [
+      matmul(h * q, g1, `${p}self_attn.q_proj.weight`, [q, h]),
+      matmul(h * kv, g1, `${p}self_attn.k_proj.weight`, [kv, h]),
+      matmul(h * kv, g1, `${p}self_attn.v_proj.weight`, [kv, h]),
+    ].some(Boolean)
     forward += 4 * seq * q
     if (gq) activationGradients += 8 * seq * q
-    const ga = matmul(q * h, gq, `${p}self_attn.o_proj.weight`)
+    const ga = matmul(q * h, gq, `${p}self_attn.o_proj.weight`, [h, q])
     const gh = g || ga
     const g2 = gh || trains(`${p}post_attention_layernorm.weight`)
-    const gm = [matmul(h * f, g2, `${p}mlp.gate_proj.weight`), matmul(h * f, g2, `${p}mlp.up_proj.weight`)].some(Boolean)
-    const gd = matmul(f * h, gm, `${p}mlp.down_proj.weight`)
+    const gm = [matmul(h * f, g2, `${p}mlp.gate_proj.weight`, [f, h]), matmul(h * f, g2, `${p}mlp.up_proj.weight`, [f, h])].some(Boolean)
+    const gd = matmul(f * h, gm, `${p}mlp.down_proj.weight`, [h, f])
     g = gh || gd
   }
   const gFinal = g || trains('model.norm.weight')

@@ -20,6 +20,7 @@ import { type MachineInfo, machineInfo } from './machine.js'
 import { PRESETS } from './presets.js'
 import { findTorchPython } from './python.js'
 import { type Strategy, parseStrategies } from './strategies.js'
+import { loraPolicy } from '../adapters/lora-targets.js'
 import { randomTokenIds } from '../util/random.js'
 
 export interface BenchOptions {
@@ -163,8 +164,16 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       ? await LlamaModel.load(model.dir, { device, dtype, gradientCheckpointing })
       : await LlamaModel.random({ ...model.raw, torch_dtype: dtype }, { device, dtype, seed: 0, gradientCheckpointing })
     try {
-      const params = instance.parameters()
-      const policy = freezePolicy(model.config.numLayers, params.map((p) => p.name), strategy.options)
+      let params = instance.parameters()
+      let policy: { trainable: string[]; trainableLayerIds: number[]; loraTargets?: Set<string> }
+      if (strategy.lora) {
+        const lora = loraPolicy(model.config.numLayers, params, strategy.options)
+        await instance.addLora({ targets: lora.targets, rank: strategy.lora.rank, alpha: 2 * strategy.lora.rank, seed: 0 })
+        params = instance.parameters()
+        policy = { trainable: lora.trainable, trainableLayerIds: lora.trainableLayerIds, loraTargets: new Set(lora.targets) }
+      } else {
+        policy = freezePolicy(model.config.numLayers, params.map((p) => p.name), strategy.options)
+      }
       await instance.setTrainable(policy.trainable, { masterDtype: 'float32' })
       instance.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
       const step = () => callNative('training step', () => instance.native.trainStep(ids, ids, batch, seq, stepOptions))
@@ -197,7 +206,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       await callNative('gradient step', () => instance.native.trainStep(ids, ids, batch, seq, { ...stepOptions, update: false }))
       const held = instance.native.memory()
       const trainableSet = new Set(policy.trainable)
-      const flops = flopsPerToken(model.config, trainableSet, seq)
+      const flops = flopsPerToken(model.config, trainableSet, seq, policy.loraTargets && strategy.lora ? { rank: strategy.lora.rank, targets: policy.loraTargets } : undefined)
       const msPerStep = percentiles(times)
       const tokensPerSecond = tokens / (msPerStep.median / 1000)
       results.push({
@@ -220,7 +229,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       instance.dispose()
     }
     // The baseline runs right after, so both sides of a ratio see the machine in the same state.
-    if (options.baseline === 'python') {
+    if (options.baseline === 'python' && strategy.lora) {
+      notes.push(`${strategy.name}: no PyTorch-eager baseline (bench_train_step.py has no LoRA); compare it with pro:N in a paired run`)
+    } else if (options.baseline === 'python') {
       progress(`${strategy.name}: the same step in PyTorch eager (${python})`)
       const baseline = await runBaseline(python, {
         config: { ...model.raw, torch_dtype: dtype },

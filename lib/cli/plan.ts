@@ -14,7 +14,9 @@ llamapro_expansion.json or their zero o_proj/down_proj), trainable and total par
 (weights, gradients, optimizer state, activations, peak) for one training step. With a train.yaml the strategy,
 batch, sequence length and dtype come from it; flags override.
 
-  --finetuning-type freeze|full
+  --finetuning-type freeze|full|lora
+  --lora-rank R --lora-target LIST   lora: rank (default 8) and targets (default all: every linear but lm_head)
+  --additional-target LIST           lora: modules trained in full beside the adapters (modules_to_save)
   --freeze-trainable-layers N        N > 0 last N layers, N < 0 first |N|; with --use-llama-pro: expanded blocks
   --freeze-trainable-modules LIST    all (default) or mlp,self_attn,input_layernorm,post_attention_layernorm
   --freeze-extra-modules LIST        embed_tokens, norm (the final norm), lm_head
@@ -51,6 +53,9 @@ export async function runPlan(argv: string[]): Promise<number> {
       'freeze-extra-modules': { type: 'string' },
       'freeze-trainable-layer-ids': { type: 'string' },
       'use-llama-pro': { type: 'boolean' },
+      'lora-rank': { type: 'string' },
+      'lora-target': { type: 'string' },
+      'additional-target': { type: 'string' },
       batch: { type: 'string' },
       seq: { type: 'string' },
       dtype: { type: 'string' },
@@ -64,7 +69,17 @@ export async function runPlan(argv: string[]): Promise<number> {
   })
   const [source] = positionals(args, ['model_dir | train.yaml'])
   let modelDir = source!
-  let base = { finetuningType: 'freeze', freezeTrainableLayers: 2, freezeTrainableModules: 'all', freezeExtraModules: null as string | null, freezeTrainableLayerIds: null as string | null, useLlamaPro: false }
+  let base = {
+    finetuningType: 'freeze',
+    freezeTrainableLayers: 2,
+    freezeTrainableModules: 'all',
+    freezeExtraModules: null as string | null,
+    freezeTrainableLayerIds: null as string | null,
+    useLlamaPro: false,
+    loraRank: 8,
+    loraTarget: 'all',
+    additionalTarget: null as string | null,
+  }
   let batch = 8
   let seq = 2048
   let dtypes: { compute: ModelDtype; master: ModelDtype } = { compute: 'float32', master: 'float32' }
@@ -121,6 +136,9 @@ export async function runPlan(argv: string[]): Promise<number> {
       freezeExtraModules: values['freeze-extra-modules'] ?? base.freezeExtraModules,
       freezeTrainableLayerIds: values['freeze-trainable-layer-ids'] ?? base.freezeTrainableLayerIds,
       useLlamaPro: values['use-llama-pro'] ?? base.useLlamaPro,
+      loraRank: parseInteger(values['lora-rank'], '--lora-rank', { min: 1 }) ?? base.loraRank,
+      loraTarget: values['lora-target'] ?? base.loraTarget,
+      additionalTarget: values['additional-target'] ?? base.additionalTarget,
     },
     batch: parseInteger(values.batch, '--batch', { min: 1 }) ?? batch,
     seq: parseInteger(values.seq, '--seq', { min: 2 }) ?? seq,
@@ -149,7 +167,10 @@ export function formatPlan(r: PlanReport): string {
           : `, freeze_trainable_layers: ${s.freezeTrainableLayers}${s.useLlamaPro ? ', use_llama_pro: true' : ''}`
         : '') +
       (s.finetuningType === 'freeze' && s.freezeTrainableModules && s.freezeTrainableModules !== 'all' ? `, modules: ${s.freezeTrainableModules}` : '') +
-      (s.freezeExtraModules ? `, extra: ${s.freezeExtraModules}` : ''),
+      (s.finetuningType === 'lora'
+        ? `, lora_rank: ${s.loraRank ?? 8}, lora_target: ${s.loraTarget ?? 'all'}${s.useLlamaPro ? `, use_llama_pro: true, freeze_trainable_layers: ${s.freezeTrainableLayers}` : ''}${s.additionalTarget ? `, additional_target: ${s.additionalTarget}` : ''}`
+        : '') +
+      (s.finetuningType !== 'lora' && s.freezeExtraModules ? `, extra: ${s.freezeExtraModules}` : ''),
   )
   lines.push('')
   for (const line of r.explanation) lines.push(`  ${line}`)

@@ -123,10 +123,11 @@ export function llamaProLayerIds(numLayers: number, n: number): number[] {
 export function freezePolicy(numLayers: number, parameterNames: readonly string[], options: FreezeOptions = {}): TrainablePlan {
   const finetuningType = options.finetuningType ?? 'freeze'
   const useLlamaPro = options.useLlamaPro ?? false
+  if (finetuningType === 'lora') {
+    throw new PolicyError('finetuning_type "lora" is not a freeze strategy: its adapters and trainable set come from loraPolicy (lib/adapters/lora-targets.ts)')
+  }
   if (finetuningType !== 'freeze' && finetuningType !== 'full') {
-    throw new PolicyError(
-      `finetuning_type ${JSON.stringify(finetuningType)} is not supported (valid: freeze, full${finetuningType === 'lora' ? '; LoRA targets are chosen by loraPolicy in lib/adapters/lora-targets.ts' : ''})`,
-    )
+    throw new PolicyError(`finetuning_type ${JSON.stringify(finetuningType)} is not supported (valid: freeze, full, lora)`)
   }
   if (useLlamaPro && finetuningType === 'full') {
     throw new PolicyError('`use_llama_pro` is only valid for Freeze or LoRA training. Use finetuning_type: freeze to train the expanded blocks.')

@@ -9,12 +9,14 @@ import type { ModelDtype } from '../checkpoint/dtypes.js'
 import { parseLayerName } from '../checkpoint/parameters.js'
 import { readExpansionRecord } from '../expand/record.js'
 import { ZEROED_IN_NEW_BLOCKS } from '../expand/expand-checkpoint.js'
-import { type FreezeOptions, freezePolicy } from './freeze-policy.js'
+import { type FreezeOptions, type TrainablePlan, freezePolicy } from './freeze-policy.js'
+import { type LoraTargetOptions, loraPolicy } from '../adapters/lora-targets.js'
 import { type MemoryEstimate, estimateTrainingMemory } from './memory-estimate.js'
 
 export interface PlanInput {
   modelDir: string
-  options: FreezeOptions
+  /** finetuning_type lora: the LoRA keys too (loraRank default 8). */
+  options: FreezeOptions & LoraTargetOptions & { loraRank?: number }
   batch: number
   seq: number
   computeDtype: ModelDtype
@@ -43,7 +45,7 @@ export interface PlanReport {
   numLayers: number
   newLayerIds: number[]
   newLayersFrom: 'llamapro_expansion.json' | 'zero o_proj/down_proj' | 'none found'
-  strategy: Required<Pick<FreezeOptions, 'finetuningType' | 'useLlamaPro'>> & FreezeOptions
+  strategy: Required<Pick<FreezeOptions, 'finetuningType' | 'useLlamaPro'>> & PlanInput['options']
   trainableLayerIds: number[]
   layers: PlanLayer[]
   extraModules: string[]
@@ -98,11 +100,34 @@ async function findNewLayers(checkpoint: Checkpoint): Promise<{ ids: number[]; f
 export async function planTraining(input: PlanInput): Promise<PlanReport> {
   const checkpoint = await openCheckpoint(input.modelDir)
   const names = checkpoint.tensors.map((t) => t.name)
-  const policy = freezePolicy(checkpoint.config.numLayers, names, input.options)
+  const numel = (t: { shape: readonly number[] }) => t.shape.reduce((a, b) => a * b, 1)
+  const parameters = checkpoint.tensors.map((t) => ({ name: t.name, numel: numel(t) }))
+  let policy: Omit<TrainablePlan, 'finetuningType'> & { finetuningType: string }
+  if (input.options.finetuningType === 'lora') {
+    // The adapters are parameters of their own (A [r, in], B [out, r]); the memory walk sees their layers train.
+    const rank = input.options.loraRank ?? 8
+    const lora = loraPolicy(checkpoint.config.numLayers, checkpoint.tensors, input.options)
+    const shapes = new Map(checkpoint.tensors.map((t) => [t.name, t.shape]))
+    for (const target of lora.targets) {
+      const [out, inFeatures] = shapes.get(`${target}.weight`)!
+      parameters.push({ name: `${target}.lora_A.weight`, numel: rank * inFeatures! }, { name: `${target}.lora_B.weight`, numel: out! * rank })
+    }
+    const fully = new Set(lora.fullyTrained)
+    policy = {
+      finetuningType: 'lora',
+      numLayers: lora.numLayers,
+      trainableLayerIds: lora.trainableLayerIds,
+      layerModules: [],
+      extraModules: lora.modulesToSave ?? [],
+      trainable: lora.trainable,
+      frozen: names.filter((n) => !fully.has(n)),
+      explanation: [...lora.explanation, `lora_rank ${rank}: ${lora.targets.length} adapters (A [${rank}, in], B [out, ${rank}]) in float32 with AdamW state; base weights frozen.`],
+    }
+  } else {
+    policy = freezePolicy(checkpoint.config.numLayers, names, input.options)
+  }
   const { ids: newLayerIds, from } = await findNewLayers(checkpoint)
   const trainable = new Set(policy.trainable)
-  const numel = (t: TensorLocation) => t.shape.reduce((a, b) => a * b, 1)
-  const parameters = checkpoint.tensors.map((t) => ({ name: t.name, numel: numel(t) }))
   const totalParams = parameters.reduce((s, p) => s + p.numel, 0)
   const trainableParams = parameters.filter((p) => trainable.has(p.name)).reduce((s, p) => s + p.numel, 0)
 
@@ -120,7 +145,7 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
   }
 
   const explanation = [...policy.explanation]
-  if (newLayerIds.length > 0 && policy.finetuningType === 'freeze') {
+  if (newLayerIds.length > 0 && (policy.finetuningType === 'freeze' || (policy.finetuningType === 'lora' && input.options.useLlamaPro))) {
     const trainedNew = newLayerIds.filter((id) => policy.trainableLayerIds.includes(id))
     const trainedOld = policy.trainableLayerIds.filter((id) => !newLayerIds.includes(id))
     if (trainedNew.length === newLayerIds.length && trainedOld.length === 0) {
