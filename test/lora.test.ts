@@ -12,6 +12,10 @@ import { readSafetensorsHeader } from '../lib/checkpoint/safetensors.js'
 import { expandCheckpoint } from '../lib/expand/expand-checkpoint.js'
 import { LlamaModel } from '../lib/index.js'
 import { freezePolicy } from '../lib/policy/freeze-policy.js'
+import { planTraining } from '../lib/policy/plan.js'
+import { flopsPerToken } from '../lib/bench/flops.js'
+import { parseStrategies } from '../lib/bench/strategies.js'
+import { parseModelConfig } from '../lib/checkpoint/config.js'
 import { parseTrainConfig } from '../lib/train/config.js'
 import { train } from '../lib/train/trainer.js'
 import { runPythonJson } from './helpers/python.js'
@@ -173,6 +177,13 @@ t.test('finetuning_type: lora + use_llama_pro trains the expanded blocks only an
   t.ok(diff < 1e-4, `the saved adapter reloads and matches the reference (max |diff| ${diff.toExponential(2)})`)
   loaded.dispose()
 
+  // plan: the same adapters, counted from the headers alone
+  const plan = await planTraining({ modelDir: join(dir, 'pro'), options: { finetuningType: 'lora', useLlamaPro: true, freezeTrainableLayers: 2, loraRank: 4, additionalTarget: 'norm' }, batch: 2, seq: 48, computeDtype: 'float32', masterDtype: 'float32' })
+  const adapterNumel = file.tensors.reduce((sum, x) => sum + x.shape.reduce((a, b) => a * b, 1), 0)
+  t.equal(plan.trainableParams, adapterNumel, 'plan counts exactly the parameters the adapter file holds')
+  t.equal(plan.memory.optimizer, 2 * 4 * adapterNumel, 'and AdamW state for them only')
+  t.match(plan.explanation.join('\n'), /exactly the 2 expanded blocks/)
+
   const controller = new AbortController()
   const before: number[] = []
   await train(cfg({ output_dir: join(dir, 'b') }), { signal: controller.signal, onEvent: (e) => e.type === 'step' && (before.push(e.loss), e.step === 3 && controller.abort()) })
@@ -194,4 +205,18 @@ t.test('adapter errors name the folder and what is wrong', async (t) => {
   const other = await writeTinyModel(join(dir, 'other'), { layers: 2, hidden: 48, seed: 1 })
   const wrong = await pythonAdapter(dir, other.dir, { targets: ['model.layers.1.mlp.up_proj'], r: 2, alpha: 4 }, 'wrong-adapter')
   await t.rejects(LlamaModel.load(base.dir, { adapter: wrong }), { message: /do not fit its weight .*belongs to another model/ })
+})
+
+t.test('bench knows lora:all and lora:pro:N; FLOPs of an adapter are counted by hand', async (t) => {
+  t.same(parseStrategies('pro:2,lora:pro:2,lora:all', 6).map((s) => [s.name, s.options.useLlamaPro ?? false, s.lora?.rank]), [['pro:2', true, undefined], ['lora:pro:2', true, 8], ['lora:all', false, 8]])
+  t.throws(() => parseStrategies('lora:2', 6), { message: /lora takes all or pro:N/ })
+  const config = parseModelConfig(tinyRawConfig({ layers: 2, kvHeads: 2 }), 'config')
+  const [h, f, q, kv, r] = [config.hiddenSize, config.intermediateSize, config.numHeads * config.headDim, config.numKvHeads * config.headDim, 4]
+  const targets = new Set(LINEARS.map((m) => `model.layers.1.${m}`))
+  const plain = flopsPerToken(config, new Set(), 16)
+  const lora = flopsPerToken(config, new Set(), 16, { rank: r, targets })
+  const adapterIO = (h + q) + (h + kv) * 2 + (q + h) + (h + f) * 2 + (f + h) // in + out of q, k, v, o, gate, up, down
+  t.equal(lora.forward - plain.forward, 2 * r * adapterIO, 'forward: 2r(in + out) per adapter')
+  t.equal(lora.weightGradients, 2 * r * adapterIO, 'weight gradients of A and B only')
+  t.ok(lora.activationGradients > plain.activationGradients, 'backward now runs through layer 1 and the head')
 })

@@ -12,7 +12,8 @@ reports step time (median, p10, p90), tokens/s, trainable parameters, peak memor
 achieved FLOP/s and, on a GPU, MFU. With --baseline python the same step runs in PyTorch eager in the same
 invocation and each strategy gets the ratio llamapro / PyTorch.
 
-  --strategies LIST   full,last:N,first:N,pro:N,modules:mlp,ids:a,b,...  (default full,last:2,pro:2)
+  --strategies LIST   full,last:N,first:N,pro:N,modules:mlp,ids:a,b,... and lora:all, lora:pro:N (rank-8 adapters on
+                      every linear layer, or on the N expanded blocks)  (default full,last:2,pro:2)
   --batch B --seq T   micro-batch (default: the preset's)
   --steps S           timed steps (default 10), after --warmup W (default 3)
   --threads K         LibTorch intra-op threads for llamapro and the baseline (default: LibTorch's)
