@@ -6,6 +6,8 @@
 import t from 'tap'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { loraPolicy } from '../lib/adapters/lora-targets.js'
 import { mergeAdapter } from '../lib/adapters/merge-adapter.js'
 import { readSafetensorsHeader } from '../lib/checkpoint/safetensors.js'
@@ -18,7 +20,7 @@ import { parseStrategies } from '../lib/bench/strategies.js'
 import { parseModelConfig } from '../lib/checkpoint/config.js'
 import { parseTrainConfig } from '../lib/train/config.js'
 import { train } from '../lib/train/trainer.js'
-import { runPythonJson } from './helpers/python.js'
+import { REPO_ROOT, runPythonJson } from './helpers/python.js'
 import { tinyRawConfig, writeTinyModel } from './helpers/tiny-model.js'
 import { writeDatasets, writeTrainableModel } from './helpers/trainable-model.js'
 
@@ -219,4 +221,29 @@ t.test('bench knows lora:all and lora:pro:N; FLOPs of an adapter are counted by 
   t.equal(lora.forward - plain.forward, 2 * r * adapterIO, 'forward: 2r(in + out) per adapter')
   t.equal(lora.weightGradients, 2 * r * adapterIO, 'weight gradients of A and B only')
   t.ok(lora.activationGradients > plain.activationGradients, 'backward now runs through layer 1 and the head')
+})
+
+t.test('LoRA data parallel: 2 ranks × batch 2 give the losses of 1 process × batch 4; only adapter gradients travel', async (t) => {
+  const dir = t.testdir()
+  await writeTrainableModel(join(dir, 'base'), { seed: 3 })
+  await expandCheckpoint(join(dir, 'base'), join(dir, 'pro'), { numExpand: 2 })
+  const data = await writeDatasets(dir)
+  const yaml = (name: string, raw: Record<string, unknown>) => {
+    const path = join(dir, `${name}.yaml`)
+    writeFileSync(path, JSON.stringify({
+      model_name_or_path: join(dir, 'pro'), dataset: data.alpaca, stage: 'sft', finetuning_type: 'lora', use_llama_pro: true, freeze_trainable_layers: 2,
+      lora_rank: 4, cutoff_len: 48, learning_rate: 1e-2, gradient_accumulation_steps: 2, logging_steps: 1, save_steps: 1000, threads: 1, max_steps: 3, ...raw,
+    }))
+    return path
+  }
+  const logged = (out: string) => readFileSync(join(out, 'trainer_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss?: number; allreduce_bytes?: number }).filter((r) => r.loss !== undefined)
+  await train(yaml('single', { per_device_train_batch_size: 4, output_dir: join(dir, 'single') }), { distributed: null })
+  const run = promisify(execFile)
+  await run(process.execPath, [join(REPO_ROOT, 'dist', 'cli', 'main.js'), 'train', yaml('pair', { per_device_train_batch_size: 2, output_dir: join(dir, 'pair') }), '--nproc-per-node', '2'], { timeout: 180_000 })
+  const [a, b] = [logged(join(dir, 'single')), logged(join(dir, 'pair'))]
+  t.equal(b.length, 3)
+  for (let i = 0; i < a.length; i++) t.ok(Math.abs(a[i]!.loss! - b[i]!.loss!) <= 2e-6 * Math.abs(a[i]!.loss!), `step ${i + 1}: loss ${b[i]!.loss} (2 ranks) vs ${a[i]!.loss} (1 process)`)
+  const file = await readSafetensorsHeader(join(dir, 'pair', 'adapter_model.safetensors'))
+  const adapterBytes = file.tensors.reduce((s, x) => s + x.end - x.begin, 0)
+  t.equal(b[0]!.allreduce_bytes, adapterBytes, `each rank all-reduced exactly the adapters' float32 gradients (${adapterBytes} bytes per step)`)
 })
