@@ -107,7 +107,10 @@ export async function runTrain(argv: string[]): Promise<number> {
     }
     console.log(
       `done: ${result.globalStep} steps in ${formatDuration(result.seconds)}, mean loss ${result.trainLoss.toFixed(4)}` +
-        `${result.evalLoss !== null ? `, eval loss ${result.evalLoss.toFixed(4)}` : ''}, ${result.tokensPerSecond.toFixed(0)} tok/s; model in ${result.outputDir}`,
+        `${result.evalLoss !== null ? `, eval loss ${result.evalLoss.toFixed(4)}` : ''}, ${result.tokensPerSecond.toFixed(0)} tok/s; ` +
+        (config.finetuningType === 'lora'
+          ? `LoRA adapter (PEFT format) in ${result.outputDir}: llamapro generate <model> --adapter ${result.outputDir}, or llamapro merge <model> <out> --adapter ${result.outputDir}`
+          : `model in ${result.outputDir}`),
     )
     return 0
   } finally {

@@ -20,6 +20,7 @@ const RUN_OUTPUT = [
   /^(all|interrupted)_results\.json$/,
   /^training_loss\.(svg|png)$/,
   /\.safetensors$/,
+  /^adapter_config\.json$/, // finetuning_type: lora (the adapter's weights are a .safetensors)
 ]
 const RUN_OUTPUT_FILES = new Set<string>([CONFIG_FILE, INDEX_FILE, ...SIDE_FILES])
 
