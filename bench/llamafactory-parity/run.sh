@@ -7,6 +7,8 @@
 # usage: bench/llamafactory-parity/run.sh [case ...]        (default: every case)
 #   LLAMAPRO_LF_VENV   the Python venv with llamafactory and torch (default /tmp/llamapro-lf-venv; made once, reused)
 #   LLAMAPRO_LF_WORK   the working folder (default /tmp/llamapro-lf-parity; remade on every run)
+#   LLAMAPRO_LF_RESULTS  the name of the results in bench/results (default llamafactory-parity; the LoRA cases,
+#                      lora-pro and lora-all, are recorded as llamafactory-parity-lora)
 #
 # The venv comes from PyPI only: torch's Linux x86_64 wheel on PyPI is a CUDA build whose libraries link against the
 # nvidia-* wheels (measured: `import torch` fails without them, so --no-deps does not work), about 5.9 GB in all; on
@@ -15,6 +17,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${LLAMAPRO_LF_VENV:-/tmp/llamapro-lf-venv}"
 work="${LLAMAPRO_LF_WORK:-/tmp/llamapro-lf-parity}"
+results="${LLAMAPRO_LF_RESULTS:-llamafactory-parity}"
 cases=("$@")
 if [ "${#cases[@]}" -eq 0 ]; then cases=(sft-default sft-alpaca sft-chatml sft-qwen sft-smollm2 pt-packed llama-pro); fi
 
@@ -30,6 +33,8 @@ fi
 rm -rf "$work"
 mkdir -p "$work/logs" "$work/tokens"
 (cd "$repo" && npx tsx bench/llamafactory-parity/fixtures.ts "$work")
+# The LoRA cases start both tools from the same PEFT adapters (adapter_name_or_path), made by PEFT here.
+case " ${cases[*]}" in *" lora"*) (cd "$work" && "$venv/bin/python" "$repo/bench/llamafactory-parity/lora_adapters.py" > "$work/logs/lora-adapters.log" 2>&1) || { tail -5 "$work/logs/lora-adapters.log"; exit 1; } ;; esac
 cp "$repo"/bench/llamafactory-parity/cases/*.yaml "$work/"
 "$venv/bin/python" - > "$work/versions.json" <<'PY'
 import json, torch, transformers, llamafactory
@@ -54,5 +59,5 @@ for case in "${cases[@]}"; do
   node "$repo/dist/cli/main.js" train "$case.yaml" "output_dir=saves/llamapro/$case" > "logs/$case.llamapro.log" 2>&1 || echo "   llamapro train failed (logs/$case.llamapro.log)"
 done
 mkdir -p "$repo/bench/results"
-"$venv/bin/python" "$repo/bench/llamafactory-parity/compare.py" "$work" "$repo/bench/results/llamafactory-parity" "${cases[@]}"
-echo "wrote bench/results/llamafactory-parity.md and .json (logs in $work/logs)"
+"$venv/bin/python" "$repo/bench/llamafactory-parity/compare.py" "$work" "$repo/bench/results/$results" "${cases[@]}"
+echo "wrote bench/results/$results.md and .json (logs in $work/logs)"
