@@ -60,4 +60,7 @@ for case in "${cases[@]}"; do
 done
 mkdir -p "$repo/bench/results"
 "$venv/bin/python" "$repo/bench/llamafactory-parity/compare.py" "$work" "$repo/bench/results/$results" "${cases[@]}"
+lora_cases=()
+for case in "${cases[@]}"; do case "$case" in lora*) lora_cases+=("$case") ;; esac; done
+if [ "${#lora_cases[@]}" -gt 0 ]; then "$venv/bin/python" "$repo/bench/llamafactory-parity/compare_adapters.py" "$work" "$repo/bench/results/$results" "${lora_cases[@]}"; fi
 echo "wrote bench/results/$results.md and .json (logs in $work/logs)"
