@@ -4,7 +4,8 @@
  * format in and out, merge, and exact resume. The check against PEFT itself is bench/peft-parity.py (opt-in venv).
  */
 import t from 'tap'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
@@ -265,4 +266,22 @@ t.test('bfloat16 compute with float32 adapters: base weights stay bfloat16 and f
   t.ok(result.updated && Number.isFinite(result.loss))
   t.ok((await model.native.tensorMaxAbs(plan.targets.map((m) => `${m}.lora_B.weight`))).every((v) => v > 0), 'every B moved')
   model.dispose()
+})
+
+t.test('create_new_adapter merges adapter_name_or_path first: the same run as training a new adapter on the merged model', async (t) => {
+  const dir = t.testdir()
+  await writeTrainableModel(join(dir, 'base'), { seed: 5, layers: 2 })
+  const data = await writeDatasets(dir)
+  const adapter = await pythonAdapter(dir, join(dir, 'base'), { targets: ['model.layers.0.self_attn.q_proj', 'model.layers.1.mlp.down_proj'], r: 2, alpha: 4, seed: 3 })
+  await mergeAdapter(join(dir, 'base'), adapter, join(dir, 'merged'))
+  const common = { stage: 'pt', dataset: data.pt, finetuning_type: 'lora', lora_rank: 2, lora_target: 'v_proj,up_proj', cutoff_len: 32, per_device_train_batch_size: 2, max_steps: 2, logging_steps: 1, save_steps: 1000, learning_rate: 1e-2 }
+  const losses: Record<string, number[]> = { a: [], b: [] }
+  const temporaries = () => readdirSync(tmpdir()).filter((n) => n.startsWith('llamapro-merged-')).length
+  const before = temporaries()
+  await train(parseTrainConfig({ ...common, model_name_or_path: join(dir, 'base'), adapter_name_or_path: adapter, create_new_adapter: true, output_dir: join(dir, 'a') }, 'a', dir), { onEvent: (e) => e.type === 'step' && losses.a!.push(e.loss) })
+  t.equal(temporaries(), before, 'the temporary merged model is removed')
+  await train(parseTrainConfig({ ...common, model_name_or_path: join(dir, 'merged'), output_dir: join(dir, 'b') }, 'b', dir), { onEvent: (e) => e.type === 'step' && losses.b!.push(e.loss) })
+  t.same(losses.a, losses.b, 'the same losses')
+  t.ok(readFileSync(join(dir, 'a', 'adapter_model.safetensors')).equals(readFileSync(join(dir, 'b', 'adapter_model.safetensors'))), 'and the same new adapter')
+  t.equal(JSON.parse(readFileSync(join(dir, 'a', 'adapter_config.json'), 'utf8')).base_model_name_or_path, join(dir, 'base'), 'recorded against the base model, as LLaMA-Factory does')
 })

@@ -4,7 +4,11 @@
  * training continues the adapter given (its own r, alpha and targets, as PeftModel.from_pretrained(is_trainable)).
  * Only the adapters (and additional_target modules) train; the output is a PEFT adapter folder.
  */
-import type { Checkpoint } from '../checkpoint/checkpoint.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type Checkpoint, openCheckpoint } from '../checkpoint/checkpoint.js'
+import { mergeAdapter } from '../adapters/merge-adapter.js'
 import { type AdapterFolder, readAdapter } from '../adapters/peft-adapter.js'
 import { type LoraPlan, loraParameterNames, loraPolicy } from '../adapters/lora-targets.js'
 import type { LlamaModel } from '../model/llama-model.js'
@@ -20,6 +24,8 @@ export interface LoraTrainingPolicy {
   plan: LoraPlan | null
   /** … or the adapter whose training continues. */
   adapter: AdapterFolder | null
+  /** Adapters merged into the base before training (LLaMA-Factory's adapter_to_merge), in order. */
+  merge: string[]
 }
 
 const layerOf = (name: string) => Number(/^model\.layers\.(\d+)\./.exec(name)?.[1] ?? NaN)
@@ -30,15 +36,12 @@ export async function loraTrainingPolicy(cfg: TrainConfig, checkpoint: Checkpoin
   if (cfg.loraplusLrRatio !== null && cfg.zeroStage === 1) {
     throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', 'loraplus_lr_ratio with zero_stage: 1 is not supported (the sharded optimizer has one learning rate); use zero_stage: 0')
   }
-  if (cfg.adapterNameOrPath.length > 1 || (cfg.adapterNameOrPath.length === 1 && cfg.createNewAdapter)) {
-    throw new TrainingError(
-      'LLAMAPRO_TRAIN_CONFIG',
-      `adapter_name_or_path: merging adapters into the model before training (${cfg.createNewAdapter ? 'create_new_adapter: true' : 'more than one adapter'}) is not supported; ` +
-        'merge them first (llamapro merge --base MODEL --adapter DIR --out MERGED) and train on the merged model',
-    )
-  }
-  if (cfg.adapterNameOrPath.length === 1) {
-    const adapter = await readAdapter(cfg.adapterNameOrPath[0]!)
+  // LLaMA-Factory: with create_new_adapter every adapter is merged and a new one trains; otherwise all but the last
+  // are merged and training continues the last.
+  const merge = cfg.createNewAdapter ? [...cfg.adapterNameOrPath] : cfg.adapterNameOrPath.slice(0, -1)
+  for (const dir of merge) await readAdapter(dir) // a bad folder is reported before anything is merged
+  if (cfg.adapterNameOrPath.length > 0 && !cfg.createNewAdapter) {
+    const adapter = await readAdapter(cfg.adapterNameOrPath.at(-1)!)
     const trainable = [...adapter.targets.flatMap(loraParameterNames), ...adapter.fullyTrained]
     const ids = [...new Set(adapter.targets.map(layerOf))].sort((a, b) => a - b)
     return {
@@ -48,6 +51,7 @@ export async function loraTrainingPolicy(cfg: TrainConfig, checkpoint: Checkpoin
       explanation: [`adapter_name_or_path: training continues ${adapter.dir} (r ${adapter.config.r}, lora_alpha ${adapter.config.loraAlpha}, ${adapter.targets.length} adapted layers; lora_target/lora_rank/lora_alpha of the YAML are not used).`],
       plan: null,
       adapter,
+      merge,
     }
   }
   const plan = loraPolicy(checkpoint.config.numLayers, checkpoint.tensors, {
@@ -56,7 +60,29 @@ export async function loraTrainingPolicy(cfg: TrainConfig, checkpoint: Checkpoin
     freezeTrainableLayers: cfg.freezeTrainableLayers,
     additionalTarget: cfg.additionalTarget,
   })
-  return { finetuningType: 'lora', trainable: plan.trainable, trainableLayerIds: plan.trainableLayerIds, explanation: plan.explanation, plan, adapter: null }
+  return { finetuningType: 'lora', trainable: plan.trainable, trainableLayerIds: plan.trainableLayerIds, explanation: plan.explanation, plan, adapter: null, merge }
+}
+
+/**
+ * The base model with `policy.merge`'s adapters merged into it (W + scale B A, one after the other), written to a
+ * temporary folder that `dispose` removes; LLaMA-Factory merges them in memory. Null when there is nothing to merge.
+ */
+export async function mergedBase(policy: LoraTrainingPolicy, base: Checkpoint): Promise<{ checkpoint: Checkpoint; dispose: () => Promise<void> } | null> {
+  if (policy.merge.length === 0) return null
+  const root = await mkdtemp(join(tmpdir(), 'llamapro-merged-'))
+  const dispose = () => rm(root, { recursive: true, force: true })
+  try {
+    let from = base.dir
+    for (const [i, adapter] of policy.merge.entries()) {
+      const out = join(root, String(i))
+      await mergeAdapter(from, adapter, out)
+      from = out
+    }
+    return { checkpoint: await openCheckpoint(from), dispose }
+  } catch (error) {
+    await dispose()
+    throw error
+  }
 }
 
 /** Adds (or loads) the adapters on a freshly loaded model. */

@@ -24,7 +24,7 @@ import { VERSION } from '../version.js'
 import { type TrainerState, checkpointName, listCheckpoints, loadOptimizerState, readTrainerState, rotateCheckpoints, writeCheckpoint } from './checkpoints.js'
 import { type TrainConfig, loadTrainConfig, trainingDtypes } from './config.js'
 import { writeDelta } from './delta.js'
-import { type LoraTrainingPolicy, applyLora, loraOptimizerGroups, loraTrainingPolicy } from './lora-setup.js'
+import { type LoraTrainingPolicy, applyLora, loraOptimizerGroups, loraTrainingPolicy, mergedBase } from './lora-setup.js'
 import { copySideFiles } from '../checkpoint/side-files.js'
 import { type DeviceChoice, chooseDevice } from './device.js'
 import type { LogRecord, TrainEvent, TrainResult } from './events.js'
@@ -164,6 +164,8 @@ interface RunPlan {
   warmup: number
   /** The concrete device (`device: auto` resolved; under torchrun `cuda` means cuda:LOCAL_RANK) and why. */
   device: DeviceChoice
+  /** Removes the temporary merged base model (LoRA with adapters to merge). */
+  disposeMerged?: () => Promise<void>
 }
 
 /** Where the run is: advanced by the loop, saved in checkpoints, restored on resume. */
@@ -217,7 +219,9 @@ async function prepareData(cfg: TrainConfig, warn: (message: string) => void, gr
   const stepsPerEpoch = Math.max(1, Math.ceil(schedule.batchesPerEpoch / cfg.gradientAccumulationSteps))
   const totalSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.ceil(cfg.numTrainEpochs * stepsPerEpoch))
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
-  return { cfg, resumeDir, resumeState, checkpoint, tokenizer, split, policy, schedule, group, stepsPerEpoch, totalSteps, warmup, device }
+  // adapter_name_or_path to merge first (create_new_adapter, or all but the last): training starts from the merged model.
+  const merged = policy.finetuningType === 'lora' ? await mergedBase(policy, checkpoint) : null
+  return { cfg, resumeDir, resumeState, checkpoint: merged?.checkpoint ?? checkpoint, tokenizer, split, policy, schedule, group, stepsPerEpoch, totalSteps, warmup, device, disposeMerged: merged?.dispose }
 }
 
 /** Phase 2: the model loaded, its trainable set and optimizer configured, and the progress a resume restores. */
@@ -624,6 +628,14 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
 }
 
 async function trainPrepared(plan: RunPlan, started: number, options: TrainOptions): Promise<TrainResult> {
+  try {
+    return await trainModel(plan, started, options)
+  } finally {
+    await plan.disposeMerged?.()
+  }
+}
+
+async function trainModel(plan: RunPlan, started: number, options: TrainOptions): Promise<TrainResult> {
   const warn = (message: string) => options.onEvent?.({ type: 'warning', message })
   const { model, progress } = await prepareModel(plan, warn)
   try {
