@@ -224,7 +224,7 @@ t.test('bench knows lora:all and lora:pro:N; FLOPs of an adapter are counted by 
   t.ok(lora.activationGradients > plain.activationGradients, 'backward now runs through layer 1 and the head')
 })
 
-t.test('LoRA data parallel: 2 ranks × batch 2 give the losses of 1 process × batch 4; only adapter gradients travel', async (t) => {
+t.test('LoRA data parallel: 2 ranks × batch 2 give the losses of 1 process × batch 4 (also with ZeRO-1); only adapter gradients travel', async (t) => {
   const dir = t.testdir()
   await writeTrainableModel(join(dir, 'base'), { seed: 3 })
   await expandCheckpoint(join(dir, 'base'), join(dir, 'pro'), { numExpand: 2 })
@@ -247,6 +247,10 @@ t.test('LoRA data parallel: 2 ranks × batch 2 give the losses of 1 process × b
   const file = await readSafetensorsHeader(join(dir, 'pair', 'adapter_model.safetensors'))
   const adapterBytes = file.tensors.reduce((s, x) => s + x.end - x.begin, 0)
   t.equal(b[0]!.allreduce_bytes, adapterBytes, `each rank all-reduced exactly the adapters' float32 gradients (${adapterBytes} bytes per step)`)
+  // ZeRO stage 1 shards the adapters' AdamW state over the ranks: the same losses.
+  await run(process.execPath, [join(REPO_ROOT, 'dist', 'cli', 'main.js'), 'train', yaml('zero', { per_device_train_batch_size: 2, zero_stage: 1, output_dir: join(dir, 'zero') }), '--nproc-per-node', '2'], { timeout: 180_000 })
+  const z = logged(join(dir, 'zero'))
+  for (let i = 0; i < a.length; i++) t.ok(Math.abs(a[i]!.loss! - z[i]!.loss!) <= 2e-6 * Math.abs(a[i]!.loss!), `zero_stage 1, step ${i + 1}: loss ${z[i]!.loss} vs ${a[i]!.loss}`)
 })
 
 t.test('bfloat16 compute with float32 adapters: base weights stay bfloat16 and frozen, the adapters train in float32', async (t) => {
