@@ -51,3 +51,8 @@ export type { GenerateInput, GenerateOptions, GenerationChunk, GenerationResult,
 export { KvCache } from './generate/kv-cache.js'
 export { evaluateModels } from './generate/evaluate.js'
 export type { EvaluateOptions, EvaluateResult, ModelEvaluation } from './generate/evaluate.js'
+export { runSweep } from './sweep/run.js'
+export type { SweepOptions, SweepResult, SweepEvent, RunRecord } from './sweep/run.js'
+export type { SweepReport, StrategySummary, Statement } from './sweep/report.js'
+export { compare as compareSpreads, spread } from './sweep/statistics.js'
+export type { Spread, Verdict } from './sweep/statistics.js'

@@ -76,6 +76,11 @@ export const COMMANDS: Command[] = [
     load: async () => import('./bench.js').then((m) => ({ help: m.BENCH_HELP, run: m.runBenchCommand })),
   },
   {
+    name: 'sweep',
+    summary: 'train freeze strategies on your data: what each learns, forgets and costs (mean ± std over seeds)',
+    load: async () => import('./sweep.js').then((m) => ({ help: m.SWEEP_HELP, run: m.runSweepCommand })),
+  },
+  {
     name: 'info',
     summary: 'show the LibTorch, CUDA devices, threads and BLAS llamapro runs on',
     load: async () => import('./info.js').then((m) => ({ help: m.INFO_HELP, run: m.runInfo })),
