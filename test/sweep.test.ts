@@ -1,5 +1,5 @@
 import t from 'tap'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -80,8 +80,7 @@ t.test('the plan: strategies × seeds, one expansion per block count, the same s
   t.throws(() => planSweep({ config, numLayers: 8, strategies: 'lora', outDir: '/s' }), /unknown strategy "lora"/)
 })
 
-t.test('a tiny sweep: figures equal separate train + eval runs; reports parse; an interrupted sweep resumes without retraining', async (t) => {
-  const dir = t.testdir()
+async function tinySetup(dir: string, extraYaml: string[] = []): Promise<string> {
   await writeTrainableModel(join(dir, 'base'), { seed: 3 })
   const jsonl = (name: string, texts: string[]) => writeFileSync(join(dir, name), texts.map((text) => JSON.stringify({ text })).join('\n') + '\n')
   jsonl('domain.jsonl', corpusB(80, 21))
@@ -99,8 +98,14 @@ t.test('a tiny sweep: figures equal separate train + eval runs; reports parse; a
     'logging_steps: 2',
     'seed: 5',
     'output_dir: unused',
+    ...extraYaml,
   ].join('\n')
   writeFileSync(join(dir, 'sweep.yaml'), `${yaml}\n`)
+  return dir
+}
+
+t.test('a tiny sweep: figures equal separate train + eval runs; reports parse; an interrupted sweep resumes without retraining', async (t) => {
+  const dir = await tinySetup(t.testdir())
   const options = { config: 'sweep.yaml', strategies: 'pro:2,last:2', keep: ['keep.jsonl'], eval: ['domain-heldout.jsonl'], steps: 6, seeds: 2, cwd: dir }
 
   const events: SweepEvent[] = []
@@ -180,11 +185,11 @@ t.test('a tiny sweep: figures equal separate train + eval runs; reports parse; a
   t.equal(partial.complete, false)
   t.equal(partial.runs.length, 2, 'the report of the runs finished so far')
   t.match(readFileSync(join(dir, 'second', 'report.md'), 'utf8'), /\*\*Incomplete\*\*: 2 run\(s\) finished so far/)
-  t.notOk(existsSync(join(dir, 'second', 'runs', 'last-2', 'seed-5', RUN_MARKER)), 'the stopped run has no marker')
+  t.notOk(existsSync(join(dir, 'second', 'runs', 'pro-2', 'seed-6', RUN_MARKER)), 'the stopped run has no marker')
   const done = stopped.runs.map((r) => statSync(join(r.dir, RUN_MARKER)).mtimeMs)
   const resumedStarts: string[] = []
   const resumed = await runSweep({ ...options, outDir: 'second', onEvent: (e) => e.type === 'run-start' && resumedStarts.push(`${e.strategy}/${e.seed}`) })
-  t.same(resumedStarts, ['last:2/5', 'last:2/6'], 'only the unfinished runs train')
+  t.same(resumedStarts, ['pro:2/6', 'last:2/6'], 'only the unfinished runs train (seed-major order)')
   t.same(stopped.runs.map((r) => statSync(join(r.dir, RUN_MARKER)).mtimeMs), done)
   t.ok(resumed.complete)
   const figures = (runs: RunRecord[]) => runs.map((r) => [r.strategy, r.seed, r.tokens, r.trainableParams, r.domain.before, r.domain.after, r.keep.before, r.keep.after])
@@ -192,4 +197,58 @@ t.test('a tiny sweep: figures equal separate train + eval runs; reports parse; a
 
   // A folder made with other settings is refused, not mixed.
   await t.rejects(runSweep({ ...options, outDir: 'first', steps: 7 }), /other settings/)
+})
+
+t.test("with val_size and no --eval, the new domain is the trainer's own held-out split, before and after", async (t) => {
+  const dir = await tinySetup(t.testdir(), ['val_size: 0.2'])
+  const result = await runSweep({ config: 'sweep.yaml', strategies: 'last:2', keep: ['keep.jsonl'], steps: 4, cwd: dir, outDir: 'vs' })
+  const [run] = result.runs
+  const evalLossOf = (folder: string) => JSON.parse(readFileSync(join(folder, 'all_results.json'), 'utf8')).eval_loss
+  t.equal(run!.domain.after, evalLossOf(run!.dir), "after: the trainer's eval_loss on the split")
+  const baseline = join(dir, 'vs', 'baseline', 'original-seed-5')
+  t.equal(run!.domain.before, evalLossOf(baseline), 'before: the same evaluation after a step at learning rate 0')
+  t.ok(run!.domain.before > run!.domain.after, `learned: ${run!.domain.before} -> ${run!.domain.after}`)
+  // The learning-rate-0 step changed no weight: the kept text scores exactly as on the base model.
+  const keep = async (model: string) =>
+    JSON.parse(await cli(['eval', model, '--dataset', 'keep.jsonl', '--stage', 'pt', '--cutoff-len', '48', '--batch-size', '3', '--json'], dir)).models[0].loss
+  t.equal(await keep(baseline), await keep('base'))
+  t.equal(run!.keep.before, await keep('base'))
+  await t.rejects(runSweep({ config: 'sweep.yaml', strategies: 'last:2', keep: [], steps: 4, cwd: dir, outDir: 'x' }), /--keep DATASET/)
+})
+
+t.test('the CLI: progress lines, the report, and Ctrl-C ends with the report of the runs finished so far (status 130)', async (t) => {
+  const dir = await tinySetup(t.testdir())
+  const args = ['sweep', 'sweep.yaml', '--strategies', 'last:2,first:1', '--keep', 'keep.jsonl', '--eval', 'domain-heldout.jsonl', '--steps', '40', '--out', 'cli']
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk) => (stdout += chunk))
+  child.stderr.on('data', (chunk) => (stderr += chunk))
+  await new Promise<void>((resolve) => {
+    const poll = setInterval(() => {
+      if (/\[2\/2\] first:1 seed 5: training/.test(stdout)) {
+        clearInterval(poll)
+        resolve()
+      }
+    }, 20)
+  })
+  child.kill('SIGINT')
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  t.equal(code, 130, stderr)
+  t.match(stdout, /sweep: last:2, first:1 × 1 seed\(s\) = 2 runs of 40 steps/)
+  t.match(stdout, /last:2 seed 5: step 10\/40, loss [\d.]+, sweep ETA /)
+  t.match(stderr, /interrupted after 1 of 2 runs; the report covers those/)
+  const partial = JSON.parse(readFileSync(join(dir, 'cli', 'report.json'), 'utf8'))
+  t.equal(partial.complete, false)
+  t.same(partial.runs.map((r: RunRecord) => r.strategy), ['last:2'])
+  // The same command continues: only first:1 trains.
+  const rest = await cli([...args, '--json'], dir)
+  const report = JSON.parse(rest)
+  t.equal(report.complete, true)
+  t.same(report.runs.map((r: RunRecord) => r.strategy), ['last:2', 'first:1'])
+  t.same(report.runs[0], partial.runs[0], 'the finished run is reported as it was, not retrained')
+  t.match(report.statements[0].text, /cannot tell: one seed/)
+  const usage = await exec(process.execPath, [CLI, 'sweep', 'sweep.yaml', '--keep', 'keep.jsonl'], { cwd: dir }).catch((e) => e)
+  t.equal(usage.code, 2)
+  t.match(usage.stderr, /--strategies is required/)
 })

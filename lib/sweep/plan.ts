@@ -114,9 +114,10 @@ export function planSweep(input: PlanInput): SweepPlan {
   const seeds = Array.from({ length: seedCount }, (_, k) => input.config.seed + k)
   const expansions = new Map<number, string>()
   for (const s of strategies) if (s.expandBy !== null) expansions.set(s.expandBy, join(input.outDir, 'models', `expanded-${s.expandBy}`))
+  // Seed-major: after the first round every strategy has a run, so a sweep stopped early still compares them all.
   const runs: PlannedRun[] = []
-  for (const strategy of strategies) {
-    for (const seed of seeds) {
+  for (const seed of seeds) {
+    for (const strategy of strategies) {
       const dir = join(input.outDir, 'runs', strategySlug(strategy.name), `seed-${seed}`)
       const model = strategy.expandBy === null ? input.config.modelNameOrPath : expansions.get(strategy.expandBy)!
       runs.push({
