@@ -53,6 +53,8 @@ t.test('the statement rule: apart intervals are stated, overlapping ones are noi
   t.match(said[0]!.text, /^pro:2 forgets less than full \(kept-text loss change: \+0\.100 ± 0\.020 vs \+0\.300 ± 0\.020\)/)
   t.equal(said[1]!.verdict, 'noise')
   t.match(said[1]!.text, /pro:2 vs full: new-domain loss drop within noise/)
+  const gains = statements([summarize('a', [record('a', 1, -0.1, 0.5), record('a', 2, -0.12, 0.5)]), summarize('b', [record('b', 1, -0.3, 0.5), record('b', 2, -0.32, 0.5)])])
+  t.match(gains[0]!.text, /^a gains less on the kept text than b /, 'both kept-text losses fell: no "forgets"')
   const one = statements([summarize('pro:2', [record('pro:2', 1, 0.1, 0.5)]), summarize('full', [record('full', 1, 0.9, 0.1)])])
   t.ok(one.every((s) => s.verdict === 'one-seed' && s.text.includes('cannot tell: one seed')))
   t.match(RULE, /\|Δmean\| > std₁ \+ std₂/)

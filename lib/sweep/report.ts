@@ -91,7 +91,10 @@ export function statements(summaries: readonly StrategySummary[]): Statement[] {
   for (let i = 0; i < summaries.length; i++) {
     for (let j = i + 1; j < summaries.length; j++) {
       const [x, y] = [summaries[i]!, summaries[j]!]
-      const f = statement({ name: x.strategy, value: x.forgot }, { name: y.strategy, value: y.forgot }, 'forgets less than', 'forgets more than', 'kept-text loss change')
+      // When both improved the kept text (its loss fell), "forgets" would mislead: say which gained more.
+      const gained = x.forgot.mean < 0 && y.forgot.mean < 0
+      const [lower, higher] = gained ? ['gains more on the kept text than', 'gains less on the kept text than'] : ['forgets less than', 'forgets more than']
+      const f = statement({ name: x.strategy, value: x.forgot }, { name: y.strategy, value: y.forgot }, lower, higher, 'kept-text loss change')
       out.push({ about: 'forgetting', x: x.strategy, y: y.strategy, ...f })
       // Learning is a loss drop: a lower drop is less learned.
       const l = statement({ name: x.strategy, value: x.learned }, { name: y.strategy, value: y.learned }, 'learns less than', 'learns more than', 'new-domain loss drop')

@@ -52,7 +52,8 @@ function niceTicks(min: number, max: number, count = 5): number[] {
   return ticks
 }
 
-const tickLabel = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(4))))
+// A tick that float steps put a hair off zero (6.9e-18) is zero.
+const tickLabel = (v: number) => (Math.abs(v) < 1e-12 ? '0' : Math.abs(v) >= 1e4 || Math.abs(v) < 1e-2 ? v.toExponential(1) : String(Number(v.toPrecision(4))))
 
 function frame(width: number, height: number, title: string, body: string): string {
   return [
