@@ -138,6 +138,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
   if (!evalSet && !(cfg.valSize > 0)) {
     throw new LlamaproError('LLAMAPRO_SWEEP', `${options.config}: the sweep needs held-out new-domain data: --eval DATASET, or val_size in the YAML (a share of the training data)`)
   }
+  if (cfg.stage === 'sft' && (cfg.defaultSystem !== null || !cfg.enableThinking)) {
+    warn('held-out sft data is scored with the template as llamapro eval renders it, without default_system / enable_thinking: false')
+  }
   const base = await openCheckpoint(cfg.modelNameOrPath)
   const plan = planSweep({ config: cfg, numLayers: base.config.numLayers, strategies: options.strategies, outDir: out, steps: options.steps, tokens: options.tokens, seeds: options.seeds })
   const device = chooseDevice(cfg.device, cfg.device === 'auto' ? info().cuda : null).device
