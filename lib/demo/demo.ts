@@ -1,6 +1,6 @@
 /**
  * `llamapro demo`: the LLaMA-Pro claim — learn a new domain, keep the old one — shown end to end on a tiny model
- * in about a minute on two CPU cores, with the same code paths a real run uses (train, expand, verify, train).
+ * in about two minutes on two idle CPU cores, with the same code paths a real run uses (train, expand, verify, train).
  *
  *  1. a tokenizer and a 4-layer base model, pre-trained on corpus A (prose);
  *  2. block expansion: 4 -> 6 layers, the new blocks identity maps (verified);
