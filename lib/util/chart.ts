@@ -114,11 +114,13 @@ export function barChart(o: BarChartOptions): string {
   const format = o.format ?? tickLabel
   const values = o.groups.flatMap((g) => g.values).filter(Number.isFinite)
   const y1 = Math.max(...values, 0) * 1.12 || 1
-  const py = (y: number) => height - m.bottom - (y / y1) * (height - m.top - m.bottom)
+  // Negative values (a loss that rose where it should fall) hang below the zero line.
+  const yMin = Math.min(...values, 0) * 1.12
+  const py = (y: number) => height - m.bottom - ((y - yMin) / (y1 - yMin)) * (height - m.top - m.bottom)
   const groupWidth = (width - m.left - m.right) / Math.max(1, o.groups.length)
   const barWidth = (groupWidth * 0.8) / Math.max(1, o.legend.length)
   const parts: string[] = []
-  for (const t of niceTicks(0, y1)) {
+  for (const t of niceTicks(yMin, y1)) {
     parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${py(t)}" y2="${py(t)}" stroke="#e5e5e5"/>`)
     parts.push(`<text x="${m.left - 6}" y="${py(t) + 4}" text-anchor="end" font-size="11">${tickLabel(t)}</text>`)
   }
@@ -127,8 +129,8 @@ export function barChart(o: BarChartOptions): string {
     g.values.forEach((v, bi) => {
       if (!Number.isFinite(v)) return
       const x = gx + bi * barWidth
-      parts.push(`<rect x="${x.toFixed(1)}" y="${py(v).toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(py(0) - py(v)).toFixed(1)}" fill="${COLORS[bi % COLORS.length]}"/>`)
-      parts.push(`<text x="${(x + barWidth / 2).toFixed(1)}" y="${(py(v) - 4).toFixed(1)}" text-anchor="middle" font-size="10">${escape(format(v))}</text>`)
+      parts.push(`<rect x="${x.toFixed(1)}" y="${Math.min(py(v), py(0)).toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${Math.abs(py(0) - py(v)).toFixed(1)}" fill="${COLORS[bi % COLORS.length]}"/>`)
+      parts.push(`<text x="${(x + barWidth / 2).toFixed(1)}" y="${(v >= 0 ? py(v) - 4 : py(v) + 12).toFixed(1)}" text-anchor="middle" font-size="10">${escape(format(v))}</text>`)
     })
     parts.push(`<text x="${(gx + groupWidth * 0.4).toFixed(1)}" y="${height - m.bottom + 18}" text-anchor="middle" font-size="12">${escape(g.label)}</text>`)
   })
