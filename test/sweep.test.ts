@@ -120,6 +120,10 @@ t.test('a tiny sweep: figures equal separate train + eval runs; reports parse; a
   t.ok(steps.every((e) => e.etaSeconds !== null && e.etaSeconds >= 0), 'every step carries a sweep ETA')
   t.equal(steps.at(-1)!.etaSeconds, 0, 'nothing left after the last step')
 
+  // The same data order and budget for every strategy: seed by seed, the same tokens.
+  for (const seed of [5, 6]) t.equal(new Set(first.runs.filter((r) => r.seed === seed).map((r) => r.tokens)).size, 1, `seed ${seed}: one token count`)
+  t.ok(first.runs.every((r) => r.steps === 6 && r.tokens > 0))
+
   // Reports exist and parse.
   const out = join(dir, 'first')
   const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
