@@ -216,7 +216,8 @@ export function scatterChart(o: ScatterChartOptions): string {
     if (p.xError) parts.push(`<path d="M${px(p.x - p.xError).toFixed(1)},${cy.toFixed(1)} H${px(p.x + p.xError).toFixed(1)} M${px(p.x - p.xError).toFixed(1)},${(cy - 4).toFixed(1)} v8 M${px(p.x + p.xError).toFixed(1)},${(cy - 4).toFixed(1)} v8" stroke="${color}" stroke-width="1.5" fill="none"/>`)
     if (p.yError) parts.push(`<path d="M${cx.toFixed(1)},${py(p.y - p.yError).toFixed(1)} V${py(p.y + p.yError).toFixed(1)} M${(cx - 4).toFixed(1)},${py(p.y - p.yError).toFixed(1)} h8 M${(cx - 4).toFixed(1)},${py(p.y + p.yError).toFixed(1)} h8" stroke="${color}" stroke-width="1.5" fill="none"/>`)
     parts.push(`<circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="4.5" fill="${color}"/>`)
-    parts.push(`<text x="${(cx + 8).toFixed(1)}" y="${(cy - 8).toFixed(1)}" font-size="12" fill="${color}">${escape(p.label)}</text>`)
+    // Labels alternate above and below their points, so that two close points keep readable names.
+    parts.push(`<text x="${(cx + 8).toFixed(1)}" y="${(i % 2 ? cy + 18 : cy - 8).toFixed(1)}" font-size="12" fill="${color}">${escape(p.label)}</text>`)
   })
   return frame(width, height, o.title, parts.join('\n'))
 }
