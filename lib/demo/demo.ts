@@ -119,8 +119,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   // Absolute, so the stage configs below mean the same folders whatever they resolve relative paths against.
   const out = resolve(options.outDir)
   const steps = options.steps ?? 150
-  const seeds = Array.from({ length: options.seeds ?? 3 }, (_, k) => k + 1)
-  if (seeds.length < 1) throw new LlamaproError('LLAMAPRO_ARG', `seeds must be at least 1, got ${options.seeds}`)
+  const seedCount = options.seeds ?? 3
+  if (!Number.isInteger(seedCount) || seedCount < 1) throw new LlamaproError('LLAMAPRO_ARG', `seeds must be a positive integer, got ${seedCount}`)
+  const seeds = Array.from({ length: seedCount }, (_, k) => k + 1)
   // A killed demo leaves temporaries (of its model saves, expansion and checkpoints): remove those whose process is gone.
   const stale = await removeStaleTemporaries(dirname(out), { target: basename(out) })
   const seedDirs = seeds.flatMap((seed) => [join('llama-pro', `seed-${seed}`), join('full-fine-tune', `seed-${seed}`)])
