@@ -170,6 +170,7 @@ t.test('a tiny sweep: figures equal separate train + eval runs; reports parse; a
   const rerun = await runSweep({ ...options, outDir: 'first', onEvent: (e) => again.push(e) })
   t.equal(again.filter((e) => e.type === 'run-start').length, 0, 'no run retrained')
   t.equal(again.filter((e) => e.type === 'run-skipped').length, 4)
+  t.ok(again.some((e) => e.type === 'expand' && e.reused), 'the expansion is reused')
   t.same(markers.map((m) => statSync(m).mtimeMs), mtimes)
   t.same(rerun.runs, first.runs)
 
