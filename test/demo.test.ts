@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { runDemo } from '../lib/demo/demo.js'
 import { corpusA, corpusB } from '../lib/demo/corpora.js'
+import { compare, spread } from '../lib/sweep/statistics.js'
 import { REPO_ROOT } from './helpers/python.js'
 
 const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js')
@@ -19,13 +20,22 @@ t.test('the corpora are deterministic and different in kind', async (t) => {
 t.test('the demo runs end to end: base, expansion, LLaMA-Pro and full fine-tune, numbers and plots', async (t) => {
   const out = join(t.testdir(), 'demo')
   const lines: string[] = []
-  const result = await runDemo({ outDir: out, steps: 40, preTrainSteps: 120, log: (l) => lines.push(l) })
+  const result = await runDemo({ outDir: out, steps: 40, seeds: 2, preTrainSteps: 120, log: (l) => lines.push(l) })
   t.match(lines.join('\n'), /verify: identity blocks, logits identical/)
   for (const loss of [result.base, result.llamaPro, result.fullFineTune]) t.ok(Number.isFinite(loss.a) && Number.isFinite(loss.b))
   t.ok(result.llamaPro.b < result.base.b, `LLaMA-Pro learns B: ${result.base.b.toFixed(3)} -> ${result.llamaPro.b.toFixed(3)}`)
   t.ok(result.fullFineTune.b < result.base.b, `the full fine-tune learns B: ${result.base.b.toFixed(3)} -> ${result.fullFineTune.b.toFixed(3)}`)
   t.ok(result.trainableParams.llamaPro < result.trainableParams.fullFineTune)
-  for (const file of ['demo.png', 'demo.svg', 'demo-training.png', 'demo.json', 'llama-pro/model.safetensors', 'full-fine-tune/model.safetensors']) {
+  // Two seeds of each fine-tune; the means and the sentences are those runs' numbers under the sweep's rule.
+  t.same(result.seeds, [1, 2])
+  t.equal(result.runs.llamaPro.length, 2)
+  t.notSame(result.runs.llamaPro[0], result.runs.llamaPro[1], 'the seeds give different data orders')
+  t.equal(result.llamaPro.a, (result.runs.llamaPro[0]!.a + result.runs.llamaPro[1]!.a) / 2)
+  const forgot = (runs: { a: number }[]) => spread(runs.map((r) => r.a - result.base.a))
+  t.same(result.forgot.fullFineTune, forgot(result.runs.fullFineTune))
+  t.equal(result.statements.forgetting.verdict, compare(forgot(result.runs.llamaPro), forgot(result.runs.fullFineTune)))
+  t.match(result.statements.forgetting.text, result.statements.forgetting.verdict === 'noise' ? /within noise/ : /LLaMA-Pro forgets (less|more) than the full fine-tune/)
+  for (const file of ['demo.png', 'demo.svg', 'demo-training.png', 'demo.json', 'llama-pro/seed-1/model.safetensors', 'llama-pro/seed-2/model.safetensors', 'full-fine-tune/seed-2/model.safetensors']) {
     t.ok(existsSync(join(out, file)), file)
   }
   t.equal(JSON.parse(readFileSync(join(out, 'demo.json'), 'utf8')).llamaPro.b, result.llamaPro.b)

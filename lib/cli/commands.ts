@@ -17,7 +17,7 @@ export interface Command {
 export const COMMANDS: Command[] = [
   {
     name: 'demo',
-    summary: 'LLaMA-Pro end to end on a built-in tiny model (about a minute on 2 CPU cores)',
+    summary: 'LLaMA-Pro end to end on a built-in tiny model, 3 seeds per arm (about 2 minutes on 2 idle CPU cores)',
     load: async () => import('./demo.js').then((m) => ({ help: m.DEMO_HELP, run: m.runDemoCommand })),
   },
   {
@@ -74,6 +74,11 @@ export const COMMANDS: Command[] = [
     name: 'bench',
     summary: 'time freeze strategies side by side, against PyTorch eager in the same run',
     load: async () => import('./bench.js').then((m) => ({ help: m.BENCH_HELP, run: m.runBenchCommand })),
+  },
+  {
+    name: 'sweep',
+    summary: 'train freeze strategies on your data: what each learns, forgets and costs (mean ± std over seeds)',
+    load: async () => import('./sweep.js').then((m) => ({ help: m.SWEEP_HELP, run: m.runSweepCommand })),
   },
   {
     name: 'info',

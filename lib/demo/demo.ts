@@ -1,12 +1,14 @@
 /**
  * `llamapro demo`: the LLaMA-Pro claim — learn a new domain, keep the old one — shown end to end on a tiny model
- * in about a minute on two CPU cores, with the same code paths a real run uses (train, expand, verify, train).
+ * in about two minutes on two idle CPU cores, with the same code paths a real run uses (train, expand, verify, train).
  *
  *  1. a tokenizer and a 4-layer base model, pre-trained on corpus A (prose);
  *  2. block expansion: 4 -> 6 layers, the new blocks identity maps (verified);
  *  3. LLaMA-Pro: only the new blocks train on corpus B (code);
  *  4. the baseline: a full fine-tune of the base model on B, same steps and learning rate;
  *  5. held-out loss on A and on B for all three, printed and plotted.
+ * Steps 3 and 4 run with several data-order seeds (default 3), and "forgets less" / "learns more" are stated only
+ * by the sweep's rule (lib/sweep/statistics.ts): when the mean ± std intervals over the seeds do not overlap.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
@@ -23,13 +25,17 @@ import type { TrainEvent } from '../train/events.js'
 import { train } from '../train/trainer.js'
 import { checkOutputDir, describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
 import { barChart, lineChart, svgToPng } from '../util/chart.js'
+import { type Spread, type Verdict, spread, statement } from '../sweep/statistics.js'
 import { corpusA, corpusB } from './corpora.js'
+import { LlamaproError } from '../errors.js'
 
 export interface DemoOptions {
   outDir: string
   force?: boolean
-  /** Optimizer steps on corpus B for each of the two fine-tunes (default 300). */
+  /** Optimizer steps on corpus B for each fine-tune (default 150). */
   steps?: number
+  /** Data-order seeds of each of the two fine-tunes (default 3): the spread the statements are judged against. */
+  seeds?: number
   /** Optimizer steps of the base model's pre-training on corpus A (default 400). */
   preTrainSteps?: number
   log?: (line: string) => void
@@ -45,8 +51,17 @@ export interface HeldOutLoss {
 export interface DemoResult {
   outDir: string
   base: HeldOutLoss
+  /** Means over the seeds. */
   llamaPro: HeldOutLoss
   fullFineTune: HeldOutLoss
+  seeds: number[]
+  /** Each seed's held-out losses, in the order of `seeds`. */
+  runs: { llamaPro: HeldOutLoss[]; fullFineTune: HeldOutLoss[] }
+  /** Loss rise on A (forgetting) and drop on B (learning), mean ± std over the seeds. */
+  forgot: { llamaPro: Spread; fullFineTune: Spread }
+  learned: { llamaPro: Spread; fullFineTune: Spread }
+  /** The sweep's rule applied to them: LLaMA-Pro against the full fine-tune. */
+  statements: { forgetting: { verdict: Verdict; text: string }; learning: { verdict: Verdict; text: string } }
   trainableParams: { llamaPro: number; fullFineTune: number }
   curves: { llamaPro: [number, number][]; fullFineTune: [number, number][] }
   plots: string[]
@@ -103,10 +118,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const log = options.log ?? (() => {})
   // Absolute, so the stage configs below mean the same folders whatever they resolve relative paths against.
   const out = resolve(options.outDir)
-  const steps = options.steps ?? 300
+  const steps = options.steps ?? 150
+  const seedCount = options.seeds ?? 3
+  if (!Number.isInteger(seedCount) || seedCount < 1) throw new LlamaproError('LLAMAPRO_ARG', `seeds must be a positive integer, got ${seedCount}`)
+  const seeds = Array.from({ length: seedCount }, (_, k) => k + 1)
   // A killed demo leaves temporaries (of its model saves, expansion and checkpoints): remove those whose process is gone.
   const stale = await removeStaleTemporaries(dirname(out), { target: basename(out) })
-  for (const dir of [out, ...STAGE_DIRS.map((name) => join(out, name))]) stale.push(...(await removeStaleTemporaries(dir)))
+  const seedDirs = seeds.flatMap((seed) => [join('llama-pro', `seed-${seed}`), join('full-fine-tune', `seed-${seed}`)])
+  for (const dir of [out, ...[...STAGE_DIRS, ...seedDirs].map((name) => join(out, name))]) stale.push(...(await removeStaleTemporaries(dir)))
   if (stale.length > 0) log(describeStaleRemoval(stale))
   await checkOutputDir(out, options.force ?? false, 'pass --force')
   await mkdir(join(out, 'data'), { recursive: true })
@@ -165,34 +184,56 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   )
 
   const fineTune = { dataset: join(out, 'data', 'b.jsonl'), learning_rate: 5e-4, max_steps: steps }
-  const proRun = await run('LLaMA-Pro on B', { ...fineTune, model_name_or_path: pro, output_dir: join(out, 'llama-pro'), finetuning_type: 'freeze', use_llama_pro: true, freeze_trainable_layers: 2 })
-  const proLoss: HeldOutLoss = { a: await heldOutLoss(join(out, 'llama-pro'), heldA), b: await heldOutLoss(join(out, 'llama-pro'), heldB) }
-  log(`4. LLaMA-Pro: trained only the new blocks on corpus B (code) for ${steps} steps`)
-  const fullRun = await run('full fine-tune on B', { ...fineTune, model_name_or_path: base, output_dir: join(out, 'full-fine-tune'), finetuning_type: 'full' })
-  const fullLoss: HeldOutLoss = { a: await heldOutLoss(join(out, 'full-fine-tune'), heldA), b: await heldOutLoss(join(out, 'full-fine-tune'), heldB) }
-  log(`5. baseline: full fine-tune of the ${BASE_CONFIG.num_hidden_layers}-layer base on corpus B, same steps and learning rate`)
+  const proRuns: HeldOutLoss[] = []
+  const fullRuns: HeldOutLoss[] = []
+  const curves: { llamaPro: [number, number][]; fullFineTune: [number, number][] } = { llamaPro: [], fullFineTune: [] }
+  for (const seed of seeds) {
+    const proDir = join(out, 'llama-pro', `seed-${seed}`)
+    const proRun = await run(`LLaMA-Pro on B, seed ${seed}`, { ...fineTune, seed, model_name_or_path: pro, output_dir: proDir, finetuning_type: 'freeze', use_llama_pro: true, freeze_trainable_layers: 2 })
+    proRuns.push({ a: await heldOutLoss(proDir, heldA), b: await heldOutLoss(proDir, heldB) })
+    const fullDir = join(out, 'full-fine-tune', `seed-${seed}`)
+    const fullRun = await run(`full fine-tune on B, seed ${seed}`, { ...fineTune, seed, model_name_or_path: base, output_dir: fullDir, finetuning_type: 'full' })
+    fullRuns.push({ a: await heldOutLoss(fullDir, heldA), b: await heldOutLoss(fullDir, heldB) })
+    if (seed === seeds[0]) [curves.llamaPro, curves.fullFineTune] = [proRun.curve, fullRun.curve]
+  }
+  const mean = (runs: HeldOutLoss[]): HeldOutLoss => ({ a: spread(runs.map((r) => r.a)).mean, b: spread(runs.map((r) => r.b)).mean })
+  const [proLoss, fullLoss] = [mean(proRuns), mean(fullRuns)]
+  log(`4. LLaMA-Pro: trained only the new blocks on corpus B (code) for ${steps} steps, data-order seeds ${seeds.join(', ')}`)
+  log(`5. baseline: full fine-tune of the ${BASE_CONFIG.num_hidden_layers}-layer base on corpus B, same steps, learning rate and seeds`)
+  const forgot = {
+    llamaPro: spread(proRuns.map((r) => r.a - baseLoss.a)),
+    fullFineTune: spread(fullRuns.map((r) => r.a - baseLoss.a)),
+  }
+  const learned = {
+    llamaPro: spread(proRuns.map((r) => baseLoss.b - r.b)),
+    fullFineTune: spread(fullRuns.map((r) => baseLoss.b - r.b)),
+  }
+  const statements = {
+    forgetting: statement({ name: 'LLaMA-Pro', value: forgot.llamaPro }, { name: 'the full fine-tune', value: forgot.fullFineTune }, 'forgets less than', 'forgets more than', 'loss rise on A'),
+    learning: statement({ name: 'LLaMA-Pro', value: learned.llamaPro }, { name: 'the full fine-tune', value: learned.fullFineTune }, 'learns less than', 'learns more than', 'loss drop on B'),
+  }
 
   const bars = barChart({
     title: 'Held-out loss after learning corpus B (lower is better)',
     yLabel: 'cross-entropy',
-    legend: ['base (trained on A)', 'LLaMA-Pro (new blocks on B)', 'full fine-tune on B'],
+    legend: ['base (trained on A)', `LLaMA-Pro (new blocks on B), mean of ${seeds.length}`, `full fine-tune on B, mean of ${seeds.length}`],
     groups: [
       { label: 'corpus A: prose (keep)', values: [baseLoss.a, proLoss.a, fullLoss.a] },
       { label: 'corpus B: code (learn)', values: [baseLoss.b, proLoss.b, fullLoss.b] },
     ],
     format: (v) => v.toFixed(2),
   })
-  const curves = lineChart({
-    title: 'Training loss on corpus B',
+  const curveChart = lineChart({
+    title: `Training loss on corpus B (seed ${seeds[0]})`,
     xLabel: 'step',
     yLabel: 'loss',
     series: [
-      { label: 'LLaMA-Pro', points: proRun.curve },
-      { label: 'full fine-tune', points: fullRun.curve },
+      { label: 'LLaMA-Pro', points: curves.llamaPro },
+      { label: 'full fine-tune', points: curves.fullFineTune },
     ],
   })
   const plots: string[] = []
-  for (const [name, svg] of [['demo', bars], ['demo-training', curves]] as const) {
+  for (const [name, svg] of [['demo', bars], ['demo-training', curveChart]] as const) {
     await writeFile(join(out, `${name}.svg`), svg)
     plots.push(join(out, `${name}.svg`))
     const png = svgToPng(svg)
@@ -206,8 +247,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     base: baseLoss,
     llamaPro: proLoss,
     fullFineTune: fullLoss,
+    seeds,
+    runs: { llamaPro: proRuns, fullFineTune: fullRuns },
+    forgot,
+    learned,
+    statements,
     trainableParams: { llamaPro: 0, fullFineTune: 0 },
-    curves: { llamaPro: proRun.curve, fullFineTune: fullRun.curve },
+    curves,
     plots,
     seconds: (performance.now() - started) / 1000,
   }

@@ -52,7 +52,8 @@ function niceTicks(min: number, max: number, count = 5): number[] {
   return ticks
 }
 
-const tickLabel = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(4))))
+// A tick that float steps put a hair off zero (6.9e-18) is zero.
+const tickLabel = (v: number) => (Math.abs(v) < 1e-12 ? '0' : Math.abs(v) >= 1e4 || Math.abs(v) < 1e-2 ? v.toExponential(1) : String(Number(v.toPrecision(4))))
 
 function frame(width: number, height: number, title: string, body: string): string {
   return [
@@ -113,11 +114,13 @@ export function barChart(o: BarChartOptions): string {
   const format = o.format ?? tickLabel
   const values = o.groups.flatMap((g) => g.values).filter(Number.isFinite)
   const y1 = Math.max(...values, 0) * 1.12 || 1
-  const py = (y: number) => height - m.bottom - (y / y1) * (height - m.top - m.bottom)
+  // Negative values (a loss that rose where it should fall) hang below the zero line.
+  const yMin = Math.min(...values, 0) * 1.12
+  const py = (y: number) => height - m.bottom - ((y - yMin) / (y1 - yMin)) * (height - m.top - m.bottom)
   const groupWidth = (width - m.left - m.right) / Math.max(1, o.groups.length)
   const barWidth = (groupWidth * 0.8) / Math.max(1, o.legend.length)
   const parts: string[] = []
-  for (const t of niceTicks(0, y1)) {
+  for (const t of niceTicks(yMin, y1)) {
     parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${py(t)}" y2="${py(t)}" stroke="#e5e5e5"/>`)
     parts.push(`<text x="${m.left - 6}" y="${py(t) + 4}" text-anchor="end" font-size="11">${tickLabel(t)}</text>`)
   }
@@ -126,8 +129,8 @@ export function barChart(o: BarChartOptions): string {
     g.values.forEach((v, bi) => {
       if (!Number.isFinite(v)) return
       const x = gx + bi * barWidth
-      parts.push(`<rect x="${x.toFixed(1)}" y="${py(v).toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(py(0) - py(v)).toFixed(1)}" fill="${COLORS[bi % COLORS.length]}"/>`)
-      parts.push(`<text x="${(x + barWidth / 2).toFixed(1)}" y="${(py(v) - 4).toFixed(1)}" text-anchor="middle" font-size="10">${escape(format(v))}</text>`)
+      parts.push(`<rect x="${x.toFixed(1)}" y="${Math.min(py(v), py(0)).toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${Math.abs(py(0) - py(v)).toFixed(1)}" fill="${COLORS[bi % COLORS.length]}"/>`)
+      parts.push(`<text x="${(x + barWidth / 2).toFixed(1)}" y="${(v >= 0 ? py(v) - 4 : py(v) + 12).toFixed(1)}" text-anchor="middle" font-size="10">${escape(format(v))}</text>`)
     })
     parts.push(`<text x="${(gx + groupWidth * 0.4).toFixed(1)}" y="${height - m.bottom + 18}" text-anchor="middle" font-size="12">${escape(g.label)}</text>`)
   })
@@ -154,4 +157,67 @@ export function svgToPng(svg: string): Uint8Array | undefined {
     return undefined
   }
   return new Resvg(svg, { font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' }, background: 'white' }).render().asPng()
+}
+
+export interface ScatterPoint {
+  label: string
+  x: number
+  y: number
+  /** Half-widths of the error bars (e.g. one standard deviation); 0 or absent: none. */
+  xError?: number
+  yError?: number
+}
+
+export interface ScatterChartOptions {
+  title: string
+  xLabel: string
+  yLabel: string
+  points: ScatterPoint[]
+  width?: number
+  height?: number
+}
+
+/** Labelled points with error bars in x and y (the sweep's forgetting against learning). */
+export function scatterChart(o: ScatterChartOptions): string {
+  const width = o.width ?? 720
+  const height = o.height ?? 460
+  const m = { left: 80, right: 30, top: 40, bottom: 50 }
+  const finite = o.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y))
+  const xs = finite.flatMap((p) => [p.x - (p.xError ?? 0), p.x + (p.xError ?? 0)])
+  const ys = finite.flatMap((p) => [p.y - (p.yError ?? 0), p.y + (p.yError ?? 0)])
+  const range = (values: number[]): [number, number] => {
+    let [lo, hi] = values.length ? [Math.min(...values, 0), Math.max(...values, 0)] : [0, 1]
+    if (!(hi > lo)) [lo, hi] = [lo - 1, hi + 1]
+    const pad = (hi - lo) * 0.1
+    return [lo - pad, hi + pad]
+  }
+  const [x0, x1] = range(xs)
+  const [y0, y1] = range(ys)
+  const px = (x: number) => m.left + ((x - x0) / (x1 - x0)) * (width - m.left - m.right)
+  const py = (y: number) => height - m.bottom - ((y - y0) / (y1 - y0)) * (height - m.top - m.bottom)
+  const parts: string[] = []
+  for (const t of niceTicks(y0, y1)) {
+    parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${py(t)}" y2="${py(t)}" stroke="#e5e5e5"/>`)
+    parts.push(`<text x="${m.left - 6}" y="${py(t) + 4}" text-anchor="end" font-size="11">${tickLabel(t)}</text>`)
+  }
+  for (const t of niceTicks(x0, x1)) {
+    parts.push(`<line x1="${px(t)}" x2="${px(t)}" y1="${m.top}" y2="${height - m.bottom}" stroke="#f0f0f0"/>`)
+    parts.push(`<text x="${px(t)}" y="${height - m.bottom + 16}" text-anchor="middle" font-size="11">${tickLabel(t)}</text>`)
+  }
+  // The zero lines: no learning, no forgetting.
+  parts.push(`<line x1="${px(0)}" x2="${px(0)}" y1="${m.top}" y2="${height - m.bottom}" stroke="#999" stroke-dasharray="4 3"/>`)
+  parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${py(0)}" y2="${py(0)}" stroke="#999" stroke-dasharray="4 3"/>`)
+  parts.push(`<rect x="${m.left}" y="${m.top}" width="${width - m.left - m.right}" height="${height - m.top - m.bottom}" fill="none" stroke="black"/>`)
+  parts.push(`<text x="${(m.left + width - m.right) / 2}" y="${height - 12}" text-anchor="middle" font-size="13">${escape(o.xLabel)}</text>`)
+  parts.push(`<text transform="translate(18 ${(m.top + height - m.bottom) / 2}) rotate(-90)" text-anchor="middle" font-size="13">${escape(o.yLabel)}</text>`)
+  finite.forEach((p, i) => {
+    const color = COLORS[i % COLORS.length]
+    const [cx, cy] = [px(p.x), py(p.y)]
+    if (p.xError) parts.push(`<path d="M${px(p.x - p.xError).toFixed(1)},${cy.toFixed(1)} H${px(p.x + p.xError).toFixed(1)} M${px(p.x - p.xError).toFixed(1)},${(cy - 4).toFixed(1)} v8 M${px(p.x + p.xError).toFixed(1)},${(cy - 4).toFixed(1)} v8" stroke="${color}" stroke-width="1.5" fill="none"/>`)
+    if (p.yError) parts.push(`<path d="M${cx.toFixed(1)},${py(p.y - p.yError).toFixed(1)} V${py(p.y + p.yError).toFixed(1)} M${(cx - 4).toFixed(1)},${py(p.y - p.yError).toFixed(1)} h8 M${(cx - 4).toFixed(1)},${py(p.y + p.yError).toFixed(1)} h8" stroke="${color}" stroke-width="1.5" fill="none"/>`)
+    parts.push(`<circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="4.5" fill="${color}"/>`)
+    // Labels alternate above and below their points, so that two close points keep readable names.
+    parts.push(`<text x="${(cx + 8).toFixed(1)}" y="${(i % 2 ? cy + 18 : cy - 8).toFixed(1)}" font-size="12" fill="${color}">${escape(p.label)}</text>`)
+  })
+  return frame(width, height, o.title, parts.join('\n'))
 }
