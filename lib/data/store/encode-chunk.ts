@@ -129,7 +129,7 @@ export class ChunkEncoder {
       if (packing) lengths.push(stream)
     } else {
       for (const { example, where } of examples) {
-        if (example.kind !== 'conversation') throw new DatasetError(`${where}: not a recognised record for stage sft: alpaca needs "instruction" and "output", sharegpt needs "conversations" or "messages" (this one holds only text: stage pt reads it)`)
+        if (example.kind !== 'conversation') throw new DatasetError(`${where}: not a recognised record: alpaca needs "instruction" and "output", sharegpt needs "conversations" or "messages" (this one holds only text, which stage pt reads)`)
         const sequence = encodeConversation(this.render!(example.messages), tok, cutoffLen, { efficientEos: this.efficientEos })
         if (!sequence) {
           droppedExamples++
