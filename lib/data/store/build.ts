@@ -65,6 +65,9 @@ export async function buildStore(dir: string, options: BuildOptions): Promise<St
   })
   tokenizationCounter.builds++
   const bar = new ProgressBar({ total: totalBytes, format: formatBytes, label: 'tokenizing ', stream: options.progressStream })
+  // The workers are the parallelism: the Rust tokenizer must not also fan each batch out over every core (rayon),
+  // which would oversubscribe the machine. A value the user set is kept.
+  process.env.TOKENIZERS_PARALLELISM ??= 'false'
   const pool = new TokenizePool(Math.max(1, options.workers), settings)
   // Packing state: one block being filled (pt), or one pack being grown (sft).
   const block = new Int32Array(settings.cutoffLen)
