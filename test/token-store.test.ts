@@ -276,3 +276,36 @@ t.test('kill -9 while building leaves no store a later run would use, and the ne
   t.match(warnings.join('\n'), /removed 1 unfinished token store/)
   data.train.close()
 })
+
+t.test('disk full while writing: an error naming the folder and the bytes needed, and no partial store', async (t) => {
+  // A small file system of its own: a 256 KiB tmpfs (needs root, as the CI container and this project's machines run).
+  const { execFileSync } = await import('node:child_process')
+  const { mkdtempSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const work = mkdtempSync(join(tmpdir(), 'llamapro-disk-full-'))
+  const small = join(work, 'small')
+  require_mkdir(small)
+  let mounted = false
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small], { stdio: 'ignore' })
+    mounted = true
+  } catch {
+    // not root: this check needs a file system that fills up
+  }
+  if (!mounted) {
+    t.skip('cannot mount a small tmpfs here (not root), so the disk cannot be filled')
+    return
+  }
+  t.teardown(() => {
+    execFileSync('umount', [small])
+    rmSync(work, { recursive: true, force: true })
+  })
+  const corpus = join(work, 'corpus.jsonl')
+  const text = readLines(files.pt).trim()
+  writeFileSync(corpus, `${Array.from({ length: 40 }, () => text).join('\n')}\n`)
+  const path = join(small, 'tokens')
+  await t.rejects(prepareTokenData(await options({ dataset: [corpus], tokenizedPath: path, workers: 1 })), {
+    message: new RegExp(`no space left on the device while writing the token store ${path} \\(in ${small}\\): it needs about [\\d,]+ bytes, [\\d,]+ were written, [\\d,]+ bytes free there now\\. The partial store was removed`),
+  })
+  t.same(readdirSync(small), [], 'nothing is left in the folder')
+})
