@@ -86,8 +86,11 @@ export async function buildStore(dir: string, options: BuildOptions): Promise<St
       const labels = result.labels?.subarray(at, at + length)
       at += length
       if (packedPt) {
-        for (let t = 0; t < ids.length; t++) {
-          block[fill++] = ids[t]!
+        for (let t = 0; t < ids.length; ) {
+          const take = Math.min(block.length - fill, ids.length - t)
+          block.set(ids.subarray(t, t + take), fill)
+          fill += take
+          t += take
           if (fill === block.length) {
             if (options.blockBos !== null) block[0] = options.blockBos
             await writer.append(block)

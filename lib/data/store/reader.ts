@@ -46,7 +46,7 @@ export class TokenStore implements SequenceSource {
   readonly #targets: Uint32Array | null
   readonly #ids: number
   readonly #labels: number | null
-  #buffer = Buffer.alloc(0)
+  #buffer = Buffer.from(new ArrayBuffer(0))
 
   private constructor(readonly dir: string) {
     this.manifest = readManifest(dir)
@@ -84,7 +84,7 @@ export class TokenStore implements SequenceSource {
   #readTokens(fd: number, i: number, labels: boolean): Int32Array {
     const n = this.lengthOf(i)
     const bytes = n * this.#bytes
-    if (this.#buffer.length < bytes) this.#buffer = Buffer.allocUnsafe(bytes)
+    if (this.#buffer.length < bytes) this.#buffer = Buffer.from(new ArrayBuffer(bytes))
     const position = this.#start(i) * this.#bytes
     let got = 0
     while (got < bytes) {
@@ -92,9 +92,10 @@ export class TokenStore implements SequenceSource {
       if (read === 0) throw new DatasetError(`${this.dir}: sequence ${i} ends past the end of its file; the store is damaged, delete it`)
       got += read
     }
+    const view = this.#bytes === 2 ? new Uint16Array(this.#buffer.buffer, this.#buffer.byteOffset, n) : new Uint32Array(this.#buffer.buffer, this.#buffer.byteOffset, n)
     const out = new Int32Array(n)
     for (let t = 0; t < n; t++) {
-      const v = this.#bytes === 2 ? this.#buffer.readUInt16LE(t * 2) : this.#buffer.readUInt32LE(t * 4)
+      const v = view[t]!
       out[t] = labels && v === this.#sentinel ? IGNORE_INDEX : v
     }
     return out

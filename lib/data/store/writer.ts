@@ -6,6 +6,7 @@
  */
 import { type FileHandle, mkdir, open, rename, rm, statfs, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
+import { endianness } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { DatasetError } from '../dataset.js'
 import { IGNORE_INDEX } from '../preprocess.js'
@@ -28,7 +29,7 @@ import {
 const BUFFER_BYTES = 4 << 20
 
 class BufferedFile {
-  #buffer = Buffer.allocUnsafe(BUFFER_BYTES)
+  #buffer = Buffer.from(new ArrayBuffer(BUFFER_BYTES))
   #used = 0
   written = 0
   private constructor(
@@ -44,7 +45,7 @@ class BufferedFile {
   /** Room for `bytes` more bytes in the buffer, flushing it first when needed. */
   async reserve(bytes: number): Promise<Buffer> {
     if (this.#used + bytes > this.#buffer.length) await this.flush()
-    if (bytes > this.#buffer.length) this.#buffer = Buffer.allocUnsafe(bytes)
+    if (bytes > this.#buffer.length) this.#buffer = Buffer.from(new ArrayBuffer(bytes))
     return this.#buffer
   }
 
@@ -144,6 +145,8 @@ export class StoreWriter {
   }
 
   static async create(dir: string, options: StoreWriterOptions): Promise<StoreWriter> {
+    // Tokens are written through typed-array views, which use the host's byte order; the format is little-endian.
+    if (endianness() !== 'LE') throw new DatasetError('the token store is little-endian, and this machine is big-endian: llamapro cannot write it here')
     await mkdir(dirname(dir), { recursive: true })
     const temporary = temporaryName(dir)
     await mkdir(temporary)
@@ -183,15 +186,18 @@ export class StoreWriter {
   async #writeTokens(file: BufferedFile, values: ArrayLike<number>, labels: boolean): Promise<void> {
     const n = values.length
     const buffer = await file.reserve(n * this.#bytes)
-    let at = file.used
+    // The buffers are whole ArrayBuffers and each file holds one element type, so the view is always aligned.
+    const view = this.#bytes === 2 ? new Uint16Array(buffer.buffer, buffer.byteOffset + file.used, n) : new Uint32Array(buffer.buffer, buffer.byteOffset + file.used, n)
+    let max = this.#maxId
     for (let i = 0; i < n; i++) {
-      let v = values[i]!
-      if (labels && v === IGNORE_INDEX) v = this.#sentinel
-      else if (v > this.#maxId) this.#maxId = v
-      if (this.#bytes === 2) buffer.writeUInt16LE(v, at)
-      else buffer.writeUInt32LE(v, at)
-      at += this.#bytes
+      const v = values[i]!
+      if (labels && v === IGNORE_INDEX) view[i] = this.#sentinel
+      else {
+        view[i] = v
+        if (v > max) max = v
+      }
     }
+    this.#maxId = max
     file.advance(n * this.#bytes)
   }
 
