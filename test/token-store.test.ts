@@ -309,3 +309,41 @@ t.test('disk full while writing: an error naming the folder and the bytes needed
   })
   t.same(readdirSync(small), [], 'nothing is left in the folder')
 })
+
+t.test('training: a second run starts without tokenizing; with tokenized_path it trains after the data files are deleted; eval_dataset evaluates', async (t) => {
+  const { train } = await import('../lib/train/trainer.js')
+  const { parseTrainConfig } = await import('../lib/train/config.js')
+  const dir = t.testdir()
+  process.env.LLAMAPRO_TOKEN_CACHE = join(dir, 'cache')
+  const corpus = join(dir, 'corpus.jsonl')
+  writeFileSync(corpus, readLines(files.pt))
+  const evalFile = join(dir, 'held.jsonl')
+  writeFileSync(evalFile, readLines(files.pt).split('\n').slice(0, 20).join('\n'))
+  const run = async (name: string, raw: Record<string, unknown>) => {
+    const messages: string[] = []
+    const cfg = parseTrainConfig(
+      { model_name_or_path: model, stage: 'pt', cutoff_len: 32, per_device_train_batch_size: 2, max_steps: 2, logging_steps: 1, save_steps: 1000, threads: 1, output_dir: join(dir, name), ...raw },
+      'test',
+      dir,
+    )
+    const result = await train(cfg, { distributed: null, onEvent: (e) => (e.type === 'data' || e.type === 'warning') && messages.push(e.message) })
+    return { result, messages: messages.join('\n') }
+  }
+  const first = await run('a', { dataset: corpus, eval_dataset: evalFile, eval_strategy: 'steps', eval_steps: 2 })
+  t.match(first.messages, /tokenized 120 examples/)
+  t.ok(first.result.evalLoss !== null && Number.isFinite(first.result.evalLoss), 'eval_dataset was evaluated')
+  const second = await run('b', { dataset: corpus, eval_dataset: evalFile, eval_strategy: 'steps', eval_steps: 2 })
+  t.match(second.messages, /loaded the token store .* \(nothing to tokenize\)/)
+  t.notMatch(second.messages, /tokenized \d+ examples/, 'nothing was tokenized')
+  t.equal(second.result.trainLoss, first.result.trainLoss, 'the same losses from the reused store')
+  t.equal(second.result.evalLoss, first.result.evalLoss)
+  const tokens = join(dir, 'tokens')
+  const third = await run('c', { dataset: corpus, tokenized_path: tokens })
+  t.match(third.messages, /saved at/)
+  rmSync(corpus)
+  const fourth = await run('d', { tokenized_path: tokens })
+  t.match(fourth.messages, /are not read/)
+  t.equal(fourth.result.trainLoss, third.result.trainLoss, 'trains from the store alone, with the same losses')
+  await t.rejects(run('e', { dataset: corpus, eval_dataset: evalFile, val_size: 0.1 }), { message: /val_size and eval_dataset are both set/ })
+  await t.rejects(run('f', { dataset: corpus, streaming: true }), { message: /streaming: true is not supported/ })
+})
