@@ -40,6 +40,31 @@ export interface ChunkResult {
   encodedStrings: number
 }
 
+/** An Int32Array that grows: chunk results without a per-token JavaScript array. */
+class IdBuilder {
+  #data = new Int32Array(1 << 16)
+  length = 0
+  push(id: number): void {
+    if (this.length === this.#data.length) this.#grow(1)
+    this.#data[this.length++] = id
+  }
+  append(ids: ArrayLike<number>, count = ids.length): void {
+    if (this.length + count > this.#data.length) this.#grow(count)
+    const data = this.#data
+    let at = this.length
+    for (let i = 0; i < count; i++) data[at++] = ids[i]!
+    this.length = at
+  }
+  #grow(extra: number): void {
+    const next = new Int32Array(Math.max(this.#data.length * 2, this.length + extra))
+    next.set(this.#data.subarray(0, this.length))
+    this.#data = next
+  }
+  take(): Int32Array {
+    return this.#data.slice(0, this.length)
+  }
+}
+
 export class ChunkEncoder {
   readonly #memo = new Map<string, number[]>()
   #recording: Set<string> | null = null
@@ -97,8 +122,8 @@ export class ChunkEncoder {
 
   #encodeAll(examples: readonly LocatedExample[]): Omit<ChunkResult, 'encodedStrings'> {
     const { stage, cutoffLen, packing } = this.settings
-    const ids: number[] = []
-    const labels: number[] | null = stage === 'pt' ? null : []
+    const ids = new IdBuilder()
+    const labels = stage === 'pt' ? null : new IdBuilder()
     const lengths: number[] = []
     let droppedExamples = 0
     let droppedTokens = 0
@@ -110,7 +135,7 @@ export class ChunkEncoder {
         if (example.kind !== 'text') throw new DatasetError(`${where}: stage pt reads raw text from a "text" field, and this record is a conversation (alpaca and sharegpt records are for stage sft)`)
         const encoded = tok.encode(example.text)
         if (packing) {
-          for (const id of encoded) ids.push(id)
+          ids.append(encoded)
           ids.push(tok.eosId)
           stream += encoded.length + 1
           continue
@@ -123,7 +148,7 @@ export class ChunkEncoder {
           sequence.length = cutoffLen
         }
         if (sequence.length < 2) continue
-        for (const id of sequence) ids.push(id)
+        ids.append(sequence)
         lengths.push(sequence.length)
       }
       if (packing) lengths.push(stream)
@@ -135,14 +160,14 @@ export class ChunkEncoder {
           droppedExamples++
           continue
         }
-        for (const id of sequence.ids) ids.push(id)
-        for (const id of sequence.labels) labels!.push(id)
+        ids.append(sequence.ids)
+        labels!.append(sequence.labels)
         lengths.push(sequence.ids.length)
       }
     }
     return {
-      ids: Int32Array.from(ids),
-      labels: labels ? Int32Array.from(labels) : null,
+      ids: ids.take(),
+      labels: labels ? labels.take() : null,
       lengths: Int32Array.from(lengths),
       examples: examples.length,
       droppedExamples,
