@@ -5,7 +5,7 @@
  * of training reading a small and a large store.
  *
  *   npx tsx bench/data-prep.ts --model /tmp/smol --mb 100 --workers 2 [--python /tmp/llamapro-lf-venv/bin/python]
- *     [--train-mb 100,2000]
+ *     [--train-mb 100,2000] [--counts 1,2 (the worker counts to measure; default 1 and --workers)]
  *
  * Each measurement runs in a child process of its own, so its peak RSS is its own.
  */
@@ -94,7 +94,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       child: { type: 'string' }, corpus: { type: 'string' }, model: { type: 'string', default: '/tmp/smol' }, workers: { type: 'string' }, cutoff: { type: 'string', default: '1024' },
-      store: { type: 'string' }, out: { type: 'string' }, mb: { type: 'string', default: '100' }, python: { type: 'string' }, 'train-mb': { type: 'string', default: '' }, work: { type: 'string' },
+      store: { type: 'string' }, out: { type: 'string' }, mb: { type: 'string', default: '100' }, python: { type: 'string' }, 'train-mb': { type: 'string', default: '' }, work: { type: 'string' }, counts: { type: 'string' },
     },
   })
   if (values.child === 'prep') return prepChild(values.corpus!, values.model!, Number(values.workers), Number(values.cutoff), values.store!)
@@ -113,7 +113,8 @@ async function main(): Promise<void> {
   }
   console.log(`corpus ${corpus}: ${mb.toFixed(1)} MB, tokenizer ${values.model}, cutoff ${values.cutoff}, ${cpus().length} cores (load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')})`)
   console.log('| preparation | time | input | tokens | peak RSS |\n|---|---|---|---|---|')
-  for (const w of [...new Set([1, workers])]) {
+  const counts = values.counts ? values.counts.split(',').map(Number) : [...new Set([1, workers])]
+  for (const w of counts) {
     line(`llamapro, ${w} worker(s)`, measureChild(['--child', 'prep', '--corpus', corpus, '--model', values.model!, '--workers', String(w), '--cutoff', values.cutoff!, '--store', join(work, 'store')]))
     if (values.python) {
       const cache = join(work, 'hf-cache')

@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { existsSync, readdirSync, rmSync, utimesSync, writeFileSync, appendFileSync } from 'node:fs'
+import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { BatchSchedule, shuffledIndices, splitEval, splitSource } from '../lib/data/batches.js'
 import { loadExamples } from '../lib/data/dataset.js'
@@ -22,6 +22,7 @@ import type { DatasetSource, LocatedExample } from '../lib/data/example-stream.j
 import { writeDatasets, writeTrainableModel } from './helpers/trainable-model.js'
 import { REPO_ROOT } from './helpers/python.js'
 
+const readLines = (file: string): string => readFileSync(file, 'utf8')
 const root = t.testdir()
 const model = join(root, 'model')
 let files: Awaited<ReturnType<typeof writeDatasets>>
@@ -145,7 +146,6 @@ t.test('a second run reuses the store without tokenizing; a changed file or toke
   t.equal(forced.dir, otherCutoff.dir, 'in the same place')
   t.ok(TokenStore.open(otherCutoff.dir).length > 0)
   // A changed tokenizer: a copy of the model whose tokenizer_config differs.
-  const { cpSync, readFileSync } = await import('node:fs')
   const model2 = join(t.testdir(), 'model2')
   cpSync(model, model2, { recursive: true })
   const config = JSON.parse(readFileSync(join(model2, 'tokenizer_config.json'), 'utf8'))
@@ -154,13 +154,6 @@ t.test('a second run reuses the store without tokenizing; a changed file or toke
   for (const d of [first, second, third, otherCutoff, forced]) d.train.close()
 })
 
-function readLines(file: string): string {
-  return require_('node:fs').readFileSync(file, 'utf8') as string
-}
-function require_(m: string) {
-  return { 'node:fs': { readFileSync: (f: string, e: string) => (require_fs as (f: string, e: string) => string)(f, e) } }[m]!
-}
-import { readFileSync as require_fs } from 'node:fs'
 
 t.test('tokenized_path: built there when absent, loaded without the data files when present', async (t) => {
   const dir = t.testdir()
@@ -182,13 +175,12 @@ t.test('tokenized_path: built there when absent, loaded without the data files w
   t.match(warnings.join('\n'), /data files and data keys .* are not read/)
   await t.rejects(prepareTokenData(await options({ dataset: [file], tokenizedPath: path, overwriteCache: true })), { message: /not found|does not exist|no file/ }, 'overwrite_cache reads the data again')
   const junk = join(dir, 'junk')
-  require_mkdir(junk)
+  mkdirSync(junk)
   writeFileSync(join(junk, 'x'), 'x')
   await t.rejects(prepareTokenData(await options({ dataset: [files.pt], tokenizedPath: junk })), { message: /tokenized_path .*junk is not empty and holds no llamapro token store/ })
   built.train.close()
   loaded.train.close()
 })
-import { mkdirSync as require_mkdir } from 'node:fs'
 
 t.test('two ranks read disjoint batches whose union is the epoch; val_size holds out what splitEval does', async (t) => {
   const data = await prepareTokenData(await options({ dataset: [files.pt] }))
@@ -216,14 +208,14 @@ t.test('two ranks read disjoint batches whose union is the epoch; val_size holds
 })
 
 t.test('mix_strategy: interleave proportions follow interleave_probs; under stops at the first exhausted, over at the last', async (t) => {
-  const source = (name: string, n: number): DatasetSource => ({ name, files: [], format: 'json', formatting: 'alpaca', columns: {}, tags: {}, fromDatasetInfo: false, totalBytes: 0 })
+  const source = (name: string): DatasetSource => ({ name, files: [], format: 'json', formatting: 'alpaca', columns: {}, tags: {}, fromDatasetInfo: false, totalBytes: 0 })
   const sizes: Record<string, number> = { a: 6000, b: 6000 }
   const open = async function* (s: DatasetSource): AsyncIterable<LocatedExample> {
     for (let i = 0; i < sizes[s.name]!; i++) yield { example: { kind: 'text', text: `${s.name}${i}` }, where: `${s.name}:${i}` }
   }
   const take = async (strategy: 'interleave_under' | 'interleave_over' | 'concat', probs: number[] | null, max: number | null = null) => {
     const out: string[] = []
-    for await (const e of mixExamples([source('a', 0), source('b', 0)], open, { strategy, probs, seed: 7, maxSamples: max })) out.push((e.example as { text: string }).text[0]!)
+    for await (const e of mixExamples([source('a'), source('b')], open, { strategy, probs, seed: 7, maxSamples: max })) out.push((e.example as { text: string }).text[0]!)
     return out
   }
   const under = await take('interleave_under', [0.8, 0.2])
@@ -284,7 +276,7 @@ t.test('disk full while writing: an error naming the folder and the bytes needed
   const { tmpdir } = await import('node:os')
   const work = mkdtempSync(join(tmpdir(), 'llamapro-disk-full-'))
   const small = join(work, 'small')
-  require_mkdir(small)
+  mkdirSync(small)
   let mounted = false
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small], { stdio: 'ignore' })
