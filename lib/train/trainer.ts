@@ -191,7 +191,7 @@ async function prepareData(
   // LLaMA-Factory's template also sets the data's EOS (replace_eos), for pt as for sft.
   const template = cfg.stage === 'sft' ? chatTemplate(cfg.template, tokenizer, warn, { defaultSystem: cfg.defaultSystem, enableThinking: cfg.enableThinking }) : undefined
   const dataTokenizer = template?.tokenizer ?? pretrainTokenizer(cfg.template, tokenizer)
-  const data = await tokenDataForRank(cfg, modelDir, dataTokenizer, group, warn, log, signal)
+  const data = await tokenDataForRank(cfg, modelDir, tokenizer, dataTokenizer, group, warn, log, signal)
   const manifest = data.train.manifest
   if (!data.reused && manifest.droppedExamples > 0) warn(`${manifest.droppedExamples} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`)
   checkTokenIds(Math.max(manifest.maxTokenId, data.eval?.manifest.maxTokenId ?? 0), tokenizer, checkpoint.config.vocabSize, modelDir, warn)
@@ -221,6 +221,7 @@ async function prepareData(
 async function tokenDataForRank(
   cfg: TrainConfig,
   modelDir: string,
+  tokenizer: TextTokenizer,
   dataTokenizer: TextTokenizer,
   group: ProcessGroup | null,
   warn: (message: string) => void,
@@ -246,6 +247,7 @@ async function tokenDataForRank(
     tokenizedPath: cfg.tokenizedPath,
     overwriteCache: cfg.overwriteCache,
     workers: cfg.preprocessingNumWorkers,
+    tokenizer,
     maxTokenId: Math.max(dataTokenizer.maxId, dataTokenizer.eosId, dataTokenizer.padId),
     blockBos: dataTokenizer.addBosToken ? dataTokenizer.bosId : null,
     signal,

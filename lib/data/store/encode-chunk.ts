@@ -12,10 +12,19 @@ import { DatasetError } from '../dataset.js'
 import type { LocatedExample } from '../example-stream.js'
 import { encodeConversation } from '../preprocess.js'
 import { type ConversationRenderer, chatTemplate, pretrainTokenizer } from '../template.js'
-import { type TextTokenizer, loadTokenizer } from '../tokenizer.js'
+import type { TextTokenizer } from '../tokenizer.js'
+
+/** What a worker needs of the model's tokenizer besides tokenizer.json: plain data, sent once to each worker. */
+export type TokenizerFacts = Pick<TextTokenizer, 'eosId' | 'eosToken' | 'bosToken' | 'bosId' | 'addBosToken' | 'padId' | 'maxId' | 'chatTemplate' | 'chatTemplateFile'>
+
+export function tokenizerFacts(tokenizer: TextTokenizer): TokenizerFacts {
+  const { eosId, eosToken, bosToken, bosId, addBosToken, padId, maxId, chatTemplate, chatTemplateFile } = tokenizer
+  return { eosId, eosToken, bosToken, bosId, addBosToken, padId, maxId, chatTemplate, chatTemplateFile: chatTemplateFile ?? null }
+}
 
 export interface EncoderSettings {
   modelDir: string
+  tokenizer: TokenizerFacts
   stage: 'pt' | 'sft'
   template: string
   defaultSystem: string | null
@@ -77,26 +86,50 @@ export class ChunkEncoder {
     private readonly efficientEos: boolean,
   ) {}
 
+  /**
+   * Only the Rust tokenizer is loaded here (a worker holding a second, JavaScript tokenizer would cost about 100 MB
+   * more). The template is built twice, like a chunk: the strings its construction encodes (stop words, llama3's
+   * <|end_of_text|>) are recorded, tokenized, and kept.
+   */
   static async create(settings: EncoderSettings): Promise<ChunkEncoder> {
-    const js = await loadTokenizer(settings.modelDir)
     const rust = RustTokenizer.fromFile(join(settings.modelDir, 'tokenizer.json'))
+    const kept = new Map<string, number[]>()
     let recorder: ChunkEncoder | undefined
-    const memoized: TextTokenizer = {
-      ...js,
+    let constructing: Set<string> | null = new Set()
+    const tokenizer: TextTokenizer = {
+      ...settings.tokenizer,
       encode: (text) => {
-        const hit = recorder && recorder.#memo.get(text)
+        const hit = kept.get(text) ?? (recorder && recorder.#memo.get(text))
         if (hit) return hit
-        const recording = recorder && recorder.#recording
+        const recording = constructing ?? (recorder && recorder.#recording)
         if (recording) {
           recording.add(text)
           return []
         }
-        return js.encode(text)
+        throw new Error(`internal: ${JSON.stringify(text.slice(0, 40))} was not tokenized in the first pass`)
       },
+      decode: () => {
+        throw new Error('internal: the data workers do not decode')
+      },
+      tokenId: (token) => rust.tokenToId(token) ?? undefined,
     }
     const ignore = () => undefined
-    const template = settings.stage === 'sft' ? chatTemplate(settings.template, memoized, ignore, { defaultSystem: settings.defaultSystem, enableThinking: settings.enableThinking }) : undefined
-    const data = template?.tokenizer ?? pretrainTokenizer(settings.template, memoized)
+    const build = () => {
+      const template = settings.stage === 'sft' ? chatTemplate(settings.template, tokenizer, ignore, { defaultSystem: settings.defaultSystem, enableThinking: settings.enableThinking }) : undefined
+      return { template, data: template?.tokenizer ?? pretrainTokenizer(settings.template, tokenizer) }
+    }
+    try {
+      build()
+    } catch {
+      // with placeholder ids a template may fail where real ids would not; the second build reports real errors
+    }
+    const strings = [...constructing]
+    constructing = null
+    if (strings.length > 0) {
+      const encodings = await rust.encodeBatch(strings, { addSpecialTokens: false })
+      strings.forEach((text, i) => kept.set(text, encodings[i]!.getIds()))
+    }
+    const { template, data } = build()
     recorder = new ChunkEncoder(settings, rust, data, template?.renderConversation, template?.efficientEos ?? false)
     return recorder
   }

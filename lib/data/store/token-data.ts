@@ -17,12 +17,13 @@ import { DatasetError } from '../dataset.js'
 import { type DatasetSource, resolveDatasets, sourceFingerprint } from '../example-stream.js'
 import type { MixStrategy } from '../mix.js'
 import { buildStore, defaultWorkers } from './build.js'
-import type { EncoderSettings } from './encode-chunk.js'
+import { type EncoderSettings, tokenizerFacts } from './encode-chunk.js'
+import { type TextTokenizer, loadTokenizer } from '../tokenizer.js'
 import { EVAL_SUBDIR, STORE_VERSION, dtypeFor } from './format.js'
 import { TokenStore, isStore } from './reader.js'
 import { removeDeadTemporaries } from './writer.js'
 
-export interface TokenDataOptions extends EncoderSettings {
+export interface TokenDataOptions extends Omit<EncoderSettings, 'tokenizer'> {
   dataset: readonly string[]
   evalDataset: readonly string[]
   datasetDir: string
@@ -35,6 +36,8 @@ export interface TokenDataOptions extends EncoderSettings {
   overwriteCache: boolean
   /** preprocessing_num_workers (null: the cores). */
   workers: number | null
+  /** The model's tokenizer as loadTokenizer gives it (loaded from modelDir when absent): its special tokens go to the workers. */
+  tokenizer?: TextTokenizer
   /** The tokenizer's largest id (TextTokenizer.maxId): the token dtype. */
   maxTokenId: number
   blockBos: number | null
@@ -141,7 +144,6 @@ export async function prepareTokenData(options: TokenDataOptions): Promise<Token
   const stale = await removeDeadTemporaries(located.dir)
   if (stale.length > 0) options.warn?.(`removed ${stale.length} unfinished token store(s) that a killed run left: ${stale.join(', ')}`)
   const common = {
-    settings: options as EncoderSettings,
     workers: options.workers ?? defaultWorkers(),
     dtype: dtypeFor(options.maxTokenId),
     blockBos: options.blockBos,
@@ -157,6 +159,7 @@ export async function prepareTokenData(options: TokenDataOptions): Promise<Token
   }
   const settings: EncoderSettings = {
     modelDir: options.modelDir,
+    tokenizer: tokenizerFacts(options.tokenizer ?? (await loadTokenizer(options.modelDir))),
     stage: options.stage,
     template: options.template,
     defaultSystem: options.defaultSystem,
