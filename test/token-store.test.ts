@@ -226,6 +226,7 @@ t.test('mix_strategy: interleave proportions follow interleave_probs; under stop
   const over = await take('interleave_over', [0.8, 0.2])
   t.ok(over.filter((x) => x === 'b').length >= 6000, 'over: every dataset is used up at least once')
   t.ok(Math.abs(over.filter((x) => x === 'a').length / over.length - 0.8) < 0.02)
+  t.equal((await take('interleave_over', [1, 0])).length, 6000, 'a dataset with probability 0 does not keep interleave_over going')
   const alternate = await take('interleave_under', null, 3)
   t.same(alternate.join(''), 'ababab', 'without probabilities: in turn; max_samples cuts each dataset')
   t.same((await take('concat', null, 2)).join(''), 'aabb')

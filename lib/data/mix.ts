@@ -43,7 +43,8 @@ export async function* mixExamples(
   }
   checkInterleaveProbs(options.probs, sources.length)
   const iterators = sources.map((s, i) => limited(open(s, i), options.maxSamples)[Symbol.asyncIterator]())
-  const exhausted = new Array<boolean>(sources.length).fill(false)
+  // A dataset that is never drawn (probability 0) cannot run out: it does not hold interleave_over open.
+  const exhausted = sources.map((_, i) => options.probs !== null && options.probs[i] === 0)
   const random = mulberry32(options.seed)
   const cumulative = options.probs ? options.probs.map((_, i) => options.probs!.slice(0, i + 1).reduce((a, b) => a + b, 0)) : null
   let turn = 0
