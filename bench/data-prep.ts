@@ -49,13 +49,14 @@ async function prepChild(corpus: string, model: string, workers: number, cutoff:
   const { prepareTokenData } = await import('../lib/data/store/token-data.js')
   const { loadTokenizer } = await import('../lib/data/tokenizer.js')
   const { pretrainTokenizer } = await import('../lib/data/template.js')
-  const tokenizer = pretrainTokenizer('default', await loadTokenizer(model))
+  const base = await loadTokenizer(model)
+  const tokenizer = pretrainTokenizer('default', base)
   const started = performance.now()
   const data = await prepareTokenData({
     modelDir: model, stage: 'pt', template: 'default', defaultSystem: null, enableThinking: true, cutoffLen: cutoff, packing: true,
     dataset: [corpus], evalDataset: [], datasetDir: dirname(corpus), baseDir: dirname(corpus), maxSamples: null, mixStrategy: 'concat',
     interleaveProbs: null, seed: 42, tokenizedPath: store, overwriteCache: true, workers, maxTokenId: tokenizer.maxId,
-    blockBos: tokenizer.addBosToken ? tokenizer.bosId : null, log: (line) => process.stderr.write(`${line}\n`),
+    tokenizer: base, blockBos: tokenizer.addBosToken ? tokenizer.bosId : null, log: (line) => process.stderr.write(`${line}\n`),
   })
   const seconds = (performance.now() - started) / 1000
   console.log(JSON.stringify({ seconds, tokens: data.train.manifest.tokens, sequences: data.train.length, peakRssBytes: process.resourceUsage().maxRSS * 1024 }))
