@@ -13,7 +13,7 @@ import { train } from '../lib/train/trainer.js'
 import { loadTokenizer } from '../lib/data/tokenizer.js'
 import { shuffledIndices } from '../lib/data/batches.js'
 import { writeDatasets, writeTrainableModel } from './helpers/trainable-model.js'
-import { REPO_ROOT } from './helpers/python.js'
+import { REPO_ROOT, pythonSnippet } from './helpers/python.js'
 
 const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js')
 const run = promisify(execFile)
@@ -264,9 +264,15 @@ t.test('token ids the model has no embedding for are refused before the model is
   tokenizer.added_tokens.push({ id: vocab + 5, content: '<|extra|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })
   writeFileSync(tokenizerPath, JSON.stringify(tokenizer))
   writeFileSync(join(dir, 'extra.jsonl'), `${JSON.stringify({ text: 'def f(x): <|extra|> return x' })}\n`)
+  // The data is tokenized by the Rust tokenizers library, as in Python: the id it gives the added token is Python's.
+  const id = await pythonSnippet<number>(
+    'import json,sys\nfrom tokenizers import Tokenizer\nd=json.load(sys.stdin)\nprint(json.dumps(Tokenizer.from_file(d["path"]).token_to_id("<|extra|>")))',
+    { path: tokenizerPath },
+  )
+  t.ok(id >= vocab, `the added token's id ${id} is outside the model's vocab_size ${vocab}`)
   await t.rejects(train(config(dir, { model_name_or_path: pro, stage: 'pt', dataset: 'extra.jsonl', output_dir: join(dir, 'out'), cutoff_len: 8 })), {
     code: 'LLAMAPRO_TOKENIZER',
-    message: new RegExp(`the tokenizer in .*pro gives token id ${vocab + 5}, but the model's vocab_size is ${vocab} \\(valid ids 0\\.\\.${vocab - 1}\\)`),
+    message: new RegExp(`the tokenizer in .*pro gives token id ${id}, but the model's vocab_size is ${vocab} \\(valid ids 0\\.\\.${vocab - 1}\\)`),
   })
 })
 
@@ -334,5 +340,5 @@ t.test('events arrive in order with typed payloads', async (t) => {
   await train(config(dir, { model_name_or_path: pro, stage: 'pt', dataset: data.pt, output_dir: join(dir, 'out'), max_steps: 4, logging_steps: 2, save_steps: 2, val_size: 4, eval_steps: 4 }), {
     onEvent: (e) => events.push(e.type),
   })
-  t.same(events, ['start', 'step', 'step', 'log', 'checkpoint', 'step', 'step', 'log', 'eval', 'log', 'done'])
+  t.same(events, ['data', 'start', 'step', 'step', 'log', 'checkpoint', 'step', 'step', 'log', 'eval', 'log', 'done'])
 })

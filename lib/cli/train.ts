@@ -61,6 +61,8 @@ function describe(event: TrainEvent): string | undefined {
     }
     case 'checkpoint':
       return `saved ${event.path}`
+    case 'data':
+      return event.message
     default:
       return undefined
   }

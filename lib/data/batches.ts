@@ -4,7 +4,14 @@
  */
 import type { Sequence } from './preprocess.js'
 import { IGNORE_INDEX } from './preprocess.js'
+import { type SequenceSource, SubsetSource, arraySource } from './store/reader.js'
 import { mulberry32 } from '../util/random.js'
+
+/** A sequence as collate takes it: ids and labels, in arrays or typed arrays. */
+export interface SequenceLike {
+  ids: ArrayLike<number>
+  labels: ArrayLike<number>
+}
 
 export interface Batch {
   ids: Int32Array
@@ -17,29 +24,61 @@ export interface Batch {
   tokens: number
 }
 
-/** A seeded Fisher-Yates shuffle of 0..n-1. */
-export function shuffledIndices(n: number, seed: number): number[] {
+/** A seeded Fisher-Yates shuffle of 0..n-1, in 4 bytes an index (an epoch of millions of sequences). */
+export function shuffledOrder(n: number, seed: number): Uint32Array {
   const random = mulberry32(seed)
-  const order = Array.from({ length: n }, (_, i) => i)
+  const order = new Uint32Array(n)
+  for (let i = 0; i < n; i++) order[i] = i
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1))
-    ;[order[i], order[j]] = [order[j]!, order[i]!]
+    const t = order[i]!
+    order[i] = order[j]!
+    order[j] = t
   }
   return order
 }
 
+/** shuffledOrder as a plain array. */
+export function shuffledIndices(n: number, seed: number): number[] {
+  return Array.from(shuffledOrder(n, seed))
+}
+
+/** How many of n items val_size holds out (a fraction below 1, or a count); 0 when it would leave no training item. */
+export function evalCount(n: number, valSize: number): number {
+  if (valSize <= 0) return 0
+  const count = valSize < 1 ? Math.max(1, Math.round(n * valSize)) : Math.floor(valSize)
+  return count >= n ? 0 : count
+}
+
+/** splitEval for a store: the same held-out indices, as views of the source. */
+export function splitSource(source: SequenceSource, valSize: number, seed: number): { train: SequenceSource; eval: SequenceSource } {
+  const count = evalCount(source.length, valSize)
+  if (count === 0) return { train: source, eval: new SubsetSource(source, new Uint32Array(0)) }
+  const held = new Uint8Array(source.length)
+  const order = shuffledOrder(source.length, seed)
+  for (let i = 0; i < count; i++) held[order[i]!] = 1
+  const train = new Uint32Array(source.length - count)
+  const evalIndices = new Uint32Array(count)
+  let t = 0
+  let e = 0
+  for (let i = 0; i < source.length; i++) {
+    if (held[i]) evalIndices[e++] = i
+    else train[t++] = i
+  }
+  return { train: new SubsetSource(source, train), eval: new SubsetSource(source, evalIndices) }
+}
+
 /** Splits off `valSize` (a fraction below 1, or a count) as evaluation data, as train_test_split(seed) would. */
 export function splitEval<T>(items: readonly T[], valSize: number, seed: number): { train: T[]; eval: T[] } {
-  if (valSize <= 0) return { train: [...items], eval: [] }
-  const count = valSize < 1 ? Math.max(1, Math.round(items.length * valSize)) : Math.floor(valSize)
-  if (count >= items.length) return { train: [...items], eval: [] }
+  const count = evalCount(items.length, valSize)
+  if (count === 0) return { train: [...items], eval: [] }
   const order = shuffledIndices(items.length, seed)
   const evalSet = new Set(order.slice(0, count))
   return { train: items.filter((_, i) => !evalSet.has(i)), eval: items.filter((_, i) => evalSet.has(i)) }
 }
 
 /** Pads on the right to the longest sequence: with causal attention, padding at the end changes no real logit. */
-export function collate(sequences: readonly Sequence[], padId: number): Batch {
+export function collate(sequences: readonly SequenceLike[], padId: number): Batch {
   const seq = Math.max(...sequences.map((s) => s.ids.length))
   const ids = new Int32Array(sequences.length * seq).fill(padId)
   const labels = new Int32Array(sequences.length * seq).fill(IGNORE_INDEX)
@@ -56,41 +95,44 @@ export function collate(sequences: readonly Sequence[], padId: number): Batch {
 
 export class BatchSchedule {
   readonly batchesPerEpoch: number
+  private readonly sequences: SequenceSource
 
   constructor(
-    private readonly sequences: readonly Sequence[],
+    sequences: readonly Sequence[] | SequenceSource,
     private readonly batchSize: number,
     private readonly seed: number,
     private readonly padId: number,
   ) {
-    this.batchesPerEpoch = Math.ceil(sequences.length / batchSize)
+    this.sequences = Array.isArray(sequences) ? arraySource(sequences as Sequence[]) : (sequences as SequenceSource)
+    this.batchesPerEpoch = Math.ceil(this.sequences.length / batchSize)
   }
 
-  /** Target and real tokens of the index-th batch, without building it. */
+  /** The indices (into the source) of the index-th batch of an epoch. */
+  indices(epoch: number, index: number): Uint32Array {
+    return this.#order(epoch).subarray(index * this.batchSize, (index + 1) * this.batchSize)
+  }
+
+  /** Target and real tokens of the index-th batch, without reading it. */
   counts(epoch: number, index: number): { targetTokens: number; tokens: number } {
-    const order = this.#order(epoch)
     let targetTokens = 0
     let tokens = 0
-    for (const i of order.slice(index * this.batchSize, (index + 1) * this.batchSize)) {
-      const s = this.sequences[i]!
-      tokens += s.ids.length
-      for (let t = 1; t < s.labels.length; t++) if (s.labels[t] !== IGNORE_INDEX) targetTokens++
+    for (const i of this.indices(epoch, index)) {
+      tokens += this.sequences.lengthOf(i)
+      targetTokens += this.sequences.targetsOf(i)
     }
     return { targetTokens, tokens }
   }
 
   /** The index-th batch of an epoch (the order changes each epoch). */
   batch(epoch: number, index: number): Batch {
-    const order = this.#order(epoch)
-    const picked = order.slice(index * this.batchSize, (index + 1) * this.batchSize).map((i) => this.sequences[i]!)
-    return collate(picked, this.padId)
+    return collate(Array.from(this.indices(epoch, index), (i) => this.sequences.read(i)), this.padId)
   }
 
   #cachedEpoch = -1
-  #cachedOrder: number[] = []
-  #order(epoch: number): number[] {
+  #cachedOrder: Uint32Array = new Uint32Array(0)
+  #order(epoch: number): Uint32Array {
     if (epoch !== this.#cachedEpoch) {
-      this.#cachedOrder = shuffledIndices(this.sequences.length, this.seed + epoch)
+      this.#cachedOrder = shuffledOrder(this.sequences.length, this.seed + epoch)
       this.#cachedEpoch = epoch
     }
     return this.#cachedOrder

@@ -31,7 +31,7 @@ interface DatasetInfoEntry {
   tags?: Record<string, string>
 }
 
-interface Source {
+export interface Source {
   file: string
   /**
    * Named in dataset_info.json: its columns are LLaMA-Factory's, whose `system` and `history` columns are read only
@@ -149,7 +149,7 @@ function str(value: unknown, where: string, key: string): string {
   return value
 }
 
-function toExample(record: unknown, stage: 'pt' | 'sft', source: Source, where: string): Example {
+export function toExample(record: unknown, stage: 'pt' | 'sft', source: Source, where: string): Example {
   if (typeof record !== 'object' || record === null || Array.isArray(record)) throw new DatasetError(`${where}: a record must be a JSON object`)
   const r = record as Record<string, unknown>
   const col = (name: string, fallback: string) => source.columns[name] ?? fallback

@@ -61,7 +61,15 @@ const KEYS = {
   cutoff_len: { kind: { type: 'int', min: 2 }, default: 2048, help: 'maximum tokens per sequence' },
   packing: { kind: { type: 'bool' }, default: null, help: 'pack examples into cutoff_len blocks (default: true for pt, false for sft)' },
   max_samples: { kind: { type: 'int', min: 1 }, default: null, help: 'use at most this many examples per dataset' },
-  val_size: { kind: { type: 'number', min: 0 }, default: 0, help: 'held-out fraction (< 1) or number of examples' },
+  val_size: { kind: { type: 'number', min: 0 }, default: 0, help: 'held-out fraction (< 1) or number of sequences, from the token store' },
+  eval_dataset: { kind: { type: 'list' }, default: null, help: 'datasets for evaluation (not with val_size), comma-separated' },
+  mix_strategy: { kind: { type: 'string', choices: ['concat', 'interleave_under', 'interleave_over'] }, default: 'concat', help: 'how several datasets are mixed (LLaMA-Factory)' },
+  interleave_probs: { kind: { type: 'list' }, default: null, help: 'with interleave_*: the probability of drawing from each dataset, comma-separated' },
+  preprocessing_num_workers: { kind: { type: 'int', min: 1 }, default: null, help: 'worker threads that tokenize the data (default: the cores)' },
+  tokenized_path: { kind: { type: 'string' }, default: null, help: 'token store folder: loaded when it exists (data files not read), else built there' },
+  overwrite_cache: { kind: { type: 'bool' }, default: false, help: 'rebuild the token store even when one exists' },
+  streaming: { kind: { type: 'bool' }, default: false, help: 'LLaMA-Factory streaming (not supported: llamapro tokenizes to an on-disk store instead)' },
+  buffer_size: { kind: { type: 'int', min: 1 }, default: 16384, help: 'streaming shuffle buffer (with streaming)' },
   per_device_train_batch_size: { kind: { type: 'int', min: 1 }, default: 8, help: 'sequences per micro-batch' },
   per_device_eval_batch_size: { kind: { type: 'int', min: 1 }, default: 8, help: 'sequences per evaluation batch' },
   gradient_accumulation_steps: { kind: { type: 'int', min: 1 }, default: 1, help: 'micro-batches per optimizer step' },
@@ -133,14 +141,11 @@ const IGNORED_KEYS = [
   'do_train',
   'do_eval',
   'report_to',
-  'preprocessing_num_workers',
   'dataloader_num_workers',
-  'overwrite_cache',
   'trust_remote_code',
   'flash_attn',
   'logging_dir',
   'run_name',
-  'tokenized_path',
   'disable_tqdm',
   'include_num_input_tokens_seen',
 ]
@@ -173,6 +178,13 @@ export interface TrainConfig {
   packing: boolean
   maxSamples: number | null
   valSize: number
+  evalDataset: string[]
+  mixStrategy: 'concat' | 'interleave_under' | 'interleave_over'
+  interleaveProbs: number[] | null
+  /** preprocessing_num_workers; null: the cores. */
+  preprocessingNumWorkers: number | null
+  tokenizedPath: string | null
+  overwriteCache: boolean
   perDeviceTrainBatchSize: number
   perDeviceEvalBatchSize: number
   gradientAccumulationSteps: number
@@ -351,7 +363,8 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     }
   }
   const get = <K extends TrainKey>(key: K): unknown => (key in values ? values[key] : KEYS[key].default)
-  for (const required of options.partial ? (['model_name_or_path'] as const) : (['model_name_or_path', 'output_dir', 'dataset'] as const)) {
+  const requiredKeys = options.partial ? (['model_name_or_path'] as const) : values.tokenized_path ? (['model_name_or_path', 'output_dir'] as const) : (['model_name_or_path', 'output_dir', 'dataset'] as const)
+  for (const required of requiredKeys) {
     if (get(required) === undefined) throw new ConfigKeyError(`${where}: missing key "${required}" (${KEYS[required].help})`)
   }
   const stage = get('stage') as 'pt' | 'sft'
@@ -371,6 +384,19 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
   const loraplus = get('loraplus_lr_ratio') as number | null
   if (loraplus !== null && !(loraplus > 0)) throw new ConfigKeyError(`${where}: loraplus_lr_ratio must be a positive number, got ${loraplus}`)
   const adapters = ((get('adapter_name_or_path') as string | null) ?? '').split(',').map((s) => s.trim()).filter(Boolean).map(path)
+  const splitList = (key: TrainKey) => ((get(key) as string | null | undefined) ?? '').split(',').map((x) => x.trim()).filter(Boolean)
+  const evalDataset = splitList('eval_dataset')
+  if (evalDataset.length > 0 && valSize > 1e-6) throw new ConfigKeyError(`${where}: val_size and eval_dataset are both set; use one (LLaMA-Factory: "Cannot specify \`val_size\` if \`eval_dataset\` is not None.")`)
+  const probs = splitList('interleave_probs')
+  const interleaveProbs = probs.length > 0 ? probs.map(Number) : null
+  if (interleaveProbs?.some((p) => !Number.isFinite(p))) throw new ConfigKeyError(`${where}: interleave_probs must be numbers, got ${JSON.stringify(get('interleave_probs'))}`)
+  if (get('streaming')) {
+    throw new ConfigKeyError(
+      `${where}: streaming: true is not supported: llamapro tokenizes the data once, in parallel, into an on-disk token store that training reads with bounded memory ` +
+        '(README, "Data at scale"); remove streaming (and buffer_size) to use it',
+    )
+  }
+  const tokenizedPath = get('tokenized_path') as string | null
   return {
     modelNameOrPath: path(get('model_name_or_path') as string),
     stage,
@@ -398,6 +424,12 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     packing: (get('packing') as boolean | null) ?? stage === 'pt',
     maxSamples: get('max_samples') as number | null,
     valSize,
+    evalDataset,
+    mixStrategy: get('mix_strategy') as TrainConfig['mixStrategy'],
+    interleaveProbs,
+    preprocessingNumWorkers: get('preprocessing_num_workers') as number | null,
+    tokenizedPath: tokenizedPath === null ? null : path(tokenizedPath),
+    overwriteCache: get('overwrite_cache') as boolean,
     perDeviceTrainBatchSize: get('per_device_train_batch_size') as number,
     perDeviceEvalBatchSize: get('per_device_eval_batch_size') as number,
     gradientAccumulationSteps: get('gradient_accumulation_steps') as number,
@@ -422,7 +454,7 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     saveStrategy: get('save_strategy') as TrainConfig['saveStrategy'],
     saveTotalLimit: get('save_total_limit') as number | null,
     evalSteps: (get('eval_steps') as number | null) ?? loggingSteps,
-    evalStrategy: (get('eval_strategy') as TrainConfig['evalStrategy'] | null) ?? (valSize > 0 ? 'steps' : 'no'),
+    evalStrategy: (get('eval_strategy') as TrainConfig['evalStrategy'] | null) ?? (valSize > 0 || evalDataset.length > 0 ? 'steps' : 'no'),
     outputDir: path((get('output_dir') as string | undefined) ?? '.'),
     overwriteOutputDir: get('overwrite_output_dir') as boolean,
     resumeFromCheckpoint: typeof resume === 'string' ? path(resume) : resume,

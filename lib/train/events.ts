@@ -65,4 +65,6 @@ export type TrainEvent =
   | { type: 'eval'; step: number; evalLoss: number; tokens: number }
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'warning'; message: string; step?: number }
+  /** What the data phase did: the token store loaded or built, with its totals. */
+  | { type: 'data'; message: string }
   | { type: 'done'; result: TrainResult }

@@ -10,9 +10,9 @@ import { join } from 'node:path'
 import { type Checkpoint, openCheckpoint } from '../checkpoint/checkpoint.js'
 import { parseLayerName } from '../checkpoint/parameters.js'
 import { CONFIG_FILE } from '../checkpoint/checkpoint.js'
-import { type Batch, BatchSchedule, collate, splitEval } from '../data/batches.js'
-import { loadExamples } from '../data/dataset.js'
-import { type Sequence, preprocess } from '../data/preprocess.js'
+import { type Batch, BatchSchedule, collate, splitSource } from '../data/batches.js'
+import type { SequenceSource } from '../data/store/reader.js'
+import { type TokenData, type TokenDataOptions, locateTokenData, openTokenData, prepareTokenData } from '../data/store/token-data.js'
 import { chatTemplate, pretrainTokenizer } from '../data/template.js'
 import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
 import { info, setThreads } from '../info.js'
@@ -132,9 +132,8 @@ function checkResumable(state: TrainerState, cfg: TrainConfig, dir: string, worl
  * Token ids index the embedding table, so an id at or above vocab_size is refused here, with the tokenizer named
  * as the cause, before the model is loaded (the native side checks again, but could only name a position).
  */
-function checkTokenIds(sequences: readonly Sequence[], tokenizer: TextTokenizer, vocabSize: number, modelDir: string, warn: (message: string) => void): void {
-  let largest = tokenizer.padId
-  for (const sequence of sequences) for (const id of sequence.ids) if (id > largest) largest = id
+function checkTokenIds(maxStoreId: number, tokenizer: TextTokenizer, vocabSize: number, modelDir: string, warn: (message: string) => void): void {
+  const largest = Math.max(tokenizer.padId, maxStoreId)
   if (largest >= vocabSize) {
     throw new TrainingError(
       'LLAMAPRO_TOKENIZER',
@@ -154,7 +153,9 @@ interface RunPlan {
   resumeState: TrainerState | undefined
   checkpoint: Checkpoint
   tokenizer: TextTokenizer
-  split: { train: Sequence[]; eval: Sequence[] }
+  split: { train: SequenceSource; eval: SequenceSource }
+  /** The token store the sequences are read from (closed when the run ends). */
+  data: TokenData
   policy: FreezePolicy | LoraTrainingPolicy
   schedule: RankSchedule
   /** Present when this process is one rank of several. */
@@ -179,7 +180,14 @@ interface Progress {
 }
 
 /** Phase 1: everything a user can get wrong is checked, and the data prepared, before the model is loaded. */
-async function prepareData(cfg: TrainConfig, warn: (message: string) => void, group: ProcessGroup | null, device: DeviceChoice): Promise<RunPlan> {
+async function prepareData(
+  cfg: TrainConfig,
+  warn: (message: string) => void,
+  group: ProcessGroup | null,
+  device: DeviceChoice,
+  log: (message: string) => void = () => undefined,
+  signal?: AbortSignal,
+): Promise<RunPlan> {
   const resumeDir = await resolveResume(cfg)
   await checkOutputDirSeparate(cfg.outputDir, [
     { what: 'model (model_name_or_path)', path: cfg.modelNameOrPath },
@@ -197,16 +205,17 @@ async function prepareData(cfg: TrainConfig, warn: (message: string) => void, gr
   const modelDir = cfg.finetuningType === 'lora' ? cfg.modelNameOrPath : resumeDir ?? cfg.modelNameOrPath
   const checkpoint = await openCheckpoint(modelDir)
   const tokenizer = await loadTokenizer(modelDir)
-  const examples = await loadExamples({ names: cfg.dataset, stage: cfg.stage, datasetDir: cfg.datasetDir, baseDir: cfg.baseDir, maxSamples: cfg.maxSamples })
+  // The template is checked here, where its warnings reach the user; the workers that tokenize build their own.
   // LLaMA-Factory's template also sets the data's EOS (replace_eos), for pt as for sft.
   const template = cfg.stage === 'sft' ? chatTemplate(cfg.template, tokenizer, warn, { defaultSystem: cfg.defaultSystem, enableThinking: cfg.enableThinking }) : undefined
   const dataTokenizer = template?.tokenizer ?? pretrainTokenizer(cfg.template, tokenizer)
-  const { sequences, dropped } = preprocess(examples, cfg.stage, dataTokenizer, template?.renderConversation, cfg.cutoffLen, cfg.packing, { efficientEos: template?.efficientEos })
-  if (dropped > 0) warn(`${dropped} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`)
-  checkTokenIds(sequences, tokenizer, checkpoint.config.vocabSize, modelDir, warn)
-  const split = splitEval(sequences, cfg.valSize, cfg.seed)
+  const data = await tokenDataForRank(cfg, modelDir, tokenizer, dataTokenizer, group, warn, log, signal)
+  const manifest = data.train.manifest
+  if (!data.reused && manifest.droppedExamples > 0) warn(`${manifest.droppedExamples} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`)
+  checkTokenIds(Math.max(manifest.maxTokenId, data.eval?.manifest.maxTokenId ?? 0), tokenizer, checkpoint.config.vocabSize, modelDir, warn)
+  const split = data.eval ? { train: data.train as SequenceSource, eval: data.eval as SequenceSource } : splitSource(data.train, cfg.valSize, cfg.seed)
   if (split.train.length === 0) {
-    throw new TrainingError('LLAMAPRO_DATASET', `no training sequences: the data gave ${sequences.length} sequence(s) of up to ${cfg.cutoffLen} tokens`)
+    throw new TrainingError('LLAMAPRO_DATASET', `no training sequences: the data gave ${data.train.length} sequence(s) of up to ${cfg.cutoffLen} tokens`)
   }
   const names = checkpoint.tensors.map((t) => t.name)
   const policy = cfg.finetuningType === 'lora' ? await loraTrainingPolicy(cfg, checkpoint) : freezePolicy(checkpoint.config.numLayers, names, { ...cfg, finetuningType: cfg.finetuningType })
@@ -221,7 +230,68 @@ async function prepareData(cfg: TrainConfig, warn: (message: string) => void, gr
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
   // adapter_name_or_path to merge first (create_new_adapter, or all but the last): training starts from the merged model.
   const merged = policy.finetuningType === 'lora' ? await mergedBase(policy, checkpoint) : null
-  return { cfg, resumeDir, resumeState, checkpoint: merged?.checkpoint ?? checkpoint, tokenizer, split, policy, schedule, group, stepsPerEpoch, totalSteps, warmup, device, disposeMerged: merged?.dispose }
+  return { cfg, resumeDir, resumeState, checkpoint: merged?.checkpoint ?? checkpoint, tokenizer, split, data, policy, schedule, group, stepsPerEpoch, totalSteps, warmup, device, disposeMerged: merged?.dispose }
+}
+
+/**
+ * The token store, as LLaMA-Factory's main_process_first: the first process of each node (LOCAL_RANK 0) loads or
+ * builds it while the others wait at a barrier, then they open what it wrote. A builder that fails or dies leaves
+ * the barrier, which ends the waiting ranks with an error that says so.
+ */
+async function tokenDataForRank(
+  cfg: TrainConfig,
+  modelDir: string,
+  tokenizer: TextTokenizer,
+  dataTokenizer: TextTokenizer,
+  group: ProcessGroup | null,
+  warn: (message: string) => void,
+  log: (message: string) => void,
+  signal: AbortSignal | undefined,
+): Promise<TokenData> {
+  const options: TokenDataOptions = {
+    modelDir,
+    stage: cfg.stage,
+    template: cfg.template,
+    defaultSystem: cfg.defaultSystem,
+    enableThinking: cfg.enableThinking,
+    cutoffLen: cfg.cutoffLen,
+    packing: cfg.packing,
+    dataset: cfg.dataset,
+    evalDataset: cfg.evalDataset,
+    datasetDir: cfg.datasetDir,
+    baseDir: cfg.baseDir,
+    maxSamples: cfg.maxSamples,
+    mixStrategy: cfg.mixStrategy,
+    interleaveProbs: cfg.interleaveProbs,
+    seed: cfg.seed,
+    tokenizedPath: cfg.tokenizedPath,
+    overwriteCache: cfg.overwriteCache,
+    workers: cfg.preprocessingNumWorkers,
+    tokenizer,
+    maxTokenId: Math.max(dataTokenizer.maxId, dataTokenizer.eosId, dataTokenizer.padId),
+    blockBos: dataTokenizer.addBosToken ? dataTokenizer.bosId : null,
+    signal,
+    log,
+    warn,
+  }
+  if (!group) return prepareTokenData(options)
+  const builds = group.env.localRank === 0
+  if (builds) {
+    const data = await prepareTokenData(options)
+    await group.barrier('releasing the other ranks after preparing the token store')
+    return data
+  }
+  try {
+    await group.barrier('waiting for the first process of this node to prepare the token store')
+  } catch (error) {
+    throw new TrainingError(
+      'LLAMAPRO_DATASET',
+      `rank ${group.rank}: the first process of this node (LOCAL_RANK 0), which tokenizes the data, failed or died before the token store was ready; its output says why (${(error as Error).message})`,
+    )
+  }
+  const located = await locateTokenData({ ...options, overwriteCache: false })
+  if (!located.ready) throw new TrainingError('LLAMAPRO_DATASET', `rank ${group.rank}: the token store ${located.dir} is not there after LOCAL_RANK 0 prepared it (is the cache folder on a disk this rank cannot see?)`)
+  return openTokenData(located.dir)
 }
 
 /** Phase 2: the model loaded, its trainable set and optimizer configured, and the progress a resume restores. */
@@ -386,7 +456,9 @@ async function evaluate(run: Run): Promise<{ loss: number; tokens: number }> {
   const size = cfg.perDeviceEvalBatchSize
   // With several ranks, evaluation batches are dealt round-robin and the sums added up.
   for (let i = (group?.rank ?? 0) * size; i < split.eval.length; i += size * (group?.worldSize ?? 1)) {
-    const batch = collate(split.eval.slice(i, i + cfg.perDeviceEvalBatchSize) as Sequence[], tokenizer.padId)
+    const rows = []
+    for (let j = i; j < Math.min(i + size, split.eval.length); j++) rows.push(split.eval.read(j))
+    const batch = collate(rows, tokenizer.padId)
     const result = await callNative('evaluation', () => run.model.native.loss(batch.ids, batch.labels, batch.batch, batch.seq))
     weighted += result.loss * result.tokens
     tokens += result.tokens
@@ -618,10 +690,16 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   }
   const group = ranks ? await ProcessGroup.connect(ranks, { timeoutSeconds: cfg.ddpTimeout, device: device.device, bucketBytes: Math.max(1, Math.round(cfg.ddpBucketCapMb * 1024 * 1024)) }) : null
   try {
-    const plan = await prepareData(cfg, warn, group, device)
-    // Every rank has checked output_dir before rank 0 clears or writes it.
-    if (group) await group.barrier('checking the configuration on every rank')
-    return await trainPrepared(plan, started, options)
+    const log = (message: string) => options.onEvent?.({ type: 'data', message })
+    const plan = await prepareData(cfg, warn, group, device, log, options.signal)
+    try {
+      // Every rank has checked output_dir before rank 0 clears or writes it.
+      if (group) await group.barrier('checking the configuration on every rank')
+      return await trainPrepared(plan, started, options)
+    } finally {
+      plan.data.train.close()
+      plan.data.eval?.close()
+    }
   } finally {
     group?.destroy()
   }

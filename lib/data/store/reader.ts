@@ -1,0 +1,149 @@
+/**
+ * Reads a token store (format.ts) by sequence index with positioned reads: only the small per-sequence index
+ * (offsets and learned-token counts, 12 bytes a sequence; none for packed pt blocks) is held in memory, so a
+ * training run's memory does not grow with the corpus.
+ */
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs'
+import { join } from 'node:path'
+import { DatasetError } from '../dataset.js'
+import { IGNORE_INDEX } from '../preprocess.js'
+import { IDS_FILE, LABELS_FILE, MANIFEST_FILE, OFFSETS_FILE, STORE_FORMAT, STORE_VERSION, type StoreManifest, TARGETS_FILE, bytesPerToken, ignoreSentinel } from './format.js'
+
+/** A list of sequences that can be read one at a time: a store, a part of one, or an array. */
+export interface SequenceSource {
+  readonly length: number
+  /** Tokens of sequence i. */
+  lengthOf(i: number): number
+  /** Learned tokens of sequence i (labels that are not -100, after the shift). */
+  targetsOf(i: number): number
+  read(i: number): { ids: Int32Array | number[]; labels: Int32Array | number[] }
+}
+
+/** True when `dir` holds a complete store (its manifest is written last). */
+export const isStore = (dir: string): boolean => existsSync(join(dir, MANIFEST_FILE))
+
+export function readManifest(dir: string): StoreManifest {
+  const path = join(dir, MANIFEST_FILE)
+  let manifest: StoreManifest
+  try {
+    manifest = JSON.parse(readFileSync(path, 'utf8')) as StoreManifest
+  } catch (error) {
+    throw new DatasetError(`${path}: not a token store manifest (${(error as Error).message})`)
+  }
+  if (manifest.format !== STORE_FORMAT) throw new DatasetError(`${dir} is not a llamapro token store (its manifest's format is ${JSON.stringify(manifest.format)})`)
+  if (manifest.version !== STORE_VERSION) {
+    throw new DatasetError(`${dir} is a token store of format version ${manifest.version}; this llamapro reads version ${STORE_VERSION}: delete it (or set overwrite_cache: true) to rebuild it`)
+  }
+  return manifest
+}
+
+export class TokenStore implements SequenceSource {
+  readonly manifest: StoreManifest
+  readonly length: number
+  readonly #bytes: number
+  readonly #sentinel: number
+  readonly #offsets: Float64Array | null
+  readonly #targets: Uint32Array | null
+  readonly #ids: number
+  readonly #labels: number | null
+  #buffer = Buffer.from(new ArrayBuffer(0))
+
+  private constructor(readonly dir: string) {
+    this.manifest = readManifest(dir)
+    this.length = this.manifest.sequences
+    this.#bytes = bytesPerToken(this.manifest.dtype)
+    this.#sentinel = ignoreSentinel(this.manifest.dtype)
+    const whole = (file: string) => {
+      const bytes = readFileSync(join(dir, file))
+      return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
+    }
+    this.#offsets = this.manifest.fixedLength === null ? new Float64Array(whole(OFFSETS_FILE)) : null
+    this.#targets = this.manifest.hasLabels ? new Uint32Array(whole(TARGETS_FILE)) : null
+    if (this.#offsets && this.#offsets.length !== this.length + 1) throw new DatasetError(`${join(dir, OFFSETS_FILE)}: ${this.#offsets.length} offsets for ${this.length} sequences; the store is damaged, delete it`)
+    this.#ids = openSync(join(dir, IDS_FILE), 'r')
+    this.#labels = this.manifest.hasLabels ? openSync(join(dir, LABELS_FILE), 'r') : null
+  }
+
+  static open(dir: string): TokenStore {
+    if (!isStore(dir)) throw new DatasetError(`${dir} is not a token store (no ${MANIFEST_FILE}: it was never completed)`)
+    return new TokenStore(dir)
+  }
+
+  #start(i: number): number {
+    return this.#offsets ? this.#offsets[i]! : i * this.manifest.fixedLength!
+  }
+
+  lengthOf(i: number): number {
+    return this.#offsets ? this.#offsets[i + 1]! - this.#offsets[i]! : this.manifest.fixedLength!
+  }
+
+  targetsOf(i: number): number {
+    return this.#targets ? this.#targets[i]! : this.lengthOf(i) - 1
+  }
+
+  #readTokens(fd: number, i: number, labels: boolean): Int32Array {
+    const n = this.lengthOf(i)
+    const bytes = n * this.#bytes
+    if (this.#buffer.length < bytes) this.#buffer = Buffer.from(new ArrayBuffer(bytes))
+    const position = this.#start(i) * this.#bytes
+    let got = 0
+    while (got < bytes) {
+      const read = readSync(fd, this.#buffer, got, bytes - got, position + got)
+      if (read === 0) throw new DatasetError(`${this.dir}: sequence ${i} ends past the end of its file; the store is damaged, delete it`)
+      got += read
+    }
+    const view = this.#bytes === 2 ? new Uint16Array(this.#buffer.buffer, this.#buffer.byteOffset, n) : new Uint32Array(this.#buffer.buffer, this.#buffer.byteOffset, n)
+    const out = new Int32Array(n)
+    for (let t = 0; t < n; t++) {
+      const v = view[t]!
+      out[t] = labels && v === this.#sentinel ? IGNORE_INDEX : v
+    }
+    return out
+  }
+
+  read(i: number): { ids: Int32Array; labels: Int32Array } {
+    if (!(i >= 0 && i < this.length)) throw new RangeError(`sequence ${i} is not in the store (it has ${this.length})`)
+    const ids = this.#readTokens(this.#ids, i, false)
+    return { ids, labels: this.#labels === null ? ids.slice() : this.#readTokens(this.#labels, i, true) }
+  }
+
+  close(): void {
+    closeSync(this.#ids)
+    if (this.#labels !== null) closeSync(this.#labels)
+  }
+}
+
+/** Sequences of `source` at `indices` (a held-out split, one rank's share). */
+export class SubsetSource implements SequenceSource {
+  constructor(
+    private readonly source: SequenceSource,
+    readonly indices: Uint32Array,
+  ) {}
+  get length(): number {
+    return this.indices.length
+  }
+  lengthOf(i: number): number {
+    return this.source.lengthOf(this.indices[i]!)
+  }
+  targetsOf(i: number): number {
+    return this.source.targetsOf(this.indices[i]!)
+  }
+  read(i: number) {
+    return this.source.read(this.indices[i]!)
+  }
+}
+
+/** Sequences held in memory (tests, evaluation of a small file, the demo). */
+export function arraySource(sequences: readonly { ids: number[]; labels: number[] }[]): SequenceSource {
+  return {
+    length: sequences.length,
+    lengthOf: (i) => sequences[i]!.ids.length,
+    targetsOf: (i) => {
+      const labels = sequences[i]!.labels
+      let n = 0
+      for (let t = 1; t < labels.length; t++) if (labels[t] !== IGNORE_INDEX) n++
+      return n
+    },
+    read: (i) => sequences[i]!,
+  }
+}
