@@ -15,7 +15,8 @@ export const PANDAS_NA_VALUES: ReadonlySet<string> = new Set([
 
 interface CsvRow {
   record: string[]
-  info: { lines: number; bytes: number }
+  /** csv-parse's counts so far: `lines` up to the record's last line, `empty_lines` skipped. */
+  info: { lines: number; bytes: number; empty_lines: number }
 }
 
 export async function* readCsv(file: string, options: ReadOptions = {}): AsyncGenerator<RawRecord> {
@@ -24,11 +25,16 @@ export async function* readCsv(file: string, options: ReadOptions = {}): AsyncGe
   stream.on('error', (error) => parser.destroy(error))
   stream.pipe(parser)
   let header: string[] | undefined
+  let endLine = 0
+  let emptyLines = 0
   try {
     for await (const row of parser as AsyncIterable<CsvRow>) {
       options.signal?.throwIfAborted()
       const fields = row.record
-      const where = `${file}:${row.info.lines}`
+      // The line a record starts on (a quoted field may span lines): after the last record and the blank lines.
+      const where = `${file}:${endLine + 1 + row.info.empty_lines - emptyLines}`
+      endLine = row.info.lines
+      emptyLines = row.info.empty_lines
       if (!header) {
         header = fields
         continue
