@@ -1,8 +1,8 @@
 /**
  * Reading throughput of the dataset readers (lib/data/readers/), MB of file per second, each format made from the
  * same records by the Python packages users write them with (pyarrow, pandas, `datasets`), plus the parquet
- * candidates side by side: hyparquet (what llamapro uses, one row group at a time from the file) and parquet-wasm
- * (the whole file in memory, decoded per row group in WebAssembly, rows through apache-arrow). Runs alternate
+ * candidates side by side: parquet-wasm (what llamapro uses: row group by row group from a file-backed Blob, decoded
+ * in WebAssembly, rows through apache-arrow) and the pure-JavaScript hyparquet (row group by row group too). Runs alternate
  * (A B A B …) so a loaded machine slows both alike; the median is reported. Includes turning rows into examples.
  * Usage: npx tsx bench/readers.ts [--mb 80] [--runs 3] [--dir /tmp/llamapro-bench-readers]
  */
@@ -10,9 +10,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { tableFromIPC } from 'apache-arrow'
-import { readParquet } from 'parquet-wasm'
-import { parquetMetadataAsync } from 'hyparquet'
+import { readParquet as readHyparquet } from './lib/hyparquet-reader.js'
 import { describeMachine, machineInfo } from '../lib/bench/machine.js'
 import { resolveDatasets, streamExamples } from '../lib/data/dataset.js'
 import { median, timeIt } from './lib/measure.js'
@@ -57,25 +55,9 @@ async function ours(file: string): Promise<number> {
   return n
 }
 
-/** parquet-wasm's way: the file in memory, each row group decoded in WebAssembly, rows read through apache-arrow. */
-async function parquetWasm(file: string): Promise<number> {
-  const bytes = new Uint8Array(readFileSync(join(dir, file)))
-  const groups = (await parquetMetadataAsync(bytes.buffer)).row_groups.length
+async function hyparquet(file: string): Promise<number> {
   let n = 0
-  for (let g = 0; g < groups; g++) {
-    const table = tableFromIPC(readParquet(bytes, { rowGroups: [g] }).intoIPCStream())
-    for (const batch of table.batches) {
-      const columns = batch.schema.fields.map((_, i) => batch.getChildAt(i)!)
-      for (let r = 0; r < batch.numRows; r++) {
-        const row: Record<string, unknown> = {}
-        batch.schema.fields.forEach((f, i) => {
-          const v = columns[i]!.get(r) as { toJSON?: () => unknown } | null
-          row[f.name] = v && typeof v === 'object' && 'toArray' in v ? JSON.parse(JSON.stringify(v)) : v
-        })
-        n++
-      }
-    }
-  }
+  for await (const _ of readHyparquet(join(dir, file))) n++
   return n
 }
 
@@ -85,12 +67,12 @@ const cases: [string, string, (file: string) => Promise<number>][] = [
   ['txt', 'pt.txt', ours],
   ['csv', 'pt.csv', ours],
   ['arrow (datasets)', 'pt.arrow', ours],
-  ['parquet snappy, 1 row group: hyparquet', 'pt-snappy.parquet', ours],
-  ['parquet snappy, 1 row group: parquet-wasm', 'pt-snappy.parquet', parquetWasm],
-  ['parquet zstd: hyparquet', 'pt-zstd.parquet', ours],
-  ['parquet zstd: parquet-wasm', 'pt-zstd.parquet', parquetWasm],
-  ['sharegpt parquet zstd (nested): hyparquet', 'sharegpt-zstd.parquet', ours],
-  ['sharegpt parquet zstd (nested): parquet-wasm', 'sharegpt-zstd.parquet', parquetWasm],
+  ['parquet snappy, 1 row group: parquet-wasm (llamapro)', 'pt-snappy.parquet', ours],
+  ['parquet snappy, 1 row group: hyparquet', 'pt-snappy.parquet', hyparquet],
+  ['parquet zstd: parquet-wasm (llamapro)', 'pt-zstd.parquet', ours],
+  ['parquet zstd: hyparquet', 'pt-zstd.parquet', hyparquet],
+  ['sharegpt parquet zstd (nested): parquet-wasm (llamapro)', 'sharegpt-zstd.parquet', ours],
+  ['sharegpt parquet zstd (nested): hyparquet (records only)', 'sharegpt-zstd.parquet', hyparquet],
 ]
 const times = new Map<string, number[]>(cases.map(([name]) => [name, []]))
 const counts = new Map<string, number>()
@@ -114,6 +96,6 @@ await writeResult(
   { machine, runs, rows },
   `# Dataset readers: throughput\n\n${describeMachine(machine)}. \`npx tsx bench/readers.ts --mb ${values.mb} --runs ${runs}\`; files written by pyarrow ` +
     `21, pandas 2.2 and datasets 4.0 from the same ~${values.mb} MB of {"text"} records (sharegpt: the same texts as ` +
-    `conversations). Seconds include turning each row into an example. Runs alternate between cases; on a loaded ` +
+    `conversations). Seconds include turning each row into an example (the hyparquet rows: reading the records only). Runs alternate between cases; on a loaded ` +
     `machine only the ratios within one run mean much.\n\n${table}\n`,
 )

@@ -9,7 +9,7 @@ import { RecordBatchReader, Vector } from 'apache-arrow'
 import { DatasetError, type RawRecord, type ReadOptions } from './record.js'
 
 /** An Arrow value (Vector for lists, StructRow proxies for structs) as plain JavaScript. */
-function plain(value: unknown): unknown {
+export function plain(value: unknown): unknown {
   if (value === null || value === undefined) return null
   if (typeof value !== 'object') return value
   if (value instanceof Vector) return Array.from(value as Iterable<unknown>, plain)
