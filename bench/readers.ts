@@ -1,8 +1,8 @@
 /**
  * Reading throughput of the dataset readers (lib/data/readers/), MB of file per second, each format made from the
  * same records by the Python packages users write them with (pyarrow, pandas, `datasets`), plus the parquet
- * candidates side by side: parquet-wasm (what llamapro uses: row group by row group from a file-backed Blob, decoded
- * in WebAssembly, rows through apache-arrow) and the pure-JavaScript hyparquet (row group by row group too). Runs alternate
+ * candidates side by side: parquet-wasm (what llamapro uses: row group by row group from a file-backed Blob,
+ * decoded in WebAssembly, rows through apache-arrow) and hyparquet (pure JavaScript, row group by row group). Runs alternate
  * (A B A B …) so a loaded machine slows both alike; the median is reported. Includes turning rows into examples.
  * Usage: npx tsx bench/readers.ts [--mb 80] [--runs 3] [--dir /tmp/llamapro-bench-readers]
  */
@@ -41,6 +41,7 @@ pd.DataFrame(rows).to_csv(f"{d}/pt.csv", index=False)
 table = pa.Table.from_pylist(rows)
 pq.write_table(table, f"{d}/pt-snappy.parquet", compression="snappy")  # pyarrow's default row groups (1Mi rows): one large group
 pq.write_table(table, f"{d}/pt-zstd.parquet", compression="zstd", row_group_size=20000)
+pq.write_table(table, f"{d}/pt-none.parquet", compression="none", row_group_size=10000)
 with tempfile.TemporaryDirectory() as tmp:
     Dataset.from_list(rows).save_to_disk(tmp)
     shutil.copy(f"{tmp}/data-00000-of-00001.arrow", f"{d}/pt.arrow")
@@ -71,8 +72,10 @@ const cases: [string, string, (file: string) => Promise<number>][] = [
   ['parquet snappy, 1 row group: hyparquet', 'pt-snappy.parquet', hyparquet],
   ['parquet zstd: parquet-wasm (llamapro)', 'pt-zstd.parquet', ours],
   ['parquet zstd: hyparquet', 'pt-zstd.parquet', hyparquet],
+  ['parquet uncompressed: parquet-wasm (llamapro)', 'pt-none.parquet', ours],
+  ['parquet uncompressed: hyparquet', 'pt-none.parquet', hyparquet],
   ['sharegpt parquet zstd (nested): parquet-wasm (llamapro)', 'sharegpt-zstd.parquet', ours],
-  ['sharegpt parquet zstd (nested): hyparquet (records only)', 'sharegpt-zstd.parquet', hyparquet],
+  ['sharegpt parquet zstd (nested): hyparquet', 'sharegpt-zstd.parquet', hyparquet],
 ]
 const times = new Map<string, number[]>(cases.map(([name]) => [name, []]))
 const counts = new Map<string, number>()

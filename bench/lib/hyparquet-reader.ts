@@ -1,6 +1,6 @@
 /**
- * The hyparquet parquet reader that llamapro used before parquet-wasm measured 2-3x faster: kept for bench/readers.ts
- * to compare against. One row group at a time from the file (snappy built in; zstd etc. via hyparquet-compressors).
+ * hyparquet (pure JavaScript; zstd through hyparquet-compressors), row group by row group from the file: the
+ * alternative to parquet-wasm that bench/readers.ts measures (bench/results/readers.md).
  */
 import { open } from 'node:fs/promises'
 import { parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type FileMetaData } from 'hyparquet'

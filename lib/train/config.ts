@@ -43,7 +43,7 @@ const KEYS = {
   freeze_extra_modules: { kind: { type: 'list' }, default: null, help: 'non-layer modules that also train (embed_tokens, norm, lm_head)' },
   freeze_trainable_layer_ids: { kind: { type: 'list' }, default: null, help: 'explicit layer indices, e.g. 10,16,17,23 (llamapro)' },
   use_llama_pro: { kind: { type: 'bool' }, default: false, help: 'train only the expanded blocks' },
-  dataset: { kind: { type: 'list' }, default: undefined, help: 'JSON/JSONL files (or names in dataset_dir/dataset_info.json), comma-separated' },
+  dataset: { kind: { type: 'list' }, default: undefined, help: 'names in dataset_dir/dataset_info.json, or paths of .json/.jsonl/.parquet/.csv/.txt/.arrow files or folders, comma-separated' },
   dataset_dir: { kind: { type: 'string' }, default: 'data', help: 'folder of dataset_info.json' },
   template: { kind: { type: 'string' }, default: 'default', help: "a LLaMA-Factory template name (default, empty, alpaca, chatml, llama3, qwen, ...: TEMPLATE_NAMES, README's list) or model (the model's own chat template)" },
   default_system: { kind: { type: 'string' }, default: null, help: "replaces the template's default system prompt" },
