@@ -1,9 +1,10 @@
 /**
  * Parquet, read one row group at a time with parquet-wasm (the Rust `parquet` crate in WebAssembly: snappy, zstd,
  * gzip, brotli, lz4) from a file-backed Blob (`fs.openAsBlob`), so only the row group being decoded is read and
- * held, never the file. Chosen over the pure-JavaScript hyparquet for its worst case: hyparquet reads zstd at
- * 13-17 MB/s here, which a few tokenizer workers outrun; parquet-wasm 31-45, and snappy at 70-100+ MB/s with both
- * (bench/results/readers.md; peak RSS alike, ~350 MB on a 239 MB file of 19 row groups). Rows
+ * held, never the file. Chosen over the pure-JavaScript hyparquet for its worst case: hyparquet is 1.2-1.7x faster
+ * on snappy and uncompressed files (both read them at >= 85 MB/s) but reads zstd at 13-27 MB/s, which a few
+ * tokenizer workers outrun, against parquet-wasm's 25-45 (bench/results/readers.md, alternated runs on a loaded
+ * machine; peak RSS alike, ~350 MB on a 239 MB file of 19 row groups). Rows
  * come out as Arrow and become plain objects as the arrow reader makes them (sharegpt's list of {from, value}
  * structs: an array of objects). Rows are numbered as pyarrow and pandas number them: row group G and row R of the
  * file, both from 0.
