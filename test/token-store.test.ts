@@ -18,7 +18,7 @@ import { StoreWriter } from '../lib/data/store/writer.js'
 import { chatTemplate, pretrainTokenizer } from '../lib/data/template.js'
 import { loadTokenizer } from '../lib/data/tokenizer.js'
 import { RankSchedule } from '../lib/distributed/sharding.js'
-import type { DatasetSource, LocatedExample } from '../lib/data/example-stream.js'
+import type { DatasetSource, LocatedExample } from '../lib/data/dataset.js'
 import { writeDatasets, writeTrainableModel } from './helpers/trainable-model.js'
 import { REPO_ROOT } from './helpers/python.js'
 

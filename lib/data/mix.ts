@@ -7,7 +7,7 @@
  * generator, not numpy's, so which example comes when differs from a Python run; the proportions are the same.
  */
 import { DatasetError } from './dataset.js'
-import type { DatasetSource, LocatedExample } from './example-stream.js'
+import type { DatasetSource, LocatedExample } from './dataset.js'
 import { mulberry32 } from '../util/random.js'
 
 export type MixStrategy = 'concat' | 'interleave_under' | 'interleave_over'

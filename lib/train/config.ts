@@ -53,7 +53,7 @@ const KEYS = {
   create_new_adapter: { kind: { type: 'bool' }, default: false, help: 'merge every adapter_name_or_path and train a new adapter on top' },
   loraplus_lr_ratio: { kind: { type: 'number-or-null' }, default: null, help: 'LoRA+: lora_B trains at this multiple of learning_rate' },
   loraplus_lr_embedding: { kind: { type: 'number', min: 0 }, default: 1e-6, help: 'LoRA+ learning rate of embedding adapters (llamapro puts no adapter on embeddings: no effect)' },
-  dataset: { kind: { type: 'list' }, default: undefined, help: 'JSON/JSONL files (or names in dataset_dir/dataset_info.json), comma-separated' },
+  dataset: { kind: { type: 'list' }, default: undefined, help: 'names in dataset_dir/dataset_info.json, or paths of .json/.jsonl/.parquet/.csv/.txt/.arrow files or folders, comma-separated' },
   dataset_dir: { kind: { type: 'string' }, default: 'data', help: 'folder of dataset_info.json' },
   template: { kind: { type: 'string' }, default: 'default', help: "a LLaMA-Factory template name (default, empty, alpaca, chatml, llama3, qwen, ...: TEMPLATE_NAMES, README's list) or model (the model's own chat template)" },
   default_system: { kind: { type: 'string' }, default: null, help: "replaces the template's default system prompt" },

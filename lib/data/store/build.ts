@@ -5,7 +5,7 @@
  */
 import { cpus } from 'node:os'
 import { DatasetError } from '../dataset.js'
-import { type DatasetSource, type LocatedExample, streamExamples } from '../example-stream.js'
+import { type DatasetSource, type LocatedExample, streamExamples } from '../dataset.js'
 import { type MixStrategy, mixExamples } from '../mix.js'
 import { ProgressBar } from '../../util/progress.js'
 import { formatBytes, formatCount, formatDuration } from '../../util/format.js'
@@ -119,7 +119,7 @@ export async function buildStore(dir: string, options: BuildOptions): Promise<St
         restarts[index]!++
         sourceBytes[index] = 0
       }
-      return streamExamples(source, { signal: options.signal, onBytes: (n) => (sourceBytes[index] = n) })
+      return streamExamples(source, { signal: options.signal, stage: settings.stage, onBytes: (n) => (sourceBytes[index] = n) })
     }
     const queue: Promise<ChunkResult>[] = []
     queue.forEach((p) => p.catch(() => undefined))

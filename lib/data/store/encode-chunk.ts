@@ -9,7 +9,7 @@
 import { join } from 'node:path'
 import { Tokenizer as RustTokenizer } from 'tokenizers'
 import { DatasetError } from '../dataset.js'
-import type { LocatedExample } from '../example-stream.js'
+import type { LocatedExample } from '../dataset.js'
 import { encodeConversation } from '../preprocess.js'
 import { type ConversationRenderer, chatTemplate, pretrainTokenizer } from '../template.js'
 import type { TextTokenizer } from '../tokenizer.js'

@@ -7,7 +7,7 @@ import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { DatasetError } from '../dataset.js'
-import type { LocatedExample } from '../example-stream.js'
+import type { LocatedExample } from '../dataset.js'
 import type { ChunkResult, EncoderSettings } from './encode-chunk.js'
 
 interface Pending {

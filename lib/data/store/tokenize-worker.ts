@@ -4,7 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { ChunkEncoder, type EncoderSettings } from './encode-chunk.js'
-import type { LocatedExample } from '../example-stream.js'
+import type { LocatedExample } from '../dataset.js'
 
 const settings = workerData as EncoderSettings
 const encoder = ChunkEncoder.create(settings)
