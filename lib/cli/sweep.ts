@@ -23,7 +23,7 @@ finished so far; the same command continues it, retraining nothing finished.
   --strategies LIST     full, last:N, first:N, pro:N, modules:a+b, ids:a,b,... (comma-separated, as bench)
   --keep DATASET        text the model should keep (dataset names or files, e.g. a sample of general English)
   --keep-stage pt|sft   how the kept text is read (default pt: plain text)
-  --eval DATASET        held-out new-domain data (default: the YAML's val_size split of the training data)
+  --eval DATASET        held-out new-domain data (default: the YAML's eval_dataset, else its val_size split of the training data)
   --steps N             optimizer steps of every run (default: the YAML's max_steps or num_train_epochs)
   --tokens N            a token budget instead: N / (batch × accumulation × cutoff_len) steps
   --seeds K             runs per strategy (default 1: no spread, so no difference is stated)

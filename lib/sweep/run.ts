@@ -134,9 +134,10 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
   const cfg = await loadTrainConfig(config, userOverrides, { cwd, partial: true })
   if (cfg.dataset.length === 0) throw new LlamaproError('LLAMAPRO_SWEEP', `${options.config}: the sweep needs a training dataset (key dataset)`)
   if (options.keep.length === 0) throw new LlamaproError('LLAMAPRO_SWEEP', 'the sweep needs the text to keep (--keep DATASET): without it, forgetting cannot be measured')
-  const evalSet = options.eval && options.eval.length > 0 ? options.eval : null
+  // --eval, else the YAML's eval_dataset (LLaMA-Factory's key), else its val_size split of the training data.
+  const evalSet = options.eval && options.eval.length > 0 ? options.eval : cfg.evalDataset.length > 0 ? cfg.evalDataset : null
   if (!evalSet && !(cfg.valSize > 0)) {
-    throw new LlamaproError('LLAMAPRO_SWEEP', `${options.config}: the sweep needs held-out new-domain data: --eval DATASET, or val_size in the YAML (a share of the training data)`)
+    throw new LlamaproError('LLAMAPRO_SWEEP', `${options.config}: the sweep needs held-out new-domain data: --eval DATASET, eval_dataset in the YAML, or val_size in the YAML (a share of the training data)`)
   }
   if (cfg.stage === 'sft' && (cfg.defaultSystem !== null || !cfg.enableThinking)) {
     warn('held-out sft data is scored with the template as llamapro eval renders it, without default_system / enable_thinking: false')
