@@ -39,6 +39,8 @@ export function sweepStrategies(text: string, numLayers: number): SweepStrategy[
   return parsed.map((s) => {
     if (seen.has(s.name)) throw new UsageError(`strategy "${s.name}" is listed twice in --strategies`)
     seen.add(s.name)
+    // A LoRA run's output is an adapter folder, which the held-out scoring would have to load over its base model.
+    if (s.lora) throw new UsageError(`strategy "${s.name}": LoRA strategies are not part of sweep yet (bench takes them); use full, last:N, first:N, pro:N, modules:..., ids:...`)
     const o = s.options
     const modules = o.freezeTrainableModules
     const ids = o.freezeTrainableLayerIds

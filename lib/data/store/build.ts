@@ -119,7 +119,7 @@ export async function buildStore(dir: string, options: BuildOptions): Promise<St
         restarts[index]!++
         sourceBytes[index] = 0
       }
-      return streamExamples(source, { signal: options.signal, stage: settings.stage, onBytes: (n) => (sourceBytes[index] = n) })
+      return streamExamples(source, { signal: options.signal, onBytes: (n) => (sourceBytes[index] = n) })
     }
     const queue: Promise<ChunkResult>[] = []
     queue.forEach((p) => p.catch(() => undefined))
