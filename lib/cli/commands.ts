@@ -76,6 +76,11 @@ export const COMMANDS: Command[] = [
     load: async () => import('./bench.js').then((m) => ({ help: m.BENCH_HELP, run: m.runBenchCommand })),
   },
   {
+    name: 'bundle',
+    summary: 'write the addon and its LibTorch into one relocatable folder, for shipping in an app',
+    load: async () => import('./bundle.js').then((m) => ({ help: m.BUNDLE_HELP, run: m.runBundle })),
+  },
+  {
     name: 'info',
     summary: 'show the LibTorch, CUDA devices, threads and BLAS llamapro runs on',
     load: async () => import('./info.js').then((m) => ({ help: m.INFO_HELP, run: m.runInfo })),
