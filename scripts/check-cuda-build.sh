@@ -36,15 +36,15 @@ fi
 built=$(date +%s)
 
 addon="$dir/repo/build/Release/llamapro.node"
-flags() { cat "$dir/repo/build/build.ninja" "$dir"/repo/build/CMakeFiles/*.dir/flags.make 2>/dev/null; }
+flags() { cat "$dir/repo/build/build.ninja" "$dir"/repo/build/CMakeFiles/*.dir/flags.make 2>/dev/null || true; }
 [ -f "$addon" ] || fail "no addon at $addon"
-flags | grep -q 'LLAMAPRO_WITH_CUDA=1' || fail "the addon was not compiled with LLAMAPRO_WITH_CUDA (the CMake output above says why)"
+grep -q 'LLAMAPRO_WITH_CUDA=1' <<< "$(flags)" || fail "the addon was not compiled with LLAMAPRO_WITH_CUDA (the CMake output above says why)"
 needed=$(readelf -d "$addon" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p' | tr '\n' ' ')
 case "$needed" in *libtorch_cuda.so*) ;; *) fail "the addon does not link libtorch_cuda.so (NEEDED: $needed)" ;; esac
 runpath=$(readelf -d "$addon" | sed -nE 's/.*\((RUNPATH|RPATH)\).*\[(.*)\]/\2/p')
 case ":$runpath:" in *":$dir/site-packages/torch/lib:"*) ;; *) fail "RUNPATH '$runpath' lacks $dir/site-packages/torch/lib" ;; esac
-! flags | grep -q 'LLAMAPRO_WITH_NCCL' || fail "NCCL was compiled in although pip's layout lacks the crt/ headers"
-tr '\n' ' ' < "$log" | tr -s ' ' | grep -q 'crt/[a-z_]*\.h is missing.*no NCCL backend' ||
+! grep -q 'LLAMAPRO_WITH_NCCL' <<< "$(flags)" || fail "NCCL was compiled in although pip's layout lacks the crt/ headers"
+tr '\n' ' ' < "$log" | tr -s ' ' | grep 'crt/[a-z_]*\.h is missing.*no NCCL backend' > /dev/null ||
   fail "the build did not say why it has no NCCL backend (expected a warning naming the missing crt/ header)"
 echo "check-cuda-build: 1/2 OK: torch $version (CUDA) as pip installs it: LLAMAPRO_WITH_CUDA, links: $needed; no NCCL, and the build says why"
 
@@ -54,7 +54,7 @@ cmake "$dir/repo/build" > "$log.nccl" 2>&1 || { cat "$log.nccl"; fail "reconfigu
 grep -q 'llamapro: c10d NCCL backend' "$log.nccl" || { cat "$log.nccl"; fail "with the crt/CCCL wheels added, NCCL was still not found usable"; }
 ninja -C "$dir/repo/build" -j "${LLAMAPRO_BUILD_JOBS:-$(nproc)}" CMakeFiles/llamapro.dir/native/process_group.cc.o >> "$log.nccl" 2>&1 ||
   { tail -n 40 "$log.nccl"; fail "native/process_group.cc does not compile with the NCCL backend"; }
-nm -C "$dir/repo/build/CMakeFiles/llamapro.dir/native/process_group.cc.o" | grep -q 'U c10d::ProcessGroupNCCL::ProcessGroupNCCL' ||
+nm -C "$dir/repo/build/CMakeFiles/llamapro.dir/native/process_group.cc.o" | grep 'U c10d::ProcessGroupNCCL::ProcessGroupNCCL' > /dev/null ||
   fail "process_group.cc.o does not construct ProcessGroupNCCL"
 nccl=$(date +%s)
 echo "check-cuda-build: 2/2 OK: with cuda-toolkit[crt,cccl] added, process_group.cc compiles the NCCL backend"
