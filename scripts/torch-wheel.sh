@@ -7,20 +7,21 @@
 #   torch                          include/, lib/, share/ (TorchConfig.cmake), its dist-info
 #   cuda-toolkit[cudart,cublas,cusparse,cusolver,...]==13.2.2   its dist-info (names the CUDA version)
 #     nvidia-cuda-runtime          nvidia/cu13/{include,lib}: cuda.h, cuda_runtime*.h, libcudart (linked)
+#     nvidia-cuda-cupti            nvidia/cu13/{include,lib}: libcupti, which libtorch_cpu itself needs to load
 #     nvidia-cublas, -cusparse, -cusolver   nvidia/cu13/include only (headers ATen/cuda includes; their libraries,
 #                                  ~1.5 GB, are never linked or loaded by a build without a GPU)
 #   nvidia-nccl-cu13               nvidia/nccl/{include,lib}: nccl.h, libnccl
-# Left out: cuDNN, cuSPARSELt, NVSHMEM, cuFFT, cuFile, CUPTI, nvJitLink, NVRTC, NVTX, triton (no header the build
+# Left out: cuDNN, cuSPARSELt, NVSHMEM, cuFFT, cuFile, nvJitLink, NVRTC, NVTX, triton (no header the build
 # includes, no library it links). Not installed by pip (so not laid out): nvidia-cuda-crt and nvidia-cuda-cccl, the
 # crt/ and <nv/target> headers ProcessGroupNCCL.hpp needs; add_cuda_header_wheels adds them for the NCCL check.
 
 torch_wheel_pip=(/usr/bin/python3 -m pip download --no-deps --only-binary=:all: --python-version 3.11
-  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_18_x86_64
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_25_x86_64 --platform manylinux_2_18_x86_64
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64
   --platform manylinux1_x86_64)
 
 # The wheels of the table above (names without their -cu12/-cu13 suffix).
-torch_wheel_wanted='^nvidia-(cuda-runtime|nccl|cublas|cusparse|cusolver)(-cu[0-9]+)?$'
+torch_wheel_wanted='^nvidia-(cuda-runtime|cuda-cupti|nccl|cublas|cusparse|cusolver)(-cu[0-9]+)?$'
 
 # requirements_of <wheel> [extras, comma-separated]: "name==version" of its Linux Requires-Dist (the unconditional
 # ones and, for extras, those of these extras), one a line.
@@ -62,7 +63,7 @@ torch_cuda_requirements() {
 # does nothing). A CPU-only torch wheel names no CUDA wheel: an error.
 fetch_torch_wheel() {
   local version="$1" dir="$2" site="$2/site-packages" wheels="$2/wheels" req w
-  if [ -f "$site/.llamapro-layout" ]; then return; fi
+  if [ -f "$site/.llamapro-layout-2" ]; then return; fi  # -2: since CUPTI is laid out
   rm -rf "$wheels" "$site" && mkdir -p "$wheels" "$site"
   "${torch_wheel_pip[@]}" "torch==$version" -d "$wheels"
   mapfile -t reqs < <(torch_cuda_requirements "$wheels"/torch-*.whl "$wheels")
@@ -82,7 +83,7 @@ fetch_torch_wheel() {
       *) unzip -q -o "$w" 'nvidia/*' -d "$site" ;;
     esac
   done
-  ls "$wheels" > "$site/.llamapro-layout"
+  ls "$wheels" > "$site/.llamapro-layout-2"
   # The CUDA header wheels pip does not install are kept (4 MB) for add_cuda_header_wheels; the rest is unpacked.
   find "$wheels" -name '*.whl' ! -name 'cuda_toolkit-*' -delete
 }

@@ -32,6 +32,6 @@ export function isSystemLibrary(name: string): boolean {
  */
 export const DLOPENED: { loader: RegExp; companions: RegExp }[] = [
   { loader: /^libtorch_cuda\.so$/, companions: /^libcaffe2_nvrtc\.so$/ },
-  { loader: /^libnvrtc\.so\.\d+$/, companions: /^libnvrtc-builtins\.so\.[\d.]+$/ },
+  { loader: /^libnvrtc\.so\.\d+$/, companions: /^libnvrtc-builtins(\.alt)?\.so\.[\d.]+$/ },
   { loader: /^libcudnn\.so\.\d+$/, companions: /^libcudnn_\w+\.so\.\d+$/ },
 ]
