@@ -52,9 +52,11 @@ for file in "$moved"/*; do
   files=$((files + 1))
   paths=$(readelf -d -W "$file" | grep -E '\((RUNPATH|RPATH)\)' || true)
   if [ "$(echo "$paths" | wc -l)" -ne 1 ] || ! grep -q '(RUNPATH) *Library runpath: \[\$ORIGIN\]$' <<< "$paths"; then echo "bad RUNPATH: $file: $paths"; bad=1; fi
-  while read -r name arrow path _; do
-    [ "$arrow" = "=>" ] || continue
-    if [ "$path" = "not" ]; then echo "$file: $name not found"; bad=1
+  while IFS= read -r line; do
+    [[ "$line" == *" => "* ]] || continue
+    name=$(sed -E 's/^[[:space:]]*//; s/ => .*//' <<< "$line")
+    path=$(sed -E 's/.* => //; s/ \(0x[0-9a-f]+\)$//' <<< "$line")  # the path may hold spaces
+    if [ "$path" = "not found" ]; then echo "$file: $name not found"; bad=1
     elif [[ "$path" != "$moved/"* ]] && ! [[ "$name" =~ ^(ld-linux-x86-64\.so\.2|lib(c|m|pthread|dl|rt|resolv|util)\.so\.[0-9]+|libstdc\+\+\.so\.6|libgcc_s\.so\.1)$ ]]; then
       echo "$file: $name from $path, outside the bundle"; bad=1
     fi
