@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, sym
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { bundle } from '../lib/bundle/bundle.js'
+import { runBundle } from '../lib/cli/bundle.js'
 import { checkManifest, readManifest, type BundleManifest } from '../lib/bundle/manifest.js'
 import { pythonPath, REPO_ROOT } from './helpers/python.js'
 
@@ -57,14 +58,26 @@ const made = join(dir, 'made')
 const moved = join(dir, 'My App', 'resources', 'llamapro bundle')
 let manifest: BundleManifest
 
+let printed = ''
+
 t.before(async () => {
-  const result = await bundle(made, { addon: ADDON })
-  manifest = result.manifest
+  // Through the CLI command's code (in this process): what `llamapro bundle made --addon <addon>` does.
+  const log = console.log
+  console.log = (text: unknown) => (printed += `${String(text)}\n`)
+  try {
+    await runBundle([made, '--addon', ADDON])
+  } finally {
+    console.log = log
+  }
+  manifest = readManifest(made)
   mkdirSync(join(dir, 'My App', 'resources'), { recursive: true })
   execFileSync('cp', ['-a', made, moved])
 })
 
 t.test('the manifest lists the addon, its LibTorch and the system libraries left out', async (t) => {
+  t.match(printed, new RegExp(`^Wrote ${made.replace(/[/.]/g, '\\$&')}: ${manifest.files.length} files, \\d+ MiB`))
+  t.match(printed, /LibTorch 1\.13\.0 \(CPU, C\+\+11 ABI\), linux-x64/)
+  t.match(printed, /needs from the system: glibc >= 2\.\d+, libstdc\+\+ GLIBCXX >= 3\.4\.\d+: .*libc\.so\.6/)
   t.equal(manifest.addon, 'llamapro.node')
   const names = manifest.files.map((f) => f.name).sort()
   t.same(readdirSync(made).sort(), [...names, 'manifest.json'].sort(), 'the folder holds exactly the listed files')
