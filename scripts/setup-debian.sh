@@ -3,7 +3,7 @@
 #   - LibTorch for the CPU (libtorch-dev), the Gloo headers its c10d needs for distributed training (libgloo-dev),
 #     and OpenBLAS (libopenblas0-pthread): without OpenBLAS, Debian's
 #     LibTorch falls back to the reference BLAS and a training step is about 25x slower;
-#   - cmake, ninja and g++ to build the addon;
+#   - cmake, ninja and g++ to build the addon; patchelf and binutils (readelf) for `llamapro bundle`;
 #   - unless --runtime-only: what the tests compare against: Debian's python3-torch (the same LibTorch under
 #     Python) and a virtual environment .venv with PyPI's safetensors and tokenizers (and llamafactory, without
 #     its dependencies, for its template code).
@@ -25,8 +25,8 @@ fi
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
-packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake ninja-build g++ make)
-if [ "$runtime_only" -eq 0 ]; then packages+=(python3-torch python3-venv python3-pip unzip binutils); fi
+packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake ninja-build g++ make patchelf binutils)
+if [ "$runtime_only" -eq 0 ]; then packages+=(python3-torch python3-venv python3-pip unzip); fi
 
 $sudo apt-get update -q
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"

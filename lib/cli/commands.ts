@@ -81,6 +81,11 @@ export const COMMANDS: Command[] = [
     load: async () => import('./sweep.js').then((m) => ({ help: m.SWEEP_HELP, run: m.runSweepCommand })),
   },
   {
+    name: 'bundle',
+    summary: 'write the addon and its LibTorch into one relocatable folder, for shipping in an app',
+    load: async () => import('./bundle.js').then((m) => ({ help: m.BUNDLE_HELP, run: m.runBundle })),
+  },
+  {
     name: 'info',
     summary: 'show the LibTorch, CUDA devices, threads and BLAS llamapro runs on',
     load: async () => import('./info.js').then((m) => ({ help: m.INFO_HELP, run: m.runInfo })),

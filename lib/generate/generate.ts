@@ -229,7 +229,8 @@ export async function* generateStream(model: LlamaModel, input: GenerateInput, o
   const random = samplerRandom(p.seed)
   const seen = new Set(p.promptIds)
   const generated: number[] = []
-  const decode = (ids: number[]) => (p.tokenizer ? p.tokenizer.decode(ids) : '')
+  // An empty reply (a stop token first) decodes to '': the tokenizer refuses an empty id list.
+  const decode = (ids: number[]) => (p.tokenizer && ids.length > 0 ? p.tokenizer.decode(ids) : '')
   let emitted = ''
   let finishReason: FinishReason = 'length'
   let stoppedBy: number | string | undefined

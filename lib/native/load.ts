@@ -1,11 +1,17 @@
 /**
- * Loads the compiled addon (build/Release/llamapro.node, through node-gyp-build) and turns a failed load into
- * an error that says what to do, instead of a raw dlopen message.
+ * Loads the compiled addon and turns a failed load into an error that says what to do, instead of a raw dlopen
+ * message. Where it comes from, first match wins:
+ *   1. setAddonDir(dir), called before the first use           a bundle written by `llamapro bundle`
+ *   2. LLAMAPRO_ADDON_DIR=<dir>                                a bundle
+ *   3. the package, through node-gyp-build: build/Release/llamapro.node, else prebuilds/<platform>-<arch>/
+ *      (where an app can drop a bundle so that it is found with no setting)
+ * A bundle's manifest.json is checked against the running platform before the addon is loaded (lib/bundle).
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { checkManifest, MANIFEST_NAME, readManifest, type BundleManifest } from '../bundle/manifest.js'
 import { LlamaproError } from '../errors.js'
 import type { NativeBinding } from './binding.js'
 
@@ -34,9 +40,44 @@ export function builtAgainst(root: string = PACKAGE_ROOT): { source: string; cma
 
 const REBUILD = 'Rebuild it with `npm rebuild llamapro` (in a checkout: `npm run build:native`).'
 
+/** Where the addon is loaded from: its file, and the bundle folder when it is one. */
+export interface AddonLocation {
+  file: string
+  bundle?: { dir: string; manifest: BundleManifest; source: 'setAddonDir' | 'LLAMAPRO_ADDON_DIR' | 'prebuilds' }
+}
+
+/** Explains a failed load of an addon from a bundle: the bundle, the missing piece, and what to do. */
+function diagnoseBundleFailure(raw: string, bundle: NonNullable<AddonLocation['bundle']>): string {
+  const { dir, manifest } = bundle
+  const made = `(made for LibTorch ${manifest.libtorch.version}${manifest.libtorch.cuda ? ' with CUDA' : ', CPU'})`
+  const remake = 'Recreate the bundle with `llamapro bundle <dir>` where the addon was built, and copy it whole.'
+  const missingVersion = /((?:GLIBCXX|CXXABI|GLIBC)_[\d.]+)' not found/.exec(raw)
+  const missingLibrary = /([\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(raw)
+  const undefinedSymbol = /undefined symbol: (\S+)/.exec(raw)
+  if (missingVersion) {
+    return (
+      `The llamapro bundle at ${dir} ${made} needs ${missingVersion[1]}, which this system's C/C++ runtime does not provide ` +
+      `(the bundle needs glibc ${manifest.requires.glibc ?? '?'} and libstdc++ GLIBCXX_${manifest.requires.glibcxx ?? '?'}). ` +
+      'Make the bundle on a system at least as old as the oldest your users run, or update this system.'
+    )
+  }
+  if (missingLibrary) {
+    const listed = manifest.files.some((f) => f.name === missingLibrary[1]) ? 'it is listed in its manifest but' : 'it is not in the bundle and'
+    return `The llamapro bundle at ${dir} ${made} lacks ${missingLibrary[1]}: ${listed} the loader cannot open it. ${remake}`
+  }
+  if (undefinedSymbol) {
+    return (
+      `The libraries in the llamapro bundle at ${dir} ${made} do not match its addon (missing symbol ${undefinedSymbol[1]}): ` +
+      `a file in it was replaced by one from another LibTorch. ${remake}`
+    )
+  }
+  return `llamapro's addon could not be loaded from the bundle at ${dir} ${made}. ${remake}`
+}
+
 /** Explains a failed addon load: what broke and what to do about it. */
-export function diagnoseLoadFailure(error: unknown, root: string = PACKAGE_ROOT): NativeLoadError {
+export function diagnoseLoadFailure(error: unknown, root: string = PACKAGE_ROOT, location?: AddonLocation): NativeLoadError {
   const raw = error instanceof Error ? error.message : String(error)
+  if (location?.bundle) return new NativeLoadError(`${diagnoseBundleFailure(raw, location.bundle)}\n  (loader said: ${raw.split('\n')[0]})`, error)
   const built = builtAgainst(root)
   const builtNote = built ? ` It was built against the LibTorch at ${built.cmakeDir} (found by ${built.source}).` : ''
   let advice: string
@@ -71,20 +112,85 @@ export function diagnoseLoadFailure(error: unknown, root: string = PACKAGE_ROOT)
   return new NativeLoadError(`${advice}\n  (loader said: ${raw.split('\n')[0]})`, error)
 }
 
-/** Loads the addon from `root`; throws NativeLoadError with a diagnosis. */
-export function loadAddon(root: string = PACKAGE_ROOT): NativeBinding {
-  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown
-  try {
-    return nodeGypBuild(root) as NativeBinding
-  } catch (error) {
-    throw diagnoseLoadFailure(error, root)
+let chosenDir: string | undefined
+let loaded: NativeBinding | undefined
+let loadedFrom: AddonLocation | undefined
+
+/**
+ * Load the addon from this bundle folder (written by `llamapro bundle`) instead of the package's build. Must be
+ * called before anything uses the addon; LLAMAPRO_ADDON_DIR does the same from the environment.
+ */
+export function setAddonDir(dir: string): void {
+  if (loaded) {
+    throw new LlamaproError(
+      'LLAMAPRO_ADDON_LOADED',
+      `setAddonDir(${JSON.stringify(dir)}): the addon is already loaded from ${loadedFrom?.file}; a process can load it once. ` +
+        'Call setAddonDir before the first llamapro call that needs LibTorch (or set LLAMAPRO_ADDON_DIR).',
+    )
   }
+  chosenDir = resolve(dir)
 }
 
-let loaded: NativeBinding | undefined
+function bundleLocation(dir: string, source: NonNullable<AddonLocation['bundle']>['source']): AddonLocation {
+  const manifest = readManifest(dir)
+  return { file: join(dir, manifest.addon), bundle: { dir, manifest, source } }
+}
+
+/**
+ * Which addon file would be loaded (see the order at the top of this file), without loading it. A bundle's
+ * manifest is read, not yet checked.
+ */
+export function locateAddon(root: string = PACKAGE_ROOT, env: NodeJS.ProcessEnv = process.env): AddonLocation {
+  if (root === PACKAGE_ROOT && chosenDir) return bundleLocation(chosenDir, 'setAddonDir')
+  if (root === PACKAGE_ROOT && env.LLAMAPRO_ADDON_DIR) return bundleLocation(resolve(env.LLAMAPRO_ADDON_DIR), 'LLAMAPRO_ADDON_DIR')
+  const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string }
+  const file = nodeGypBuild.resolve(root)
+  return existsSync(join(dirname(file), MANIFEST_NAME)) ? bundleLocation(dirname(file), 'prebuilds') : { file }
+}
+
+/** The addon file llamapro loads (or would load): what `llamapro bundle` copies by default. */
+export function addonPath(): string {
+  return loadedFrom?.file ?? locateAddon().file
+}
+
+/** Loads the addon from `root` (or the chosen bundle); throws NativeLoadError with a diagnosis. */
+export function loadAddon(root: string = PACKAGE_ROOT): NativeBinding {
+  let location: AddonLocation
+  try {
+    location = locateAddon(root)
+    if (location.bundle) checkManifest(location.bundle.dir, location.bundle.manifest)
+  } catch (error) {
+    if (error instanceof LlamaproError) throw error // the bundle's own error names it and says what to do
+    throw diagnoseLoadFailure(error, root)
+  }
+  let binding: NativeBinding
+  try {
+    binding = require(location.file) as NativeBinding
+  } catch (error) {
+    throw diagnoseLoadFailure(error, root, location)
+  }
+  if (location.bundle) {
+    const actual = binding.runtimeInfo().torchVersion
+    const { manifest, dir } = location.bundle
+    if (actual !== manifest.libtorch.version) {
+      throw new NativeLoadError(
+        `The llamapro bundle at ${dir} says LibTorch ${manifest.libtorch.version} in its ${MANIFEST_NAME}, but its libraries are LibTorch ${actual}: ` +
+          'the manifest comes from another bundle. Recreate the bundle with `llamapro bundle <dir>` and copy it whole.',
+        undefined,
+      )
+    }
+  }
+  if (root === PACKAGE_ROOT) loadedFrom = location
+  return binding
+}
 
 /** The addon, loaded once on first use (so that pure-TS features work without LibTorch). */
 export function native(): NativeBinding {
   loaded ??= loadAddon()
   return loaded
+}
+
+/** Where the loaded addon came from (undefined before the first use). */
+export function loadedAddon(): AddonLocation | undefined {
+  return loadedFrom
 }
