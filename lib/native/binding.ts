@@ -133,7 +133,7 @@ export interface NativeModelHandle {
   scatterOptimizerState(): Promise<void>
   optimizerState(): { step: number; lossScale: number; goodSteps: number; names: string[] }
   trainStep(ids: Int32Array, labels: Int32Array, batch: number, seq: number, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>
-  setGradientCheckpointing(on: boolean): void
+  setGradientCheckpointing(on: boolean, frozenLayers?: boolean): void
   insertBlocks(positions: number[]): Promise<number[]>
   tensorInfo(name: string): { shape: number[]; dtype: 'float32' | 'bfloat16' | 'float16' }
   tensorBytes(name: string, dtype: string): Promise<Uint8Array>
@@ -184,7 +184,7 @@ export interface NativeBinding {
     fileSize: number,
     items: ConvertItem[],
   ): Promise<void>
-  NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string; gradientCheckpointing?: boolean }) => NativeModelHandle
+  NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string; gradientCheckpointing?: boolean; checkpointFrozenLayers?: boolean }) => NativeModelHandle
   NativeProcessGroup: new () => NativeProcessGroupHandle
   distributedBackends(): string[]
   NativeKvCache: new (model: NativeModelHandle) => NativeKvCacheHandle
