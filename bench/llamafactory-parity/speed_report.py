@@ -55,6 +55,7 @@ def main():
                     "load_before": read_text(os.path.join(work, "load-before.txt")), "load_after": read_text(os.path.join(work, "load-after.txt"))},
         "versions": versions,
         "case": "bench/llamafactory-parity/speed/smollm2-llama-pro.yaml",
+        "max_steps": int(os.environ.get("LLAMAPRO_LF_SPEED_STEPS", "12")),
         "rounds": runs,
         "median_ratio": medians,
         "targets": {"on": 0.8, "off": 0.9},
@@ -69,6 +70,7 @@ def main():
         "# Training loop speed: llamapro against LLaMA-Factory 0.9.5 on one LLaMA-Pro YAML", "",
         f"Command: `{command}`. Case: `{report['case']}` (SmolLM2-135M-Instruct from its Q4_1 GGUF, imported as float32 and "
         "expanded to 36 layers with `--num-expand 6`; the 6 new blocks train; sft, template smollm2, cutoff_len 256, batch 4, "
+        f"max_steps {os.environ.get('LLAMAPRO_LF_SPEED_STEPS', '12')}, "
         "the 16 alpaca examples of `fixtures.ts`, float32 on the CPU).",
         f"Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}.",
         f"Machine: {report['machine']['processor']}, {report['machine']['cpus']} CPUs, no GPU; load average before "
