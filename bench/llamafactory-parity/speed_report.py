@@ -88,6 +88,10 @@ def main():
     for setting, target in report["targets"].items():
         m = medians[setting]
         lines.append(f"| {setting} | {fmt(m, 3)} | <= {target} | {'-' if m is None else ('yes' if m <= target else 'no')} |")
+    lines += ["", "Read with care: these ratios were measured on whatever machine ran the script. Where other jobs load it beyond its "
+              "cores, both tools slow down, but not necessarily alike (a plausible cause, not measured: LLaMA-Factory's torch runs a team "
+              "of 2 intra-op threads that waits for its slowest member, llamapro one intra-op thread beside BLAS's), so a loaded "
+              "machine's ratio need not be a quiet one's: compare the rounds, and the load average above."]
     if bench:
         lines += ["", f"`llamapro bench {os.path.basename(report['case'])}` in the same working folder (its own step, the settings alternating step by step; "
                   f"{bench['config']['steps']} timed steps after {bench['config']['warmup']} warm-up):", "",
