@@ -79,7 +79,10 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 
 bool LayerRecordsGraph(DecoderLayerImpl& layer, const torch::Tensor& x) {
   if (!torch::GradMode::is_enabled()) return false;
-  if (x.requires_grad()) return true;
+  return x.requires_grad() || LayerTrains(layer);
+}
+
+bool LayerTrains(DecoderLayerImpl& layer) {
   for (const auto& p : layer.parameters(/*recurse=*/true)) {
     if (p.requires_grad()) return true;
   }

@@ -18,6 +18,11 @@ namespace llamapro {
 // gradient. Layers below the lowest trainable one are not recorded at all, so they need no checkpoint.
 bool LayerRecordsGraph(DecoderLayerImpl& layer, const torch::Tensor& x);
 
+// True when one of the layer's parameters trains. LLaMA-Factory checkpoints only such layers: recomputing a frozen
+// layer costs a forward of it in every backward and saves only what its input gradient needs, so by default the
+// frozen layers between trainable ones (most of a LLaMA-Pro model) keep their activations instead.
+bool LayerTrains(DecoderLayerImpl& layer);
+
 // layer->forward(x, context), keeping only x for backward.
 torch::Tensor CheckpointedLayerForward(DecoderLayerImpl& layer, const torch::Tensor& x, const AttentionContext& context);
 

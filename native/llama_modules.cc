@@ -215,7 +215,8 @@ torch::Tensor CausalLMImpl::Hidden(const torch::Tensor& ids, c10::ScalarType com
   auto x = model->embed_tokens->forward(ids).to(compute_dtype);
   const auto context = MakeContext(ids.size(1), compute_dtype, x.device());
   for (auto& layer : model->layer_list) {
-    x = gradient_checkpointing && LayerRecordsGraph(*layer, x) ? CheckpointedLayerForward(*layer, x, context) : layer->forward(x, context);
+    const bool recompute = gradient_checkpointing && LayerRecordsGraph(*layer, x) && (checkpoint_frozen_layers || LayerTrains(*layer));
+    x = recompute ? CheckpointedLayerForward(*layer, x, context) : layer->forward(x, context);
   }
   return model->norm->forward(x);
 }

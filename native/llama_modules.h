@@ -129,9 +129,12 @@ class CausalLMImpl : public torch::nn::Module {
   std::vector<int64_t> InsertIdentityBlocks(const std::vector<int64_t>& positions);
 
   ModelSpec spec;
-  // Recompute each recorded decoder layer in backward instead of keeping its activations (see
-  // activation_checkpoint.h). On by default, as in LLaMA-Factory.
+  // Recompute decoder layers in backward instead of keeping their activations (see activation_checkpoint.h).
+  // On by default, as in LLaMA-Factory, and like LLaMA-Factory only for the layers that hold a trainable parameter:
+  // a frozen layer above the lowest trainable one keeps what its input gradient needs. With
+  // checkpoint_frozen_layers those are recomputed as well (least memory; one more forward of each of them).
   bool gradient_checkpointing = true;
+  bool checkpoint_frozen_layers = false;
   Decoder model{nullptr};
   Linear lm_head{nullptr};
   std::shared_ptr<LoraRuntime> lora_runtime = std::make_shared<LoraRuntime>();

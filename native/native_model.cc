@@ -224,6 +224,9 @@ NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Nati
   if (options.Has("gradientCheckpointing") && !options.Get("gradientCheckpointing").IsUndefined()) {
     state_->module->gradient_checkpointing = js::Bool(options.Get("gradientCheckpointing"), "options.gradientCheckpointing");
   }
+  if (options.Has("checkpointFrozenLayers") && !options.Get("checkpointFrozenLayers").IsUndefined()) {
+    state_->module->checkpoint_frozen_layers = js::Bool(options.Get("checkpointFrozenLayers"), "options.checkpointFrozenLayers");
+  }
   ReportMemory(env, state_->ParameterBytes());
 }
 
@@ -567,13 +570,16 @@ Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
       });
 }
 
-// setGradientCheckpointing(on: boolean): recompute decoder layers in backward instead of keeping activations
+// setGradientCheckpointing(on: boolean, frozenLayers?: boolean): recompute the decoder layers that train (and with
+// frozenLayers the frozen ones backward passes through too) in backward instead of keeping their activations
 Napi::Value NativeModel::SetGradientCheckpointing(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto state = State(env);
   const bool on = js::Bool(info[0], "on");
+  const bool frozen = info.Length() > 1 && !info[1].IsUndefined() ? js::Bool(info[1], "frozenLayers") : state->module->checkpoint_frozen_layers;
   const auto lock = LockOrBusy(env, *state, "setGradientCheckpointing");
   state->module->gradient_checkpointing = on;
+  state->module->checkpoint_frozen_layers = frozen;
   return env.Undefined();
 }
 

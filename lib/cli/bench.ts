@@ -4,8 +4,12 @@ import { parseModelDtype } from '../checkpoint/dtypes.js'
 import { UsageError } from '../errors.js'
 import type { Device } from '../model/llama-model.js'
 import { parseArgs, parseInteger } from './args.js'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { writeFileAtomically } from '../util/atomic-dir.js'
 
 export const BENCH_HELP = `llamapro bench <model_dir | tiny | small | 1b | 8b> [options]
+llamapro bench <train.yaml> [--gradient-checkpointing on,off,all] [--steps S] [--warmup W] [--out DIR] [--json]
 
 Times the real training step for several freeze strategies on one model (random weights for the presets), and
 reports step time (median, p10, p90), tokens/s, trainable parameters, peak memory, analytic FLOPs per token,
@@ -33,7 +37,13 @@ invocation and each strategy gets the ratio llamapro / PyTorch.
                       127.0.0.1, --threads per process, default 1), speed-up, efficiency and the gradient bytes
                       all-reduced per step beside full fine-tuning's
   --zero-stage 1      with --nproc: also the N ranks with ZeRO stage 1 (AdamW state sharded), beside them
-                      without it: step-time ratio and AdamW bytes per rank`
+                      without it: step-time ratio and AdamW bytes per rank
+
+With a training YAML: times the step \`llamapro train\` runs on it (its data, template, padding, batches in order,
+freeze policy, dtype, optimizer options), one copy of the model per checkpointing setting, the settings taking
+turns step by step. --gradient-checkpointing takes on (the layers that train are recomputed, the default), off,
+all (frozen layers too), comma-separated (default on,off); --steps (default: the run's, at most 12) after
+--warmup (default 1). Nothing is written to the YAML's output_dir. The losses are those train logs.`
 
 function zeroStageFlag(value: string | undefined): 0 | 1 {
   if (value === undefined || value === '0') return 0
@@ -66,6 +76,42 @@ async function runScalingCommand(argv: string[], positionals: string[], values: 
   return 0
 }
 
+async function runTrainConfigCommand(argv: string[], yaml: string, values: Record<string, string | boolean | undefined>): Promise<number> {
+  const fromYaml = ['strategies', 'batch', 'seq', 'threads', 'device', 'dtype', 'baseline', 'paired', 'goal', 'nproc', 'zero-stage']
+  // --strategies has a default; the others are set only when given.
+  for (const flag of fromYaml) {
+    if (values[flag] !== undefined && !(flag === 'strategies' && !argv.some((a) => a === '--strategies' || a.startsWith('--strategies=')))) {
+      throw new UsageError(`--${flag} does not apply to a training YAML: the bench takes it from ${yaml} (change it there or give a model folder)`)
+    }
+  }
+  const text = argv.some((a) => a === '--gradient-checkpointing' || a.startsWith('--gradient-checkpointing=')) ? (values['gradient-checkpointing'] as string) : 'on,off'
+  const modes = text.split(',').map((v) => v.trim())
+  const { CHECKPOINTING_MODES, benchTrainConfig, formatTrainConfigBench } = await import('../bench/train-config-bench.js')
+  if (modes.some((m) => !(CHECKPOINTING_MODES as readonly string[]).includes(m)) || new Set(modes).size !== modes.length) {
+    throw new UsageError(`--gradient-checkpointing with a YAML takes distinct values among on, off, all (comma-separated), got ${JSON.stringify(text)}`)
+  }
+  const report = await benchTrainConfig({
+    config: yaml,
+    checkpointing: modes as ('on' | 'off' | 'all')[],
+    steps: parseInteger(values.steps as string | undefined, '--steps', { min: 1 }),
+    warmup: parseInteger(values.warmup as string | undefined, '--warmup', { min: 0 }),
+    onProgress: values.json ? undefined : (m) => console.error(`bench: ${m}`),
+  })
+  const formatted = formatTrainConfigBench(report)
+  if (values.out) {
+    const dir = values.out as string
+    await mkdir(dir, { recursive: true })
+    await writeFileAtomically(join(dir, 'report.json'), `${JSON.stringify({ command: `llamapro bench ${argv.join(' ')}`, ...report }, null, 2)}\n`)
+    await writeFileAtomically(join(dir, 'report.md'), `# llamapro bench on a training YAML\n\nCommand: \`llamapro bench ${argv.join(' ')}\`\n\n${formatted}\n`)
+  }
+  if (values.json) console.log(JSON.stringify(report, null, 2))
+  else {
+    console.log(formatted)
+    if (values.out) console.log(`report: ${values.out}/report.md`)
+  }
+  return 0
+}
+
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -90,6 +136,7 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
       'zero-stage': { type: 'string' },
     },
   })
+  if (positionals.length === 1 && /\.ya?ml$/i.test(positionals[0]!)) return runTrainConfigCommand(argv, positionals[0]!, values)
   const nproc = parseInteger(values.nproc, '--nproc', { min: 2 })
   if (nproc !== undefined) return runScalingCommand(argv, positionals, values, nproc)
   if (values['zero-stage'] !== undefined) throw new UsageError('--zero-stage needs --nproc N (ZeRO stage 1 shards the optimizer state over the ranks)')

@@ -26,8 +26,10 @@ batch, sequence length and dtype come from it; flags override.
   --dtype D                          float32 (default), bfloat16 or float16 activations
   --pure-bf16                        bfloat16 master weights too
   --device cpu|cuda                  where training would run (the estimate differs slightly; default cpu)
-  --gradient-checkpointing on|off    recompute decoder layers in backward (default on, or the YAML's
-                                     disable_gradient_checkpointing)
+  --gradient-checkpointing on|off|all
+                                     recompute the decoder layers that train in backward (on, the default, or
+                                     the YAML's disable_gradient_checkpointing); all: the frozen layers above
+                                     the lowest trainable one too (the YAML's checkpoint_frozen_layers)
   --nproc N                          data-parallel ranks: the estimate is per rank (default 1)
   --zero-stage 0|1                   1: ZeRO stage 1, AdamW state sharded over the N ranks (default 0, or the
                                      YAML's zero_stage)
@@ -85,6 +87,7 @@ export async function runPlan(argv: string[]): Promise<number> {
   let dtypes: { compute: ModelDtype; master: ModelDtype } = { compute: 'float32', master: 'float32' }
   let device: 'cpu' | 'cuda' = 'cpu'
   let gradientCheckpointing = true
+  let checkpointFrozenLayers = false
   let zeroStage: 0 | 1 = 0
   let bucketBytes = 25 * 1024 * 1024
   let isFile = false
@@ -102,6 +105,7 @@ export async function runPlan(argv: string[]): Promise<number> {
     dtypes = trainingDtypes(config)
     device = config.device.startsWith('cuda') ? 'cuda' : 'cpu'
     gradientCheckpointing = !config.disableGradientCheckpointing
+    checkpointFrozenLayers = config.checkpointFrozenLayers
     zeroStage = config.zeroStage
     bucketBytes = Math.max(1, Math.round(config.ddpBucketCapMb * 1024 * 1024))
   }
@@ -113,8 +117,9 @@ export async function runPlan(argv: string[]): Promise<number> {
   }
   if (values['gradient-checkpointing'] !== undefined) {
     const flag = values['gradient-checkpointing']
-    if (flag !== 'on' && flag !== 'off') throw new UsageError(`--gradient-checkpointing must be on or off, got ${JSON.stringify(flag)}`)
-    gradientCheckpointing = flag === 'on'
+    if (flag !== 'on' && flag !== 'off' && flag !== 'all') throw new UsageError(`--gradient-checkpointing must be on, off or all, got ${JSON.stringify(flag)}`)
+    gradientCheckpointing = flag !== 'off'
+    checkpointFrozenLayers = flag === 'all'
   }
   if (values.device !== undefined) {
     if (!/^(cpu|cuda(:\d+)?)$/.test(values.device)) throw new UsageError(`--device must be cpu or cuda, got ${JSON.stringify(values.device)}`)
@@ -147,6 +152,7 @@ export async function runPlan(argv: string[]): Promise<number> {
     attention: attentionKind(),
     device,
     gradientCheckpointing,
+    checkpointFrozenLayers,
     nproc,
     zeroStage,
     bucketBytes,
@@ -184,7 +190,7 @@ export function formatPlan(r: PlanReport): string {
   lines.push('')
   lines.push(`parameters  ${formatCount(r.trainableParams)} trainable of ${formatCount(r.totalParams)} (${r.trainablePercent.toFixed(2)}%)`)
   const m = r.memory
-  lines.push(`memory      one step, batch ${m.batch} x ${m.seq}, ${m.computeDtype} activations, ${m.masterDtype} master weights, activation checkpointing ${m.gradientCheckpointing ? 'on' : 'off'}`)
+  lines.push(`memory      one step, batch ${m.batch} x ${m.seq}, ${m.computeDtype} activations, ${m.masterDtype} master weights, activation checkpointing ${m.gradientCheckpointing ? (m.checkpointFrozenLayers ? 'on, frozen layers too' : 'on') : 'off'}`)
   if (m.nproc > 1) lines.push(`            per rank of ${m.nproc}${m.zeroStage === 1 ? `, ZeRO stage 1: optimizer state is this rank's 1/${m.nproc} share` : ', every rank holds the whole optimizer state (zero_stage 0)'}`)
   for (const [label, value] of [
     ['weights', m.weights],

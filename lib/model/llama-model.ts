@@ -37,10 +37,17 @@ export interface LoadOptions {
   dtype?: ModelDtype
   /**
    * Activation checkpointing (default true, as LLaMA-Factory's disable_gradient_checkpointing: false): each
-   * decoder layer that backward passes through keeps only its input and is recomputed in backward. Costs about
-   * one more forward pass of those layers; saves most of the activation memory. Results are the same.
+   * decoder layer that holds a trainable parameter keeps only its input and is recomputed in backward, as
+   * LLaMA-Factory does; frozen layers keep what their input gradient needs. Costs one more forward pass of the
+   * trainable layers; results are the same.
    */
   gradientCheckpointing?: boolean
+  /**
+   * With checkpointing, also recompute the frozen layers backward passes through (default false): the least
+   * activation memory (one layer input each), for one more forward pass of every such layer — in a LLaMA-Pro
+   * model most of them.
+   */
+  checkpointFrozenLayers?: boolean
   /** A PEFT LoRA adapter folder to apply on top of the weights (unmerged; see loadAdapter). */
   adapter?: string
 }
@@ -101,7 +108,10 @@ export interface ForwardResult {
 
 const DEVICE_PATTERN = /^(cpu|cuda|cuda:\d+)$/
 
-function checkLoadOptions(options: LoadOptions, fallbackDtype: ModelDtype): { device: Device; dtype: ModelDtype; gradientCheckpointing: boolean } {
+function checkLoadOptions(
+  options: LoadOptions,
+  fallbackDtype: ModelDtype,
+): { device: Device; dtype: ModelDtype; gradientCheckpointing: boolean; checkpointFrozenLayers: boolean } {
   const device = options.device ?? 'cpu'
   if (typeof device !== 'string' || !DEVICE_PATTERN.test(device)) {
     throw new LlamaproError('LLAMAPRO_ARG', `device must be 'cpu', 'cuda' or 'cuda:<n>', got ${JSON.stringify(device)}`)
@@ -114,7 +124,11 @@ function checkLoadOptions(options: LoadOptions, fallbackDtype: ModelDtype): { de
   if (typeof gradientCheckpointing !== 'boolean') {
     throw new LlamaproError('LLAMAPRO_ARG', `gradientCheckpointing must be true or false, got ${JSON.stringify(gradientCheckpointing)}`)
   }
-  return { device, dtype, gradientCheckpointing }
+  const checkpointFrozenLayers = options.checkpointFrozenLayers ?? false
+  if (typeof checkpointFrozenLayers !== 'boolean') {
+    throw new LlamaproError('LLAMAPRO_ARG', `checkpointFrozenLayers must be true or false, got ${JSON.stringify(checkpointFrozenLayers)}`)
+  }
+  return { device, dtype, gradientCheckpointing, checkpointFrozenLayers }
 }
 
 export class LlamaModel {
@@ -172,8 +186,8 @@ export class LlamaModel {
 
   /** Loads an already opened (validated) checkpoint. */
   static async fromCheckpoint(checkpoint: Checkpoint, options: LoadOptions = {}): Promise<LlamaModel> {
-    const { device, dtype, gradientCheckpointing } = checkLoadOptions(options, checkpoint.dtype)
-    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(checkpoint.config), { device, dtype, gradientCheckpointing }))
+    const { device, dtype, gradientCheckpointing, checkpointFrozenLayers } = checkLoadOptions(options, checkpoint.dtype)
+    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(checkpoint.config), { device, dtype, gradientCheckpointing, checkpointFrozenLayers }))
     const model = new LlamaModel(handle, checkpoint.config, { ...checkpoint.rawConfig }, {
       device,
       dtype,
@@ -201,9 +215,9 @@ export class LlamaModel {
   static async random(rawConfig: Record<string, unknown>, options: RandomModelOptions = {}): Promise<LlamaModel> {
     const config = parseModelConfig(rawConfig, 'config')
     const declared = config.dtype ?? 'float32'
-    const { device, dtype, gradientCheckpointing } = checkLoadOptions(options, declared)
+    const { device, dtype, gradientCheckpointing, checkpointFrozenLayers } = checkLoadOptions(options, declared)
     const range = typeof rawConfig.initializer_range === 'number' ? rawConfig.initializer_range : 0.02
-    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(config), { device, dtype, gradientCheckpointing }))
+    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(config), { device, dtype, gradientCheckpointing, checkpointFrozenLayers }))
     const model = new LlamaModel(handle, config, { ...rawConfig }, { device, dtype, sourceDtype: options.dtype ?? declared })
     await callNative('initialising random weights', () => handle.initRandom(options.seed ?? 0, options.std ?? range))
     return model
@@ -246,12 +260,17 @@ export class LlamaModel {
   }
 
   /**
-   * Turns activation checkpointing on or off for the following training steps (see LoadOptions). Only the decoder
-   * layers that backward passes through are recomputed: those at or above the lowest trainable parameter.
+   * Turns activation checkpointing on or off for the following training steps (see LoadOptions): the decoder
+   * layers that train are recomputed, and with `options.frozenLayers` (default: as loaded) the frozen ones
+   * backward passes through (those above the lowest trainable parameter) as well.
    */
-  setGradientCheckpointing(on: boolean): void {
+  setGradientCheckpointing(on: boolean, options: { frozenLayers?: boolean } = {}): void {
     if (typeof on !== 'boolean') throw new LlamaproError('LLAMAPRO_ARG', `setGradientCheckpointing: expected true or false, got ${JSON.stringify(on)}`)
-    callNativeSync('setGradientCheckpointing', () => this.native.setGradientCheckpointing(on))
+    const frozen = options.frozenLayers
+    if (frozen !== undefined && typeof frozen !== 'boolean') {
+      throw new LlamaproError('LLAMAPRO_ARG', `setGradientCheckpointing: frozenLayers must be true or false, got ${JSON.stringify(frozen)}`)
+    }
+    callNativeSync('setGradientCheckpointing', () => this.native.setGradientCheckpointing(on, frozen))
   }
 
   /**

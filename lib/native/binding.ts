@@ -147,7 +147,7 @@ export interface NativeModelHandle {
   scatterOptimizerState(): Promise<void>
   optimizerState(): { step: number; lossScale: number; goodSteps: number; names: string[] }
   trainStep(ids: Int32Array, labels: Int32Array, batch: number, seq: number, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>
-  setGradientCheckpointing(on: boolean): void
+  setGradientCheckpointing(on: boolean, frozenLayers?: boolean): void
   insertBlocks(positions: number[]): Promise<number[]>
   /** Adds frozen LoRA adapters (A kaiming-uniform, B zero); returns their parameter names. */
   addLora(options: NativeLoraOptions): Promise<string[]>
@@ -200,7 +200,7 @@ export interface NativeBinding {
     fileSize: number,
     items: ConvertItem[],
   ): Promise<void>
-  NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string; gradientCheckpointing?: boolean }) => NativeModelHandle
+  NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string; gradientCheckpointing?: boolean; checkpointFrozenLayers?: boolean }) => NativeModelHandle
   NativeProcessGroup: new () => NativeProcessGroupHandle
   distributedBackends(): string[]
   NativeKvCache: new (model: NativeModelHandle) => NativeKvCacheHandle

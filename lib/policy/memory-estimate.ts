@@ -5,9 +5,10 @@
  * whether the hidden state requires grad. Below the lowest trainable parameter nothing is saved at all: that is
  * where freeze tuning saves its memory.
  *
- * With activation checkpointing (the default, as in LLaMA-Factory) each decoder layer that autograd records keeps
- * only its input; in backward it is recomputed, so one layer's activations are alive at a time, next to the
- * gradients produced so far.
+ * With activation checkpointing (the default, as in LLaMA-Factory) each decoder layer that holds a trainable
+ * parameter keeps only its input; in backward it is recomputed, so one such layer's activations are alive at a
+ * time, next to the gradients produced so far. Frozen layers above the lowest trainable one keep what their input
+ * gradient needs, as in LLaMA-Factory, unless `checkpointFrozenLayers` recomputes them too.
  */
 import type { ModelConfig } from '../checkpoint/config.js'
 import { type ModelDtype, modelDtypeSize } from '../checkpoint/dtypes.js'
@@ -32,6 +33,8 @@ export interface MemoryEstimateInput {
   device?: 'cpu' | 'cuda'
   /** Activation checkpointing of the decoder layers (default true, as the model and LLaMA-Factory default). */
   gradientCheckpointing?: boolean
+  /** With checkpointing, also recompute the frozen layers backward passes through (default false). */
+  checkpointFrozenLayers?: boolean
   /** Ranks of a data-parallel run (default 1): the estimate is per rank. */
   nproc?: number
   /** 1: ZeRO stage 1, AdamW state sharded over the ranks (default 0). */
@@ -59,6 +62,7 @@ export interface MemoryEstimate {
   /** With checkpointing: the activations of the largest recomputed layer, alive while it back-propagates. */
   recomputed: number
   gradientCheckpointing: boolean
+  checkpointFrozenLayers: boolean
   /** The expected high-water mark of one training step (optimizer state already allocated). */
   peak: number
   assumptions: string
@@ -100,11 +104,13 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
   const up = c === 4 ? 0 : 4 // RMSNorm upcasts to float32: a separate copy unless already float32
 
   const checkpointing = input.gradientCheckpointing ?? true
+  const checkpointFrozen = checkpointing && (input.checkpointFrozenLayers ?? false)
   const gradBytes = (prefix: string) => parameters.reduce((sum, p) => sum + (p.name.startsWith(prefix) && trainable.has(p.name) ? p.numel * m : 0), 0)
   let saved = 0
   let g = trains('model.embed_tokens.')
-  // Per recorded layer: what it saves (all of it without checkpointing, its input with), and its gradients.
-  const recorded: { saved: number; gradients: number }[] = []
+  // Per recorded layer: what it saves, what it keeps until backward (all of that, or its input when it is
+  // checkpointed), its gradients, and whether it is recomputed.
+  const recorded: { saved: number; kept: number; gradients: number; checkpointed: boolean }[] = []
   const fusedNorms = (input.device ?? 'cpu') === 'cpu' && c === 4
   // RMSNorm. Fused (float32 on the CPU): keeps its input whenever anything needs a gradient. Composite: pow keeps
   // its float32 input when the input needs a gradient; weight * normed keeps normed for the weight's gradient.
@@ -140,8 +146,14 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
     if (downTrains) saved += N * f * c
     g = gh || gm || downTrains
     if (saved > before) {
-      recorded.push({ saved: saved - before, gradients: gradBytes(p) })
-      if (checkpointing) saved = before + N * h * c // the layer's input, kept for the recomputation
+      const gradients = gradBytes(p)
+      const checkpointed = checkpointing && (gradients > 0 || checkpointFrozen)
+      if (checkpointed) {
+        recorded.push({ saved: saved - before, kept: N * h * c, gradients, checkpointed })
+        saved = before + N * h * c // the layer's input, kept for the recomputation
+      } else {
+        recorded.push({ saved: saved - before, kept: saved - before, gradients, checkpointed })
+      }
     }
   }
   const gFinal = rmsNorm(g, trains('model.norm.'))
@@ -157,20 +169,24 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
   // activations are freed; at the optimizer step AdamW's temporaries for the largest tensor come on top.
   const forwardBackward = weights + optimizer + activations
   const step = weights + gradients + optimizer + Math.max(communication, 2 * largestTrainable * m)
-  // With checkpointing, backward meets layer i (top down) with the inputs of layers <= i still kept, the
+  // With checkpointing, backward meets a recomputed layer i (top down) with what the layers below it keep, the
   // gradients of everything above it done, its own activations recomputed and its gradients being produced,
   // and the incoming and outgoing gradient of the hidden state.
   let recompute = 0
   let recomputed = 0
-  if (checkpointing && recorded.length > 0) {
+  if (recorded.some((r) => r.checkpointed)) {
     const layerGradients = recorded.reduce((sum, r) => sum + r.gradients, 0)
     const embedGradients = config.tieWordEmbeddings ? 0 : gradBytes('model.embed_tokens.')
     let gradientsDone = gradients - layerGradients - embedGradients
+    let keptUpTo = recorded.reduce((sum, r) => sum + r.kept, 0)
     for (let k = recorded.length - 1; k >= 0; k--) {
       const layer = recorded[k]!
-      recomputed = Math.max(recomputed, layer.saved)
       gradientsDone += layer.gradients
-      recompute = Math.max(recompute, weights + optimizer + gradientsDone + (k + 1) * N * h * c + layer.saved + 2 * N * h * c)
+      if (layer.checkpointed) {
+        recomputed = Math.max(recomputed, layer.saved)
+        recompute = Math.max(recompute, weights + optimizer + gradientsDone + keptUpTo + layer.saved + 2 * N * h * c)
+      }
+      keptUpTo -= layer.kept
     }
   }
   const peak = Math.max(forwardBackward, step, recompute)
@@ -184,8 +200,9 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
     activations,
     recomputed,
     gradientCheckpointing: checkpointing,
+    checkpointFrozenLayers: checkpointFrozen,
     peak,
-    assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}, activation checkpointing ${checkpointing ? 'on' : 'off'}` +
+    assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}, activation checkpointing ${checkpointing ? (checkpointFrozen ? 'on, frozen layers too' : 'on') : 'off'}` +
       (nproc > 1 ? `, per rank of ${nproc}${zeroStage === 1 ? ', ZeRO stage 1 (AdamW state sharded)' : ''}` : ''),
   }
 }

@@ -26,6 +26,8 @@ export interface PlanInput {
   device?: 'cpu' | 'cuda'
   /** Activation checkpointing of the decoder layers (default true). */
   gradientCheckpointing?: boolean
+  /** With checkpointing, the frozen layers backward passes through are recomputed too (default false). */
+  checkpointFrozenLayers?: boolean
   /** Data-parallel ranks (the estimate is per rank), ZeRO stage and gradient bucket size. */
   nproc?: number
   zeroStage?: 0 | 1
@@ -170,6 +172,7 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
     attention: input.attention,
     device: input.device,
     gradientCheckpointing: input.gradientCheckpointing,
+    checkpointFrozenLayers: input.checkpointFrozenLayers,
     nproc: input.nproc,
     zeroStage: input.zeroStage,
     bucketBytes: input.bucketBytes,

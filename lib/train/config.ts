@@ -88,6 +88,11 @@ const KEYS = {
   fp16: { kind: { type: 'bool' }, default: false, help: 'float16 activations with loss scaling (CUDA)' },
   pure_bf16: { kind: { type: 'bool' }, default: false, help: 'bfloat16 everywhere, master weights included' },
   disable_gradient_checkpointing: { kind: { type: 'bool' }, default: false, help: 'keep every activation instead of recomputing decoder layers in backward' },
+  checkpoint_frozen_layers: {
+    kind: { type: 'bool' },
+    default: false,
+    help: 'with checkpointing, also recompute the frozen layers above the lowest trainable one (least memory, slower; llamapro)',
+  },
   seed: { kind: { type: 'int' }, default: 42, help: 'random seed (data order)' },
   logging_steps: { kind: { type: 'int', min: 1 }, default: 500, help: 'log every N optimizer steps' },
   save_steps: { kind: { type: 'int', min: 1 }, default: 500, help: 'checkpoint every N optimizer steps' },
@@ -204,6 +209,8 @@ export interface TrainConfig {
   pureBf16: boolean
   /** false (default, as LLaMA-Factory): decoder layers are recomputed in backward (activation checkpointing). */
   disableGradientCheckpointing: boolean
+  /** true: checkpointing also recomputes frozen layers (llamapro's key; LLaMA-Factory checkpoints only trainable layers). */
+  checkpointFrozenLayers: boolean
   seed: number
   loggingSteps: number
   saveSteps: number
@@ -448,6 +455,7 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     fp16: get('fp16') as boolean,
     pureBf16: get('pure_bf16') as boolean,
     disableGradientCheckpointing: get('disable_gradient_checkpointing') as boolean,
+    checkpointFrozenLayers: get('checkpoint_frozen_layers') as boolean,
     seed: get('seed') as number,
     loggingSteps,
     saveSteps: get('save_steps') as number,

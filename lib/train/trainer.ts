@@ -18,6 +18,7 @@ import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
 import { info, setThreads } from '../info.js'
 import { LlamaModel } from '../model/llama-model.js'
 import { callNative } from '../native/call.js'
+import type { NativeTrainStepOptions } from '../native/binding.js'
 import { type TrainablePlan as FreezePolicy, freezePolicy } from '../policy/freeze-policy.js'
 import { OutputExistsError, describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
 import { VERSION } from '../version.js'
@@ -147,7 +148,7 @@ function checkTokenIds(maxStoreId: number, tokenizer: TextTokenizer, vocabSize: 
 }
 
 /** What the data phase decides before any model is loaded. */
-interface RunPlan {
+export interface RunPlan {
   cfg: TrainConfig
   resumeDir: string | null
   resumeState: TrainerState | undefined
@@ -180,7 +181,7 @@ interface Progress {
 }
 
 /** Phase 1: everything a user can get wrong is checked, and the data prepared, before the model is loaded. */
-async function prepareData(
+export async function prepareData(
   cfg: TrainConfig,
   warn: (message: string) => void,
   group: ProcessGroup | null,
@@ -294,25 +295,51 @@ async function tokenDataForRank(
   return openTokenData(located.dir)
 }
 
-/** Phase 2: the model loaded, its trainable set and optimizer configured, and the progress a resume restores. */
-async function prepareModel(plan: RunPlan, warn: (message: string) => void): Promise<{ model: LlamaModel; progress: Progress }> {
-  const { cfg, resumeDir, resumeState, checkpoint, policy, split } = plan
+/**
+ * The model as the loop trains it: loaded with the run's dtype and checkpointing, attached to the process group,
+ * its trainable set and optimizer configured (what `llamapro bench <train.yaml>` times, too).
+ */
+export async function loadTrainingModel(plan: RunPlan, overrides: { gradientCheckpointing?: boolean; checkpointFrozenLayers?: boolean } = {}): Promise<LlamaModel> {
+  const { cfg, checkpoint, policy } = plan
   const { compute, master } = trainingDtypes(cfg)
   if (cfg.threads > 0) setThreads(cfg.threads)
-  const model = await LlamaModel.fromCheckpoint(checkpoint, { device: plan.device.device, dtype: compute, gradientCheckpointing: !cfg.disableGradientCheckpointing })
+  const model = await LlamaModel.fromCheckpoint(checkpoint, {
+    device: plan.device.device,
+    dtype: compute,
+    gradientCheckpointing: overrides.gradientCheckpointing ?? !cfg.disableGradientCheckpointing,
+    checkpointFrozenLayers: overrides.checkpointFrozenLayers ?? cfg.checkpointFrozenLayers,
+  })
   try {
     if (plan.group) model.native.attachProcessGroup(plan.group.handle, { zeroStage: cfg.zeroStage })
     if (policy.finetuningType === 'lora') await applyLora(model, cfg, policy)
     await model.setTrainable(policy.trainable, { masterDtype: master })
-    const trainableParams = model.parameters().filter((p) => p.requiresGrad)
-    const groups = loraOptimizerGroups(policy.finetuningType === 'lora' ? cfg : { loraplusLrRatio: null }, trainableParams, noWeightDecay)
+    const groups = optimizerGroups(model, plan)
     model.native.configureOptimizer({ noDecay: groups.noDecay, step: 0, lossScaling: cfg.fp16, lrScale: groups.lrScale })
+    return model
+  } catch (error) {
+    model.dispose()
+    throw error
+  }
+}
+
+/** The optimizer's parameter groups: no weight decay for norms and biases; LoRA+'s learning-rate factors. */
+function optimizerGroups(model: LlamaModel, plan: RunPlan) {
+  const trainableParams = model.parameters().filter((p) => p.requiresGrad)
+  return loraOptimizerGroups(plan.policy.finetuningType === 'lora' ? plan.cfg : { loraplusLrRatio: null }, trainableParams, noWeightDecay)
+}
+
+/** Phase 2: the model loaded, its trainable set and optimizer configured, and the progress a resume restores. */
+async function prepareModel(plan: RunPlan, warn: (message: string) => void): Promise<{ model: LlamaModel; progress: Progress }> {
+  const { cfg, resumeDir, resumeState, policy, split } = plan
+  const model = await loadTrainingModel(plan)
+  try {
     const progress: Progress = { step: 0, epoch: 0, batchIndex: 0, logHistory: [], window: { loss: 0, steps: 0 } }
     if (resumeState) {
       const state = resumeState
       await loadOptimizerState(model, resumeDir!)
       // zero_stage 1: each rank keeps its shard of the whole state the checkpoint holds.
       await callNative('sharding the optimizer state (zero_stage 1)', () => model.native.scatterOptimizerState())
+      const groups = optimizerGroups(model, plan)
       model.native.configureOptimizer({
         noDecay: groups.noDecay,
         lrScale: groups.lrScale,
@@ -491,6 +518,43 @@ interface LoopOutcome {
   evalLoss: number | null
   /** Gradient bytes each rank all-reduced in its last update (0 in a single process). */
   allReducedBytes: number
+  /** Wall time of the loop (steps, logging, evaluation, intermediate checkpoints), as transformers' train_runtime. */
+  loopSeconds: number
+}
+
+/**
+ * The [epoch, batch index] of the micro-batches of the next optimizer step, advancing `position`: an epoch's
+ * last update takes the micro-batches that are left.
+ */
+export function takeMicroBatches(position: { epoch: number; batchIndex: number }, batchesPerEpoch: number, accumulation: number): [number, number][] {
+  const micro: [number, number][] = []
+  for (let j = 0; j < accumulation; j++) {
+    if (position.batchIndex >= batchesPerEpoch) {
+      if (j > 0) break
+      position.epoch++
+      position.batchIndex = 0
+    }
+    micro.push([position.epoch, position.batchIndex++])
+  }
+  return micro
+}
+
+/**
+ * The native step options of one micro-batch: `weight` is its share of the optimizer step's target tokens; the
+ * last one clips and updates, and reports per-parameter gradient norms when the step is logged.
+ */
+export function microStepOptions(cfg: TrainConfig, step: { lr: number; weight: number; last: boolean; logging: boolean }): NativeTrainStepOptions {
+  return {
+    lossMultiplier: step.weight,
+    update: step.last,
+    lr: step.lr,
+    beta1: cfg.adamBeta1,
+    beta2: cfg.adamBeta2,
+    eps: cfg.adamEpsilon,
+    weightDecay: cfg.weightDecay,
+    maxGradNorm: cfg.maxGradNorm,
+    reportParamNorms: step.logging && step.last,
+  }
 }
 
 /** Phase 3: the loop. One optimizer step per iteration: its micro-batches, then logging, evaluation, saving. */
@@ -505,21 +569,14 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
         `The last good checkpoint is ${run.lastCheckpoint ?? 'none (no checkpoint was written yet)'}. ` +
         'Lower learning_rate, check the data, or train in bf16 or float32.',
     )
-  const outcome: LoopOutcome = { aborted: false, runLoss: 0, runTokens: 0, evalLoss: null, allReducedBytes: 0 }
+  const loopStart = performance.now()
+  const outcome: LoopOutcome = { aborted: false, runLoss: 0, runTokens: 0, evalLoss: null, allReducedBytes: 0, loopSeconds: 0 }
   let windowTokens = 0
   let windowStart = performance.now()
   const warnedLayers = new Set<string>()
 
   while (progress.step < totalSteps) {
-    const micro: [number, number][] = []
-    for (let j = 0; j < accumulation; j++) {
-      if (progress.batchIndex >= schedule.batchesPerEpoch) {
-        if (j > 0) break // the epoch's last update takes the micro-batches that are left
-        progress.epoch++
-        progress.batchIndex = 0
-      }
-      micro.push([progress.epoch, progress.batchIndex++])
-    }
+    const micro = takeMicroBatches(progress, schedule.batchesPerEpoch, accumulation)
     const step = progress.step
     const lr = learningRateAt(step, totalSteps, warmup, cfg.lrSchedulerType, cfg.learningRate)
     const logging = (step + 1) % cfg.loggingSteps === 0 || step + 1 === totalSteps
@@ -540,15 +597,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
       const weight = windowTargets > 0 ? batch.targetTokens / windowTargets : 1 / batches.length
       result = await callNative('training step', () =>
         model.native.trainStep(batch.ids, batch.labels, batch.batch, batch.seq, {
-          lossMultiplier: weight,
-          update: last,
-          lr,
-          beta1: cfg.adamBeta1,
-          beta2: cfg.adamBeta2,
-          eps: cfg.adamEpsilon,
-          weightDecay: cfg.weightDecay,
-          maxGradNorm: cfg.maxGradNorm,
-          reportParamNorms: logging && last,
+          ...microStepOptions(cfg, { lr, weight, last, logging }),
           ...(cfg.finetuningType === 'lora' && cfg.loraDropout > 0 ? { dropoutSeed: dropoutSeed(cfg.seed, plan.group?.rank ?? 0, step, j) } : {}),
           // All ranks stop together: a stop request on any rank travels with the last micro-batch's gradients.
           ...(plan.group && last ? { reduceExtras: [stepLoss, run.signal?.aborted ? 1 : 0] } : {}),
@@ -612,6 +661,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
       break
     }
   }
+  outcome.loopSeconds = (performance.now() - loopStart) / 1000
   return outcome
 }
 
@@ -651,12 +701,15 @@ async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
     checkpoints: run.checkpoints,
     logHistory: progress.logHistory,
   }
+  // As transformers' Trainer: train_runtime is the training loop, without loading the data and the model before it
+  // and writing the final model after it (TrainResult.seconds has the whole run).
+  const loop = outcome.loopSeconds
   const results = {
     epoch: step / stepsPerEpoch,
     train_loss: result.trainLoss,
-    train_runtime: seconds,
-    train_steps_per_second: stepsRun / Math.max(seconds, 1e-9),
-    train_tokens_per_second: result.tokensPerSecond,
+    train_runtime: loop,
+    train_steps_per_second: stepsRun / Math.max(loop, 1e-9),
+    train_tokens_per_second: outcome.runTokens / Math.max(loop, 1e-9),
     ...(outcome.evalLoss !== null ? { eval_loss: outcome.evalLoss } : {}),
   }
   if (run.writes) {
