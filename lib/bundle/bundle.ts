@@ -31,7 +31,7 @@ export interface BundleOptions {
   /** Replace a non-empty out_dir. */
   force?: boolean
   /** The environment ldd resolves in (default: this process's; LD_LIBRARY_PATH there is honoured). */
-  env?: NodeJS.ProcessEnv
+  env?: Record<string, string | undefined>
   onProgress?: (message: string) => void
 }
 
@@ -61,7 +61,7 @@ async function sha256(path: string): Promise<string> {
 }
 
 /** Names (sonames) to bundle, each with the file it is copied from. */
-async function collectLibraries(addon: string, env: NodeJS.ProcessEnv): Promise<{ bundled: Map<string, string>; system: { name: string; path: string }[] }> {
+async function collectLibraries(addon: string, env: Record<string, string | undefined>): Promise<{ bundled: Map<string, string>; system: { name: string; path: string }[] }> {
   const bundled = new Map<string, string>()
   const system: { name: string; path: string }[] = []
   const missing: string[] = []

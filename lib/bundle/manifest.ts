@@ -25,7 +25,7 @@ export interface BundleManifest {
   formatVersion: number
   llamapro: string
   created: string
-  platform: NodeJS.Platform
+  platform: string
   arch: string
   /** The addon's Node-API version. */
   napi: number

@@ -140,7 +140,7 @@ function bundleLocation(dir: string, source: NonNullable<AddonLocation['bundle']
  * Which addon file would be loaded (see the order at the top of this file), without loading it. A bundle's
  * manifest is read, not yet checked.
  */
-export function locateAddon(root: string = PACKAGE_ROOT, env: NodeJS.ProcessEnv = process.env): AddonLocation {
+export function locateAddon(root: string = PACKAGE_ROOT, env: Record<string, string | undefined> = process.env): AddonLocation {
   if (root === PACKAGE_ROOT && chosenDir) return bundleLocation(chosenDir, 'setAddonDir')
   if (root === PACKAGE_ROOT && env.LLAMAPRO_ADDON_DIR) return bundleLocation(resolve(env.LLAMAPRO_ADDON_DIR), 'LLAMAPRO_ADDON_DIR')
   const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string }

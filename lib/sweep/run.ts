@@ -259,6 +259,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
       const losses = await heldOutLosses(run.dir, sets, cfg, device, options.signal)
       const domainAfter = domainSet ? losses[0]! : { loss: result.evalLoss ?? NaN, tokens: 0 }
       const keepAfter = losses[domainSet ? 1 : 0]!
+      const loop = JSON.parse(await readFile(join(run.dir, 'all_results.json'), 'utf8')) as { train_runtime: number; train_tokens_per_second: number }
       const record: RunRecord = {
         strategy: run.strategy.name,
         seed: run.seed,
@@ -268,8 +269,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
         totalParams: total,
         steps: lastStep || stepsThisRun,
         tokens,
-        seconds: result.seconds,
-        tokensPerSecond: result.tokensPerSecond,
+        // The training loop's time, as all_results.json's train_runtime (transformers' definition: without loading and saving).
+        seconds: loop.train_runtime,
+        tokensPerSecond: loop.train_tokens_per_second,
         peakMemoryBytes,
         device,
         domain: { before: start.domain, after: domainAfter.loss, tokens: domainAfter.tokens },

@@ -30,6 +30,7 @@ import { copySideFiles } from '../checkpoint/side-files.js'
 import { type DeviceChoice, chooseDevice } from './device.js'
 import type { LogRecord, TrainEvent, TrainResult } from './events.js'
 import { TrainingError } from './errors.js'
+import { InterruptedError } from '../errors.js'
 import { writeLossPlot } from './loss-plot.js'
 import { checkOutputDirSeparate, clearRunOutputs } from './output-dir.js'
 import { learningRateAt, warmupStepsFor } from './schedule.js'
@@ -744,7 +745,11 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   const group = ranks ? await ProcessGroup.connect(ranks, { timeoutSeconds: cfg.ddpTimeout, device: device.device, bucketBytes: Math.max(1, Math.round(cfg.ddpBucketCapMb * 1024 * 1024)) }) : null
   try {
     const log = (message: string) => options.onEvent?.({ type: 'data', message })
-    const plan = await prepareData(cfg, warn, group, device, log, options.signal)
+    const plan = await prepareData(cfg, warn, group, device, log, options.signal).catch((error: unknown) => {
+      // Streams stopped by the signal throw a generic AbortError: report the interruption the caller asked for.
+      if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new InterruptedError()
+      throw error
+    })
     try {
       // Every rank has checked output_dir before rank 0 clears or writes it.
       if (group) await group.barrier('checking the configuration on every rank')

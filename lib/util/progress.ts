@@ -8,14 +8,21 @@ export interface ProgressBarOptions {
   total: number
   /** Formats a quantity of work (bytes, steps) for display. */
   format?: (n: number) => string
-  stream?: NodeJS.WriteStream
+  stream?: ProgressStream
   label?: string
+}
+
+/** What a progress bar writes to: a terminal stream such as process.stderr (declared without Node's types). */
+export interface ProgressStream {
+  isTTY?: boolean
+  columns?: number
+  write(text: string): unknown
 }
 
 export class ProgressBar {
   readonly #total: number
   readonly #format: (n: number) => string
-  readonly #stream: NodeJS.WriteStream
+  readonly #stream: ProgressStream
   readonly #label: string
   readonly #enabled: boolean
   readonly #started = performance.now()

@@ -3,6 +3,7 @@
  * worker threads, packed, and written to a token store (format.ts) with a progress bar and the totals at the end.
  * Memory stays bounded whatever the corpus size: the chunks in flight, one packing block, the write buffers.
  */
+import type { ProgressStream } from '../../util/progress.js'
 import { cpus } from 'node:os'
 import { DatasetError } from '../dataset.js'
 import { type DatasetSource, type LocatedExample, streamExamples } from '../dataset.js'
@@ -31,7 +32,7 @@ export interface BuildOptions {
   /** One line of progress or totals, for the log. */
   log?: (line: string) => void
   /** Where the progress bar is drawn (stderr when a terminal). */
-  progressStream?: NodeJS.WriteStream
+  progressStream?: ProgressStream
 }
 
 /** Examples per chunk sent to a worker: big enough to amortise the message, small enough to keep all busy. */

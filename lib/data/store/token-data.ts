@@ -8,6 +8,7 @@
  *   output_dir (which overwrite_output_dir clears), so any run over the same data and tokenizer starts at once.
  * `overwrite_cache: true` rebuilds either.
  */
+import type { ProgressStream } from '../../util/progress.js'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { readFile, readdir } from 'node:fs/promises'
@@ -44,7 +45,7 @@ export interface TokenDataOptions extends Omit<EncoderSettings, 'tokenizer'> {
   signal?: AbortSignal
   log?: (line: string) => void
   warn?: (line: string) => void
-  progressStream?: NodeJS.WriteStream
+  progressStream?: ProgressStream
 }
 
 export interface TokenData {
