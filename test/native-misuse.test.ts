@@ -1,7 +1,8 @@
 // The addon refuses misuse with JS errors: foreign native objects and plain objects where a NativeModel or a
 // NativeProcessGroup is expected (a TypeError naming the class; before, maxAbsDifference(aKvCache) hung), and batch
 // shapes that are negative, not integers, overflow int64 or disagree with the typed arrays (a RangeError or TypeError
-// naming the argument; before, batch * seq could wrap to match an empty array). The calls run in a child process, so
+// naming the argument; before, batch * seq could wrap to match an empty array and crash), and bad ids or lengths
+// given to a KV cache. Each call is repeated 50 times. The calls run in a child process, so
 // that a crash or a hang fails this test (naming the case that was running) instead of killing tap.
 import t from 'tap'
 import { spawn } from 'node:child_process'

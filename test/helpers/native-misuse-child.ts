@@ -63,6 +63,15 @@ cases.push(['loss(short labels)', () => m.loss!(ids(8), ids(7), 2, 4), { type: '
 cases.push(['trainStep(Float32Array ids)', () => m.trainStep!(new Float32Array(8), ids(8), 2, 4, options), { type: 'TypeError', message: /ids must be an Int32Array/ }])
 cases.push(['forward(plain array ids)', () => m.forward!([1, 2], 1, 2), { type: 'TypeError', message: /ids must be an Int32Array/ }])
 
+const c = cache as unknown as Record<string, (...args: unknown[]) => unknown>
+cases.push(['kvCache.step(empty Int32Array)', () => c.step!(ids(0), false), { type: 'TypeError', message: /ids must hold 1\.\.\d+ token ids/ }])
+cases.push(['kvCache.step(Float32Array)', () => c.step!(new Float32Array(2), false), { type: 'TypeError', message: /ids must be an Int32Array/ }])
+cases.push(['kvCache.step(id outside the vocabulary)', () => c.step!(Int32Array.of(-5), false), { type: 'Error', message: /token id -5 at position 0 is outside the vocabulary/ }])
+cases.push(['kvCache.truncate(-1)', () => c.truncate!(-1), { type: 'Error', message: /truncate: length -1 is outside 0\.\.0/ }])
+cases.push(['kvCache.truncate(NaN)', () => c.truncate!(NaN), { type: 'TypeError', message: /length must be finite|length must be a number/ }])
+cases.push(['kvCache.truncate(2 ** 53)', () => c.truncate!(2 ** 53), { type: 'TypeError', message: /length must be an integer/ }])
+cases.push(['forward(id outside the vocabulary)', () => m.forward!(Int32Array.of(0, 1 << 30), 1, 2), { type: 'Error', message: /token id 1073741824 at position 1 is outside the vocabulary/ }])
+
 function report(line: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify(line) + '\n')
 }
