@@ -16,6 +16,23 @@ namespace llamapro::js {
   throw error;
 }
 
+[[noreturn]] inline void RangeError(Napi::Env env, const std::string& message) {
+  Napi::Error error = Napi::RangeError::New(env, message);
+  error.Value().Set("code", Napi::String::New(env, "LLAMAPRO_ARG"));
+  throw error;
+}
+
+// a * b for sizes from JS that reach an allocation or a pointer: a RangeError naming `what` when either is negative
+// or the product does not fit in int64.
+inline int64_t CheckedProduct(Napi::Env env, int64_t a, int64_t b, const std::string& what) {
+  int64_t product = 0;
+  if (a < 0 || b < 0) RangeError(env, what + " has a negative factor (" + std::to_string(a) + " * " + std::to_string(b) + ")");
+  if (__builtin_mul_overflow(a, b, &product)) {
+    RangeError(env, what + " overflows (" + std::to_string(a) + " * " + std::to_string(b) + ")");
+  }
+  return product;
+}
+
 inline Napi::Value Field(const Napi::Object& obj, const char* key) { return obj.Get(key); }
 
 inline double Number(const Napi::Value& value, const std::string& what) {

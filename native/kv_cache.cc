@@ -10,6 +10,7 @@
 #include "async_work.h"
 #include "fused_ops.h"
 #include "js_convert.h"
+#include "js_unwrap.h"
 #include "native_model.h"
 
 namespace llamapro {
@@ -171,15 +172,14 @@ Napi::Function NativeKvCache::Define(Napi::Env env) {
                      });
 }
 
+const napi_type_tag NativeKvCache::kTypeTag = {0x6c6c616d6170726fULL, 0x4b76436163686521ULL};
+
 // new NativeKvCache(model: NativeModel)
 NativeKvCache::NativeKvCache(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeKvCache>(info) {
   Napi::Env env = info.Env();
-  const auto obj = js::Object(info[0], "model");
-  // Unwrapping an object of another wrapped class would reinterpret its pointer: check the type tag first.
-  if (!IsNativeModel(env, obj)) js::TypeError(env, "model must be a NativeModel");
-  NativeModel* model = Napi::ObjectWrap<NativeModel>::Unwrap(obj);
-  if (model == nullptr) js::TypeError(env, "model must be a NativeModel");
+  NativeModel* model = js::Unwrap<NativeModel>(info[0], "model");
   cache_ = std::make_shared<KvCacheState>(model->State(env));
+  js::TagAs<NativeKvCache>(info);
 }
 
 NativeKvCache::~NativeKvCache() {

@@ -47,6 +47,9 @@ class KvCacheState {
 
 class NativeKvCache : public Napi::ObjectWrap<NativeKvCache> {
  public:
+  // Tags every NativeKvCache object, so that js::Unwrap (js_unwrap.h) refuses it where another class is expected.
+  static const napi_type_tag kTypeTag;
+  static constexpr const char* kClassName = "NativeKvCache";
   static Napi::Function Define(Napi::Env env);
   explicit NativeKvCache(const Napi::CallbackInfo& info);
   ~NativeKvCache() override;

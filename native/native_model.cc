@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "async_work.h"
+#include "js_unwrap.h"
 #include "js_convert.h"
 #include "memory_stats.h"
 #include "tensor_io.h"
@@ -129,8 +130,10 @@ Batch BatchFromJs(const Napi::CallbackInfo& info, bool with_labels) {
   const size_t shape_at = with_labels ? 2 : 1;
   b.batch = js::Integer(info[shape_at], "batch");
   b.seq = js::Integer(info[shape_at + 1], "seq");
-  if (b.batch <= 0 || b.seq <= 0) js::TypeError(info.Env(), "batch and seq must be positive");
-  const size_t count = static_cast<size_t>(b.batch * b.seq);
+  if (b.batch <= 0) js::RangeError(info.Env(), "batch must be positive (got " + std::to_string(b.batch) + ")");
+  if (b.seq <= 0) js::RangeError(info.Env(), "seq must be positive (got " + std::to_string(b.seq) + ")");
+  // Checked before the length comparison: a wrapped product could match a short array and reach from_blob.
+  const size_t count = static_cast<size_t>(js::CheckedProduct(info.Env(), b.batch, b.seq, "batch * seq"));
   b.ids = js::Int32s(info[0], count, "ids");
   if (with_labels) b.labels = js::Int32s(info[1], count, "labels");
   return b;
@@ -194,17 +197,12 @@ Napi::Function NativeModel::Define(Napi::Env env) {
                      });
 }
 
-const napi_type_tag kNativeModelTypeTag = {0x6c6c616d6170726fULL, 0x4e61746976654d6fULL};
-
-bool IsNativeModel(Napi::Env env, const Napi::Object& object) {
-  bool result = false;
-  return napi_check_object_type_tag(env, object, &kNativeModelTypeTag, &result) == napi_ok && result;
-}
+const napi_type_tag NativeModel::kTypeTag = {0x6c6c616d6170726fULL, 0x4e61746976654d6fULL};
 
 // new NativeModel(spec, { device, dtype, gradientCheckpointing? })
 NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
   Napi::Env env = info.Env();
-  napi_type_tag_object(env, info.This(), &kNativeModelTypeTag);
+  js::TagAs<NativeModel>(info);
   const auto spec = SpecFromJs(js::Object(info[0], "spec"));
   const auto options = js::Object(info[1], "options");
   const auto device = DeviceFromString(env, js::String(options.Get("device"), "options.device"));
@@ -694,9 +692,7 @@ Napi::Value NativeModel::TensorMaxAbs(const Napi::CallbackInfo& info) {
 Napi::Value NativeModel::MaxAbsDifference(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto state = State(env);
-  const auto other_obj = js::Object(info[0], "other");
-  auto* other = Napi::ObjectWrap<NativeModel>::Unwrap(other_obj);
-  if (other == nullptr) js::TypeError(env, "other must be a NativeModel");
+  auto* other = js::Unwrap<NativeModel>(info[0], "other");
   auto other_state = other->State(env);
   const auto pairs_js = js::Array(info[1], "pairs");
   std::vector<std::pair<std::string, std::string>> pairs;

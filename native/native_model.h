@@ -9,12 +9,11 @@
 
 namespace llamapro {
 
-// Tags every NativeModel object, so that code receiving one from JS can check its type before unwrapping it.
-extern const napi_type_tag kNativeModelTypeTag;
-bool IsNativeModel(Napi::Env env, const Napi::Object& object);
-
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
+  // Tags every NativeModel object; js::Unwrap<NativeModel> (js_unwrap.h) checks it before unwrapping.
+  static const napi_type_tag kTypeTag;
+  static constexpr const char* kClassName = "NativeModel";
   static Napi::Function Define(Napi::Env env);
   explicit NativeModel(const Napi::CallbackInfo& info);
   ~NativeModel() override;

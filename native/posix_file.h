@@ -1,4 +1,4 @@
-// A file descriptor with positioned reads and writes that retry on EINTR and short transfers, and errors that name
+// A file descriptor with positioned reads and writes that retry on EINTR and short transfers (a zero-byte one throws), and errors that name
 // the file and what was being read or written. Shared by checkpoint I/O (tensor_io.cc) and GGUF conversion
 // (dequant.cc): both read validated ranges of one file and write another, off the JS thread.
 #pragma once
@@ -61,6 +61,8 @@ class PosixFile {
         if (errno == EINTR) continue;
         throw std::runtime_error(path_ + ": writing " + what + " failed (" + std::strerror(errno) + ")");
       }
+      // pwrite may legally write nothing without an error; retrying would loop forever.
+      if (put == 0) throw std::runtime_error(path_ + ": writing " + what + " made no progress (0 bytes written at offset " + std::to_string(offset) + ")");
       in += put;
       nbytes -= put;
       offset += put;

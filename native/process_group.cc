@@ -20,6 +20,7 @@
 
 #include "async_work.h"
 #include "js_convert.h"
+#include "js_unwrap.h"
 
 namespace llamapro {
 
@@ -318,11 +319,7 @@ void Communicator::Barrier() {
 
 // ---- JS wrapper ----
 
-namespace {
-// Tags the JS objects this class wraps, so that an arbitrary object passed as a process group is refused
-// instead of being unwrapped as one.
-const napi_type_tag kProcessGroupTag = {0x6c6c616d6170726fULL, 0x70726f6367727570ULL};
-}  // namespace
+const napi_type_tag NativeProcessGroup::kTypeTag = {0x6c6c616d6170726fULL, 0x70726f6367727570ULL};
 
 Napi::Function NativeProcessGroup::Define(Napi::Env env) {
   return DefineClass(env, "NativeProcessGroup",
@@ -335,7 +332,7 @@ Napi::Function NativeProcessGroup::Define(Napi::Env env) {
 }
 
 NativeProcessGroup::NativeProcessGroup(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeProcessGroup>(info) {
-  napi_type_tag_object(info.Env(), info.This(), &kProcessGroupTag);
+  js::TagAs<NativeProcessGroup>(info);
 }
 
 std::shared_ptr<Communicator> NativeProcessGroup::Require(Napi::Env env) const {
@@ -402,10 +399,7 @@ Napi::Value NativeProcessGroup::Destroy(const Napi::CallbackInfo& info) {
 
 std::shared_ptr<Communicator> CommunicatorFromJs(const Napi::Value& value, const char* what) {
   Napi::Env env = value.Env();
-  bool tagged = false;
-  if (value.IsObject()) napi_check_object_type_tag(env, value, &kProcessGroupTag, &tagged);
-  if (!tagged) js::TypeError(env, std::string(what) + " must be a NativeProcessGroup");
-  auto* group = Napi::ObjectWrap<NativeProcessGroup>::Unwrap(value.As<Napi::Object>());
+  auto* group = js::Unwrap<NativeProcessGroup>(value, what);
   if (!group->communicator()) ThrowJs(env, std::string(what) + " is not connected", "LLAMAPRO_DISTRIBUTED");
   return group->communicator();
 }

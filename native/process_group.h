@@ -72,6 +72,9 @@ std::shared_ptr<Communicator> CommunicatorFromJs(const Napi::Value& value, const
 
 class NativeProcessGroup : public Napi::ObjectWrap<NativeProcessGroup> {
  public:
+  // Tags every NativeProcessGroup object; js::Unwrap<NativeProcessGroup> (js_unwrap.h) checks it before unwrapping.
+  static const napi_type_tag kTypeTag;
+  static constexpr const char* kClassName = "NativeProcessGroup";
   static Napi::Function Define(Napi::Env env);
   explicit NativeProcessGroup(const Napi::CallbackInfo& info);
   std::shared_ptr<Communicator> communicator() const { return communicator_; }
