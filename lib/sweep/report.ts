@@ -158,7 +158,7 @@ function markdown(report: SweepReport, outDir: string, charts: string[]): string
   lines.push(
     '',
     'Each run is an ordinary `llamapro train` output folder (`runs/<strategy>/seed-<n>/`); its figures are in its `sweep_run.json`. ' +
-      'Wall time is the trainer\'s (data preparation, steps, saving the model); timings on a shared machine are noise unless measured in the same run.',
+      'Wall time is the training loop\'s (all_results.json\'s train_runtime: without data preparation, loading and saving); timings on a shared machine are noise unless measured in the same run.',
     '',
     '| run | seed | tokens | wall time (s) | tokens/s | new domain after | kept text after |',
     '|---|---|---|---|---|---|---|',
