@@ -26,7 +26,7 @@ endif()
 
 set(LLAMAPRO_CAFFE2_USES_CUDA OFF)
 if(Caffe2_DIR AND EXISTS "${Caffe2_DIR}/Caffe2Config.cmake")
-  file(STRINGS "${Caffe2_DIR}/Caffe2Config.cmake" _llamapro_cuda_line REGEX "set\\(CAFFE2_USE_CUDA 1\\)")
+  file(STRINGS "${Caffe2_DIR}/Caffe2Config.cmake" _llamapro_cuda_line REGEX "set\\(CAFFE2_USE_CUDA (1|ON)\\)")  # torch 2.15 writes 1, 2.11 writes ON
   if(_llamapro_cuda_line)
     set(LLAMAPRO_CAFFE2_USES_CUDA ON)
   endif()
