@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <sstream>
 #include <stdexcept>
 
 namespace llamapro {
@@ -183,11 +182,65 @@ void ModelState::ZeroGradients() {
   }
 }
 
+const char* SkipReasonName(SkipReason reason) {
+  switch (reason) {
+    case SkipReason::kNonfiniteLoss:
+      return "nonfinite-loss";
+    case SkipReason::kNonfiniteGrad:
+      return "nonfinite-grad";
+    case SkipReason::kNone:
+      break;
+  }
+  return nullptr;
+}
+
+// The recipe of one step. Every micro-step runs forward and backward; the last one (options.update) also syncs the
+// gradients over the ranks, unscales and measures them, and then — on every rank alike, because the numbers it
+// decides on were summed over the ranks — either skips the step or clips, steps AdamW and grows the loss scale.
 TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens,
                                       const TrainStepOptions& options) {
   const auto trainable = TrainableParams();
   if (trainable.empty()) throw std::invalid_argument("no parameter is trainable: call setTrainable() with the names to train");
   TrainStepResult result;
+  ForwardBackward(ids, labels, counted_tokens, options, result);
+  result.loss_scale = scaler.scale;
+  if (!options.update) return result;
+
+  const auto update_start = std::chrono::steady_clock::now();
+  torch::NoGradGuard no_grad;
+  auto numbers = TakeStepNumbers(options);
+  const auto sync = MakeGradientSync(trainable, communicator.get(), Sharded() ? &Zero() : nullptr);
+  sync->Reduce(numbers, result);                                             // gradient sync (none / all-reduce / ZeRO-1)
+  sync->Unscale(scaler.UnscaleFactor());                                     // undo the fp16 loss scale
+  sync->Norms(numbers, options.report_param_norms, result);                  // global norm; numbers summed by now
+  result.step_loss = numbers.loss;
+  result.stop_requested = numbers.stop_requested > 0;
+  for (size_t r = 0; r < numbers.nonfinite_loss.size(); ++r) {
+    if (numbers.nonfinite_loss[r] > 0) result.nonfinite_loss_ranks.push_back(static_cast<int>(r));
+  }
+  if (!result.nonfinite_loss_ranks.empty()) {
+    result.skipped = SkipReason::kNonfiniteLoss;
+  } else if (!std::isfinite(result.grad_norm)) {
+    result.skipped = SkipReason::kNonfiniteGrad;
+  }
+  if (result.skipped != SkipReason::kNone) {
+    scaler.Backoff();                                                        // fp16: a lower scale next time
+  } else {
+    sync->Step(optimizer, options.hyper, ClipCoefficient(result.grad_norm, options.max_grad_norm));  // clip + AdamW
+    scaler.Grow();                                                           // fp16: a higher scale after enough good steps
+    result.updated = true;
+  }
+  sync->Discard();
+  ZeroGradients();
+  result.loss_scale = scaler.scale;
+  result.update_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - update_start).count();
+  return result;
+}
+
+// Forward and backward of one micro-batch; its gradients add to the parameters' .grad and its weighted loss to the
+// step's. A non-finite loss is only noted here: the decision is the update's, taken alike on every rank.
+void ModelState::ForwardBackward(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens, const TrainStepOptions& options,
+                                 TrainStepResult& result) {
   result.tokens = counted_tokens;
   // LoRA dropout draws one mask per layer and pass; checkpointing's recompute in backward reuses it.
   struct LoraPass {
@@ -206,70 +259,25 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
     if (options.dropout_seed) torch::manual_seed(*options.dropout_seed);
     lora_pass.emplace(*module);
   }
-  if (counted_tokens > 0) {
-    const auto loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype);
-    const double multiplier = options.loss_multiplier * (scaler.enabled ? scaler.scale : 1.0);
-    (loss * multiplier).backward();
-    result.loss = loss.item<double>();  // read after backward is queued, so a GPU never waits on the host here
-    if (!std::isfinite(result.loss)) {
-      ZeroGradients();
-      result.skipped = true;
-      result.skip_reason = "the loss is not finite";
-      result.loss_scale = scaler.scale;
-      return result;
-    }
-  }
-  if (options.update) {
-    const auto update_start = std::chrono::steady_clock::now();
-    torch::NoGradGuard no_grad;
-    if (communicator) {
-      result.reduced_extras = options.reduce_extras;
-      if (result.reduced_extras.empty()) result.reduced_extras.push_back(0.0);
-      result.reduced_extras[0] += result.loss * options.loss_multiplier;
-      if (Sharded()) {
-        Zero().Update(*communicator, trainable, optimizer, scaler, options, result);
-        ZeroGradients();
-        result.loss_scale = scaler.scale;
-        result.update_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - update_start).count();
-        return result;
-      }
-      result.reduced_bytes = communicator->AllReduceGradients(trainable, result.reduced_extras);
-      result.reduce_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - update_start).count();
-    }
-    if (scaler.enabled) {
-      for (const auto& p : trainable) {
-        if (p.tensor.grad().defined()) p.tensor.grad().mul_(1.0 / scaler.scale);
-      }
-    }
-    const auto norms = ComputeGradNorms(trainable);
-    result.grad_norm = norms.total.item<double>();
-    if (options.report_param_norms) {
-      const auto values = norms.per_param.to(torch::kCPU, torch::kFloat64).contiguous();
-      const double* data = values.data_ptr<double>();
-      for (size_t i = 0; i < trainable.size(); ++i) result.param_grad_norms.emplace_back(trainable[i].name, data[i]);
-    }
-    if (!std::isfinite(result.grad_norm)) {
-      ZeroGradients();
-      result.skipped = true;
-      result.skip_reason = "the gradients are not finite";
-      if (scaler.enabled) {
-        scaler.scale *= 0.5;
-        scaler.good_steps = 0;
-      }
-      result.loss_scale = scaler.scale;
-      return result;
-    }
-    optimizer.Step(trainable, options.hyper, ClipCoefficient(result.grad_norm, options.max_grad_norm));
-    if (scaler.enabled && ++scaler.good_steps >= scaler.growth_interval) {
-      scaler.scale *= 2.0;
-      scaler.good_steps = 0;
-    }
-    ZeroGradients();
-    result.updated = true;
-    result.update_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - update_start).count();
-  }
-  result.loss_scale = scaler.scale;
-  return result;
+  if (counted_tokens == 0) return;
+  const auto loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype);
+  const double multiplier = options.loss_multiplier * (scaler.enabled ? scaler.scale : 1.0);
+  (loss * multiplier).backward();
+  result.loss = loss.item<double>();  // read after backward is queued, so a GPU never waits on the host here
+  window_.loss += result.loss * options.loss_multiplier;
+  if (!std::isfinite(result.loss)) window_.nonfinite_loss = true;
+}
+
+StepNumbers ModelState::TakeStepNumbers(const TrainStepOptions& options) {
+  const int world = communicator ? communicator->config().world_size : 1;
+  const int rank = communicator ? communicator->config().rank : 0;
+  StepNumbers numbers;
+  numbers.loss = window_.loss;
+  numbers.stop_requested = options.stop_requested ? 1.0 : 0.0;
+  numbers.nonfinite_loss.assign(static_cast<size_t>(world), 0.0);
+  numbers.nonfinite_loss[static_cast<size_t>(rank)] = window_.nonfinite_loss ? 1.0 : 0.0;
+  window_ = StepWindow();
+  return numbers;
 }
 
 }  // namespace llamapro

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "adamw.h"
+#include "gradient_sync.h"
 #include "llama_modules.h"
 #include "lora.h"
 #include "model_spec.h"
@@ -32,27 +33,34 @@ struct TrainStepOptions {
   AdamWHyper hyper;
   double max_grad_norm = 0.0;  // 0: no clipping
   bool report_param_norms = false;
-  // With a process group attached: numbers summed over the ranks with the gradients; this micro-batch's weighted
-  // loss (loss × loss_multiplier) is added to the first before the sum.
-  std::vector<double> reduce_extras;
+  // On the update: this rank was asked to stop. With a process group every rank learns whether any rank was
+  // (TrainStepResult::stop_requested), so that they stop after the same step.
+  bool stop_requested = false;
   // LoRA dropout: seeds the default generators before this step, so that its masks depend on the run's seed and
   // the step only (an exact resume draws the same masks). Unset: the generators continue where they are.
   std::optional<uint64_t> dropout_seed;
 };
 
+// Why an optimizer step was skipped (on every rank alike).
+enum class SkipReason { kNone, kNonfiniteLoss, kNonfiniteGrad };
+const char* SkipReasonName(SkipReason reason);  // "nonfinite-loss", "nonfinite-grad"; nullptr for kNone
+
 struct TrainStepResult {
-  double loss = 0.0;
-  int64_t tokens = 0;
+  double loss = 0.0;   // this micro-batch's mean loss over its counted tokens (NaN or ±inf when not finite)
+  int64_t tokens = 0;  // this micro-batch's counted tokens
   bool updated = false;
-  bool skipped = false;  // non-finite loss or gradients: no backward or no update happened
-  std::string skip_reason;
+  SkipReason skipped = SkipReason::kNone;  // set on the update micro-step only
   double grad_norm = std::nan("");
   // Wall time of the update phase (norms, clipping, AdamW) on the host; on a GPU the kernels may still run after.
   double update_ms = 0.0;
   double loss_scale = 1.0;
   std::vector<std::pair<std::string, double>> param_grad_norms;
-  std::vector<double> reduced_extras;  // reduce_extras summed over the ranks (with a process group)
-  int64_t reduced_bytes = 0;           // gradient bytes this rank all-reduced in this update
+  // On the update micro-step: the optimizer step's loss (Σ loss × loss_multiplier over its micro-batches, summed
+  // over the ranks), whether any rank asked to stop, and the ranks whose loss was not finite.
+  double step_loss = 0.0;
+  bool stop_requested = false;
+  std::vector<int> nonfinite_loss_ranks;
+  int64_t reduced_bytes = 0;  // gradient bytes this rank all-reduced in this update (with a process group)
   double reduce_ms = 0.0;
 };
 
@@ -62,6 +70,19 @@ struct LossScaler {
   double scale = 65536.0;
   int64_t good_steps = 0;
   int64_t growth_interval = 2000;
+
+  double UnscaleFactor() const { return enabled ? 1.0 / scale : 1.0; }
+  void Backoff() {  // after a skipped step
+    if (!enabled) return;
+    scale *= 0.5;
+    good_steps = 0;
+  }
+  void Grow() {  // after a step that updated
+    if (enabled && ++good_steps >= growth_interval) {
+      scale *= 2.0;
+      good_steps = 0;
+    }
+  }
 };
 
 class ModelState {
@@ -104,12 +125,25 @@ class ModelState {
 
   torch::Tensor Logits(const torch::Tensor& ids);  // float32 [B, T, V], no autograd
   LossResult Loss(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens);
+  // One micro-step; on options.update the optimizer step as well (model_state.cc shows the recipe).
   TrainStepResult TrainStep(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens,
                             const TrainStepOptions& options);
+  // Forgets the loss of micro-steps not yet followed by an update (a new training run starts).
+  void ResetStepWindow() { window_ = StepWindow(); }
 
  private:
+  // What the micro-steps since the last update add up to.
+  struct StepWindow {
+    double loss = 0.0;  // Σ loss × loss_multiplier
+    bool nonfinite_loss = false;
+  };
+  void ForwardBackward(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens, const TrainStepOptions& options,
+                       TrainStepResult& result);
+  // The step's numbers for the ranks to sum (this rank's window and stop request); the window starts again.
+  StepNumbers TakeStepNumbers(const TrainStepOptions& options);
   void RebuildIndex();
   void ZeroGradients();
+  StepWindow window_;
   std::vector<NamedTensor> params_;
   std::unique_ptr<ZeroOptimizer> zero_;
   std::unordered_map<std::string, size_t> index_;

@@ -433,6 +433,7 @@ Napi::Value NativeModel::ConfigureOptimizer(const Napi::CallbackInfo& info) {
   if (options.Has("goodSteps") && !options.Get("goodSteps").IsUndefined()) {
     state->scaler.good_steps = js::Integer(options.Get("goodSteps"), "options.goodSteps");
   }
+  state->ResetStepWindow();  // a new run: no micro-step of an earlier one counts towards its first step
   state->optimizer.lr_scale.clear();
   if (options.Has("lrScale") && !options.Get("lrScale").IsUndefined()) {
     const auto scales = js::Object(options.Get("lrScale"), "options.lrScale");
@@ -508,7 +509,10 @@ Napi::Value NativeModel::OptimizerState(const Napi::CallbackInfo& info) {
 }
 
 // trainStep(ids, labels, batch, seq, { lossMultiplier, update, lr, beta1, beta2, eps, weightDecay, maxGradNorm,
-//                                      reportParamNorms })
+//                                      reportParamNorms, dropoutSeed?, stopRequested? })
+// -> { loss, tokens, updated, skipped: 'nonfinite-loss' | 'nonfinite-grad' | null, gradNorm, updateMs, lossScale,
+//      paramGradNorms?, and on the update: stepLoss, stopRequested, nonfiniteLossRanks (+ reducedBytes, reduceMs
+//      with a process group) }
 Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto state = State(env);
@@ -529,10 +533,7 @@ Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
     if (seed < 0) js::TypeError(env, "options.dropoutSeed must be non-negative");
     options.dropout_seed = static_cast<uint64_t>(seed);
   }
-  if (o.Has("reduceExtras") && !o.Get("reduceExtras").IsUndefined()) {
-    const auto extras = js::Array(o.Get("reduceExtras"), "options.reduceExtras");
-    for (uint32_t i = 0; i < extras.Length(); ++i) options.reduce_extras.push_back(js::Number(extras.Get(i), "options.reduceExtras[i]"));
-  }
+  if (o.Has("stopRequested") && !o.Get("stopRequested").IsUndefined()) options.stop_requested = js::Bool(o.Get("stopRequested"), "options.stopRequested");
   auto result = std::make_shared<TrainStepResult>();
   return RunAsync(
       Value(), "llamapro.trainStep",
@@ -542,22 +543,24 @@ Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
         *result = state->TrainStep(ToTensor(batch->ids, batch->batch, batch->seq), ToTensor(batch->labels, batch->batch, batch->seq),
                                    CountedTargets(*batch), options);
       },
-      [result](Napi::Env env) -> Napi::Value {
+      [result, update = options.update, attached = state->communicator != nullptr](Napi::Env env) -> Napi::Value {
         Napi::Object out = Napi::Object::New(env);
         out.Set("loss", result->loss);
         out.Set("tokens", static_cast<double>(result->tokens));
         out.Set("updated", result->updated);
-        out.Set("skipped", result->skipped);
-        if (result->skipped) out.Set("skipReason", result->skip_reason);
+        const char* skipped = SkipReasonName(result->skipped);
+        out.Set("skipped", skipped ? Napi::Value(Napi::String::New(env, skipped)) : env.Null());
         out.Set("gradNorm", result->grad_norm);
         out.Set("updateMs", result->update_ms);
         out.Set("lossScale", result->loss_scale);
-        if (!result->reduced_extras.empty()) {
-          Napi::Array extras = Napi::Array::New(env, result->reduced_extras.size());
-          for (size_t i = 0; i < result->reduced_extras.size(); ++i) extras.Set(static_cast<uint32_t>(i), result->reduced_extras[i]);
-          out.Set("reducedExtras", extras);
-          out.Set("reducedBytes", static_cast<double>(result->reduced_bytes));
-          out.Set("reduceMs", result->reduce_ms);
+        if (update) {
+          out.Set("stepLoss", result->step_loss);
+          out.Set("stopRequested", result->stop_requested);
+          out.Set("nonfiniteLossRanks", NumbersToJs(env, result->nonfinite_loss_ranks));
+          if (attached) {
+            out.Set("reducedBytes", static_cast<double>(result->reduced_bytes));
+            out.Set("reduceMs", result->reduce_ms);
+          }
         }
         if (!result->param_grad_norms.empty()) {
           Napi::Object norms = Napi::Object::New(env);

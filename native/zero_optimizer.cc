@@ -1,10 +1,8 @@
 #include "zero_optimizer.h"
 
-#include <chrono>
 #include <cmath>
 #include <stdexcept>
 
-#include "model_state.h"
 #include "process_group.h"
 
 namespace llamapro {
@@ -72,14 +70,13 @@ int64_t ZeroOptimizer::StateBytes() const {
   return bytes;
 }
 
-void ZeroOptimizer::Update(Communicator& communicator, const std::vector<NamedTensor>& trainable, AdamW& optimizer, LossScaler& scaler,
-                           const TrainStepOptions& options, TrainStepResult& result) {
+int64_t ZeroOptimizer::ReduceScatter(Communicator& communicator, const std::vector<NamedTensor>& trainable) {
   torch::NoGradGuard no_grad;
   if (!Matches(trainable)) throw std::logic_error("ZeRO: the trainable parameters changed since the optimizer state was laid out");
-  const auto start = std::chrono::steady_clock::now();
-  // 1. Reduce-scatter, bucket by bucket: each gradient is freed once it is packed, so at most one bucket of
-  //    flat copies exists beside the gradients that are left.
-  std::vector<torch::Tensor> grads(buckets_.size());
+  // Bucket by bucket: each gradient is freed once it is packed, so at most one bucket of flat copies exists beside
+  // the gradients that are left.
+  int64_t bytes = 0;
+  grads_.assign(buckets_.size(), torch::Tensor());
   for (size_t b = 0; b < buckets_.size(); ++b) {
     const auto& bucket = buckets_[b];
     const auto& like = trainable[bucket.first].tensor;
@@ -91,57 +88,55 @@ void ZeroOptimizer::Update(Communicator& communicator, const std::vector<NamedTe
       grad.reset();
       offset += numels_[i];
     }
-    grads[b] = torch::empty({bucket.chunk}, flat.options());
-    communicator.ReduceScatter(flat, grads[b], "the reduce-scatter of the trainable gradients (zero_stage 1)");
-    result.reduced_bytes += bucket.numel * static_cast<int64_t>(flat.element_size());
-    if (scaler.enabled) grads[b].mul_(1.0 / scaler.scale);
+    grads_[b] = torch::empty({bucket.chunk}, flat.options());
+    communicator.ReduceScatter(flat, grads_[b], "the reduce-scatter of the trainable gradients (zero_stage 1)");
+    bytes += bucket.numel * static_cast<int64_t>(flat.element_size());
   }
-  // 2. The global norm: per-parameter sums of squares over this rank's chunks, summed over the ranks together with
-  //    the step's extras (loss, stop request).
+  return bytes;
+}
+
+void ZeroOptimizer::Unscale(double factor) {
+  torch::NoGradGuard no_grad;
+  if (factor == 1.0) return;
+  for (auto& grad : grads_) grad.mul_(factor);
+}
+
+std::vector<double> ZeroOptimizer::SquaredNorms(Communicator& communicator, std::vector<double>& extras) {
+  torch::NoGradGuard no_grad;
+  if (grads_.size() != buckets_.size()) throw std::logic_error("ZeRO: SquaredNorms before ReduceScatter");
   const size_t count = names_.size();
   std::vector<double> numbers(count, 0.0);
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    for (const auto& piece : buckets_[b].pieces) numbers[piece.param] += SumOfSquares(grads[b].narrow(0, piece.chunk_offset, piece.length));
+    for (const auto& piece : buckets_[b].pieces) numbers[piece.param] += SumOfSquares(grads_[b].narrow(0, piece.chunk_offset, piece.length));
   }
-  numbers.insert(numbers.end(), result.reduced_extras.begin(), result.reduced_extras.end());
+  numbers.insert(numbers.end(), extras.begin(), extras.end());
   communicator.AllReduceNumbers(numbers);
-  result.reduced_extras.assign(numbers.begin() + static_cast<std::ptrdiff_t>(count), numbers.end());
-  result.reduce_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  double total = 0.0;
-  for (size_t i = 0; i < count; ++i) {
-    total += numbers[i];
-    if (options.report_param_norms) result.param_grad_norms.emplace_back(names_[i], std::sqrt(numbers[i]));
-  }
-  result.grad_norm = static_cast<float>(std::sqrt(total));
-  if (!std::isfinite(result.grad_norm)) {
-    result.skipped = true;
-    result.skip_reason = "the gradients are not finite";
-    if (scaler.enabled) {
-      scaler.scale *= 0.5;
-      scaler.good_steps = 0;
-    }
-    return;
-  }
-  // 3. AdamW on this rank's chunks (the formula of AdamW::Step, element for element).
-  const auto& hyper = options.hyper;
+  extras.assign(numbers.begin() + static_cast<std::ptrdiff_t>(count), numbers.end());
+  numbers.resize(count);
+  return numbers;
+}
+
+void ZeroOptimizer::Step(Communicator& communicator, const std::vector<NamedTensor>& trainable, AdamW& optimizer, const AdamWHyper& hyper, float clip) {
+  torch::NoGradGuard no_grad;
+  if (grads_.size() != buckets_.size()) throw std::logic_error("ZeRO: Step before ReduceScatter");
+  // AdamW on this rank's chunks (the formula of AdamW::Step, element for element).
   ++optimizer.step;
   const double bias_correction1 = 1.0 - std::pow(hyper.beta1, static_cast<double>(optimizer.step));
   const double bias_correction2 = 1.0 - std::pow(hyper.beta2, static_cast<double>(optimizer.step));
   const double step_size = hyper.lr / bias_correction1;
   const double bias_correction2_sqrt = std::sqrt(bias_correction2);
-  const float clip = ClipCoefficient(result.grad_norm, options.max_grad_norm);
   for (size_t b = 0; b < buckets_.size(); ++b) {
     auto& bucket = buckets_[b];
     for (const auto& piece : bucket.pieces) {
       auto param = Flat(trainable[piece.param].tensor).narrow(0, piece.param_offset, piece.length);
-      auto grad = grads[b].narrow(0, piece.chunk_offset, piece.length);
+      auto grad = grads_[b].narrow(0, piece.chunk_offset, piece.length);
       auto m = bucket.exp_avg.narrow(0, piece.chunk_offset, piece.length);
       auto v = bucket.exp_avg_sq.narrow(0, piece.chunk_offset, piece.length);
       const double decay = optimizer.no_decay.count(names_[piece.param]) ? 0.0 : hyper.weight_decay;
       AdamWUpdate(param, grad, m, v, hyper, decay, step_size, bias_correction2_sqrt, clip);
     }
-    grads[b] = torch::Tensor();
-    // 4. Every rank's updated chunk to every rank.
+    grads_[b] = torch::Tensor();
+    // Every rank's updated chunk to every rank.
     const auto& like = trainable[bucket.first].tensor;
     auto own = torch::zeros({bucket.chunk}, like.options().requires_grad(false));
     for (const auto& piece : bucket.pieces) {
@@ -155,11 +150,7 @@ void ZeroOptimizer::Update(Communicator& communicator, const std::vector<NamedTe
       offset += numels_[i];
     }
   }
-  if (scaler.enabled && ++scaler.good_steps >= scaler.growth_interval) {
-    scaler.scale *= 2.0;
-    scaler.good_steps = 0;
-  }
-  result.updated = true;
+  grads_.clear();
 }
 
 void ZeroOptimizer::Gather(Communicator& communicator, const std::vector<NamedTensor>& trainable, AdamW& optimizer) {

@@ -18,9 +18,6 @@
 namespace llamapro {
 
 class Communicator;
-struct LossScaler;
-struct TrainStepOptions;
-struct TrainStepResult;
 
 class ZeroOptimizer {
  public:
@@ -29,10 +26,21 @@ class ZeroOptimizer {
   // Whether this layout was made for exactly these parameters (names, sizes, dtypes, in order).
   bool Matches(const std::vector<NamedTensor>& trainable) const;
 
-  // The update phase of a train step, after backward: fills grad_norm, param_grad_norms, skipped/updated.
-  // `optimizer` supplies the step count and no_decay set (its per-parameter state is not used).
-  void Update(Communicator& communicator, const std::vector<NamedTensor>& trainable, AdamW& optimizer, LossScaler& scaler,
-              const TrainStepOptions& options, TrainStepResult& result);
+  // The phases of an update, after backward, in this order (ZeroSync in gradient_sync.cc calls them):
+  // 1. each bucket's gradients reduce-scattered into this rank's chunk (the parameters' .grad freed as it goes);
+  // returns the gradient bytes this rank sent.
+  int64_t ReduceScatter(Communicator& communicator, const std::vector<NamedTensor>& trainable);
+  // 2. the chunks divided by `factor` (the loss scale).
+  void Unscale(double factor);
+  // 3. per-parameter sums of squares over this rank's chunks, summed over the ranks in one all-reduce together
+  // with `extras`; returns the per-parameter sums of squares (global), `extras` summed in place.
+  std::vector<double> SquaredNorms(Communicator& communicator, std::vector<double>& extras);
+  // 4. AdamW on this rank's chunks (`optimizer` supplies the step count and no_decay set; its per-parameter state
+  // is not used), then every rank's updated chunks all-gathered into the whole parameters.
+  void Step(Communicator& communicator, const std::vector<NamedTensor>& trainable, AdamW& optimizer, const AdamWHyper& hyper, float clip);
+  // The reduced chunks of a skipped step, dropped.
+  void Discard() { grads_.clear(); }
+  const std::vector<std::string>& names() const { return names_; }
 
   // Checkpoints: a collective. Every rank's moments are all-gathered; rank 0 (only) puts them, whole per
   // parameter, into `optimizer`'s per-parameter state, where the checkpoint writer reads them.
@@ -59,6 +67,7 @@ class ZeroOptimizer {
     torch::Tensor exp_avg, exp_avg_sq;  // [chunk]
   };
   std::vector<Bucket> buckets_;
+  std::vector<torch::Tensor> grads_;  // per bucket: this rank's chunk of the summed gradients, between phases 1 and 4
   std::vector<std::string> names_;
   std::vector<int64_t> numels_;
   std::vector<c10::ScalarType> dtypes_;

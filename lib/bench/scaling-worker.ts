@@ -59,7 +59,7 @@ async function main(): Promise<void> {
     // Each rank its own batch, as in training.
     const ids = randomTokenIds(request.batch * request.seq, request.vocabSize, 1234 + (env?.rank ?? 0))
     const options = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
-    const step = () => callNative('training step', () => model.native.trainStep(ids, ids, request.batch, request.seq, group ? { ...options, reduceExtras: [0] } : options))
+    const step = () => callNative('training step', () => model.native.trainStep(ids, ids, request.batch, request.seq, options))
     for (let i = 0; i < request.warmup; i++) await step()
     if (group) await group.barrier('starting the timed steps together')
     const result: ScalingWorkerResult = { rank: env?.rank ?? 0, ms: [], reduceMs: [], reducedBytes: 0, trainableParams: 0, totalParams: 0, optimizerBytes: 0 }

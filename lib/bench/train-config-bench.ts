@@ -117,7 +117,7 @@ export async function benchTrainConfig(options: TrainConfigBenchOptions): Promis
           const result = await callNative('training step', () =>
             model.native.trainStep(batch.ids, batch.labels, batch.batch, batch.seq, microStepOptions(cfg, { lr, weight, last, logging })),
           )
-          loss += result.loss * weight
+          if (last) loss = result.stepLoss! // Σ loss × weight over the micro-batches
           updateMs += result.updateMs
         }
         const ms = performance.now() - start

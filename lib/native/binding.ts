@@ -68,25 +68,35 @@ export interface NativeTrainStepOptions {
   weightDecay: number
   maxGradNorm: number
   reportParamNorms: boolean
-  /** With a process group attached: summed over the ranks with the gradients; this micro-batch's weighted loss is added to the first. */
-  reduceExtras?: number[]
+  /** On the update: this rank was asked to stop; with a process group the result says whether any rank was. */
+  stopRequested?: boolean
   /** LoRA dropout: the masks of this micro-step are drawn from generators seeded with this (exact resume). */
   dropoutSeed?: number
 }
 
+/** Why an optimizer step was skipped — on every rank alike, since the ranks decide on numbers summed over them. */
+export type NativeSkipReason = 'nonfinite-loss' | 'nonfinite-grad'
+
 export interface NativeTrainStepResult {
+  /** This micro-batch's mean loss over its target tokens (NaN or ±Infinity when it is not finite). */
   loss: number
+  /** This micro-batch's target tokens. */
   tokens: number
   updated: boolean
-  skipped: boolean
-  skipReason?: string
+  /** On the update micro-step: why the optimizer step was skipped (every rank skips it), or null. */
+  skipped: NativeSkipReason | null
   gradNorm: number
   /** Host wall time of the update (norms, clipping, AdamW), in ms. */
   updateMs: number
   lossScale: number
   paramGradNorms?: Record<string, number>
-  /** With a process group attached, on an update: reduceExtras summed over the ranks, the gradient bytes all-reduced, and the time it took. */
-  reducedExtras?: number[]
+  /** On the update: the optimizer step's loss, Σ loss × lossMultiplier over its micro-batches, summed over the ranks. */
+  stepLoss?: number
+  /** On the update: whether any rank passed stopRequested. */
+  stopRequested?: boolean
+  /** On the update: the ranks whose loss was not finite in this step ([] when none). */
+  nonfiniteLossRanks?: number[]
+  /** With a process group attached, on the update: the gradient bytes this rank all-reduced, and the time it took. */
   reducedBytes?: number
   reduceMs?: number
 }

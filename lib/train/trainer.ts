@@ -18,7 +18,7 @@ import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
 import { info, setThreads } from '../info.js'
 import { LlamaModel } from '../model/llama-model.js'
 import { callNative } from '../native/call.js'
-import type { NativeTrainStepOptions } from '../native/binding.js'
+import type { NativeTrainStepOptions, NativeTrainStepResult } from '../native/binding.js'
 import { type TrainablePlan as FreezePolicy, freezePolicy } from '../policy/freeze-policy.js'
 import { OutputExistsError, describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
 import { VERSION } from '../version.js'
@@ -563,10 +563,14 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
   const { plan, model, progress } = run
   const { cfg, schedule, split, totalSteps, stepsPerEpoch, warmup } = plan
   const accumulation = cfg.gradientAccumulationSteps
-  const nonFinite = (what: string, value: number) =>
+  // bf16/fp32: a non-finite loss or gradient norm stops the run — on every rank at the same step, since the ranks
+  // decide on numbers summed over all of them (native/gradient_sync.h). fp16 skips the step instead (below).
+  const nonFinite = (what: string, value: number, ranks: number[] = []) =>
     new TrainingError(
       'LLAMAPRO_NONFINITE',
-      `${what} is not finite (${value}) at step ${progress.step + 1}; training stopped without saving this state. ` +
+      `${what} is not finite (${value}) at step ${progress.step + 1}` +
+        (plan.group ? `${ranks.length > 0 ? ` (on rank ${ranks.join(', ')} of ${plan.group.worldSize})` : ''}; training stopped on every rank` : '; training stopped') +
+        ' without saving this state. ' +
         `The last good checkpoint is ${run.lastCheckpoint ?? 'none (no checkpoint was written yet)'}. ` +
         'Lower learning_rate, check the data, or train in bf16 or float32.',
     )
@@ -581,7 +585,6 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     const step = progress.step
     const lr = learningRateAt(step, totalSteps, warmup, cfg.lrSchedulerType, cfg.learningRate)
     const logging = (step + 1) % cfg.loggingSteps === 0 || step + 1 === totalSteps
-    let stepLoss = 0
     let stepTokens = 0
     // The loss of an accumulated step is the mean over every target token of its micro-batches (transformers'
     // num_items_in_batch), not the mean of per-batch means: each micro-batch is weighted by its target tokens.
@@ -590,8 +593,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     const batches: Batch[] = micro.map((m) => schedule.batch(...m))
     const across = micro.map((m) => schedule.countsAcrossRanks(...m))
     const windowTargets = across.reduce((sum, c) => sum + c.targetTokens, 0)
-    let stopAll = false
-    let result
+    let result: NativeTrainStepResult | undefined
     for (let j = 0; j < batches.length; j++) {
       const batch = batches[j]!
       const last = j === batches.length - 1
@@ -601,22 +603,29 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
           ...microStepOptions(cfg, { lr, weight, last, logging }),
           ...(cfg.finetuningType === 'lora' && cfg.loraDropout > 0 ? { dropoutSeed: dropoutSeed(cfg.seed, plan.group?.rank ?? 0, step, j) } : {}),
           // All ranks stop together: a stop request on any rank travels with the last micro-batch's gradients.
-          ...(plan.group && last ? { reduceExtras: [stepLoss, run.signal?.aborted ? 1 : 0] } : {}),
+          ...(plan.group && last ? { stopRequested: run.signal?.aborted ?? false } : {}),
         }),
       )
-      if (result.skipped && !result.updated && result.skipReason === 'the loss is not finite') throw nonFinite('the loss', result.loss)
-      stepLoss += result.loss * weight
       stepTokens += batch.tokens
     }
-    if (plan.group && result!.reducedExtras) {
-      stepLoss = result!.reducedExtras[0]!
-      stopAll = result!.reducedExtras[1]! > 0
+    const update = result!
+    // Σ loss × weight over the micro-batches (and, with several ranks, over the ranks).
+    let stepLoss = update.stepLoss!
+    const stopAll = update.stopRequested!
+    if (plan.group) {
       stepTokens = across.reduce((sum, c) => sum + c.tokens, 0)
-      outcome.allReducedBytes = result!.reducedBytes ?? 0
+      outcome.allReducedBytes = update.reducedBytes ?? 0
     }
-    if (result!.skipped) {
-      if (!cfg.fp16) throw nonFinite('the gradient norm', result!.gradNorm)
-      run.warn(`step ${step + 1}: float16 gradients overflowed; update skipped, loss scale now ${result!.lossScale}`, step + 1)
+    if (update.skipped === 'nonfinite-loss') {
+      if (!cfg.fp16) throw nonFinite('the loss', stepLoss, update.nonfiniteLossRanks)
+      const where = plan.group ? ` on rank ${update.nonfiniteLossRanks!.join(', ')} of ${plan.group.worldSize}` : ''
+      run.warn(`step ${step + 1}: the float16 loss is not finite${where}; update skipped on every rank, loss scale now ${update.lossScale}`, step + 1)
+      // As transformers' logging_nan_inf_filter: the logged losses average the finite ones; the window's mean so
+      // far stands in for this step's.
+      stepLoss = progress.window.steps > 0 ? progress.window.loss / progress.window.steps : 0
+    } else if (update.skipped === 'nonfinite-grad') {
+      if (!cfg.fp16) throw nonFinite('the gradient norm', update.gradNorm)
+      run.warn(`step ${step + 1}: float16 gradients overflowed; update skipped, loss scale now ${update.lossScale}`, step + 1)
     }
     progress.step++
     progress.window.loss += stepLoss
@@ -624,17 +633,17 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     windowTokens += stepTokens
     outcome.runLoss += stepLoss
     outcome.runTokens += stepTokens
-    run.emit({ type: 'step', step: progress.step, totalSteps, loss: stepLoss, lr, gradNorm: result!.gradNorm, tokens: stepTokens, seconds: (performance.now() - run.started) / 1000 })
+    run.emit({ type: 'step', step: progress.step, totalSteps, loss: stepLoss, lr, gradNorm: update.gradNorm, tokens: stepTokens, seconds: (performance.now() - run.started) / 1000 })
 
     if (logging) {
-      const norms = result!.paramGradNorms ? layerGradNorms(result!.paramGradNorms) : undefined
+      const norms = update.paramGradNorms ? layerGradNorms(update.paramGradNorms) : undefined
       warnDeadLayers(run, norms, warnedLayers)
       const seconds = (performance.now() - windowStart) / 1000
       await run.log(
         run.record({
           loss: Number((progress.window.loss / progress.window.steps).toFixed(6)),
           lr,
-          grad_norm: Number(result!.gradNorm.toFixed(6)),
+          grad_norm: Number(update.gradNorm.toFixed(6)),
           tokens_per_second: Number((windowTokens / Math.max(seconds, 1e-9)).toFixed(1)),
           layer_grad_norms: norms,
           ...(plan.group ? { allreduce_bytes: outcome.allReducedBytes, optimizer_state_bytes: model.native.memory().optimizerBytes } : {}),
