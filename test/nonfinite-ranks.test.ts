@@ -18,7 +18,7 @@ import { freePort } from '../lib/distributed/launcher.js'
 import { expandCheckpoint } from '../lib/expand/expand-checkpoint.js'
 import { LlamaModel } from '../lib/index.js'
 import type { NativeTrainStepOptions, NativeTrainStepResult } from '../lib/native/binding.js'
-import { train } from '../lib/train/trainer.js'
+import { resolveStepResult, train } from '../lib/train/trainer.js'
 import { writeTrainableModel } from './helpers/trainable-model.js'
 
 /** Sets every element of the embedding rows of `ids` to NaN, in the checkpoint's float32 file. */
@@ -155,6 +155,13 @@ t.test('fp16 loss scaling: a non-finite loss or gradient on one rank skips the u
         t.same(r.nonfiniteLossRanks, [1], `rank ${rank} knows rank 1's loss was not finite`)
         t.equal(r.lossScale, 512, `rank ${rank}: loss scale halved to 512`)
       }
+      // What the trainer makes of it (its fp16 branch needs CUDA to run end to end): the same on both ranks.
+      const fp16 = first.map((r) => resolveStepResult(r, { step: 1, fp16: true, worldSize: 2, windowMeanLoss: 4.5 }))
+      t.same(fp16[0], fp16[1], 'fp16: both ranks log and warn alike')
+      t.same(fp16[0], { loss: 4.5, warning: 'step 1: the float16 loss is not finite on rank 1 of 2; update skipped on every rank, loss scale now 512' }, 'the window mean stands in for the NaN')
+      const fp32 = first.map((r) => resolveStepResult(r, { step: 1, fp16: false, worldSize: 2, windowMeanLoss: 4.5 }))
+      t.same(fp32[0], fp32[1], 'bf16/fp32: both ranks stop alike')
+      t.same(fp32[0]!.stop, { what: 'the loss', value: NaN, ranks: [1] })
       const afterSkip = await weights()
       t.ok(afterSkip[0]!.equals(before[0]!) && afterSkip[1]!.equals(before[1]!), 'no rank changed its weights')
       t.same(ranks.map((r) => r.model.native.optimizerState().step), [0, 0], 'no AdamW step was counted')
@@ -167,6 +174,13 @@ t.test('fp16 loss scaling: a non-finite loss or gradient on one rank skips the u
         t.same(r.nonfiniteLossRanks, [])
         t.equal(r.lossScale, 256, `rank ${rank}: loss scale halved again to 256`)
       }
+      t.same(
+        second.map((r) => resolveStepResult(r, { step: 2, fp16: true, worldSize: 2, windowMeanLoss: 4.5 }).warning),
+        Array(2).fill('step 2: float16 gradients overflowed; update skipped, loss scale now 256'),
+      )
+      const stops = second.map((r) => resolveStepResult(r, { step: 2, fp16: false, worldSize: 2, windowMeanLoss: 4.5 }).stop)
+      t.same(stops[0], stops[1], 'bf16/fp32: both ranks stop alike on the gradient norm')
+      t.equal(stops[0]!.what, 'the gradient norm')
       const afterOverflow = await weights()
       t.ok(afterOverflow[0]!.equals(before[0]!) && afterOverflow[1]!.equals(before[1]!), 'no rank changed its weights')
 

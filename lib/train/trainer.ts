@@ -558,6 +558,34 @@ export function microStepOptions(cfg: TrainConfig, step: { lr: number; weight: n
   }
 }
 
+/**
+ * What the trainer makes of an update's result, the same on every rank (the native step decided on numbers summed
+ * over the ranks): the step's loss to log, and either nothing, a warning (fp16: the update was skipped and the loss
+ * scale lowered) or a stop (bf16/fp32: a non-finite loss or gradient norm ends the run). A skipped fp16 step whose
+ * loss is not finite logs the mean of the finite ones before it in the window, as transformers'
+ * logging_nan_inf_filter does.
+ */
+export function resolveStepResult(
+  update: NativeTrainStepResult,
+  context: { step: number; fp16: boolean; worldSize: number | null; windowMeanLoss: number },
+): { loss: number; warning?: string; stop?: { what: string; value: number; ranks: number[] } } {
+  const loss = update.stepLoss!
+  const ranks = update.nonfiniteLossRanks ?? []
+  if (update.skipped === 'nonfinite-loss') {
+    if (!context.fp16) return { loss, stop: { what: 'the loss', value: loss, ranks } }
+    const where = context.worldSize !== null ? ` on rank ${ranks.join(', ')} of ${context.worldSize}` : ''
+    return {
+      loss: context.windowMeanLoss,
+      warning: `step ${context.step}: the float16 loss is not finite${where}; update skipped${context.worldSize !== null ? ' on every rank' : ''}, loss scale now ${update.lossScale}`,
+    }
+  }
+  if (update.skipped === 'nonfinite-grad') {
+    if (!context.fp16) return { loss, stop: { what: 'the gradient norm', value: update.gradNorm, ranks: [] } }
+    return { loss, warning: `step ${context.step}: float16 gradients overflowed; update skipped, loss scale now ${update.lossScale}` }
+  }
+  return { loss }
+}
+
 /** Phase 3: the loop. One optimizer step per iteration: its micro-batches, then logging, evaluation, saving. */
 async function trainLoop(run: Run): Promise<LoopOutcome> {
   const { plan, model, progress } = run
@@ -609,24 +637,20 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
       stepTokens += batch.tokens
     }
     const update = result!
-    // Σ loss × weight over the micro-batches (and, with several ranks, over the ranks).
-    let stepLoss = update.stepLoss!
     const stopAll = update.stopRequested!
     if (plan.group) {
       stepTokens = across.reduce((sum, c) => sum + c.tokens, 0)
       outcome.allReducedBytes = update.reducedBytes ?? 0
     }
-    if (update.skipped === 'nonfinite-loss') {
-      if (!cfg.fp16) throw nonFinite('the loss', stepLoss, update.nonfiniteLossRanks)
-      const where = plan.group ? ` on rank ${update.nonfiniteLossRanks!.join(', ')} of ${plan.group.worldSize}` : ''
-      run.warn(`step ${step + 1}: the float16 loss is not finite${where}; update skipped on every rank, loss scale now ${update.lossScale}`, step + 1)
-      // As transformers' logging_nan_inf_filter: the logged losses average the finite ones; the window's mean so
-      // far stands in for this step's.
-      stepLoss = progress.window.steps > 0 ? progress.window.loss / progress.window.steps : 0
-    } else if (update.skipped === 'nonfinite-grad') {
-      if (!cfg.fp16) throw nonFinite('the gradient norm', update.gradNorm)
-      run.warn(`step ${step + 1}: float16 gradients overflowed; update skipped, loss scale now ${update.lossScale}`, step + 1)
-    }
+    const resolved = resolveStepResult(update, {
+      step: step + 1,
+      fp16: cfg.fp16,
+      worldSize: plan.group?.worldSize ?? null,
+      windowMeanLoss: progress.window.steps > 0 ? progress.window.loss / progress.window.steps : 0,
+    })
+    if (resolved.stop) throw nonFinite(resolved.stop.what, resolved.stop.value, resolved.stop.ranks)
+    if (resolved.warning) run.warn(resolved.warning, step + 1)
+    const stepLoss = resolved.loss
     progress.step++
     progress.window.loss += stepLoss
     progress.window.steps++
