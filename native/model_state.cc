@@ -194,6 +194,23 @@ const char* SkipReasonName(SkipReason reason) {
   return nullptr;
 }
 
+namespace {
+
+// Skip the step when any rank's loss was not finite, or the summed gradients are not. Reads only numbers that are
+// the same on every rank (summed over the ranks), so every rank returns the same verdict.
+SkipReason Decide(const StepNumbers& numbers, TrainStepResult& result) {
+  result.step_loss = numbers.loss;
+  result.stop_requested = numbers.stop_requested > 0;
+  for (size_t r = 0; r < numbers.nonfinite_loss.size(); ++r) {
+    if (numbers.nonfinite_loss[r] > 0) result.nonfinite_loss_ranks.push_back(static_cast<int>(r));
+  }
+  if (!result.nonfinite_loss_ranks.empty()) return SkipReason::kNonfiniteLoss;
+  if (!std::isfinite(result.grad_norm)) return SkipReason::kNonfiniteGrad;
+  return SkipReason::kNone;
+}
+
+}  // namespace
+
 // The recipe of one step. Every micro-step runs forward and backward; the last one (options.update) also syncs the
 // gradients over the ranks, unscales and measures them, and then — on every rank alike, because the numbers it
 // decides on were summed over the ranks — either skips the step or clips, steps AdamW and grows the loss scale.
@@ -210,25 +227,16 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
   torch::NoGradGuard no_grad;
   auto numbers = TakeStepNumbers(options);
   const auto sync = MakeGradientSync(trainable, communicator.get(), Sharded() ? &Zero() : nullptr);
-  sync->Reduce(numbers, result);                                             // gradient sync (none / all-reduce / ZeRO-1)
-  sync->Unscale(scaler.UnscaleFactor());                                     // undo the fp16 loss scale
-  sync->Norms(numbers, options.report_param_norms, result);                  // global norm; numbers summed by now
-  result.step_loss = numbers.loss;
-  result.stop_requested = numbers.stop_requested > 0;
-  for (size_t r = 0; r < numbers.nonfinite_loss.size(); ++r) {
-    if (numbers.nonfinite_loss[r] > 0) result.nonfinite_loss_ranks.push_back(static_cast<int>(r));
-  }
-  if (!result.nonfinite_loss_ranks.empty()) {
-    result.skipped = SkipReason::kNonfiniteLoss;
-  } else if (!std::isfinite(result.grad_norm)) {
-    result.skipped = SkipReason::kNonfiniteGrad;
-  }
-  if (result.skipped != SkipReason::kNone) {
-    scaler.Backoff();                                                        // fp16: a lower scale next time
-  } else {
-    sync->Step(optimizer, options.hyper, ClipCoefficient(result.grad_norm, options.max_grad_norm));  // clip + AdamW
-    scaler.Grow();                                                           // fp16: a higher scale after enough good steps
+  sync->Reduce(numbers, result);                             // gradient sync: none / all-reduce / ZeRO-1
+  sync->Unscale(scaler.UnscaleFactor());                     // undo the fp16 loss scale
+  sync->Norms(numbers, options.report_param_norms, result);  // the global norm; `numbers` are summed by now
+  result.skipped = Decide(numbers, result);                  // the same verdict on every rank
+  if (result.skipped == SkipReason::kNone) {
+    sync->Step(optimizer, options.hyper, ClipCoefficient(result.grad_norm, options.max_grad_norm));  // clip, AdamW
+    scaler.Grow();                                           // fp16: a higher scale after enough good steps
     result.updated = true;
+  } else {
+    scaler.Backoff();                                        // fp16: a lower scale for the next step
   }
   sync->Discard();
   ZeroGradients();
