@@ -8,6 +8,7 @@
  * Both with plain all-reduce and with ZeRO-1, whose step folds the flags into a different collective.
  */
 import t, { type Test } from 'tap'
+import { execFile } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { openCheckpoint } from '../lib/checkpoint/checkpoint.js'
@@ -19,7 +20,10 @@ import { expandCheckpoint } from '../lib/expand/expand-checkpoint.js'
 import { LlamaModel } from '../lib/index.js'
 import type { NativeTrainStepOptions, NativeTrainStepResult } from '../lib/native/binding.js'
 import { resolveStepResult, train } from '../lib/train/trainer.js'
+import { REPO_ROOT } from './helpers/python.js'
 import { writeTrainableModel } from './helpers/trainable-model.js'
+
+const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js')
 
 /** Sets every element of the embedding rows of `ids` to NaN, in the checkpoint's float32 file. */
 async function poisonEmbeddings(dir: string, ids: number[]) {
@@ -101,6 +105,20 @@ t.test('bf16/fp32: a NaN loss on one rank stops both ranks at the same step with
     t.notOk(existsSync(join(out, `checkpoint-${badStep}`)), 'nothing is saved from the bad step')
     t.notOk(existsSync(join(out, 'model.safetensors')), 'and no final model is written')
   }
+
+  // The same job as separate processes under the CLI's launcher: both ranks exit by themselves with the error.
+  const launched = join(dir, 'launched.yaml')
+  writeFileSync(launched, JSON.stringify({ ...JSON.parse(readFileSync(join(dir, 'zero0.yaml'), 'utf8')), output_dir: join(dir, 'out-launched') }))
+  const result = await new Promise<{ code: number | null; err: string }>((resolve) => {
+    execFile(process.execPath, [CLI, 'train', launched, '--nproc-per-node', '2'], { timeout: 120_000 }, (error, _out, err) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, err }),
+    )
+  })
+  t.equal(result.code, 1, 'the launcher exits 1')
+  const lines = result.err.split('\n').filter((l) => l.includes('is not finite'))
+  t.equal(lines.length, 2, `each rank reports the error once:\n${result.err}`)
+  t.ok(lines.every((l) => l.includes(`the loss is not finite (NaN) at step ${badStep} (on rank ${badRank} of 2); training stopped on every rank`)), 'the same error')
+  t.notMatch(result.err, /was killed|timed out|LLAMAPRO_DISTRIBUTED|heartbeat/, 'no rank was killed, none waited for the other')
 })
 
 t.test('fp16 loss scaling: a non-finite loss or gradient on one rank skips the update on every rank and lowers the scale', async (t) => {
