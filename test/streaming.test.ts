@@ -30,7 +30,7 @@ async function options(overrides: Partial<TokenDataOptions> = {}): Promise<Token
   return {
     modelDir: model, stage: 'pt', template: 'default', defaultSystem: null, enableThinking: true, cutoffLen: 48, packing: true,
     dataset: [files.pt], evalDataset: [], datasetDir: root, baseDir: root, maxSamples: null, mixStrategy: 'concat', interleaveProbs: null,
-    seed: 42, tokenizedPath: join(t.testdir(), 'store'), overwriteCache: false, workers: 2, maxTokenId: data.maxId, blockBos: data.addBosToken ? data.bosId : null,
+    seed: 42, tokenizedPath: null, overwriteCache: false, workers: 2, maxTokenId: data.maxId, blockBos: data.addBosToken ? data.bosId : null,
     ...overrides,
   }
 }
@@ -67,11 +67,11 @@ t.test('the shuffle buffer: a buffer of one keeps the order, a buffer as large a
 
 t.test('the stream gives exactly the token store’s sequences: in order with buffer_size 1, as a shuffle with a large buffer', async (t) => {
   const opts = await options()
-  const data = await prepareTokenData(opts)
+  const data = await prepareTokenData({ ...opts, tokenizedPath: join(t.testdir(), 'store') })
   const expected = storeRows(data.train)
   data.train.close()
   const take = async (bufferSize: number, seed: number) => {
-    const schedule = await openStreaming({ ...opts, tokenizedPath: null }, { bufferSize, valSize: 0, batchSize: 1, seed, padId: 0, rank: 0, worldSize: 1 })
+    const schedule = await openStreaming(opts, { bufferSize, valSize: 0, batchSize: 1, seed, padId: 0, rank: 0, worldSize: 1 })
     const rows: string[] = []
     for (let i = 0; i < expected.length; i++) rows.push(...rowsOf((await schedule.take(0, i)).batch))
     const nextPass = rowsOf((await schedule.take(0, expected.length)).batch)
@@ -87,7 +87,7 @@ t.test('the stream gives exactly the token store’s sequences: in order with bu
 })
 
 t.test('two ranks stream disjoint batches whose union is the pass; val_size holds out the first sequences', async (t) => {
-  const opts = { ...(await options()), tokenizedPath: null }
+  const opts = await options()
   const data = await prepareTokenData({ ...opts, tokenizedPath: join(t.testdir(), 'store') })
   const all = storeRows(data.train)
   data.train.close()
