@@ -338,5 +338,7 @@ t.test('training: a second run starts without tokenizing; with tokenized_path it
   t.match(fourth.messages, /are not read/)
   t.equal(fourth.result.trainLoss, third.result.trainLoss, 'trains from the store alone, with the same losses')
   await t.rejects(run('e', { dataset: corpus, eval_dataset: evalFile, val_size: 0.1 }), { message: /val_size and eval_dataset are both set/ })
-  await t.rejects(run('f', { dataset: corpus, streaming: true }), { message: /streaming: true is not supported/ })
+  const streamed = await run('f', { tokenized_path: tokens, streaming: true })
+  t.match(streamed.messages, /holds a token store: it is read from disk and streaming: true has no effect/)
+  t.equal(streamed.result.trainLoss, third.result.trainLoss, 'streaming over a saved store reads the store, as LLaMA-Factory')
 })

@@ -13,6 +13,7 @@ import type { LlamaModel } from '../model/llama-model.js'
 import { type TrainConfig, loadTrainConfig } from '../train/config.js'
 import { chooseDevice } from '../train/device.js'
 import { learningRateAt } from '../train/schedule.js'
+import { StreamSchedule } from '../data/streaming.js'
 import { type RunPlan, loadTrainingModel, microStepOptions, prepareData, takeMicroBatches } from '../train/trainer.js'
 import { type MachineInfo, machineInfo } from './machine.js'
 import { type Percentiles, percentiles } from './run-bench.js'
@@ -96,7 +97,8 @@ export async function benchTrainConfig(options: TrainConfigBenchOptions): Promis
     let tokens = 0
     for (let step = 0; step < total; step++) {
       const micro = takeMicroBatches(position, plan.schedule.batchesPerEpoch, cfg.gradientAccumulationSteps)
-      const batches = micro.map((m) => plan.schedule.batch(...m))
+      const batches = []
+      for (const m of micro) batches.push((await plan.schedule.take(...m)).batch)
       const targets = batches.reduce((sum, b) => sum + b.targetTokens, 0)
       shapes.push(batches.map((b) => [b.batch, b.seq]))
       if (step >= warmup) tokens += batches.reduce((sum, b) => sum + b.tokens, 0)
@@ -164,8 +166,9 @@ export async function benchTrainConfig(options: TrainConfigBenchOptions): Promis
     }
   } finally {
     for (const model of models) model.dispose()
-    plan.data.train.close()
-    plan.data.eval?.close()
+    plan.data?.train.close()
+    plan.data?.eval?.close()
+    if (plan.schedule instanceof StreamSchedule) await plan.schedule.close()
     await plan.disposeMerged?.()
   }
 }

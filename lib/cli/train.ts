@@ -45,7 +45,7 @@ function describe(event: TrainEvent): string | undefined {
     case 'start':
       return (
         `training ${formatCount(event.trainableParams)} of ${formatCount(event.totalParams)} parameters ` +
-        `(layers ${event.trainableLayerIds.join(', ') || 'none'}) on ${event.trainSequences} sequences` +
+        `(layers ${event.trainableLayerIds.join(', ') || 'none'}) on ${event.trainSequences ?? 'streamed'} sequences` +
         `${event.evalSequences ? ` (+${event.evalSequences} for evaluation)` : ''}, ${event.totalSteps} steps` +
         (event.resumedFrom ? `, resuming at step ${event.startStep} from ${event.resumedFrom}` : '') +
         `; device ${event.device} (${event.deviceReason})` +

@@ -4,8 +4,10 @@
  */
 import type { Sequence } from './preprocess.js'
 import { IGNORE_INDEX } from './preprocess.js'
-import { type SequenceSource, SubsetSource, arraySource } from './store/reader.js'
-import { mulberry32 } from '../util/random.js'
+import { type Permutation, STORED_ORDER_MAX, seededPermutation, shuffledOrder } from './permutation.js'
+import { PermutedRangeSource, type SequenceSource, SubsetSource, arraySource } from './store/reader.js'
+
+export { shuffledOrder }
 
 /** A sequence as collate takes it: ids and labels, in arrays or typed arrays. */
 export interface SequenceLike {
@@ -24,20 +26,6 @@ export interface Batch {
   tokens: number
 }
 
-/** A seeded Fisher-Yates shuffle of 0..n-1, in 4 bytes an index (an epoch of millions of sequences). */
-export function shuffledOrder(n: number, seed: number): Uint32Array {
-  const random = mulberry32(seed)
-  const order = new Uint32Array(n)
-  for (let i = 0; i < n; i++) order[i] = i
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1))
-    const t = order[i]!
-    order[i] = order[j]!
-    order[j] = t
-  }
-  return order
-}
-
 /** shuffledOrder as a plain array. */
 export function shuffledIndices(n: number, seed: number): number[] {
   return Array.from(shuffledOrder(n, seed))
@@ -54,6 +42,12 @@ export function evalCount(n: number, valSize: number): number {
 export function splitSource(source: SequenceSource, valSize: number, seed: number): { train: SequenceSource; eval: SequenceSource } {
   const count = evalCount(source.length, valSize)
   if (count === 0) return { train: source, eval: new SubsetSource(source, new Uint32Array(0)) }
+  if (source.length > STORED_ORDER_MAX) {
+    // Past the stored-order size no per-sequence list is kept: the held-out sequences are the first `count`
+    // positions of the seeded permutation and training takes the rest, as datasets' train_test_split does.
+    const order = seededPermutation(source.length, seed)
+    return { train: new PermutedRangeSource(source, order, count, source.length - count), eval: new PermutedRangeSource(source, order, 0, count) }
+  }
   const held = new Uint8Array(source.length)
   const order = shuffledOrder(source.length, seed)
   for (let i = 0; i < count; i++) held[order[i]!] = 1
@@ -109,7 +103,10 @@ export class BatchSchedule {
 
   /** The indices (into the source) of the index-th batch of an epoch. */
   indices(epoch: number, index: number): Uint32Array {
-    return this.#order(epoch).subarray(index * this.batchSize, (index + 1) * this.batchSize)
+    const order = this.#order(epoch)
+    const start = index * this.batchSize
+    const end = Math.min(start + this.batchSize, order.length)
+    return Uint32Array.from({ length: Math.max(0, end - start) }, (_, k) => order.at(start + k))
   }
 
   /** Target and real tokens of the index-th batch, without reading it. */
@@ -129,10 +126,10 @@ export class BatchSchedule {
   }
 
   #cachedEpoch = -1
-  #cachedOrder: Uint32Array = new Uint32Array(0)
-  #order(epoch: number): Uint32Array {
+  #cachedOrder: Permutation = { length: 0, at: () => 0 }
+  #order(epoch: number): Permutation {
     if (epoch !== this.#cachedEpoch) {
-      this.#cachedOrder = shuffledOrder(this.sequences.length, this.seed + epoch)
+      this.#cachedOrder = seededPermutation(this.sequences.length, this.seed + epoch)
       this.#cachedEpoch = epoch
     }
     return this.#cachedOrder

@@ -32,6 +32,11 @@ export class RankSchedule {
     return this.global.batch(epoch, this.globalIndex(index))
   }
 
+  /** This rank's batch and every rank's token counts (the interface a streamed schedule shares). */
+  async take(epoch: number, index: number): Promise<{ batch: Batch; across: TokenCounts }> {
+    return { batch: this.batch(epoch, index), across: this.countsAcrossRanks(epoch, index) }
+  }
+
   /**
    * Target and real tokens of the index-th batch of every rank together. Every rank knows the whole order, so the
    * step's token count — which weights the loss as transformers' num_items_in_batch does — needs no communication.

@@ -30,7 +30,8 @@ export interface TrainerState {
   /** These shape the data order and what a step is: a resumed run must use the same. */
   per_device_train_batch_size?: number
   gradient_accumulation_steps?: number
-  train_sequences: number
+  /** null when streaming. */
+  train_sequences: number | null
   /** AdamW's own step count (bias correction); behind global_step by the fp16 updates that were skipped. */
   optimizer_step?: number
   loss_scale: number

@@ -68,8 +68,8 @@ const KEYS = {
   preprocessing_num_workers: { kind: { type: 'int', min: 1 }, default: null, help: 'worker threads that tokenize the data (default: the cores)' },
   tokenized_path: { kind: { type: 'string' }, default: null, help: 'token store folder: loaded when it exists (data files not read), else built there' },
   overwrite_cache: { kind: { type: 'bool' }, default: false, help: 'rebuild the token store even when one exists' },
-  streaming: { kind: { type: 'bool' }, default: false, help: 'LLaMA-Factory streaming (not supported: llamapro tokenizes to an on-disk store instead)' },
-  buffer_size: { kind: { type: 'int', min: 1 }, default: 16384, help: 'streaming shuffle buffer (with streaming)' },
+  streaming: { kind: { type: 'bool' }, default: false, help: 'tokenize while training instead of into a token store first (needs max_steps; README, "Streaming")' },
+  buffer_size: { kind: { type: 'int', min: 1 }, default: 16384, help: 'sequences in the streaming shuffle buffer' },
   per_device_train_batch_size: { kind: { type: 'int', min: 1 }, default: 8, help: 'sequences per micro-batch' },
   per_device_eval_batch_size: { kind: { type: 'int', min: 1 }, default: 8, help: 'sequences per evaluation batch' },
   gradient_accumulation_steps: { kind: { type: 'int', min: 1 }, default: 1, help: 'micro-batches per optimizer step' },
@@ -189,6 +189,9 @@ export interface TrainConfig {
   /** preprocessing_num_workers; null: the cores. */
   preprocessingNumWorkers: number | null
   tokenizedPath: string | null
+  /** streaming: true — tokenize while training (lib/data/streaming.ts). */
+  streaming: boolean
+  bufferSize: number
   overwriteCache: boolean
   perDeviceTrainBatchSize: number
   perDeviceEvalBatchSize: number
@@ -397,11 +400,12 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
   const probs = splitList('interleave_probs')
   const interleaveProbs = probs.length > 0 ? probs.map(Number) : null
   if (interleaveProbs?.some((p) => !Number.isFinite(p))) throw new ConfigKeyError(`${where}: interleave_probs must be numbers, got ${JSON.stringify(get('interleave_probs'))}`)
-  if (get('streaming')) {
-    throw new ConfigKeyError(
-      `${where}: streaming: true is not supported: llamapro tokenizes the data once, in parallel, into an on-disk token store that training reads with bounded memory ` +
-        '(README, "Data at scale"); remove streaming (and buffer_size) to use it',
-    )
+  const streaming = get('streaming') as boolean
+  if (streaming) {
+    // LLaMA-Factory's own checks (hparams/data_args.py, parser.py), in its words where it has them.
+    if (!((get('max_steps') as number) > 0)) throw new ConfigKeyError(`${where}: streaming: true needs max_steps (a stream has no known length, so num_train_epochs cannot say when to stop; LLaMA-Factory: "Please specify \`max_steps\` in streaming mode.")`)
+    if (valSize > 1e-6 && !Number.isInteger(valSize)) throw new ConfigKeyError(`${where}: with streaming: true, val_size must be a count of sequences, got ${valSize} (LLaMA-Factory: "Streaming mode should have an integer val size.")`)
+    if (get('max_samples') !== null) throw new ConfigKeyError(`${where}: max_samples cannot be used with streaming: true (LLaMA-Factory: "\`max_samples\` is incompatible with \`streaming\`."); use max_steps to bound the run`)
   }
   const tokenizedPath = get('tokenized_path') as string | null
   return {
@@ -436,6 +440,8 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     interleaveProbs,
     preprocessingNumWorkers: get('preprocessing_num_workers') as number | null,
     tokenizedPath: tokenizedPath === null ? null : path(tokenizedPath),
+    streaming,
+    bufferSize: get('buffer_size') as number,
     overwriteCache: get('overwrite_cache') as boolean,
     perDeviceTrainBatchSize: get('per_device_train_batch_size') as number,
     perDeviceEvalBatchSize: get('per_device_eval_batch_size') as number,

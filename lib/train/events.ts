@@ -44,7 +44,8 @@ export type TrainEvent =
       totalSteps: number
       startStep: number
       stepsPerEpoch: number
-      trainSequences: number
+      /** null when streaming: the count is not known before the data is read. */
+      trainSequences: number | null
       evalSequences: number
       trainableParams: number
       totalParams: number

@@ -13,6 +13,8 @@ import { CONFIG_FILE } from '../checkpoint/checkpoint.js'
 import { type Batch, BatchSchedule, collate, splitSource } from '../data/batches.js'
 import type { SequenceSource } from '../data/store/reader.js'
 import { type TokenData, type TokenDataOptions, locateTokenData, openTokenData, prepareTokenData } from '../data/store/token-data.js'
+import { StreamSchedule, openStreaming } from '../data/streaming.js'
+import { isStore } from '../data/store/reader.js'
 import { chatTemplate, pretrainTokenizer } from '../data/template.js'
 import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
 import { info, setThreads } from '../info.js'
@@ -155,11 +157,12 @@ export interface RunPlan {
   resumeState: TrainerState | undefined
   checkpoint: Checkpoint
   tokenizer: TextTokenizer
-  split: { train: SequenceSource; eval: SequenceSource }
-  /** The token store the sequences are read from (closed when the run ends). */
-  data: TokenData
+  /** train is null when streaming (no store: the sequences are not known before they are read). */
+  split: { train: SequenceSource | null; eval: SequenceSource }
+  /** The token store the sequences are read from (closed when the run ends); null when streaming. */
+  data: TokenData | null
   policy: FreezePolicy | LoraTrainingPolicy
-  schedule: RankSchedule
+  schedule: RankSchedule | StreamSchedule
   /** Present when this process is one rank of several. */
   group: ProcessGroup | null
   stepsPerEpoch: number
@@ -211,13 +214,31 @@ export async function prepareData(
   // LLaMA-Factory's template also sets the data's EOS (replace_eos), for pt as for sft.
   const template = cfg.stage === 'sft' ? chatTemplate(cfg.template, tokenizer, warn, { defaultSystem: cfg.defaultSystem, enableThinking: cfg.enableThinking }) : undefined
   const dataTokenizer = template?.tokenizer ?? pretrainTokenizer(cfg.template, tokenizer)
-  const data = await tokenDataForRank(cfg, modelDir, tokenizer, dataTokenizer, group, warn, log, signal)
-  const manifest = data.train.manifest
-  if (!data.reused && manifest.droppedExamples > 0) warn(`${manifest.droppedExamples} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`)
-  checkTokenIds(Math.max(manifest.maxTokenId, data.eval?.manifest.maxTokenId ?? 0), tokenizer, checkpoint.config.vocabSize, modelDir, warn)
-  const split = data.eval ? { train: data.train as SequenceSource, eval: data.eval as SequenceSource } : splitSource(data.train, cfg.valSize, cfg.seed)
-  if (split.train.length === 0) {
-    throw new TrainingError('LLAMAPRO_DATASET', `no training sequences: the data gave ${data.train.length} sequence(s) of up to ${cfg.cutoffLen} tokens`)
+  const options = tokenDataOptions(cfg, modelDir, tokenizer, dataTokenizer, warn, log, signal)
+  let data: TokenData | null = null
+  let split: RunPlan['split']
+  let schedule: RankSchedule | StreamSchedule
+  if (cfg.streaming && !(cfg.tokenizedPath !== null && isStore(cfg.tokenizedPath))) {
+    if (cfg.tokenizedPath !== null) {
+      throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', `tokenized_path ${cfg.tokenizedPath} holds no token store, and streaming: true writes none: set streaming: false to build the store there (LLaMA-Factory: "Turn off \`streaming\` when saving dataset to disk."), or remove tokenized_path`)
+    }
+    checkTokenIds(options.maxTokenId, tokenizer, checkpoint.config.vocabSize, modelDir, warn)
+    const streamed = await openStreaming(options, { bufferSize: cfg.bufferSize, valSize: cfg.valSize, batchSize: cfg.perDeviceTrainBatchSize, seed: cfg.seed, padId: tokenizer.padId, rank: group?.rank ?? 0, worldSize: group?.worldSize ?? 1 })
+    schedule = streamed
+    split = { train: null, eval: streamed.evalSource }
+    log(`streaming: tokenizing while training with ${options.workers ?? 'all'} worker(s), shuffle buffer ${cfg.bufferSize} sequences${split.eval.length ? `, ${split.eval.length} held out for evaluation` : ''}`)
+  } else {
+    if (cfg.streaming) warn(`tokenized_path ${cfg.tokenizedPath} holds a token store: it is read from disk and streaming: true has no effect (as LLaMA-Factory, which loads a saved dataset as it is)`)
+    data = await tokenDataForRank(options, group)
+    const manifest = data.train.manifest
+    if (!data.reused && manifest.droppedExamples > 0) warn(`${manifest.droppedExamples} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`)
+    checkTokenIds(Math.max(manifest.maxTokenId, data.eval?.manifest.maxTokenId ?? 0), tokenizer, checkpoint.config.vocabSize, modelDir, warn)
+    split = data.eval ? { train: data.train as SequenceSource, eval: data.eval as SequenceSource } : splitSource(data.train, cfg.valSize, cfg.seed)
+    if (split.train!.length === 0) {
+      throw new TrainingError('LLAMAPRO_DATASET', `no training sequences: the data gave ${data.train.length} sequence(s) of up to ${cfg.cutoffLen} tokens`)
+    }
+    const global = new BatchSchedule(split.train!, cfg.perDeviceTrainBatchSize, cfg.seed, tokenizer.padId)
+    schedule = new RankSchedule(global, group?.rank ?? 0, group?.worldSize ?? 1)
   }
   const names = checkpoint.tensors.map((t) => t.name)
   const policy = cfg.finetuningType === 'lora' ? await loraTrainingPolicy(cfg, checkpoint) : freezePolicy(checkpoint.config.numLayers, names, { ...cfg, finetuningType: cfg.finetuningType })
@@ -225,9 +246,8 @@ export async function prepareData(
     throw new TrainingError('LLAMAPRO_POLICY', 'nothing to train: this strategy selects no parameter (freeze_trainable_layers: 0 and no freeze_extra_modules?)')
   }
 
-  const global = new BatchSchedule(split.train, cfg.perDeviceTrainBatchSize, cfg.seed, tokenizer.padId)
-  const schedule = new RankSchedule(global, group?.rank ?? 0, group?.worldSize ?? 1)
-  const stepsPerEpoch = Math.max(1, Math.ceil(schedule.batchesPerEpoch / cfg.gradientAccumulationSteps))
+  // A stream's epoch has no known length: as transformers with an IterableDataset, an "epoch" is max_steps.
+  const stepsPerEpoch = cfg.streaming && data === null ? cfg.maxSteps : Math.max(1, Math.ceil(schedule.batchesPerEpoch / cfg.gradientAccumulationSteps))
   const totalSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.ceil(cfg.numTrainEpochs * stepsPerEpoch))
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
   // adapter_name_or_path to merge first (create_new_adapter, or all but the last): training starts from the merged model.
@@ -240,17 +260,16 @@ export async function prepareData(
  * builds it while the others wait at a barrier, then they open what it wrote. A builder that fails or dies leaves
  * the barrier, which ends the waiting ranks with an error that says so.
  */
-async function tokenDataForRank(
+function tokenDataOptions(
   cfg: TrainConfig,
   modelDir: string,
   tokenizer: TextTokenizer,
   dataTokenizer: TextTokenizer,
-  group: ProcessGroup | null,
   warn: (message: string) => void,
   log: (message: string) => void,
   signal: AbortSignal | undefined,
-): Promise<TokenData> {
-  const options: TokenDataOptions = {
+): TokenDataOptions {
+  return {
     modelDir,
     stage: cfg.stage,
     template: cfg.template,
@@ -276,6 +295,9 @@ async function tokenDataForRank(
     log,
     warn,
   }
+}
+
+async function tokenDataForRank(options: TokenDataOptions, group: ProcessGroup | null): Promise<TokenData> {
   if (!group) return prepareTokenData(options)
   const builds = group.env.localRank === 0
   if (builds) {
@@ -352,7 +374,7 @@ async function prepareModel(plan: RunPlan, warn: (message: string) => void): Pro
       ;[progress.step, progress.epoch, progress.batchIndex] = [state.global_step, state.epoch_index, state.batch_index]
       progress.logHistory.push(...(state.log_history as unknown as LogRecord[]))
       progress.window = { loss: state.logging_window?.loss ?? 0, steps: state.logging_window?.steps ?? 0 }
-      if (state.train_sequences !== split.train.length) {
+      if (split.train !== null && state.train_sequences !== split.train.length) {
         warn(`the data gives ${split.train.length} training sequences, the checkpoint was made with ${state.train_sequences}: the data order will differ`)
       }
     } else if (!plan.group || plan.group.isMain) {
@@ -420,7 +442,7 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
         seed: cfg.seed,
         per_device_train_batch_size: cfg.perDeviceTrainBatchSize,
         gradient_accumulation_steps: cfg.gradientAccumulationSteps,
-        train_sequences: split.train.length,
+        train_sequences: split.train?.length ?? null,
         optimizer_step: optimizer.step,
         loss_scale: optimizer.lossScale,
         good_steps: optimizer.goodSteps,
@@ -618,8 +640,10 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     // num_items_in_batch), not the mean of per-batch means: each micro-batch is weighted by its target tokens.
     // With several ranks the count is over every rank's micro-batches, and the gradients are summed (not averaged)
     // over the ranks, so W ranks × batch B give what one process gives with batch W×B.
-    const batches: Batch[] = micro.map((m) => schedule.batch(...m))
-    const across = micro.map((m) => schedule.countsAcrossRanks(...m))
+    const taken = []
+    for (const m of micro) taken.push(await schedule.take(...m))
+    const batches: Batch[] = taken.map((x) => x.batch)
+    const across = taken.map((x) => x.across)
     const windowTargets = across.reduce((sum, c) => sum + c.targetTokens, 0)
     let result: NativeTrainStepResult | undefined
     for (let j = 0; j < batches.length; j++) {
@@ -788,8 +812,9 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
       if (group) await group.barrier('checking the configuration on every rank')
       return await trainPrepared(plan, started, options)
     } finally {
-      plan.data.train.close()
-      plan.data.eval?.close()
+      plan.data?.train.close()
+      plan.data?.eval?.close()
+      if (plan.schedule instanceof StreamSchedule) await plan.schedule.close()
     }
   } finally {
     group?.destroy()
@@ -817,7 +842,7 @@ async function trainModel(plan: RunPlan, started: number, options: TrainOptions)
       totalSteps: plan.totalSteps,
       startStep: progress.step,
       stepsPerEpoch: plan.stepsPerEpoch,
-      trainSequences: plan.split.train.length,
+      trainSequences: plan.split.train?.length ?? null,
       evalSequences: plan.split.eval.length,
       trainableParams: model.parameters().filter((p) => p.requiresGrad).reduce((s, p) => s + p.numel, 0),
       totalParams: model.parameters().reduce((s, p) => s + p.numel, 0),

@@ -1,9 +1,9 @@
 /**
- * Reads a token store (format.ts) by sequence index with positioned reads: only the small per-sequence index
- * (offsets and learned-token counts, 12 bytes a sequence; none for packed pt blocks) is held in memory, so a
- * training run's memory does not grow with the corpus.
+ * Reads a token store (format.ts) by sequence index with positioned reads — the tokens and the per-sequence index
+ * (offsets and learned-token counts; none for packed pt blocks) alike — so a training run's memory does not grow
+ * with the corpus: a batch costs a few small reads of the index besides its tokens.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatasetError } from '../dataset.js'
 import { IGNORE_INDEX } from '../preprocess.js'
@@ -42,24 +42,29 @@ export class TokenStore implements SequenceSource {
   readonly length: number
   readonly #bytes: number
   readonly #sentinel: number
-  readonly #offsets: Float64Array | null
-  readonly #targets: Uint32Array | null
+  readonly #offsets: number | null
+  readonly #targets: number | null
   readonly #ids: number
   readonly #labels: number | null
   #buffer = Buffer.from(new ArrayBuffer(0))
+  readonly #small = Buffer.alloc(16)
 
   private constructor(readonly dir: string) {
     this.manifest = readManifest(dir)
     this.length = this.manifest.sequences
     this.#bytes = bytesPerToken(this.manifest.dtype)
     this.#sentinel = ignoreSentinel(this.manifest.dtype)
-    const whole = (file: string) => {
-      const bytes = readFileSync(join(dir, file))
-      return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
+    const index = (file: string, bytesEach: number, count: number): number => {
+      const fd = openSync(join(dir, file), 'r')
+      const size = fstatSync(fd).size
+      if (size !== bytesEach * count) {
+        closeSync(fd)
+        throw new DatasetError(`${join(dir, file)}: ${size} bytes where ${count} entries of ${bytesEach} bytes (${bytesEach * count}) belong; the store is damaged, delete it`)
+      }
+      return fd
     }
-    this.#offsets = this.manifest.fixedLength === null ? new Float64Array(whole(OFFSETS_FILE)) : null
-    this.#targets = this.manifest.hasLabels ? new Uint32Array(whole(TARGETS_FILE)) : null
-    if (this.#offsets && this.#offsets.length !== this.length + 1) throw new DatasetError(`${join(dir, OFFSETS_FILE)}: ${this.#offsets.length} offsets for ${this.length} sequences; the store is damaged, delete it`)
+    this.#offsets = this.manifest.fixedLength === null ? index(OFFSETS_FILE, 8, this.length + 1) : null
+    this.#targets = this.manifest.hasLabels ? index(TARGETS_FILE, 4, this.length) : null
     this.#ids = openSync(join(dir, IDS_FILE), 'r')
     this.#labels = this.manifest.hasLabels ? openSync(join(dir, LABELS_FILE), 'r') : null
   }
@@ -69,23 +74,41 @@ export class TokenStore implements SequenceSource {
     return new TokenStore(dir)
   }
 
-  #start(i: number): number {
-    return this.#offsets ? this.#offsets[i]! : i * this.manifest.fixedLength!
+  /** `bytes` bytes of an index file at `position`, into #small. */
+  #readIndex(fd: number, position: number, bytes: number, i: number): Buffer {
+    this.#check(i)
+    if (readSync(fd, this.#small, 0, bytes, position) !== bytes) throw new DatasetError(`${this.dir}: the index of sequence ${i} is cut short; the store is damaged, delete it`)
+    return this.#small
+  }
+
+  /** Token offset of sequence i and its length. */
+  #span(i: number): { start: number; length: number } {
+    const fixed = this.manifest.fixedLength
+    if (this.#offsets === null) return { start: i * fixed!, length: fixed! }
+    const b = this.#readIndex(this.#offsets, i * 8, 16, i)
+    const start = b.readDoubleLE(0)
+    return { start, length: b.readDoubleLE(8) - start }
+  }
+
+  #check(i: number): void {
+    if (!(Number.isInteger(i) && i >= 0 && i < this.length)) throw new RangeError(`sequence ${i} is not in the store (it has ${this.length})`)
   }
 
   lengthOf(i: number): number {
-    return this.#offsets ? this.#offsets[i + 1]! - this.#offsets[i]! : this.manifest.fixedLength!
+    this.#check(i)
+    return this.#span(i).length
   }
 
   targetsOf(i: number): number {
-    return this.#targets ? this.#targets[i]! : this.lengthOf(i) - 1
+    if (this.#targets === null) return this.lengthOf(i) - 1
+    return this.#readIndex(this.#targets, i * 4, 4, i).readUInt32LE(0)
   }
 
   #readTokens(fd: number, i: number, labels: boolean): Int32Array {
-    const n = this.lengthOf(i)
+    const { start, length: n } = this.#span(i)
     const bytes = n * this.#bytes
     if (this.#buffer.length < bytes) this.#buffer = Buffer.from(new ArrayBuffer(bytes))
-    const position = this.#start(i) * this.#bytes
+    const position = start * this.#bytes
     let got = 0
     while (got < bytes) {
       const read = readSync(fd, this.#buffer, got, bytes - got, position + got)
@@ -102,14 +125,13 @@ export class TokenStore implements SequenceSource {
   }
 
   read(i: number): { ids: Int32Array; labels: Int32Array } {
-    if (!(i >= 0 && i < this.length)) throw new RangeError(`sequence ${i} is not in the store (it has ${this.length})`)
+    this.#check(i)
     const ids = this.#readTokens(this.#ids, i, false)
     return { ids, labels: this.#labels === null ? ids.slice() : this.#readTokens(this.#labels, i, true) }
   }
 
   close(): void {
-    closeSync(this.#ids)
-    if (this.#labels !== null) closeSync(this.#labels)
+    for (const fd of [this.#ids, this.#labels, this.#offsets, this.#targets]) if (fd !== null) closeSync(fd)
   }
 }
 
@@ -130,6 +152,29 @@ export class SubsetSource implements SequenceSource {
   }
   read(i: number) {
     return this.source.read(this.indices[i]!)
+  }
+}
+
+/** Positions [start, start + length) of a permutation of `source`: a split of a corpus too large to list. */
+export class PermutedRangeSource implements SequenceSource {
+  constructor(
+    private readonly source: SequenceSource,
+    private readonly order: { at(p: number): number },
+    private readonly start: number,
+    readonly length: number,
+  ) {}
+  #index(i: number): number {
+    if (!(i >= 0 && i < this.length)) throw new RangeError(`sequence ${i} is not in this split (it has ${this.length})`)
+    return this.order.at(this.start + i)
+  }
+  lengthOf(i: number): number {
+    return this.source.lengthOf(this.#index(i))
+  }
+  targetsOf(i: number): number {
+    return this.source.targetsOf(this.#index(i))
+  }
+  read(i: number) {
+    return this.source.read(this.#index(i))
   }
 }
 

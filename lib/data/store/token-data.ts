@@ -18,6 +18,7 @@ import { DatasetError } from '../dataset.js'
 import { type DatasetSource, resolveDatasets, sourceFingerprint } from '../dataset.js'
 import type { MixStrategy } from '../mix.js'
 import { buildStore, defaultWorkers } from './build.js'
+import type { SequenceStreamOptions } from './sequence-stream.js'
 import { type EncoderSettings, tokenizerFacts } from './encode-chunk.js'
 import { type TextTokenizer, loadTokenizer } from '../tokenizer.js'
 import { EVAL_SUBDIR, STORE_VERSION, dtypeFor } from './format.js'
@@ -158,16 +159,7 @@ export async function prepareTokenData(options: TokenDataOptions): Promise<Token
     log: options.log,
     progressStream: options.progressStream,
   }
-  const settings: EncoderSettings = {
-    modelDir: options.modelDir,
-    tokenizer: tokenizerFacts(options.tokenizer ?? (await loadTokenizer(options.modelDir))),
-    stage: options.stage,
-    template: options.template,
-    defaultSystem: options.defaultSystem,
-    enableThinking: options.enableThinking,
-    cutoffLen: options.cutoffLen,
-    packing: options.packing,
-  }
+  const settings = await encoderSettings(options)
   if (located.evalSources!.length === 0) {
     await buildStore(located.dir, { ...common, settings, sources: located.sources! })
   } else {
@@ -187,6 +179,33 @@ export async function prepareTokenData(options: TokenDataOptions): Promise<Token
   }
   if (options.tokenizedPath !== null) options.log?.(`the token store is saved at ${located.dir}; later runs with tokenized_path: ${located.dir} load it without reading the data`)
   return openData(located.dir, false)
+}
+
+/** What the tokenizing workers need to know. */
+export async function encoderSettings(options: TokenDataOptions): Promise<EncoderSettings> {
+  return {
+    modelDir: options.modelDir,
+    tokenizer: tokenizerFacts(options.tokenizer ?? (await loadTokenizer(options.modelDir))),
+    stage: options.stage,
+    template: options.template,
+    defaultSystem: options.defaultSystem,
+    enableThinking: options.enableThinking,
+    cutoffLen: options.cutoffLen,
+    packing: options.packing,
+  }
+}
+
+/** The datasets as streams of tokenized sequences (streaming: true): the train mix, and the eval datasets. */
+export async function sequenceStreams(options: TokenDataOptions): Promise<{ train: SequenceStreamOptions; eval: SequenceStreamOptions | null }> {
+  if (options.dataset.length === 0) throw new DatasetError('no dataset: set dataset')
+  const settings = await encoderSettings(options)
+  const common = { settings, workers: options.workers ?? defaultWorkers(), blockBos: options.blockBos, seed: options.seed, maxSamples: options.maxSamples, signal: options.signal }
+  const sources = await resolveDatasets(options.dataset, options.datasetDir, options.baseDir)
+  const evalSources = options.evalDataset.length > 0 ? await resolveDatasets(options.evalDataset, options.datasetDir, options.baseDir) : []
+  return {
+    train: { ...common, sources, mixStrategy: options.mixStrategy, interleaveProbs: options.interleaveProbs },
+    eval: evalSources.length > 0 ? { ...common, sources: evalSources, mixStrategy: 'concat', interleaveProbs: null } : null,
+  }
 }
 
 /** Opens a store another process built (ranks that waited). */
