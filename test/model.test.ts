@@ -134,3 +134,19 @@ t.test('the event loop keeps running while a model is created (CUDA initialisati
   t.ok(ticks >= 1, `${ticks} timer ticks during LlamaModel.random of the same model`)
   model.dispose()
 })
+
+t.test('memory() counts the parameters, then their gradients and AdamW state once they train', async (t) => {
+  const model = await LlamaModel.random(tinyRawConfig(), { seed: 1 })
+  const params = model.parameters()
+  const bytes = params.reduce((sum, p) => sum + p.numel * 4, 0)
+  t.same(model.memory(), { parameterBytes: bytes, gradientBytes: 0, optimizerBytes: 0 }, 'float32 parameters, nothing else')
+  const norm = params.find((p) => p.name === 'model.norm.weight')!
+  await model.setTrainable([norm.name])
+  const ids = new Int32Array(8).map((_, i) => i + 3)
+  const step = { lossMultiplier: 1, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
+  await model.trainStep({ ids, labels: ids, batch: 1, seq: 8 }, { ...step, update: false })
+  t.same(model.memory(), { parameterBytes: bytes, gradientBytes: norm.numel * 4, optimizerBytes: 0 }, 'after backward: the one trainable gradient')
+  await model.trainStep({ ids, labels: ids, batch: 1, seq: 8 }, { ...step, update: true })
+  t.same(model.memory(), { parameterBytes: bytes, gradientBytes: 0, optimizerBytes: 2 * norm.numel * 4 }, 'after the update: exp_avg and exp_avg_sq, gradients released')
+  model.dispose()
+})

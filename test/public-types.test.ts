@@ -26,7 +26,7 @@ t.test('the public .d.ts has no raw native handle; a consumer that uses one does
     writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, skipLibCheck: true, types: [] }, files: ['consumer.ts'] }))
     return spawnSync(TSC, ['-p', 'tsconfig.json'], { cwd: dir, encoding: 'utf8' })
   }
-  const ok = consumer('  return model.parameters().length + model.config.numLayers')
+  const ok = consumer('  return model.parameters().length + model.config.numLayers + model.memory().parameterBytes')
   t.equal(ok.status, 0, `the public API type-checks\n${ok.stdout}`)
   const raw = consumer('  return model.native.forward(new Int32Array(1), 1, 1)')
   t.not(raw.status, 0, 'model.native is not part of the public API')

@@ -302,7 +302,7 @@ export class LlamaModel {
     await callNative(what, () => this.native.load([...items]))
   }
 
-  /** @internal Bytes this model holds now: parameters, gradients, optimizer state. */
+  /** Bytes this model holds now: its parameters, their gradients and the optimizer state (synchronous: a metadata read). */
   memory(): { parameterBytes: number; gradientBytes: number; optimizerBytes: number } {
     return callNativeSync('memory', () => this.native.memory())
   }
