@@ -28,11 +28,6 @@ const torch::Tensor* AdamW::Find(const std::string& name, bool squared) const {
 
 void AdamW::Drop(const std::string& name) { states_.erase(name); }
 
-void AdamW::Clear() {
-  states_.clear();
-  step = 0;
-}
-
 std::vector<std::string> AdamW::StateNames() const {
   std::vector<std::string> names;
   for (const auto& [name, state] : states_) {

@@ -37,7 +37,6 @@ class AdamW {
   // The state tensor, or nullptr when that parameter has none yet.
   const torch::Tensor* Find(const std::string& name, bool squared) const;
   void Drop(const std::string& name);
-  void Clear();
   std::vector<std::string> StateNames() const;  // "exp_avg:<param>" and "exp_avg_sq:<param>"
   int64_t StateBytes() const;
 

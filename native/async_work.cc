@@ -26,6 +26,8 @@ class PromiseWorker : public Napi::AsyncWorker {
     try {
       ApplyThreadSettings();
       work_();
+    } catch (const CodedError& e) {
+      Fail(e.what(), e.code());
     } catch (const c10::Error& e) {
       Fail(e.what_without_backtrace());
     } catch (const std::bad_alloc&) {
@@ -50,17 +52,18 @@ class PromiseWorker : public Napi::AsyncWorker {
     }
   }
 
-  void OnError(const Napi::Error& error) override { deferred_.Reject(MakeError(Env(), message_)); }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(MakeError(Env(), message_, code_)); }
 
  private:
-  void Fail(const std::string& message) {
+  void Fail(const std::string& message, std::string code = "") {
     message_ = message;
+    code_ = std::move(code);
     SetError(message);
   }
 
-  static Napi::Value MakeError(Napi::Env env, const std::string& message) {
+  static Napi::Value MakeError(Napi::Env env, const std::string& message, const std::string& code = "") {
     Napi::Error error = Napi::Error::New(env, message);
-    error.Value().Set("code", Napi::String::New(env, ErrorCodeFor(message)));
+    error.Value().Set("code", Napi::String::New(env, code.empty() ? ErrorCodeFor(message) : code));
     return error.Value();
   }
 
@@ -69,6 +72,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   WorkFn work_;
   DoneFn done_;
   std::string message_;
+  std::string code_;
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <napi.h>
 
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 namespace llamapro {
@@ -24,6 +25,17 @@ Napi::Promise RunAsync(Napi::Object owner, const char* name, WorkFn work, DoneFn
 void SetIntraOpThreads(int threads);
 int IntraOpThreads();
 void ApplyThreadSettings();
+
+// A failure in `work` that carries its own `code` for the JS error (e.g. LLAMAPRO_NO_CUDA), where the message alone
+// would be classified as LLAMAPRO_NATIVE.
+class CodedError : public std::runtime_error {
+ public:
+  CodedError(const std::string& message, std::string code) : std::runtime_error(message), code_(std::move(code)) {}
+  const std::string& code() const { return code_; }
+
+ private:
+  std::string code_;
+};
 
 // Classifies a native failure for the `code` property of the JS error.
 std::string ErrorCodeFor(const std::string& message);

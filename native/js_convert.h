@@ -33,8 +33,6 @@ inline int64_t CheckedProduct(Napi::Env env, int64_t a, int64_t b, const std::st
   return product;
 }
 
-inline Napi::Value Field(const Napi::Object& obj, const char* key) { return obj.Get(key); }
-
 inline double Number(const Napi::Value& value, const std::string& what) {
   if (!value.IsNumber()) TypeError(value.Env(), what + " must be a number");
   const double v = value.As<Napi::Number>().DoubleValue();

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <sstream>
 
 #include "async_work.h"
@@ -28,6 +29,26 @@ ModelSpec SpecFromJs(const Napi::Object& obj) {
   spec.num_heads = int_field("numHeads");
   spec.num_kv_heads = int_field("numKvHeads");
   spec.head_dim = int_field("headDim");
+  // CONFIG_LIMITS in lib/checkpoint/config.ts, which refuses such a config.json first; test/model-spec.test.ts feeds
+  // each limit + 1 to NativeModel.create and expects this error with the same number. A spec that slipped past
+  // lib/ must not make us allocate per-layer modules or tensors until the process aborts.
+  const std::pair<const char*, std::pair<int64_t, int64_t>> limits[] = {
+      {"vocabSize", {spec.vocab_size, int64_t{1} << 24}},
+      {"hiddenSize", {spec.hidden_size, int64_t{1} << 17}},
+      {"intermediateSize", {spec.intermediate_size, int64_t{1} << 19}},
+      {"numLayers", {spec.num_layers, 4096}},
+      {"numHeads", {spec.num_heads, 4096}},
+      {"numKvHeads", {spec.num_kv_heads, 4096}},
+      {"headDim", {spec.head_dim, 4096}},
+  };
+  for (const auto& [field, value_limit] : limits) {
+    const auto [value, limit] = value_limit;
+    if (value <= 0) js::TypeError(obj.Env(), std::string("spec.") + field + " must be positive (got " + std::to_string(value) + ")");
+    if (value > limit) {
+      js::TypeError(obj.Env(), std::string("spec.") + field + " is " + std::to_string(value) + ", above llamapro's limit " + std::to_string(limit) +
+                             " (CONFIG_LIMITS in lib/checkpoint/config.ts)");
+    }
+  }
   spec.rms_norm_eps = js::Number(obj.Get("rmsNormEps"), "spec.rmsNormEps");
   const auto rope = js::Object(obj.Get("rope"), "spec.rope");
   spec.rope.type = js::String(rope.Get("type"), "spec.rope.type");
@@ -42,7 +63,7 @@ ModelSpec SpecFromJs(const Napi::Object& obj) {
   spec.mlp_bias = js::Bool(obj.Get("mlpBias"), "spec.mlpBias");
   spec.tie_word_embeddings = js::Bool(obj.Get("tieWordEmbeddings"), "spec.tieWordEmbeddings");
   const auto windows = js::Array(obj.Get("slidingWindows"), "spec.slidingWindows");
-  if (windows.Length() > 4096) js::TypeError(obj.Env(), "spec.slidingWindows has more entries than llamapro allows layers (4096)");
+  if (windows.Length() > 4096) js::TypeError(obj.Env(), "spec.slidingWindows has more entries than llamapro's layer limit 4096");
   for (uint32_t i = 0; i < windows.Length(); ++i) {
     const auto w = windows.Get(i);
     const int64_t window = w.IsNull() ? 0 : js::Integer(w, "spec.slidingWindows[" + std::to_string(i) + "]");
@@ -50,15 +71,6 @@ ModelSpec SpecFromJs(const Napi::Object& obj) {
     spec.sliding_windows.push_back(window);
   }
   const Napi::Env env = obj.Env();
-  // Mirrors CONFIG_LIMITS in lib/checkpoint/config.ts: a spec that slipped past lib/ must not make us allocate
-  // per-layer modules or tensors until the process aborts.
-  const bool bounded = spec.num_layers <= 4096 && spec.hidden_size <= (1 << 17) && spec.intermediate_size <= (1 << 19) &&
-                       spec.num_heads <= 4096 && spec.num_kv_heads <= 4096 && spec.head_dim <= 4096 &&
-                       spec.vocab_size <= (1 << 24);
-  if (!bounded) js::TypeError(env, "spec sizes are above llamapro's limits (see CONFIG_LIMITS in lib/checkpoint/config.ts)");
-  const bool positive = spec.vocab_size > 0 && spec.hidden_size > 0 && spec.intermediate_size > 0 && spec.num_layers > 0 &&
-                        spec.num_heads > 0 && spec.num_kv_heads > 0 && spec.head_dim > 0;
-  if (!positive) js::TypeError(env, "spec sizes must be positive");
   if (spec.num_heads % spec.num_kv_heads != 0) js::TypeError(env, "spec.numHeads must be a multiple of spec.numKvHeads");
   if (spec.head_dim % 2 != 0) js::TypeError(env, "spec.headDim must be even");
   if (static_cast<int64_t>(spec.sliding_windows.size()) != spec.num_layers) {
@@ -70,29 +82,45 @@ ModelSpec SpecFromJs(const Napi::Object& obj) {
   return spec;
 }
 
-torch::Device DeviceFromString(Napi::Env env, const std::string& name) {
-  if (name == "cpu") return torch::Device(torch::kCPU);
-  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
-    if (!torch::cuda::is_available()) {
-#ifdef LLAMAPRO_WITH_CUDA
-      ThrowJs(env, "device '" + name + "': this LibTorch has CUDA, but no GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)",
-              "LLAMAPRO_NO_CUDA");
-#else
-      ThrowJs(env,
-              "device '" + name + "': the LibTorch llamapro was built against (" + TORCH_VERSION +
-                  ") has no CUDA. Rebuild against a CUDA LibTorch (LIBTORCH=... npm rebuild llamapro) or use device 'cpu'",
-              "LLAMAPRO_NO_CUDA");
-#endif
-    }
-    const int64_t index = name == "cuda" ? 0 : std::stoll(name.substr(5));
-    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
-    if (index < 0 || index >= count) {
-      ThrowJs(env, "device '" + name + "': there are " + std::to_string(count) + " CUDA devices (cuda:0.." + std::to_string(count - 1) + ")",
-              "LLAMAPRO_NO_CUDA");
-    }
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+// A device name from JS, parsed on the JS thread: 'cpu', 'cuda' or 'cuda:<n>'. Whether that device exists is asked
+// on the worker (OpenDevice): the first CUDA call initialises the driver, which takes seconds on some machines.
+struct DeviceRequest {
+  std::string name;
+  bool cuda = false;
+  int64_t index = 0;
+};
+
+DeviceRequest ParseDevice(Napi::Env env, const std::string& name) {
+  if (name == "cpu") return {name, false, 0};
+  if (name == "cuda") return {name, true, 0};
+  if (name.rfind("cuda:", 0) == 0) {
+    const std::string digits = name.substr(5);
+    const bool numeric = !digits.empty() && digits.size() <= 4 && digits.find_first_not_of("0123456789") == std::string::npos;
+    if (numeric) return {name, true, std::stoll(digits)};
   }
   ThrowJs(env, "device must be 'cpu', 'cuda' or 'cuda:<n>', got '" + name + "'", "LLAMAPRO_ARG");
+}
+
+// On the worker: the device, or a CodedError (LLAMAPRO_NO_CUDA) saying why it cannot be used.
+torch::Device OpenDevice(const DeviceRequest& request) {
+  if (!request.cuda) return torch::Device(torch::kCPU);
+  const std::string& name = request.name;
+  if (!torch::cuda::is_available()) {
+#ifdef LLAMAPRO_WITH_CUDA
+    throw CodedError("device '" + name + "': this LibTorch has CUDA, but no GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)",
+                     "LLAMAPRO_NO_CUDA");
+#else
+    throw CodedError("device '" + name + "': the LibTorch llamapro was built against (" + TORCH_VERSION +
+                         ") has no CUDA. Rebuild against a CUDA LibTorch (LIBTORCH=... npm rebuild llamapro) or use device 'cpu'",
+                     "LLAMAPRO_NO_CUDA");
+#endif
+  }
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  if (request.index >= count) {
+    throw CodedError("device '" + name + "': there are " + std::to_string(count) + " CUDA devices (cuda:0.." + std::to_string(count - 1) + ")",
+                     "LLAMAPRO_NO_CUDA");
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(request.index));
 }
 
 std::string DtypeName(c10::ScalarType type) {
@@ -168,64 +196,118 @@ int64_t CountedTargets(const Batch& b) {
 
 }  // namespace
 
-Napi::Function NativeModel::Define(Napi::Env env) {
-  return DefineClass(env, "NativeModel",
-                     {
-                         InstanceMethod("parameters", &NativeModel::Parameters),
-                         InstanceMethod("load", &NativeModel::Load),
-                         InstanceMethod("initRandom", &NativeModel::InitRandom),
-                         InstanceMethod("forward", &NativeModel::Forward),
-                         InstanceMethod("loss", &NativeModel::Loss),
-                         InstanceMethod("save", &NativeModel::Save),
-                         InstanceMethod("setTrainable", &NativeModel::SetTrainable),
-                         InstanceMethod("configureOptimizer", &NativeModel::ConfigureOptimizer),
-                         InstanceMethod("attachProcessGroup", &NativeModel::AttachProcessGroup),
-                         InstanceMethod("optimizerState", &NativeModel::OptimizerState),
-                         InstanceMethod("gatherOptimizerState", &NativeModel::GatherOptimizerState),
-                         InstanceMethod("scatterOptimizerState", &NativeModel::ScatterOptimizerState),
-                         InstanceMethod("trainStep", &NativeModel::TrainStep),
-                         InstanceMethod("setGradientCheckpointing", &NativeModel::SetGradientCheckpointing),
-                         InstanceMethod("insertBlocks", &NativeModel::InsertBlocks),
-                         InstanceMethod("addLora", &NativeModel::AddLora),
-                         InstanceMethod("tensorInfo", &NativeModel::TensorInfo),
-                         InstanceMethod("tensorBytes", &NativeModel::TensorBytes),
-                         InstanceMethod("tensorMaxAbs", &NativeModel::TensorMaxAbs),
-                         InstanceMethod("maxAbsDifference", &NativeModel::MaxAbsDifference),
-                         InstanceMethod("gradients", &NativeModel::Gradients),
-                         InstanceMethod("memory", &NativeModel::Memory),
-                         InstanceMethod("dispose", &NativeModel::Dispose),
-                     });
-}
-
 const napi_type_tag NativeModel::kTypeTag = {0x6c6c616d6170726fULL, 0x4e61746976654d6fULL};
 
-// new NativeModel(spec, { device, dtype, gradientCheckpointing? })
-NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+namespace {
+
+// What NativeModel.create's worker built, handed to the constructor inside an External that carries this tag. No
+// JS code can make such an External, so `new NativeModel(...)` from JS always takes the error path.
+const napi_type_tag kCreatedModelTag = {0x6c6c616d6170726fULL, 0x637265617465644dULL};
+
+struct CreatedModel {
+  std::shared_ptr<ModelState> state;
+  int64_t bytes = 0;
+};
+
+// The class object, per environment (a worker thread or an Electron utility process has its own), for create's
+// done() to construct the JS object with.
+struct NativeModelClass {
+  Napi::FunctionReference constructor;
+};
+
+}  // namespace
+
+Napi::Function NativeModel::Define(Napi::Env env) {
+  Napi::Function cls = DefineClass(env, "NativeModel",
+                                   {
+                                       StaticMethod("create", &NativeModel::Create),
+                                       InstanceMethod("parameters", &NativeModel::Parameters),
+                                       InstanceMethod("load", &NativeModel::Load),
+                                       InstanceMethod("initRandom", &NativeModel::InitRandom),
+                                       InstanceMethod("forward", &NativeModel::Forward),
+                                       InstanceMethod("loss", &NativeModel::Loss),
+                                       InstanceMethod("save", &NativeModel::Save),
+                                       InstanceMethod("setTrainable", &NativeModel::SetTrainable),
+                                       InstanceMethod("configureOptimizer", &NativeModel::ConfigureOptimizer),
+                                       InstanceMethod("attachProcessGroup", &NativeModel::AttachProcessGroup),
+                                       InstanceMethod("optimizerState", &NativeModel::OptimizerState),
+                                       InstanceMethod("gatherOptimizerState", &NativeModel::GatherOptimizerState),
+                                       InstanceMethod("scatterOptimizerState", &NativeModel::ScatterOptimizerState),
+                                       InstanceMethod("trainStep", &NativeModel::TrainStep),
+                                       InstanceMethod("setGradientCheckpointing", &NativeModel::SetGradientCheckpointing),
+                                       InstanceMethod("insertBlocks", &NativeModel::InsertBlocks),
+                                       InstanceMethod("addLora", &NativeModel::AddLora),
+                                       InstanceMethod("tensorInfo", &NativeModel::TensorInfo),
+                                       InstanceMethod("tensorBytes", &NativeModel::TensorBytes),
+                                       InstanceMethod("tensorMaxAbs", &NativeModel::TensorMaxAbs),
+                                       InstanceMethod("maxAbsDifference", &NativeModel::MaxAbsDifference),
+                                       InstanceMethod("gradients", &NativeModel::Gradients),
+                                       InstanceMethod("memory", &NativeModel::Memory),
+                                       InstanceMethod("dispose", &NativeModel::Dispose),
+                                   });
+  // The addon's only instance data (napi_set_instance_data holds one pointer per addon and environment).
+  env.SetInstanceData<NativeModelClass>(new NativeModelClass{Napi::Persistent(cls)});
+  return cls;
+}
+
+// NativeModel.create(spec, { device, dtype, gradientCheckpointing?, checkpointFrozenLayers? }) -> Promise<NativeModel>.
+// The arguments are checked here, on the JS thread; CUDA initialisation and the allocation of every parameter run
+// on the libuv pool, so an Electron window keeps painting while a large model is created.
+Napi::Value NativeModel::Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  js::TagAs<NativeModel>(info);
   const auto spec = SpecFromJs(js::Object(info[0], "spec"));
   const auto options = js::Object(info[1], "options");
-  const auto device = DeviceFromString(env, js::String(options.Get("device"), "options.device"));
+  const auto device = ParseDevice(env, js::String(options.Get("device"), "options.device"));
   c10::ScalarType dtype;
   try {
     dtype = ScalarTypeFromName(js::String(options.Get("dtype"), "options.dtype"));
   } catch (const std::invalid_argument& e) {
     js::TypeError(env, e.what());
   }
-  try {
-    state_ = std::make_shared<ModelState>(spec, device, dtype);
-  } catch (const c10::Error& e) {
-    ThrowJs(env, e.what_without_backtrace(), ErrorCodeFor(e.what_without_backtrace()).c_str());
-  } catch (const std::bad_alloc&) {
-    ThrowJs(env, "out of memory while allocating the model's parameters", "LLAMAPRO_OUT_OF_MEMORY");
+  std::optional<bool> checkpointing;
+  std::optional<bool> checkpoint_frozen;
+  if (!options.Get("gradientCheckpointing").IsUndefined()) {
+    checkpointing = js::Bool(options.Get("gradientCheckpointing"), "options.gradientCheckpointing");
   }
-  if (options.Has("gradientCheckpointing") && !options.Get("gradientCheckpointing").IsUndefined()) {
-    state_->module->gradient_checkpointing = js::Bool(options.Get("gradientCheckpointing"), "options.gradientCheckpointing");
+  if (!options.Get("checkpointFrozenLayers").IsUndefined()) {
+    checkpoint_frozen = js::Bool(options.Get("checkpointFrozenLayers"), "options.checkpointFrozenLayers");
   }
-  if (options.Has("checkpointFrozenLayers") && !options.Get("checkpointFrozenLayers").IsUndefined()) {
-    state_->module->checkpoint_frozen_layers = js::Bool(options.Get("checkpointFrozenLayers"), "options.checkpointFrozenLayers");
+  auto made = std::make_shared<CreatedModel>();
+  return RunAsync(
+      Napi::Object::New(env), "llamapro.createModel",
+      [made, spec, device, dtype, checkpointing, checkpoint_frozen] {
+        try {
+          made->state = std::make_shared<ModelState>(spec, OpenDevice(device), dtype);
+        } catch (const std::bad_alloc&) {
+          throw CodedError("out of memory while allocating the model's parameters", "LLAMAPRO_OUT_OF_MEMORY");
+        }
+        if (checkpointing) made->state->module->gradient_checkpointing = *checkpointing;
+        if (checkpoint_frozen) made->state->module->checkpoint_frozen_layers = *checkpoint_frozen;
+        made->bytes = made->state->ParameterBytes();
+      },
+      [made](Napi::Env env) -> Napi::Value {
+        auto external = Napi::External<CreatedModel>::New(env, made.get());
+        if (napi_type_tag_object(env, external, &kCreatedModelTag) != napi_ok) ThrowJs(env, "could not tag the created model");
+        Napi::Object model = env.GetInstanceData<NativeModelClass>()->constructor.New({external});
+        made->state.reset();  // the JS object holds it now
+        return model;
+      });
+}
+
+// Only NativeModel.create constructs (see kCreatedModelTag).
+NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+  Napi::Env env = info.Env();
+  js::TagAs<NativeModel>(info);
+  bool created = false;
+  if (info.Length() == 1 && info[0].IsExternal() && napi_check_object_type_tag(env, info[0], &kCreatedModelTag, &created) != napi_ok) {
+    created = false;
   }
-  ReportMemory(env, state_->ParameterBytes());
+  if (!created) {
+    js::TypeError(env, "a NativeModel is made by NativeModel.create(spec, options), which creates it off the JS thread and returns a Promise");
+  }
+  const auto* made = info[0].As<Napi::External<CreatedModel>>().Data();
+  state_ = made->state;
+  ReportMemory(env, made->bytes);
 }
 
 NativeModel::~NativeModel() {

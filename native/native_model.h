@@ -1,5 +1,6 @@
 // NativeModel: the JS class over one ModelState. Every method that touches tensor data returns a Promise and
-// runs on the libuv pool (async_work.h); the synchronous ones only read metadata.
+// runs on the libuv pool (async_work.h), creation included (NativeModel.create); the synchronous ones only read
+// or set metadata, and answer LLAMAPRO_BUSY rather than wait for a running worker.
 #pragma once
 #include <napi.h>
 
@@ -15,12 +16,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   static const napi_type_tag kTypeTag;
   static constexpr const char* kClassName = "NativeModel";
   static Napi::Function Define(Napi::Env env);
+  // Only NativeModel.create (Create) constructs one; `new NativeModel(...)` from JS is a TypeError.
   explicit NativeModel(const Napi::CallbackInfo& info);
   ~NativeModel() override;
   // The model's native state (throws LLAMAPRO_DISPOSED after dispose); kv_cache.cc shares it.
   std::shared_ptr<ModelState> State(Napi::Env env) const;
 
  private:
+  static Napi::Value Create(const Napi::CallbackInfo& info);
   Napi::Value ReportMemory(Napi::Env env, int64_t bytes);
 
   Napi::Value Parameters(const Napi::CallbackInfo& info);

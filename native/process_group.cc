@@ -132,26 +132,41 @@ Communicator::Communicator(const ProcessGroupConfig& config) : config_(config), 
   } catch (const std::exception& e) {
     Fail("creating the " + config.backend + " process group", Describe(e));
   }
-  heartbeat_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(heartbeat_mutex_);
-    while (!stopping_) {
+  heartbeat_ = std::make_shared<Heartbeat>();
+  heartbeat_thread_ = std::thread([beat = heartbeat_, store = impl_->store, key = HeartbeatKey(config_.rank)] {
+    std::unique_lock<std::mutex> lock(beat->mutex);
+    while (!beat->stopping) {
+      lock.unlock();  // the store call may block (up to ddp_timeout); stopping must not wait for it
+      bool alive = true;
       try {
-        impl_->store->add(HeartbeatKey(config_.rank), 1);
+        store->add(key, 1);
       } catch (...) {
-        return;  // the store (on rank 0) is gone: nothing to beat into
+        alive = false;  // the store (on rank 0) is gone: nothing to beat into
       }
-      heartbeat_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; });
+      lock.lock();
+      if (!alive) break;
+      beat->cv.wait_for(lock, std::chrono::milliseconds(500), [&beat] { return beat->stopping; });
     }
+    beat->exited = true;
+    beat->cv.notify_all();
   });
 }
 
 Communicator::~Communicator() {
-  {
-    std::lock_guard<std::mutex> lock(heartbeat_mutex_);
-    stopping_ = true;
+  if (!heartbeat_thread_.joinable()) return;
+  std::unique_lock<std::mutex> lock(heartbeat_->mutex);
+  heartbeat_->stopping = true;
+  heartbeat_->cv.notify_all();
+  const bool exited = heartbeat_->cv.wait_for(lock, kHeartbeatStopWait, [this] { return heartbeat_->exited; });
+  lock.unlock();
+  // A thread still inside a store call holds the store and its state itself; it ends when that call returns or
+  // times out. Joining it here could hold the caller (a libuv worker, or the JS thread when a model drops the
+  // last reference) for the whole ddp_timeout.
+  if (exited) {
+    heartbeat_thread_.join();
+  } else {
+    heartbeat_thread_.detach();
   }
-  heartbeat_cv_.notify_all();
-  if (heartbeat_.joinable()) heartbeat_.join();
 }
 
 void Communicator::CountCollective() {
@@ -391,10 +406,15 @@ Napi::Value NativeProcessGroup::Barrier(const Napi::CallbackInfo& info) {
       [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 
-// Drops this object's hold on the c10d objects; they close when no model holds them either.
+// destroy() -> Promise: drops this object's hold on the c10d objects; they close when no model holds them either.
+// The closing (the heartbeat thread, Gloo's pairs, the store's sockets) runs on the libuv pool: with a peer that
+// stopped answering it is not instant, and the JS thread must not wait for it.
 Napi::Value NativeProcessGroup::Destroy(const Napi::CallbackInfo& info) {
-  communicator_.reset();
-  return info.Env().Undefined();
+  // Moved, not copied, into the work: a copy left here could be the last reference (when the worker has already
+  // dropped its own), and the closing would then run on the JS thread after all.
+  return RunAsync(
+      Value(), "llamapro.processGroup.destroy", [communicator = std::move(communicator_)]() mutable { communicator.reset(); },
+      [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 
 std::shared_ptr<Communicator> CommunicatorFromJs(const Napi::Value& value, const char* what) {

@@ -60,11 +60,18 @@ class Communicator {
   std::unique_ptr<Impl> impl_;
   std::mutex mutex_;
   int64_t collectives_ = 0;
-  // A thread that counts up a key in the store twice a second while this rank lives.
-  std::thread heartbeat_;
-  std::mutex heartbeat_mutex_;
-  std::condition_variable heartbeat_cv_;
-  bool stopping_ = false;
+  // A thread that counts up a key in the store twice a second while this rank lives. It owns its own references
+  // (the store, this state), never `this`: a store call to a rank that stopped answering waits up to ddp_timeout,
+  // so the destructor waits only kHeartbeatStopWait for it and then leaves it to finish on its own (detached).
+  struct Heartbeat {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool stopping = false;
+    bool exited = false;
+  };
+  static constexpr std::chrono::milliseconds kHeartbeatStopWait{250};
+  std::shared_ptr<Heartbeat> heartbeat_;
+  std::thread heartbeat_thread_;
 };
 
 // The Communicator behind a JS NativeProcessGroup (connected), or an exception naming `what`.

@@ -42,22 +42,6 @@ c10::ScalarType ScalarTypeFromSafetensors(const std::string& dtype) {
   return found->second;
 }
 
-std::string SafetensorsFromScalarType(c10::ScalarType type) {
-  switch (type) {
-    case torch::kFloat64: return "F64";
-    case torch::kFloat32: return "F32";
-    case torch::kFloat16: return "F16";
-    case torch::kBFloat16: return "BF16";
-    case torch::kInt64: return "I64";
-    case torch::kInt32: return "I32";
-    case torch::kInt16: return "I16";
-    case torch::kInt8: return "I8";
-    case torch::kUInt8: return "U8";
-    case torch::kBool: return "BOOL";
-    default: throw std::invalid_argument(std::string("no safetensors dtype for ") + c10::toString(type));
-  }
-}
-
 c10::ScalarType ScalarTypeFromName(const std::string& name) {
   if (name == "float32") return torch::kFloat32;
   if (name == "bfloat16") return torch::kBFloat16;

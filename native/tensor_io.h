@@ -12,9 +12,8 @@
 
 namespace llamapro {
 
-// safetensors dtype names (F32, BF16, F16, ...) <-> LibTorch scalar types.
+// safetensors dtype names (F32, BF16, F16, ...) -> LibTorch scalar types.
 c10::ScalarType ScalarTypeFromSafetensors(const std::string& dtype);
-std::string SafetensorsFromScalarType(c10::ScalarType type);
 c10::ScalarType ScalarTypeFromName(const std::string& name);  // float32 | bfloat16 | float16
 
 struct ReadItem {

@@ -2,7 +2,10 @@ import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { LlamaModel } from '../lib/index.js'
-import { writeTinyModel, type TinyModelOptions } from './helpers/tiny-model.js'
+import { parseModelConfig } from '../lib/checkpoint/config.js'
+import { nativeSpec } from '../lib/model/native-spec.js'
+import { native } from '../lib/native/load.js'
+import { tinyRawConfig, writeTinyModel, type TinyModelOptions } from './helpers/tiny-model.js'
 import { runPythonJson } from './helpers/python.js'
 
 interface Reference {
@@ -106,5 +109,44 @@ t.test('the event loop keeps running while native work is in flight', async (t) 
   const elapsed = performance.now() - started
   clearInterval(timer)
   t.ok(ticks >= Math.min(5, elapsed / 10), `${ticks} timer ticks during ${elapsed.toFixed(0)} ms of forward passes`)
+  model.dispose()
+})
+
+t.test('the event loop keeps running while a model is created (CUDA initialisation and allocation run off the JS thread)', async (t) => {
+  // 2000 small layers: tens of thousands of parameter tensors, so creation takes long enough to be seen.
+  const raw = tinyRawConfig({ layers: 2000, hidden: 16, heads: 2, intermediate: 16, vocab: 32 })
+  const spec = nativeSpec(parseModelConfig(raw, 'config.json'))
+  let ticks = 0
+  const timer = setInterval(() => ticks++, 1)
+  const started = performance.now()
+  const handle = await native().NativeModel.create(spec, { device: 'cpu', dtype: 'float32' })
+  const elapsed = performance.now() - started
+  clearInterval(timer)
+  t.equal(handle.parameters().length, 2000 * 9 + 3, 'the model was created with every layer')
+  // Created on the JS thread, no timer could run before the Promise settled (ticks would be 0).
+  t.ok(ticks >= 1 && ticks >= Math.min(5, elapsed / 10), `${ticks} timer ticks during ${elapsed.toFixed(0)} ms of model creation`)
+  handle.dispose()
+  // And through the public API.
+  ticks = 0
+  const again = setInterval(() => ticks++, 1)
+  const model = await LlamaModel.random(raw, { seed: 1 })
+  clearInterval(again)
+  t.ok(ticks >= 1, `${ticks} timer ticks during LlamaModel.random of the same model`)
+  model.dispose()
+})
+
+t.test('memory() counts the parameters, then their gradients and AdamW state once they train', async (t) => {
+  const model = await LlamaModel.random(tinyRawConfig(), { seed: 1 })
+  const params = model.parameters()
+  const bytes = params.reduce((sum, p) => sum + p.numel * 4, 0)
+  t.same(model.memory(), { parameterBytes: bytes, gradientBytes: 0, optimizerBytes: 0 }, 'float32 parameters, nothing else')
+  const norm = params.find((p) => p.name === 'model.norm.weight')!
+  await model.setTrainable([norm.name])
+  const ids = new Int32Array(8).map((_, i) => i + 3)
+  const step = { lossMultiplier: 1, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
+  await model.trainStep({ ids, labels: ids, batch: 1, seq: 8 }, { ...step, update: false })
+  t.same(model.memory(), { parameterBytes: bytes, gradientBytes: norm.numel * 4, optimizerBytes: 0 }, 'after backward: the one trainable gradient')
+  await model.trainStep({ ids, labels: ids, batch: 1, seq: 8 }, { ...step, update: true })
+  t.same(model.memory(), { parameterBytes: bytes, gradientBytes: 0, optimizerBytes: 2 * norm.numel * 4 }, 'after the update: exp_avg and exp_avg_sq, gradients released')
   model.dispose()
 })

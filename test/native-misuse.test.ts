@@ -2,8 +2,9 @@
 // NativeProcessGroup is expected (a TypeError naming the class; before, maxAbsDifference(aKvCache) hung), and batch
 // shapes that are negative, not integers, overflow int64 or disagree with the typed arrays (a RangeError or TypeError
 // naming the argument; before, batch * seq could wrap to match an empty array and crash), and bad ids or lengths
-// given to a KV cache. Each call is repeated 50 times. The calls run in a child process, so
-// that a crash or a hang fails this test (naming the case that was running) instead of killing tap.
+// given to a KV cache, and a NativeModel constructed other than by NativeModel.create or from a spec above the
+// limits. Each call is repeated 50 times. The calls run in a child process, so that a crash or a hang fails this
+// test (naming the case that was running) instead of killing tap.
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'

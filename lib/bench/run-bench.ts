@@ -12,7 +12,6 @@ import { openCheckpoint } from '../checkpoint/checkpoint.js'
 import { LlamaproError } from '../errors.js'
 import { info, setThreads } from '../info.js'
 import { type Device, LlamaModel } from '../model/llama-model.js'
-import { callNative } from '../native/call.js'
 import { native, PACKAGE_ROOT } from '../native/load.js'
 import { freezePolicy } from '../policy/freeze-policy.js'
 import { type FlopCount, flopsPerToken, peakFlops } from './flops.js'
@@ -175,8 +174,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         policy = freezePolicy(model.config.numLayers, params.map((p) => p.name), strategy.options)
       }
       await instance.setTrainable(policy.trainable, { masterDtype: 'float32' })
-      instance.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
-      const step = () => callNative('training step', () => instance.native.trainStep(ids, ids, batch, seq, stepOptions))
+      instance.optimizer.configure({ noDecay: [], step: 0, lossScaling: false })
+      const step = () => instance.trainStep({ ids, labels: ids, batch, seq }, stepOptions)
       return { instance, params, policy, step }
     } catch (error) {
       instance.dispose()
@@ -203,8 +202,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       }
       const memory = native().memoryStats(deviceIndex)
       const peakMemoryBytes = device === 'cpu' ? memory.cpu.peak : memory.cuda?.peak ?? null
-      await callNative('gradient step', () => instance.native.trainStep(ids, ids, batch, seq, { ...stepOptions, update: false }))
-      const held = instance.native.memory()
+      await instance.trainStep({ ids, labels: ids, batch, seq }, { ...stepOptions, update: false })
+      const held = instance.memory()
       const trainableSet = new Set(policy.trainable)
       const flops = flopsPerToken(model.config, trainableSet, seq, policy.loraTargets && strategy.lora ? { rank: strategy.lora.rank, targets: policy.loraTargets } : undefined)
       const msPerStep = percentiles(times)

@@ -7,7 +7,6 @@ import { distributedFromEnv } from '../distributed/environment.js'
 import { ProcessGroup } from '../distributed/process-group.js'
 import { setThreads } from '../info.js'
 import { type Device, LlamaModel } from '../model/llama-model.js'
-import { callNative } from '../native/call.js'
 import { freezePolicy } from '../policy/freeze-policy.js'
 import { randomTokenIds } from '../util/random.js'
 import { parseStrategies } from './strategies.js'
@@ -54,12 +53,13 @@ async function main(): Promise<void> {
     const params = model.parameters()
     const policy = freezePolicy(request.numLayers, params.map((p) => p.name), strategy!.options)
     await model.setTrainable(policy.trainable, { masterDtype: 'float32' })
-    model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
-    if (group) model.native.attachProcessGroup(group.handle, { zeroStage: request.zeroStage ?? 0 })
+    model.optimizer.configure({ noDecay: [], step: 0, lossScaling: false })
+    if (group) model.gradientSync.attach(group, { zeroStage: request.zeroStage ?? 0 })
     // Each rank its own batch, as in training.
     const ids = randomTokenIds(request.batch * request.seq, request.vocabSize, 1234 + (env?.rank ?? 0))
     const options = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
-    const step = () => callNative('training step', () => model.native.trainStep(ids, ids, request.batch, request.seq, options))
+    const tokens = { ids, labels: ids, batch: request.batch, seq: request.seq }
+    const step = () => model.trainStep(tokens, options)
     for (let i = 0; i < request.warmup; i++) await step()
     if (group) await group.barrier('starting the timed steps together')
     const result: ScalingWorkerResult = { rank: env?.rank ?? 0, ms: [], reduceMs: [], reducedBytes: 0, trainableParams: 0, totalParams: 0, optimizerBytes: 0 }
@@ -72,12 +72,12 @@ async function main(): Promise<void> {
     }
     result.trainableParams = params.filter((p) => policy.trainable.includes(p.name)).reduce((s, p) => s + p.numel, 0)
     result.totalParams = params.reduce((s, p) => s + p.numel, 0)
-    result.optimizerBytes = model.native.memory().optimizerBytes
+    result.optimizerBytes = model.optimizer.stateBytes()
     if (group) await group.barrier('ending the timed steps together')
     process.stdout.write(`${JSON.stringify(result)}\n`)
   } finally {
     model.dispose()
-    group?.destroy()
+    await group?.destroy()
   }
 }
 

@@ -8,7 +8,6 @@
  */
 import { LlamaproError } from '../errors.js'
 import { info } from '../info.js'
-import { callNative } from '../native/call.js'
 import type { LlamaModel } from '../model/llama-model.js'
 import { type TrainConfig, loadTrainConfig } from '../train/config.js'
 import { chooseDevice } from '../train/device.js'
@@ -116,9 +115,7 @@ export async function benchTrainConfig(options: TrainConfigBenchOptions): Promis
           const batch = batches[j]!
           const weight = targets > 0 ? batch.targetTokens / targets : 1 / batches.length
           const last = j === batches.length - 1
-          const result = await callNative('training step', () =>
-            model.native.trainStep(batch.ids, batch.labels, batch.batch, batch.seq, microStepOptions(cfg, { lr, weight, last, logging })),
-          )
+          const result = await model.trainStep(batch, microStepOptions(cfg, { lr, weight, last, logging }))
           if (last) loss = result.stepLoss! // Σ loss × weight over the micro-batches
           updateMs += result.updateMs
         }

@@ -18,11 +18,16 @@ export interface ConnectOptions {
 }
 
 export class ProcessGroup {
-  private constructor(
-    readonly env: DistributedEnv,
-    readonly backend: 'gloo' | 'nccl',
-    readonly handle: NativeProcessGroupHandle,
-  ) {}
+  readonly env: DistributedEnv
+  readonly backend: 'gloo' | 'nccl'
+  /** @internal The addon's object, for GradientSync (lib/model/gradient-sync.ts) to attach to a model. */
+  readonly handle: NativeProcessGroupHandle
+
+  private constructor(env: DistributedEnv, backend: 'gloo' | 'nccl', handle: NativeProcessGroupHandle) {
+    this.env = env
+    this.backend = backend
+    this.handle = handle
+  }
 
   get rank(): number {
     return this.env.rank
@@ -77,7 +82,11 @@ export class ProcessGroup {
     await callNative(what, () => this.handle.barrier())
   }
 
-  destroy(): void {
-    this.handle.destroy()
+  /**
+   * Leaves the job: this rank's store connection, process group and heartbeat close off the JS thread. A model
+   * still attached keeps them open until it is disposed.
+   */
+  async destroy(): Promise<void> {
+    await callNative('closing the process group', () => this.handle.destroy())
   }
 }

@@ -48,7 +48,7 @@ async function layerMapping(
     const zeroNames = (i: number) => layerParameters(expanded.config, i).map((p) => p.name).filter((name) => ZEROED_IN_NEW_BLOCKS.test(name.slice(layerPrefix(i).length)))
     newIds = new Set()
     for (let i = 0; i < n; i++) {
-      const maxAbs = await expanded.native.tensorMaxAbs(zeroNames(i))
+      const maxAbs = await expanded.tensorMaxAbs(zeroNames(i))
       if (maxAbs.every((v) => v === 0)) newIds.add(i)
     }
     from = 'zero o_proj/down_proj'
@@ -92,16 +92,16 @@ export async function verifyExpansion(originalDir: string, expandedDir: string, 
       const rests = layerParameters(expanded.config, i).map((p) => p.name.slice(layerPrefix(i).length))
       const zeroed = mapping.isNew[i] ? rests.filter((r) => ZEROED_IN_NEW_BLOCKS.test(r)) : []
       const copied = rests.filter((r) => !zeroed.includes(r))
-      const diffs = await expanded.native.maxAbsDifference(
-        original.native,
-        copied.map((r) => [`${layerPrefix(i)}${r}`, `${layerPrefix(source)}${r}`] as [string, string]),
+      const diffs = await expanded.maxAbsDifference(
+        original,
+        copied.map((r) => [`${layerPrefix(i)}${r}`, `${layerPrefix(source)}${r}`] as const),
       )
       const copiedMax = Math.max(0, ...diffs)
       copied.forEach((r, k) => {
         if (diffs[k] !== 0) failures.push(`layer ${i} ${r} differs from layer ${source} of the original by up to ${diffs[k]}`)
       })
       if (mapping.isNew[i]) {
-        const maxAbs = await expanded.native.tensorMaxAbs(zeroed.map((r) => `${layerPrefix(i)}${r}`))
+        const maxAbs = await expanded.tensorMaxAbs(zeroed.map((r) => `${layerPrefix(i)}${r}`))
         zeroed.forEach((r, k) => {
           if (maxAbs[k] !== 0) failures.push(`new block ${i}: ${r} is not zero (max |x| = ${maxAbs[k]}), so the block is not an identity map`)
         })
@@ -111,7 +111,7 @@ export async function verifyExpansion(originalDir: string, expandedDir: string, 
       }
     }
     const outside = original.parameters().map((p) => p.name).filter((name) => !name.startsWith('model.layers.'))
-    const outsideDiffs = await expanded.native.maxAbsDifference(original.native, outside.map((n) => [n, n] as [string, string]))
+    const outsideDiffs = await expanded.maxAbsDifference(original, outside.map((n) => [n, n] as const))
     outside.forEach((name, k) => {
       if (outsideDiffs[k] !== 0) failures.push(`${name} differs from the original by up to ${outsideDiffs[k]}`)
     })

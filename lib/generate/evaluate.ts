@@ -12,7 +12,6 @@ import { chatTemplate, pretrainTokenizer } from '../data/template.js'
 import type { TextTokenizer } from '../data/tokenizer.js'
 import { LlamaproError } from '../errors.js'
 import type { LlamaModel } from '../model/llama-model.js'
-import { callNative } from '../native/call.js'
 import { type GenerateOptions, generate } from './generate.js'
 
 export interface EvaluateOptions {
@@ -85,7 +84,7 @@ export async function sequenceLoss(model: LlamaModel, sequences: readonly Sequen
     if (bad !== undefined) {
       throw new LlamaproError('LLAMAPRO_DATASET', `token id ${bad} is beyond this model's vocab_size ${vocab}: the models must share a tokenizer`)
     }
-    const result = await callNative('evaluation', () => model.native.loss(batch.ids, batch.labels, batch.batch, batch.seq))
+    const result = await model.batchLoss(batch)
     weighted += result.loss * result.tokens
     tokens += result.tokens
   }

@@ -15,13 +15,15 @@ import { expandedRawConfig } from '../expand/expanded-config.js'
 import { planExpansion } from '../expand/plan.js'
 import type { GenerateInput, GenerateOptions, GenerationChunk, GenerationResult } from '../generate/generate.js'
 import { EXPANSION_RECORD_FILE, type ExpansionRecord, expansionRecord, readExpansionRecord } from '../expand/record.js'
-import type { NativeModelHandle, NativeParameter } from '../native/binding.js'
+import type { NativeModelHandle, NativeModelOptions, NativeModelSpec, NativeParameter, NativeReadItem, NativeTrainStepOptions, NativeTrainStepResult } from '../native/binding.js'
 import { callNative, callNativeSync } from '../native/call.js'
 import { native } from '../native/load.js'
 import { checkOutputDir, writeFolderAtomically } from '../util/atomic-dir.js'
 import { parseSize } from '../util/size.js'
 import { type AdapterFolder, ADAPTER_WEIGHTS_FILE, type LoraAdapterConfig, PEFT_PREFIX, adapterLoadItems, readAdapter, writeAdapterConfig } from '../adapters/peft-adapter.js'
 import { encodeSafetensorsHeader } from '../checkpoint/safetensors.js'
+import { GradientSync } from './gradient-sync.js'
+import { ModelOptimizer } from './model-optimizer.js'
 import { nativeSpec } from './native-spec.js'
 import { type TokenBatch, flattenBatch } from './token-batch.js'
 
@@ -106,6 +108,24 @@ export interface ForwardResult {
   shape: [number, number, number]
 }
 
+/** A batch as lib/data collates it: row-major ids and labels (-100 = not a target), checked against the vocabulary. */
+export interface FlatTokenBatch {
+  ids: Int32Array
+  labels: Int32Array
+  batch: number
+  seq: number
+}
+
+/** What one training micro-step is told: learning rate and AdamW settings, clipping, loss weight, whether to update. */
+export type TrainStepOptions = NativeTrainStepOptions
+/** What one training micro-step reports (lib/train reads loss, tokens, skipped, gradNorm, lossScale, …). */
+export type TrainStepResult = NativeTrainStepResult
+
+/** Creates the native model off the JS thread (CUDA initialisation and parameter allocation can take seconds). */
+async function createNativeModel(spec: NativeModelSpec, options: NativeModelOptions): Promise<NativeModelHandle> {
+  return callNative('creating the model', () => native().NativeModel.create(spec, options))
+}
+
 const DEVICE_PATTERN = /^(cpu|cuda|cuda:\d+)$/
 
 function checkLoadOptions(
@@ -150,6 +170,8 @@ export class LlamaModel {
   expansion: ExpansionRecord | undefined
 
   #handle: NativeModelHandle | undefined
+  #optimizer: ModelOptimizer | undefined
+  #gradientSync: GradientSync | undefined
   #lora: LoraState | undefined
   #config: ModelConfig
   #rawConfig: Record<string, unknown>
@@ -187,7 +209,7 @@ export class LlamaModel {
   /** Loads an already opened (validated) checkpoint. */
   static async fromCheckpoint(checkpoint: Checkpoint, options: LoadOptions = {}): Promise<LlamaModel> {
     const { device, dtype, gradientCheckpointing, checkpointFrozenLayers } = checkLoadOptions(options, checkpoint.dtype)
-    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(checkpoint.config), { device, dtype, gradientCheckpointing, checkpointFrozenLayers }))
+    const handle = await createNativeModel(nativeSpec(checkpoint.config), { device, dtype, gradientCheckpointing, checkpointFrozenLayers })
     const model = new LlamaModel(handle, checkpoint.config, { ...checkpoint.rawConfig }, {
       device,
       dtype,
@@ -217,16 +239,72 @@ export class LlamaModel {
     const declared = config.dtype ?? 'float32'
     const { device, dtype, gradientCheckpointing, checkpointFrozenLayers } = checkLoadOptions(options, declared)
     const range = typeof rawConfig.initializer_range === 'number' ? rawConfig.initializer_range : 0.02
-    const handle = callNativeSync('creating the model', () => new (native().NativeModel)(nativeSpec(config), { device, dtype, gradientCheckpointing, checkpointFrozenLayers }))
+    const handle = await createNativeModel(nativeSpec(config), { device, dtype, gradientCheckpointing, checkpointFrozenLayers })
     const model = new LlamaModel(handle, config, { ...rawConfig }, { device, dtype, sourceDtype: options.dtype ?? declared })
-    await callNative('initialising random weights', () => handle.initRandom(options.seed ?? 0, options.std ?? range))
+    try {
+      await callNative('initialising random weights', () => handle.initRandom(options.seed ?? 0, options.std ?? range))
+    } catch (error) {
+      model.dispose()
+      throw error
+    }
     return model
   }
 
-  /** @internal The native handle, for lib/train and lib/bench. */
+  /**
+   * @internal The raw addon object: for the KV cache (lib/generate) and for tests that call the addon directly.
+   * The rest of lib/ talks to the typed methods below; stripInternal keeps this out of the published .d.ts.
+   */
   get native(): NativeModelHandle {
     if (!this.#handle) throw new LlamaproError('LLAMAPRO_DISPOSED', 'this model was disposed')
     return this.#handle
+  }
+
+  /** @internal The AdamW optimizer of the trainable parameters (lib/train). */
+  get optimizer(): ModelOptimizer {
+    return (this.#optimizer ??= new ModelOptimizer(() => this.native))
+  }
+
+  /** @internal How the gradients are combined across ranks (none, all-reduce, ZeRO-1) (lib/train, lib/bench). */
+  get gradientSync(): GradientSync {
+    return (this.#gradientSync ??= new GradientSync(() => this.native))
+  }
+
+  /**
+   * @internal One micro-batch of training: forward, backward, and with `options.update` the gradient sync, clipping
+   * and the optimizer step, in one native call off the JS thread. `batch` is already flattened and checked.
+   */
+  async trainStep(batch: FlatTokenBatch, options: TrainStepOptions): Promise<TrainStepResult> {
+    return callNative('training step', () => this.native.trainStep(batch.ids, batch.labels, batch.batch, batch.seq, options))
+  }
+
+  /** @internal lossDetail() of an already flattened (collated) batch: the evaluation loops use it. */
+  async batchLoss(batch: FlatTokenBatch, what = 'evaluation'): Promise<{ loss: number; tokens: number }> {
+    return callNative(what, () => this.native.loss(batch.ids, batch.labels, batch.batch, batch.seq))
+  }
+
+  /** @internal Shape and dtype of a parameter or optimizer state tensor ("exp_avg:<name>", …). */
+  tensorInfo(name: string): { shape: number[]; dtype: ModelDtype } {
+    return callNativeSync('tensorInfo', () => this.native.tensorInfo(name))
+  }
+
+  /** @internal max |x| of each named tensor (0 for an all-zero tensor). */
+  async tensorMaxAbs(names: readonly string[]): Promise<number[]> {
+    return callNative('tensorMaxAbs', () => this.native.tensorMaxAbs([...names]))
+  }
+
+  /** @internal For each [name here, name in other]: max |a - b| in float64. */
+  async maxAbsDifference(other: LlamaModel, pairs: readonly (readonly [string, string])[]): Promise<number[]> {
+    return callNative('maxAbsDifference', () => this.native.maxAbsDifference(other.native, pairs.map(([a, b]) => [a, b] as [string, string])))
+  }
+
+  /** @internal Reads tensors (parameters or optimizer state) from safetensors byte ranges into the model. */
+  async loadTensors(what: string, items: readonly NativeReadItem[]): Promise<void> {
+    await callNative(what, () => this.native.load([...items]))
+  }
+
+  /** Bytes this model holds now: its parameters, their gradients and the optimizer state (synchronous: a metadata read). */
+  memory(): { parameterBytes: number; gradientBytes: number; optimizerBytes: number } {
+    return callNativeSync('memory', () => this.native.memory())
   }
 
   /** Every parameter with its Hugging Face name, shape, dtype, size and whether it trains. */

@@ -34,6 +34,13 @@ export interface NativeModelSpec {
   slidingWindows: (number | null)[]
 }
 
+export interface NativeModelOptions {
+  device: string
+  dtype: string
+  gradientCheckpointing?: boolean
+  checkpointFrozenLayers?: boolean
+}
+
 export interface NativeReadItem {
   name: string
   file: string
@@ -117,7 +124,8 @@ export interface NativeProcessGroupHandle {
   connect(options: NativeProcessGroupOptions): Promise<void>
   allReduce(values: Float64Array): Promise<Float64Array>
   barrier(): Promise<void>
-  destroy(): void
+  /** Closes this rank's c10d objects off the JS thread (with a dead peer that is not instant). */
+  destroy(): Promise<void>
 }
 
 export interface NativeOptimizerConfig {
@@ -210,7 +218,11 @@ export interface NativeBinding {
     fileSize: number,
     items: ConvertItem[],
   ): Promise<void>
-  NativeModel: new (spec: NativeModelSpec, options: { device: string; dtype: string; gradientCheckpointing?: boolean; checkpointFrozenLayers?: boolean }) => NativeModelHandle
+  NativeModel: {
+    /** Checks the arguments at once; CUDA initialisation and the allocation of every parameter run off the JS thread. */
+    create(spec: NativeModelSpec, options: NativeModelOptions): Promise<NativeModelHandle>
+    readonly prototype: NativeModelHandle
+  }
   NativeProcessGroup: new () => NativeProcessGroupHandle
   distributedBackends(): string[]
   NativeKvCache: new (model: NativeModelHandle) => NativeKvCacheHandle

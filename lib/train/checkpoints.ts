@@ -12,7 +12,6 @@ import { type ModelDtype, toSafetensorsDtype } from '../checkpoint/dtypes.js'
 import { encodeSafetensorsHeader, readSafetensorsHeader } from '../checkpoint/safetensors.js'
 import { LlamaproError } from '../errors.js'
 import type { LlamaModel } from '../model/llama-model.js'
-import { callNative } from '../native/call.js'
 import { writeFolderAtomically } from '../util/atomic-dir.js'
 
 export const OPTIMIZER_FILE = 'optimizer.safetensors'
@@ -68,11 +67,11 @@ export async function writeCheckpoint(
     else await model.saveInto(tmp, { dtype: options.modelDtype })
     if (options.withOptimizer) {
       const trainable = model.parameters().filter((p) => p.requiresGrad)
-      const stateNames = model.native.optimizerState().names
+      const stateNames = model.optimizer.progress().stateTensors
       const entries = [
         ...trainable.map((p) => ({ name: p.name, dtype: toSafetensorsDtype(p.dtype), shape: p.shape })),
         ...stateNames.map((name) => {
-          const info = model.native.tensorInfo(name)
+          const info = model.tensorInfo(name)
           return { name, dtype: toSafetensorsDtype(info.dtype), shape: info.shape }
         }),
       ]
@@ -106,8 +105,9 @@ export async function loadOptimizerState(model: LlamaModel, checkpoint: string):
       throw new LlamaproError('LLAMAPRO_RESUME', `${path} holds state for "${param}", which does not train with this configuration: resume with the strategy the checkpoint was made with`)
     }
   }
-  await callNative(`loading ${path}`, () =>
-    model.native.load(file.tensors.map((t) => ({ name: t.name, file: path, offset: file.dataStart + t.begin, nbytes: t.end - t.begin, dtype: t.dtype, shape: t.shape }))),
+  await model.loadTensors(
+    `loading ${path}`,
+    file.tensors.map((t) => ({ name: t.name, file: path, offset: file.dataStart + t.begin, nbytes: t.end - t.begin, dtype: t.dtype, shape: t.shape })),
   )
 }
 

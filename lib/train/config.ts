@@ -9,15 +9,8 @@ import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import type { ModelDtype } from '../checkpoint/dtypes.js'
-import { LlamaproError } from '../errors.js'
 import { zeroStageFromDeepspeed } from './deepspeed.js'
-
-export class ConfigKeyError extends LlamaproError {
-  constructor(message: string) {
-    super('LLAMAPRO_TRAIN_CONFIG', message)
-    this.name = 'ConfigKeyError'
-  }
-}
+import { ConfigKeyError } from './errors.js'
 
 type Kind =
   | { type: 'string'; choices?: readonly string[] }
@@ -26,7 +19,6 @@ type Kind =
   | { type: 'bool' }
   | { type: 'list' }
   | { type: 'string-or-bool' }
-  | { type: 'number-or-null' }
 
 interface KeySpec {
   kind: Kind
@@ -44,14 +36,14 @@ const KEYS = {
   freeze_trainable_layer_ids: { kind: { type: 'list' }, default: null, help: 'explicit layer indices, e.g. 10,16,17,23 (llamapro)' },
   use_llama_pro: { kind: { type: 'bool' }, default: false, help: 'train only the expanded blocks (freeze: those layers; lora: adapters on them only)' },
   lora_rank: { kind: { type: 'int', min: 1 }, default: 8, help: 'LoRA rank r' },
-  lora_alpha: { kind: { type: 'number-or-null' }, default: null, help: 'LoRA scale numerator (default 2 x lora_rank); scale = alpha / r' },
+  lora_alpha: { kind: { type: 'number' }, default: null, help: 'LoRA scale numerator (default 2 x lora_rank); scale = alpha / r' },
   lora_dropout: { kind: { type: 'number', min: 0, max: 0.999 }, default: 0, help: "dropout on the adapters' input" },
   lora_target: { kind: { type: 'list' }, default: 'all', help: 'all (every linear layer but lm_head) or module names, e.g. q_proj,v_proj' },
   additional_target: { kind: { type: 'list' }, default: null, help: "modules trained in full beside the adapters (PEFT's modules_to_save), e.g. embed_tokens,lm_head" },
   use_rslora: { kind: { type: 'bool' }, default: false, help: 'rank-stabilised LoRA: scale = alpha / sqrt(r)' },
   adapter_name_or_path: { kind: { type: 'list' }, default: null, help: 'PEFT adapter folder(s): all but the last are merged into the model; training continues the last (unless create_new_adapter)' },
   create_new_adapter: { kind: { type: 'bool' }, default: false, help: 'merge every adapter_name_or_path and train a new adapter on top' },
-  loraplus_lr_ratio: { kind: { type: 'number-or-null' }, default: null, help: 'LoRA+: lora_B trains at this multiple of learning_rate' },
+  loraplus_lr_ratio: { kind: { type: 'number' }, default: null, help: 'LoRA+: lora_B trains at this multiple of learning_rate' },
   loraplus_lr_embedding: { kind: { type: 'number', min: 0 }, default: 1e-6, help: 'LoRA+ learning rate of embedding adapters (llamapro puts no adapter on embeddings: no effect)' },
   dataset: { kind: { type: 'list' }, default: undefined, help: 'names in dataset_dir/dataset_info.json, or paths of .json/.jsonl/.parquet/.csv/.txt/.arrow files or folders, comma-separated' },
   dataset_dir: { kind: { type: 'string' }, default: 'data', help: 'folder of dataset_info.json' },
@@ -117,9 +109,71 @@ const KEYS = {
     help: "a DeepSpeed JSON config (LLaMA-Factory's examples/deepspeed/ds_z*_config.json): only its zero_optimization.stage is read, as zero_stage (2 and 3 run as 1)",
   },
   zero_stage: { kind: { type: 'int', min: 0, max: 1 }, default: 0, help: '1: ZeRO stage 1, each rank keeps AdamW state for its shard of the trainable parameters only (multi-rank runs; llamapro)' },
-} satisfies Record<string, KeySpec>
+} as const satisfies Record<string, KeySpec>
 
 export type TrainKey = keyof typeof KEYS
+
+/** snake_case → camelCase, for types (learning_rate → learningRate) and values (camelCase below). */
+type Camel<S extends string> = S extends `${infer Head}_${infer Tail}` ? `${Head}${Capitalize<Camel<Tail>>}` : S
+
+function camelCase<S extends string>(key: S): Camel<S> {
+  return key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()) as Camel<S>
+}
+
+/** What coerce() makes of a value of this kind. */
+type KindValue<K> = K extends { type: 'string'; choices: readonly (infer C)[] }
+  ? C
+  : K extends { type: 'string' }
+    ? string
+    : K extends { type: 'int' | 'number' }
+      ? number
+      : K extends { type: 'bool' }
+        ? boolean
+        : K extends { type: 'list' }
+          ? string
+          : K extends { type: 'string-or-bool' }
+            ? string | true
+            : never
+
+/** A key's value as get() returns it: null where null is its default ("not set"). */
+type KeyValue<S extends KeySpec> = KindValue<S['kind']> | (S['default'] extends null ? null : never)
+
+/** Every key of KEYS, camel-cased, with the type of its value. */
+type KeyValues = { -readonly [K in TrainKey as Camel<K>]: KeyValue<(typeof KEYS)[K]> }
+
+/** Keys parseTrainConfig reads and does not pass on: they are turned into another field (deepspeed → zeroStage). */
+const CONSUMED_KEYS = ['loraplus_lr_embedding', 'deepspeed'] as const satisfies readonly TrainKey[]
+
+/** Fields whose value parseTrainConfig derives from the keys rather than passing one on as it is. */
+interface DerivedFields {
+  /** Already defaulted to 2 x lora_rank (LLaMA-Factory's LoraArguments). */
+  loraAlpha: number
+  /** adapter_name_or_path, split and resolved. */
+  adapterNameOrPath: string[]
+  dataset: string[]
+  evalDataset: string[]
+  interleaveProbs: number[] | null
+  /** Defaulted by stage: true for pt, false for sft. */
+  packing: boolean
+  /** Default: logging_steps. */
+  evalSteps: number
+  /** Default: steps when there is evaluation data, else no. */
+  evalStrategy: 'steps' | 'epoch' | 'no'
+  /** ZeRO stage: 1 shards AdamW's state over the ranks, 0 keeps it whole on every rank (zero_stage, or a deepspeed: file). */
+  zeroStage: 0 | 1
+  /** What the configuration means differently from what it says (e.g. a `deepspeed:` file), for the run to warn. */
+  configWarnings?: string[]
+  /** Keys that were accepted but have no effect, for a warning. */
+  ignoredKeys: string[]
+  /** The folder relative paths were resolved against: the working directory, as in LLaMA-Factory. */
+  baseDir: string
+}
+
+/**
+ * A validated training configuration: every key of KEYS in camelCase (relative paths resolved against baseDir), with
+ * the derived fields above. Derived from KEYS, so a key added there reaches TrainConfig and parseTrainConfig at once.
+ */
+export type TrainConfig = Omit<KeyValues, Camel<(typeof CONSUMED_KEYS)[number]> | keyof DerivedFields> & DerivedFields
 
 /**
  * LLaMA-Factory keys of its LoRA family and quantisation that llamapro does not implement: set to anything but
@@ -155,94 +209,6 @@ const IGNORED_KEYS = [
   'include_num_input_tokens_seen',
 ]
 
-export interface TrainConfig {
-  modelNameOrPath: string
-  stage: 'pt' | 'sft'
-  finetuningType: 'freeze' | 'full' | 'lora'
-  freezeTrainableLayers: number
-  freezeTrainableModules: string
-  freezeExtraModules: string | null
-  freezeTrainableLayerIds: string | null
-  useLlamaPro: boolean
-  /** finetuning_type: lora (LLaMA-Factory's LoraArguments; lora_alpha already defaulted to 2 x rank). */
-  loraRank: number
-  loraAlpha: number
-  loraDropout: number
-  loraTarget: string
-  additionalTarget: string | null
-  useRslora: boolean
-  adapterNameOrPath: string[]
-  createNewAdapter: boolean
-  loraplusLrRatio: number | null
-  dataset: string[]
-  datasetDir: string
-  template: string
-  defaultSystem: string | null
-  enableThinking: boolean
-  cutoffLen: number
-  packing: boolean
-  maxSamples: number | null
-  valSize: number
-  evalDataset: string[]
-  mixStrategy: 'concat' | 'interleave_under' | 'interleave_over'
-  interleaveProbs: number[] | null
-  /** preprocessing_num_workers; null: the cores. */
-  preprocessingNumWorkers: number | null
-  tokenizedPath: string | null
-  /** streaming: true — tokenize while training (lib/data/streaming.ts). */
-  streaming: boolean
-  bufferSize: number
-  overwriteCache: boolean
-  perDeviceTrainBatchSize: number
-  perDeviceEvalBatchSize: number
-  gradientAccumulationSteps: number
-  learningRate: number
-  numTrainEpochs: number
-  maxSteps: number
-  lrSchedulerType: 'linear' | 'cosine' | 'constant' | 'constant_with_warmup'
-  warmupRatio: number
-  warmupSteps: number
-  weightDecay: number
-  adamBeta1: number
-  adamBeta2: number
-  adamEpsilon: number
-  maxGradNorm: number
-  bf16: boolean
-  fp16: boolean
-  pureBf16: boolean
-  /** false (default, as LLaMA-Factory): decoder layers are recomputed in backward (activation checkpointing). */
-  disableGradientCheckpointing: boolean
-  /** true: checkpointing also recomputes frozen layers (llamapro's key; LLaMA-Factory checkpoints only trainable layers). */
-  checkpointFrozenLayers: boolean
-  seed: number
-  loggingSteps: number
-  saveSteps: number
-  saveStrategy: 'steps' | 'epoch' | 'no'
-  saveTotalLimit: number | null
-  evalSteps: number
-  evalStrategy: 'steps' | 'epoch' | 'no'
-  outputDir: string
-  overwriteOutputDir: boolean
-  resumeFromCheckpoint: string | true | null
-  plotLoss: boolean
-  device: string
-  threads: number
-  saveDelta: boolean
-  saveOnlyModel: boolean
-  /** Seconds a collective waits for the other ranks (transformers' ddp_timeout). */
-  ddpTimeout: number
-  /** MiB per gradient all-reduce bucket (DDP's bucket_cap_mb). */
-  ddpBucketCapMb: number
-  /** ZeRO stage: 1 shards AdamW's state over the ranks, 0 keeps it whole on every rank. */
-  zeroStage: 0 | 1
-  /** What the configuration means differently from what it says (e.g. a `deepspeed:` file), for the run to warn. */
-  configWarnings?: string[]
-  /** Keys that were accepted but have no effect, for a warning. */
-  ignoredKeys: string[]
-  /** The folder relative paths were resolved against: the working directory, as in LLaMA-Factory. */
-  baseDir: string
-}
-
 /** Levenshtein distance, for "did you mean". */
 export function editDistance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i)
@@ -277,8 +243,9 @@ function coerce(key: string, spec: KeySpec, value: unknown, where: string): unkn
   const fail = (expected: string): never => {
     throw new ConfigKeyError(`${where}: ${key} must be ${expected}, got ${JSON.stringify(value)}`)
   }
+  // null is accepted where it is the default (the key's "not set")
   if (value === null) {
-    if (spec.default === null || kind.type === 'number-or-null') return null
+    if (spec.default === null) return null
     return fail(describe(kind))
   }
   switch (kind.type) {
@@ -295,12 +262,11 @@ function coerce(key: string, spec: KeySpec, value: unknown, where: string): unkn
       if (kind.max !== undefined && n > kind.max) return fail(`an integer <= ${kind.max}`)
       return n
     }
-    case 'number':
-    case 'number-or-null': {
+    case 'number': {
       const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value
       if (typeof n !== 'number' || !Number.isFinite(n)) return fail('a number')
-      if (kind.type === 'number' && kind.min !== undefined && n < kind.min) return fail(`a number >= ${kind.min}`)
-      if (kind.type === 'number' && kind.max !== undefined && n > kind.max) return fail(`a number <= ${kind.max}`)
+      if (kind.min !== undefined && n < kind.min) return fail(`a number >= ${kind.min}`)
+      if (kind.max !== undefined && n > kind.max) return fail(`a number <= ${kind.max}`)
       return n
     }
     case 'bool': {
@@ -340,12 +306,6 @@ function parseScalar(text: string): unknown {
   return doc.errors.length ? text : doc.toJS()
 }
 
-/**
- * Validates raw key/value pairs (from YAML and overrides) into a TrainConfig. Relative paths (model_name_or_path,
- * dataset_dir, dataset files, output_dir, resume_from_checkpoint) are resolved against `baseDir`, which callers set
- * to the working directory: LLaMA-Factory's paths are plain Python paths, so its YAMLs (and their examples, run from
- * the repository root) mean the working directory, never the YAML file's folder.
- */
 /** zero_stage, from the key itself or else from a `deepspeed:` JSON file's zero_optimization.stage. */
 function zeroSettings(values: Record<string, unknown>, deepspeed: string | null, path: (p: string) => string, where: string): { zeroStage: 0 | 1; configWarnings: string[] } {
   if ('zero_stage' in values || deepspeed === null) return { zeroStage: (values.zero_stage as 0 | 1 | undefined) ?? 0, configWarnings: [] }
@@ -353,6 +313,12 @@ function zeroSettings(values: Record<string, unknown>, deepspeed: string | null,
   return { zeroStage, configWarnings: [warning] }
 }
 
+/**
+ * Validates raw key/value pairs (from YAML and overrides) into a TrainConfig. Relative paths (model_name_or_path,
+ * dataset_dir, dataset files, output_dir, resume_from_checkpoint) are resolved against `baseDir`, which callers set
+ * to the working directory: LLaMA-Factory's paths are plain Python paths, so its YAMLs (and their examples, run from
+ * the repository root) mean the working directory, never the YAML file's folder.
+ */
 export function parseTrainConfig(raw: Record<string, unknown>, where: string, baseDir: string, options: { partial?: boolean } = {}): TrainConfig {
   const values: Record<string, unknown> = {}
   const ignoredKeys: string[] = []
@@ -400,88 +366,38 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
   const probs = splitList('interleave_probs')
   const interleaveProbs = probs.length > 0 ? probs.map(Number) : null
   if (interleaveProbs?.some((p) => !Number.isFinite(p))) throw new ConfigKeyError(`${where}: interleave_probs must be numbers, got ${JSON.stringify(get('interleave_probs'))}`)
-  const streaming = get('streaming') as boolean
-  if (streaming) {
+  if (get('streaming')) {
     // LLaMA-Factory's own checks (hparams/data_args.py, parser.py), in its words where it has them.
     if (!((get('max_steps') as number) > 0)) throw new ConfigKeyError(`${where}: streaming: true needs max_steps (a stream has no known length, so num_train_epochs cannot say when to stop; LLaMA-Factory: "Please specify \`max_steps\` in streaming mode.")`)
     if (valSize > 1e-6 && !Number.isInteger(valSize)) throw new ConfigKeyError(`${where}: with streaming: true, val_size must be a count of sequences, got ${valSize} (LLaMA-Factory: "Streaming mode should have an integer val size.")`)
     if (get('max_samples') !== null) throw new ConfigKeyError(`${where}: max_samples cannot be used with streaming: true (LLaMA-Factory: "\`max_samples\` is incompatible with \`streaming\`."); use max_steps to bound the run`)
   }
   const tokenizedPath = get('tokenized_path') as string | null
-  return {
-    modelNameOrPath: path(get('model_name_or_path') as string),
-    stage,
-    finetuningType,
-    freezeTrainableLayers: get('freeze_trainable_layers') as number,
-    freezeTrainableModules: get('freeze_trainable_modules') as string,
-    freezeExtraModules: get('freeze_extra_modules') as string | null,
-    freezeTrainableLayerIds: get('freeze_trainable_layer_ids') as string | null,
-    useLlamaPro: get('use_llama_pro') as boolean,
-    loraRank,
+  const passed: Record<string, unknown> = {}
+  for (const key of Object.keys(KEYS) as TrainKey[]) {
+    if (!(CONSUMED_KEYS as readonly TrainKey[]).includes(key)) passed[camelCase(key)] = get(key)
+  }
+  const derived: DerivedFields = {
     loraAlpha: (get('lora_alpha') as number | null) || loraRank * 2,
-    loraDropout: get('lora_dropout') as number,
-    loraTarget: get('lora_target') as string,
-    additionalTarget: get('additional_target') as string | null,
-    useRslora: get('use_rslora') as boolean,
     adapterNameOrPath: adapters,
-    createNewAdapter: get('create_new_adapter') as boolean,
-    loraplusLrRatio: loraplus,
     dataset: ((get('dataset') as string | undefined) ?? '').split(',').map((s) => s.trim()).filter(Boolean),
-    datasetDir: path(get('dataset_dir') as string),
-    template: get('template') as string,
-    defaultSystem: get('default_system') as string | null,
-    enableThinking: get('enable_thinking') as boolean,
-    cutoffLen: get('cutoff_len') as number,
-    packing: (get('packing') as boolean | null) ?? stage === 'pt',
-    maxSamples: get('max_samples') as number | null,
-    valSize,
     evalDataset,
-    mixStrategy: get('mix_strategy') as TrainConfig['mixStrategy'],
     interleaveProbs,
-    preprocessingNumWorkers: get('preprocessing_num_workers') as number | null,
-    tokenizedPath: tokenizedPath === null ? null : path(tokenizedPath),
-    streaming,
-    bufferSize: get('buffer_size') as number,
-    overwriteCache: get('overwrite_cache') as boolean,
-    perDeviceTrainBatchSize: get('per_device_train_batch_size') as number,
-    perDeviceEvalBatchSize: get('per_device_eval_batch_size') as number,
-    gradientAccumulationSteps: get('gradient_accumulation_steps') as number,
-    learningRate: get('learning_rate') as number,
-    numTrainEpochs: get('num_train_epochs') as number,
-    maxSteps: get('max_steps') as number,
-    lrSchedulerType: get('lr_scheduler_type') as TrainConfig['lrSchedulerType'],
-    warmupRatio: get('warmup_ratio') as number,
-    warmupSteps: get('warmup_steps') as number,
-    weightDecay: get('weight_decay') as number,
-    adamBeta1: get('adam_beta1') as number,
-    adamBeta2: get('adam_beta2') as number,
-    adamEpsilon: get('adam_epsilon') as number,
-    maxGradNorm: get('max_grad_norm') as number,
-    bf16: get('bf16') as boolean,
-    fp16: get('fp16') as boolean,
-    pureBf16: get('pure_bf16') as boolean,
-    disableGradientCheckpointing: get('disable_gradient_checkpointing') as boolean,
-    checkpointFrozenLayers: get('checkpoint_frozen_layers') as boolean,
-    seed: get('seed') as number,
-    loggingSteps,
-    saveSteps: get('save_steps') as number,
-    saveStrategy: get('save_strategy') as TrainConfig['saveStrategy'],
-    saveTotalLimit: get('save_total_limit') as number | null,
+    packing: (get('packing') as boolean | null) ?? stage === 'pt',
     evalSteps: (get('eval_steps') as number | null) ?? loggingSteps,
     evalStrategy: (get('eval_strategy') as TrainConfig['evalStrategy'] | null) ?? (valSize > 0 || evalDataset.length > 0 ? 'steps' : 'no'),
-    outputDir: path((get('output_dir') as string | undefined) ?? '.'),
-    overwriteOutputDir: get('overwrite_output_dir') as boolean,
-    resumeFromCheckpoint: typeof resume === 'string' ? path(resume) : resume,
-    plotLoss: get('plot_loss') as boolean,
-    device: get('device') as string,
-    threads: get('threads') as number,
-    saveDelta: get('save_delta') as boolean,
-    saveOnlyModel: get('save_only_model') as boolean,
-    ddpTimeout: get('ddp_timeout') as number,
-    ddpBucketCapMb: get('ddp_bucket_cap_mb') as number,
     ...zeroSettings(values, get('deepspeed') as string | null, path, where),
     ignoredKeys,
     baseDir,
+  }
+  return {
+    ...(passed as Omit<KeyValues, keyof DerivedFields>),
+    modelNameOrPath: path(get('model_name_or_path') as string),
+    datasetDir: path(get('dataset_dir') as string),
+    tokenizedPath: tokenizedPath === null ? null : path(tokenizedPath),
+    outputDir: path((get('output_dir') as string | undefined) ?? '.'),
+    resumeFromCheckpoint: typeof resume === 'string' ? path(resume) : resume,
+    ...derived,
   }
 }
 

@@ -5,7 +5,7 @@
  * stage 1, with a warning that says so; everything else in the file has no effect, and the warning says that too.
  */
 import { readFileSync } from 'node:fs'
-import { ConfigKeyError } from './config.js'
+import { ConfigKeyError } from './errors.js'
 
 export function zeroStageFromDeepspeed(path: string, where: string): { zeroStage: 0 | 1; warning: string } {
   let parsed: unknown

@@ -7,3 +7,11 @@ export class TrainingError extends LlamaproError {
     this.name = 'TrainingError'
   }
 }
+
+/** A training configuration key (YAML, override or a file it names) that is unknown, mistyped or out of range. */
+export class ConfigKeyError extends LlamaproError {
+  constructor(message: string) {
+    super('LLAMAPRO_TRAIN_CONFIG', message)
+    this.name = 'ConfigKeyError'
+  }
+}

@@ -19,7 +19,6 @@ import { chatTemplate, pretrainTokenizer } from '../data/template.js'
 import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
 import { info, setThreads } from '../info.js'
 import { LlamaModel } from '../model/llama-model.js'
-import { callNative } from '../native/call.js'
 import type { NativeTrainStepOptions, NativeTrainStepResult } from '../native/binding.js'
 import { type TrainablePlan as FreezePolicy, freezePolicy } from '../policy/freeze-policy.js'
 import { OutputExistsError, describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
@@ -333,11 +332,11 @@ export async function loadTrainingModel(plan: RunPlan, overrides: { gradientChec
     checkpointFrozenLayers: overrides.checkpointFrozenLayers ?? cfg.checkpointFrozenLayers,
   })
   try {
-    if (plan.group) model.native.attachProcessGroup(plan.group.handle, { zeroStage: cfg.zeroStage })
+    if (plan.group) model.gradientSync.attach(plan.group, { zeroStage: cfg.zeroStage })
     if (policy.finetuningType === 'lora') await applyLora(model, cfg, policy)
     await model.setTrainable(policy.trainable, { masterDtype: master })
     const groups = optimizerGroups(model, plan)
-    model.native.configureOptimizer({ noDecay: groups.noDecay, step: 0, lossScaling: cfg.fp16, lrScale: groups.lrScale })
+    model.optimizer.configure({ noDecay: groups.noDecay, step: 0, lossScaling: cfg.fp16, lrScale: groups.lrScale })
     return model
   } catch (error) {
     model.dispose()
@@ -361,9 +360,9 @@ async function prepareModel(plan: RunPlan, warn: (message: string) => void): Pro
       const state = resumeState
       await loadOptimizerState(model, resumeDir!)
       // zero_stage 1: each rank keeps its shard of the whole state the checkpoint holds.
-      await callNative('sharding the optimizer state (zero_stage 1)', () => model.native.scatterOptimizerState())
+      await model.optimizer.scatterShards()
       const groups = optimizerGroups(model, plan)
-      model.native.configureOptimizer({
+      model.optimizer.configure({
         noDecay: groups.noDecay,
         lrScale: groups.lrScale,
         step: state.optimizer_step ?? state.global_step,
@@ -432,7 +431,7 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
     checkpoints: [],
     lastCheckpoint: plan.resumeDir,
     state(): TrainerState {
-      const optimizer = model.native.optimizerState()
+      const optimizer = model.optimizer.progress()
       return {
         global_step: progress.step,
         max_steps: totalSteps,
@@ -456,7 +455,7 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
       const step = progress.step
       const path = join(cfg.outputDir, checkpointName(step))
       // zero_stage 1: the shards are gathered on rank 0 for the write, so a checkpoint always holds the whole state.
-      if (!cfg.saveOnlyModel) await callNative('gathering the optimizer state (zero_stage 1)', () => model.native.gatherOptimizerState())
+      if (!cfg.saveOnlyModel) await model.optimizer.gatherShards()
       try {
         if (writes) {
           await writeCheckpoint(model, path, run.state(), {
@@ -467,7 +466,7 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
           })
         }
       } finally {
-        if (!cfg.saveOnlyModel) await callNative('sharding the optimizer state (zero_stage 1)', () => model.native.scatterOptimizerState())
+        if (!cfg.saveOnlyModel) await model.optimizer.scatterShards()
       }
       run.lastCheckpoint = path
       run.checkpoints.push(path)
@@ -509,7 +508,7 @@ async function evaluate(run: Run): Promise<{ loss: number; tokens: number }> {
     const rows = []
     for (let j = i; j < Math.min(i + size, split.eval.length); j++) rows.push(split.eval.read(j))
     const batch = collate(rows, tokenizer.padId)
-    const result = await callNative('evaluation', () => run.model.native.loss(batch.ids, batch.labels, batch.batch, batch.seq))
+    const result = await run.model.batchLoss(batch)
     weighted += result.loss * result.tokens
     tokens += result.tokens
   }
@@ -650,14 +649,12 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
       const batch = batches[j]!
       const last = j === batches.length - 1
       const weight = windowTargets > 0 ? batch.targetTokens / windowTargets : 1 / batches.length
-      result = await callNative('training step', () =>
-        model.native.trainStep(batch.ids, batch.labels, batch.batch, batch.seq, {
-          ...microStepOptions(cfg, { lr, weight, last, logging }),
-          ...(cfg.finetuningType === 'lora' && cfg.loraDropout > 0 ? { dropoutSeed: dropoutSeed(cfg.seed, plan.group?.rank ?? 0, step, j) } : {}),
-          // All ranks stop together: a stop request on any rank travels with the last micro-batch's gradients.
-          ...(plan.group && last ? { stopRequested: run.signal?.aborted ?? false } : {}),
-        }),
-      )
+      result = await model.trainStep(batch, {
+        ...microStepOptions(cfg, { lr, weight, last, logging }),
+        ...(cfg.finetuningType === 'lora' && cfg.loraDropout > 0 ? { dropoutSeed: dropoutSeed(cfg.seed, plan.group?.rank ?? 0, step, j) } : {}),
+        // All ranks stop together: a stop request on any rank travels with the last micro-batch's gradients.
+        ...(plan.group && last ? { stopRequested: run.signal?.aborted ?? false } : {}),
+      })
       stepTokens += batch.tokens
     }
     const update = result!
@@ -694,7 +691,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
           grad_norm: Number(update.gradNorm.toFixed(6)),
           tokens_per_second: Number((windowTokens / Math.max(seconds, 1e-9)).toFixed(1)),
           layer_grad_norms: norms,
-          ...(plan.group ? { allreduce_bytes: outcome.allReducedBytes, optimizer_state_bytes: model.native.memory().optimizerBytes } : {}),
+          ...(plan.group ? { allreduce_bytes: outcome.allReducedBytes, optimizer_state_bytes: model.optimizer.stateBytes() } : {}),
         }),
       )
       progress.window = { loss: 0, steps: 0 }
@@ -817,7 +814,7 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
       if (plan.schedule instanceof StreamSchedule) await plan.schedule.close()
     }
   } finally {
-    group?.destroy()
+    await group?.destroy()
   }
 }
 

@@ -63,6 +63,13 @@ cases.push(['loss(short labels)', () => m.loss!(ids(8), ids(7), 2, 4), { type: '
 cases.push(['trainStep(Float32Array ids)', () => m.trainStep!(new Float32Array(8), ids(8), 2, 4, options), { type: 'TypeError', message: /ids must be an Int32Array/ }])
 cases.push(['forward(plain array ids)', () => m.forward!([1, 2], 1, 2), { type: 'TypeError', message: /ids must be an Int32Array/ }])
 
+const NativeModelClass = addon.NativeModel as unknown as (new (...args: unknown[]) => unknown) & { create: (...args: unknown[]) => unknown }
+cases.push(['new NativeModel(spec, options)', () => new NativeModelClass({}, { device: 'cpu', dtype: 'float32' }), { type: 'TypeError', message: /a NativeModel is made by NativeModel\.create/ }])
+cases.push(['new NativeModel(a NativeModel)', () => new NativeModelClass(other.native), { type: 'TypeError', message: /a NativeModel is made by NativeModel\.create/ }])
+cases.push(['NativeModel.create({}, options)', () => NativeModelClass.create({}, { device: 'cpu', dtype: 'float32' }), { type: 'TypeError', message: /spec\.vocabSize must be a number/ }])
+cases.push(['NativeModel.create(spec, null)', () => NativeModelClass.create(other.native, null), { type: 'TypeError', message: /spec\.vocabSize must be a number/ }])
+cases.push(['NativeModel.create(spec, 1 << 30 layers)', () => NativeModelClass.create({ vocabSize: 8, hiddenSize: 8, intermediateSize: 8, numLayers: 2 ** 30, numHeads: 1, numKvHeads: 1, headDim: 8 }, {}), { type: 'TypeError', message: /spec\.numLayers is 1073741824, above llamapro's limit 4096/ }])
+
 const c = cache as unknown as Record<string, (...args: unknown[]) => unknown>
 cases.push(['kvCache.step(empty Int32Array)', () => c.step!(ids(0), false), { type: 'TypeError', message: /ids must hold 1\.\.\d+ token ids/ }])
 cases.push(['kvCache.step(Float32Array)', () => c.step!(new Float32Array(2), false), { type: 'TypeError', message: /ids must be an Int32Array/ }])
