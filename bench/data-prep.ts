@@ -103,10 +103,16 @@ async function main(): Promise<void> {
   const work = values.work ?? join(tmpdir(), 'llamapro-data-prep')
   mkdirSync(work, { recursive: true })
   const workers = Number(values.workers ?? cpus().length)
+  const rows: string[] = []
+  if (Number(values.mb) > 0) await preparation(values, work, workers, rows)
+  if (values['train-mb']) await trainingRss(values['train-mb'], work, rows)
+  writeFileSync(join(work, 'last-run.md'), rows.join('\n'))
+}
+
+async function preparation(values: Record<string, string | undefined>, work: string, workers: number, rows: string[]): Promise<void> {
   const corpus = join(work, `corpus-${values.mb}mb.jsonl`)
   if (!existsSync(corpus)) await generateCorpus(corpus, Number(values.mb))
   const mb = statSync(corpus).size / 1e6
-  const rows: string[] = []
   const line = (what: string, r: Record<string, number>) => {
     const text = `| ${what} | ${r.seconds!.toFixed(1)} s | ${(mb / r.seconds!).toFixed(2)} MB/s | ${Math.round(r.tokens! / r.seconds!).toLocaleString('en-US')} tokens/s | ${(r.peakRssBytes! / 2 ** 20).toFixed(0)} MiB |`
     rows.push(text)
@@ -124,21 +130,22 @@ async function main(): Promise<void> {
       line(`LLaMA-Factory path (datasets.map, num_proc ${w})`, JSON.parse(out.trim().split('\n').pop()!))
     }
   }
-  if (values['train-mb']) {
-    const { writeTrainableModel } = await import('../test/helpers/trainable-model.js')
-    const model = join(work, 'tiny-model')
-    if (!existsSync(join(model, 'config.json'))) await writeTrainableModel(model)
-    const vocab = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')).vocab_size as number
-    console.log('| training on a store of | steps | peak RSS |\n|---|---|---|')
-    for (const size of values['train-mb'].split(',').map(Number)) {
-      const store = join(work, `synthetic-${size}mb`)
-      if (!existsSync(join(store, 'manifest.json'))) await syntheticStore(store, size, vocab, 256)
-      const r = measureChild(['--child', 'train', '--store', store, '--model', model, '--out', join(work, 'train-out')])
-      const text = `| ${size} MB (${Math.round((size * 1e6) / 2).toLocaleString('en-US')} tokens) | 20 | ${(r.peakRssBytes! / 2 ** 20).toFixed(0)} MiB |`
-      console.log(text)
-    }
+}
+
+async function trainingRss(sizes: string, work: string, rows: string[]): Promise<void> {
+  const { writeTrainableModel } = await import('../test/helpers/trainable-model.js')
+  const model = join(work, 'tiny-model')
+  if (!existsSync(join(model, 'config.json'))) await writeTrainableModel(model)
+  const vocab = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')).vocab_size as number
+  console.log('| training on a store of | steps | peak RSS |\n|---|---|---|')
+  for (const size of sizes.split(',').map(Number)) {
+    const store = join(work, `synthetic-${size}mb`)
+    if (!existsSync(join(store, 'manifest.json'))) await syntheticStore(store, size, vocab, 256)
+    const r = measureChild(['--child', 'train', '--store', store, '--model', model, '--out', join(work, 'train-out')])
+    const text = `| ${size} MB (${Math.round((size * 1e6) / 2).toLocaleString('en-US')} tokens) | 20 | ${(r.peakRssBytes! / 2 ** 20).toFixed(0)} MiB |`
+    rows.push(text)
+    console.log(text)
   }
-  writeFileSync(join(work, 'last-run.md'), rows.join('\n'))
 }
 
 await main()
