@@ -1,9 +1,13 @@
 #include "model_state.h"
 
+#include "op_profile.h"
 #include "process_group.h"
+
+#include <ATen/record_function.h>
 
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 
@@ -187,6 +191,7 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
                                       const TrainStepOptions& options) {
   const auto trainable = TrainableParams();
   if (trainable.empty()) throw std::invalid_argument("no parameter is trainable: call setTrainable() with the names to train");
+  const auto profile = StepOpProfile::StartIfRequested();  // LLAMAPRO_PROFILE_OPS=1 (see op_profile.h)
   TrainStepResult result;
   result.tokens = counted_tokens;
   // LoRA dropout draws one mask per layer and pass; checkpointing's recompute in backward reuses it.
@@ -207,9 +212,16 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
     lora_pass.emplace(*module);
   }
   if (counted_tokens > 0) {
-    const auto loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype);
+    torch::Tensor loss;
+    {
+      RECORD_USER_SCOPE("llamapro::forward_and_loss");
+      loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype);
+    }
     const double multiplier = options.loss_multiplier * (scaler.enabled ? scaler.scale : 1.0);
-    (loss * multiplier).backward();
+    {
+      RECORD_USER_SCOPE("llamapro::backward");
+      (loss * multiplier).backward();
+    }
     result.loss = loss.item<double>();  // read after backward is queued, so a GPU never waits on the host here
     if (!std::isfinite(result.loss)) {
       ZeroGradients();
@@ -221,6 +233,7 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
   }
   if (options.update) {
     const auto update_start = std::chrono::steady_clock::now();
+    RECORD_USER_SCOPE("llamapro::update");
     torch::NoGradGuard no_grad;
     if (communicator) {
       result.reduced_extras = options.reduce_extras;
