@@ -15,7 +15,7 @@ for round in $(seq 1 "$rounds"); do
     order=(llamapro torch); [ $((round % 2)) -eq 0 ] && order=(torch llamapro)
     for tool in "${order[@]}"; do
       if [ "$tool" = llamapro ]; then
-        OPENBLAS_NUM_THREADS=1 node "$repo/dist/cli/main.js" bench smollm2-llama-pro.yaml --gradient-checkpointing "$setting" \
+        OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 node "$repo/dist/cli/main.js" bench smollm2-llama-pro.yaml --gradient-checkpointing "$setting" \
           --steps "$steps" --warmup 1 --json 2>/dev/null |
           node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s);const x=r.results[0];console.log(JSON.stringify({tool:"llamapro",round:+process.argv[1],checkpointing:x.checkpointing,cpu_ms:Math.round(x.cpuMsPerStep),shape:r.shapes[1][0]}))})' "$round"
       else
