@@ -1,5 +1,6 @@
 #include "activation_checkpoint.h"
 
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 namespace llamapro {
@@ -52,6 +53,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     x.set_requires_grad(input_grad);
     torch::Tensor out;
     {
+      RECORD_USER_SCOPE("llamapro::checkpoint_recompute");
       torch::AutoGradMode enable_grad(true);
       out = layer->forward(x, context);
     }

@@ -1,9 +1,14 @@
 #include "model_state.h"
 
+#include "op_profile.h"
 #include "process_group.h"
+
+#include <ATen/record_function.h>
 
 #include <chrono>
 #include <cmath>
+#include <memory>
+#include <sstream>
 #include <stdexcept>
 
 namespace llamapro {
@@ -218,12 +223,14 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
                                       const TrainStepOptions& options) {
   const auto trainable = TrainableParams();
   if (trainable.empty()) throw std::invalid_argument("no parameter is trainable: call setTrainable() with the names to train");
+  const auto profile = StepOpProfile::StartIfRequested();  // LLAMAPRO_PROFILE_OPS=1 (see op_profile.h)
   TrainStepResult result;
   ForwardBackward(ids, labels, counted_tokens, options, result);
   result.loss_scale = scaler.scale;
   if (!options.update) return result;
 
   const auto update_start = std::chrono::steady_clock::now();
+  RECORD_USER_SCOPE("llamapro::update");
   torch::NoGradGuard no_grad;
   auto numbers = TakeStepNumbers(options);
   const auto sync = MakeGradientSync(trainable, communicator.get(), Sharded() ? &Zero() : nullptr);
@@ -268,9 +275,16 @@ void ModelState::ForwardBackward(const torch::Tensor& ids, const torch::Tensor& 
     lora_pass.emplace(*module);
   }
   if (counted_tokens == 0) return;
-  const auto loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype);
+  torch::Tensor loss;
+  {
+    RECORD_USER_SCOPE("llamapro::forward_and_loss");  // named phases for LLAMAPRO_PROFILE_OPS (op_profile.h)
+    loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype);
+  }
   const double multiplier = options.loss_multiplier * (scaler.enabled ? scaler.scale : 1.0);
-  (loss * multiplier).backward();
+  {
+    RECORD_USER_SCOPE("llamapro::backward");
+    (loss * multiplier).backward();
+  }
   result.loss = loss.item<double>();  // read after backward is queued, so a GPU never waits on the host here
   window_.loss += result.loss * options.loss_multiplier;
   if (!std::isfinite(result.loss)) window_.nonfinite_loss = true;

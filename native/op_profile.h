@@ -1,0 +1,26 @@
+// A debugging aid for speed work: with LLAMAPRO_PROFILE_OPS=1 in the environment, every training step prints to
+// stderr a table of the LibTorch operators it ran, by self *thread CPU time* (an operator's time minus that of the
+// operators it called), with the step's named phases (llamapro::forward_and_loss, ::backward, ::update,
+// ::checkpoint_recompute). CPU time, not wall time, because the machines this is tuned on are shared: with one
+// intra-op and one BLAS thread (OPENBLAS_NUM_THREADS=1) all of a step's work runs on the calling thread, and its CPU
+// time is what the step costs whatever else the machine runs. LibTorch's own profiler records wall time. On a GPU
+// the table shows only the host's side (launches), not the kernels.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+namespace llamapro {
+
+class StepOpProfile {
+ public:
+  // Starts recording when LLAMAPRO_PROFILE_OPS is set (null otherwise); the table is printed when it is destroyed.
+  static std::unique_ptr<StepOpProfile> StartIfRequested();
+  ~StepOpProfile();
+
+ private:
+  StepOpProfile();
+  uint64_t handle_;
+};
+
+}  // namespace llamapro
