@@ -10,11 +10,12 @@
 # reference the tests run (.venv, Debian's torch 1.13) keeps its own. The CUDA half is compiled and linked by
 # scripts/check-cuda-build.sh.
 #
-# usage: scripts/check-libtorch-wheel.sh [--full] [--venv <python>] [torch version, default 2.15.0]
+# usage: scripts/check-libtorch-wheel.sh [--full | --tests "<files>"] [--venv <python>] [torch version, default 2.15.0]
 #   (default)       every test file but test/package.test.ts, which packs the package and builds the addon a
 #                   third time in a scratch folder
 #   --full          every test file, as `npm test` runs them (package.test.ts builds against the same LibTorch:
 #                   LIBTORCH or LLAMAPRO_PYTHON and LLAMAPRO_CPU_ONLY=1 are in its environment)
+#   --tests "<files>"  only these test files (space-separated), e.g. to rerun the ones a full run failed
 #   --venv <python> instead of the wheels laid out here, the torch of a real `pip install torch` venv
 #                   (LLAMAPRO_PYTHON=<python>, the locator's python route); the version argument is then unused
 # env: LLAMAPRO_CUDA_CACHE (default ~/.cache/llamapro/cuda-build: the wheels are shared with check-cuda-build.sh),
@@ -24,12 +25,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/torch-wheel.sh
-full=0 venv=""
+full=0 venv="" only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --full) full=1; shift ;;
+    --tests) only="${2:?--tests needs the test files}"; shift 2 ;;
     --venv) venv="${2:?--venv needs the python of a venv with torch}"; shift 2 ;;
-    -*) echo "check-libtorch-wheel: unknown option $1 (valid: --full, --venv <python>)" >&2; exit 2 ;;
+    -*) echo "check-libtorch-wheel: unknown option $1 (valid: --full, --tests \"<files>\", --venv <python>)" >&2; exit 2 ;;
     *) break ;;
   esac
 done
@@ -61,6 +63,7 @@ built=$(date +%s)
 
 files=$(ls test/*.test.ts)
 [ "$full" -eq 1 ] || files=$(grep -v package.test.ts <<< "$files")
+[ -z "$only" ] || files="$only"
 log="$repo/../suite.log"
 set +e
 # shellcheck disable=SC2086  # one word a file
