@@ -34,8 +34,10 @@ std::string LoadedTorchLibrary() {
   return "";
 }
 
-// The BLAS library mapped into this process. Debian's LibTorch links libblas.so.3, which the alternatives
-// system points at OpenBLAS or at the reference BLAS (about 25x slower for training).
+// The CPU BLAS library mapped into this process. Debian's LibTorch links libblas.so.3, which the alternatives
+// system points at OpenBLAS or at the reference BLAS (about 25x slower for training). Matched by the file name's
+// start, so that a CUDA LibTorch's libcublas/libcublasLt/libnvblas are not taken for it (pip's torch links MKL
+// statically: nothing is mapped, and the name comes from the build configuration).
 std::string MappedBlasLibrary() {
   std::ifstream maps("/proc/self/maps");
   std::string line;
@@ -43,7 +45,8 @@ std::string MappedBlasLibrary() {
     const auto slash = line.find('/');
     if (slash == std::string::npos) continue;
     const std::string path = line.substr(slash);
-    if (path.find("blas") != std::string::npos || path.find("libmkl") != std::string::npos) return path;
+    const std::string name = path.substr(path.rfind('/') + 1);
+    if (name.rfind("libblas", 0) == 0 || name.rfind("libopenblas", 0) == 0 || name.rfind("libmkl", 0) == 0) return path;
   }
   return "";
 }

@@ -14,7 +14,7 @@ import { promisify } from 'node:util'
 import { bundle } from '../lib/bundle/bundle.js'
 import { runBundle } from '../lib/cli/bundle.js'
 import { checkManifest, readManifest, type BundleManifest } from '../lib/bundle/manifest.js'
-import { pythonPath, REPO_ROOT } from './helpers/python.js'
+import { REPO_ROOT } from './helpers/python.js'
 
 const run = promisify(execFile)
 const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js')
@@ -22,6 +22,15 @@ const PROBE = join(REPO_ROOT, 'test', 'helpers', 'bundle-probe.mjs')
 const ADDON = join(REPO_ROOT, 'build', 'Release', 'llamapro.node')
 // Written out here rather than imported: the libraries a bundle must leave to the system (glibc, the C++ runtime).
 const SYSTEM = /^(ld-linux-x86-64\.so\.2|lib(c|m|pthread|dl|rt|resolv|util)\.so\.\d+|libstdc\+\+\.so\.6|libgcc_s\.so\.1)$/
+// The LibTorch the addon was built against, as its own CMake package says (TorchConfigVersion.cmake in the folder
+// the install script found): Debian's 1.13.0 in CI, pip's 2.x under scripts/check-libtorch-wheel.sh.
+const TORCH_VERSION = (() => {
+  const { cmakeDir } = JSON.parse(readFileSync(join(REPO_ROOT, 'build', 'libtorch.json'), 'utf8')) as { cmakeDir: string }
+  return /set\(PACKAGE_VERSION "([^"]+)"\)/.exec(readFileSync(join(cmakeDir, 'TorchConfigVersion.cmake'), 'utf8'))![1]!
+})()
+const TORCH_VERSION_RE = TORCH_VERSION.replace(/\./g, '\\.')
+/** A version that is not the one built against, for a manifest from another LibTorch. */
+const OTHER_VERSION = TORCH_VERSION === '2.15.0' ? '2.11.0' : '2.15.0'
 
 /** A fresh node with no LD_LIBRARY_PATH; resolves with the exit code, signal and output (never rejects). */
 function child(args: string[], env: Record<string, string | undefined> = {}, cwd = REPO_ROOT) {
@@ -76,7 +85,7 @@ t.before(async () => {
 
 t.test('the manifest lists the addon, its LibTorch and the system libraries left out', async (t) => {
   t.match(printed, new RegExp(`^Wrote ${made.replace(/[/.]/g, '\\$&')}: ${manifest.files.length} files, \\d+ MiB`))
-  t.match(printed, /LibTorch 1\.13\.0 \(CPU, C\+\+11 ABI\), linux-x64/)
+  t.match(printed, new RegExp(`LibTorch ${TORCH_VERSION_RE} \\(CPU, C\\+\\+11 ABI\\), linux-x64`))
   t.match(printed, /needs from the system: glibc >= 2\.\d+, libstdc\+\+ GLIBCXX >= 3\.4\.\d+: .*libc\.so\.6/)
   t.equal(manifest.addon, 'llamapro.node')
   const names = manifest.files.map((f) => f.name).sort()
@@ -85,10 +94,9 @@ t.test('the manifest lists the addon, its LibTorch and the system libraries left
   t.ok(names.some((n) => /^libgomp\.so/.test(n) || /^libopenblas\.so/.test(n) || /^libblas\.so/.test(n)), 'its OpenMP/BLAS runtime too')
   t.same(names.filter((n) => SYSTEM.test(n)), [], 'no system library is bundled')
   t.ok(manifest.system.some((s) => s.name === 'libc.so.6') && manifest.system.some((s) => s.name === 'libstdc++.so.6'))
-  const python = execFileSync(pythonPath(), ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).trim()
-  t.equal(manifest.libtorch.version, python.split('+')[0]!.replace(/a0$/, ''), "LibTorch's version, as Debian's python3-torch reports it")
+  t.equal(manifest.libtorch.version, TORCH_VERSION, "LibTorch's version, as its TorchConfigVersion.cmake says")
   t.equal(manifest.libtorch.cuda, false)
-  t.equal(manifest.libtorch.cxx11Abi, true, "Debian's LibTorch uses the C++11 ABI")
+  t.equal(manifest.libtorch.cxx11Abi, true, "Debian's LibTorch and pip's (since 2.7) use the C++11 ABI")
   t.match(manifest.requires.glibc, /^2\.\d+$/)
   for (const name of ['llamapro.node', names.find((n) => /^libc10\.so/.test(n))!]) {
     const entry = manifest.files.find((f) => f.name === name)!
@@ -160,7 +168,7 @@ t.test('a damaged or mismatched bundle gives a named error in the child, never a
   mkdirSync(stub)
   writeFileSync(join(stub, 'stub.c'), 'int llamapro_stub(void) { return 0; }\n')
   const cases: [string, (d: string, m: BundleManifest) => BundleManifest | void, RegExp][] = [
-    ['a listed library deleted', (d) => rmSync(join(d, c10)), new RegExp(`bundle at .*: ${c10.replace(/\./g, '\\.')} is missing \\(its manifest\\.json lists it; the bundle holds LibTorch 1\\.13`)],
+    ['a listed library deleted', (d) => rmSync(join(d, c10)), new RegExp(`bundle at .*: ${c10.replace(/\./g, '\\.')} is missing \\(its manifest\\.json lists it; the bundle holds LibTorch ${TORCH_VERSION_RE}`)],
     [
       // Every library here is also in /usr/lib, where the loader would fall back to: the addon is made to ask
       // for a name nothing provides, as a bundle copied without one of its files is on a user's machine.
@@ -176,13 +184,13 @@ t.test('a damaged or mismatched bundle gives a named error in the child, never a
     ],
     [
       "the manifest of another LibTorch's bundle",
-      (_d, m) => ({ ...m, libtorch: { ...m.libtorch, version: '2.15.0', cuda: true }, files: m.files.map((f) => (f.name === torchCpu ? { ...f, bytes: 431_227_128 } : f)) }),
-      new RegExp(`${torchCpu.replace(/\./g, '\\.')} is \\d+ bytes but its manifest\\.json \\(LibTorch 2\\.15\\.0 with CUDA\\) says 431227128`),
+      (_d, m) => ({ ...m, libtorch: { ...m.libtorch, version: OTHER_VERSION, cuda: true }, files: m.files.map((f) => (f.name === torchCpu ? { ...f, bytes: 431_227_128 } : f)) }),
+      new RegExp(`${torchCpu.replace(/\./g, '\\.')} is \\d+ bytes but its manifest\\.json \\(LibTorch ${OTHER_VERSION.replace(/\./g, '\\.')} with CUDA\\) says 431227128`),
     ],
     [
       'a manifest naming another LibTorch version over the right files',
-      (_d, m) => ({ ...m, libtorch: { ...m.libtorch, version: '2.15.0' } }),
-      /says LibTorch 2\.15\.0 in its manifest\.json, but its libraries are LibTorch 1\.13\.0/,
+      (_d, m) => ({ ...m, libtorch: { ...m.libtorch, version: OTHER_VERSION } }),
+      new RegExp(`says LibTorch ${OTHER_VERSION.replace(/\./g, '\\.')} in its manifest\\.json, but its libraries are LibTorch ${TORCH_VERSION_RE}`),
     ],
     [
       'a library replaced by one without the symbols the addon needs',

@@ -123,8 +123,10 @@ t.test('2 ranks × batch 2 give the losses and weights of 1 process × batch 4; 
   const wc = await floats(regrouped)
   const worst = Math.max(...trainable.map((n) => relativeDifference(wb.get(n)!, wa.get(n)!)))
   const control = Math.max(...trainable.map((n) => relativeDifference(wc.get(n)!, wa.get(n)!)))
+  // The bound is the control's: its size depends on the BLAS (measured: Debian's LibTorch with OpenBLAS, control
+  // 5.4e-6 and 2 ranks 5.1e-6; pip's torch 2.15 with MKL, 3.6e-5 and 2.7e-5). 1e-4 only catches a broken control.
   t.ok(
-    worst <= 1e-5 && worst <= Math.max(1e-6, 2 * control),
+    worst <= 1e-4 && worst <= Math.max(1e-6, 2 * control),
     `trained weights agree: largest difference ${worst.toExponential(2)} of the tensor's scale; one process regrouped: ${control.toExponential(2)}`,
   )
   const trainableBytes = trainable.reduce((s, n) => s + wa.get(n)!.length * 4, 0)

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
 import { info } from '../lib/index.js'
 import { VERSION } from '../lib/version.js'
 import { REPO_ROOT } from './helpers/python.js'
@@ -15,6 +16,20 @@ t.test('info() reports the LibTorch it runs on', async (t) => {
   t.type(data.cuda.available, 'boolean')
   t.ok(data.threads.intraOp >= 1)
   t.ok(Array.isArray(data.warnings))
+})
+
+t.test('the BLAS reported is the CPU BLAS mapped in this process, never a GPU BLAS', async (t) => {
+  const data = info()
+  t.not(data.blas.name, '', `named: ${data.blas.name}`)
+  if (data.blas.library === '') {
+    // pip's torch links MKL into libtorch_cpu: no BLAS file of its own, the name comes from the build configuration
+    t.equal(data.blas.name, 'MKL')
+    return
+  }
+  const mapped = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => l.slice(l.indexOf('/'))).filter((p) => p.startsWith('/'))
+  t.ok(mapped.includes(data.blas.library), `${data.blas.library} is mapped`)
+  // A CUDA LibTorch maps libcublas/libcublasLt too; they once were reported as the BLAS.
+  t.match(basename(data.blas.library), /^lib(open)?blas|^libmkl/)
 })
 
 t.test('llamapro info --json prints the same data', async (t) => {

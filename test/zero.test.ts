@@ -125,8 +125,10 @@ t.test('zero_stage 1: 2 ranks × batch 2 match 2 ranks without it and 1 process 
   const vsSingle = Math.max(...trainable.map((n) => relativeDifference(wz.get(n)!, ws.get(n)!)))
   const plainVsSingle = Math.max(...trainable.map((n) => relativeDifference(wp.get(n)!, ws.get(n)!)))
   t.ok(vsPlain <= 1e-5, `trained weights: ZeRO-1 vs 2 ranks without it differ by ${vsPlain.toExponential(2)} of the tensor's scale`)
+  // Bounded by the plain 2-rank run's difference, whose size depends on the BLAS (pip's torch 2.15 with MKL:
+  // 4.5e-5, past a fixed 1e-5); 1e-4 only catches a control that is itself broken. ZeRO-1 vs plain is bit-exact above.
   t.ok(
-    vsSingle <= 1e-5 && vsSingle <= Math.max(1e-6, 2 * plainVsSingle),
+    vsSingle <= 1e-4 && vsSingle <= Math.max(1e-6, 2 * plainVsSingle),
     `trained weights: ZeRO-1 vs 1 process ${vsSingle.toExponential(2)}; 2 ranks without ZeRO vs 1 process ${plainVsSingle.toExponential(2)}`,
   )
 

@@ -15,8 +15,8 @@ import { addonPath } from '../native/load.js'
 import { checkOutputDir, writeFolderAtomically } from '../util/atomic-dir.js'
 import { VERSION } from '../version.js'
 import { compareVersions, dynamicSection, requiredVersions, resolveLibraries, setRunpath, usesCxx11Abi, type Resolution } from './elf.js'
-import { MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, type BundleFile, type BundleManifest } from './manifest.js'
-import { DLOPENED, isSystemLibrary } from './system-libraries.js'
+import { MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, type BundleFile, type BundleManifest, type SystemLibrary } from './manifest.js'
+import { DLOPENED, isDriverLibrary, isSystemLibrary } from './system-libraries.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -60,29 +60,39 @@ async function sha256(path: string): Promise<string> {
   return createHash('sha256').update(await readFile(path)).digest('hex')
 }
 
-/** Names (sonames) to bundle, each with the file it is copied from. */
-async function collectLibraries(addon: string, env: Record<string, string | undefined>): Promise<{ bundled: Map<string, string>; system: { name: string; path: string }[] }> {
+/**
+ * Names (sonames) to bundle, each with the file it is copied from, and the system libraries left out (path null:
+ * a GPU driver library absent where the bundle is made). Exported for tests.
+ */
+export async function collectLibraries(addon: string, env: Record<string, string | undefined>): Promise<{ bundled: Map<string, string>; system: SystemLibrary[] }> {
   const bundled = new Map<string, string>()
-  const system: { name: string; path: string }[] = []
+  const system: SystemLibrary[] = []
   const missing: string[] = []
   const add = async (resolutions: Resolution[]) => {
     for (const r of resolutions) {
-      if (r.path === null) missing.push(r.name)
+      if (r.path === null && isDriverLibrary(r.name)) {
+        if (!system.some((s) => s.name === basename(r.name))) system.push({ name: basename(r.name), path: null })
+      } else if (r.path === null) missing.push(r.name)
       else if (isSystemLibrary(r.name)) {
         if (!system.some((s) => s.name === basename(r.name))) system.push({ name: basename(r.name), path: r.path })
       } else if (!bundled.has(r.name)) bundled.set(r.name, await realpath(r.path))
     }
   }
   await add(await resolveLibraries(addon, env))
-  // Libraries loaded with dlopen: found beside their loader, with their own dependencies.
-  for (const [name, source] of [...bundled]) {
-    for (const { loader, companions } of DLOPENED) {
-      if (!loader.test(name)) continue
-      const folder = dirname(source)
-      for (const entry of await readdir(folder)) {
-        if (!companions.test(entry) || bundled.has(entry)) continue
-        bundled.set(entry, await realpath(join(folder, entry)))
-        await add(await resolveLibraries(join(folder, entry), env))
+  // Libraries loaded with dlopen: found beside their loader, with their own dependencies. A worklist, since one
+  // brings in the loader of the next (libtorch_cuda -> libcaffe2_nvrtc -> its dependency libnvrtc -> NVRTC's builtins).
+  const visited = new Set<string>()
+  for (let pending = [...bundled.keys()]; pending.length > 0; pending = [...bundled.keys()].filter((n) => !visited.has(n))) {
+    for (const name of pending) {
+      visited.add(name)
+      for (const { loader, companions } of DLOPENED) {
+        if (!loader.test(name)) continue
+        const folder = dirname(bundled.get(name)!)
+        for (const entry of (await readdir(folder)).sort()) {
+          if (!companions.test(entry) || bundled.has(entry)) continue
+          bundled.set(entry, await realpath(join(folder, entry)))
+          await add(await resolveLibraries(join(folder, entry), env))
+        }
       }
     }
   }
@@ -124,6 +134,7 @@ export async function checkRelocatable(dir: string, names: readonly string[]): P
       throw new LlamaproError('LLAMAPRO_BUNDLE', `${name} has ${section.rpathTag ?? 'no RUNPATH'} '${section.runpath ?? ''}' after patchelf; expected RUNPATH ${RUNPATH}`)
     }
     for (const r of await resolveLibraries(file, { ...process.env, LD_LIBRARY_PATH: '' })) {
+      if (r.path === null && isDriverLibrary(r.name)) continue // the GPU driver's, absent on this machine (see isDriverLibrary)
       if (r.path === null) throw new LlamaproError('LLAMAPRO_BUNDLE', `in the bundle, ${name} needs ${r.name}, which is neither bundled nor on the system`)
       if (!r.path.startsWith(inside) && !isSystemLibrary(r.name)) {
         throw new LlamaproError('LLAMAPRO_BUNDLE', `in the bundle, ${name} would load ${r.name} from ${r.path}, outside the bundle`)

@@ -35,7 +35,13 @@ export interface BundleManifest {
   addon: string
   files: BundleFile[]
   /** Libraries left to the system, with where they were found when the bundle was made. */
-  system: { name: string; path: string }[]
+  system: SystemLibrary[]
+}
+
+/** A library left to the system; path null: not on the machine that made the bundle (the GPU driver's, on a box without a GPU). */
+export interface SystemLibrary {
+  name: string
+  path: string | null
 }
 
 export class BundleError extends LlamaproError {

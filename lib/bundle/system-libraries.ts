@@ -8,18 +8,30 @@
  *   version the bundle needs, and a load on an older system says so (lib/native/load.ts).
  * - the GPU driver's libraries (libcuda, libnvidia-ml): they must match the kernel module of the machine.
  */
+const DRIVER = [/^libcuda\.so(\.\d+)*$/, /^libnvidia-[\w-]+\.so(\.\d+)*$/]
 const SYSTEM = [
   /^ld-linux[\w.-]*\.so\.\d+$/,
   /^lib(c|m|mvec|pthread|dl|rt|util|resolv|anl|nsl|BrokenLocale|crypt)\.so\.\d+$/,
   /^libstdc\+\+\.so\.\d+$/,
   /^libgcc_s\.so\.\d+$/,
-  /^libcuda\.so(\.\d+)*$/,
-  /^libnvidia-[\w-]+\.so(\.\d+)*$/,
+  ...DRIVER,
 ]
 
 export function isSystemLibrary(name: string): boolean {
   const base = name.split('/').pop()!
   return SYSTEM.some((pattern) => pattern.test(base))
+}
+
+/**
+ * The GPU driver's libraries. A CUDA bundle is usually made where there is no GPU (a CI machine, a build box):
+ * there the driver is absent, and a library asking for it (pip's libcaffe2_nvrtc.so links libcuda.so.1) resolves
+ * to nothing. That is not a gap in the bundle, which must never carry the driver: it is listed as a system library
+ * not found where the bundle was made. libtorch_cuda itself loads without it (the CUDA runtime opens libcuda with
+ * dlopen when a device is first used).
+ */
+export function isDriverLibrary(name: string): boolean {
+  const base = name.split('/').pop()!
+  return DRIVER.some((pattern) => pattern.test(base))
 }
 
 /**
