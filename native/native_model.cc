@@ -857,6 +857,7 @@ Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {
   if (state_) {
     ReportMemory(env, 0);
     state_.reset();  // a worker still running keeps its own reference until it finishes
+    ReleaseCpuCache();
   }
   return env.Undefined();
 }
@@ -868,6 +869,7 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   Napi::Object cpu_js = Napi::Object::New(env);
   cpu_js.Set("current", static_cast<double>(cpu.current));
   cpu_js.Set("peak", static_cast<double>(cpu.peak));
+  cpu_js.Set("cached", static_cast<double>(CpuCachedBytes()));
   out.Set("cpu", cpu_js);
   const int device = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
   MemoryCounters cuda{};
