@@ -1,6 +1,11 @@
 #include "fused_ops.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 namespace llamapro {
 
@@ -127,6 +132,124 @@ class RotaryFunction : public torch::autograd::Function<RotaryFunction> {
   }
 };
 
+
+// exp(x) in float32 without a call, so that the loops below vectorize: Cephes' expf (x = n ln2 + r, |r| <= ln2/2,
+// e^r by its degree-7 polynomial, 2^n from the exponent bits; within 1 ulp of exp, and the sigmoid within 1.1 ulp,
+// over [-87, 88]). Inputs are clamped to that range, where e^x is a normal float: SiLU needs only 1 / (1 + e^-x),
+// which is 0 or 1 to float precision out there. Written as a macro so that each instruction set below gets its own
+// inlined copy (GCC does not inline a default-target function into an AVX2 one).
+#define LLAMAPRO_EXP_FOR_SIGMOID(result, input)                                                                         \
+  do {                                                                                                                  \
+    float x_ = (input);                                                                                                 \
+    x_ = x_ < -87.f ? -87.f : x_;                                                                                       \
+    x_ = x_ > 88.f ? 88.f : x_;                                                                                         \
+    /* round(x / ln2) by the 1.5 * 2^23 trick: nearbyint would not vectorize without SSE4.1 */                          \
+    const float n_ = (x_ * 1.44269504088896341f + 12582912.f) - 12582912.f;                                            \
+    float r_ = x_ - n_ * 0.693359375f;                                                                                  \
+    r_ = r_ - n_ * -2.12194440e-4f;                                                                                     \
+    const float p_ = (((((1.9875691500e-4f * r_ + 1.3981999507e-3f) * r_ + 8.3334519073e-3f) * r_ + 4.1665795894e-2f) * \
+                           r_ + 1.6666665459e-1f) * r_ + 5.0000001201e-1f) * (r_ * r_) + r_ + 1.f;                      \
+    const int32_t bits_ = (static_cast<int32_t>(n_) + 127) << 23;                                                      \
+    float scale_;                                                                                                       \
+    std::memcpy(&scale_, &bits_, sizeof(scale_));                                                                       \
+    (result) = p_ * scale_;                                                                                             \
+  } while (0)
+
+// h = g * s * u with s = sigmoid(g); backward: dh/du = g * s, dh/dg = u * s * (1 + g * (1 - s)).
+#define LLAMAPRO_SWIGLU_KERNELS(suffix)                                                                               \
+  void SwiGluForward##suffix(const float* __restrict g, const float* __restrict u, float* __restrict h, int64_t n) {   \
+    for (int64_t i = 0; i < n; ++i) {                                                                                 \
+      float e;                                                                                                        \
+      LLAMAPRO_EXP_FOR_SIGMOID(e, -g[i]);                                                                             \
+      h[i] = g[i] * (1.f / (1.f + e)) * u[i];                                                                         \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  void SwiGluBackward##suffix(const float* __restrict g, const float* __restrict u, const float* __restrict dh,      \
+                              float* __restrict dg, float* __restrict du, int64_t n) {                                \
+    for (int64_t i = 0; i < n; ++i) {                                                                                 \
+      float e;                                                                                                        \
+      LLAMAPRO_EXP_FOR_SIGMOID(e, -g[i]);                                                                             \
+      const float sig = 1.f / (1.f + e);                                                                              \
+      du[i] = dh[i] * (g[i] * sig);                                                                                   \
+      dg[i] = dh[i] * u[i] * sig * (1.f + g[i] * (1.f - sig));                                                        \
+    }                                                                                                                 \
+  }
+
+LLAMAPRO_SWIGLU_KERNELS(Baseline)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+LLAMAPRO_SWIGLU_KERNELS(Avx2)
+#pragma GCC pop_options
+const bool kHaveAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+#define SwiGluForwardAvx2 SwiGluForwardBaseline
+#define SwiGluBackwardAvx2 SwiGluBackwardBaseline
+const bool kHaveAvx2 = false;
+#endif
+
+// The vectorized loops run with denormals flushed to zero (inputs and results), and the caller's floating-point
+// mode restored after: as GCC vectorizes the clamp above, lanes compute intermediates that are denormal, and each
+// costs a microcode assist — the AVX2 loop ran 10x slower without this (2.5 against 0.25 ms for 411 k elements).
+// What changes is below 1.2e-38 in magnitude, where the sigmoid is 0 or 1 to float precision anyway.
+class FlushDenormals {
+ public:
+#if defined(__SSE__) || defined(__x86_64__)
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned int saved_;
+#endif
+};
+
+void SwiGluForward(const float* g, const float* u, float* h, int64_t n) {
+  FlushDenormals flush;
+  (kHaveAvx2 ? SwiGluForwardAvx2 : SwiGluForwardBaseline)(g, u, h, n);
+}
+void SwiGluBackward(const float* g, const float* u, const float* dh, float* dg, float* du, int64_t n) {
+  FlushDenormals flush;
+  (kHaveAvx2 ? SwiGluBackwardAvx2 : SwiGluBackwardBaseline)(g, u, dh, dg, du, n);
+}
+
+// The MLP's silu(gate) * up as one node: one pass forward, one backward (where the composite form runs silu, mul,
+// and in backward mul, mul, silu_backward), and it saves gate and up, not also silu(gate).
+class SwiGluFunction : public torch::autograd::Function<SwiGluFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& gate, const torch::Tensor& up) {
+    const auto g = gate.contiguous();
+    const auto u = up.contiguous();
+    auto h = torch::empty_like(g);
+    const float* gp = g.data_ptr<float>();
+    const float* up_ = u.data_ptr<float>();
+    float* hp = h.data_ptr<float>();
+    at::parallel_for(0, g.numel(), kGrain, [&](int64_t begin, int64_t end) { SwiGluForward(gp + begin, up_ + begin, hp + begin, end - begin); });
+    ctx->save_for_backward({g, u});
+    return h;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& g = saved[0];
+    const auto& u = saved[1];
+    const auto dh = grads[0].contiguous();
+    auto dg = torch::empty_like(g);
+    auto du = torch::empty_like(u);
+    const float* gp = g.data_ptr<float>();
+    const float* up_ = u.data_ptr<float>();
+    const float* dhp = dh.data_ptr<float>();
+    float* dgp = dg.data_ptr<float>();
+    float* dup = du.data_ptr<float>();
+    at::parallel_for(0, g.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      SwiGluBackward(gp + begin, up_ + begin, dhp + begin, dgp + begin, dup + begin, end - begin);
+    });
+    return {ctx->needs_input_grad(0) ? dg : torch::Tensor(), ctx->needs_input_grad(1) ? du : torch::Tensor()};
+  }
+
+ private:
+  static constexpr int64_t kGrain = 32768;
+};
+
 }  // namespace
 
 torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
@@ -140,6 +263,11 @@ torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight, doubl
 torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin_signed) {
   if (FusedCpuFloat(x, cos) && x.dim() == 4) return RotaryFunction::apply(x, cos, sin_signed);
   return x * cos + at::roll(x, {x.size(-1) / 2}, {-1}) * sin_signed;
+}
+
+torch::Tensor SwiGlu(const torch::Tensor& gate, const torch::Tensor& up) {
+  if (FusedCpuFloat(gate, up) && gate.sizes() == up.sizes()) return SwiGluFunction::apply(gate, up);
+  return at::silu(gate) * up;
 }
 
 }  // namespace llamapro

@@ -14,6 +14,9 @@ torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight, doubl
 // AttentionContext holds it. Returns a contiguous [B, H, T, D] tensor.
 torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin_signed);
 
+// silu(gate) * up, the SwiGLU MLP's activation.
+torch::Tensor SwiGlu(const torch::Tensor& gate, const torch::Tensor& up);
+
 // Whether the fused forms apply to tensors like these.
 bool FusedCpuFloat(const torch::Tensor& a, const torch::Tensor& b);
 

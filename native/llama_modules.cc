@@ -104,7 +104,7 @@ MlpImpl::MlpImpl(const ModelSpec& spec, const torch::TensorOptions& options) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  return down_proj->forward(SwiGlu(gate_proj->forward(x), up_proj->forward(x)));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelSpec& spec, int64_t window, const torch::TensorOptions& options) {
