@@ -24,6 +24,7 @@ bool LayerRecordsGraph(DecoderLayerImpl& layer, const torch::Tensor& x);
 bool LayerTrains(DecoderLayerImpl& layer);
 
 // layer->forward(x, context), keeping only x for backward.
-torch::Tensor CheckpointedLayerForward(DecoderLayerImpl& layer, const torch::Tensor& x, const AttentionContext& context);
+torch::Tensor CheckpointedLayerForward(DecoderLayerImpl& layer, const torch::Tensor& x, const AttentionContext& context,
+                                       const torch::Tensor& query_rows = {});
 
 }  // namespace llamapro

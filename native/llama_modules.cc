@@ -65,12 +65,29 @@ AttentionImpl::AttentionImpl(const ModelSpec& spec, int64_t window, const torch:
   o_proj = register_module("o_proj", Linear(num_heads * head_dim, h, spec.o_bias, options));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionContext& context) {
-  const int64_t batch = x.size(0);
-  const int64_t seq = x.size(1);
-  auto q = q_proj->forward(x).view({batch, seq, num_heads, head_dim}).transpose(1, 2);
-  auto k = k_proj->forward(x).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
-  auto v = v_proj->forward(x).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionContext& context, const torch::Tensor& query_rows) {
+  const bool packed = context.rows.defined();
+  const bool subset = query_rows.defined();
+  const int64_t batch = packed ? context.batch : x.size(0);
+  const int64_t seq = packed ? context.seq : x.size(1);
+  // Rows on the [batch * seq] grid: a projection of some rows goes back onto the grid (zeros elsewhere: those
+  // positions come after every position that reads them, so the causal mask hides them); all rows: a view.
+  const auto x_rows = x.reshape({-1, x.size(-1)});
+  const auto q_grid_rows = subset ? (packed ? context.rows.index_select(0, query_rows) : query_rows) : context.rows;
+  const auto to_grid = [&](const torch::Tensor& t, const torch::Tensor& grid_rows) {
+    if (!grid_rows.defined()) return t.view({batch, seq, -1});
+    if (grid_rows.is_same(context.rows)) {  // the packed rows: zero only the few others
+      auto grid = at::empty({batch * seq, t.size(-1)}, t.options());
+      if (context.pad_rows.numel() > 0) grid.index_fill_(0, context.pad_rows, 0);
+      return grid.index_copy_(0, grid_rows, t).view({batch, seq, -1});
+    }
+    return at::zeros({batch * seq, t.size(-1)}, t.options()).index_copy_(0, grid_rows, t).view({batch, seq, -1});
+  };
+  auto q = to_grid(q_proj->forward(subset ? x_rows.index_select(0, query_rows) : x_rows), q_grid_rows)
+               .view({batch, seq, num_heads, head_dim})
+               .transpose(1, 2);
+  auto k = to_grid(k_proj->forward(x_rows), context.rows).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
+  auto v = to_grid(v_proj->forward(x_rows), context.rows).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
   q = ApplyRotary(q, context);
   k = ApplyRotary(k, context);
   const auto& mask = context.masks.at(sliding_window);
@@ -91,7 +108,11 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionCont
   auto probs = dtype == torch::kFloat32 ? at::softmax(scores, -1) : at::softmax(scores, -1, torch::kFloat32).to(dtype);
   out = at::bmm(probs, v_flat).view({batch, num_heads, seq, head_dim});
 #endif
-  out = out.transpose(1, 2).reshape({batch, seq, num_heads * head_dim});
+  if (!q_grid_rows.defined()) {
+    out = out.transpose(1, 2).reshape({batch, seq, num_heads * head_dim});
+    return o_proj->forward(out);
+  }
+  out = out.transpose(1, 2).reshape({batch * seq, num_heads * head_dim}).index_select(0, q_grid_rows);
   return o_proj->forward(out);
 }
 
@@ -115,8 +136,9 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelSpec& spec, int64_t window, const 
       register_module("post_attention_layernorm", RMSNorm(spec.hidden_size, spec.rms_norm_eps, options));
 }
 
-torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const AttentionContext& context) {
-  const auto h = x + self_attn->forward(input_layernorm->forward(x), context);
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const AttentionContext& context, const torch::Tensor& query_rows) {
+  const auto residual = query_rows.defined() ? x.reshape({-1, x.size(-1)}).index_select(0, query_rows) : x;
+  const auto h = residual + self_attn->forward(input_layernorm->forward(x), context, query_rows);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -211,12 +233,22 @@ AttentionContext CausalLMImpl::MakeContext(int64_t seq_len, c10::ScalarType dtyp
   return context;
 }
 
-torch::Tensor CausalLMImpl::Hidden(const torch::Tensor& ids, c10::ScalarType compute_dtype) {
-  auto x = model->embed_tokens->forward(ids).to(compute_dtype);
-  const auto context = MakeContext(ids.size(1), compute_dtype, x.device());
-  for (auto& layer : model->layer_list) {
+torch::Tensor CausalLMImpl::Hidden(const torch::Tensor& ids, c10::ScalarType compute_dtype, const RowPlan& plan) {
+  const bool packed = plan.rows.defined();
+  auto x = model->embed_tokens->forward(packed ? ids.reshape({-1}).index_select(0, plan.rows) : ids).to(compute_dtype);
+  auto context = MakeContext(ids.size(1), compute_dtype, x.device());
+  if (packed) {
+    context.rows = plan.rows;
+    context.pad_rows = plan.pad_rows;
+    context.batch = ids.size(0);
+    context.seq = ids.size(1);
+  }
+  const size_t count = model->layer_list.size();
+  for (size_t i = 0; i < count; ++i) {
+    auto& layer = model->layer_list[i];
+    const torch::Tensor query_rows = i + 1 == count ? plan.query_rows : torch::Tensor();
     const bool recompute = gradient_checkpointing && LayerRecordsGraph(*layer, x) && (checkpoint_frozen_layers || LayerTrains(*layer));
-    x = recompute ? CheckpointedLayerForward(*layer, x, context) : layer->forward(x, context);
+    x = recompute ? CheckpointedLayerForward(*layer, x, context, query_rows) : layer->forward(x, context, query_rows);
   }
   return model->norm->forward(x);
 }

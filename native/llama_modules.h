@@ -73,12 +73,32 @@ struct AttentionContext {
   // Additive masks (0 or -inf) keyed by sliding window (0 = plain causal), shaped [1, G*T, T] for the grouped
   // attention of LibTorch 1.x; boolean [T, T] keep-masks for scaled_dot_product_attention on 2.x.
   std::map<int64_t, torch::Tensor> masks;
+  // Packed rows (see RowPlan): when defined, hidden states are [N, hidden], the positions `rows` (flat indices
+  // b * seq + t, ascending) of the [batch, seq] grid, and attention scatters q, k and v back onto that grid.
+  torch::Tensor rows;
+  torch::Tensor pad_rows;  // the grid positions not in `rows` (zeroed: softmax gives them weight 0, and 0 * NaN is NaN)
+  int64_t batch = 0;
+  int64_t seq = 0;
+};
+
+// Which rows a loss needs (ShiftedCrossEntropy builds it from the labels; undefined tensors: all rows).
+// - rows: the grid positions every layer computes. A position after the last one whose prediction is counted is
+//   read by nothing the loss depends on (attention is causal), so padding is left out — when that saves enough to
+//   pay for scattering q, k, v onto the grid in each layer.
+// - query_rows: the rows (indices into the layer's input rows) whose output the last layer computes: the counted
+//   positions. Below it, every position is a key or value of a later one; in the last layer only the counted rows'
+//   queries, attention outputs and MLP are read.
+struct RowPlan {
+  torch::Tensor rows;
+  torch::Tensor pad_rows;  // with rows: the others
+  torch::Tensor query_rows;
 };
 
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(const ModelSpec& spec, int64_t sliding_window, const torch::TensorOptions& options);
-  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& context);
+  // `query_rows` (optional, indices into x's rows): the output holds only those rows, [len(query_rows), hidden].
+  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& context, const torch::Tensor& query_rows = {});
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t num_heads, num_kv_heads, head_dim, sliding_window;
 };
@@ -95,7 +115,7 @@ TORCH_MODULE(Mlp);
 class DecoderLayerImpl : public torch::nn::Module {
  public:
   DecoderLayerImpl(const ModelSpec& spec, int64_t sliding_window, const torch::TensorOptions& options);
-  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& context);
+  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& context, const torch::Tensor& query_rows = {});
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -118,8 +138,9 @@ class CausalLMImpl : public torch::nn::Module {
  public:
   CausalLMImpl(const ModelSpec& spec, const torch::TensorOptions& options);
 
-  // Final hidden states (after the last norm) for ids [B, T], computed in `compute_dtype`.
-  torch::Tensor Hidden(const torch::Tensor& ids, c10::ScalarType compute_dtype);
+  // Final hidden states (after the last norm) for ids [B, T], computed in `compute_dtype`: [B, T, hidden], or with
+  // a plan whose query_rows are set, [len(query_rows), hidden] for those rows only.
+  torch::Tensor Hidden(const torch::Tensor& ids, c10::ScalarType compute_dtype, const RowPlan& plan = {});
   // Logits for hidden states [.., hidden], in the hidden states' dtype.
   torch::Tensor Logits(const torch::Tensor& hidden);
   const torch::Tensor& OutputWeight() const;

@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -23,20 +25,74 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 // projection runs only on the rows that are counted, which for chat data is often under half of them. The vocabulary
 // is the widest matrix of a small model, so this is the largest saving there is in an sft step; the counted rows
 // get exactly the logits, loss terms and gradients they would get among all rows (the others' are zero anyway).
-// `labels` is on the host: the rows are chosen there, so a GPU never waits for them.
+// The decoder is spared rows too (RowPlan, llama_modules.h): the positions after each sequence's last counted
+// prediction (its padding) where they are at least 1/32 of the batch, and in the last layer every row but the
+// counted ones. `labels` is on the host: the rows are chosen there, so a GPU never waits for them.
 torch::Tensor ShiftedCrossEntropy(CausalLM& module, const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens,
                                   const torch::Device& device, c10::ScalarType dtype) {
+  const int64_t batch = ids.size(0);
   const int64_t seq = ids.size(1);
-  const auto hidden = module->Hidden(ids.to(device), dtype);
-  auto rows = hidden.narrow(1, 0, seq - 1).reshape({-1, hidden.size(-1)});
-  auto targets = labels.narrow(1, 1, seq - 1).reshape({-1});
-  if (counted_tokens < targets.numel()) {
-    const auto counted = targets.ne(-100).nonzero().squeeze(1);
-    rows = rows.index_select(0, counted.to(device));
-    targets = targets.index_select(0, counted);
+  // LLAMAPRO_ROW_PLAN=0 computes every row (read per call: bench/profile/ab-env.mjs alternates it step by step).
+  const char* row_plan = std::getenv("LLAMAPRO_ROW_PLAN");
+  const bool plan_rows = row_plan == nullptr || std::strcmp(row_plan, "0") != 0;
+  const auto host_labels = labels.to(torch::kCPU, torch::kInt64).contiguous();
+  const int64_t* label = host_labels.data_ptr<int64_t>();
+  // keep[b]: sequence b's positions [0, keep[b]) are read by the loss (the last counted prediction is keep[b] - 1).
+  std::vector<int64_t> keep(static_cast<size_t>(batch), 0);
+  int64_t kept = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t t = seq - 1; t >= 1; --t) {
+      if (label[b * seq + t] != -100) {
+        keep[static_cast<size_t>(b)] = t;
+        break;
+      }
+    }
+    kept += keep[static_cast<size_t>(b)];
   }
-  const auto logits = module->Logits(rows).to(torch::kFloat32);
-  return at::cross_entropy_loss(logits, targets.to(device), {}, at::Reduction::Mean, -100);
+  const int64_t grid = batch * seq;
+  const bool pack = kept > 0 && (grid - kept) * 32 >= grid;
+  std::vector<int64_t> rows, pad_rows, query, targets;
+  int64_t next = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    if (pack) {
+      for (int64_t t = keep[static_cast<size_t>(b)]; t < seq; ++t) pad_rows.push_back(b * seq + t);
+    }
+    for (int64_t t = 0; t < keep[static_cast<size_t>(b)]; ++t) {
+      const int64_t at = pack ? next++ : b * seq + t;
+      if (pack) rows.push_back(b * seq + t);
+      const int64_t target = label[b * seq + t + 1];
+      if (target != -100) {
+        query.push_back(at);
+        targets.push_back(target);
+      }
+    }
+  }
+  const int64_t rows_in = pack ? kept : grid;
+  const bool subset = !query.empty() && static_cast<int64_t>(query.size()) * 16 <= rows_in * 15;
+  const auto index = torch::TensorOptions().dtype(torch::kInt64);
+  if (plan_rows && (pack || subset)) {
+    RowPlan plan;
+    if (pack) {
+      plan.rows = torch::tensor(rows, index).to(device);
+      plan.pad_rows = torch::tensor(pad_rows, index).to(device);
+    }
+    const auto query_rows = torch::tensor(query, index).to(device);
+    if (subset) plan.query_rows = query_rows;
+    const auto hidden = module->Hidden(ids.to(device), dtype, plan);
+    const auto counted_rows = subset ? hidden : hidden.index_select(0, query_rows);
+    const auto logits = module->Logits(counted_rows).to(torch::kFloat32);
+    return at::cross_entropy_loss(logits, torch::tensor(targets, index).to(device), {}, at::Reduction::Mean, -100);
+  }
+  const auto hidden = module->Hidden(ids.to(device), dtype);
+  auto hidden_rows = hidden.narrow(1, 0, seq - 1).reshape({-1, hidden.size(-1)});
+  auto shifted = labels.narrow(1, 1, seq - 1).reshape({-1});
+  if (counted_tokens < shifted.numel()) {
+    const auto counted = shifted.ne(-100).nonzero().squeeze(1);
+    hidden_rows = hidden_rows.index_select(0, counted.to(device));
+    shifted = shifted.index_select(0, counted);
+  }
+  const auto logits = module->Logits(hidden_rows).to(torch::kFloat32);
+  return at::cross_entropy_loss(logits, shifted.to(device), {}, at::Reduction::Mean, -100);
 }
 
 }  // namespace
