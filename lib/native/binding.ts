@@ -209,7 +209,8 @@ export interface ConvertItem {
 export interface NativeBinding {
   runtimeInfo(): RawRuntimeInfo
   setThreads(threads: number): void
-  memoryStats(device?: number): { cpu: MemoryCounters; cuda: MemoryCounters | null }
+  /** cpu.cached: bytes of freed CPU blocks held for reuse (not counted in current or peak; LLAMAPRO_CPU_CACHE=0: none). */
+  memoryStats(device?: number): { cpu: MemoryCounters & { cached: number }; cuda: MemoryCounters | null }
   resetPeakMemory(device?: number): void
   /** GGUF/safetensors tensor conversion (native/dequant.cc); lib/gguf/convert.ts builds the items. */
   convertTensors(
