@@ -35,6 +35,9 @@ torch::Tensor ShiftedCrossEntropy(CausalLM& module, const torch::Tensor& ids, co
   // LLAMAPRO_ROW_PLAN=0 computes every row (read per call: bench/profile/ab-env.mjs alternates it step by step).
   const char* row_plan = std::getenv("LLAMAPRO_ROW_PLAN");
   const bool plan_rows = row_plan == nullptr || std::strcmp(row_plan, "0") != 0;
+  // The plan below reads the labels by raw offset: their shape is checked here again (the binding already did).
+  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == batch && labels.size(1) == seq, "labels must be shaped like the ids [", batch, ", ",
+              seq, "], got ", labels.sizes());
   const auto host_labels = labels.to(torch::kCPU, torch::kInt64).contiguous();
   const int64_t* label = host_labels.data_ptr<int64_t>();
   // keep[b]: sequence b's positions [0, keep[b]) are read by the loss (the last counted prediction is keep[b] - 1).
