@@ -16,6 +16,12 @@ export interface RuntimeInfo {
   cuda: { compiled: boolean; available: boolean; devices: CudaDevice[] }
   threads: { intraOp: number; interOp: number; blas: number | null }
   blas: { name: string; library: string; config: string | null }
+  /**
+   * What runs the model's float32 CPU projections: oneDNN's sgemm where the LibTorch has oneDNN beside OpenBLAS
+   * (Debian's; OpenBLAS then keeps one thread for what LibTorch still gives it), else the BLAS library through
+   * LibTorch. `LLAMAPRO_GEMM=blas` chooses the BLAS library. `threads`: those a product may use (0: the BLAS's own).
+   */
+  cpuGemm: { library: 'onednn' | 'blas'; threads: number }
   warnings: string[]
 }
 
@@ -43,6 +49,7 @@ export function info(): RuntimeInfo {
     cuda: raw.cuda,
     threads: { intraOp: raw.threads.intraOp, interOp: raw.threads.interOp, blas: raw.threads.blas ?? null },
     blas: { name: raw.blas.name || 'unknown', library: raw.blas.library, config: raw.blas.config ?? null },
+    cpuGemm: { library: raw.cpuGemm.library, threads: raw.cpuGemm.threads },
     warnings,
   }
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "activation_checkpoint.h"
+#include "cpu_gemm.h"
 #include "fused_ops.h"
 #include "torch_compat.h"
 
@@ -22,7 +23,7 @@ inline torch::Tensor As(const torch::Tensor& t, c10::ScalarType dtype) { return 
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   const auto dtype = x.scalar_type();
-  auto out = at::linear(x, As(weight, dtype), bias.defined() ? As(bias, dtype) : torch::Tensor());
+  auto out = Project(x, As(weight, dtype), bias.defined() ? As(bias, dtype) : torch::Tensor());
   if (!lora_A) return out;
   // PEFT: result + lora_B(lora_A(dropout(x))) * scaling, the adapter computed in the activations' dtype.
   torch::Tensor h = x;
@@ -258,7 +259,7 @@ const torch::Tensor& CausalLMImpl::OutputWeight() const {
 }
 
 torch::Tensor CausalLMImpl::Logits(const torch::Tensor& hidden) {
-  return at::linear(hidden, OutputWeight().to(hidden.scalar_type()));
+  return Project(hidden, As(OutputWeight(), hidden.scalar_type()), torch::Tensor());
 }
 
 std::vector<int64_t> CausalLMImpl::InsertIdentityBlocks(const std::vector<int64_t>& positions) {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "async_work.h"
+#include "cpu_gemm.h"
 
 // Device names and sizes come from the CUDA runtime where its headers are there; pip's CUDA 13 wheels lack the
 // crt/ headers cuda_runtime_api.h needs, so without them the same facts come from the driver API (libcuda.so.1,
@@ -171,6 +172,11 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   blas.Set("library", mapped);
   blas.Set("buildSetting", BuildConfigValue(build_config, "BLAS_INFO"));
   out.Set("blas", blas);
+  // Which library runs the model's float32 CPU projections (native/cpu_gemm.h): "onednn" or "blas".
+  Napi::Object gemm = Napi::Object::New(env);
+  gemm.Set("library", CpuGemmBackend());
+  gemm.Set("threads", CpuGemmThreads());
+  out.Set("cpuGemm", gemm);
   out.Set("parallelInfo", at::get_parallel_info());
   out.Set("buildConfig", build_config);
   return out;

@@ -46,7 +46,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { info } from '$repo/dist/index.js'
 const v = JSON.parse(readFileSync('$work/versions.json', 'utf8'))
 const i = info()
-writeFileSync('$work/versions.json', JSON.stringify({ ...v, llamapro: i.llamapro.version, libtorch: i.libtorch.version, llamapro_threads: i.threads }))
+writeFileSync('$work/versions.json', JSON.stringify({ ...v, llamapro: i.llamapro.version, libtorch: i.libtorch.version, llamapro_threads: i.threads, llamapro_cpu_gemm: i.cpuGemm }))
 "
 cat /proc/loadavg > "$work/load-before.txt"
 lf_env=(env CUDA_VISIBLE_DEVICES= DISABLE_VERSION_CHECK=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_DISABLED=true)

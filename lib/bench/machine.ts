@@ -29,7 +29,10 @@ export function machineInfo(): MachineInfo {
     os: `${osType()} ${release()}`,
     node: process.version,
     libtorch: runtime.libtorch.version,
-    blas: `${runtime.blas.name}${runtime.threads.blas ? ` (${runtime.threads.blas} threads)` : ''}`,
+    blas:
+      runtime.cpuGemm.library === 'onednn'
+        ? `oneDNN sgemm for projections (${runtime.cpuGemm.threads} threads), ${runtime.blas.name} for the rest`
+        : `${runtime.blas.name}${runtime.threads.blas ? ` (${runtime.threads.blas} threads)` : ''}`,
     gpu: runtime.cuda.devices[0]?.name ?? null,
   }
 }

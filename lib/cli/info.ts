@@ -26,6 +26,7 @@ export async function runInfo(argv: string[]): Promise<number> {
       (data.threads.blas !== null ? `, BLAS ${data.threads.blas}` : ''),
     `blas       ${data.blas.name}${data.blas.library ? `  ${data.blas.library}` : ''}`,
     ...(data.blas.config ? [`           ${data.blas.config}`] : []),
+    `gemm       ${data.cpuGemm.library === 'onednn' ? `oneDNN sgemm (${data.cpuGemm.threads} threads; LLAMAPRO_GEMM=blas for the BLAS)` : 'the BLAS, through LibTorch'}`,
     ...data.warnings.map((w) => `warning    ${w}`),
   ]
   console.log(lines.join('\n'))

@@ -12,6 +12,7 @@ export interface RawRuntimeInfo {
   }
   threads: { intraOp: number; interOp: number; configured: number; blas?: number }
   blas: { name: string; library: string; buildSetting: string; config?: string }
+  cpuGemm: { library: 'onednn' | 'blas'; threads: number }
   parallelInfo: string
   buildConfig: string
 }
