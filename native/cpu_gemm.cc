@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -25,6 +26,7 @@ using OmpGetFn = int (*)();
 using OmpSetFn = void (*)(int);
 using BlasGetThreadsFn = int (*)();
 using BlasSetThreadsFn = void (*)(int);
+using GompParallelFn = void (*)(void (*)(void*), void*, unsigned, unsigned);
 
 struct Symbols {
   SgemmFn sgemm = nullptr;
@@ -32,6 +34,9 @@ struct Symbols {
   OmpSetFn omp_set_num_threads = nullptr;
   BlasGetThreadsFn openblas_get_num_threads = nullptr;
   BlasSetThreadsFn openblas_set_num_threads = nullptr;
+  GompParallelFn gomp_parallel = nullptr;  // optional: for ParallelOnGemmThreads
+  OmpGetFn omp_get_thread_num = nullptr;
+  OmpGetFn omp_get_num_threads = nullptr;
   // oneDNN replaces OpenBLAS only: MKL's sgemm is as fast, and without OpenBLAS's thread count and OpenMP's
   // controls the products' threads could not be set.
   bool usable() const {
@@ -49,6 +54,9 @@ const Symbols& Library() {
     found.omp_set_num_threads = reinterpret_cast<OmpSetFn>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
     found.openblas_get_num_threads = reinterpret_cast<BlasGetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
     found.openblas_set_num_threads = reinterpret_cast<BlasSetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    found.gomp_parallel = reinterpret_cast<GompParallelFn>(dlsym(RTLD_DEFAULT, "GOMP_parallel"));
+    found.omp_get_thread_num = reinterpret_cast<OmpGetFn>(dlsym(RTLD_DEFAULT, "omp_get_thread_num"));
+    found.omp_get_num_threads = reinterpret_cast<OmpGetFn>(dlsym(RTLD_DEFAULT, "omp_get_num_threads"));
     return found;
   }();
   return library;
@@ -110,19 +118,22 @@ class GemmThreads {
   int before_ = 0;
 };
 
-// Row-major c[m, n] = op(a) op(b), op = transpose where asked. Shapes and strides were checked by the callers
-// (contiguous float32 of exactly these sizes); a failing status is an error, never a silent zero.
-void Sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
-  RECORD_FUNCTION("llamapro::onednn_sgemm", std::vector<c10::IValue>());
-  const int64_t lda = trans_a ? m : k;
-  const int64_t ldb = trans_b ? k : n;
-  GemmThreads threads(m * n * k);
-  const int status = Library().sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+void Check(int status, int64_t m, int64_t n, int64_t k) {
   if (status != 0) {
     throw std::runtime_error("oneDNN sgemm failed (dnnl_status_t " + std::to_string(status) + ") for a " +
                              std::to_string(m) + "x" + std::to_string(k) + " by " + std::to_string(k) + "x" +
                              std::to_string(n) + " product; LLAMAPRO_GEMM=blas runs it through at::linear instead");
   }
+}
+
+// Row-major c[m, n] = op(a) op(b), op = transpose where asked, packed operands. Shapes and strides were checked by
+// the callers (contiguous float32 of exactly these sizes); a failing status is an error, never a silent zero.
+void Sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
+  RECORD_USER_SCOPE("llamapro::onednn_sgemm");  // a row of LLAMAPRO_PROFILE_OPS
+  const int64_t lda = trans_a ? m : k;
+  const int64_t ldb = trans_b ? k : n;
+  GemmThreads threads(m * n * k);
+  Check(Library().sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n), m, n, k);
 }
 
 // y[M, N] = x[M, K] w[N, K]^T.
@@ -192,6 +203,61 @@ torch::Tensor Project(const torch::Tensor& x, const torch::Tensor& weight, const
 }
 
 std::string CpuGemmBackend() { return OneDnnWanted() ? "onednn" : "blas"; }
+
+bool OneDnnProducts() { return OneDnnWanted(); }
+
+void OneDnnSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  Check(Library().sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), m, n, k);
+}
+
+namespace {
+
+struct ParallelJob {
+  const std::function<void(int64_t, int64_t)>* fn;
+  int64_t n;
+  std::mutex mutex;
+  std::exception_ptr error;
+};
+
+// One member of the OpenMP team: its share of [0, n), with its own products kept on it (an OpenMP setting of 1
+// for this thread while it runs). Nothing may unwind through libgomp's C frames, so an exception is kept for the
+// caller.
+void RunShare(void* data) {
+  auto* job = static_cast<ParallelJob*>(data);
+  const auto& lib = Library();
+  const int64_t members = std::max(1, lib.omp_get_num_threads());
+  const int64_t share = (job->n + members - 1) / members;
+  const int64_t begin = lib.omp_get_thread_num() * share;
+  const int64_t end = std::min(job->n, begin + share);
+  if (begin >= end) return;
+  const int before = lib.omp_get_max_threads();
+  lib.omp_set_num_threads(1);
+  try {
+    (*job->fn)(begin, end);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(job->mutex);
+    if (!job->error) job->error = std::current_exception();
+  }
+  lib.omp_set_num_threads(before);
+}
+
+}  // namespace
+
+void ParallelOnGemmThreads(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  // The team oneDNN's products use (libgomp's GOMP_parallel, what `#pragma omp parallel` compiles to): not
+  // at::parallel_for, whose pool is LibTorch's intra-op one (1 thread here, and not OpenMP in Debian's build).
+  const auto& lib = Library();
+  const int threads = static_cast<int>(std::min<int64_t>(n, TakeBlasThreads()));
+  if (threads <= 1 || lib.gomp_parallel == nullptr || lib.omp_get_thread_num == nullptr || lib.omp_get_num_threads == nullptr) {
+    GemmThreads single(0);  // products inside on this thread
+    fn(0, n);
+    return;
+  }
+  ParallelJob job{&fn, n, {}, nullptr};
+  lib.gomp_parallel(RunShare, &job, static_cast<unsigned>(threads), 0);
+  if (job.error) std::rethrow_exception(job.error);
+}
 
 int CpuGemmThreads() {
   if (!OneDnnWanted()) return Library().openblas_get_num_threads ? Library().openblas_get_num_threads() : 0;

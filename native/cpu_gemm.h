@@ -16,6 +16,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 
 namespace llamapro {
@@ -27,5 +28,13 @@ torch::Tensor Project(const torch::Tensor& x, const torch::Tensor& weight, const
 // threads its products run on (0: unknown, the BLAS library's own setting).
 std::string CpuGemmBackend();
 int CpuGemmThreads();
+
+// For kernels built on oneDNN's products (causal_attention.cc): whether Project uses oneDNN now; a row-major
+// C = alpha op(A) op(B) + beta C with leading dimensions (only when OneDnnProducts()); and fn over [0, n) in
+// chunks on the products' threads, where each product called inside fn runs on the calling thread alone.
+bool OneDnnProducts();
+void OneDnnSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void ParallelOnGemmThreads(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace llamapro

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "activation_checkpoint.h"
+#include "causal_attention.h"
 #include "cpu_gemm.h"
 #include "fused_ops.h"
 #include "torch_compat.h"
@@ -92,29 +93,31 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionCont
   q = ApplyRotary(q, context);
   k = ApplyRotary(k, context);
   const auto& mask = context.masks.at(sliding_window);
-  torch::Tensor out;  // [B, H, T, D]
+  torch::Tensor merged;  // [B, T, H * D]: the heads side by side, as o_proj reads them
 #if LLAMAPRO_HAVE_SDPA
-  out = ScaledDotProductAttention(q, k, v, sliding_window == 0 ? torch::Tensor() : mask);
+  merged = ScaledDotProductAttention(q, k, v, sliding_window == 0 ? torch::Tensor() : mask)
+               .transpose(1, 2)
+               .reshape({batch, seq, num_heads * head_dim});
 #else
-  // Grouped-query attention without copying K and V: the G query heads that share a KV head are stacked along
-  // the sequence axis, so one batched matmul per KV head serves them all (head h = kv * G + g, as repeat_kv).
-  const int64_t groups = num_heads / num_kv_heads;
-  const auto q_grouped = q.reshape({batch * num_kv_heads, groups * seq, head_dim});
-  const auto k_flat = k.reshape({batch * num_kv_heads, seq, head_dim});
-  const auto v_flat = v.reshape({batch * num_kv_heads, seq, head_dim});
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
-  // One kernel for scale, QK^T and the causal mask.
-  auto scores = at::baddbmm(mask, q_grouped, k_flat.transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
-  const auto dtype = scores.scalar_type();
-  auto probs = dtype == torch::kFloat32 ? at::softmax(scores, -1) : at::softmax(scores, -1, torch::kFloat32).to(dtype);
-  out = at::bmm(probs, v_flat).view({batch, num_heads, seq, head_dim});
-#endif
-  if (!q_grid_rows.defined()) {
-    out = out.transpose(1, 2).reshape({batch, seq, num_heads * head_dim});
-    return o_proj->forward(out);
+  if (CausalAttentionApplies(q, k, v)) {
+    merged = CausalAttention(q, k, v, sliding_window, scale);  // the mask's causal window, computed in place
+  } else {
+    // Grouped-query attention without copying K and V: the G query heads that share a KV head are stacked along
+    // the sequence axis, so one batched matmul per KV head serves them all (head h = kv * G + g, as repeat_kv).
+    const int64_t groups = num_heads / num_kv_heads;
+    const auto q_grouped = q.reshape({batch * num_kv_heads, groups * seq, head_dim});
+    const auto k_flat = k.reshape({batch * num_kv_heads, seq, head_dim});
+    const auto v_flat = v.reshape({batch * num_kv_heads, seq, head_dim});
+    // One kernel for scale, QK^T and the causal mask.
+    auto scores = at::baddbmm(mask, q_grouped, k_flat.transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
+    const auto dtype = scores.scalar_type();
+    auto probs = dtype == torch::kFloat32 ? at::softmax(scores, -1) : at::softmax(scores, -1, torch::kFloat32).to(dtype);
+    merged = at::bmm(probs, v_flat).view({batch, num_heads, seq, head_dim}).transpose(1, 2).reshape({batch, seq, num_heads * head_dim});
   }
-  out = out.transpose(1, 2).reshape({batch * seq, num_heads * head_dim}).index_select(0, q_grid_rows);
-  return o_proj->forward(out);
+#endif
+  if (!q_grid_rows.defined()) return o_proj->forward(merged);
+  return o_proj->forward(merged.view({batch * seq, num_heads * head_dim}).index_select(0, q_grid_rows));
 }
 
 MlpImpl::MlpImpl(const ModelSpec& spec, const torch::TensorOptions& options) {

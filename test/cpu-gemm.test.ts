@@ -1,8 +1,9 @@
 // The model's float32 CPU projections through oneDNN's sgemm (native/cpu_gemm.h) where the LibTorch links oneDNN
 // beside OpenBLAS (Debian's), with LLAMAPRO_GEMM=blas (read per call) keeping at::linear. The two are independent
-// implementations of the same products and their gradients — LibTorch's own autograd against llamapro's node — so a
-// training step must give the same loss, gradients and updated weights both ways, to float32 rounding, for every
-// architecture and freeze strategy, for products on one thread and on several.
+// implementations of the same products and their gradients — LibTorch's own autograd against llamapro's nodes (on
+// LibTorch 1.x the fused attention too: LLAMAPRO_GEMM=blas is the whole former path) — so a training step must give
+// the same loss and gradients both ways, to float32 rounding, for every architecture and freeze strategy, for
+// products on one thread and on several.
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -14,7 +15,7 @@ import { type FreezeOptions, freezePolicy } from '../lib/policy/freeze-policy.js
 import { REPO_ROOT } from './helpers/python.js'
 import { tinyRawConfig } from './helpers/tiny-model.js'
 
-const STEP: NativeTrainStepOptions = { lossMultiplier: 1, update: true, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1, reportParamNorms: false }
+const STEP: NativeTrainStepOptions = { lossMultiplier: 1, update: false, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1, reportParamNorms: false }
 
 // What the process has mapped once the addon is loaded, read independently of it: oneDNN is usable when LibTorch
 // brought it in beside OpenBLAS.
@@ -46,12 +47,11 @@ async function trained(gemm: 'onednn' | 'blas', raw: Record<string, unknown>, op
   const policy = freezePolicy(model.config.numLayers, model.parameters().map((p) => p.name), options)
   await model.setTrainable(policy.trainable)
   model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
-  const losses: number[] = []
-  // An AdamW update, then a step that keeps its gradients to compare.
-  losses.push((await model.native.trainStep(data.ids, data.labels, data.batch, data.seq, STEP)).loss)
-  losses.push((await model.native.trainStep(data.ids, data.labels, data.batch, data.seq, { ...STEP, update: false })).loss)
+  // One step, its gradients kept to compare (an AdamW update would turn gradients within rounding of zero into
+  // weight changes of a visible part of lr: lr * g / (|g| + eps)).
+  const { loss } = await model.native.trainStep(data.ids, data.labels, data.batch, data.seq, STEP)
   const evaluation = await model.native.loss(data.ids, data.labels, data.batch, data.seq)
-  return { model, losses, evaluation, trainable: policy.trainable }
+  return { model, loss, evaluation, trainable: policy.trainable }
 }
 
 t.afterEach(() => {
@@ -72,21 +72,15 @@ t.test('oneDNN and LibTorch give the same training step', { skip: hasOneDnn ? fa
     const blas = await trained('blas', raw, options, data)
     const onednn = await trained('onednn', raw, options, data)
     const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
-    const lossGap = Math.max(...onednn.losses.map((l, i) => relative(l, blas.losses[i]!)))
-    t.ok(lossGap <= 1e-5, `${label}: losses ${onednn.losses.join(', ')} against ${blas.losses.join(', ')} (relative ${lossGap.toExponential(2)})`)
+    t.ok(relative(onednn.loss, blas.loss) <= 1e-5, `${label}: loss ${onednn.loss} against ${blas.loss}`)
     t.ok(relative(onednn.evaluation.loss, blas.evaluation.loss) <= 1e-5, `${label}: evaluation (no graph) ${onednn.evaluation.loss} against ${blas.evaluation.loss}`)
     const names = blas.trainable
     const gradients = names.map((n) => [`grad:${n}`, `grad:${n}`] as [string, string])
-    const weights = names.map((n) => [n, n] as [string, string])
     const gradientGaps = await onednn.model.native.maxAbsDifference(blas.model.native, gradients)
     const gradientScales = await blas.model.native.tensorMaxAbs(gradients.map((p) => p[0]))
     const worst = Math.max(...gradientGaps.map((d, i) => d / Math.max(gradientScales[i]!, 1e-30)))
     t.ok(gradientScales.every((s) => s > 0), `${label}: every trainable tensor has a gradient`)
     t.ok(worst <= 1e-4, `${label}: gradients equal to float32 rounding (worst relative ${worst.toExponential(2)})`)
-    const weightGaps = await onednn.model.native.maxAbsDifference(blas.model.native, weights)
-    // AdamW's first update is lr * g / (|g| + eps) per element: a gradient within rounding of zero can move its
-    // weight by a visible part of lr, so the weights are compared against lr, not against float32 rounding.
-    t.ok(Math.max(...weightGaps) <= STEP.lr * 1e-2, `${label}: weights after an AdamW update within ${Math.max(...weightGaps).toExponential(2)} (lr ${STEP.lr})`)
     blas.model.dispose()
     onednn.model.dispose()
   }
