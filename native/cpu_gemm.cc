@@ -245,8 +245,9 @@ void RunShare(void* data) {
 }  // namespace
 
 void ParallelOnGemmThreads(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-  // The team oneDNN's products use (libgomp's GOMP_parallel, what `#pragma omp parallel` compiles to): not
-  // at::parallel_for, whose pool is LibTorch's intra-op one (1 thread here, and not OpenMP in Debian's build).
+  // The team oneDNN's products use, through libgomp's GOMP_parallel (what `#pragma omp parallel` compiles to; the
+  // process has libgomp when it has these products). Not at::parallel_for: in LibTorch 1.x its OpenMP loop is a
+  // header template compiled into the caller, and llamapro builds without -fopenmp, so it runs serially.
   const auto& lib = Library();
   const int threads = static_cast<int>(std::min<int64_t>(n, TakeBlasThreads()));
   if (threads <= 1 || lib.gomp_parallel == nullptr || lib.omp_get_thread_num == nullptr || lib.omp_get_num_threads == nullptr) {

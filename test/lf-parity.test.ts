@@ -217,14 +217,14 @@ t.test('llamapro demo with a relative --out, from another working directory, cle
   t.notOk(existsSync(join(dir, 'runs', 'demo', 'runs')), 'the relative folder is not joined twice')
 })
 
-t.test('the demo pins OpenBLAS kernels and threads unless the user chose them', async (t) => {
+t.test('the demo pins OpenBLAS kernels and threads, and the products on OpenBLAS, unless the user chose them', async (t) => {
   const avx2 = new Set(['sse2', 'avx2', 'fma'])
   const env: NodeJS.ProcessEnv = { OMP_NUM_THREADS: '1' }
-  t.same(pinBlasKernels(env, 'x64', avx2), { set: ['OPENBLAS_NUM_THREADS=2', 'OPENBLAS_CORETYPE=Haswell'], reason: 'the same sums on every x86-64 CPU with AVX2' })
-  t.same(env, { OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '2', OPENBLAS_CORETYPE: 'Haswell' })
-  const own: NodeJS.ProcessEnv = { OPENBLAS_CORETYPE: 'Zen', OPENBLAS_NUM_THREADS: '4' }
-  t.same(pinBlasKernels(own, 'x64', avx2), { set: [], reason: "kept OPENBLAS_NUM_THREADS=4, OPENBLAS_CORETYPE=Zen: the numbers may differ from README's" })
-  t.same(own, { OPENBLAS_CORETYPE: 'Zen', OPENBLAS_NUM_THREADS: '4' }, "the user's settings are kept")
+  t.same(pinBlasKernels(env, 'x64', avx2), { set: ['OPENBLAS_NUM_THREADS=2', 'OPENBLAS_CORETYPE=Haswell', 'LLAMAPRO_GEMM=blas'], reason: 'the same sums on every x86-64 CPU with AVX2' })
+  t.same(env, { OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '2', OPENBLAS_CORETYPE: 'Haswell', LLAMAPRO_GEMM: 'blas' })
+  const own: NodeJS.ProcessEnv = { OPENBLAS_CORETYPE: 'Zen', OPENBLAS_NUM_THREADS: '4', LLAMAPRO_GEMM: 'onednn' }
+  t.same(pinBlasKernels(own, 'x64', avx2), { set: [], reason: "kept OPENBLAS_NUM_THREADS=4, OPENBLAS_CORETYPE=Zen, LLAMAPRO_GEMM=onednn: the numbers may differ from README's" })
+  t.same(own, { OPENBLAS_CORETYPE: 'Zen', OPENBLAS_NUM_THREADS: '4', LLAMAPRO_GEMM: 'onednn' }, "the user's settings are kept")
   const arm: NodeJS.ProcessEnv = {}
   t.match(pinBlasKernels(arm, 'arm64', new Set()).reason, /kept OpenBLAS kernels for this CPU/)
   t.equal(arm.OPENBLAS_CORETYPE, undefined, 'no x86 kernel forced on another CPU')
