@@ -79,6 +79,7 @@ std::mutex g_pool_mutex;
 std::atomic<int> g_gemm_threads{0};  // OpenBLAS's thread count when oneDNN took over; 0 while OpenBLAS has its own
 
 int TakeBlasThreads() {
+  if (const int taken = g_gemm_threads.load()) return taken;  // every product after the first: no lock
   std::lock_guard<std::mutex> lock(g_pool_mutex);
   if (g_gemm_threads == 0) {
     g_gemm_threads = std::max(1, Library().openblas_get_num_threads());

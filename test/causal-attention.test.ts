@@ -5,13 +5,11 @@
 // shorter than the batch, biases, padded sft batches (the row plan's grid) — and checkpointing on and off must stay
 // exactly equal with it. training-numerics.test.ts compares the default path with PyTorch itself.
 import t, { type Test } from 'tap'
-import { execFile } from 'node:child_process'
-import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { LlamaModel, info } from '../lib/index.js'
 import type { NativeTrainStepOptions } from '../lib/native/binding.js'
 import { type FreezeOptions, freezePolicy } from '../lib/policy/freeze-policy.js'
-import { REPO_ROOT } from './helpers/python.js'
+import { gradientGap } from './helpers/gradient-gap.js'
+import { profiledStep } from './helpers/profiled-step.js'
 import { tinyRawConfig } from './helpers/tiny-model.js'
 
 const STEP: NativeTrainStepOptions = { lossMultiplier: 1, update: false, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0, reportParamNorms: false }
@@ -51,12 +49,9 @@ async function expectClose(t: Test, label: string, raw: Record<string, unknown>,
   const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
   t.ok(relative(fused.step.loss, composite.step.loss) <= 1e-5, `${label}: training loss ${fused.step.loss} against ${composite.step.loss}`)
   t.ok(relative(fused.evaluation.loss, composite.evaluation.loss) <= 1e-5, `${label}: evaluation loss (no graph) ${fused.evaluation.loss} against ${composite.evaluation.loss}`)
-  const pairs = fused.trainable.map((n) => [`grad:${n}`, `grad:${n}`] as [string, string])
-  const differences = await fused.model.native.maxAbsDifference(composite.model.native, pairs)
-  const scales = await composite.model.native.tensorMaxAbs(pairs.map((p) => p[0]))
-  const worst = Math.max(...differences.map((d, i) => d / Math.max(scales[i]!, 1e-30)))
+  const { worst, scales } = await gradientGap(fused.model, composite.model, fused.trainable)
   t.ok(scales.every((s) => s > 0), `${label}: every trainable tensor has a gradient`)
-  t.ok(worst <= 1e-4, `${label}: gradients equal to float32 rounding (worst relative ${worst.toExponential(2)})`)
+  t.ok(worst.relative <= 1e-4, `${label}: gradients equal to float32 rounding (worst ${worst.name}: ${worst.relative.toExponential(2)})`)
   composite.model.dispose()
   fused.model.dispose()
 }
@@ -94,21 +89,9 @@ t.test('with the fused attention, checkpointing on and off give the same numbers
 
 // The fused node must really run: its step has no batched products (aten::bmm) and no softmax operator; with
 // LLAMAPRO_FUSED_ATTENTION=0 it has both. Without this the comparisons above could compare one path with itself.
-const SCRIPT = `
-import { LlamaModel } from ${JSON.stringify(join(REPO_ROOT, 'dist', 'index.js'))}
-const raw = { architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64,
-  num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, max_position_embeddings: 64 }
-const model = await LlamaModel.random(raw, { seed: 1 })
-await model.setTrainable(model.parameters().filter((p) => p.name.startsWith('model.layers.1.')).map((p) => p.name))
-model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
-const ids = new Int32Array(2 * 12).map((_, i) => 1 + (i * 7) % 63)
-await model.native.trainStep(ids, ids, 2, 12, { lossMultiplier: 1, update: false, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0, reportParamNorms: false })
-model.dispose()
-`
 
 t.test('the fused node is what runs', { skip }, async (t) => {
-  const profile = async (fused: string) =>
-    (await promisify(execFile)(process.execPath, ['--input-type=module', '-e', SCRIPT], { env: { ...process.env, LLAMAPRO_PROFILE_OPS: '1', LLAMAPRO_FUSED_ATTENTION: fused }, cwd: REPO_ROOT })).stderr
+  const profile = (fused: string) => profiledStep({ LLAMAPRO_FUSED_ATTENTION: fused })
   const fused = await profile('1')
   t.match(fused, /^llamapro::onednn_sgemm\s/m, 'the profile was printed')
   t.notMatch(fused, /^aten::(bmm|baddbmm|_softmax)\s/m, 'fused: no batched products, no softmax operator')

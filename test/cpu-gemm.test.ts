@@ -12,6 +12,7 @@ import { promisify } from 'node:util'
 import { LlamaModel, info } from '../lib/index.js'
 import type { NativeTrainStepOptions } from '../lib/native/binding.js'
 import { type FreezeOptions, freezePolicy } from '../lib/policy/freeze-policy.js'
+import { gradientGap } from './helpers/gradient-gap.js'
 import { REPO_ROOT } from './helpers/python.js'
 import { tinyRawConfig } from './helpers/tiny-model.js'
 
@@ -74,13 +75,9 @@ t.test('oneDNN and LibTorch give the same training step', { skip: hasOneDnn ? fa
     const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
     t.ok(relative(onednn.loss, blas.loss) <= 1e-5, `${label}: loss ${onednn.loss} against ${blas.loss}`)
     t.ok(relative(onednn.evaluation.loss, blas.evaluation.loss) <= 1e-5, `${label}: evaluation (no graph) ${onednn.evaluation.loss} against ${blas.evaluation.loss}`)
-    const names = blas.trainable
-    const gradients = names.map((n) => [`grad:${n}`, `grad:${n}`] as [string, string])
-    const gradientGaps = await onednn.model.native.maxAbsDifference(blas.model.native, gradients)
-    const gradientScales = await blas.model.native.tensorMaxAbs(gradients.map((p) => p[0]))
-    const worst = Math.max(...gradientGaps.map((d, i) => d / Math.max(gradientScales[i]!, 1e-30)))
-    t.ok(gradientScales.every((s) => s > 0), `${label}: every trainable tensor has a gradient`)
-    t.ok(worst <= 1e-4, `${label}: gradients equal to float32 rounding (worst relative ${worst.toExponential(2)})`)
+    const { worst, scales } = await gradientGap(onednn.model, blas.model, blas.trainable)
+    t.ok(scales.every((s) => s > 0), `${label}: every trainable tensor has a gradient`)
+    t.ok(worst.relative <= 1e-4, `${label}: gradients equal to float32 rounding (worst ${worst.name}: ${worst.relative.toExponential(2)})`)
     blas.model.dispose()
     onednn.model.dispose()
   }

@@ -4,13 +4,11 @@
 // row (LLAMAPRO_ROW_PLAN=0, read per call), for every architecture and freeze strategy; and with it, checkpointing on
 // and off stay exactly equal (activation-checkpointing.test.ts trains padded sft batches both ways).
 import t, { type Test } from 'tap'
-import { execFile } from 'node:child_process'
-import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { LlamaModel } from '../lib/index.js'
 import type { NativeTrainStepOptions } from '../lib/native/binding.js'
 import { type FreezeOptions, freezePolicy } from '../lib/policy/freeze-policy.js'
-import { REPO_ROOT } from './helpers/python.js'
+import { gradientGap } from './helpers/gradient-gap.js'
+import { profiledStep } from './helpers/profiled-step.js'
 import { tinyRawConfig } from './helpers/tiny-model.js'
 
 const STEP: NativeTrainStepOptions = { lossMultiplier: 1, update: false, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0, reportParamNorms: false }
@@ -49,10 +47,7 @@ async function expectClose(t: Test, label: string, raw: Record<string, unknown>,
   t.equal(planned.evaluation.tokens, all.evaluation.tokens, `${label}: the same counted tokens`)
   const names = (await all.model.native.gradients()).map((g) => g.name).sort()
   t.same((await planned.model.native.gradients()).map((g) => g.name).sort(), names, `${label}: gradients for the same parameters`)
-  const pairs = names.map((n) => [`grad:${n}`, `grad:${n}`] as [string, string])
-  const differences = await planned.model.native.maxAbsDifference(all.model.native, pairs)
-  const scales = await all.model.native.tensorMaxAbs(pairs.map((p) => p[0]))
-  const worst = names.map((name, i) => ({ name, relative: differences[i]! / Math.max(scales[i]!, 1e-30) })).sort((a, b) => b.relative - a.relative)[0]!
+  const { worst, scales } = await gradientGap(planned.model, all.model, names)
   t.ok(worst.relative <= 1e-4, `${label}: every gradient equal to float32 rounding (worst ${worst.name}: ${worst.relative.toExponential(2)})`)
   t.ok(scales.some((s) => s > 0), `${label}: the gradients are not all zero`)
   all.model.dispose()
@@ -104,25 +99,12 @@ t.test('with the row plan, checkpointing on and off give the same numbers', asyn
 
 // The plan must really run: with it, the step scatters q/k/v onto the grid (aten::index_copy_ in the op profile);
 // with LLAMAPRO_ROW_PLAN=0 it does not. Without this, the comparisons above could pass with the plan never taken.
-const SCRIPT = `
-import { LlamaModel } from ${JSON.stringify(join(REPO_ROOT, 'dist', 'index.js'))}
-const raw = { architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64,
-  num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, max_position_embeddings: 64 }
-const model = await LlamaModel.random(raw, { seed: 1 })
-await model.setTrainable(model.parameters().filter((p) => p.name.startsWith('model.layers.2.')).map((p) => p.name))
-model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
-const ids = new Int32Array(2 * 12).map((_, i) => 1 + (i * 7) % 63)
-const labels = ids.map((v, i) => (i % 12 < 3 || i >= 12 + 6 ? -100 : v))
-await model.native.trainStep(ids, labels, 2, 12, { lossMultiplier: 1, update: false, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0, reportParamNorms: false })
-model.dispose()
-`
 
 t.test('the plan is taken: packed rows are scattered for attention; LLAMAPRO_ROW_PLAN=0 computes every row', async (t) => {
-  const profile = async (plan: string) =>
-    (await promisify(execFile)(process.execPath, ['--input-type=module', '-e', SCRIPT], { env: { ...process.env, LLAMAPRO_PROFILE_OPS: '1', LLAMAPRO_ROW_PLAN: plan }, cwd: REPO_ROOT })).stderr
+  const profile = (plan: string) => profiledStep({ LLAMAPRO_ROW_PLAN: plan })
   const planned = await profile('1')
   t.match(planned, /^aten::index_copy_\s/m, 'with the plan: q, k and v are scattered onto the [batch, seq] grid')
-  t.match(planned, /^(aten::mm|llamapro::onednn_sgemm)\s/m, "the products are in the profile")
+  t.match(planned, /^(aten::mm|llamapro::onednn_sgemm)\s/m, 'the products are in the profile')
   const all = await profile('0')
   t.notMatch(all, /^aten::index_copy_\s/m, 'LLAMAPRO_ROW_PLAN=0: no scatter, every row computed')
 })
