@@ -1,0 +1,53 @@
+/**
+ * Which TensorBoard tags a trainer_log.jsonl line becomes: the tags transformers' TensorBoardCallback writes for the
+ * same run, so llamapro's runs and transformers/LLaMA-Factory runs overlay in one TensorBoard. The event's step is
+ * the line's `current_steps` (transformers' global step).
+ *
+ * transformers' rule (`rewrite_logs`): every numeric log key becomes `train/<key>`, except `eval_<rest>`, which
+ * becomes `eval/<rest>`. LLaMA-Factory's log renames transformers' `learning_rate` to `lr`; it is mapped back.
+ *
+ *   training line (it has `loss`)                evaluation line (`eval_loss` or `eval_<name>_loss`, no `loss`)
+ *   loss              -> train/loss              eval_loss          -> eval/loss
+ *   lr                -> train/learning_rate     eval_<name>_loss   -> eval/<name>_loss
+ *   grad_norm         -> train/grad_norm         eval_<anything>    -> eval/<anything>
+ *   epoch             -> train/epoch
+ *   throughput, tokens_per_second, total_tokens, allreduce_bytes, ... (any other number) -> train/<key>
+ *   layer_grad_norms {"3": n, "lm_head": m}  -> grad_norm/layer_3, grad_norm/lm_head
+ *
+ * Not written: current_steps and total_steps (the step itself), percentage and elapsed_seconds (progress, not a
+ * metric), strings (elapsed_time, remaining_time), nulls (a non-finite value JSON could not hold). An evaluation
+ * line contributes only its eval_* keys: its epoch repeats the training line of the same step.
+ */
+
+const NOT_METRICS = new Set(['current_steps', 'total_steps', 'percentage', 'elapsed_seconds'])
+const RENAMED: ReadonlyMap<string, string> = new Map([['lr', 'learning_rate']])
+const EVAL_PREFIX = 'eval_'
+
+/** The scalars TensorBoard gets for one trainer_log.jsonl line (a parsed JSON object), tag -> value. */
+export function tensorboardScalars(record: object): Record<string, number> {
+  const line = record as Readonly<Record<string, unknown>>
+  const keys = Object.keys(line)
+  const evaluation = !('loss' in line) && keys.some((k) => k.startsWith(EVAL_PREFIX))
+  const scalars: Record<string, number> = {}
+  for (const key of keys) {
+    const value = line[key]
+    if (key === 'layer_grad_norms') {
+      addLayerNorms(scalars, value)
+    } else if (typeof value !== 'number') {
+      continue
+    } else if (key.startsWith(EVAL_PREFIX)) {
+      scalars[`eval/${key.slice(EVAL_PREFIX.length)}`] = value
+    } else if (!evaluation && !NOT_METRICS.has(key)) {
+      scalars[`train/${RENAMED.get(key) ?? key}`] = value
+    }
+  }
+  return scalars
+}
+
+function addLayerNorms(scalars: Record<string, number>, norms: unknown): void {
+  if (typeof norms !== 'object' || norms === null) return
+  for (const [name, norm] of Object.entries(norms)) {
+    if (typeof norm !== 'number') continue
+    scalars[/^\d+$/.test(name) ? `grad_norm/layer_${name}` : `grad_norm/${name}`] = norm
+  }
+}
