@@ -53,12 +53,6 @@ function varintSize(value: number): number {
   return size
 }
 
-/** One scalar of a summary: its tag already as UTF-8 (tags repeat every step, so callers cache them). */
-export interface ScalarEntry {
-  tag: Uint8Array
-  value: number
-}
-
 export class EventRecordBuffer {
   private buffer: Buffer
   private view: DataView
@@ -95,17 +89,24 @@ export class EventRecordBuffer {
     this.endRecord(payload)
   }
 
-  /** One Event holding one Summary with a simple_value per scalar (float32, as TensorBoard stores them). */
-  appendScalars(scalars: readonly ScalarEntry[], step: number, wallTime: number): void {
+  /**
+   * One Event holding one Summary with a simple_value per scalar (float32, as TensorBoard stores them).
+   * `tags` (already UTF-8: they repeat every step, so callers cache them) and `values` are parallel; `count` of each.
+   */
+  appendScalars(tags: readonly Uint8Array[], values: readonly number[], count: number, step: number,
+    wallTime: number): void {
     let summarySize = 0
-    for (const { tag } of scalars) {
+    for (let i = 0; i < count; i++) {
+      const tag = tags[i]!
       const valueSize = 1 + varintSize(tag.length) + tag.length + 5
       summarySize += 1 + varintSize(valueSize) + valueSize
     }
     const payload = this.eventHeadSize(step, summarySize) + summarySize
     let at = this.beginRecord(payload)
     at = this.putEventHead(at, wallTime, step, summarySize)
-    for (const { tag, value } of scalars) {
+    for (let i = 0; i < count; i++) {
+      const tag = tags[i]!
+      const value = values[i]!
       at = this.putByte(at, SUMMARY_VALUE)
       at = this.putVarint(at, 1 + varintSize(tag.length) + tag.length + 5)
       at = this.putByte(at, VALUE_TAG)

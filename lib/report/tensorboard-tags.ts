@@ -36,9 +36,9 @@ export function tensorboardScalars(record: object): Record<string, number> {
     } else if (typeof value !== 'number') {
       continue
     } else if (key.startsWith(EVAL_PREFIX)) {
-      scalars[`eval/${key.slice(EVAL_PREFIX.length)}`] = value
+      scalars[cachedTag(evalTags, key, evalTag)] = value
     } else if (!evaluation && !NOT_METRICS.has(key)) {
-      scalars[`train/${RENAMED.get(key) ?? key}`] = value
+      scalars[cachedTag(trainTags, key, trainTag)] = value
     }
   }
   return scalars
@@ -46,8 +46,28 @@ export function tensorboardScalars(record: object): Record<string, number> {
 
 function addLayerNorms(scalars: Record<string, number>, norms: unknown): void {
   if (typeof norms !== 'object' || norms === null) return
-  for (const [name, norm] of Object.entries(norms)) {
-    if (typeof norm !== 'number') continue
-    scalars[/^\d+$/.test(name) ? `grad_norm/layer_${name}` : `grad_norm/${name}`] = norm
+  for (const name in norms) {
+    const norm = (norms as Record<string, unknown>)[name]
+    if (typeof norm === 'number') scalars[cachedTag(layerTags, name, layerTag)] = norm
   }
+}
+
+const trainTag = (key: string) => `train/${RENAMED.get(key) ?? key}`
+const evalTag = (key: string) => `eval/${key.slice(EVAL_PREFIX.length)}`
+const layerTag = (name: string) => (/^\d+$/.test(name) ? `grad_norm/layer_${name}` : `grad_norm/${name}`)
+
+// A run logs the same keys every step: building each tag once keeps the per-step cost to lookups, and hands the
+// writer the same string objects every time (their hashes are cached, so its tag -> UTF-8 lookups are cheap too).
+const trainTags = new Map<string, string>()
+const evalTags = new Map<string, string>()
+const layerTags = new Map<string, string>()
+const MAX_CACHED_TAGS = 10_000
+
+function cachedTag(cache: Map<string, string>, key: string, build: (key: string) => string): string {
+  let tag = cache.get(key)
+  if (tag === undefined) {
+    tag = build(key)
+    if (cache.size < MAX_CACHED_TAGS) cache.set(key, tag)
+  }
+  return tag
 }

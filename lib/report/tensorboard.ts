@@ -18,7 +18,7 @@
 import { mkdir, open as openFile, type FileHandle } from 'node:fs/promises'
 import { hostname as osHostname } from 'node:os'
 import { join } from 'node:path'
-import { EventRecordBuffer, type ScalarEntry } from './event-records.js'
+import { EventRecordBuffer } from './event-records.js'
 
 export { tensorboardScalars } from './tensorboard-tags.js'
 
@@ -81,7 +81,9 @@ export class TensorBoardWriter {
   private active = new EventRecordBuffer()
   private spare = new EventRecordBuffer()
   private readonly tagBytes = new Map<string, Uint8Array>()
-  private readonly entries: ScalarEntry[] = []
+  /** Reused for every addScalars call: a logged step should not allocate per scalar. */
+  private readonly tags: Uint8Array[] = []
+  private readonly values: number[] = []
   /** Appends run one after another; each waits for the one before it, so the spare buffer is free to swap in. */
   private appending: Promise<void> = Promise.resolve()
   private timer: NodeJS.Timeout | null = null
@@ -106,17 +108,17 @@ export class TensorBoardWriter {
   addScalars(record: Readonly<Record<string, number>>, step: number, wallTime?: number): void {
     this.checkOpen()
     checkStep(step)
-    const entries = this.entries
-    entries.length = 0
+    let count = 0
     for (const tag in record) {
       const value = record[tag]
       if (typeof value !== 'number') {
         throw new TypeError(`TensorBoard scalar ${JSON.stringify(tag)}: value must be a number, got ${typeof value}`)
       }
-      entries.push({ tag: this.tagUtf8(tag), value })
+      this.tags[count] = this.tagUtf8(tag)
+      this.values[count++] = value
     }
-    if (entries.length === 0 || this.failure) return
-    this.active.appendScalars(entries, step, wallTime ?? nowSeconds())
+    if (count === 0 || this.failure) return
+    this.active.appendScalars(this.tags, this.values, count, step, wallTime ?? nowSeconds())
     this.afterAppend()
   }
 
