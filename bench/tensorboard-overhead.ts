@@ -66,7 +66,7 @@ await rm(dir, { recursive: true, force: true })
 const encode = median(encodeUs)
 const append = median(appendUs)
 const bytesPerStep = fileBytes / ((rounds + 2) * stepsPerRound)
-console.log(`encode ${encode.toFixed(2)} us, append ${append.toFixed(2)} us per logged step (${scalarsPerStep} scalars)`)
+console.log(`per logged step (${scalarsPerStep} scalars): encode ${encode.toFixed(2)} us, append ${append.toFixed(2)} us`)
 
 const presets = [
   { model: 'tiny', strategies: 'full' },
@@ -84,7 +84,8 @@ for (const { model, strategies } of presets) {
 const percent = (us: number, ms: number) => (us / (ms * 1000)) * 100
 const machine = machineInfo()
 const cpuModel = execSync("lscpu | grep 'Model name' | sed 's/.*: *//'", { encoding: 'utf8' }).trim()
-const command = `npx tsx bench/tensorboard-overhead.ts --rounds ${rounds} --steps-per-round ${stepsPerRound} --train-steps ${trainSteps}`
+const command = 'npx tsx bench/tensorboard-overhead.ts ' +
+  `--rounds ${rounds} --steps-per-round ${stepsPerRound} --train-steps ${trainSteps}`
 const rows = steps.map((s) => {
   const total = percent(encode + append, s.ms)
   return `| ${s.preset} (${s.strategy}) | ${s.ms.toFixed(2)} (${s.p10.toFixed(2)}-${s.p90.toFixed(2)}) | ` +

@@ -3,7 +3,7 @@
 // Event (and must re-serialize it to the same bytes), EventAccumulator loads scalars and text as the Scalars and
 // Text tabs do, and the text plugin renders the text.
 import t, { type Test } from 'tap'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { statSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
@@ -18,7 +18,7 @@ import {
   tensorboardScalars,
   type TensorBoardWriterOptions,
 } from '../lib/report/tensorboard.js'
-import { REPO_ROOT, runPythonJson } from './helpers/python.js'
+import { REPO_ROOT, pythonPath, runPythonJson } from './helpers/python.js'
 
 interface ReadValue {
   tag: string
@@ -386,6 +386,67 @@ t.test("tensorboardScalars: trainer_log.jsonl lines to transformers' tags", asyn
   t.same(acc.scalar_tags, [...Object.keys(tensorboardScalars(training)), ...evalTags].sort())
   t.same(acc.scalars['eval/loss']!.map((e) => [e[1], e[2]]), [[100, 1.75]])
   t.same(acc.scalars['grad_norm/layer_39']!.map((e) => [e[1], e[2]]), [[40, Math.fround(0.12)]])
+})
+
+t.test('a running TensorBoard (its Rust data server) shows the run, and events appended while it runs', async (t) => {
+  const dir = await tempDir(t)
+  const writer = await TensorBoardWriter.open(join(dir, 'runs', 'live'), { hostname: 'h' })
+  const args = '{\n  "learning_rate": 0.0001\n}'
+  writer.addText('args', args, 0, 1_700_000_000)
+  writer.addScalars({ 'train/loss': 2.5, 'grad_norm/layer_3': 0.25 }, 1, 1_700_000_001)
+  await writer.flush()
+
+  const server = spawn(pythonPath(), ['-m', 'tensorboard.main', '--logdir', dir, '--port', '0', '--load_fast=true',
+    '--reload_interval', '1'], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
+  t.teardown(() => void server.kill())
+  let log = ''
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`TensorBoard did not start in 120 s:\n${log}`)), 120_000)
+    server.stderr!.on('data', (chunk: Buffer) => {
+      log += chunk.toString()
+      const found = /TensorBoard [\d.]+ at (http:\/\/[^/\s]+)\//.exec(log)
+      if (found) {
+        clearTimeout(timer)
+        resolve(found[1]!)
+      }
+    })
+    server.on('exit', (code) => reject(new Error(`TensorBoard exited (${code}):\n${log}`)))
+  })
+  /** Asks the server until `ready` accepts its answer (it re-reads the folder every second). */
+  const poll = async <T>(path: string, ready: (body: T) => boolean): Promise<T> => {
+    let body: T | undefined
+    for (let i = 0; i < 600; i++) {
+      const response = await fetch(`${url}${path}`)
+      if (response.ok) {
+        body = (await response.json()) as T
+        if (ready(body)) return body
+      }
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    throw new Error(`TensorBoard's ${path} did not become ready; last answer ${JSON.stringify(body)}\n${log}`)
+  }
+  type Points = [number, number, number][]
+  const run = 'runs/live'
+  const query = (tag: string) => `run=${encodeURIComponent(run)}&tag=${encodeURIComponent(tag)}`
+  const scalars = (tag: string) => `/data/plugin/scalars/scalars?${query(tag)}`
+  const environment = await poll<{ debug: { data_provider: string } }>('/data/environment', () => true)
+  t.match(environment.debug.data_provider, /^GrpcDataProvider/, 'the Rust data server reads the files')
+  t.same(await poll<string[]>('/data/runs', (runs) => runs.includes(run)), [run])
+  t.same(await poll<Points>(scalars('train/loss'), (p) => p.length === 1), [[1_700_000_001, 1, 2.5]])
+  type Texts = { step: number; text: string }[]
+  const text = await poll<Texts>(`/data/plugin/text/text?${query('args')}`, (entries) => entries.length === 1)
+  t.same(text.map((e) => e.step), [0])
+  t.match(text[0]!.text, '"learning_rate": 0.0001')
+
+  // Appended while the server watches: it picks them up from the same file.
+  writer.addScalars({ 'train/loss': 2.25, 'grad_norm/layer_3': 0.5 }, 2, 1_700_000_002)
+  writer.addScalar('train/loss', 2, 3, 1_700_000_003)
+  await writer.flush()
+  const later = await poll<Points>(scalars('train/loss'), (p) => p.length === 3)
+  t.same(later.map((p) => [p[1], p[2]]), [[1, 2.5], [2, 2.25], [3, 2]])
+  const layer = await poll<Points>(scalars('grad_norm/layer_3'), (p) => p.length === 2)
+  t.same(layer.map((p) => [p[1], p[2]]), [[1, 0.25], [2, 0.5]])
+  await writer.close()
 })
 
 t.test('the writer opens in a folder that exists already', async (t) => {

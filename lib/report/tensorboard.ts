@@ -1,12 +1,14 @@
 /**
- * A TensorBoard event-file writer, without TensorFlow: what `torch.utils.tensorboard.SummaryWriter` writes for
- * `add_scalar` and `add_text`, readable by TensorBoard (`tensorboard --logdir <dir>`) and its `EventAccumulator`.
+ * A TensorBoard event-file writer, without TensorFlow: scalars as `simple_value`s (what torch's
+ * `SummaryWriter.add_scalar` writes; several of one step share one event) and text as TensorBoard's own text
+ * summary writes it, readable by TensorBoard (`tensorboard --logdir <dir>`) and its `EventAccumulator`.
  *
  * Cheap on the training path: adding events encodes them into an in-memory buffer (no I/O, no promise); the bytes
  * are appended to the file by one async write every `flushIntervalMs` (2 s), when the buffer passes
  * `maxPendingBytes` (1 MiB), on `flush()` and on `close()`. While one append is in flight, new events go into a
  * second buffer. A failed append (disk full, file size limit) stops the writer; its error, naming the file, is
- * thrown once, by the next `flush()` or `close()`, never as an unhandled rejection.
+ * thrown once, by the next `flush()` or `close()`, never as an unhandled rejection. The timer does not keep a
+ * process alive: events still pending when a process exits without `close()` are lost, so close in a `finally`.
  *
  * The file, `events.out.tfevents.<unix seconds>.<hostname>` (transformers' and TensorFlow's name), is created by
  * `open()` with its first event (file_version "brain.Event:2"), so TensorBoard lists the run at once. Another
@@ -147,11 +149,12 @@ export class TensorBoardWriter {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    try {
-      await this.flush()
-    } finally {
-      await this.handle.close()
-    }
+    let failure: unknown = null
+    await this.flush().catch((error: unknown) => (failure = error))
+    await this.handle.close().catch((error: Error) => {
+      failure ??= new Error(`cannot close the TensorBoard event file ${this.path}: ${error.message}`, { cause: error })
+    })
+    if (failure) throw failure
   }
 
   private checkOpen(): void {
