@@ -124,7 +124,7 @@ export class TensorBoardWriter {
     this.afterAppend()
   }
 
-  /** A text summary (TensorBoard's Text tab renders it as markdown), as `add_text` writes it. */
+  /** A text summary (TensorBoard's Text tab renders it as markdown), as TensorBoard's own text summary writes it. */
   addText(tag: string, markdown: string, step: number, wallTime?: number): void {
     this.checkOpen()
     checkStep(step)
