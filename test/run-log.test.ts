@@ -7,7 +7,7 @@
  * (measured by llamapro eval's batchLoss on the same sequences), and LLaMA-Factory's own monitor reads the files.
  */
 import t from 'tap'
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'yaml'
 import { expandCheckpoint } from '../lib/expand/expand-checkpoint.js'

@@ -70,6 +70,8 @@ export class RunLog {
 
   private constructor(
     readonly dir: string,
+    /** What llamapro_run.json says of the run. */
+    readonly info: RunInfo,
     private readonly reporters: Reporter[],
   ) {}
 
@@ -86,7 +88,7 @@ export class RunLog {
     await writeFile(join(dir, TRAINING_ARGS_FILE), stringify(options.given))
     const info: RunInfo = { created_by: `llamapro ${VERSION}`, started_at: new Date().toISOString(), hostname: hostname(), pid: process.pid, ...options.info }
     await writeFile(join(dir, RUN_INFO_FILE), `${JSON.stringify(info, null, 2)}\n`)
-    return new RunLog(dir, options.reporters ?? [])
+    return new RunLog(dir, info, options.reporters ?? [])
   }
 
   #append(file: string, text: string): void {

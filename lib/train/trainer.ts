@@ -41,6 +41,7 @@ import { RankSchedule } from '../distributed/sharding.js'
 import { readExpansionRecord } from '../expand/record.js'
 import { type EvalSet, evaluateSets } from './evaluate.js'
 import { RunLog, TRAINER_LOG_FILE } from './run-log.js'
+import { openReporters } from './reporters.js'
 
 export interface TrainOptions {
   /** Stops the run after the current optimizer step and saves a checkpoint. */
@@ -449,12 +450,14 @@ interface Run {
 }
 
 /** The run's log files, with what a watcher needs to know of the run (llamapro_run.json). */
-async function openRunLog(plan: RunPlan, model: LlamaModel): Promise<RunLog> {
+async function openRunLog(plan: RunPlan, model: LlamaModel, startStep: number): Promise<RunLog> {
   const { cfg, checkpoint, policy } = plan
   const expansion = await readExpansionRecord(cfg.modelNameOrPath)
+  const { reporters, loggingDir } = await openReporters(cfg, startStep)
   return RunLog.open(cfg.outputDir, {
     resumed: plan.resumeDir !== null,
     given: cfg.given,
+    reporters,
     info: {
       stage: cfg.stage,
       finetuning_type: cfg.finetuningType,
@@ -467,7 +470,7 @@ async function openRunLog(plan: RunPlan, model: LlamaModel): Promise<RunLog> {
       eval_datasets: plan.evalSets.flatMap((set) => (set.name === null ? [] : [set.name])),
       world_size: plan.group?.worldSize ?? 1,
       device: model.device,
-      logging_dir: null,
+      logging_dir: loggingDir,
     },
   })
 }
@@ -483,7 +486,7 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
   const { cfg, split, totalSteps, stepsPerEpoch, checkpoint } = plan
   // Rank 0 writes every output; the other ranks train the same weights and write nothing.
   const writes = !plan.group || plan.group.isMain
-  const runLog = writes ? await openRunLog(plan, model) : null
+  const runLog = writes ? await openRunLog(plan, model, progress.step) : null
   const emit = (event: TrainEvent) => {
     runLog?.event(event)
     options.onEvent?.(event)
@@ -924,6 +927,8 @@ async function trainModel(plan: RunPlan, started: number, options: TrainOptions)
           }
         : {}),
     })
+    const tensorboard = run.runLog?.info.logging_dir
+    if (tensorboard) run.emit({ type: 'report', message: `TensorBoard events in ${tensorboard} (tensorboard --logdir ${tensorboard})` })
     try {
       const outcome = await trainLoop(run)
       return await finish(run, outcome)
