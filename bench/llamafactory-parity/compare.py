@@ -5,6 +5,7 @@ usage: compare.py <work dir> <out prefix> <case>...
 Run by run.sh with the LLaMA-Factory venv's python; <work>/tokens/<case>.<tool>.json hold the token dumps.
 """
 import json
+import subprocess
 import os
 import platform
 import sys
@@ -87,6 +88,34 @@ def token_comparison(work, case):
             "all_identical": lf == lp, "first_difference": first_diff}
 
 
+def llamaboard(work, case):
+    """LlamaBoard's monitor (LLaMA-Factory's own get_trainer_info and loss plot, test/reference/llamaboard_reader.py)
+    over each tool's output folder: its progress label and loss plot, and the trainer_log.jsonl keys LLaMA-Factory
+    wrote that llamapro's lines lack."""
+    reader = os.path.join(os.path.dirname(__file__), "..", "..", "test", "reference", "llamaboard_reader.py")
+    shown = {}
+    for tool in ("llamafactory", "llamapro"):
+        folder = os.path.join(work, "saves", tool, case)
+        done = subprocess.run([sys.executable, reader, folder], capture_output=True, text=True)
+        if done.returncode != 0:
+            shown[tool] = {"error": done.stderr.strip().splitlines()[-1:] }
+            continue
+        board = json.loads(done.stdout)
+        plot = board["loss_plot"]
+        shown[tool] = {"progress": board["progress"].get("label"), "loss_points": len(plot["lines"][0]) if plot else 0,
+                       "running_log_chars": len(board["running_log"])}
+    keys = {tool: set() for tool in ("llamafactory", "llamapro")}
+    for tool in keys:
+        path = os.path.join(work, "saves", tool, case, "trainer_log.jsonl")
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    if line.strip():
+                        keys[tool].update(json.loads(line).keys())
+    shown["llamafactory_keys_missing_in_llamapro"] = sorted(keys["llamafactory"] - keys["llamapro"])
+    return shown
+
+
 def compare(work, case, cutoff):
     lf = read_log(os.path.join(work, "saves", "llamafactory", case, "trainer_log.jsonl"))
     lp = read_log(os.path.join(work, "saves", "llamapro", case, "trainer_log.jsonl"))
@@ -123,6 +152,7 @@ def main():
             cfg = yaml.safe_load(f)
         cutoff = cfg.get("cutoff_len") if cfg.get("stage") == "pt" else None
         r = compare(work, case, cutoff)
+        r["llamaboard"] = llamaboard(work, case)
         r["yaml"] = f"bench/llamafactory-parity/cases/{case}.yaml"
         r["description"] = open(os.path.join(work, f"{case}.yaml")).readline().lstrip("# ").strip()
         results.append(r)
@@ -151,6 +181,15 @@ def main():
             md.append(f"| `{r['case']}` | {tokens} | failed in {', '.join(r['failed'])} | | |")
         else:
             md.append(f"| `{r['case']}` | {tokens} | {r['status']} | {r['max_rel_diff']:.1e} | {r['ratio_min']:.6f} – {r['ratio_max']:.6f} |")
+    md += ["", "## LlamaBoard over both outputs", "",
+           "LLaMA-Factory's own monitor code (`webui/control.py` `get_trainer_info`, `extras/ploting.py` `gen_loss_plot`, run by "
+           "`test/reference/llamaboard_reader.py`) over each tool's output folder: the progress label it shows, the points of its loss plot, "
+           "and the `trainer_log.jsonl` keys LLaMA-Factory wrote that llamapro did not.", "",
+           "| case | LLaMA-Factory: progress, loss points | llamapro: progress, loss points | keys missing in llamapro |", "|---|---|---|---|"]
+    for r in results:
+        b = r["llamaboard"]
+        cell = lambda x: f"`{x['progress']}`, {x['loss_points']}" if "progress" in x else f"failed: {x.get('error')}"
+        md.append(f"| `{r['case']}` | {cell(b['llamafactory'])} | {cell(b['llamapro'])} | {', '.join(b['llamafactory_keys_missing_in_llamapro']) or 'none'} |")
     md += ["", "## Per step", ""]
     for r in results:
         md += [f"### `{r['case']}`: {r['description']}", ""]

@@ -2,7 +2,8 @@
 # Opt-in: trains the same LLaMA-Factory YAMLs (cases/*.yaml: sft with the default template, sft with named templates,
 # packed pt, use_llama_pro) with LLaMA-Factory 0.9.5 itself and with llamapro, from one working folder laid out as
 # LLaMA-Factory's repository (models/, data/dataset_info.json; paths relative to it), and compares the token ids,
-# labels and the loss logged at every step. Writes bench/results/llamafactory-parity.md and .json.
+# labels and the loss logged at every step, and runs LlamaBoard's own monitor code over both output folders. Writes
+# bench/results/llamafactory-parity.md and .json.
 #
 # usage: bench/llamafactory-parity/run.sh [case ...]        (default: every case)
 #   LLAMAPRO_LF_VENV   the Python venv with llamafactory and torch (default /tmp/llamapro-lf-venv; made once, reused)

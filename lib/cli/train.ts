@@ -1,8 +1,9 @@
 import { loadTrainConfig, parseOverrides, trainKeyHelp } from '../train/config.js'
 import type { TrainEvent } from '../train/events.js'
+import { describeEvent } from '../train/event-text.js'
 import { train } from '../train/trainer.js'
 import { UsageError } from '../errors.js'
-import { formatBytes, formatCount, formatDuration } from '../util/format.js'
+import { formatDuration } from '../util/format.js'
 import { ProgressBar } from '../util/progress.js'
 import { interruptSignal, parseInteger } from './args.js'
 import { distributedFromEnv } from '../distributed/environment.js'
@@ -40,34 +41,6 @@ zero_stage: 1 shards AdamW's state over the ranks (ZeRO stage 1).
 Keys:
 ${trainKeyHelp()}`
 
-function describe(event: TrainEvent): string | undefined {
-  switch (event.type) {
-    case 'start':
-      return (
-        `training ${formatCount(event.trainableParams)} of ${formatCount(event.totalParams)} parameters ` +
-        `(layers ${event.trainableLayerIds.join(', ') || 'none'}) on ${event.trainSequences ?? 'streamed'} sequences` +
-        `${event.evalSequences ? ` (+${event.evalSequences} for evaluation)` : ''}, ${event.totalSteps} steps` +
-        (event.resumedFrom ? `, resuming at step ${event.startStep} from ${event.resumedFrom}` : '') +
-        `; device ${event.device} (${event.deviceReason})` +
-        (event.worldSize && event.worldSize > 1
-          ? `\ndata parallel over ${event.worldSize} ranks: ${formatBytes(event.allReduceBytes ?? 0)} of gradients all-reduced per step (full fine-tuning would all-reduce ${formatBytes(event.fullFineTuneAllReduceBytes ?? 0)})` +
-            (event.zeroStage === 1 ? `; ZeRO stage 1: each rank keeps 1/${event.worldSize} of the AdamW state` : '')
-          : '')
-      )
-    case 'log': {
-      const r = event.record
-      if (r.eval_loss !== undefined) return `step ${r.current_steps}/${r.total_steps}  eval_loss ${r.eval_loss.toFixed(4)}`
-      return `step ${r.current_steps}/${r.total_steps}  loss ${r.loss?.toFixed(4)}  lr ${r.lr?.toExponential(2)}  grad_norm ${r.grad_norm?.toFixed(3)}  ${r.tokens_per_second?.toFixed(0)} tok/s  ${r.elapsed_time}`
-    }
-    case 'checkpoint':
-      return `saved ${event.path}`
-    case 'data':
-      return event.message
-    default:
-      return undefined
-  }
-}
-
 export async function runTrain(argv: string[]): Promise<number> {
   const { nproc, rest: args } = takeNprocFlag(argv)
   const [file, ...rest] = args
@@ -94,7 +67,7 @@ export async function runTrain(argv: string[]): Promise<number> {
     }
     if (event.type === 'start') bar = new ProgressBar({ total: event.totalSteps, label: 'train ' })
     if (event.type === 'step') bar?.update(event.step, `loss ${event.loss.toFixed(3)}`)
-    const line = describe(event)
+    const line = describeEvent(event)
     if (line) {
       bar?.done()
       console.log(line)

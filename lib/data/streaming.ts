@@ -77,10 +77,16 @@ export class StreamSchedule {
   private constructor(
     private readonly options: StreamingOptions,
     readonly evalSource: SequenceSource,
+    /** eval_on_each_dataset: each eval dataset's sequences with its name. */
+    readonly evalEach: { name: string; source: SequenceSource }[] | null,
   ) {}
 
   /** Opens the stream; with val_size, reads (and keeps) the held-out sequences first. */
-  static async open(options: StreamingOptions, evalSequences: OwnedSequence[] | null): Promise<StreamSchedule> {
+  static async open(
+    options: StreamingOptions,
+    evalSequences: OwnedSequence[] | null,
+    evalEach: { name: string; sequences: OwnedSequence[] }[] | null = null,
+  ): Promise<StreamSchedule> {
     let held = evalSequences
     if (held === null) {
       held = []
@@ -91,7 +97,8 @@ export class StreamSchedule {
         }
       }
     }
-    return new StreamSchedule(options, arraySource(held.map((s) => ({ ids: Array.from(s.ids), labels: Array.from(s.labels) }))))
+    const source = (sequences: OwnedSequence[]) => arraySource(sequences.map((s) => ({ ids: Array.from(s.ids), labels: Array.from(s.labels) })))
+    return new StreamSchedule(options, source(held), evalEach?.map((e) => ({ name: e.name, source: source(e.sequences) })) ?? null)
   }
 
   /** One pass over the data, unshuffled. */
@@ -174,6 +181,11 @@ async function streamedEvalSequences(stream: SequenceStreamOptions): Promise<Own
 /** The training stream of a run's data keys, with its eval_dataset (read into memory) or val_size held out. */
 export async function openStreaming(options: TokenDataOptions, streaming: Omit<StreamingOptions, 'stream'>): Promise<StreamSchedule> {
   const streams = await sequenceStreams(options)
+  if (streams.evalEach) {
+    const each = []
+    for (const { name, stream } of streams.evalEach) each.push({ name, sequences: await streamedEvalSequences(stream) })
+    return StreamSchedule.open({ ...streaming, stream: streams.train }, each.flatMap((e) => e.sequences), each)
+  }
   const evalSequences = streams.eval ? await streamedEvalSequences(streams.eval) : null
   return StreamSchedule.open({ ...streaming, stream: streams.train }, evalSequences)
 }

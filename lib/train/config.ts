@@ -11,6 +11,7 @@ import { parseDocument } from 'yaml'
 import type { ModelDtype } from '../checkpoint/dtypes.js'
 import { zeroStageFromDeepspeed } from './deepspeed.js'
 import { ConfigKeyError } from './errors.js'
+import { type ReportTarget, parseReportTo } from './report-to.js'
 
 type Kind =
   | { type: 'string'; choices?: readonly string[] }
@@ -96,6 +97,21 @@ const KEYS = {
   overwrite_output_dir: { kind: { type: 'bool' }, default: false, help: 'replace an existing output_dir' },
   resume_from_checkpoint: { kind: { type: 'string-or-bool' }, default: null, help: 'checkpoint folder, or true for the latest in output_dir' },
   plot_loss: { kind: { type: 'bool' }, default: false, help: 'write training_loss.png and .svg' },
+  eval_on_each_dataset: {
+    kind: { type: 'bool' },
+    default: false,
+    help: 'with several eval_dataset: one evaluation loss per dataset, logged as eval_<name>_loss',
+  },
+  report_to: {
+    kind: { type: 'list' },
+    default: 'none',
+    help: 'where to report besides trainer_log.jsonl: tensorboard, all (= tensorboard) or none',
+  },
+  logging_dir: {
+    kind: { type: 'string' },
+    default: null,
+    help: 'TensorBoard folder (default output_dir/runs/<date>_<host>, as transformers)',
+  },
   // llamapro's own keys
   device: { kind: { type: 'string' }, default: 'auto', help: 'auto (the first CUDA device when LibTorch has CUDA and a GPU is visible, else cpu), cpu, cuda or cuda:N (llamapro)' },
   threads: { kind: { type: 'int', min: 0, max: 1024 }, default: 0, help: 'LibTorch intra-op threads, 0 = default (llamapro)' },
@@ -142,7 +158,7 @@ type KeyValue<S extends KeySpec> = KindValue<S['kind']> | (S['default'] extends 
 type KeyValues = { -readonly [K in TrainKey as Camel<K>]: KeyValue<(typeof KEYS)[K]> }
 
 /** Keys parseTrainConfig reads and does not pass on: they are turned into another field (deepspeed → zeroStage). */
-const CONSUMED_KEYS = ['loraplus_lr_embedding', 'deepspeed'] as const satisfies readonly TrainKey[]
+const CONSUMED_KEYS = ['loraplus_lr_embedding', 'deepspeed', 'report_to'] as const satisfies readonly TrainKey[]
 
 /** Fields whose value parseTrainConfig derives from the keys rather than passing one on as it is. */
 interface DerivedFields {
@@ -163,8 +179,12 @@ interface DerivedFields {
   zeroStage: 0 | 1
   /** What the configuration means differently from what it says (e.g. a `deepspeed:` file), for the run to warn. */
   configWarnings?: string[]
+  /** report_to, parsed: the reporters llamapro writes (TensorBoard) besides trainer_log.jsonl. */
+  reportTo: ReportTarget[]
   /** Keys that were accepted but have no effect, for a warning. */
   ignoredKeys: string[]
+  /** The keys and values as given (YAML merged with overrides): written to output_dir/training_args.yaml. */
+  given: Record<string, unknown>
   /** The folder relative paths were resolved against: the working directory, as in LLaMA-Factory. */
   baseDir: string
 }
@@ -199,11 +219,9 @@ const UNSUPPORTED_KEYS: Record<string, { off: unknown[]; what: string }> = {
 const IGNORED_KEYS = [
   'do_train',
   'do_eval',
-  'report_to',
   'dataloader_num_workers',
   'trust_remote_code',
   'flash_attn',
-  'logging_dir',
   'run_name',
   'disable_tqdm',
   'include_num_input_tokens_seen',
@@ -306,6 +324,10 @@ function parseScalar(text: string): unknown {
   return doc.errors.length ? text : doc.toJS()
 }
 
+function withWarnings<T extends { configWarnings: string[] }>(settings: T, warnings: string[]): T {
+  return { ...settings, configWarnings: [...settings.configWarnings, ...warnings] }
+}
+
 /** zero_stage, from the key itself or else from a `deepspeed:` JSON file's zero_optimization.stage. */
 function zeroSettings(values: Record<string, unknown>, deepspeed: string | null, path: (p: string) => string, where: string): { zeroStage: 0 | 1; configWarnings: string[] } {
   if ('zero_stage' in values || deepspeed === null) return { zeroStage: (values.zero_stage as 0 | 1 | undefined) ?? 0, configWarnings: [] }
@@ -373,6 +395,13 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     if (get('max_samples') !== null) throw new ConfigKeyError(`${where}: max_samples cannot be used with streaming: true (LLaMA-Factory: "\`max_samples\` is incompatible with \`streaming\`."); use max_steps to bound the run`)
   }
   const tokenizedPath = get('tokenized_path') as string | null
+  const report = parseReportTo(get('report_to') as string, where)
+  const evalOnEach = get('eval_on_each_dataset') as boolean
+  const eachWarnings =
+    evalOnEach && evalDataset.length === 0
+      ? ['eval_on_each_dataset: true has no effect without eval_dataset (as in LLaMA-Factory: it splits eval_dataset by name; val_size gives one split)']
+      : []
+  const loggingDir = get('logging_dir') as string | null
   const passed: Record<string, unknown> = {}
   for (const key of Object.keys(KEYS) as TrainKey[]) {
     if (!(CONSUMED_KEYS as readonly TrainKey[]).includes(key)) passed[camelCase(key)] = get(key)
@@ -386,8 +415,10 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     packing: (get('packing') as boolean | null) ?? stage === 'pt',
     evalSteps: (get('eval_steps') as number | null) ?? loggingSteps,
     evalStrategy: (get('eval_strategy') as TrainConfig['evalStrategy'] | null) ?? (valSize > 0 || evalDataset.length > 0 ? 'steps' : 'no'),
-    ...zeroSettings(values, get('deepspeed') as string | null, path, where),
+    ...withWarnings(zeroSettings(values, get('deepspeed') as string | null, path, where), [...report.warnings, ...eachWarnings]),
+    reportTo: report.reportTo,
     ignoredKeys,
+    given: { ...raw },
     baseDir,
   }
   return {
@@ -397,6 +428,7 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     tokenizedPath: tokenizedPath === null ? null : path(tokenizedPath),
     outputDir: path((get('output_dir') as string | undefined) ?? '.'),
     resumeFromCheckpoint: typeof resume === 'string' ? path(resume) : resume,
+    loggingDir: loggingDir === null ? null : path(loggingDir),
     ...derived,
   }
 }

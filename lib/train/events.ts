@@ -1,16 +1,23 @@
 /** What a training run reports while it runs (`onEvent`) and when it ends. */
 
 export interface LogRecord {
-  /** LLaMA-Factory's trainer_log.jsonl fields. */
+  /** LLaMA-Factory's trainer_log.jsonl fields (its LogCallback's, absent ones left out as it leaves out None). */
   current_steps: number
   total_steps: number
   loss?: number
+  /** Evaluation lines: the loss of the eval set (eval_dataset merged, or val_size's split). */
   eval_loss?: number
+  /** Evaluation lines with eval_on_each_dataset: `eval_<name>_loss` for each eval dataset, as transformers names them. */
+  [evalDatasetLoss: `eval_${string}_loss`]: number | undefined
   lr?: number
   epoch: number
   percentage: number
   elapsed_time: string
   remaining_time: string
+  /** Tokens (real, not padding) per second since this process started training, over every rank. */
+  throughput?: number
+  /** Tokens (real, not padding) trained on since the run began, over every rank (resumed runs carry it on). */
+  total_tokens?: number
   /** llamapro's additions. */
   grad_norm?: number
   tokens_per_second?: number
@@ -32,6 +39,8 @@ export interface TrainResult {
   /** Mean training loss over the steps this run took. */
   trainLoss: number
   evalLoss: number | null
+  /** The last evaluation's loss of each eval set, by metric key (eval_loss, or eval_<name>_loss); {} without one. */
+  evalLosses: Record<string, number>
   seconds: number
   tokensPerSecond: number
   checkpoints: string[]
@@ -63,9 +72,12 @@ export type TrainEvent =
     }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; seconds: number }
   | { type: 'log'; record: LogRecord }
-  | { type: 'eval'; step: number; evalLoss: number; tokens: number }
+  /** evalLoss: over every eval set's tokens; losses: each set's, by its metric key (eval_loss or eval_<name>_loss). */
+  | { type: 'eval'; step: number; evalLoss: number; losses: Record<string, number>; tokens: number }
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'warning'; message: string; step?: number }
   /** What the data phase did: the token store loaded or built, with its totals. */
   | { type: 'data'; message: string }
+  /** Where the run reports (TensorBoard's folder), said once at the start. */
+  | { type: 'report'; message: string }
   | { type: 'done'; result: TrainResult }

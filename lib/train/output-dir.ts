@@ -17,7 +17,11 @@ const RUN_OUTPUT = [
   /^delta$/,
   /^trainer_log\.jsonl$/,
   /^trainer_state\.json$/,
-  /^(all|interrupted)_results\.json$/,
+  /^(all|interrupted|eval)_results\.json$/,
+  /^running_log\.txt$/,
+  /^training_args\.yaml$/,
+  /^llamapro_run\.json$/,
+  /^runs$/, // TensorBoard's default logging_dir (report_to: tensorboard)
   /^training_loss\.(svg|png)$/,
   /\.safetensors$/,
   /^adapter_config\.json$/, // finetuning_type: lora (the adapter's weights are a .safetensors)

@@ -5,13 +5,13 @@
  * evaluation, checkpoints, warnings and cancellation happen here, between steps.
  */
 import { existsSync } from 'node:fs'
-import { appendFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type Checkpoint, openCheckpoint } from '../checkpoint/checkpoint.js'
 import { parseLayerName } from '../checkpoint/parameters.js'
 import { CONFIG_FILE } from '../checkpoint/checkpoint.js'
-import { type Batch, BatchSchedule, collate, splitSource } from '../data/batches.js'
-import type { SequenceSource } from '../data/store/reader.js'
+import { type Batch, BatchSchedule, splitSource } from '../data/batches.js'
+import { ConcatSource, type SequenceSource } from '../data/store/reader.js'
 import { type TokenData, type TokenDataOptions, locateTokenData, openTokenData, prepareTokenData } from '../data/store/token-data.js'
 import { StreamSchedule, openStreaming } from '../data/streaming.js'
 import { isStore } from '../data/store/reader.js'
@@ -38,6 +38,9 @@ import { learningRateAt, warmupStepsFor } from './schedule.js'
 import { type DistributedEnv, distributedFromEnv } from '../distributed/environment.js'
 import { ProcessGroup } from '../distributed/process-group.js'
 import { RankSchedule } from '../distributed/sharding.js'
+import { readExpansionRecord } from '../expand/record.js'
+import { type EvalSet, evaluateSets } from './evaluate.js'
+import { RunLog, TRAINER_LOG_FILE } from './run-log.js'
 
 export interface TrainOptions {
   /** Stops the run after the current optimizer step and saves a checkpoint. */
@@ -51,14 +54,18 @@ export interface TrainOptions {
   cwd?: string
 }
 
-export const TRAINER_LOG_FILE = 'trainer_log.jsonl'
+export { TRAINER_LOG_FILE }
 
 /** transformers' Trainer applies no weight decay to biases and norm weights. */
 const noWeightDecay = (name: string) => name.endsWith('.bias') || /norm\.weight$/.test(name)
 
-const clock = (seconds: number) => {
-  const s = Math.max(0, Math.round(seconds))
-  return `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`
+/** Python's str(timedelta(seconds=int(s))), as LLaMA-Factory writes elapsed_time: 0:05:07, 1 day, 2:00:00. */
+export const clock = (seconds: number) => {
+  const s = Math.max(0, Math.floor(seconds))
+  const days = Math.floor(s / 86400)
+  const rest = s % 86400
+  const time = `${Math.floor(rest / 3600)}:${String(Math.floor((rest % 3600) / 60)).padStart(2, '0')}:${String(rest % 60).padStart(2, '0')}`
+  return days > 0 ? `${days} day${days === 1 ? '' : 's'}, ${time}` : time
 }
 
 /** Per-layer gradient norms from per-parameter ones: layers by index, other modules by name. */
@@ -158,6 +165,8 @@ export interface RunPlan {
   tokenizer: TextTokenizer
   /** train is null when streaming (no store: the sequences are not known before they are read). */
   split: { train: SequenceSource | null; eval: SequenceSource }
+  /** What each evaluation measures: split.eval as one set, or (eval_on_each_dataset) one set per eval dataset. */
+  evalSets: EvalSet[]
   /** The token store the sequences are read from (closed when the run ends); null when streaming. */
   data: TokenData | null
   policy: FreezePolicy | LoraTrainingPolicy
@@ -216,6 +225,7 @@ export async function prepareData(
   const options = tokenDataOptions(cfg, modelDir, tokenizer, dataTokenizer, warn, log, signal)
   let data: TokenData | null = null
   let split: RunPlan['split']
+  let evalEach: { name: string; source: SequenceSource }[] | null = null
   let schedule: RankSchedule | StreamSchedule
   if (cfg.streaming && !(cfg.tokenizedPath !== null && isStore(cfg.tokenizedPath))) {
     if (cfg.tokenizedPath !== null) {
@@ -225,14 +235,21 @@ export async function prepareData(
     const streamed = await openStreaming(options, { bufferSize: cfg.bufferSize, valSize: cfg.valSize, batchSize: cfg.perDeviceTrainBatchSize, seed: cfg.seed, padId: tokenizer.padId, rank: group?.rank ?? 0, worldSize: group?.worldSize ?? 1 })
     schedule = streamed
     split = { train: null, eval: streamed.evalSource }
+    evalEach = streamed.evalEach
     log(`streaming: tokenizing while training with ${options.workers ?? 'all'} worker(s), shuffle buffer ${cfg.bufferSize} sequences${split.eval.length ? `, ${split.eval.length} held out for evaluation` : ''}`)
   } else {
     if (cfg.streaming) warn(`tokenized_path ${cfg.tokenizedPath} holds a token store: it is read from disk and streaming: true has no effect (as LLaMA-Factory, which loads a saved dataset as it is)`)
     data = await tokenDataForRank(options, group)
     const manifest = data.train.manifest
     if (!data.reused && manifest.droppedExamples > 0) warn(`${manifest.droppedExamples} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`)
-    checkTokenIds(Math.max(manifest.maxTokenId, data.eval?.manifest.maxTokenId ?? 0), tokenizer, checkpoint.config.vocabSize, modelDir, warn)
-    split = data.eval ? { train: data.train as SequenceSource, eval: data.eval as SequenceSource } : splitSource(data.train, cfg.valSize, cfg.seed)
+    const evalMaxId = Math.max(data.eval?.manifest.maxTokenId ?? 0, ...(data.evalEach ?? []).map((e) => e.store.manifest.maxTokenId))
+    checkTokenIds(Math.max(manifest.maxTokenId, evalMaxId), tokenizer, checkpoint.config.vocabSize, modelDir, warn)
+    evalEach = data.evalEach?.map(({ name, store }) => ({ name, source: store as SequenceSource })) ?? null
+    const evalSource = evalEach ? new ConcatSource(evalEach.map((e) => e.source)) : data.eval
+    split = evalSource ? { train: data.train as SequenceSource, eval: evalSource } : splitSource(data.train, cfg.valSize, cfg.seed)
+    if (cfg.evalOnEachDataset && cfg.evalDataset.length > 0 && !evalEach) {
+      warn(`eval_on_each_dataset: true, but the token store ${data.dir} was built with the eval datasets merged: one eval_loss is logged (rebuild it with overwrite_cache: true for one loss per dataset)`)
+    }
     if (split.train!.length === 0) {
       throw new TrainingError('LLAMAPRO_DATASET', `no training sequences: the data gave ${data.train.length} sequence(s) of up to ${cfg.cutoffLen} tokens`)
     }
@@ -251,7 +268,25 @@ export async function prepareData(
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
   // adapter_name_or_path to merge first (create_new_adapter, or all but the last): training starts from the merged model.
   const merged = policy.finetuningType === 'lora' ? await mergedBase(policy, checkpoint) : null
-  return { cfg, resumeDir, resumeState, checkpoint: merged?.checkpoint ?? checkpoint, tokenizer, split, data, policy, schedule, group, stepsPerEpoch, totalSteps, warmup, device, disposeMerged: merged?.dispose }
+  const evalSets: EvalSet[] = evalEach ?? (split.eval.length > 0 ? [{ name: null, source: split.eval }] : [])
+  return {
+    cfg,
+    resumeDir,
+    resumeState,
+    checkpoint: merged?.checkpoint ?? checkpoint,
+    tokenizer,
+    split,
+    evalSets,
+    data,
+    policy,
+    schedule,
+    group,
+    stepsPerEpoch,
+    totalSteps,
+    warmup,
+    device,
+    disposeMerged: merged?.dispose,
+  }
 }
 
 /**
@@ -278,6 +313,7 @@ function tokenDataOptions(
     packing: cfg.packing,
     dataset: cfg.dataset,
     evalDataset: cfg.evalDataset,
+    evalOnEachDataset: cfg.evalOnEachDataset,
     datasetDir: cfg.datasetDir,
     baseDir: cfg.baseDir,
     maxSamples: cfg.maxSamples,
@@ -402,22 +438,57 @@ interface Run {
   writes: boolean
   checkpoints: string[]
   lastCheckpoint: string | null
+  /** The run's log files (rank 0); null on the other ranks. */
+  runLog: RunLog | null
+  /** Real tokens trained on by this process's run (every rank) since `since` (the loop's start), for throughput; and before it, when resumed. */
+  tokens: { run: number; before: number; since: number }
   state(): TrainerState
   saveCheckpoint(): Promise<void>
   log(record: LogRecord): Promise<void>
   record(extra: Partial<LogRecord>): LogRecord
 }
 
+/** The run's log files, with what a watcher needs to know of the run (llamapro_run.json). */
+async function openRunLog(plan: RunPlan, model: LlamaModel): Promise<RunLog> {
+  const { cfg, checkpoint, policy } = plan
+  const expansion = await readExpansionRecord(cfg.modelNameOrPath)
+  return RunLog.open(cfg.outputDir, {
+    resumed: plan.resumeDir !== null,
+    given: cfg.given,
+    info: {
+      stage: cfg.stage,
+      finetuning_type: cfg.finetuningType,
+      model_name_or_path: cfg.modelNameOrPath,
+      output_dir: cfg.outputDir,
+      total_steps: plan.totalSteps,
+      num_layers: checkpoint.config.numLayers,
+      trainable_layer_ids: policy.trainableLayerIds,
+      expanded_layer_ids: expansion?.new_layer_ids ?? [],
+      eval_datasets: plan.evalSets.flatMap((set) => (set.name === null ? [] : [set.name])),
+      world_size: plan.group?.worldSize ?? 1,
+      device: model.device,
+      logging_dir: null,
+    },
+  })
+}
+
+/** eval_results.json, as LLaMA-Factory's run_pt/run_sft save the final evaluation (pt adds the perplexity). */
+async function writeEvalResults(dir: string, epoch: number, losses: Record<string, number>, stage: string): Promise<void> {
+  const results: Record<string, number> = { epoch, ...losses }
+  if (stage === 'pt' && losses.eval_loss !== undefined) results.perplexity = Math.exp(losses.eval_loss)
+  await writeFile(join(dir, 'eval_results.json'), `${JSON.stringify(results, null, 2)}\n`)
+}
+
 async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, started: number, options: TrainOptions): Promise<Run> {
   const { cfg, split, totalSteps, stepsPerEpoch, checkpoint } = plan
-  const emit = (event: TrainEvent) => options.onEvent?.(event)
   // Rank 0 writes every output; the other ranks train the same weights and write nothing.
   const writes = !plan.group || plan.group.isMain
-  const logPath = join(cfg.outputDir, TRAINER_LOG_FILE)
-  if (writes) {
-    await mkdir(cfg.outputDir, { recursive: true })
-    if (!plan.resumeDir) await writeFile(logPath, '')
+  const runLog = writes ? await openRunLog(plan, model) : null
+  const emit = (event: TrainEvent) => {
+    runLog?.event(event)
+    options.onEvent?.(event)
   }
+  const lastTotal = progress.logHistory.findLast((r) => typeof r.total_tokens === 'number')?.total_tokens ?? 0
   const run: Run = {
     plan,
     model,
@@ -430,6 +501,8 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
     writes,
     checkpoints: [],
     lastCheckpoint: plan.resumeDir,
+    runLog,
+    tokens: { run: 0, before: lastTotal, since: performance.now() },
     state(): TrainerState {
       const optimizer = model.optimizer.progress()
       return {
@@ -475,7 +548,7 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
     },
     async log(record) {
       progress.logHistory.push(record)
-      if (writes) await appendFile(logPath, `${JSON.stringify(record)}\n`)
+      await runLog?.record(record)
       emit({ type: 'log', record })
     },
     record(extra) {
@@ -491,29 +564,14 @@ async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, sta
         percentage: Number(((100 * step) / totalSteps).toFixed(2)),
         elapsed_time: clock(elapsed),
         remaining_time: clock(remaining),
+        // As LogCallback: tokens over the time since training began (the data and the model were loaded before).
+        throughput: Number((run.tokens.run / Math.max((performance.now() - run.tokens.since) / 1000, 1e-9)).toFixed(2)),
+        total_tokens: run.tokens.before + run.tokens.run,
         elapsed_seconds: Number(elapsed.toFixed(3)),
       }
     },
   }
   return run
-}
-
-async function evaluate(run: Run): Promise<{ loss: number; tokens: number }> {
-  const { cfg, split, tokenizer, group } = run.plan
-  let weighted = 0
-  let tokens = 0
-  const size = cfg.perDeviceEvalBatchSize
-  // With several ranks, evaluation batches are dealt round-robin and the sums added up.
-  for (let i = (group?.rank ?? 0) * size; i < split.eval.length; i += size * (group?.worldSize ?? 1)) {
-    const rows = []
-    for (let j = i; j < Math.min(i + size, split.eval.length); j++) rows.push(split.eval.read(j))
-    const batch = collate(rows, tokenizer.padId)
-    const result = await run.model.batchLoss(batch)
-    weighted += result.loss * result.tokens
-    tokens += result.tokens
-  }
-  if (group) [weighted, tokens] = (await group.sum([weighted, tokens], 'evaluation across ranks')) as [number, number]
-  return { loss: tokens > 0 ? weighted / tokens : 0, tokens }
 }
 
 /** Warns once per layer whose gradient is zero (not learning) or not finite. */
@@ -538,6 +596,8 @@ interface LoopOutcome {
   runLoss: number
   runTokens: number
   evalLoss: number | null
+  /** The last evaluation's loss of each eval set, by metric key. */
+  evalLosses: Record<string, number>
   /** Gradient bytes each rank all-reduced in its last update (0 in a single process). */
   allReducedBytes: number
   /** Wall time of the loop (steps, logging, evaluation, intermediate checkpoints), as transformers' train_runtime. */
@@ -624,7 +684,8 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
         'Lower learning_rate, check the data, or train in bf16 or float32.',
     )
   const loopStart = performance.now()
-  const outcome: LoopOutcome = { aborted: false, runLoss: 0, runTokens: 0, evalLoss: null, allReducedBytes: 0, loopSeconds: 0 }
+  run.tokens.since = loopStart
+  const outcome: LoopOutcome = { aborted: false, runLoss: 0, runTokens: 0, evalLoss: null, evalLosses: {}, allReducedBytes: 0, loopSeconds: 0 }
   let windowTokens = 0
   let windowStart = performance.now()
   const warnedLayers = new Set<string>()
@@ -676,6 +737,7 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     progress.window.loss += stepLoss
     progress.window.steps++
     windowTokens += stepTokens
+    run.tokens.run += stepTokens
     outcome.runLoss += stepLoss
     outcome.runTokens += stepTokens
     run.emit({ type: 'step', step: progress.step, totalSteps, loss: stepLoss, lr, gradNorm: update.gradNorm, tokens: stepTokens, seconds: (performance.now() - run.started) / 1000 })
@@ -700,12 +762,14 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     }
     const done = progress.step
     const epochEnded = done % stepsPerEpoch === 0
-    const evalDue = split.eval.length > 0 && ((cfg.evalStrategy === 'steps' && done % cfg.evalSteps === 0) || (cfg.evalStrategy === 'epoch' && epochEnded) || done === totalSteps)
+    const evalDue = plan.evalSets.length > 0 && split.eval.length > 0 && ((cfg.evalStrategy === 'steps' && done % cfg.evalSteps === 0) || (cfg.evalStrategy === 'epoch' && epochEnded) || done === totalSteps)
     if (evalDue && cfg.evalStrategy !== 'no') {
-      const evaluation = await evaluate(run)
+      const evaluation = await evaluateSets(model, plan.evalSets, { batchSize: cfg.perDeviceEvalBatchSize, padId: plan.tokenizer.padId, group: plan.group })
+      outcome.evalLosses = evaluation.losses
       outcome.evalLoss = evaluation.loss
-      run.emit({ type: 'eval', step: done, evalLoss: evaluation.loss, tokens: evaluation.tokens })
-      await run.log(run.record({ eval_loss: Number(evaluation.loss.toFixed(6)) }))
+      run.emit({ type: 'eval', step: done, evalLoss: evaluation.loss, losses: evaluation.losses, tokens: evaluation.tokens })
+      const rounded = Object.fromEntries(Object.entries(evaluation.losses).map(([key, loss]) => [key, Number(loss.toFixed(6))]))
+      await run.log(run.record(rounded))
     }
     const saveDue = (cfg.saveStrategy === 'steps' && done % cfg.saveSteps === 0) || (cfg.saveStrategy === 'epoch' && epochEnded)
     if (saveDue && done < totalSteps) await run.saveCheckpoint()
@@ -751,6 +815,7 @@ async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
     aborted: outcome.aborted,
     trainLoss: stepsRun > 0 ? outcome.runLoss / stepsRun : NaN,
     evalLoss: outcome.evalLoss,
+    evalLosses: outcome.evalLosses,
     seconds,
     tokensPerSecond: outcome.runTokens / Math.max(seconds, 1e-9),
     checkpoints: run.checkpoints,
@@ -765,11 +830,14 @@ async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
     train_runtime: loop,
     train_steps_per_second: stepsRun / Math.max(loop, 1e-9),
     train_tokens_per_second: outcome.runTokens / Math.max(loop, 1e-9),
-    ...(outcome.evalLoss !== null ? { eval_loss: outcome.evalLoss } : {}),
+    ...outcome.evalLosses,
   }
   if (run.writes) {
     await writeFile(join(cfg.outputDir, outcome.aborted ? 'interrupted_results.json' : 'all_results.json'), `${JSON.stringify(results, null, 2)}\n`)
+    if (!outcome.aborted && Object.keys(outcome.evalLosses).length > 0) await writeEvalResults(cfg.outputDir, results.epoch, outcome.evalLosses, cfg.stage)
     if (cfg.plotLoss) await writeLossPlot(cfg.outputDir, progress.logHistory, run.warn)
+    run.runLog!.line(outcome.aborted ? `interrupted at step ${step}; a checkpoint was saved` : `finished: ${step} steps, train_loss ${result.trainLoss.toFixed(4)}`)
+    await run.runLog!.close()
     if (run.plan.group) await run.plan.group.barrier('releasing the other ranks after writing the model')
   }
   run.emit({ type: 'done', result })
@@ -856,8 +924,15 @@ async function trainModel(plan: RunPlan, started: number, options: TrainOptions)
           }
         : {}),
     })
-    const outcome = await trainLoop(run)
-    return await finish(run, outcome)
+    try {
+      const outcome = await trainLoop(run)
+      return await finish(run, outcome)
+    } catch (error) {
+      // The run's own log says why it ended, as the terminal does.
+      run.runLog?.line(`training stopped: ${(error as Error).message}`, 'ERROR')
+      await run.runLog?.close().catch(() => undefined)
+      throw error
+    }
   } finally {
     model.dispose()
   }

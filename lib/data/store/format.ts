@@ -20,6 +20,12 @@ export const OFFSETS_FILE = 'offsets.bin'
 export const TARGETS_FILE = 'targets.bin'
 /** eval_dataset's sequences: a store of their own inside the training store's folder. */
 export const EVAL_SUBDIR = 'eval'
+/**
+ * eval_on_each_dataset: one store per eval dataset, `eval-each/<i>/`, each tokenized (and packed) on its own as
+ * LLaMA-Factory preprocesses each, with `eval-each/datasets.json` naming them in eval_dataset's order.
+ */
+export const EVAL_EACH_SUBDIR = 'eval-each'
+export const EVAL_EACH_NAMES_FILE = 'datasets.json'
 
 export type TokenDtype = 'uint16' | 'uint32'
 

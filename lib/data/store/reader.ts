@@ -192,3 +192,36 @@ export function arraySource(sequences: readonly { ids: number[]; labels: number[
     read: (i) => sequences[i]!,
   }
 }
+
+/** Several sources one after another (eval_on_each_dataset's stores, counted and read as one eval set). */
+export class ConcatSource implements SequenceSource {
+  readonly length: number
+  readonly #starts: number[]
+  constructor(private readonly sources: readonly SequenceSource[]) {
+    this.#starts = []
+    let total = 0
+    for (const source of sources) {
+      this.#starts.push(total)
+      total += source.length
+    }
+    this.length = total
+  }
+  #locate(i: number): [SequenceSource, number] {
+    if (!(i >= 0 && i < this.length)) throw new RangeError(`sequence ${i} is not in this set (it has ${this.length})`)
+    let k = this.sources.length - 1
+    while (this.#starts[k]! > i) k--
+    return [this.sources[k]!, i - this.#starts[k]!]
+  }
+  lengthOf(i: number): number {
+    const [source, j] = this.#locate(i)
+    return source.lengthOf(j)
+  }
+  targetsOf(i: number): number {
+    const [source, j] = this.#locate(i)
+    return source.targetsOf(j)
+  }
+  read(i: number) {
+    const [source, j] = this.#locate(i)
+    return source.read(j)
+  }
+}

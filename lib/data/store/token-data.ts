@@ -10,10 +10,10 @@
  */
 import type { ProgressStream } from '../../util/progress.js'
 import { createHash } from 'node:crypto'
-import { existsSync } from 'node:fs'
-import { readFile, readdir } from 'node:fs/promises'
+import { existsSync, readFileSync } from 'node:fs'
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { join } from 'node:path'
+import { basename, dirname, extname, join } from 'node:path'
 import { DatasetError } from '../dataset.js'
 import { type DatasetSource, resolveDatasets, sourceFingerprint } from '../dataset.js'
 import type { MixStrategy } from '../mix.js'
@@ -21,13 +21,15 @@ import { buildStore, defaultWorkers } from './build.js'
 import type { SequenceStreamOptions } from './sequence-stream.js'
 import { type EncoderSettings, tokenizerFacts } from './encode-chunk.js'
 import { type TextTokenizer, loadTokenizer } from '../tokenizer.js'
-import { EVAL_SUBDIR, STORE_VERSION, dtypeFor } from './format.js'
+import { EVAL_EACH_NAMES_FILE, EVAL_EACH_SUBDIR, EVAL_SUBDIR, STORE_VERSION, dtypeFor } from './format.js'
 import { TokenStore, isStore } from './reader.js'
 import { removeDeadTemporaries } from './writer.js'
 
 export interface TokenDataOptions extends Omit<EncoderSettings, 'tokenizer'> {
   dataset: readonly string[]
   evalDataset: readonly string[]
+  /** eval_on_each_dataset: one eval store per eval dataset, named as LLaMA-Factory names its metrics. */
+  evalOnEachDataset?: boolean
   datasetDir: string
   baseDir: string
   maxSamples: number | null
@@ -53,8 +55,33 @@ export interface TokenData {
   dir: string
   train: TokenStore
   eval: TokenStore | null
+  /** eval_on_each_dataset: each eval dataset's store with its name (eval is then null). */
+  evalEach: NamedStore[] | null
   /** True when an existing store was used (nothing was tokenized). */
   reused: boolean
+}
+
+export interface NamedStore {
+  name: string
+  store: TokenStore
+}
+
+/**
+ * The name an eval dataset's metrics carry (eval_<name>_loss): its dataset_info.json name as LLaMA-Factory uses it;
+ * a file or folder given as a path (llamapro's addition) is named by its base name without the extension.
+ */
+export function evalDatasetName(source: Pick<DatasetSource, 'name' | 'fromDatasetInfo'>): string {
+  return source.fromDatasetInfo ? source.name : basename(source.name, extname(source.name))
+}
+
+/** The eval datasets' metric names, refused when two would log under one name. */
+export function evalDatasetNames(sources: readonly Pick<DatasetSource, 'name' | 'fromDatasetInfo'>[]): string[] {
+  const names = sources.map(evalDatasetName)
+  const twice = names.find((name, i) => names.indexOf(name) !== i)
+  if (twice !== undefined) {
+    throw new DatasetError(`eval_on_each_dataset: two eval datasets would both log as eval_${twice}_loss (${sources.filter((s) => evalDatasetName(s) === twice).map((s) => s.name).join(', ')}); rename one, or list it under another name in dataset_info.json`)
+  }
+  return names
 }
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'generation_config.json', 'special_tokens_map.json']
@@ -96,6 +123,8 @@ export async function storeInputs(options: TokenDataOptions, sources: readonly D
     tokenizer: await tokenizerHash(options.modelDir),
     datasets: await describeSources(sources),
     evalDatasets: await describeSources(evalSources),
+    // Only when set, so that the keys of stores built before the option existed stay what they were.
+    ...(options.evalOnEachDataset && evalSources.length > 0 ? { evalOnEachDataset: true } : {}),
   }
 }
 
@@ -105,7 +134,15 @@ export const storeKey = (inputs: Record<string, unknown>): string => createHash(
 function openData(dir: string, reused: boolean): TokenData {
   const train = TokenStore.open(dir)
   const evalDir = join(dir, EVAL_SUBDIR)
-  return { dir, train, eval: isStore(evalDir) ? TokenStore.open(evalDir) : null, reused }
+  return { dir, train, eval: isStore(evalDir) ? TokenStore.open(evalDir) : null, evalEach: openEvalEach(dir), reused }
+}
+
+function openEvalEach(dir: string): NamedStore[] | null {
+  const names = join(dir, EVAL_EACH_SUBDIR, EVAL_EACH_NAMES_FILE)
+  if (!existsSync(names)) return null
+  const parsed: unknown = JSON.parse(readFileSync(names, 'utf8'))
+  if (!Array.isArray(parsed) || !parsed.every((n) => typeof n === 'string')) throw new DatasetError(`${names} must be a JSON list of dataset names`)
+  return parsed.map((name: string, i) => ({ name, store: TokenStore.open(join(dir, EVAL_EACH_SUBDIR, String(i))) }))
 }
 
 /**
@@ -163,16 +200,24 @@ export async function prepareTokenData(options: TokenDataOptions): Promise<Token
   if (located.evalSources!.length === 0) {
     await buildStore(located.dir, { ...common, settings, sources: located.sources! })
   } else {
-    // The eval store is built first, inside a folder that becomes the train store's: one rename publishes both.
-    const { mkdtemp, rm, rename } = await import('node:fs/promises')
-    const { dirname, basename } = await import('node:path')
-    const { mkdir } = await import('node:fs/promises')
+    // The eval stores are built first, inside a folder that becomes the train store's: one rename publishes all.
     await mkdir(dirname(located.dir), { recursive: true })
     const staging = await mkdtemp(join(dirname(located.dir), `.${basename(located.dir)}.eval-`))
     try {
-      await buildStore(join(staging, EVAL_SUBDIR), { ...common, settings, sources: located.evalSources!, mixStrategy: 'concat' })
+      const evalSources = located.evalSources!
+      if (options.evalOnEachDataset) {
+        const names = evalDatasetNames(evalSources)
+        await mkdir(join(staging, EVAL_EACH_SUBDIR))
+        for (const [i, source] of evalSources.entries()) {
+          await buildStore(join(staging, EVAL_EACH_SUBDIR, String(i)), { ...common, settings, sources: [source], mixStrategy: 'concat' })
+        }
+        await writeFile(join(staging, EVAL_EACH_SUBDIR, EVAL_EACH_NAMES_FILE), `${JSON.stringify(names)}\n`)
+      } else {
+        await buildStore(join(staging, EVAL_SUBDIR), { ...common, settings, sources: evalSources, mixStrategy: 'concat' })
+      }
       await buildStore(located.dir, { ...common, settings, sources: located.sources! })
-      await rename(join(staging, EVAL_SUBDIR), join(located.dir, EVAL_SUBDIR))
+      const evalFolder = options.evalOnEachDataset ? EVAL_EACH_SUBDIR : EVAL_SUBDIR
+      await rename(join(staging, evalFolder), join(located.dir, evalFolder))
     } finally {
       await rm(staging, { recursive: true, force: true })
     }
@@ -196,7 +241,9 @@ export async function encoderSettings(options: TokenDataOptions): Promise<Encode
 }
 
 /** The datasets as streams of tokenized sequences (streaming: true): the train mix, and the eval datasets. */
-export async function sequenceStreams(options: TokenDataOptions): Promise<{ train: SequenceStreamOptions; eval: SequenceStreamOptions | null }> {
+export async function sequenceStreams(
+  options: TokenDataOptions,
+): Promise<{ train: SequenceStreamOptions; eval: SequenceStreamOptions | null; evalEach: { name: string; stream: SequenceStreamOptions }[] | null }> {
   if (options.dataset.length === 0) throw new DatasetError('no dataset: set dataset')
   const settings = await encoderSettings(options)
   const common = { settings, workers: options.workers ?? defaultWorkers(), blockBos: options.blockBos, seed: options.seed, maxSamples: options.maxSamples, signal: options.signal }
@@ -205,6 +252,10 @@ export async function sequenceStreams(options: TokenDataOptions): Promise<{ trai
   return {
     train: { ...common, sources, mixStrategy: options.mixStrategy, interleaveProbs: options.interleaveProbs },
     eval: evalSources.length > 0 ? { ...common, sources: evalSources, mixStrategy: 'concat', interleaveProbs: null } : null,
+    evalEach:
+      options.evalOnEachDataset && evalSources.length > 0
+        ? evalDatasetNames(evalSources).map((name, i) => ({ name, stream: { ...common, sources: [evalSources[i]!], mixStrategy: 'concat', interleaveProbs: null } }))
+        : null,
   }
 }
 
