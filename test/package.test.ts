@@ -12,6 +12,15 @@ function folderSize(path: string): number {
   return readdirSync(path).reduce((sum, entry) => sum + folderSize(join(path, entry)), 0)
 }
 
+t.test('the package ships README.md and the manual (docs/), without docs/images', async (t) => {
+  // --ignore-scripts: listing the files needs no build (prepack would run tsc).
+  const [listing] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT, encoding: 'utf8' }))
+  const files: string[] = listing.files.map((file: { path: string }) => file.path)
+  for (const file of ['README.md', 'docs/README.md', 'docs/install.md', 'docs/cli/train.md', 'docs/api.md']) t.ok(files.includes(file), `${file} ships`)
+  t.same(files.filter((file) => file.startsWith('docs/images/')), [], 'pictures stay in the repository')
+  t.same(files.filter((file) => file.startsWith('test/') || file.startsWith('bench/results/')), [], 'tests and dated reports stay in the repository')
+})
+
 t.test('npm pack gives a tarball that installs into an empty folder, builds, runs and type-checks', async (t) => {
   const dir = t.testdir({ 'package.json': JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }) })
   const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: REPO_ROOT, encoding: 'utf8' }).trim().split('\n').pop()!

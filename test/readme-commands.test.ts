@@ -1,26 +1,30 @@
 /**
- * Runs the commands README.md shows, exactly as written, from a temporary working directory, so that a command
- * that does not work as documented (a relative path joined twice, a flag the parser refuses) fails here.
+ * Runs the commands README.md and the manual in docs/ show, exactly as written, from a temporary working directory,
+ * so that a command that does not work as documented (a relative path joined twice, a flag the parser refuses)
+ * fails here.
  *
- * The rule, for whoever adds a README section:
- *  - Every line of a ```bash fenced block that starts with `llamapro ` or `npx llamapro ` is a command. All of them
- *    run, in README order, in one working directory (so a later command may use what an earlier one wrote).
+ * The rule, for whoever adds a section to README.md or a page to docs/:
+ *  - Every line of a ```bash or ```sh fenced block that starts with `llamapro ` or `npx llamapro ` is a command.
  *    Other lines of those blocks (`npm test`, `npm run setup`, comments) are not run, nor are other blocks
- *    (```yaml, ```ts, or the CLI synopsis block, which has no language).
+ *    (```yaml, ```ts, ```text, or the CLI synopsis block, which has no language).
+ *  - The pages run in a fixed order, all in ONE working directory, so a later command may use what an earlier one
+ *    wrote: README.md first (its quick start makes `models/base-pro` and trains it), then the docs pages of
+ *    DOCS_ORDER below (the order the manual was written in, where later pages use earlier outputs), then every other
+ *    page under docs/ in path order. A new page that needs another page's outputs goes into DOCS_ORDER after it.
  *  - A trailing `# comment` is not part of the command.
  *  - A command that cannot run here ends with `# readme-test: skip <why>`; it is then listed as skipped, not run.
- *  - The working directory holds what the README's relative paths name: `models/base` (a tiny LLaMA with a real
+ *  - The working directory holds what the pages' relative paths name: `models/base` (a tiny LLaMA with a real
  *    tokenizer, 8 layers), `data/dataset_info.json` with `alpaca_demo` (sft) and `code_demo` (pt text), and a copy
  *    of the repository's `examples/`. Add fixtures to `layOut` below when a new command needs another input.
  *  - `llamapro` resolves to this checkout's CLI, as `npm install llamapro` would provide it: a project-local
  *    `node_modules/.bin/llamapro` (which `npx` finds) that is also on PATH.
  *  - SHORTEN appends test-only flags to make a slow command quick (the demo's step counts); the rest of the line
- *    runs as written.
+ *    runs as written. CI runs this file on 2 cores: keep each page's commands small (tiny models, few steps).
  */
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { chmodSync, cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
 import { corpusB } from '../lib/demo/corpora.js'
 import { REPO_ROOT } from './helpers/python.js'
 import { writeTrainableModel } from './helpers/trainable-model.js'
@@ -35,7 +39,7 @@ export interface ReadmeCommand {
   skip?: string
 }
 
-/** The commands of README's ```bash blocks, by the rule above. */
+/** The commands of a page's ```bash blocks, by the rule above. */
 export function readmeCommands(markdown: string): ReadmeCommand[] {
   const commands: ReadmeCommand[] = []
   let fence: string | null = null
@@ -54,6 +58,49 @@ export function readmeCommands(markdown: string): ReadmeCommand[] {
     commands.push({ line: i + 1, command, ...(skip ? { skip: skip[1]!.trim() || 'no reason given' } : {}) })
   })
   return commands
+}
+
+/** Pages whose commands use what earlier pages' commands wrote, in the order they run (after README.md). */
+const DOCS_ORDER = [
+  'docs/install.md',
+  'docs/cli/README.md', // uses models/base-pro from README's quick start; trains saves/base-pro/lr5e-5
+  'docs/cli/demo.md',
+  'docs/cli/train.md',
+  'docs/guides/data-at-scale.md',
+  'docs/guides/distributed.md',
+  'docs/cli/expand.md',
+  'docs/cli/verify.md',
+  'docs/cli/plan.md',
+  'docs/cli/merge.md',
+  'docs/cli/import.md',
+  'docs/cli/export.md',
+  'docs/cli/chat.md',
+  'docs/cli/generate.md',
+  'docs/cli/eval.md',
+  'docs/cli/bench.md',
+  'docs/cli/sweep.md',
+  'docs/guides/activation-checkpointing.md',
+  'docs/guides/bundle.md',
+  'docs/guides/electron.md',
+  'docs/guides/smollm2.md', // imports SmolLM2 into models/smollm2 and expands it
+  'docs/guides/sweep.md',
+  'docs/freeze-tuning.md',
+  'docs/guides/lora.md', // uses models/base-pro from README's quick start
+]
+
+function markdownFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) return markdownFiles(path)
+    return entry.name.endsWith('.md') ? [path] : []
+  })
+}
+
+/** README.md, then DOCS_ORDER, then every other page of docs/ in path order: the order the commands run in. */
+export function pagesInOrder(root: string): string[] {
+  const docs = markdownFiles(join(root, 'docs')).map((path) => relative(root, path)).sort()
+  const rest = docs.filter((page) => !DOCS_ORDER.includes(page))
+  return ['README.md', ...DOCS_ORDER.filter((page) => docs.includes(page)), ...rest]
 }
 
 async function layOut(dir: string): Promise<void> {
@@ -109,20 +156,34 @@ t.test('the extraction rule', async (t) => {
   ])
 })
 
-t.test("README's commands run as written from a working directory with relative paths", async (t) => {
-  const commands = readmeCommands(readFileSync(join(REPO_ROOT, 'README.md'), 'utf8'))
-  t.ok(commands.some((c) => c.command === 'npx llamapro demo'), "the quick start's first command is among them")
-  t.ok(commands.length >= 8, `${commands.length} commands found`)
+t.test('the pages run in a fixed order: README, then DOCS_ORDER, then the rest of docs/', async (t) => {
+  const pages = pagesInOrder(REPO_ROOT)
+  t.equal(pages[0], 'README.md')
+  for (const page of DOCS_ORDER) t.ok(pages.includes(page), `${page} exists (DOCS_ORDER names only real pages)`)
+  const all = markdownFiles(join(REPO_ROOT, 'docs')).map((path) => relative(REPO_ROOT, path))
+  t.same([...pages].sort(), ['README.md', ...all].sort(), 'every docs page is run, once')
+})
+
+t.test("README's and docs' commands run as written from a working directory with relative paths", async (t) => {
+  const pages = pagesInOrder(REPO_ROOT).map((page) => ({ page, commands: readmeCommands(readFileSync(join(REPO_ROOT, page), 'utf8')) }))
+  const readme = pages[0]!.commands
+  t.ok(readme.some((c) => c.command === 'npx llamapro demo'), "the quick start's first command is among README's")
+  t.ok(readme.filter((c) => !c.skip).length >= 5, `README: ${readme.length} commands found`)
+  const total = pages.reduce((n, p) => n + p.commands.length, 0)
+  t.ok(total >= 25, `${total} commands found in ${pages.length} pages`)
   const dir = t.testdir()
   await layOut(dir)
-  for (const { line, command, skip } of commands) {
-    if (skip) {
-      t.comment(`README.md:${line}: skipped (${skip}): ${command}`)
-      continue
+  for (const { page, commands } of pages) {
+    for (const { line, command, skip } of commands) {
+      if (skip) {
+        t.comment(`${page}:${line}: skipped (${skip}): ${command}`)
+        continue
+      }
+      const extra = SHORTEN.find(([pattern]) => pattern.test(command))
+      const run = extra ? `${command} ${extra[1]}` : command
+      const started = Date.now()
+      const { code, output } = await sh(run, dir)
+      t.equal(code, 0, `${page}:${line}: ${run} (${((Date.now() - started) / 1000).toFixed(1)} s)`, { output: output.slice(-2000) })
     }
-    const extra = SHORTEN.find(([pattern]) => pattern.test(command))
-    const run = extra ? `${command} ${extra[1]}` : command
-    const { code, output } = await sh(run, dir)
-    t.equal(code, 0, `README.md:${line}: ${run}`, { output: output.slice(-2000) })
   }
 })

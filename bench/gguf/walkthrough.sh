@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README walkthrough, end to end on this machine: a real pretrained model from GGUF, grown by LLaMA-Pro block
+# The walkthrough of docs/guides/smollm2.md, end to end on this machine: a real pretrained model from GGUF, grown by LLaMA-Pro block
 # expansion, its new blocks trained on a domain it has seen little of, held-out loss before and after.
 #   bench/gguf/walkthrough.sh            (WALK_DIR=/tmp/llamapro-walkthrough, STEPS=30)
 # Domain: the descriptions of the Debian packages installed here (/var/lib/dpkg/status), 90% train, 10% held out.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's sweep: SmolLM2-135M-Instruct (from GGUF), continued pre-training on the descriptions of the Debian
+# The sweep of docs/guides/sweep.md: SmolLM2-135M-Instruct (from GGUF), continued pre-training on the descriptions of the Debian
 # packages installed here, with general English (GNU GPL v3 paragraphs, never trained on) as the text to keep;
 # pro:6 (on a copy expanded by 6 blocks), last:6 and full, 3 data-order seeds each.
 #   bench/sweep/smollm2.sh          (SWEEP_DIR=/tmp/llamapro-sweep-smollm2, STEPS=20, SEEDS=3)

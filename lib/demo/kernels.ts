@@ -51,6 +51,6 @@ export function pinBlasKernels(env: NodeJS.ProcessEnv = process.env, arch: strin
     env.LLAMAPRO_GEMM = 'blas'
     set.push('LLAMAPRO_GEMM=blas')
   }
-  const reason = kept.length === 0 ? 'the same sums on every x86-64 CPU with AVX2' : `kept ${kept.join(', ')}: the numbers may differ from README's`
+  const reason = kept.length === 0 ? 'the same sums on every x86-64 CPU with AVX2' : `kept ${kept.join(', ')}: the numbers may differ from docs/cli/demo.md's`
   return { set, reason }
 }

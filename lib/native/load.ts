@@ -89,7 +89,7 @@ export function diagnoseLoadFailure(error: unknown, root: string = PACKAGE_ROOT,
   if (/No native build was found/.test(raw)) {
     advice =
       `llamapro's native addon is not built (looked in ${join(root, 'build', 'Release')}). ${REBUILD} ` +
-      'Building needs LibTorch: see "How LibTorch is found" in the README, or run `npm run setup` on Debian.'
+      'Building needs LibTorch: see "How LibTorch is found" in docs/install.md, or run `npm run setup` on Debian.'
   } else if (missingVersion) {
     advice =
       `The addon needs ${missingVersion[1]}, which the C++ runtime this process loaded does not provide. ` +

@@ -1,7 +1,7 @@
 /**
  * Which parameters train: LLaMA-Factory's freeze-tuning rules as a pure function of (layer count, parameter
  * names, options). Results and errors agree with LLaMA-Factory for every combination it accepts, with two
- * deliberate differences, both documented in the README:
+ * deliberate differences, both documented in docs/llamafactory-differences.md:
  *
  *  - module names match exactly. LLaMA-Factory matches `freeze_extra_modules` by substring, so `norm` there also
  *    unfreezes every layer's input_layernorm and post_attention_layernorm; here `norm` is the final norm only.

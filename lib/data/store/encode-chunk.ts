@@ -1,7 +1,7 @@
 /**
  * Turns a chunk of examples into token sequences, exactly as preprocess.ts does, but with the Rust Hugging Face
  * tokenizer (npm `tokenizers`, the code of Python's `tokenizers`, measured 3-4× faster per core than
- * @huggingface/tokenizers on SmolLM2's tokenizer: README, "Data at scale"). Its encode is asynchronous while the
+ * @huggingface/tokenizers on SmolLM2's tokenizer: docs/guides/data-at-scale.md). Its encode is asynchronous while the
  * templates encode synchronously, so a chunk is encoded twice: the first pass only records the strings the
  * templates ask for, one encodeBatch tokenizes them all, and the second pass answers from that table. The
  * templates, truncation and EOS/BOS rules are preprocess.ts's own functions, so the ids cannot drift from it.
