@@ -148,6 +148,17 @@ t.test('nothing clipped or overlapping: the demo, long labels, narrow charts, ev
   }
   checkLayout(t, 'short legend beside the plot', lineChart({ title: 'Loss', xLabel: 'step', yLabel: 'loss', series: [{ label: 'loss', points: curve(0) }] }))
   checkLayout(t, 'log y', lineChart({ title: 'Loss', xLabel: 'step', yLabel: 'loss', logY: true, series: [{ label: 'loss', points: curve(0) }], legend: 'bottom' }))
+  // Over three decades a log axis ticks 1-2-5 or decades; a non-finite loss breaks the line instead of bridging it.
+  const decades = lineChart({ title: 'Loss', xLabel: 'step', yLabel: 'loss', logY: true, series: [{ label: 'loss', points: [[0, 20], [1, 3], [2, NaN], [3, 0.4], [4, 0.02]] }] })
+  const ticks = all(decades, /<text [^>]*text-anchor="end" class="tick">[^<]*<\/text>/g).map(content)
+  t.ok(ticks.length >= 3 && ticks.every((v) => /^(0\.0[125]|0\.[125]|[125]|[125]0)$/.test(v)), `log ticks ${ticks.join(' ')}`)
+  t.equal((/<path class="line" d="([^"]*)"/.exec(decades)![1]!.match(/M/g) ?? []).length, 2, 'two pieces of line around the NaN')
+  checkLayout(t, 'log y over decades', decades)
+  // Fourteen series do not fit beside a 300-pixel chart: their legend goes below, in rows.
+  const crowd = lineChart({ title: 'Loss', xLabel: 'step', yLabel: 'loss', height: 300, series: Array.from({ length: 14 }, (_, k) => ({ label: `run ${k}`, points: curve(k) })) })
+  const rows = new Set(legendItems(crowd).map((e) => /<text [^>]*y="([\d.]+)"/.exec(e)![1]))
+  t.ok(rows.size >= 2 && rows.size < 14, `the legend in ${rows.size} rows`)
+  checkLayout(t, 'fourteen series', crowd)
   const many = Array.from({ length: 12 }, (_, i) => ({ label: `freeze:last-${i + 1},modules=mlp,self_attn`, values: [12345.6 * (i + 1), 9876.5 * i - 20000] }))
   checkLayout(t, 'many narrow bars, long names, wide and negative values', barChart({ title: 'Step time', yLabel: 'ms', legend: ['llamapro', 'PyTorch eager'], groups: many, width: 480, format: (v) => v.toFixed(1) }))
   const points = [
