@@ -141,6 +141,8 @@ export function lineChart(o: LineChartOptions): string {
   if (!(x1 > x0)) x1 = x0 + 1
   const [y0, y1] = paddedRange(yLo, yHi, log, 0.05)
   const axis: YAxis = { lo: y0, hi: y1, log, label: o.yLabel }
+  // Steps are whole numbers: no tick at step 0.5.
+  const integerX = [x0, x1, ...o.series.flatMap((s) => s.points.slice(0, 50).map((p) => p[0]))].every(Number.isInteger)
 
   const title = titleBlock(o.title, width)
   const top = title.bottom + 12
@@ -159,10 +161,10 @@ export function lineChart(o: LineChartOptions): string {
   const layout = (plotGuess: number) => {
     const y = yAxisLayout(axis, plotGuess)
     let right = Math.max(PAD, atRight ? beside.width + 24 + PAD : 0)
-    let ticks = axisTicks(x0, x1, width - y.left - right, false, true)
+    let ticks = axisTicks(x0, x1, width - y.left - right, false, true, integerX)
     right = Math.max(right, PAD + lastTickOverhang(ticks))
     const plotWidth = width - y.left - right
-    ticks = axisTicks(x0, x1, plotWidth, false, true)
+    ticks = axisTicks(x0, x1, plotWidth, false, true, integerX)
     const x = xAxisLayout(o.xLabel, plotWidth)
     const legendBelow = mode !== 'none' && !atRight ? below.height + 14 : 0
     return { y, x, xTicks: ticks, plotWidth, plotHeight: height - top - x.height - legendBelow - PAD }
@@ -186,7 +188,12 @@ export function lineChart(o: LineChartOptions): string {
   o.series.forEach((s, i) => {
     const color = escapeXml(colorOf(s, i))
     const band = downsampleBand(bandOf(s), maxPoints).filter((b) => Number.isFinite(b[0] + b[1]) && usable(b[2]))
-    if (band.length > 1) {
+    if (band.length === 1) {
+      // A band of one slice (one logged step): a translucent bar from lo to hi.
+      const [x, lo, hi] = band[0]!
+      const d = `M${r1(px(x))},${r1(pyBand(lo))} V${r1(py(hi))}`
+      bands.push(`<path class="band" d="${d}" stroke="${color}" stroke-opacity="0.35" stroke-width="7" fill="none"/>`)
+    } else if (band.length > 1) {
       const upper = band.map((b, k) => pathPoint(k, px(b[0]), py(b[2])))
       const lower = band.reverse().map((b) => pathPoint(1, px(b[0]), pyBand(b[1])))
       const d = `${[...upper, ...lower].join(' ')} Z`

@@ -14,10 +14,11 @@ export interface DecodedPng {
 
 export function decodePng(file: Uint8Array): DecodedPng {
   const bytes = Buffer.from(file)
-  if (bytes.readUInt32BE(0) !== 0x89504e47 || bytes.readUInt32BE(4) !== 0x0d0a1a0a) throw new Error('not a PNG signature')
+  if (bytes.readUInt32BE(0) !== 0x89504e47 || bytes.readUInt32BE(4) !== 0x0d0a1a0a)
+    throw new Error('not a PNG signature')
   let [width, height, channels] = [0, 0, 0]
   const data: Buffer[] = []
-  for (let at = 8; at < bytes.length; ) {
+  for (let at = 8; at < bytes.length;) {
     const length = bytes.readUInt32BE(at)
     const type = bytes.toString('latin1', at + 4, at + 8)
     const body = bytes.subarray(at + 8, at + 8 + length)
