@@ -136,6 +136,9 @@ function sh(command: string, cwd: string): Promise<{ code: number | null; output
   })
 }
 
+// README's and docs' commands train, expand and generate for a few minutes on 2 cores: more than tap's 300 s default.
+t.setTimeout(900_000)
+
 t.test('the extraction rule', async (t) => {
   const md = [
     '```bash',
