@@ -36,14 +36,11 @@ export interface Board {
 
 /** dist/ of the package, from lib/board (tsx) as from dist/board (built): the browser gets the built modules. */
 const DIST = fileURLToPath(new URL('../../dist/', import.meta.url))
-/** The only scripts the page loads: URL path → file under dist/. The chart code is the package's own. */
-const ASSETS = new Map<string, string>([
-  ['/assets/board/client/board.js', 'board/client/board.js'],
-  ['/assets/board/client/view.js', 'board/client/view.js'],
-  ['/assets/board/client/node-stub.js', 'board/client/node-stub.js'],
-  ['/assets/board/series.js', 'board/series.js'],
-  ['/assets/util/chart.js', 'util/chart.js'],
-])
+/**
+ * The scripts the page may load: the board's browser modules and the package modules they import (the chart code
+ * is the package's own, lib/util/chart.ts). One folder level, a plain name, .js: nothing else under /assets.
+ */
+const ASSET_PATH = /^\/assets\/((?:board\/client|board|util)\/[a-z][\w-]*\.js)$/
 /** What the files route serves from a run folder: the logs, results and plots, not model weights. */
 const FILE_TYPES: Record<string, string> = {
   '.json': 'application/json; charset=utf-8',
@@ -230,7 +227,7 @@ async function handle(state: BoardState, host: string, request: IncomingMessage,
   const path = raw.split('?')[0]!
   if (path === '/' || path === '/index.html') return send(response, 200, 'text/html; charset=utf-8', boardPage(), { 'content-security-policy': PAGE_POLICY })
   if (path === '/assets/board.css') return send(response, 200, 'text/css; charset=utf-8', BOARD_CSS)
-  const asset = ASSETS.get(path)
+  const asset = ASSET_PATH.exec(path)?.[1]
   if (asset) return sendFile(response, join(DIST, asset), DIST, 'text/javascript; charset=utf-8')
   if (path === '/api/runs') return sendJson(response, state.describe(await state.refreshAll()))
   if (path === '/api/run') {

@@ -214,7 +214,7 @@ function renderRun(run: ClientRun): void {
       card('stat-loss', 'Loss', exact(s.last.loss), s.last.loss),
       card('stat-lr', 'Learning rate', compact(s.last.lr), s.last.lr),
       card('stat-grad-norm', 'Grad norm', exact(s.last.grad_norm), s.last.grad_norm),
-      ...evals.map(([key, value]) => card(`stat-eval-${evalName(key)}`, `Eval ${evalName(key)}`, exact(value), value)),
+      ...evals.map(([key, value]) => card(`stat-eval-${evalName(key)}`, key === 'eval_loss' ? 'Eval loss' : `Eval ${evalName(key)}`, exact(value), value)),
       card('stat-throughput', 'Throughput', s.last.throughput === null ? '–' : `${compact(s.last.throughput)}`, s.last.throughput, 'tokens / s'),
       card('stat-time', s.status === 'running' ? 'Remaining' : 'Elapsed', (s.status === 'running' ? p.remaining_time : p.elapsed_time) ?? '–', undefined,
         s.status === 'running' && p.elapsed_time ? `elapsed ${p.elapsed_time}` : undefined),
