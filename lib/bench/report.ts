@@ -1,7 +1,8 @@
 /** `llamapro bench` output: terminal table, markdown report, JSON, and a chart of step time and memory. */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { barChart, svgToPng } from '../util/chart.js'
+import { barChart } from '../util/chart.js'
+import { svgToPng } from '../util/svg-png.js'
 import { formatBytes, formatCount } from '../util/format.js'
 import { describeMachine } from './machine.js'
 import type { BenchReport, StrategyResult } from './run-bench.js'

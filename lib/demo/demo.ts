@@ -24,7 +24,8 @@ import { parseTrainConfig } from '../train/config.js'
 import type { TrainEvent } from '../train/events.js'
 import { train } from '../train/trainer.js'
 import { checkOutputDir, describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
-import { barChart, lineChart, svgToPng } from '../util/chart.js'
+import { barChart, lineChart } from '../util/chart.js'
+import { svgToPng } from '../util/svg-png.js'
 import { type Spread, type Verdict, spread, statement } from '../sweep/statistics.js'
 import { corpusA, corpusB } from './corpora.js'
 import { LlamaproError } from '../errors.js'
@@ -113,6 +114,55 @@ async function heldOutLoss(modelDir: string, texts: readonly string[]): Promise<
   }
 }
 
+export interface DemoChartInput {
+  base: HeldOutLoss
+  runs: { llamaPro: HeldOutLoss[]; fullFineTune: HeldOutLoss[] }
+  seeds: number[]
+  /** Each seed's training loss curve on corpus B, in the order of seeds. */
+  seedCurves: { llamaPro: [number, number][][]; fullFineTune: [number, number][][] }
+}
+
+/**
+ * demo.svg (held-out losses: the means over the seeds, with ± one std whiskers, the spread the statements are
+ * judged against; the base model is one model, without spread) and demo-training.svg (loss curves, mean ± std).
+ */
+export function demoCharts(input: DemoChartInput): { bars: string; training: string } {
+  const { base, runs, seeds } = input
+  const of = (arm: HeldOutLoss[], key: 'a' | 'b') => spread(arm.map((r) => r[key]))
+  const [pro, full] = [runs.llamaPro, runs.fullFineTune]
+  const over = seeds.length > 1 ? `mean ± std of ${seeds.length} seeds` : `seed ${seeds[0]}`
+  const group = (label: string, key: 'a' | 'b') => ({
+    label,
+    values: [base[key], of(pro, key).mean, of(full, key).mean],
+    errors: [0, of(pro, key).std, of(full, key).std],
+  })
+  const bars = barChart({
+    title: 'Held-out loss after learning corpus B (lower is better)',
+    yLabel: 'cross-entropy',
+    legend: ['base (trained on A)', `LLaMA-Pro (new blocks on B), ${over}`, `full fine-tune on B, ${over}`],
+    groups: [group('corpus A: prose (keep)', 'a'), group('corpus B: code (learn)', 'b')],
+    format: (v) => v.toFixed(2),
+  })
+  const training = lineChart({
+    title: `Training loss on corpus B (${over})`,
+    xLabel: 'step',
+    yLabel: 'loss',
+    series: [
+      { label: 'LLaMA-Pro', ...meanCurve(input.seedCurves.llamaPro) },
+      { label: 'full fine-tune', ...meanCurve(input.seedCurves.fullFineTune) },
+    ],
+  })
+  return { bars, training }
+}
+
+/** Mean and sample std over the seeds' loss curves, at the steps every seed logged. */
+export function meanCurve(curves: readonly [number, number][][]): { points: [number, number][]; std: number[] } {
+  const bySeed = curves.map((curve) => new Map(curve))
+  const steps = (curves[0] ?? []).map(([step]) => step).filter((step) => bySeed.every((m) => m.has(step)))
+  const spreads = steps.map((step) => spread(bySeed.map((m) => m.get(step)!)))
+  return { points: steps.map((step, i) => [step, spreads[i]!.mean]), std: spreads.map((s) => s.std) }
+}
+
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const started = performance.now()
   const log = options.log ?? (() => {})
@@ -187,6 +237,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const proRuns: HeldOutLoss[] = []
   const fullRuns: HeldOutLoss[] = []
   const curves: { llamaPro: [number, number][]; fullFineTune: [number, number][] } = { llamaPro: [], fullFineTune: [] }
+  const seedCurves: DemoChartInput['seedCurves'] = { llamaPro: [], fullFineTune: [] }
   for (const seed of seeds) {
     const proDir = join(out, 'llama-pro', `seed-${seed}`)
     const proRun = await run(`LLaMA-Pro on B, seed ${seed}`, { ...fineTune, seed, model_name_or_path: pro, output_dir: proDir, finetuning_type: 'freeze', use_llama_pro: true, freeze_trainable_layers: 2 })
@@ -195,6 +246,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const fullRun = await run(`full fine-tune on B, seed ${seed}`, { ...fineTune, seed, model_name_or_path: base, output_dir: fullDir, finetuning_type: 'full' })
     fullRuns.push({ a: await heldOutLoss(fullDir, heldA), b: await heldOutLoss(fullDir, heldB) })
     if (seed === seeds[0]) [curves.llamaPro, curves.fullFineTune] = [proRun.curve, fullRun.curve]
+    seedCurves.llamaPro.push(proRun.curve)
+    seedCurves.fullFineTune.push(fullRun.curve)
   }
   const mean = (runs: HeldOutLoss[]): HeldOutLoss => ({ a: spread(runs.map((r) => r.a)).mean, b: spread(runs.map((r) => r.b)).mean })
   const [proLoss, fullLoss] = [mean(proRuns), mean(fullRuns)]
@@ -213,27 +266,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     learning: statement({ name: 'LLaMA-Pro', value: learned.llamaPro }, { name: 'the full fine-tune', value: learned.fullFineTune }, 'learns less than', 'learns more than', 'loss drop on B'),
   }
 
-  const bars = barChart({
-    title: 'Held-out loss after learning corpus B (lower is better)',
-    yLabel: 'cross-entropy',
-    legend: ['base (trained on A)', `LLaMA-Pro (new blocks on B), mean of ${seeds.length}`, `full fine-tune on B, mean of ${seeds.length}`],
-    groups: [
-      { label: 'corpus A: prose (keep)', values: [baseLoss.a, proLoss.a, fullLoss.a] },
-      { label: 'corpus B: code (learn)', values: [baseLoss.b, proLoss.b, fullLoss.b] },
-    ],
-    format: (v) => v.toFixed(2),
-  })
-  const curveChart = lineChart({
-    title: `Training loss on corpus B (seed ${seeds[0]})`,
-    xLabel: 'step',
-    yLabel: 'loss',
-    series: [
-      { label: 'LLaMA-Pro', points: curves.llamaPro },
-      { label: 'full fine-tune', points: curves.fullFineTune },
-    ],
-  })
+  const runs = { llamaPro: proRuns, fullFineTune: fullRuns }
+  const { bars, training } = demoCharts({ base: baseLoss, runs, seeds, seedCurves })
   const plots: string[] = []
-  for (const [name, svg] of [['demo', bars], ['demo-training', curveChart]] as const) {
+  for (const [name, svg] of [['demo', bars], ['demo-training', training]] as const) {
     await writeFile(join(out, `${name}.svg`), svg)
     plots.push(join(out, `${name}.svg`))
     const png = svgToPng(svg)
@@ -248,7 +284,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     llamaPro: proLoss,
     fullFineTune: fullLoss,
     seeds,
-    runs: { llamaPro: proRuns, fullFineTune: fullRuns },
+    runs,
     forgot,
     learned,
     statements,

@@ -6,7 +6,8 @@
  */
 import { join, relative } from 'node:path'
 import { writeFileAtomically } from '../util/atomic-dir.js'
-import { barChart, scatterChart, svgToPng } from '../util/chart.js'
+import { barChart, scatterChart } from '../util/chart.js'
+import { svgToPng } from '../util/svg-png.js'
 import { formatBytes, formatCount } from '../util/format.js'
 import { VERSION } from '../version.js'
 import type { SweepPlan } from './plan.js'
@@ -169,24 +170,37 @@ function markdown(report: SweepReport, outDir: string, charts: string[]): string
   return `${lines.join('\n')}\n`
 }
 
+/** The report's charts: forgetting against learning (points, ± std bars), learning per hour (± std whiskers). */
+export function reportCharts(summaries: readonly StrategySummary[]): { scatter: string; perHour: string } {
+  const scatter = scatterChart({
+    title: 'Forgetting against learning (mean ± std over seeds)',
+    xLabel: 'learned: held-out loss drop on the new domain',
+    yLabel: 'forgot: held-out loss rise on the kept text',
+    points: summaries.map((x) => {
+      const [learned, forgot] = [x.learned, x.forgot]
+      return { label: x.strategy, x: learned.mean, y: forgot.mean, xError: learned.std, yError: forgot.std }
+    }),
+  })
+  const perHour = barChart({
+    title: 'Learning per hour of training (new-domain loss drop per hour)',
+    yLabel: 'loss drop per hour',
+    legend: [summaries.some((x) => x.runs > 1) ? 'mean over seeds, whiskers ± std' : 'one seed'],
+    groups: summaries.map((x) => ({
+      label: x.strategy,
+      values: [x.learnedPerHour.mean],
+      errors: [x.learnedPerHour.std],
+    })),
+    format: (v) => v.toPrecision(3),
+  })
+  return { scatter, perHour }
+}
+
 export async function writeReport(outDir: string, input: ReportInput): Promise<{ report: SweepReport; files: string[] }> {
   const report = buildReport(input)
   const files: string[] = []
   const charts: string[] = []
   if (report.summaries.length > 0) {
-    const scatter = scatterChart({
-      title: 'Forgetting against learning (mean ± std over seeds)',
-      xLabel: 'learned: held-out loss drop on the new domain',
-      yLabel: 'forgot: held-out loss rise on the kept text',
-      points: report.summaries.map((x) => ({ label: x.strategy, x: x.learned.mean, y: x.forgot.mean, xError: x.learned.std, yError: x.forgot.std })),
-    })
-    const perHour = barChart({
-      title: 'Learning per hour of training (new-domain loss drop per hour)',
-      yLabel: 'loss drop per hour',
-      legend: ['mean over seeds'],
-      groups: report.summaries.map((x) => ({ label: x.strategy, values: [x.learnedPerHour.mean] })),
-      format: (v) => v.toPrecision(3),
-    })
+    const { scatter, perHour } = reportCharts(report.summaries)
     for (const [name, svg] of [['forgetting-vs-learning', scatter], ['learning-per-hour', perHour]] as const) {
       await writeFileAtomically(join(outDir, `${name}.svg`), svg)
       charts.push(`${name}.svg`)
