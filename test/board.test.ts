@@ -9,7 +9,8 @@ import { request } from 'node:http'
 import { join } from 'node:path'
 import { startBoard } from '../lib/index.js'
 import { runBoard } from '../lib/cli/board.js'
-import { downsample, MAX_DRAWN_POINTS } from '../lib/board/series.js'
+import { downsampleColumns, MAX_DRAWN_POINTS } from '../lib/board/series.js'
+import { downsample } from '../lib/util/downsample.js'
 import type { RunDetail, RunList } from '../lib/board/wire.js'
 import { parseTrainConfig } from '../lib/train/config.js'
 import { train } from '../lib/train/trainer.js'
@@ -146,16 +147,20 @@ t.test('100,000 logged steps: the drawn series are bounded, the numbers shown ar
   t.ok(small.series.loss!.length <= 100, 'points= asks for fewer')
 })
 
-t.test('downsample keeps the ends and each bucket\'s extremes, in x order', async (t) => {
+t.test('the server\'s column downsampling keeps what lib/util/downsample keeps: ends, each bucket\'s extremes', async (t) => {
   const xs = Array.from({ length: 10_000 }, (_, i) => i)
   const ys = xs.map((x) => Math.sin(x / 100) + (x === 4321 ? 50 : 0) - (x === 777 ? 50 : 0))
-  const drawn = downsample(xs, ys, 200)
+  const drawn = downsampleColumns(xs, ys, 200)
+  t.same(drawn, downsample(xs.map((x, i) => [x, ys[i]!]), 200), 'the same points as the chart module\'s downsample')
+  let seed = 7
+  const noise = xs.map(() => ((seed = (seed * 16807) % 2147483647) / 2147483647))
+  for (const max of [2, 3, 101, 2000, 9999]) t.same(downsampleColumns(xs, noise, max), downsample(xs.map((x, i) => [x, noise[i]!]), max), `random data, ${max} points`)
   t.ok(drawn.length <= 200)
   t.same(drawn[0], [0, ys[0]])
   t.same(drawn.at(-1), [9999, ys[9999]])
   t.ok(drawn.some((p) => p[0] === 4321) && drawn.some((p) => p[0] === 777), 'both spikes')
   t.ok(drawn.every((p, i) => i === 0 || p[0] > drawn[i - 1]![0]), 'in x order')
-  t.same(downsample([1, 2], [3, 4]), [[1, 3], [2, 4]], 'short series untouched')
+  t.same(downsampleColumns([1, 2], [3, 4]), [[1, 3], [2, 4]], 'short series untouched')
 })
 
 t.test('a half-written last line is left for later; a broken complete line is skipped', async (t) => {
@@ -314,7 +319,7 @@ t.test('errors: a port in use, a missing folder, a folder with no run', async (t
   const aborted = new AbortController()
   const closing = await startBoard({ dirs: [dir], signal: aborted.signal })
   aborted.abort()
-  await t.rejects(fetch(`${closing.url}api/runs`), {}, 'an aborted signal closes the board')
+  await t.rejects(fetch(`${closing.url}api/runs`), 'an aborted signal closes the board')
 })
 
 t.test('the CLI prints the URL, serves, and Ctrl-C closes it', async (t) => {

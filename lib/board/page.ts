@@ -2,16 +2,6 @@
  * The board's page: a static shell and its stylesheet; lib/board/client/ fills it. System fonts only: the board
  * runs offline and loads nothing from elsewhere.
  */
-import { createHash } from 'node:crypto'
-
-/**
- * lib/util/chart.ts imports node:module for its PNG helper; in the browser that import resolves to a stub module,
- * so the page draws with the same chart code the CLI uses. (The stub is unused once the chart module no longer
- * imports node: modules.)
- */
-const IMPORT_MAP = JSON.stringify({ imports: { 'node:module': '/assets/board/client/node-stub.js' } })
-export const IMPORT_MAP_HASH = `sha256-${createHash('sha256').update(IMPORT_MAP).digest('base64')}`
-
 export function boardPage(): string {
   return `<!doctype html>
 <html lang="en">
@@ -20,7 +10,6 @@ export function boardPage(): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>llamapro board</title>
 <link rel="stylesheet" href="/assets/board.css">
-<script type="importmap">${IMPORT_MAP}</script>
 <script type="module" src="/assets/board/client/board.js"></script>
 </head>
 <body>

@@ -3,17 +3,20 @@
  * wide shows no more than a few thousand points; min/max bucketing keeps every spike (a loss jump, a gradient
  * blow-up) that plain striding would drop. The numbers shown as text come from the records, never from here.
  */
-import type { Point } from './wire.js'
+import type { Point } from '../util/downsample.js'
 
 /** Points sent per series at most: twice the buckets (each bucket keeps its lowest and highest point). */
 export const MAX_DRAWN_POINTS = 2000
 
 
-/** Keeps the first and last point and, per bucket of x order, the points with the lowest and highest y. */
-export function downsample(xs: ArrayLike<number>, ys: ArrayLike<number>, maxPoints = MAX_DRAWN_POINTS): Point[] {
+/**
+ * lib/util/downsample.ts's rule (the first and last point, each bucket's lowest and highest), over two columns of
+ * finite numbers: the server keeps 100,000-point series as Float64Arrays and builds pairs only for what it sends.
+ */
+export function downsampleColumns(xs: ArrayLike<number>, ys: ArrayLike<number>, maxPoints = MAX_DRAWN_POINTS): Point[] {
   const n = xs.length
   if (n <= maxPoints) return Array.from({ length: n }, (_, i) => [xs[i]!, ys[i]!] as Point)
-  const buckets = Math.max(1, Math.floor((maxPoints - 2) / 2))
+  const buckets = Math.floor((maxPoints - 2) / 2)
   const out: Point[] = [[xs[0]!, ys[0]!]]
   const size = (n - 2) / buckets
   for (let b = 0; b < buckets; b++) {
@@ -54,7 +57,7 @@ export class SeriesBuffer {
   }
 
   drawn(maxPoints = MAX_DRAWN_POINTS): Point[] {
-    return downsample(this.xs.subarray(0, this.length), this.ys.subarray(0, this.length), maxPoints)
+    return downsampleColumns(this.xs.subarray(0, this.length), this.ys.subarray(0, this.length), maxPoints)
   }
 }
 

@@ -11,7 +11,7 @@ import { basename, extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { LlamaproError } from '../errors.js'
 import { findRuns } from './discover.js'
-import { BOARD_CSS, IMPORT_MAP_HASH, boardPage } from './page.js'
+import { BOARD_CSS, boardPage } from './page.js'
 import { isInside } from './paths.js'
 import { RunFolder } from './run-folder.js'
 import { MAX_DRAWN_POINTS } from './series.js'
@@ -198,7 +198,7 @@ class BoardState {
 }
 
 const SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer', 'cache-control': 'no-store' }
-const PAGE_POLICY = `default-src 'none'; script-src 'self' '${IMPORT_MAP_HASH}'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'`
+const PAGE_POLICY = `default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'`
 
 function send(response: ServerResponse, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {
   response.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body), ...headers })

@@ -3,7 +3,8 @@
  * the browser code (lib/board/client) and the server share them.
  */
 
-export type Point = [number, number]
+export type { Point } from '../util/downsample.js'
+import type { Point } from '../util/downsample.js'
 
 export type RunStatus = 'running' | 'finished' | 'interrupted' | 'stopped'
 

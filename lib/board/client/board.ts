@@ -3,10 +3,10 @@
  * stream (/api/events). Curves arrive downsampled (/api/run) and grow from the appended records; the numbers shown
  * as text are the server's exact last values, never read off a downsampled curve.
  */
-import type { Series } from '../../util/chart.js'
-import { MAX_DRAWN_POINTS, downsample, recordPoints } from '../series.js'
+import { type Series, downsample } from '../../util/chart.js'
+import { MAX_DRAWN_POINTS, recordPoints } from '../series.js'
 import type { AppendedRecords, Point, RunDetail, RunList, RunSummary } from '../wire.js'
-import { $, asSeries, card, chart, compact, el, evalName, exact, progressBar, statusPill } from './view.js'
+import { $, asSeries, card, chart, compact, el, evalLabel, evalName, exact, progressBar, statusPill } from './view.js'
 
 interface ClientRun {
   summary: RunSummary
@@ -58,7 +58,7 @@ function append(event: AppendedRecords): void {
       if (!curve) run.curves.set(name, (curve = []))
       curve.push([record.current_steps as number, value])
       if (curve.length > 2 * MAX_DRAWN_POINTS) {
-        run.curves.set(name, downsample(curve.map((p) => p[0]), curve.map((p) => p[1])))
+        run.curves.set(name, downsample(curve, MAX_DRAWN_POINTS))
       }
     }
     run.detail.lastRecord = record
@@ -162,7 +162,7 @@ function runCharts(run: ClientRun): HTMLElement[] {
   const layers = [...curves.keys()].filter((k) => k.startsWith('layer/')).map((k) => k.slice(6)).sort(layerOrder)
   const layerSeries: Series[] = layers.map((k) => {
     const isLayer = Number.isInteger(Number(k))
-    return asSeries(isLayer ? `layer ${k}${expanded.has(k) ? ' (new)' : ''}` : k, curves.get(`layer/${k}`), expanded.size > 0 && !expanded.has(k))
+    return asSeries(isLayer ? `layer ${k}${expanded.has(k) ? ' (new)' : ''}` : k, curves.get(`layer/${k}`), { dashed: expanded.size > 0 && !expanded.has(k) })
   })
   const layerCaption = expanded.size
     ? `Solid: the expanded blocks (${[...expanded].join(', ')}); dashed: the original layers that train.`
@@ -175,7 +175,7 @@ function runCharts(run: ClientRun): HTMLElement[] {
       id: 'chart-eval',
       title: 'Eval loss per dataset: learned vs kept',
       yLabel: 'eval loss',
-      series: evalKeys.map((k) => asSeries(evalName(k.slice(5)), curves.get(k))),
+      series: evalKeys.map((k) => asSeries(evalName(k.slice(5)), curves.get(k), { markers: true })),
       caption: evalKeys.length > 1 ? 'One series per eval dataset (eval_on_each_dataset).' : undefined,
     }),
     chart({ id: 'chart-lr', title: 'Learning rate', yLabel: 'lr', series: [asSeries('lr', curves.get('lr'))] }),
@@ -214,7 +214,7 @@ function renderRun(run: ClientRun): void {
       card('stat-loss', 'Loss', exact(s.last.loss), s.last.loss),
       card('stat-lr', 'Learning rate', compact(s.last.lr), s.last.lr),
       card('stat-grad-norm', 'Grad norm', exact(s.last.grad_norm), s.last.grad_norm),
-      ...evals.map(([key, value]) => card(`stat-eval-${evalName(key)}`, key === 'eval_loss' ? 'Eval loss' : `Eval ${evalName(key)}`, exact(value), value)),
+      ...evals.map(([key, value]) => card(`stat-eval-${evalName(key)}`, evalLabel(key), exact(value), value)),
       card('stat-throughput', 'Throughput', s.last.throughput === null ? '–' : `${compact(s.last.throughput)}`, s.last.throughput, 'tokens / s'),
       card('stat-time', s.status === 'running' ? 'Remaining' : 'Elapsed', (s.status === 'running' ? p.remaining_time : p.elapsed_time) ?? '–', undefined,
         s.status === 'running' && p.elapsed_time ? `elapsed ${p.elapsed_time}` : undefined),
@@ -227,9 +227,9 @@ function renderRun(run: ClientRun): void {
 function renderCompare(): void {
   const all = [...runs.values()]
   const evalKeys = [...new Set(all.flatMap((r) => [...r.curves.keys()].filter((k) => k.startsWith('eval/'))))].sort()
-  const per = (name: string) => all.map((r) => asSeries(r.summary.name, r.curves.get(name)))
+  const per = (name: string, markers = false) => all.map((r) => asSeries(r.summary.name, r.curves.get(name), { markers }))
   const lastEvalKeys = [...new Set(all.flatMap((r) => Object.keys(r.summary.last.eval)))].sort()
-  const header = el('tr', {}, ...['run', 'status', 'step', 'loss', ...lastEvalKeys.map((k) => `eval ${evalName(k)}`), 'tokens / s'].map((h) => el('th', {}, h)))
+  const header = el('tr', {}, ...['run', 'status', 'step', 'loss', ...lastEvalKeys.map(evalLabel), 'tokens / s'].map((h) => el('th', {}, h)))
   const rows = all.map(({ summary: s }) => {
     const row = el(
       'tr',
@@ -253,7 +253,7 @@ function renderCompare(): void {
       'div',
       { class: 'charts' },
       chart({ id: 'compare-loss', title: 'Training loss', yLabel: 'loss', series: per('loss') }),
-      ...evalKeys.map((k) => chart({ id: `compare-eval-${evalName(k.slice(5))}`, title: `Eval loss: ${evalName(k.slice(5))}`, yLabel: 'eval loss', series: per(k) })),
+      ...evalKeys.map((k) => chart({ id: `compare-eval-${evalName(k.slice(5))}`, title: `Eval loss: ${evalName(k.slice(5))}`, yLabel: 'eval loss', series: per(k, true) })),
       chart({ id: 'compare-lr', title: 'Learning rate', yLabel: 'lr', series: per('lr') }),
       chart({ id: 'compare-throughput', title: 'Throughput', yLabel: 'tokens / s', series: per('throughput') }),
     ),

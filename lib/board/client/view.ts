@@ -58,7 +58,9 @@ export function chart(spec: ChartSpec): HTMLElement {
     figure.append(el('div', { class: 'none' }, `${spec.title}: nothing logged yet`))
     return figure
   }
-  const svg = lineChart({ title: spec.title, xLabel: spec.xLabel ?? 'step', yLabel: spec.yLabel, series: drawable, width: 720, height: 340 })
+  // One series needs no legend: the title names it, and the plot gets the width.
+  const legend = drawable.length === 1 ? 'none' : 'auto'
+  const svg = lineChart({ title: spec.title, xLabel: spec.xLabel ?? 'step', yLabel: spec.yLabel, series: drawable, width: 720, height: 340, legend })
   const doc = parser.parseFromString(svg, 'image/svg+xml')
   figure.append(document.importNode(doc.documentElement, true))
   if (spec.caption) figure.append(el('figcaption', {}, spec.caption))
@@ -68,4 +70,11 @@ export function chart(spec: ChartSpec): HTMLElement {
 /** eval_loss → "eval", eval_code_loss → "code": the dataset's name as the run's YAML gave it. */
 export const evalName = (key: string): string => (key === 'eval_loss' ? 'eval' : key.replace(/^eval_/, '').replace(/_loss$/, ''))
 
-export const asSeries = (label: string, points: Point[] | undefined, dashed = false): Series => ({ label, points: points ?? [], dashed })
+/** A card's or column's heading for an eval key: "eval loss", or "eval code" for eval_code_loss. */
+export const evalLabel = (key: string): string => (key === 'eval_loss' ? 'eval loss' : `eval ${evalName(key)}`)
+
+export const asSeries = (label: string, points: Point[] | undefined, options: { dashed?: boolean; markers?: boolean } = {}): Series => ({
+  label,
+  points: points ?? [],
+  ...options,
+})
