@@ -164,8 +164,11 @@ function runCharts(run: ClientRun): HTMLElement[] {
     const isLayer = Number.isInteger(Number(k))
     return asSeries(isLayer ? `layer ${k}${expanded.has(k) ? ' (new)' : ''}` : k, curves.get(`layer/${k}`), { dashed: expanded.size > 0 && !expanded.has(k) })
   })
+  const original = layers.filter((k) => Number.isInteger(Number(k)) && !expanded.has(k))
   const layerCaption = expanded.size
-    ? `Solid: the expanded blocks (${[...expanded].join(', ')}); dashed: the original layers that train.`
+    ? original.length
+      ? `Solid: the expanded blocks (${[...expanded].join(', ')}); dashed: the original layers that train.`
+      : `Every trainable layer is an expanded block (${[...expanded].join(', ')}): LLaMA-Pro trains only the new blocks.`
     : meta
       ? 'No expanded blocks in this run.'
       : 'llamapro_run.json absent: which blocks were expanded is not known.'
@@ -173,14 +176,14 @@ function runCharts(run: ClientRun): HTMLElement[] {
     chart({ id: 'chart-loss', title: 'Training loss', yLabel: 'loss', series: [asSeries('loss', curves.get('loss'))] }),
     chart({
       id: 'chart-eval',
-      title: 'Eval loss per dataset: learned vs kept',
+      title: evalKeys.length > 1 ? 'Eval loss per dataset: learned vs kept' : 'Eval loss',
       yLabel: 'eval loss',
       series: evalKeys.map((k) => asSeries(evalName(k.slice(5)), curves.get(k), { markers: true })),
       caption: evalKeys.length > 1 ? 'One series per eval dataset (eval_on_each_dataset).' : undefined,
     }),
     chart({ id: 'chart-lr', title: 'Learning rate', yLabel: 'lr', series: [asSeries('lr', curves.get('lr'))] }),
     chart({ id: 'chart-grad-norm', title: 'Gradient norm (all trainable)', yLabel: 'norm', series: [asSeries('grad norm', curves.get('grad_norm'))] }),
-    chart({ id: 'chart-layer-grad', title: 'Gradient norm per trainable layer', yLabel: 'norm', series: layerSeries, caption: layers.length ? layerCaption : undefined }),
+    chart({ id: 'chart-layer-grad', title: 'Gradient norm per trainable layer', yLabel: 'norm (log scale)', logY: true, series: layerSeries, caption: layers.length ? layerCaption : undefined }),
     chart({ id: 'chart-throughput', title: 'Throughput', yLabel: 'tokens / s', series: [asSeries('tokens/s', curves.get('throughput'))] }),
   ]
 }
@@ -202,6 +205,12 @@ function renderRun(run: ClientRun): void {
   ]
   const results = d?.results.all ?? d?.results.interrupted
   if (results) panes.push(el('section', { class: 'pane' }, el('h2', {}, d?.results.all ? 'all_results.json' : 'interrupted_results.json'), el('pre', { id: 'results' }, JSON.stringify(results, null, 2))))
+  // The view is rebuilt on each update: keep where the reader had scrolled the text panes (the log follows its end).
+  const scrolled = (id: string) => {
+    const pre = document.getElementById(id)
+    return pre ? { top: pre.scrollTop, atEnd: pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4 } : { top: 0, atEnd: true }
+  }
+  const [config, log] = [scrolled('config'), scrolled('log-tail')]
   $('run-view').replaceChildren(
     el('div', { class: 'run-head' }, el('h1', { id: 'run-title' }, s.name), el('span', { id: 'run-status' }, statusPill(s.status, s.statusReason))),
     el('div', { class: 'sub', id: 'run-path' }, `${s.path}  —  ${s.statusReason}`),
@@ -222,6 +231,9 @@ function renderRun(run: ClientRun): void {
     el('div', { class: 'charts' }, ...(d ? runCharts(run) : [])),
     el('div', { class: 'panes' }, ...panes),
   )
+  $('config').scrollTop = config.top
+  const logPane = $('log-tail')
+  logPane.scrollTop = log.atEnd ? logPane.scrollHeight : log.top
 }
 
 function renderCompare(): void {

@@ -46,6 +46,7 @@ export interface ChartSpec {
   series: Series[]
   caption?: string
   xLabel?: string
+  logY?: boolean
 }
 
 const parser = new DOMParser()
@@ -60,7 +61,7 @@ export function chart(spec: ChartSpec): HTMLElement {
   }
   // One series needs no legend: the title names it, and the plot gets the width.
   const legend = drawable.length === 1 ? 'none' : 'auto'
-  const svg = lineChart({ title: spec.title, xLabel: spec.xLabel ?? 'step', yLabel: spec.yLabel, series: drawable, width: 720, height: 340, legend })
+  const svg = lineChart({ title: spec.title, xLabel: spec.xLabel ?? 'step', yLabel: spec.yLabel, series: drawable, width: 720, height: 340, legend, logY: spec.logY })
   const doc = parser.parseFromString(svg, 'image/svg+xml')
   figure.append(document.importNode(doc.documentElement, true))
   if (spec.caption) figure.append(el('figcaption', {}, spec.caption))
