@@ -40,7 +40,8 @@ export async function findRuns(root: string): Promise<FoundRun[]> {
     }
     if (depth >= MAX_DEPTH) return
     const children = entries
-      .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && !e.name.startsWith('.') && e.name !== 'node_modules' && !/^checkpoint-\d+$/.test(e.name))
+      .filter((e) => e.isDirectory() || e.isSymbolicLink())
+      .filter((e) => !e.name.startsWith('.') && e.name !== 'node_modules' && !/^checkpoint-\d+$/.test(e.name))
       .map((e) => e.name)
       .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
     for (const name of children) {

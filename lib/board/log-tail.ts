@@ -55,7 +55,8 @@ export class JsonLinesTail {
         const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, info.size - this.offset), this.offset)
         if (bytesRead === 0) break
         this.offset += bytesRead
-        const bytes = this.pending.length ? Buffer.concat([this.pending, buffer.subarray(0, bytesRead)]) : buffer.subarray(0, bytesRead)
+        const read = buffer.subarray(0, bytesRead)
+        const bytes = this.pending.length ? Buffer.concat([this.pending, read]) : read
         // A line break byte never occurs inside a multi-byte UTF-8 sequence: splitting the bytes there is safe.
         const lastBreak = bytes.lastIndexOf(10)
         if (lastBreak < 0) {

@@ -40,10 +40,12 @@ export const BOARD_CSS = `
   --run: #1f8f4e; --fin: #3559c7; --int: #b7791f; --stop: #c2410c; }
 * { box-sizing: border-box; }
 [hidden] { display: none !important; }
-.page-error { background: #fff1f0; border: 1px solid #f3b4ae; color: #a4221a; padding: 10px 14px; border-radius: 8px; margin-bottom: 14px; }
+.page-error { background: #fff1f0; border: 1px solid #f3b4ae; color: #a4221a; padding: 10px 14px; border-radius: 8px;
+  margin-bottom: 14px; }
 body { margin: 0; background: var(--bg); color: var(--ink);
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", Helvetica, Arial, sans-serif; }
-.top { display: flex; align-items: center; gap: 16px; height: 48px; padding: 0 20px; background: #151a24; color: #e8ebf2; }
+.top { display: flex; align-items: center; gap: 16px; height: 48px; padding: 0 20px; background: #151a24;
+  color: #e8ebf2; }
 .brand { font-size: 16px; letter-spacing: .2px; } .brand b { color: #7fb8ff; font-weight: 600; }
 .roots { color: #9aa4b5; font-size: 12.5px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; flex: 1; }
 .live { font-size: 12.5px; color: #9aa4b5; }
@@ -67,8 +69,10 @@ body { margin: 0; background: var(--bg); color: var(--ink);
 .pill[data-status="running"] { background: var(--run); } .pill[data-status="finished"] { background: var(--fin); }
 .pill[data-status="interrupted"] { background: var(--int); } .pill[data-status="stopped"] { background: var(--stop); }
 main { padding: 20px 26px 40px; min-width: 0; }
-.empty { max-width: 640px; margin: 60px auto; background: var(--panel); border: 1px solid var(--line); border-radius: 12px;
-  padding: 28px 32px; } .empty h1 { font-size: 20px; margin-top: 0; } .empty code { background: #f2f4f7; padding: 1px 5px; border-radius: 4px; }
+.empty { max-width: 640px; margin: 60px auto; background: var(--panel); border: 1px solid var(--line);
+  border-radius: 12px; padding: 28px 32px; }
+.empty h1 { font-size: 20px; margin-top: 0; }
+.empty code { background: #f2f4f7; padding: 1px 5px; border-radius: 4px; }
 .run-head { display: flex; align-items: baseline; gap: 12px; flex-wrap: wrap; }
 .run-head h1 { font-size: 21px; margin: 0; }
 .sub { color: var(--muted); font-size: 12.5px; margin-top: 4px; overflow-wrap: anywhere; }
@@ -76,19 +80,23 @@ main { padding: 20px 26px 40px; min-width: 0; }
 .progress .bar { flex: 1; height: 8px; margin: 0; border-radius: 4px; }
 .progress .text { color: var(--muted); font-variant-numeric: tabular-nums; white-space: nowrap; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(128px, 1fr)); gap: 12px; margin-bottom: 18px; }
-.card { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 10px 14px; min-width: 0; }
+.card { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 10px 14px;
+  min-width: 0; }
 .card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .4px; }
 .card .value { font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
 .card .hint { color: var(--muted); font-size: 12px; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 14px; }
-.chart { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 8px; margin: 0; min-width: 0; }
+.chart { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 8px; margin: 0;
+  min-width: 0; }
 .chart svg { display: block; width: 100%; height: auto; }
 .chart .none { color: var(--muted); padding: 40px 16px; text-align: center; }
 .chart figcaption { color: var(--muted); font-size: 12px; padding: 2px 8px 4px; }
 .panes { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; margin-top: 14px; }
-.pane { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 10px 14px; min-width: 0; }
+.pane { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 10px 14px;
+  min-width: 0; }
 .pane h2 { font-size: 13px; margin: 0 0 8px; color: var(--muted); text-transform: uppercase; letter-spacing: .4px; }
-.pane pre { margin: 0; max-height: 340px; overflow: auto; font: 12px/1.45 ui-monospace, "DejaVu Sans Mono", Menlo, monospace;
+.pane pre { margin: 0; max-height: 340px; overflow: auto;
+  font: 12px/1.45 ui-monospace, "DejaVu Sans Mono", Menlo, monospace;
   white-space: pre-wrap; overflow-wrap: anywhere; }
 table.compare { width: 100%; border-collapse: collapse; background: var(--panel); border: 1px solid var(--line);
   border-radius: 10px; margin: 14px 0 18px; font-variant-numeric: tabular-nums; }

@@ -12,10 +12,13 @@ import type { Point, RunDetail, RunStatus, RunSummary } from './wire.js'
 import { isInside } from './paths.js'
 
 export const RUN_LOG = 'trainer_log.jsonl'
+const CRASHED = 'it crashed or was killed'
 const TEXT_LOG = 'running_log.txt'
 /** As LlamaBoard: the end of running_log.txt, not all of it. */
 const TEXT_LOG_TAIL_BYTES = 20_000
 const SMALL_FILE_LIMIT = 256_000
+
+type LogRecordObject = Record<string, unknown>
 
 interface CachedFile {
   key: string
@@ -70,7 +73,7 @@ export class RunFolder {
     readonly id: string,
     readonly dir: string,
     readonly name = basename(dir),
-    private readonly onAppend?: (run: RunFolder, records: Record<string, unknown>[], from: number, reset: boolean) => void,
+    private readonly onAppend?: (run: RunFolder, records: LogRecordObject[], from: number, reset: boolean) => void,
   ) {
     this.tail = new JsonLinesTail(join(dir, RUN_LOG))
   }
@@ -175,20 +178,25 @@ export class RunFolder {
     if (current(finishedAt) && (!current(interruptedAt) || finishedAt! >= interruptedAt!)) {
       return { status: 'finished', statusReason: 'all_results.json was written at the end of the run' }
     }
-    if (current(interruptedAt)) return { status: 'interrupted', statusReason: 'interrupted_results.json: the run was stopped by a signal and saved a checkpoint' }
+    if (current(interruptedAt)) {
+      const statusReason = 'interrupted_results.json: the run was stopped by a signal and saved a checkpoint'
+      return { status: 'interrupted', statusReason }
+    }
     const pid = num(meta?.pid)
     if (pid !== null && str(meta?.hostname) === hostname()) {
       return processAlive(pid)
         ? { status: 'running', statusReason: `process ${pid} on this host is alive` }
-        : { status: 'stopped', statusReason: `process ${pid} on this host has ended without writing its results: it crashed or was killed` }
+        : { status: 'stopped', statusReason: `process ${pid} on this host has ended without its results: ${CRASHED}` }
     }
     if (logTime === null) return { status: 'stopped', statusReason: `no ${RUN_LOG} yet` }
     // Another host's run, or an older one without llamapro_run.json: judge by how recently the log grew.
-    const perLine = this.firstSeconds !== null && this.lastSeconds !== null && this.lines > 1 ? (this.lastSeconds - this.firstSeconds) / (this.lines - 1) : 0
+    const logged = this.firstSeconds !== null && this.lastSeconds !== null && this.lines > 1
+    const perLine = logged ? (this.lastSeconds! - this.firstSeconds!) / (this.lines - 1) : 0
     const quiet = (Date.now() - logTime) / 1000
     const patience = Math.max(120, 5 * perLine)
     if (quiet < patience) return { status: 'running', statusReason: `the log grew ${Math.round(quiet)} s ago` }
-    return { status: 'stopped', statusReason: `no results file, and the log has not changed for ${Math.round(quiet / 60)} min` }
+    const minutes = Math.round(quiet / 60)
+    return { status: 'stopped', statusReason: `no results file, and the log has not changed for ${minutes} min` }
   }
 
   async summary(): Promise<RunSummary> {

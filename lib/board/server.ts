@@ -65,16 +65,22 @@ interface Root {
 class NotFound extends Error {}
 
 export async function startBoard(options: BoardOptions): Promise<Board> {
-  if (!options.dirs.length) throw new LlamaproError('LLAMAPRO_BOARD_FOLDER', 'startBoard needs at least one folder in dirs')
+  const folderError = (message: string) => new LlamaproError('LLAMAPRO_BOARD_FOLDER', message)
+  if (!options.dirs.length) throw folderError('startBoard needs at least one folder in dirs')
   const roots: Root[] = []
   for (const given of options.dirs) {
     let dir
     try {
       dir = await realpath(given)
     } catch {
-      throw new LlamaproError('LLAMAPRO_BOARD_FOLDER', `${given}: no such folder; give a training output_dir (it holds trainer_log.jsonl) or a folder of runs such as a sweep's --out`)
+      throw folderError(
+        `${given}: no such folder; give a training output_dir (it holds trainer_log.jsonl) or a folder of runs ` +
+          "such as a sweep's --out",
+      )
     }
-    if (!(await stat(dir)).isDirectory()) throw new LlamaproError('LLAMAPRO_BOARD_FOLDER', `${given} is a file; give the folder of a training run (its output_dir)`)
+    if (!(await stat(dir)).isDirectory()) {
+      throw folderError(`${given} is a file; give the folder of a training run (its output_dir)`)
+    }
     roots.push({ dir, given })
   }
   const host = options.host ?? '127.0.0.1'
@@ -83,18 +89,22 @@ export async function startBoard(options: BoardOptions): Promise<Board> {
 
   const server = createServer((request, response) => {
     handle(state, host, request, response).catch((error: unknown) => {
-      if (error instanceof NotFound) return send(response, 404, 'text/plain; charset=utf-8', 'not found\n')
-      if (!response.headersSent) send(response, 500, 'text/plain; charset=utf-8', `board error: ${(error as Error).message}\n`)
+      if (error instanceof NotFound) return send(response, 404, TEXT, 'not found\n')
+      if (!response.headersSent) send(response, 500, TEXT, `board error: ${(error as Error).message}\n`)
       else response.destroy()
     })
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
       const port = options.port ?? 0
-      if (error.code === 'EADDRINUSE') reject(new LlamaproError('LLAMAPRO_BOARD_PORT', `port ${port} is in use; choose another with --port (0: any free port)`))
-      else if (error.code === 'EACCES') reject(new LlamaproError('LLAMAPRO_BOARD_PORT', `port ${port} needs privileges; choose one above 1023 with --port`))
-      else if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') reject(new LlamaproError('LLAMAPRO_BOARD_HOST', `--host ${host} is not an address of this machine`))
-      else reject(error)
+      const portError = (message: string) => new LlamaproError('LLAMAPRO_BOARD_PORT', message)
+      if (error.code === 'EADDRINUSE') {
+        reject(portError(`port ${port} is in use; choose another with --port (0: any free port)`))
+      } else if (error.code === 'EACCES') {
+        reject(portError(`port ${port} needs privileges; choose one above 1023 with --port`))
+      } else if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') {
+        reject(new LlamaproError('LLAMAPRO_BOARD_HOST', `--host ${host} is not an address of this machine`))
+      } else reject(error)
     })
     server.listen(options.port ?? 0, host, () => resolve())
   })
@@ -129,8 +139,11 @@ class BoardState {
       for (const found of await findRuns(root.dir)) {
         const id = this.roots.length > 1 ? `${index}:${found.relative}` : found.relative || '.'
         if (this.runs.has(id)) continue
-        const name = this.roots.length > 1 || !found.relative ? [basename(root.dir), found.relative].filter(Boolean).join('/') : found.relative
-        this.runs.set(id, new RunFolder(id, found.dir, name, (run, records, from, reset) => this.broadcast('records', { id: run.id, from, reset, records })))
+        const named = this.roots.length > 1 || !found.relative
+        const name = named ? [basename(root.dir), found.relative].filter(Boolean).join('/') : found.relative
+        const onAppend = (run: RunFolder, records: Record<string, unknown>[], from: number, reset: boolean) =>
+          this.broadcast('records', { id: run.id, from, reset, records })
+        this.runs.set(id, new RunFolder(id, found.dir, name, onAppend))
       }
     }
   }
@@ -197,15 +210,23 @@ class BoardState {
   }
 }
 
-const SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer', 'cache-control': 'no-store' }
-const PAGE_POLICY = `default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'`
+const TEXT = 'text/plain; charset=utf-8'
+const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+}
+const PAGE_POLICY =
+  "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'"
 
-function send(response: ServerResponse, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {
-  response.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body), ...headers })
+function send(response: ServerResponse, status: number, type: string, body: string, headers = {}) {
+  const length = Buffer.byteLength(body)
+  response.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': length, ...headers })
   response.end(response.req.method === 'HEAD' ? undefined : body)
 }
 
-const sendJson = (response: ServerResponse, value: unknown) => send(response, 200, 'application/json; charset=utf-8', JSON.stringify(value))
+const sendJson = (response: ServerResponse, value: unknown) =>
+  send(response, 200, 'application/json; charset=utf-8', JSON.stringify(value))
 
 /** A request for a loopback board must name a loopback host: a web page whose name resolves here gets nothing. */
 function hostAllowed(request: IncomingMessage, bound: string): boolean {
@@ -215,17 +236,19 @@ function hostAllowed(request: IncomingMessage, bound: string): boolean {
   return LOOPBACK_NAMES.has(name.toLowerCase())
 }
 
-async function handle(state: BoardState, host: string, request: IncomingMessage, response: ServerResponse): Promise<void> {
+async function handle(state: BoardState, host: string, request: IncomingMessage, response: ServerResponse) {
   if (request.method !== 'GET' && request.method !== 'HEAD') {
-    return send(response, 405, 'text/plain; charset=utf-8', 'the board is read-only: GET and HEAD only\n', { allow: 'GET, HEAD' })
+    return send(response, 405, TEXT, 'the board is read-only: GET and HEAD only\n', { allow: 'GET, HEAD' })
   }
-  if (!hostAllowed(request, host)) return send(response, 403, 'text/plain; charset=utf-8', 'the board answers requests for localhost only\n')
+  if (!hostAllowed(request, host)) return send(response, 403, TEXT, 'the board answers requests for localhost only\n')
   const raw = request.url ?? '/'
   if (!raw.startsWith('/') || raw.includes('\0')) throw new NotFound()
   const url = new URL(raw, 'http://board.invalid')
   // The raw path, before the URL parser's dot-segment removal: /assets/../x must not become /x.
   const path = raw.split('?')[0]!
-  if (path === '/' || path === '/index.html') return send(response, 200, 'text/html; charset=utf-8', boardPage(), { 'content-security-policy': PAGE_POLICY })
+  if (path === '/' || path === '/index.html') {
+    return send(response, 200, 'text/html; charset=utf-8', boardPage(), { 'content-security-policy': PAGE_POLICY })
+  }
   if (path === '/assets/board.css') return send(response, 200, 'text/css; charset=utf-8', BOARD_CSS)
   const asset = ASSET_PATH.exec(path)?.[1]
   if (asset) return sendFile(response, join(DIST, asset), DIST, 'text/javascript; charset=utf-8')
@@ -234,12 +257,14 @@ async function handle(state: BoardState, host: string, request: IncomingMessage,
     const run = state.run(url.searchParams.get('id'))
     if (!run) throw new NotFound()
     await run.refresh()
-    const points = Number(url.searchParams.get('points') ?? MAX_DRAWN_POINTS)
-    return sendJson(response, await run.detail(Number.isInteger(points) && points >= 16 && points <= MAX_DRAWN_POINTS ? points : MAX_DRAWN_POINTS))
+    const asked = Number(url.searchParams.get('points') ?? MAX_DRAWN_POINTS)
+    const points = Number.isInteger(asked) && asked >= 16 && asked <= MAX_DRAWN_POINTS ? asked : MAX_DRAWN_POINTS
+    return sendJson(response, await run.detail(points))
   }
   if (path === '/api/events') {
     const summaries = await state.refreshAll()
-    response.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' })
+    const stream = { 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' }
+    response.writeHead(200, { ...SECURITY_HEADERS, ...stream })
     if (request.method === 'HEAD') return void response.end()
     response.write(`retry: 2000\nevent: runs\ndata: ${JSON.stringify(state.describe(summaries))}\n\n`)
     return state.subscribe(response)
@@ -267,7 +292,7 @@ async function sendRunFile(state: BoardState, segments: string[], response: Serv
   return sendFile(response, join(root.dir, ...parts), root.dir, type, "default-src 'none'; style-src 'unsafe-inline'")
 }
 
-async function sendFile(response: ServerResponse, path: string, inside: string, type: string, policy?: string): Promise<void> {
+async function sendFile(response: ServerResponse, path: string, inside: string, type: string, policy?: string) {
   let real
   try {
     real = await realpath(path)
@@ -277,7 +302,8 @@ async function sendFile(response: ServerResponse, path: string, inside: string, 
   // Links are followed, then the target must still be inside: a link out of a run folder is not served.
   const info = await stat(real)
   if (!isInside(real, await realpath(inside)) || !info.isFile()) throw new NotFound()
-  response.writeHead(200, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': info.size, ...(policy ? { 'content-security-policy': policy } : {}) })
+  const headers = { ...SECURITY_HEADERS, 'content-type': type, 'content-length': info.size }
+  response.writeHead(200, policy ? { ...headers, 'content-security-policy': policy } : headers)
   if (response.req.method === 'HEAD') return void response.end()
   await new Promise<void>((resolve, reject) => {
     createReadStream(real).on('error', reject).pipe(response).on('finish', resolve).on('error', reject)

@@ -25,7 +25,14 @@ export interface RunSummary {
   statusReason: string
   progress: RunProgress
   /** The last logged values, exactly as in trainer_log.jsonl. */
-  last: { step: number | null; loss: number | null; lr: number | null; grad_norm: number | null; throughput: number | null; eval: Record<string, number> }
+  last: {
+    step: number | null
+    loss: number | null
+    lr: number | null
+    grad_norm: number | null
+    throughput: number | null
+    eval: Record<string, number>
+  }
   lines: number
   skippedLines: number
   /** Milliseconds since the epoch of the log's last write. */
@@ -36,7 +43,11 @@ export interface RunDetail extends RunSummary {
   /** The last complete line of trainer_log.jsonl, unchanged. */
   lastRecord: Record<string, unknown> | null
   meta: Record<string, unknown> | null
-  results: { all: Record<string, unknown> | null; interrupted: Record<string, unknown> | null; eval: Record<string, unknown> | null }
+  results: {
+    all: Record<string, unknown> | null
+    interrupted: Record<string, unknown> | null
+    eval: Record<string, unknown> | null
+  }
   /** training_args.yaml as written. */
   config: string | null
   /** The end of running_log.txt. */

@@ -37,14 +37,18 @@ export async function runBoard(argv: string[]): Promise<number> {
   const dirs = positionals.length ? positionals : ['.']
   for (const dir of dirs) {
     const info = await stat(dir).catch(() => null)
-    if (!info?.isDirectory()) throw new UsageError(`${dir}: ${info ? 'not a folder' : 'no such folder'}; give a training output_dir or a folder of runs`)
+    if (!info?.isDirectory()) {
+      const what = info ? 'not a folder' : 'no such folder'
+      throw new UsageError(`${dir}: ${what}; give a training output_dir or a folder of runs`)
+    }
   }
   if (!values.wait) {
     const counts = await Promise.all(dirs.map(async (dir) => (await findRuns(dir)).length))
     if (counts.every((n) => n === 0)) {
       throw new UsageError(
-        `no training run in ${dirs.join(', ')}: a run folder holds trainer_log.jsonl (the output_dir of llamapro train or ` +
-          'LLaMA-Factory, or a sweep\'s --out with its runs). Give such a folder, or add --wait to watch for a run that is about to start',
+        `no training run in ${dirs.join(', ')}: a run folder holds trainer_log.jsonl (the output_dir of llamapro ` +
+          "train or LLaMA-Factory, or a sweep's --out with its runs). Give such a folder, or add --wait to watch " +
+          'for a run that is about to start',
       )
     }
   }
@@ -52,7 +56,9 @@ export async function runBoard(argv: string[]): Promise<number> {
   try {
     const board = await startBoard({ dirs, port, host: values.host, signal: interrupt.signal })
     console.log(`llamapro board: ${board.url}  (watching ${dirs.join(', ')}; Ctrl-C to stop)`)
-    if (values.host === '0.0.0.0' || values.host === '::') console.log('llamapro board: listening on every network interface, without a password')
+    if (values.host === '0.0.0.0' || values.host === '::') {
+      console.log('llamapro board: listening on every network interface, without a password')
+    }
     await new Promise<void>((resolve) => interrupt.signal.addEventListener('abort', () => resolve(), { once: true }))
     await board.close()
     return 0

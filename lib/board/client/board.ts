@@ -97,7 +97,8 @@ function current(): string | null {
 function fraction(s: RunSummary): number {
   if (s.status === 'finished') return 1
   if (s.progress.percentage !== null) return s.progress.percentage / 100
-  return s.progress.current_steps !== null && s.progress.total_steps ? s.progress.current_steps / s.progress.total_steps : 0
+  const { current_steps: done, total_steps: total } = s.progress
+  return done !== null && total ? done / total : 0
 }
 
 function renderList(view: string | null): void {
@@ -108,13 +109,15 @@ function renderList(view: string | null): void {
   compare.classList.toggle('active', view === COMPARE)
   compare.onclick = () => select(COMPARE)
   const items = [...runs.values()].map(({ summary: s }) => {
-    const steps = s.progress.current_steps === null ? 'no steps yet' : `step ${s.progress.current_steps}${s.progress.total_steps ? ` / ${s.progress.total_steps}` : ''}`
+    const { current_steps: done, total_steps: total, remaining_time: remaining } = s.progress
+    const steps = done === null ? 'no steps yet' : `step ${done}${total ? ` / ${total}` : ''}`
+    const eta = remaining && s.status === 'running' ? `ETA ${remaining}` : ''
     const item = el(
       'li',
       { class: `run${view === s.id ? ' active' : ''}`, 'data-run-id': s.id, 'data-status': s.status, title: s.path },
       el('div', { class: 'name' }, s.name),
       el('div', { class: 'meta' }, el('span', {}, steps), statusPill(s.status, s.statusReason)),
-      el('div', { class: 'meta' }, el('span', {}, `loss ${exact(s.last.loss)}`), el('span', {}, s.progress.remaining_time && s.status === 'running' ? `ETA ${s.progress.remaining_time}` : '')),
+      el('div', { class: 'meta' }, el('span', {}, `loss ${exact(s.last.loss)}`), el('span', {}, eta)),
       progressBar(fraction(s)),
     )
     item.onclick = () => select(s.id)
@@ -128,8 +131,14 @@ function renderEmpty(): void {
   $('empty-state').replaceChildren(
     el('h1', {}, 'No training run here yet'),
     el('p', {}, 'Watching ', ...where.flatMap((c, i) => (i ? [', ', c] : [c])), '.'),
-    el('p', {}, 'A run folder is the output_dir of a training run: it holds ', el('code', {}, 'trainer_log.jsonl'),
-      ' (written by llamapro train, by LLaMA-Factory, and by each run of llamapro sweep), and beside it running_log.txt, training_args.yaml and, at the end, all_results.json.'),
+    el(
+      'p',
+      {},
+      'A run folder is the output_dir of a training run: it holds ',
+      el('code', {}, 'trainer_log.jsonl'),
+      ' (written by llamapro train, by LLaMA-Factory, and by each run of llamapro sweep), and beside it ' +
+        'running_log.txt, training_args.yaml and, at the end, all_results.json.',
+    ),
     el('p', {}, 'This page shows a run as soon as one appears under these folders.'),
   )
 }
@@ -162,13 +171,14 @@ function runCharts(run: ClientRun): HTMLElement[] {
   const layers = [...curves.keys()].filter((k) => k.startsWith('layer/')).map((k) => k.slice(6)).sort(layerOrder)
   const layerSeries: Series[] = layers.map((k) => {
     const isLayer = Number.isInteger(Number(k))
-    return asSeries(isLayer ? `layer ${k}${expanded.has(k) ? ' (new)' : ''}` : k, curves.get(`layer/${k}`), { dashed: expanded.size > 0 && !expanded.has(k) })
+    const label = isLayer ? `layer ${k}${expanded.has(k) ? ' (new)' : ''}` : k
+    return asSeries(label, curves.get(`layer/${k}`), { dashed: expanded.size > 0 && !expanded.has(k) })
   })
   const original = layers.filter((k) => Number.isInteger(Number(k)) && !expanded.has(k))
   const layerCaption = expanded.size
     ? original.length
       ? `Solid: the expanded blocks (${[...expanded].join(', ')}); dashed: the original layers that train.`
-      : `Every trainable layer is an expanded block (${[...expanded].join(', ')}): LLaMA-Pro trains only the new blocks.`
+      : `Every trainable layer is an expanded block (${[...expanded].join(', ')}): only the new blocks train.`
     : meta
       ? 'No expanded blocks in this run.'
       : 'llamapro_run.json absent: which blocks were expanded is not known.'
@@ -182,9 +192,26 @@ function runCharts(run: ClientRun): HTMLElement[] {
       caption: evalKeys.length > 1 ? 'One series per eval dataset (eval_on_each_dataset).' : undefined,
     }),
     chart({ id: 'chart-lr', title: 'Learning rate', yLabel: 'lr', series: [asSeries('lr', curves.get('lr'))] }),
-    chart({ id: 'chart-grad-norm', title: 'Gradient norm (all trainable)', yLabel: 'norm', series: [asSeries('grad norm', curves.get('grad_norm'))] }),
-    chart({ id: 'chart-layer-grad', title: 'Gradient norm per trainable layer', yLabel: 'norm (log scale)', logY: true, series: layerSeries, caption: layers.length ? layerCaption : undefined }),
-    chart({ id: 'chart-throughput', title: 'Throughput', yLabel: 'tokens / s', series: [asSeries('tokens/s', curves.get('throughput'))] }),
+    chart({
+      id: 'chart-grad-norm',
+      title: 'Gradient norm (all trainable)',
+      yLabel: 'norm',
+      series: [asSeries('grad norm', curves.get('grad_norm'))],
+    }),
+    chart({
+      id: 'chart-layer-grad',
+      title: 'Gradient norm per trainable layer',
+      yLabel: 'norm (log scale)',
+      logY: true,
+      series: layerSeries,
+      caption: layers.length ? layerCaption : undefined,
+    }),
+    chart({
+      id: 'chart-throughput',
+      title: 'Throughput',
+      yLabel: 'tokens / s',
+      series: [asSeries('tokens/s', curves.get('throughput'))],
+    }),
   ]
 }
 
@@ -193,29 +220,41 @@ function renderRun(run: ClientRun): void {
   const d = run.detail
   const p = s.progress
   const evals = Object.entries(s.last.eval)
+  const running = s.status === 'running'
+  const of = p.total_steps ? ` of ${p.total_steps}` : ''
   const progressText = [
-    p.current_steps === null ? 'no steps logged yet' : `step ${p.current_steps}${p.total_steps ? ` of ${p.total_steps}` : ''}`,
+    p.current_steps === null ? 'no steps logged yet' : `step ${p.current_steps}${of}`,
     p.percentage !== null ? `${p.percentage}%` : '',
     p.elapsed_time ? `elapsed ${p.elapsed_time}` : '',
     p.remaining_time && s.status === 'running' ? `remaining ${p.remaining_time}` : '',
   ].filter(Boolean).join('  ·  ')
+  const pane = (title: string, id: string, text: string) =>
+    el('section', { class: 'pane' }, el('h2', {}, title), el('pre', { id }, text))
   const panes = [
-    el('section', { class: 'pane' }, el('h2', {}, 'Configuration (training_args.yaml)'), el('pre', { id: 'config' }, d?.config ?? 'training_args.yaml absent (an older run)')),
-    el('section', { class: 'pane' }, el('h2', {}, 'running_log.txt (end)'), el('pre', { id: 'log-tail' }, d?.logTail ?? 'running_log.txt absent (an older run)')),
+    pane('Configuration (training_args.yaml)', 'config', d?.config ?? 'training_args.yaml absent (an older run)'),
+    pane('running_log.txt (end)', 'log-tail', d?.logTail ?? 'running_log.txt absent (an older run)'),
   ]
   const results = d?.results.all ?? d?.results.interrupted
-  if (results) panes.push(el('section', { class: 'pane' }, el('h2', {}, d?.results.all ? 'all_results.json' : 'interrupted_results.json'), el('pre', { id: 'results' }, JSON.stringify(results, null, 2))))
+  const resultsFile = d?.results.all ? 'all_results.json' : 'interrupted_results.json'
+  if (results) panes.push(pane(resultsFile, 'results', JSON.stringify(results, null, 2)))
   // The view is rebuilt on each update: keep where the reader had scrolled the text panes (the log follows its end).
   const scrolled = (id: string) => {
     const pre = document.getElementById(id)
-    return pre ? { top: pre.scrollTop, atEnd: pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4 } : { top: 0, atEnd: true }
+    if (!pre) return { top: 0, atEnd: true }
+    return { top: pre.scrollTop, atEnd: pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4 }
   }
   const [config, log] = [scrolled('config'), scrolled('log-tail')]
   $('run-view').replaceChildren(
-    el('div', { class: 'run-head' }, el('h1', { id: 'run-title' }, s.name), el('span', { id: 'run-status' }, statusPill(s.status, s.statusReason))),
+    el(
+      'div',
+      { class: 'run-head' },
+      el('h1', { id: 'run-title' }, s.name),
+      el('span', { id: 'run-status' }, statusPill(s.status, s.statusReason)),
+    ),
     el('div', { class: 'sub', id: 'run-path' }, `${s.path}  —  ${s.statusReason}`),
     el('div', { class: 'sub', id: 'run-meta' }, d ? metaText(d.meta) : 'loading…'),
-    el('div', { class: 'progress' }, progressBar(fraction(s)), el('span', { class: 'text', id: 'progress-text' }, progressText)),
+    el('div', { class: 'progress' }, progressBar(fraction(s)),
+      el('span', { class: 'text', id: 'progress-text' }, progressText)),
     el(
       'div',
       { class: 'cards' },
@@ -224,9 +263,10 @@ function renderRun(run: ClientRun): void {
       card('stat-lr', 'Learning rate', compact(s.last.lr), s.last.lr),
       card('stat-grad-norm', 'Grad norm', exact(s.last.grad_norm), s.last.grad_norm),
       ...evals.map(([key, value]) => card(`stat-eval-${evalName(key)}`, evalLabel(key), exact(value), value)),
-      card('stat-throughput', 'Throughput', s.last.throughput === null ? '–' : `${compact(s.last.throughput)}`, s.last.throughput, 'tokens / s'),
-      card('stat-time', s.status === 'running' ? 'Remaining' : 'Elapsed', (s.status === 'running' ? p.remaining_time : p.elapsed_time) ?? '–', undefined,
-        s.status === 'running' && p.elapsed_time ? `elapsed ${p.elapsed_time}` : undefined),
+      card('stat-throughput', 'Throughput', compact(s.last.throughput), s.last.throughput, 'tokens / s'),
+      running
+        ? card('stat-time', 'Remaining', p.remaining_time ?? '–', undefined, `elapsed ${p.elapsed_time ?? '–'}`)
+        : card('stat-time', 'Elapsed', p.elapsed_time ?? '–'),
     ),
     el('div', { class: 'charts' }, ...(d ? runCharts(run) : [])),
     el('div', { class: 'panes' }, ...panes),
@@ -239,9 +279,11 @@ function renderRun(run: ClientRun): void {
 function renderCompare(): void {
   const all = [...runs.values()]
   const evalKeys = [...new Set(all.flatMap((r) => [...r.curves.keys()].filter((k) => k.startsWith('eval/'))))].sort()
-  const per = (name: string, markers = false) => all.map((r) => asSeries(r.summary.name, r.curves.get(name), { markers }))
+  const per = (name: string, markers = false) =>
+    all.map((r) => asSeries(r.summary.name, r.curves.get(name), { markers }))
   const lastEvalKeys = [...new Set(all.flatMap((r) => Object.keys(r.summary.last.eval)))].sort()
-  const header = el('tr', {}, ...['run', 'status', 'step', 'loss', ...lastEvalKeys.map(evalLabel), 'tokens / s'].map((h) => el('th', {}, h)))
+  const columns = ['run', 'status', 'step', 'loss', ...lastEvalKeys.map(evalLabel), 'tokens / s']
+  const header = el('tr', {}, ...columns.map((h) => el('th', {}, h)))
   const rows = all.map(({ summary: s }) => {
     const row = el(
       'tr',
@@ -265,7 +307,11 @@ function renderCompare(): void {
       'div',
       { class: 'charts' },
       chart({ id: 'compare-loss', title: 'Training loss', yLabel: 'loss', series: per('loss') }),
-      ...evalKeys.map((k) => chart({ id: `compare-eval-${evalName(k.slice(5))}`, title: `Eval loss: ${evalName(k.slice(5))}`, yLabel: 'eval loss', series: per(k, true) })),
+      ...evalKeys.map((k) => {
+        const name = evalName(k.slice(5))
+        const series = per(k, true)
+        return chart({ id: `compare-eval-${name}`, title: `Eval loss: ${name}`, yLabel: 'eval loss', series })
+      }),
       chart({ id: 'compare-lr', title: 'Learning rate', yLabel: 'lr', series: per('lr') }),
       chart({ id: 'compare-throughput', title: 'Throughput', yLabel: 'tokens / s', series: per('throughput') }),
     ),

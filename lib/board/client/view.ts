@@ -5,7 +5,11 @@ import type { Point, RunStatus } from '../wire.js'
 export const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T
 
 /** An element with attributes and children; text children are text nodes, never HTML. */
-export function el(tag: string, attributes: Record<string, string | undefined> = {}, ...children: (Node | string | null)[]): HTMLElement {
+export function el(
+  tag: string,
+  attributes: Record<string, string | undefined> = {},
+  ...children: (Node | string | null)[]
+): HTMLElement {
   const node = document.createElement(tag)
   for (const [key, value] of Object.entries(attributes)) if (value !== undefined) node.setAttribute(key, value)
   for (const child of children) if (child !== null) node.append(child)
@@ -13,7 +17,8 @@ export function el(tag: string, attributes: Record<string, string | undefined> =
 }
 
 /** Shown exactly as logged: the trainer rounds what it writes, the page rounds nothing further. */
-export const exact = (value: number | null | undefined): string => (value === null || value === undefined ? '–' : String(value))
+export const exact = (value: number | null | undefined): string =>
+  value === null || value === undefined ? '–' : String(value)
 
 export function compact(value: number | null | undefined, digits = 3): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return '–'
@@ -26,7 +31,8 @@ export function statusPill(status: RunStatus, reason?: string): HTMLElement {
 }
 
 export function progressBar(fraction: number): HTMLElement {
-  return el('div', { class: 'bar' }, el('div', { style: `width: ${Math.max(0, Math.min(100, fraction * 100)).toFixed(1)}%` }))
+  const percent = Math.max(0, Math.min(100, fraction * 100)).toFixed(1)
+  return el('div', { class: 'bar' }, el('div', { style: `width: ${percent}%` }))
 }
 
 export function card(id: string, label: string, value: string, raw?: number | null, hint?: string): HTMLElement {
@@ -61,7 +67,16 @@ export function chart(spec: ChartSpec): HTMLElement {
   }
   // One series needs no legend: the title names it, and the plot gets the width.
   const legend = drawable.length === 1 ? 'none' : 'auto'
-  const svg = lineChart({ title: spec.title, xLabel: spec.xLabel ?? 'step', yLabel: spec.yLabel, series: drawable, width: 720, height: 340, legend, logY: spec.logY })
+  const svg = lineChart({
+    title: spec.title,
+    xLabel: spec.xLabel ?? 'step',
+    yLabel: spec.yLabel,
+    series: drawable,
+    width: 720,
+    height: 340,
+    legend,
+    logY: spec.logY,
+  })
   const doc = parser.parseFromString(svg, 'image/svg+xml')
   figure.append(document.importNode(doc.documentElement, true))
   if (spec.caption) figure.append(el('figcaption', {}, spec.caption))
@@ -69,12 +84,17 @@ export function chart(spec: ChartSpec): HTMLElement {
 }
 
 /** eval_loss → "eval", eval_code_loss → "code": the dataset's name as the run's YAML gave it. */
-export const evalName = (key: string): string => (key === 'eval_loss' ? 'eval' : key.replace(/^eval_/, '').replace(/_loss$/, ''))
+export const evalName = (key: string): string =>
+  key === 'eval_loss' ? 'eval' : key.replace(/^eval_/, '').replace(/_loss$/, '')
 
 /** A card's or column's heading for an eval key: "eval loss", or "eval code" for eval_code_loss. */
 export const evalLabel = (key: string): string => (key === 'eval_loss' ? 'eval loss' : `eval ${evalName(key)}`)
 
-export const asSeries = (label: string, points: Point[] | undefined, options: { dashed?: boolean; markers?: boolean } = {}): Series => ({
+export const asSeries = (
+  label: string,
+  points: Point[] | undefined,
+  options: { dashed?: boolean; markers?: boolean } = {},
+): Series => ({
   label,
   points: points ?? [],
   ...options,
