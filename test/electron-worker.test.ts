@@ -68,7 +68,8 @@ t.test('the worker trains while the parent stays responsive, reports progress, s
   const { startBoard } = (await import(join(REPO_ROOT, exported))) as typeof import('../lib/board/server.js')
   const board = await startBoard({ dirs: [output.outputDir], port: 0 })
   t.teardown(() => board.close())
-  const shown = (await (await fetch(`${board.url}api/runs`)).json()) as { runs: { status: string; last: { step: number } }[] }
+  type Shown = { runs: { status: string; last: { step: number } }[] }
+  const shown = (await (await fetch(`${board.url}api/runs`)).json()) as Shown
   t.equal(shown.runs[0]?.status, 'running', 'the board shows the run the worker trains')
   t.ok(shown.runs[0]!.last.step >= 1, `at step ${shown.runs[0]!.last.step}`)
   worker.send({ type: 'stop' })

@@ -36,9 +36,12 @@ t.test('npm pack gives a tarball that installs into an empty folder, builds, run
 })
 
 t.test('the board\'s page and the modules it loads are in the package (npm pack --dry-run)', async (t) => {
-  const [report] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT, encoding: 'utf8' })) as [{ files: { path: string }[] }]
+  const packed = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT, encoding: 'utf8' })
+  const [report] = JSON.parse(packed) as [{ files: { path: string }[] }]
   const files = new Set(report.files.map((f) => f.path))
-  for (const path of ['dist/board/server.js', 'dist/cli/board.js', 'dist/board/client/board.js']) t.ok(files.has(path), `${path} is packed`)
+  for (const path of ['dist/board/server.js', 'dist/cli/board.js', 'dist/board/client/board.js']) {
+    t.ok(files.has(path), `${path} is packed`)
+  }
   // Every module the page loads: board.js and what it imports, transitively.
   const seen = new Set<string>()
   const visit = (path: string) => {
