@@ -39,6 +39,15 @@ t.test('the demo runs end to end: base, expansion, LLaMA-Pro and full fine-tune,
     t.ok(existsSync(join(out, file)), file)
   }
   t.equal(JSON.parse(readFileSync(join(out, 'demo.json'), 'utf8')).llamaPro.b, result.llamaPro.b)
+  // The spread the statements are judged by is in the pictures: a whisker on every seeded bar whose seeds differ,
+  // and a band around each mean training curve (test/chart.test.ts checks where they are drawn).
+  const arms = [result.runs.llamaPro, result.runs.fullFineTune]
+  const spreads = (['a', 'b'] as const).flatMap((key) => arms.map((runs) => spread(runs.map((r) => r[key])).std))
+  const whiskers = readFileSync(join(out, 'demo.svg'), 'utf8').match(/class="whisker"/g) ?? []
+  const stds = spreads.map((s) => s.toFixed(4)).join(', ')
+  t.equal(whiskers.length, spreads.filter((s) => s > 0).length, `demo.svg: whiskers for stds ${stds}`)
+  const bands = readFileSync(join(out, 'demo-training.svg'), 'utf8').match(/class="band"/g) ?? []
+  t.equal(bands.length, 2, 'demo-training.svg: two bands')
   const again = await promisify(execFile)(process.execPath, [CLI, 'demo', '--out', out]).catch((e) => e)
   t.equal(again.code, 1)
   t.match(again.stderr, /already exists and is not empty; pass --force/)

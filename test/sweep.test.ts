@@ -134,6 +134,11 @@ t.test('a tiny sweep: figures equal separate train + eval runs; reports parse; a
   const md = readFileSync(join(out, 'report.md'), 'utf8')
   t.match(md, /\| pro:2 \| /)
   t.match(md, /!\[forgetting-vs-learning\.png\]/)
+  // Two seeds per strategy: a ± std whisker on each learning-per-hour bar whose seeds differ (all, in practice).
+  const perHourStds = report.summaries.map((s: { learnedPerHour: { std: number } }) => s.learnedPerHour.std)
+  const whiskers = readFileSync(join(out, 'learning-per-hour.svg'), 'utf8').match(/class="whisker"/g) ?? []
+  const whiskered = perHourStds.filter((s: number) => s > 0).length
+  t.equal(whiskers.length, whiskered, `learning-per-hour.svg: whiskers for stds ${perHourStds.join(', ')}`)
   for (const name of ['forgetting-vs-learning', 'learning-per-hour']) {
     t.match(readFileSync(join(out, `${name}.svg`), 'utf8'), /^<svg /)
     t.same([...readFileSync(join(out, `${name}.png`)).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], `${name}.png is a PNG`)

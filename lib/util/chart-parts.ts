@@ -13,10 +13,10 @@ export const PAD = 10
 /** Below this the plot would say little: the chart grows taller instead. */
 export const MIN_PLOT_HEIGHT = 140
 
-/** 1, 2 or 5 times a power of ten: readable axis steps, about `count` of them. */
-function niceTicks(min: number, max: number, count: number): number[] {
+/** 1, 2 or 5 times a power of ten: readable axis steps, about `count` of them, none finer than minStep. */
+function niceTicks(min: number, max: number, count: number, minStep = 0): number[] {
   if (!(max > min)) return [min]
-  const raw = (max - min) / Math.max(1, count)
+  const raw = Math.max(minStep, (max - min) / Math.max(1, count))
   const power = 10 ** Math.floor(Math.log10(raw))
   const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw * (1 - 1e-9)) ?? raw
   const ticks: number[] = []
@@ -53,10 +53,13 @@ export function tickLabel(v: number): string {
   return a < 1e-2 ? v.toExponential(1) : String(Number(v.toPrecision(4)))
 }
 
-/** Ticks for an axis `length` pixels long, as many as fit with their labels apart (x: side by side; y: stacked). */
-export function axisTicks(lo: number, hi: number, length: number, log: boolean, horizontal: boolean): number[] {
+/**
+ * Ticks for an axis `length` pixels long, as many as fit with their labels apart (x: side by side; y: stacked);
+ * whole numbers only when `integer` (steps).
+ */
+export function axisTicks(lo: number, hi: number, length: number, log: boolean, horizontal: boolean, integer = false) {
   for (let count = Math.max(2, Math.floor(length / (horizontal ? 70 : 38))); ; count--) {
-    const ticks = log ? logTicks(lo, hi, count) : niceTicks(lo, hi, count)
+    const ticks = log ? logTicks(lo, hi, count) : niceTicks(lo, hi, count, integer ? 1 : 0)
     if (count <= 2) return ticks
     const span = Math.max(...ticks.map((t) => textWidth(tickLabel(t), SIZE.tick))) + 14
     const position = (t: number) => (((log ? Math.log10(t) : t) - lo) / (hi - lo)) * length

@@ -2,11 +2,11 @@
  * Text for the charts (chart.ts): width estimates, wrapping and fitting, and SVG text elements. Pure, like chart.ts,
  * so that it loads in a browser too.
  *
- * Widths are estimated from DejaVu Sans's advance widths, the font the PNGs are rendered with. A browser that falls
- * back to Verdana draws about as wide; Helvetica or Arial are narrower, so there the estimate errs on the safe side.
+ * Widths are estimated from DejaVu Sans's advance widths, the font the PNGs are rendered with. A browser without it
+ * falls back to Helvetica or Arial, which are narrower, so there the estimate errs on the safe side.
  */
 
-export const FONT = 'DejaVu Sans, Verdana, Helvetica, Arial, sans-serif'
+export const FONT = 'DejaVu Sans, Helvetica, Arial, sans-serif'
 // Vertical extent of a line of text around its baseline, and the distance between baselines, in ems.
 export const ASCENT = 0.95
 export const DESCENT = 0.25

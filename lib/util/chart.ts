@@ -10,7 +10,7 @@
  * seeds is drawn where it is given: bands on lines, whiskers on bars, error bars on points.
  */
 import {
-  ASCENT, type Fitted, blockHeight, blockWidth, escapeXml, fitText, r1, textBlock, textWidth,
+  ASCENT, type Fitted, LINE, blockHeight, blockWidth, escapeXml, fitText, r1, textBlock, textWidth,
 } from './chart-text.js'
 import {
   type Frame, type LegendEntry, MIN_PLOT_HEIGHT, PAD, SIZE, type YAxis, axisTicks, drawLegend, drawXAxis, drawYAxis,
@@ -141,6 +141,8 @@ export function lineChart(o: LineChartOptions): string {
   if (!(x1 > x0)) x1 = x0 + 1
   const [y0, y1] = paddedRange(yLo, yHi, log, 0.05)
   const axis: YAxis = { lo: y0, hi: y1, log, label: o.yLabel }
+  // Steps are whole numbers: no tick at step 0.5.
+  const integerX = [x0, x1, ...o.series.flatMap((s) => s.points.slice(0, 50).map((p) => p[0]))].every(Number.isInteger)
 
   const title = titleBlock(o.title, width)
   const top = title.bottom + 12
@@ -159,10 +161,10 @@ export function lineChart(o: LineChartOptions): string {
   const layout = (plotGuess: number) => {
     const y = yAxisLayout(axis, plotGuess)
     let right = Math.max(PAD, atRight ? beside.width + 24 + PAD : 0)
-    let ticks = axisTicks(x0, x1, width - y.left - right, false, true)
+    let ticks = axisTicks(x0, x1, width - y.left - right, false, true, integerX)
     right = Math.max(right, PAD + lastTickOverhang(ticks))
     const plotWidth = width - y.left - right
-    ticks = axisTicks(x0, x1, plotWidth, false, true)
+    ticks = axisTicks(x0, x1, plotWidth, false, true, integerX)
     const x = xAxisLayout(o.xLabel, plotWidth)
     const legendBelow = mode !== 'none' && !atRight ? below.height + 14 : 0
     return { y, x, xTicks: ticks, plotWidth, plotHeight: height - top - x.height - legendBelow - PAD }
@@ -186,7 +188,12 @@ export function lineChart(o: LineChartOptions): string {
   o.series.forEach((s, i) => {
     const color = escapeXml(colorOf(s, i))
     const band = downsampleBand(bandOf(s), maxPoints).filter((b) => Number.isFinite(b[0] + b[1]) && usable(b[2]))
-    if (band.length > 1) {
+    if (band.length === 1) {
+      // A band of one slice (one logged step): a translucent bar from lo to hi.
+      const [x, lo, hi] = band[0]!
+      const d = `M${r1(px(x))},${r1(pyBand(lo))} V${r1(py(hi))}`
+      bands.push(`<path class="band" d="${d}" stroke="${color}" stroke-opacity="0.35" stroke-width="7" fill="none"/>`)
+    } else if (band.length > 1) {
       const upper = band.map((b, k) => pathPoint(k, px(b[0]), py(b[2])))
       const lower = band.reverse().map((b) => pathPoint(1, px(b[0]), pyBand(b[1])))
       const d = `${[...upper, ...lower].join(' ')} Z`
@@ -247,8 +254,15 @@ export function barChart(o: BarChartOptions): string {
     const plotWidth = width - y.left - PAD - 6
     const groupWidth = plotWidth / Math.max(1, o.groups.length)
     const barWidth = (groupWidth * 0.8) / barsPerGroup
-    const labels = o.groups.map((g) => fitText(g.label, groupWidth - 6, SIZE.label - 1, 10, false, 3))
-    const labelHeight = Math.max(0, ...labels.map((f) => blockHeight(f.lines.length, f.size)))
+    // Group names under their groups; when one would need more than three lines there, all of them turn upright.
+    let labels = o.groups.map((g) => fitText(g.label, groupWidth - 6, SIZE.label - 1, 10, false, 3))
+    const labelsUpright = labels.some((f) => f.lines.length > 3)
+    if (labelsUpright) {
+      const lines = Math.max(1, Math.floor((groupWidth - 4) / (LINE * 10)))
+      labels = o.groups.map((g) => fitText(g.label, height * 0.3, SIZE.label - 1, 10, false, lines))
+    }
+    const across = (f: Fitted) => (labelsUpright ? blockWidth(f) : blockHeight(f.lines.length, f.size))
+    const labelHeight = Math.max(0, ...labels.map(across))
     // Value labels sit above their bars; too wide for a bar, they shrink, and turn upright as a last resort.
     const widest = (size: number) => Math.max(0, ...bars.map((b) => textWidth(format(b.v), size)))
     let valueSize = SIZE.value
@@ -257,7 +271,8 @@ export function barChart(o: BarChartOptions): string {
     const valueRoom = (upright ? widest(valueSize) : blockHeight(1, valueSize)) + 6
     const plotHeight = height - top - 8 - labelHeight - PAD
     const inner = plotHeight - valueRoom * (negative ? 2 : 1)
-    return { y, plotWidth, groupWidth, barWidth, labels, valueSize, upright, valueRoom, plotHeight, inner }
+    const values = { valueSize, upright, valueRoom }
+    return { y, plotWidth, groupWidth, barWidth, labels, labelsUpright, ...values, plotHeight, inner }
   }
   let l = layout(height - top - 80)
   if (l.inner < MIN_PLOT_HEIGHT) height += MIN_PLOT_HEIGHT - l.inner
@@ -295,7 +310,11 @@ export function barChart(o: BarChartOptions): string {
       }
     })
     const labelX = f.left + (gi + 0.5) * l.groupWidth
-    parts.push(...textBlock(l.labels[gi]!, labelX, f.top + f.height + 8, { anchor: 'middle', cls: 'group-label' }))
+    const label = l.labels[gi]!
+    if (l.labelsUpright) {
+      const left = labelX - blockHeight(label.lines.length, label.size) / 2
+      parts.push(...textBlock(label, f.top + f.height + 8, left, { anchor: 'end', rotated: true, cls: 'group-label' }))
+    } else parts.push(...textBlock(label, labelX, f.top + f.height + 8, { anchor: 'middle', cls: 'group-label' }))
   })
   parts.push(...whiskers, hLine(f.left, f.left + f.width, py(0), 'stroke="black"'))
   if (o.legend.length > 0) parts.push(drawLegend(legend, (width - legend.width) / 2, title.bottom + 12))
