@@ -28,9 +28,11 @@ const logLines = (dir: string) =>
     .map((l) => JSON.parse(l) as Record<string, unknown>)
 
 /** A GET (or other method) with the path sent exactly as written: fetch() would normalise `..` away first. */
-function raw(port: number, path: string, options: { method?: string; host?: string } = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+type RawResponse = { status: number; body: string; headers: Record<string, unknown> }
+function raw(port: number, path: string, options: { method?: string; host?: string } = {}): Promise<RawResponse> {
+  const headers = options.host ? { host: options.host } : {}
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers: options.host ? { host: options.host } : {} }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers }, (res) => {
       let body = ''
       res.setEncoding('utf8')
       res.on('data', (c: string) => (body += c))
@@ -89,8 +91,11 @@ t.test('a real training run: the board reports its last logged values exactly an
   const data = await writeDatasets(dir)
   const out = join(dir, 'out')
   const config = parseTrainConfig(
-    { model_name_or_path: join(dir, 'base'), stage: 'pt', dataset: data.pt, finetuning_type: 'freeze', freeze_trainable_layers: 2, cutoff_len: 48,
-      per_device_train_batch_size: 4, learning_rate: 3e-3, max_steps: 8, logging_steps: 1, save_steps: 1000, val_size: 4, eval_steps: 4, output_dir: out },
+    {
+      model_name_or_path: join(dir, 'base'), stage: 'pt', dataset: data.pt, finetuning_type: 'freeze', freeze_trainable_layers: 2,
+      cutoff_len: 48, per_device_train_batch_size: 4, learning_rate: 3e-3, max_steps: 8, logging_steps: 1, save_steps: 1000,
+      val_size: 4, eval_steps: 4, output_dir: out,
+    },
     'board test',
     dir,
   )
@@ -115,7 +120,9 @@ t.test('a real training run: the board reports its last logged values exactly an
   t.same(detail.series['eval/eval_loss'], evals.map((l) => [l.current_steps, l.eval_loss]))
   const layers = Object.keys(training[0]!.layer_grad_norms as object)
   t.ok(layers.length >= 2, `layer grad norms of ${layers.join(', ')}`)
-  for (const layer of layers) t.equal(detail.series[`layer/${layer}`]?.length, training.length, `layer ${layer}: one point per logged step`)
+  for (const layer of layers) {
+    t.equal(detail.series[`layer/${layer}`]?.length, training.length, `layer ${layer}: one point per logged step`)
+  }
   t.equal(detail.progress.total_steps, 8)
   t.equal(detail.results.all?.train_loss !== undefined, true, 'all_results.json is shown')
 })
@@ -125,7 +132,8 @@ t.test('100,000 logged steps: the drawn series are bounded, the numbers shown ar
   const run = join(dir, 'long')
   writeSyntheticRun(run, { steps: 100_000, evalEvery: 1000, layers: [0, 1, 2, 3], expanded: [1, 3], evalDatasets: ['code', 'keep'] })
   // A spike that striding would likely miss: min/max buckets keep it.
-  appendFileSync(join(run, 'trainer_log.jsonl'), `${JSON.stringify({ ...syntheticRecord(100_001, 100_001), loss: 99.5 })}\n${JSON.stringify(syntheticRecord(100_002, 100_002))}\n`)
+  const spike = { ...syntheticRecord(100_001, 100_001), loss: 99.5 }
+  appendFileSync(join(run, 'trainer_log.jsonl'), `${JSON.stringify(spike)}\n${JSON.stringify(syntheticRecord(100_002, 100_002))}\n`)
   const board = await startBoard({ dirs: [dir] })
   t.teardown(() => board.close())
   const detail = await json<RunDetail>(`${board.url}api/run?id=long`)
@@ -154,7 +162,9 @@ t.test('the server\'s column downsampling keeps what lib/util/downsample keeps: 
   t.same(drawn, downsample(xs.map((x, i) => [x, ys[i]!]), 200), 'the same points as the chart module\'s downsample')
   let seed = 7
   const noise = xs.map(() => ((seed = (seed * 16807) % 2147483647) / 2147483647))
-  for (const max of [2, 3, 101, 2000, 9999]) t.same(downsampleColumns(xs, noise, max), downsample(xs.map((x, i) => [x, noise[i]!]), max), `random data, ${max} points`)
+  for (const max of [2, 3, 101, 2000, 9999]) {
+    t.same(downsampleColumns(xs, noise, max), downsample(xs.map((x, i) => [x, noise[i]!]), max), `random data, ${max} points`)
+  }
   t.ok(drawn.length <= 200)
   t.same(drawn[0], [0, ys[0]])
   t.same(drawn.at(-1), [9999, ys[9999]])
@@ -203,7 +213,8 @@ t.test('status: running, finished, interrupted, stopped (a dead process, a quiet
   t.teardown(() => board.close())
   const { runs } = await json<RunList>(`${board.url}api/runs`)
   const status = Object.fromEntries(runs.map((r) => [r.id, r.status]))
-  t.same(status, { alive: 'running', crashed: 'stopped', done: 'finished', old: 'stopped', 'other-host': 'running', stopped: 'interrupted' })
+  const expected = { alive: 'running', crashed: 'stopped', done: 'finished', old: 'stopped', 'other-host': 'running', stopped: 'interrupted' }
+  t.same(status, expected)
   t.match(runs.find((r) => r.id === 'crashed')!.statusReason, new RegExp(`process ${dead} on this host has ended`))
   t.match(runs.find((r) => r.id === 'old')!.statusReason, /has not changed for 60 min/)
 })
@@ -271,7 +282,8 @@ t.test('it serves nothing outside the folders given: each of these is a 404', as
   const head = await raw(board.port, '/api/runs', { method: 'HEAD' })
   t.equal(head.status, 200)
   t.equal(head.body, '')
-  t.equal((await raw(board.port, '/api/runs', { host: 'evil.example:80' })).status, 403, 'a page on another name that resolves here gets nothing')
+  const rebound = await raw(board.port, '/api/runs', { host: 'evil.example:80' })
+  t.equal(rebound.status, 403, 'a page on another name that resolves here gets nothing')
   const page = await raw(board.port, '/')
   t.match(page.headers['content-security-policy'], /default-src 'none'/)
   t.notMatch(page.body, /https?:\/\//, 'the page loads nothing from elsewhere')
@@ -307,13 +319,16 @@ t.test('errors: a port in use, a missing folder, a folder with no run', async (t
   const dir = t.testdir({ empty: {} })
   const first = await startBoard({ dirs: [dir] })
   t.teardown(() => first.close())
-  await t.rejects(startBoard({ dirs: [dir], port: first.port }), { code: 'LLAMAPRO_BOARD_PORT', message: `port ${first.port} is in use; choose another with --port` })
-  await t.rejects(startBoard({ dirs: [join(dir, 'nope')] }), { code: 'LLAMAPRO_BOARD_FOLDER', message: new RegExp(`${join(dir, 'nope')}: no such folder`) })
+  const inUse = `port ${first.port} is in use; choose another with --port`
+  await t.rejects(startBoard({ dirs: [dir], port: first.port }), { code: 'LLAMAPRO_BOARD_PORT', message: inUse })
+  const missing = new RegExp(`${join(dir, 'nope')}: no such folder`)
+  await t.rejects(startBoard({ dirs: [join(dir, 'nope')] }), { code: 'LLAMAPRO_BOARD_FOLDER', message: missing })
   await t.rejects(startBoard({ dirs: [] }), { code: 'LLAMAPRO_BOARD_FOLDER' })
   const empty = await startBoard({ dirs: [join(dir, 'empty')] })
   t.teardown(() => empty.close())
   t.same((await json<RunList>(`${empty.url}api/runs`)).runs, [], 'the page gets no runs (and shows its empty state)')
-  await t.rejects(runBoard([join(dir, 'empty'), '--port', '0']), { code: 'LLAMAPRO_USAGE', message: new RegExp(`no training run in ${join(dir, 'empty')}: a run folder holds trainer_log.jsonl`) })
+  const noRun = new RegExp(`no training run in ${join(dir, 'empty')}: a run folder holds trainer_log.jsonl`)
+  await t.rejects(runBoard([join(dir, 'empty'), '--port', '0']), { code: 'LLAMAPRO_USAGE', message: noRun })
   await t.rejects(runBoard([join(dir, 'nope')]), { message: /no such folder/ })
   await t.rejects(runBoard(['--port', '70000', dir]), { message: /--port must be at most 65535/ })
   const aborted = new AbortController()

@@ -15,8 +15,17 @@ const timeoutMs = options.timeoutMs ?? 60_000
 const profile = mkdtempSync(join(tmpdir(), 'llamapro-cdp-'))
 const browser = spawn(
   options.chromium ?? 'chromium',
-  ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--remote-debugging-port=0', `--user-data-dir=${profile}`,
-    `--window-size=${options.width ?? 1400},${options.height ?? 1000}`, 'about:blank'],
+  [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-dev-shm-usage',
+    '--no-first-run',
+    '--remote-debugging-port=0',
+    `--user-data-dir=${profile}`,
+    `--window-size=${options.width ?? 1400},${options.height ?? 1000}`,
+    'about:blank',
+  ],
   { stdio: 'ignore' },
 )
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -44,7 +53,10 @@ async function main() {
     if (!target) await sleep(100)
   }
   const socket = new WebSocket(target.webSocketDebuggerUrl)
-  await new Promise((resolve, reject) => ((socket.onopen = resolve), (socket.onerror = () => reject(new Error('DevTools socket failed')))))
+  await new Promise((resolve, reject) => {
+    socket.onopen = resolve
+    socket.onerror = () => reject(new Error('DevTools socket failed'))
+  })
   let nextId = 1
   const pending = new Map()
   socket.onmessage = (message) => {
@@ -54,8 +66,13 @@ async function main() {
       pending.delete(data.id)
       return data.error ? reject(new Error(data.error.message)) : resolve(data.result)
     }
-    if (data.method === 'Runtime.consoleAPICalled') consoleLines.push(`${data.params.type}: ${data.params.args.map((a) => a.value ?? a.description).join(' ')}`)
-    if (data.method === 'Runtime.exceptionThrown') exceptions.push(data.params.exceptionDetails.exception?.description ?? data.params.exceptionDetails.text)
+    if (data.method === 'Runtime.consoleAPICalled') {
+      consoleLines.push(`${data.params.type}: ${data.params.args.map((a) => a.value ?? a.description).join(' ')}`)
+    }
+    if (data.method === 'Runtime.exceptionThrown') {
+      const details = data.params.exceptionDetails
+      exceptions.push(details.exception?.description ?? details.text)
+    }
   }
   const send = (method, params = {}) =>
     new Promise((resolve, reject) => {
@@ -64,13 +81,15 @@ async function main() {
       socket.send(JSON.stringify({ id, method, params }))
     })
   const evaluate = async (expression) => {
-    const { result, exceptionDetails } = await send('Runtime.evaluate', { expression, returnByValue: true, awaitPromise: true })
-    if (exceptionDetails) throw new Error(`${expression}: ${exceptionDetails.exception?.description ?? exceptionDetails.text}`)
+    const request = { expression, returnByValue: true, awaitPromise: true }
+    const { result, exceptionDetails: failed } = await send('Runtime.evaluate', request)
+    if (failed) throw new Error(`${expression}: ${failed.exception?.description ?? failed.text}`)
     return result.value
   }
   await send('Runtime.enable')
   await send('Page.enable')
-  await send('Emulation.setDeviceMetricsOverride', { width: options.width ?? 1400, height: options.height ?? 1000, deviceScaleFactor: 1, mobile: false })
+  const [width, height] = [options.width ?? 1400, options.height ?? 1000]
+  await send('Emulation.setDeviceMetricsOverride', { width, height, deviceScaleFactor: 1, mobile: false })
   await send('Page.navigate', { url: options.url })
   let ready = false
   while (!ready && Date.now() < deadline) {
@@ -81,7 +100,8 @@ async function main() {
   if (options.settleMs) await sleep(options.settleMs)
   const value = await evaluate(options.snapshot)
   if (options.screenshot) {
-    const { data } = await send('Page.captureScreenshot', { format: 'png', captureBeyondViewport: Boolean(options.fullPage) })
+    const shot = { format: 'png', captureBeyondViewport: Boolean(options.fullPage) }
+    const { data } = await send('Page.captureScreenshot', shot)
     writeFileSync(options.screenshot, Buffer.from(data, 'base64'))
   }
   socket.close()
