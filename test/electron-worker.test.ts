@@ -61,6 +61,17 @@ t.test('the worker trains while the parent stays responsive, reports progress, s
   // Stop after the third step and at least 1.5 s of training (a fast LibTorch takes ~0.1 s a step), so that the
   // timer below measures a run long enough to show a blocked parent.
   await next((m) => m.type === 'train-event' && m.event.type === 'step' && m.event.step >= 3 && performance.now() - started >= 1500, 'third step after 1.5 s')
+  // What main.js does on the start event: the board over the folder the worker named, from 'llamapro/board'.
+  const output = await next((m) => m.type === 'train-output', 'the output folder')
+  t.equal(output.outputDir, join(dir, 'out'))
+  const exported = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).exports['./board'].import
+  const { startBoard } = (await import(join(REPO_ROOT, exported))) as typeof import('../lib/board/server.js')
+  const board = await startBoard({ dirs: [output.outputDir], port: 0 })
+  t.teardown(() => board.close())
+  type Shown = { runs: { status: string; last: { step: number } }[] }
+  const shown = (await (await fetch(`${board.url}api/runs`)).json()) as Shown
+  t.equal(shown.runs[0]?.status, 'running', 'the board shows the run the worker trains')
+  t.ok(shown.runs[0]!.last.step >= 1, `at step ${shown.runs[0]!.last.step}`)
   worker.send({ type: 'stop' })
   const done = await next((m) => m.type === 'train-done' || (m.type === 'error' && m.during === 'train'), 'end of the run')
   const elapsed = performance.now() - started

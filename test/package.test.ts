@@ -1,6 +1,6 @@
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { readdirSync, statSync, writeFileSync } from 'node:fs'
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { REPO_ROOT } from './helpers/python.js'
 
@@ -42,6 +42,25 @@ t.test('npm pack gives a tarball that installs into an empty folder, builds, run
   )
   const typecheck = spawnSync(TSC, ['-p', 'tsconfig.json'], { cwd: dir, encoding: 'utf8' })
   t.equal(typecheck.status, 0, `import { info } from 'llamapro' type-checks, without @types/node\n${typecheck.stdout}`)
+})
+
+t.test('the board\'s page and the modules it loads are in the package (npm pack --dry-run)', async (t) => {
+  const packed = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT, encoding: 'utf8' })
+  const [report] = JSON.parse(packed) as [{ files: { path: string }[] }]
+  const files = new Set(report.files.map((f) => f.path))
+  for (const path of ['dist/board/server.js', 'dist/cli/board.js', 'dist/board/client/board.js']) {
+    t.ok(files.has(path), `${path} is packed`)
+  }
+  // Every module the page loads: board.js and what it imports, transitively.
+  const seen = new Set<string>()
+  const visit = (path: string) => {
+    if (seen.has(path)) return
+    seen.add(path)
+    for (const [, specifier] of readFileSync(join(REPO_ROOT, path), 'utf8').matchAll(/^(?:import|export)[^'"]*from '(\.[^']+)'/gm)) visit(join(path, '..', specifier!))
+  }
+  visit('dist/board/client/board.js')
+  t.ok(seen.has('dist/util/chart.js'), `the page loads the package's chart module (${[...seen].join(', ')})`)
+  for (const path of seen) t.ok(files.has(path), `${path} is packed`)
 })
 
 t.test('LIBTORCH pointing nowhere fails the install with the variable and the path named', async (t) => {

@@ -5,6 +5,7 @@
 //        { type: 'stop' }                                            stop after the current step; a checkpoint is saved
 //        { type: 'generate', model, prompt, maxNewTokens }            stream a reply token by token
 //   out: { type: 'ready', libtorch, addon }                          llamapro loaded (from the bundle)
+//        { type: 'train-output', outputDir }                         where the run writes (main.js shows the board over it)
 //        { type: 'train-event', event }                              every TrainEvent: 'start', 'step' (a loss point), 'log', 'checkpoint'...
 //        { type: 'train-done', result }                              { aborted, globalStep, checkpoints, outputDir, trainLoss }
 //        { type: 'token', text }  then  { type: 'generate-done', text, finishReason }
@@ -28,6 +29,7 @@ async function runTraining({ config, baseDir }) {
   running = new AbortController()
   try {
     const parsed = parseTrainConfig(config, 'the training form', baseDir ?? process.cwd())
+    post({ type: 'train-output', outputDir: parsed.outputDir })
     const result = await train(parsed, { signal: running.signal, onEvent: (event) => post({ type: 'train-event', event }) })
     const { aborted, globalStep, totalSteps, checkpoints, outputDir, trainLoss } = result
     post({ type: 'train-done', result: { aborted, globalStep, totalSteps, checkpoints, outputDir, trainLoss } })

@@ -1,33 +1,14 @@
-// The window: sends requests through window.llamapro (preload.js) and draws what the worker reports.
+// The window: sends requests through window.llamapro (preload.js), shows progress and the board's page.
 const $ = (id) => document.getElementById(id)
-const losses = []
-
-function drawLoss() {
-  const canvas = $('loss')
-  const g = canvas.getContext('2d')
-  g.clearRect(0, 0, canvas.width, canvas.height)
-  if (losses.length < 2) return
-  const max = Math.max(...losses)
-  const min = Math.min(...losses)
-  g.beginPath()
-  losses.forEach((loss, i) => {
-    const x = (i / (losses.length - 1)) * (canvas.width - 10) + 5
-    const y = canvas.height - 5 - ((loss - min) / (max - min || 1)) * (canvas.height - 10)
-    i === 0 ? g.moveTo(x, y) : g.lineTo(x, y)
-  })
-  g.stroke()
-}
-
 window.llamapro.onMessage((message) => {
-  if (message.type === 'ready') $('status').textContent = `llamapro ready: LibTorch ${message.libtorch}, addon ${message.addon}`
+  if (message.type === 'board') {
+    // The curves, eval losses and layer gradients of the run: the board draws them, live, in the frame.
+    $('board').src = message.url
+    $('board').hidden = false
+  } else if (message.type === 'ready') $('status').textContent = `llamapro ready: LibTorch ${message.libtorch}, addon ${message.addon}`
   else if (message.type === 'train-event') {
     const e = message.event
-    if (e.type === 'start') (losses.length = 0), drawLoss()
-    if (e.type === 'step') {
-      losses.push(e.loss)
-      drawLoss()
-      $('progress').textContent = `step ${e.step}/${e.totalSteps}, loss ${e.loss.toFixed(4)}`
-    }
+    if (e.type === 'step') $('progress').textContent = `step ${e.step}/${e.totalSteps}, loss ${e.loss.toFixed(4)}`
     if (e.type === 'checkpoint') $('model').value = e.path
   } else if (message.type === 'train-done') {
     const r = message.result

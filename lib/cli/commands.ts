@@ -81,6 +81,11 @@ export const COMMANDS: Command[] = [
     load: async () => import('./sweep.js').then((m) => ({ help: m.SWEEP_HELP, run: m.runSweepCommand })),
   },
   {
+    name: 'board',
+    summary: 'a live web page over training runs: progress, loss, eval per dataset, layer gradients (read-only)',
+    load: async () => import('./board.js').then((m) => ({ help: m.BOARD_HELP, run: m.runBoard })),
+  },
+  {
     name: 'bundle',
     summary: 'write the addon and its LibTorch into one relocatable folder, for shipping in an app',
     load: async () => import('./bundle.js').then((m) => ({ help: m.BUNDLE_HELP, run: m.runBundle })),
