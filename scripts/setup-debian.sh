@@ -6,7 +6,7 @@
 #   - cmake, ninja and g++ to build the addon; patchelf and binutils (readelf) for `llamapro bundle`;
 #   - unless --runtime-only: what the tests compare against: Debian's python3-torch (the same LibTorch under
 #     Python) and a virtual environment .venv with PyPI's safetensors and tokenizers (and llamafactory, without
-#     its dependencies, for its template code).
+#     its dependencies, for its template code), and Debian's chromium for the board's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +26,8 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake ninja-build g++ make patchelf binutils)
-if [ "$runtime_only" -eq 0 ]; then packages+=(python3-torch python3-venv python3-pip unzip); fi
+# chromium: the board's page is tested in a real browser (test/board-browser.test.ts).
+if [ "$runtime_only" -eq 0 ]; then packages+=(python3-torch python3-venv python3-pip unzip chromium); fi
 
 $sudo apt-get update -q
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
