@@ -13,6 +13,7 @@ import { loraPolicy } from '../lib/adapters/lora-targets.js'
 import { mergeAdapter } from '../lib/adapters/merge-adapter.js'
 import { readSafetensorsHeader } from '../lib/checkpoint/safetensors.js'
 import { expandCheckpoint } from '../lib/expand/expand-checkpoint.js'
+import { mergeDelta } from '../lib/merge/merge-delta.js'
 import { LlamaModel } from '../lib/index.js'
 import { freezePolicy } from '../lib/policy/freeze-policy.js'
 import { planTraining } from '../lib/policy/plan.js'
@@ -143,6 +144,27 @@ t.test('an adapter with nonzero B (rsLoRA, modules_to_save) gives the logits of 
   t.same(g1.tokenIds, g2.tokenIds, 'greedy generation through the KV cache with the adapter = with the merged model')
   model.dispose()
   mergedModel.dispose()
+})
+
+t.test('merge <base> <adapter_dir> <out>: an adapter folder where the delta goes is recognised and merged', async (t) => {
+  const dir = t.testdir({ empty: {} })
+  const base = await writeTinyModel(join(dir, 'base'), { layers: 2, kvHeads: 2, seed: 5 })
+  const targets = [0, 1].flatMap((l) => LINEARS.map((m) => `model.layers.${l}.${m}`))
+  const adapter = await pythonAdapter(dir, base.dir, { targets, r: 2, alpha: 4, use_rslora: false, seed: 3 })
+  const merged = join(dir, 'merged')
+  const cli = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'dist', 'cli', 'main.js'), 'merge', base.dir, adapter, merged])
+  t.match(cli.stdout, /Merged the LoRA adapter .*peft-adapter into .*\(14 linear weights\)/)
+  const check = await reference<{ max_merged_diff: number; max_other_diff: number }>({ cmd: 'check_merge', base: base.dir, adapter, merged })
+  t.ok(check.max_merged_diff < 1e-6, `merged weights = W + scale B A (max |diff| ${check.max_merged_diff.toExponential(2)})`)
+  t.equal(check.max_other_diff, 0, 'every other tensor is copied unchanged')
+
+  await t.rejects(mergeDelta(base.dir, adapter, join(dir, 'x')), {
+    code: 'LLAMAPRO_MERGE',
+    message: /peft-adapter is a PEFT LoRA adapter \(it has adapter_config\.json\), not a delta: .*--adapter <adapter_dir>/,
+  })
+  await t.rejects(mergeDelta(base.dir, join(dir, 'empty'), join(dir, 'x')), { code: 'LLAMAPRO_MERGE', message: /empty: no delta\.safetensors \(a delta is written/ })
+  await t.rejects(mergeDelta(base.dir, join(dir, 'missing'), join(dir, 'x')), { code: 'LLAMAPRO_MERGE', message: /missing: no such delta folder or file/ })
+  t.notOk(existsSync(join(dir, 'x')), 'nothing was written')
 })
 
 t.test('finetuning_type: lora + use_llama_pro trains the expanded blocks only and writes a PEFT adapter; resume is bit-identical', async (t) => {
