@@ -10,7 +10,7 @@ import { barChart, scatterChart, svgToPng } from '../util/chart.js'
 import { formatBytes, formatCount } from '../util/format.js'
 import { VERSION } from '../version.js'
 import type { SweepPlan } from './plan.js'
-import type { RunRecord, SweepOptions } from './run.js'
+import type { RunRecord, SweepOptions } from './sweep-types.js'
 import { type Spread, type Verdict, formatSpread, spread, statement } from './statistics.js'
 
 export interface StrategySummary {
