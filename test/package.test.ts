@@ -1,7 +1,7 @@
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { readdirSync, statSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
 import { REPO_ROOT } from './helpers/python.js'
 
 const TSC = join(REPO_ROOT, 'node_modules', '.bin', 'tsc')
@@ -11,6 +11,52 @@ function folderSize(path: string): number {
   if (!info.isDirectory()) return info.size
   return readdirSync(path).reduce((sum, entry) => sum + folderSize(join(path, entry)), 0)
 }
+
+/** Every file under `dir`, as paths relative to the repository. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(join(REPO_ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)],
+  )
+}
+
+t.test('npm pack ships what a user needs to install, build and run, and nothing of the tests', async (t) => {
+  // --ignore-scripts: dist/ is built already (npm test's pretest), and prepack would only rebuild it.
+  const [pack] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT, encoding: 'utf8' }))
+  const files: { path: string; size: number }[] = pack.files
+  const packed = new Set(files.map((f) => f.path))
+  const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'))
+
+  // What is needed, found from what refers to it rather than from package.json's "files".
+  const sources = filesUnder('lib').filter((f) => f.endsWith('.ts'))
+  const compiled = sources.flatMap((f) => ['.js', '.d.ts'].map((ext) => `dist/${relative('lib', f).replace(/\.ts$/, ext)}`))
+  const cmake = readFileSync(join(REPO_ROOT, 'CMakeLists.txt'), 'utf8')
+  const installScript = /node (\S+\.mjs)/.exec(manifest.scripts.install)![1]!
+  const installImports = [...readFileSync(join(REPO_ROOT, installScript), 'utf8').matchAll(/from '\.\/([\w.-]+\.mjs)'/g)].map((m) => `scripts/${m[1]}`)
+  const needed = [
+    'package.json',
+    'README.md',
+    'CMakeLists.txt',
+    ...compiled,
+    ...Object.values(manifest.bin as Record<string, string>),
+    ...filesUnder('native'),
+    ...[...cmake.matchAll(/\$\{CMAKE_SOURCE_DIR\}\/(scripts\/[\w.-]+)/g)].map((m) => m[1]!),
+    installScript,
+    ...installImports,
+    // bench --baseline python runs it, and it imports llama_ref
+    'bench/reference/bench_train_step.py',
+    'bench/reference/llama_ref.py',
+  ]
+  t.ok(compiled.length > 200 && installImports.length > 0, `${compiled.length} compiled files, ${installImports.join(', ')}`)
+  t.same(needed.filter((f) => !packed.has(f)), [], 'everything needed is in the package')
+
+  const unwanted = /^(test|\.venv|build|node_modules|coverage|\.tap|bench\/results|lib)\/|(^|\/)fixtures?\/|\.test\.[cm]?[jt]s$|\.tgz$/
+  t.same(files.filter((f) => unwanted.test(f.path)).map((f) => f.path), [], 'no tests, fixtures, build outputs, results or TypeScript sources')
+  const fromSources = new Set(sources.map((f) => relative('lib', f).replace(/\.ts$/, '')))
+  const stale = files.filter((f) => f.path.startsWith('dist/') && !fromSources.has(f.path.slice(5).replace(/(\.d)?\.ts$|\.js(\.map)?$/, '')))
+  t.same(stale.map((f) => f.path), [], 'every file in dist/ is compiled from a lib/ source (none left from a deleted one: rm -rf dist && npm run build:ts)')
+  t.same(files.filter((f) => f.size > 256 * 1024).map((f) => f.path), [], 'no large file')
+  t.ok(pack.unpackedSize < 5 * 1024 * 1024, `${(pack.unpackedSize / 1e6).toFixed(1)} MB unpacked`)
+})
 
 t.test('npm pack gives a tarball that installs into an empty folder, builds, runs and type-checks', async (t) => {
   const dir = t.testdir({ 'package.json': JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }) })
