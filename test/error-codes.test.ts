@@ -49,6 +49,9 @@ t.test('callNative keeps a listed code, and gives LLAMAPRO_NATIVE to anything el
   t.match((error as Error).stack, /error-codes\.test\.ts/, "the stack is the caller's")
   t.notOk(isLlamaproCode(Object.assign(new Error('x'), { code: 'LLAMAPRO_SOMETHING_ELSE' })), 'an unlisted code is not one of ours')
   t.ok(Object.values(ERROR_CODES).every((meaning) => meaning.length > 10), 'each code says what it means')
+  const api = await import('../lib/index.js')
+  t.equal(api.ERROR_CODES, ERROR_CODES, 'the package exports the list')
+  t.ok(api.isErrorCode('LLAMAPRO_MERGE') && !api.isErrorCode('EISDIR'))
 })
 
 t.test('a native failure carries its code from its C++ type: a failed rendezvous is LLAMAPRO_DISTRIBUTED', async (t) => {
