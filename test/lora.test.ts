@@ -146,24 +146,30 @@ t.test('an adapter with nonzero B (rsLoRA, modules_to_save) gives the logits of 
   mergedModel.dispose()
 })
 
-t.test('merge <base> <adapter_dir> <out>: an adapter folder where the delta goes is recognised and merged', async (t) => {
+t.test('merge <base> <adapter_dir> <out>: an adapter folder in the delta place is recognised and merged', async (t) => {
   const dir = t.testdir({ empty: {} })
   const base = await writeTinyModel(join(dir, 'base'), { layers: 2, kvHeads: 2, seed: 5 })
   const targets = [0, 1].flatMap((l) => LINEARS.map((m) => `model.layers.${l}.${m}`))
   const adapter = await pythonAdapter(dir, base.dir, { targets, r: 2, alpha: 4, use_rslora: false, seed: 3 })
   const merged = join(dir, 'merged')
-  const cli = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'dist', 'cli', 'main.js'), 'merge', base.dir, adapter, merged])
-  t.match(cli.stdout, /Merged the LoRA adapter .*peft-adapter into .*\(14 linear weights\)/)
-  const check = await reference<{ max_merged_diff: number; max_other_diff: number }>({ cmd: 'check_merge', base: base.dir, adapter, merged })
-  t.ok(check.max_merged_diff < 1e-6, `merged weights = W + scale B A (max |diff| ${check.max_merged_diff.toExponential(2)})`)
+  const cli = join(REPO_ROOT, 'dist', 'cli', 'main.js')
+  const { stdout } = await promisify(execFile)(process.execPath, [cli, 'merge', base.dir, adapter, merged])
+  t.match(stdout, /Merged the LoRA adapter .*peft-adapter into .*\(14 linear weights\)/)
+  const request = { cmd: 'check_merge', base: base.dir, adapter, merged }
+  const check = await reference<{ max_merged_diff: number; max_other_diff: number }>(request)
+  const diff = check.max_merged_diff
+  t.ok(diff < 1e-6, `merged weights = W + scale B A (max |diff| ${diff.toExponential(2)})`)
   t.equal(check.max_other_diff, 0, 'every other tensor is copied unchanged')
 
-  await t.rejects(mergeDelta(base.dir, adapter, join(dir, 'x')), {
+  const out = join(dir, 'x')
+  await t.rejects(mergeDelta(base.dir, adapter, out), {
     code: 'LLAMAPRO_MERGE',
-    message: /peft-adapter is a PEFT LoRA adapter \(it has adapter_config\.json\), not a delta: .*--adapter <adapter_dir>/,
+    message: /peft-adapter is a PEFT LoRA adapter \(it has adapter_config\.json\), not a delta: .*--adapter <adapter/,
   })
-  await t.rejects(mergeDelta(base.dir, join(dir, 'empty'), join(dir, 'x')), { code: 'LLAMAPRO_MERGE', message: /empty: no delta\.safetensors \(a delta is written/ })
-  await t.rejects(mergeDelta(base.dir, join(dir, 'missing'), join(dir, 'x')), { code: 'LLAMAPRO_MERGE', message: /missing: no such delta folder or file/ })
+  const noDelta = /empty: no delta\.safetensors \(a delta is written/
+  await t.rejects(mergeDelta(base.dir, join(dir, 'empty'), out), { code: 'LLAMAPRO_MERGE', message: noDelta })
+  const missing = /missing: no such delta folder or file/
+  await t.rejects(mergeDelta(base.dir, join(dir, 'missing'), out), { code: 'LLAMAPRO_MERGE', message: missing })
   t.notOk(existsSync(join(dir, 'x')), 'nothing was written')
 })
 

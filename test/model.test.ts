@@ -90,13 +90,19 @@ t.test('token ids are checked before they reach native code', async (t) => {
 t.test("device 'cuda': computes what the CPU does where a GPU is visible, a clear error where none is", async (t) => {
   const m = await writeTinyModel(join(t.testdir(), 'm'))
   const { info } = await import('../lib/index.js')
-  await t.rejects(LlamaModel.load(m.dir, { device: 'gpu' as 'cuda' }), { code: 'LLAMAPRO_ARG', message: /device must be 'cpu', 'cuda' or 'cuda:<n>', got "gpu"/ })
+  await t.rejects(LlamaModel.load(m.dir, { device: 'gpu' as 'cuda' }), {
+    code: 'LLAMAPRO_ARG',
+    message: /device must be 'cpu', 'cuda' or 'cuda:<n>', got "gpu"/,
+  })
   const { available, devices } = info().cuda
   if (!available) {
     await t.rejects(LlamaModel.load(m.dir, { device: 'cuda' }), { code: 'LLAMAPRO_NO_CUDA', message: /device 'cuda'/ })
     return
   }
-  await t.rejects(LlamaModel.load(m.dir, { device: `cuda:${devices.length}` }), { code: 'LLAMAPRO_NO_CUDA', message: /there are \d+ CUDA devices/ })
+  await t.rejects(LlamaModel.load(m.dir, { device: `cuda:${devices.length}` }), {
+    code: 'LLAMAPRO_NO_CUDA',
+    message: /there are \d+ CUDA devices/,
+  })
   const ids = [[1, 5, 9, 2, 7, 3]]
   const [cpu, gpu] = await Promise.all([LlamaModel.load(m.dir), LlamaModel.load(m.dir, { device: 'cuda' })])
   const [a, b] = [await cpu.forward(ids), await gpu.forward(ids)]

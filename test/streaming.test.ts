@@ -158,7 +158,8 @@ t.test('streaming keys are checked as LLaMA-Factory checks them', async (t) => {
 })
 
 t.test('a stream is read forward only: an earlier batch cannot be asked for again, the current one can', async (t) => {
-  const schedule = await openStreaming(await options(), { bufferSize: 1, valSize: 0, batchSize: 2, seed: 1, padId: 0, rank: 0, worldSize: 1 })
+  const stream = { bufferSize: 1, valSize: 0, batchSize: 2, seed: 1, padId: 0, rank: 0, worldSize: 1 }
+  const schedule = await openStreaming(await options(), stream)
   t.ok(schedule instanceof StreamSchedule)
   const second = rowsOf((await schedule.take(0, 1)).batch)
   t.same(rowsOf((await schedule.take(0, 1)).batch), second, 'the current round is kept')

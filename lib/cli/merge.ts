@@ -39,12 +39,11 @@ export async function runMerge(argv: string[]): Promise<number> {
     const [base, out] = positionals(args, ['base_dir', 'output_dir'])
     const result = await mergeAdapter(base!, adapter, out!, { force: values.force, shardSize: values['shard-size'] })
     const replaced = result.replaced ? `, ${result.replaced} modules_to_save tensors` : ''
-    const files = `${result.files.length} file${result.files.length === 1 ? '' : 's'}, ${formatBytes(result.bytesWritten)}`
-    console.log(
-      values.json
-        ? JSON.stringify(result, null, 2)
-        : `Merged the LoRA adapter ${adapter} into ${base} (${result.merged} linear weights${replaced}): wrote ${out} (${files}).`,
-    )
+    const count = result.files.length
+    const files = `${count} file${count === 1 ? '' : 's'}, ${formatBytes(result.bytesWritten)}`
+    const merged = `${result.merged} linear weights${replaced}`
+    const summary = `Merged the LoRA adapter ${adapter} into ${base} (${merged}): wrote ${out} (${files}).`
+    console.log(values.json ? JSON.stringify(result, null, 2) : summary)
     return 0
   }
   const [base, delta, out] = positionals(args, ['base_dir', 'delta_dir', 'output_dir'])

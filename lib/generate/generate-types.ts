@@ -32,7 +32,8 @@ export interface GenerateOptions {
   seed?: number
   /** Stops generation; the result then has finishReason 'aborted' and the text so far. */
   signal?: AbortSignal
-  /** Chat template for messages: 'default', 'empty', 'model' (default: the model's own if it has one, else 'default'). */
+  /** Chat template for messages: 'default', 'empty', 'model' (default: the model's own if it has one, else
+   * 'default'). */
   template?: string
   /** Called for each token with the text it adds (the text may lag a token behind at a multi-byte character). */
   onToken?: (chunk: GenerationChunk) => void

@@ -15,12 +15,14 @@ import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
 import { LlamaproError } from '../errors.js'
 import type { LlamaModel } from '../model/llama-model.js'
 import { type GenerationDefaults, readGenerationConfig } from './generation-config.js'
-import type { FinishReason, GenerateInput, GenerateOptions, GenerationChunk, GenerationResult } from './generate-types.js'
+import type { FinishReason, GenerateInput, GenerateOptions, GenerationChunk } from './generate-types.js'
+import type { GenerationResult } from './generate-types.js'
 import { KvCache } from './kv-cache.js'
 import { defaultTemplateName, encodePrompt, generationPrompt } from './prompt.js'
 import { type SamplingOptions, checkSamplingOptions, pickToken, samplerRandom } from './sampling.js'
 
-export type { FinishReason, GenerateInput, GenerateOptions, GenerationChunk, GenerationResult } from './generate-types.js'
+export type { FinishReason, GenerateInput, GenerateOptions, GenerationChunk } from './generate-types.js'
+export type { GenerationResult } from './generate-types.js'
 
 const tokenizers = new WeakMap<LlamaModel, Promise<TextTokenizer | null>>()
 const generationDefaults = new WeakMap<LlamaModel, Promise<GenerationDefaults>>()

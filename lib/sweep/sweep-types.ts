@@ -5,7 +5,8 @@
 import type { SweepPlan } from './plan.js'
 
 export interface SweepOptions {
-  /** The training YAML: model_name_or_path is the original (not expanded) model; its freeze keys are replaced per strategy. */
+  /** The training YAML: model_name_or_path is the original (not expanded) model; its freeze keys are replaced per
+   * strategy. */
   config: string
   /** Strategy names, as `llamapro bench` takes them: "pro:8,last:8,full". */
   strategies: string
@@ -60,7 +61,15 @@ export type SweepEvent =
   | { type: 'before'; key: string; before: Before; reused: boolean }
   | { type: 'run-start'; strategy: string; seed: number; index: number; total: number }
   | { type: 'run-skipped'; strategy: string; seed: number; dir: string }
-  | { type: 'step'; strategy: string; seed: number; step: number; totalSteps: number; loss: number; etaSeconds: number | null }
+  | {
+      type: 'step'
+      strategy: string
+      seed: number
+      step: number
+      totalSteps: number
+      loss: number
+      etaSeconds: number | null
+    }
   | { type: 'run-done'; record: RunRecord }
   | { type: 'warning'; message: string }
   | { type: 'report'; files: string[] }
