@@ -32,7 +32,7 @@ class PromiseWorker : public Napi::AsyncWorker {
       work_();
     } catch (const CodedError& e) {
       Fail(e.what(), e.code());
-    } catch (const c10::OutOfMemoryError& e) {  // LibTorch's CUDA caching allocator (and its CPU one in 2.x)
+    } catch (const c10::OutOfMemoryError& e) {  // thrown by LibTorch's CUDA caching allocator
       Fail(e.what_without_backtrace(), kOutOfMemory);
     } catch (const c10::Error& e) {
       Fail(e.what_without_backtrace(), kNative);
