@@ -1,11 +1,15 @@
 /**
- * Every failure a user can cause is a LlamaproError with a stable `code`, a message that names the file, key,
- * flag or value at fault and says what would be valid.
+ * Every failure a user can cause is a LlamaproError with a stable `code` (one of lib/error-codes.ts), a message
+ * that names the file, key, flag or value at fault and says what would be valid.
  */
-export class LlamaproError extends Error {
-  readonly code: string
+import { type ErrorCode, isErrorCode } from './error-codes.js'
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+export { ERROR_CODES, type ErrorCode, isErrorCode } from './error-codes.js'
+
+export class LlamaproError extends Error {
+  readonly code: ErrorCode
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = 'LlamaproError'
     this.code = code
@@ -28,10 +32,9 @@ export class InterruptedError extends LlamaproError {
   }
 }
 
-/** Errors from LibTorch and from lib/ carry an LLAMAPRO_* code whether or not they are LlamaproError instances. */
-export function isLlamaproCode(error: unknown): error is Error & { code: string } {
-  const code: unknown = error instanceof Error ? (error as Error & { code?: unknown }).code : undefined
-  return typeof code === 'string' && code.startsWith('LLAMAPRO_')
+/** Errors from LibTorch and from lib/ carry one of the codes whether or not they are LlamaproError instances. */
+export function isLlamaproCode(error: unknown): error is Error & { code: ErrorCode } {
+  return error instanceof Error && isErrorCode((error as Error & { code?: unknown }).code)
 }
 
 export const errorMessage = (error: unknown): string => (error instanceof Error ? error.message : String(error))

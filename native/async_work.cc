@@ -8,6 +8,10 @@
 namespace llamapro {
 namespace {
 
+// Codes of lib/error-codes.ts (test/error-codes.test.ts checks that every code in native/ is one of them).
+constexpr const char* kNative = "LLAMAPRO_NATIVE";
+constexpr const char* kOutOfMemory = "LLAMAPRO_OUT_OF_MEMORY";
+
 std::atomic<int> g_intra_op_threads{0};
 
 class PromiseWorker : public Napi::AsyncWorker {
@@ -28,14 +32,16 @@ class PromiseWorker : public Napi::AsyncWorker {
       work_();
     } catch (const CodedError& e) {
       Fail(e.what(), e.code());
+    } catch (const c10::OutOfMemoryError& e) {  // thrown by LibTorch's CUDA caching allocator
+      Fail(e.what_without_backtrace(), kOutOfMemory);
     } catch (const c10::Error& e) {
-      Fail(e.what_without_backtrace());
+      Fail(e.what_without_backtrace(), kNative);
     } catch (const std::bad_alloc&) {
-      Fail("out of memory: the allocation for this operation failed (std::bad_alloc)");
+      Fail("out of memory: the allocation for this operation failed (std::bad_alloc)", kOutOfMemory);
     } catch (const std::exception& e) {
-      Fail(e.what());
+      Fail(e.what(), kNative);
     } catch (...) {
-      Fail("unknown native error");
+      Fail("unknown native error", kNative);
     }
   }
 
@@ -45,25 +51,31 @@ class PromiseWorker : public Napi::AsyncWorker {
       deferred_.Resolve(done_(env));
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
+    } catch (const CodedError& e) {
+      deferred_.Reject(MakeError(env, e.what(), e.code()));
+    } catch (const c10::OutOfMemoryError& e) {
+      deferred_.Reject(MakeError(env, e.what_without_backtrace(), kOutOfMemory));
     } catch (const c10::Error& e) {
-      deferred_.Reject(MakeError(env, e.what_without_backtrace()));
+      deferred_.Reject(MakeError(env, e.what_without_backtrace(), kNative));
+    } catch (const std::bad_alloc&) {
+      deferred_.Reject(MakeError(env, "out of memory while building the result (std::bad_alloc)", kOutOfMemory));
     } catch (const std::exception& e) {
-      deferred_.Reject(MakeError(env, e.what()));
+      deferred_.Reject(MakeError(env, e.what(), kNative));
     }
   }
 
   void OnError(const Napi::Error& error) override { deferred_.Reject(MakeError(Env(), message_, code_)); }
 
  private:
-  void Fail(const std::string& message, std::string code = "") {
+  void Fail(const std::string& message, std::string code) {
     message_ = message;
     code_ = std::move(code);
     SetError(message);
   }
 
-  static Napi::Value MakeError(Napi::Env env, const std::string& message, const std::string& code = "") {
+  static Napi::Value MakeError(Napi::Env env, const std::string& message, const std::string& code) {
     Napi::Error error = Napi::Error::New(env, message);
-    error.Value().Set("code", Napi::String::New(env, code.empty() ? ErrorCodeFor(message) : code));
+    error.Value().Set("code", Napi::String::New(env, code));
     return error.Value();
   }
 
@@ -94,15 +106,6 @@ int IntraOpThreads() { return g_intra_op_threads.load(); }
 void ApplyThreadSettings() {
   const int wanted = g_intra_op_threads.load();
   if (wanted > 0 && at::get_num_threads() != wanted) at::set_num_threads(wanted);
-}
-
-std::string ErrorCodeFor(const std::string& message) {
-  if (message.find("out of memory") != std::string::npos ||
-      message.find("not enough memory") != std::string::npos ||
-      message.find("Out of memory") != std::string::npos)
-    return "LLAMAPRO_OUT_OF_MEMORY";
-  if (message.rfind("distributed: ", 0) == 0) return "LLAMAPRO_DISTRIBUTED";
-  return "LLAMAPRO_NATIVE";
 }
 
 void ThrowJs(Napi::Env env, const std::string& message, const char* code) {

@@ -2,8 +2,8 @@
 //
 // The pattern (after sharp's workers): the caller copies its JS arguments into plain C++ values on the main
 // thread and captures them in `work`; `work` runs on the libuv pool and makes no N-API calls; `done` builds the
-// JS result on the main thread. Errors thrown by `work` (c10::Error, std::exception, std::bad_alloc) reject
-// the Promise with the LibTorch message (no C++ backtrace) and a `code` property.
+// JS result on the main thread. Errors thrown by `work` (CodedError, c10::Error, std::exception, std::bad_alloc)
+// reject the Promise with the LibTorch message (no C++ backtrace) and a `code` property chosen by their type.
 #pragma once
 #include <napi.h>
 
@@ -26,8 +26,9 @@ void SetIntraOpThreads(int threads);
 int IntraOpThreads();
 void ApplyThreadSettings();
 
-// A failure in `work` that carries its own `code` for the JS error (e.g. LLAMAPRO_NO_CUDA), where the message alone
-// would be classified as LLAMAPRO_NATIVE.
+// A failure that carries its own `code` for the JS error (e.g. LLAMAPRO_NO_CUDA, LLAMAPRO_DISTRIBUTED). Other
+// failures get theirs from their C++ type: c10::OutOfMemoryError and std::bad_alloc are LLAMAPRO_OUT_OF_MEMORY,
+// everything else LLAMAPRO_NATIVE. No code is chosen from the text of a message.
 class CodedError : public std::runtime_error {
  public:
   CodedError(const std::string& message, std::string code) : std::runtime_error(message), code_(std::move(code)) {}
@@ -36,9 +37,6 @@ class CodedError : public std::runtime_error {
  private:
   std::string code_;
 };
-
-// Classifies a native failure for the `code` property of the JS error.
-std::string ErrorCodeFor(const std::string& message);
 
 // Throws a JS Error (with code) from a synchronous method.
 [[noreturn]] void ThrowJs(Napi::Env env, const std::string& message, const char* code = "LLAMAPRO_NATIVE");

@@ -94,7 +94,8 @@ std::string CollectiveKey(int rank) { return "llamapro/collectives/" + std::to_s
 
 Communicator::Communicator(const ProcessGroupConfig& config) : config_(config), impl_(std::make_unique<Impl>()) {
   if (config.world_size < 1 || config.rank < 0 || config.rank >= config.world_size) {
-    throw std::invalid_argument("distributed: rank " + std::to_string(config.rank) + " is outside world size " + std::to_string(config.world_size));
+    throw CodedError("distributed: rank " + std::to_string(config.rank) + " is outside world size " + std::to_string(config.world_size),
+                     "LLAMAPRO_DISTRIBUTED");
   }
   try {
     c10d::TCPStoreOptions options;
@@ -209,8 +210,9 @@ std::string Communicator::Diagnose() {
 }
 
 void Communicator::Fail(const std::string& what, const std::string& detail) const {
-  throw std::runtime_error("distributed: rank " + std::to_string(config_.rank) + " of " + std::to_string(config_.world_size) + ": " + what +
-                           " failed: " + detail);
+  throw CodedError("distributed: rank " + std::to_string(config_.rank) + " of " + std::to_string(config_.world_size) + ": " + what +
+                       " failed: " + detail,
+                   "LLAMAPRO_DISTRIBUTED");
 }
 
 int64_t Communicator::AllReduceGradients(const std::vector<NamedTensor>& trainable, std::vector<double>& extras) {

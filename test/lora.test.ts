@@ -13,6 +13,7 @@ import { loraPolicy } from '../lib/adapters/lora-targets.js'
 import { mergeAdapter } from '../lib/adapters/merge-adapter.js'
 import { readSafetensorsHeader } from '../lib/checkpoint/safetensors.js'
 import { expandCheckpoint } from '../lib/expand/expand-checkpoint.js'
+import { mergeDelta } from '../lib/merge/merge-delta.js'
 import { LlamaModel } from '../lib/index.js'
 import { freezePolicy } from '../lib/policy/freeze-policy.js'
 import { planTraining } from '../lib/policy/plan.js'
@@ -143,6 +144,33 @@ t.test('an adapter with nonzero B (rsLoRA, modules_to_save) gives the logits of 
   t.same(g1.tokenIds, g2.tokenIds, 'greedy generation through the KV cache with the adapter = with the merged model')
   model.dispose()
   mergedModel.dispose()
+})
+
+t.test('merge <base> <adapter_dir> <out>: an adapter folder in the delta place is recognised and merged', async (t) => {
+  const dir = t.testdir({ empty: {} })
+  const base = await writeTinyModel(join(dir, 'base'), { layers: 2, kvHeads: 2, seed: 5 })
+  const targets = [0, 1].flatMap((l) => LINEARS.map((m) => `model.layers.${l}.${m}`))
+  const adapter = await pythonAdapter(dir, base.dir, { targets, r: 2, alpha: 4, use_rslora: false, seed: 3 })
+  const merged = join(dir, 'merged')
+  const cli = join(REPO_ROOT, 'dist', 'cli', 'main.js')
+  const { stdout } = await promisify(execFile)(process.execPath, [cli, 'merge', base.dir, adapter, merged])
+  t.match(stdout, /Merged the LoRA adapter .*peft-adapter into .*\(14 linear weights\)/)
+  const request = { cmd: 'check_merge', base: base.dir, adapter, merged }
+  const check = await reference<{ max_merged_diff: number; max_other_diff: number }>(request)
+  const diff = check.max_merged_diff
+  t.ok(diff < 1e-6, `merged weights = W + scale B A (max |diff| ${diff.toExponential(2)})`)
+  t.equal(check.max_other_diff, 0, 'every other tensor is copied unchanged')
+
+  const out = join(dir, 'x')
+  await t.rejects(mergeDelta(base.dir, adapter, out), {
+    code: 'LLAMAPRO_MERGE',
+    message: /peft-adapter is a PEFT LoRA adapter \(it has adapter_config\.json\), not a delta: .*--adapter <adapter/,
+  })
+  const noDelta = /empty: no delta\.safetensors \(a delta is written/
+  await t.rejects(mergeDelta(base.dir, join(dir, 'empty'), out), { code: 'LLAMAPRO_MERGE', message: noDelta })
+  const missing = /missing: no such delta folder or file/
+  await t.rejects(mergeDelta(base.dir, join(dir, 'missing'), out), { code: 'LLAMAPRO_MERGE', message: missing })
+  t.notOk(existsSync(join(dir, 'x')), 'nothing was written')
 })
 
 t.test('finetuning_type: lora + use_llama_pro trains the expanded blocks only and writes a PEFT adapter; resume is bit-identical', async (t) => {

@@ -87,15 +87,31 @@ t.test('token ids are checked before they reach native code', async (t) => {
   t.throws(() => model.parameters(), { code: 'LLAMAPRO_DISPOSED' })
 })
 
-t.test("device 'cuda' on a LibTorch without CUDA is a clear error", async (t) => {
+t.test("device 'cuda': computes what the CPU does where a GPU is visible, a clear error where none is", async (t) => {
   const m = await writeTinyModel(join(t.testdir(), 'm'))
   const { info } = await import('../lib/index.js')
-  if (info().cuda.available) {
-    t.pass('this machine has a GPU: the CUDA path is exercised by bench/gpu instead')
+  await t.rejects(LlamaModel.load(m.dir, { device: 'gpu' as 'cuda' }), {
+    code: 'LLAMAPRO_ARG',
+    message: /device must be 'cpu', 'cuda' or 'cuda:<n>', got "gpu"/,
+  })
+  const { available, devices } = info().cuda
+  if (!available) {
+    await t.rejects(LlamaModel.load(m.dir, { device: 'cuda' }), { code: 'LLAMAPRO_NO_CUDA', message: /device 'cuda'/ })
     return
   }
-  await t.rejects(LlamaModel.load(m.dir, { device: 'cuda' }), { code: 'LLAMAPRO_NO_CUDA', message: /device 'cuda'/ })
-  await t.rejects(LlamaModel.load(m.dir, { device: 'gpu' as 'cuda' }), { code: 'LLAMAPRO_ARG', message: /device must be 'cpu', 'cuda' or 'cuda:<n>', got "gpu"/ })
+  await t.rejects(LlamaModel.load(m.dir, { device: `cuda:${devices.length}` }), {
+    code: 'LLAMAPRO_NO_CUDA',
+    message: /there are \d+ CUDA devices/,
+  })
+  const ids = [[1, 5, 9, 2, 7, 3]]
+  const [cpu, gpu] = await Promise.all([LlamaModel.load(m.dir), LlamaModel.load(m.dir, { device: 'cuda' })])
+  const [a, b] = [await cpu.forward(ids), await gpu.forward(ids)]
+  t.same(b.shape, a.shape)
+  let maxDiff = 0
+  for (let i = 0; i < a.logits.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a.logits[i]! - b.logits[i]!))
+  t.ok(maxDiff < 1e-3, `float32 logits on cuda match the CPU's (max |diff| ${maxDiff.toExponential(2)})`)
+  cpu.dispose()
+  gpu.dispose()
 })
 
 t.test('the event loop keeps running while native work is in flight', async (t) => {

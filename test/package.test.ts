@@ -1,7 +1,7 @@
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { REPO_ROOT } from './helpers/python.js'
 
 const TSC = join(REPO_ROOT, 'node_modules', '.bin', 'tsc')
@@ -19,6 +19,61 @@ t.test('the package ships README.md and the manual (docs/), without docs/images'
   for (const file of ['README.md', 'docs/README.md', 'docs/install.md', 'docs/cli/train.md', 'docs/api.md']) t.ok(files.includes(file), `${file} ships`)
   t.same(files.filter((file) => file.startsWith('docs/images/')), [], 'pictures stay in the repository')
   t.same(files.filter((file) => file.startsWith('test/') || file.startsWith('bench/results/')), [], 'tests and dated reports stay in the repository')
+})
+
+/** Every file under `dir`, as paths relative to the repository. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(join(REPO_ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)],
+  )
+}
+
+t.test('npm pack ships what a user needs to install, build and run, and nothing of the tests', async (t) => {
+  // --ignore-scripts: dist/ is built already (npm test's pretest), and prepack would only rebuild it.
+  const args = ['pack', '--dry-run', '--json', '--ignore-scripts']
+  const dryRun = execFileSync('npm', args, { cwd: REPO_ROOT, encoding: 'utf8' })
+  const [pack] = JSON.parse(dryRun)
+  const files: { path: string; size: number }[] = pack.files
+  const packed = new Set(files.map((f) => f.path))
+  const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'))
+
+  // What is needed, found from what refers to it rather than from package.json's "files".
+  const sources = filesUnder('lib').filter((f) => f.endsWith('.ts'))
+  const compiled = sources.flatMap((f) => ['.js', '.d.ts'].map((e) => `dist/${relative('lib', f).slice(0, -3)}${e}`))
+  const cmake = readFileSync(join(REPO_ROOT, 'CMakeLists.txt'), 'utf8')
+  const installScript = /node (\S+\.mjs)/.exec(manifest.scripts.install)![1]!
+  const installText = readFileSync(join(REPO_ROOT, installScript), 'utf8')
+  const installImports = [...installText.matchAll(/from '\.\/([\w.-]+\.mjs)'/g)].map((m) => `scripts/${m[1]}`)
+  const needed = [
+    'package.json',
+    'README.md',
+    'CMakeLists.txt',
+    ...compiled,
+    ...Object.values(manifest.bin as Record<string, string>),
+    ...filesUnder('native'),
+    ...[...cmake.matchAll(/\$\{CMAKE_SOURCE_DIR\}\/(scripts\/[\w.-]+)/g)].map((m) => m[1]!),
+    installScript,
+    ...installImports,
+    // bench --baseline python runs it, and it imports llama_ref
+    'bench/reference/bench_train_step.py',
+    'bench/reference/llama_ref.py',
+  ]
+  t.ok(compiled.length > 200 && installImports.length > 0, `${compiled.length} compiled files; ${installImports}`)
+  t.same(needed.filter((f) => !packed.has(f)), [], 'everything needed is in the package')
+
+  const outsideUse = /^(test|\.venv|build|node_modules|coverage|\.tap|bench\/results|lib)\//
+  const unwanted = (path: string) => outsideUse.test(path) || /(^|\/)fixtures?\/|\.test\.[cm]?[jt]s$|\.tgz$/.test(path)
+  const shipped = (test: (path: string) => boolean) => files.map((f) => f.path).filter(test)
+  t.same(shipped(unwanted), [], 'no tests, fixtures, build outputs, results or TypeScript sources')
+  const fromSources = new Set(sources.map((f) => relative('lib', f).slice(0, -3)))
+  const source = (path: string) => path.slice('dist/'.length).replace(/(\.d)?\.ts$|\.js(\.map)?$/, '')
+  t.same(
+    shipped((path) => path.startsWith('dist/') && !fromSources.has(source(path))),
+    [],
+    'every file in dist/ is compiled from a lib/ source (none from a deleted one: rm -rf dist && npm run build:ts)',
+  )
+  t.same(files.filter((f) => f.size > 256 * 1024).map((f) => f.path), [], 'no large file')
+  t.ok(pack.unpackedSize < 5 * 1024 * 1024, `${(pack.unpackedSize / 1e6).toFixed(1)} MB unpacked`)
 })
 
 t.test('npm pack gives a tarball that installs into an empty folder, builds, runs and type-checks', async (t) => {

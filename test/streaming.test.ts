@@ -155,5 +155,14 @@ t.test('streaming keys are checked as LLaMA-Factory checks them', async (t) => {
   t.throws(() => parse({ max_samples: 10 }), { message: /max_samples cannot be used with streaming: true/ })
   t.ok(parse({}).streaming)
   await t.rejects(train(parse({ tokenized_path: join(dir, 'nothing-here') })), { message: /holds no token store, and streaming: true writes none/ })
-  t.type(StreamSchedule, 'function')
+})
+
+t.test('a stream is read forward only: an earlier batch cannot be asked for again, the current one can', async (t) => {
+  const stream = { bufferSize: 1, valSize: 0, batchSize: 2, seed: 1, padId: 0, rank: 0, worldSize: 1 }
+  const schedule = await openStreaming(await options(), stream)
+  t.ok(schedule instanceof StreamSchedule)
+  const second = rowsOf((await schedule.take(0, 1)).batch)
+  t.same(rowsOf((await schedule.take(0, 1)).batch), second, 'the current round is kept')
+  await t.rejects(schedule.take(0, 0), { message: /reads its batches in order: batch 0 was asked for after 1/ })
+  await schedule.close()
 })

@@ -90,6 +90,9 @@ export interface AdapterFolder {
   fullyTrained: string[]
 }
 
+/** Whether `dir` is meant as a PEFT adapter folder: it holds adapter_config.json (readAdapter checks the rest). */
+export const isAdapterFolder = (dir: string): boolean => existsSync(join(dir, ADAPTER_CONFIG_FILE))
+
 /** Reads and validates an adapter folder (PEFT format): config, tensor names, shapes and rank. */
 export async function readAdapter(dir: string): Promise<AdapterFolder> {
   const configPath = join(dir, ADAPTER_CONFIG_FILE)

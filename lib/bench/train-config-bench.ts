@@ -11,6 +11,7 @@ import { info } from '../info.js'
 import type { LlamaModel } from '../model/llama-model.js'
 import { type TrainConfig, loadTrainConfig } from '../train/config.js'
 import { chooseDevice } from '../train/device.js'
+import { trainOverrides } from '../train/overrides.js'
 import { learningRateAt } from '../train/schedule.js'
 import { StreamSchedule } from '../data/streaming.js'
 import { type RunPlan, loadTrainingModel, microStepOptions, prepareData, takeMicroBatches } from '../train/trainer.js'
@@ -68,7 +69,8 @@ export async function benchTrainConfig(options: TrainConfigBenchOptions): Promis
     throw new LlamaproError('LLAMAPRO_ARG', `checkpointing: give distinct settings among ${CHECKPOINTING_MODES.join(', ')}, got ${JSON.stringify(modes)}`)
   }
   // The run's own settings, with nothing written: output_dir is replaced by a folder that is never created.
-  const loaded = await loadTrainConfig(options.config, { ...options.overrides, output_dir: `/nonexistent/llamapro-bench-${process.pid}` }, { cwd: options.cwd })
+  const nowhere = trainOverrides({ output_dir: `/nonexistent/llamapro-bench-${process.pid}` })
+  const loaded = await loadTrainConfig(options.config, { ...options.overrides, ...nowhere }, { cwd: options.cwd })
   const cfg: TrainConfig = { ...loaded, resumeFromCheckpoint: null }
   const notes: string[] = []
   const warn = (message: string) => notes.push(message)

@@ -4,13 +4,21 @@
  * Used for safetensors headers, where a wrong offset would make native code read the wrong bytes.
  */
 
-export class StrictJsonError extends Error {}
+/** A syntax error at `position`, the index of the character in the text where parsing stopped. */
+export class StrictJsonError extends Error {
+  constructor(
+    what: string,
+    readonly position: number,
+  ) {
+    super(`${what} at character ${position}`)
+  }
+}
 
 export function parseStrictJson(text: string): unknown {
   let pos = 0
 
   const fail = (what: string): never => {
-    throw new StrictJsonError(`${what} at character ${pos}`)
+    throw new StrictJsonError(what, pos)
   }
   const skipSpace = () => {
     while (pos < text.length) {

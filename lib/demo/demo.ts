@@ -21,6 +21,7 @@ import { expandCheckpoint } from '../expand/expand-checkpoint.js'
 import { verifyExpansion } from '../expand/verify.js'
 import { LlamaModel } from '../model/llama-model.js'
 import { parseTrainConfig } from '../train/config.js'
+import { type TrainOverrides, trainOverrides } from '../train/overrides.js'
 import type { TrainEvent } from '../train/events.js'
 import { train } from '../train/trainer.js'
 import { checkOutputDir, describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
@@ -195,7 +196,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   await writeTrainedTokenizer(init, [...trainA.slice(0, 500), ...trainB.slice(0, 500)], 384, 256)
   log(`1. tokenizer: byte-level BPE with ${vocab} tokens; base model: ${BASE_CONFIG.num_hidden_layers} layers of width ${BASE_CONFIG.hidden_size}, random`)
 
-  const common = {
+  const common = trainOverrides({
     stage: 'pt',
     cutoff_len: CUTOFF,
     per_device_train_batch_size: 16,
@@ -205,10 +206,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     lr_scheduler_type: 'cosine',
     warmup_ratio: 0.05,
     seed: 1,
-  }
-  const run = async (stage: string, raw: Record<string, unknown>) => {
+  })
+  const run = async (stage: string, raw: TrainOverrides) => {
     const curve: [number, number][] = []
-    const result = await train(parseTrainConfig({ ...common, ...raw }, `demo (${stage})`, out), {
+    const result = await train(parseTrainConfig(trainOverrides(common, raw), `demo (${stage})`, out), {
       signal: options.signal,
       onEvent: (event) => {
         if (event.type === 'log' && event.record.loss !== undefined) curve.push([event.record.current_steps, event.record.loss])

@@ -5,18 +5,19 @@
  * what is new.
  */
 import { LlamaproError } from '../errors.js'
-import type { LlamaModel } from '../model/llama-model.js'
+import type { NativeBackedModel } from '../model/native-backed.js'
 import type { NativeKvCacheHandle } from '../native/binding.js'
 import { callNative, callNativeSync } from '../native/call.js'
 import { native } from '../native/load.js'
 
-export class KvCache {
-  readonly model: LlamaModel
+/** `Model` is the LlamaModel it was made for (NativeBackedModel is what the cache uses of it). */
+export class KvCache<Model extends NativeBackedModel = NativeBackedModel> {
+  readonly model: Model
   #handle: NativeKvCacheHandle | undefined
   #tokens: number[] = []
   #stepping = false
 
-  constructor(model: LlamaModel) {
+  constructor(model: Model) {
     this.model = model
     this.#handle = callNativeSync('creating a KV cache', () => new (native().NativeKvCache)(model.native))
   }

@@ -2,9 +2,10 @@
  * `llamapro merge <base> <delta> <out>`: the base model with the delta's tensors in place of its own, streamed
  * like expansion (no LibTorch, bounded memory), written to a temporary folder and renamed.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { ADAPTER_CONFIG_FILE, isAdapterFolder } from '../adapters/peft-adapter.js'
 import { CONFIG_FILE, openCheckpoint } from '../checkpoint/checkpoint.js'
 import { SAFETENSORS_DTYPE_SIZES } from '../checkpoint/dtypes.js'
 import { readSafetensorsHeader } from '../checkpoint/safetensors.js'
@@ -24,10 +25,25 @@ export interface MergeResult {
   bytesWritten: number
 }
 
+/** The delta's safetensors file: `deltaDir` itself, or the delta.safetensors in that folder. */
+function deltaFile(deltaDir: string): string {
+  if (!existsSync(deltaDir)) throw new LlamaproError('LLAMAPRO_MERGE', `${deltaDir}: no such delta folder or file`)
+  if (!statSync(deltaDir).isDirectory()) return deltaDir
+  if (existsSync(join(deltaDir, DELTA_FILE))) return join(deltaDir, DELTA_FILE)
+  if (isAdapterFolder(deltaDir)) {
+    throw new LlamaproError(
+      'LLAMAPRO_MERGE',
+      `${deltaDir} is a PEFT LoRA adapter (it has ${ADAPTER_CONFIG_FILE}), not a delta: merge it with mergeAdapter() ` +
+        '(llamapro merge <base_dir> <output_dir> --adapter <adapter_dir>)',
+    )
+  }
+  const hint = 'a delta is written by llamapro train with save_delta: true'
+  throw new LlamaproError('LLAMAPRO_MERGE', `${deltaDir}: no ${DELTA_FILE} (${hint})`)
+}
+
 export async function mergeDelta(baseDir: string, deltaDir: string, outDir: string, options: { force?: boolean; shardSize?: string | number } = {}): Promise<MergeResult> {
   const base = await openCheckpoint(baseDir)
-  const deltaPath = existsSync(join(deltaDir, DELTA_FILE)) ? join(deltaDir, DELTA_FILE) : deltaDir
-  if (!existsSync(deltaPath)) throw new LlamaproError('LLAMAPRO_MERGE', `${deltaDir}: no ${DELTA_FILE} (a delta is written by llamapro train with save_delta: true)`)
+  const deltaPath = deltaFile(deltaDir)
   const delta = await readSafetensorsHeader(deltaPath)
   const baseByName = new Map(base.tensors.map((t) => [t.name, t]))
   for (const t of delta.tensors) {

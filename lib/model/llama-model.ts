@@ -13,7 +13,7 @@ import { configJson, writeShardedSafetensors } from '../checkpoint/write-shards.
 import { LlamaproError } from '../errors.js'
 import { expandedRawConfig } from '../expand/expanded-config.js'
 import { planExpansion } from '../expand/plan.js'
-import type { GenerateInput, GenerateOptions, GenerationChunk, GenerationResult } from '../generate/generate.js'
+import type { GenerateInput, GenerateOptions, GenerationChunk, GenerationResult } from '../generate/generate-types.js'
 import { EXPANSION_RECORD_FILE, type ExpansionRecord, expansionRecord, readExpansionRecord } from '../expand/record.js'
 import type { NativeModelHandle, NativeModelOptions, NativeModelSpec, NativeParameter, NativeReadItem, NativeTrainStepOptions, NativeTrainStepResult } from '../native/binding.js'
 import { callNative, callNativeSync } from '../native/call.js'

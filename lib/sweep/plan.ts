@@ -8,25 +8,26 @@ import { join } from 'node:path'
 import { UsageError } from '../errors.js'
 import { parseStrategies } from '../bench/strategies.js'
 import type { TrainConfig } from '../train/config.js'
+import { type TrainOverrides, trainOverrides } from '../train/overrides.js'
 
 /** One strategy as the sweep trains it: the training YAML keys it sets, and the model it starts from. */
 export interface SweepStrategy {
   name: string
   /** The YAML keys that select what trains; they replace the user's freeze keys. */
-  keys: Record<string, unknown>
+  keys: TrainOverrides
   /** Blocks to add by LLaMA-Pro expansion before training (pro:N), or null: the strategy trains the original. */
   expandBy: number | null
 }
 
 /** Every freeze key a strategy decides; set explicitly for every strategy, so the YAML's own values never leak in. */
-const FREEZE_DEFAULTS = {
+const FREEZE_DEFAULTS = trainOverrides({
   finetuning_type: 'freeze',
   use_llama_pro: false,
   freeze_trainable_layers: 2,
   freeze_trainable_modules: 'all',
   freeze_extra_modules: null,
   freeze_trainable_layer_ids: null,
-}
+})
 
 /**
  * The strategy names `llamapro bench` takes (full, last:N, first:N, pro:N, modules:a+b, ids:a,b,...), as training
@@ -46,14 +47,14 @@ export function sweepStrategies(text: string, numLayers: number): SweepStrategy[
     const ids = o.freezeTrainableLayerIds
     return {
       name: s.name,
-      keys: {
-        ...FREEZE_DEFAULTS,
-        ...(o.finetuningType ? { finetuning_type: o.finetuningType } : {}),
-        ...(o.useLlamaPro ? { use_llama_pro: true } : {}),
-        ...(o.freezeTrainableLayers !== undefined ? { freeze_trainable_layers: o.freezeTrainableLayers } : {}),
-        ...(modules ? { freeze_trainable_modules: typeof modules === 'string' ? modules : modules.join(',') } : {}),
-        ...(ids ? { freeze_trainable_layer_ids: typeof ids === 'string' ? ids : ids.join(',') } : {}),
-      },
+      keys: trainOverrides(FREEZE_DEFAULTS, {
+        // parseStrategies sets finetuningType to full or lora (refused above)
+        finetuning_type: o.finetuningType === 'full' ? 'full' : undefined,
+        use_llama_pro: o.useLlamaPro || undefined,
+        freeze_trainable_layers: o.freezeTrainableLayers,
+        freeze_trainable_modules: modules ? (typeof modules === 'string' ? modules : modules.join(',')) : undefined,
+        freeze_trainable_layer_ids: ids ? (typeof ids === 'string' ? ids : ids.join(',')) : undefined,
+      }),
       expandBy: o.useLlamaPro ? o.freezeTrainableLayers! : null,
     }
   })
@@ -72,7 +73,7 @@ export interface PlannedRun {
   /** The model it starts from: the YAML's model, or its expansion by strategy.expandBy. */
   model: string
   /** The keys put on top of the user's YAML for this run. */
-  overrides: Record<string, unknown>
+  overrides: TrainOverrides
 }
 
 export interface SweepPlan {
@@ -127,17 +128,16 @@ export function planSweep(input: PlanInput): SweepPlan {
         seed,
         dir,
         model,
-        overrides: {
-          ...strategy.keys,
+        overrides: trainOverrides(strategy.keys, {
           model_name_or_path: model,
           output_dir: dir,
           seed,
-          ...(steps !== null ? { max_steps: steps } : {}),
+          max_steps: steps ?? undefined,
           // A stopped run starts again from its beginning (see run.ts): intermediate checkpoints would only fill the disk.
           save_strategy: 'no',
           overwrite_output_dir: true,
           resume_from_checkpoint: null,
-        },
+        }),
       })
     }
   }

@@ -11,7 +11,7 @@ import { svgToPng } from '../util/svg-png.js'
 import { formatBytes, formatCount } from '../util/format.js'
 import { VERSION } from '../version.js'
 import type { SweepPlan } from './plan.js'
-import type { RunRecord, SweepOptions } from './run.js'
+import type { RunRecord, SweepOptions } from './sweep-types.js'
 import { type Spread, type Verdict, formatSpread, spread, statement } from './statistics.js'
 
 export interface StrategySummary {

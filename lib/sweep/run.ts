@@ -20,72 +20,15 @@ import { info } from '../info.js'
 import { native } from '../native/load.js'
 import { loadTrainConfig } from '../train/config.js'
 import { chooseDevice } from '../train/device.js'
+import { type TrainOverrides, trainOverrides } from '../train/overrides.js'
 import { train } from '../train/trainer.js'
 import { writeFileAtomically } from '../util/atomic-dir.js'
 import { type HeldOutSet, heldOutLosses } from './heldout.js'
-import { type PlannedRun, type SweepPlan, planSweep } from './plan.js'
+import { type PlannedRun, planSweep } from './plan.js'
 import { type SweepReport, writeReport } from './report.js'
+import type { Before, RunRecord, SweepEvent, SweepOptions } from './sweep-types.js'
 
-export interface SweepOptions {
-  /** The training YAML: model_name_or_path is the original (not expanded) model; its freeze keys are replaced per strategy. */
-  config: string
-  /** Strategy names, as `llamapro bench` takes them: "pro:8,last:8,full". */
-  strategies: string
-  /** Optimizer steps of every run (default: the YAML's max_steps or num_train_epochs). */
-  steps?: number
-  /** A token budget instead of steps (batch × accumulation × cutoff_len tokens per step). */
-  tokens?: number
-  /** Runs per strategy, with data-order seeds seed, seed+1, ... (default 1). */
-  seeds?: number
-  /** Held-out new-domain data (dataset names or files); default: the trainer's val_size split of the training data. */
-  eval?: string[]
-  /** Text the model should keep (dataset names or files), scored before and after. */
-  keep: string[]
-  /** How the kept text is read: pt (plain text, the default) or sft. */
-  keepStage?: 'pt' | 'sft'
-  /** The sweep folder: models/ (expansions), baseline/, runs/<strategy>/seed-<n>/, report.*. */
-  outDir: string
-  /** YAML keys given on top of the file (as `llamapro train`'s overrides). */
-  overrides?: Record<string, unknown>
-  cwd?: string
-  signal?: AbortSignal
-  onEvent?: (event: SweepEvent) => void
-}
-
-export interface Before {
-  domain: number
-  keep: number
-}
-
-export interface RunRecord {
-  strategy: string
-  seed: number
-  dir: string
-  model: string
-  trainableParams: number
-  totalParams: number
-  steps: number
-  /** Tokens the trainer fed (its step events' counts). */
-  tokens: number
-  /** The trainer's wall time (data preparation, steps, saving), not the held-out scoring. */
-  seconds: number
-  tokensPerSecond: number
-  peakMemoryBytes: number | null
-  device: string
-  domain: { before: number; after: number; tokens: number }
-  keep: { before: number; after: number; tokens: number }
-}
-
-export type SweepEvent =
-  | { type: 'plan'; plan: SweepPlan; finished: number }
-  | { type: 'expand'; blocks: number; dir: string; reused: boolean }
-  | { type: 'before'; key: string; before: Before; reused: boolean }
-  | { type: 'run-start'; strategy: string; seed: number; index: number; total: number }
-  | { type: 'run-skipped'; strategy: string; seed: number; dir: string }
-  | { type: 'step'; strategy: string; seed: number; step: number; totalSteps: number; loss: number; etaSeconds: number | null }
-  | { type: 'run-done'; record: RunRecord }
-  | { type: 'warning'; message: string }
-  | { type: 'report'; files: string[] }
+export type { Before, RunRecord, SweepEvent, SweepOptions } from './sweep-types.js'
 
 export interface SweepResult {
   outDir: string
@@ -228,7 +171,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
         cwd,
         signal: options.signal,
         distributed: null,
-        overrides: { ...userOverrides, ...run.overrides, ...(domainSet ? {} : evalKeys(cfg.evalStrategy)) },
+        overrides: { ...userOverrides, ...trainOverrides(run.overrides, domainSet ? {} : evalKeys(cfg.evalStrategy)) },
         onEvent: (event) => {
           if (event.type === 'start') {
             trainable = event.trainableParams
@@ -297,8 +240,8 @@ function runSettings(run: PlannedRun, common: string): string {
 }
 
 /** With val_size and no eval_strategy, the trainer would not evaluate: evaluate once, at the end. */
-function evalKeys(strategy: 'steps' | 'epoch' | 'no'): Record<string, unknown> {
-  return strategy === 'no' ? { eval_strategy: 'steps', eval_steps: 1_000_000_000 } : {}
+function evalKeys(strategy: 'steps' | 'epoch' | 'no'): TrainOverrides {
+  return strategy === 'no' ? trainOverrides({ eval_strategy: 'steps', eval_steps: 1_000_000_000 }) : {}
 }
 
 /**
@@ -313,15 +256,16 @@ async function baselineDomain(run: PlannedRun, dir: string, config: string, sign
     signal,
     overrides: {
       ...userOverrides,
-      ...run.overrides,
-      output_dir: dir,
-      finetuning_type: 'freeze',
-      use_llama_pro: false,
-      freeze_trainable_layers: 1,
-      learning_rate: 0,
-      max_steps: 1,
-      eval_strategy: 'steps',
-      eval_steps: 1,
+      ...trainOverrides(run.overrides, {
+        output_dir: dir,
+        finetuning_type: 'freeze',
+        use_llama_pro: false,
+        freeze_trainable_layers: 1,
+        learning_rate: 0,
+        max_steps: 1,
+        eval_strategy: 'steps',
+        eval_steps: 1,
+      }),
     },
   })
   if (result.aborted || result.evalLoss === null) throw new LlamaproError('LLAMAPRO_SWEEP', `${dir}: the trainer gave no evaluation of the val_size split`)

@@ -157,6 +157,17 @@ type KeyValue<S extends KeySpec> = KindValue<S['kind']> | (S['default'] extends 
 /** Every key of KEYS, camel-cased, with the type of its value. */
 type KeyValues = { -readonly [K in TrainKey as Camel<K>]: KeyValue<(typeof KEYS)[K]> }
 
+/** A key's value as YAML gives it: a list as a comma list or an array, resume_from_checkpoint as a path or a flag. */
+type RawKindValue<K> = K extends { type: 'list' }
+  ? string | readonly (string | number)[]
+  : K extends { type: 'string-or-bool' }
+    ? string | boolean
+    : KindValue<K>
+type RawValue<S extends KeySpec> = RawKindValue<S['kind']> | (S['default'] extends null ? null : never)
+
+/** Training keys in their YAML spelling, values as YAML gives them, typed from KEYS (see lib/train/overrides.ts). */
+export type TrainOverrides = { [K in TrainKey]?: RawValue<(typeof KEYS)[K]> }
+
 /** Keys parseTrainConfig reads and does not pass on: they are turned into another field (deepspeed → zeroStage). */
 const CONSUMED_KEYS = ['loraplus_lr_embedding', 'deepspeed', 'report_to'] as const satisfies readonly TrainKey[]
 

@@ -1,8 +1,8 @@
 /** Errors of `llamapro train`: a configuration, data, policy or run problem, with an LLAMAPRO_* code. */
-import { LlamaproError } from '../errors.js'
+import { type ErrorCode, LlamaproError } from '../errors.js'
 
 export class TrainingError extends LlamaproError {
-  constructor(code: string, message: string) {
+  constructor(code: ErrorCode, message: string) {
     super(code, message)
     this.name = 'TrainingError'
   }

@@ -5,7 +5,7 @@
  * .json or .jsonl file. Every record carries the line it starts on, and a syntax error names the file and line.
  */
 import { createReadStream } from 'node:fs'
-import { parseStrictJson } from '../../checkpoint/strict-json.js'
+import { StrictJsonError, parseStrictJson } from '../../checkpoint/strict-json.js'
 import { CHUNK_BYTES, DatasetError, type RawRecord, type ReadOptions } from './record.js'
 
 /** Node's largest string, in UTF-16 units; a UTF-8 record longer than this in bytes may not fit. */
@@ -31,8 +31,7 @@ function parseRecord(file: string, startLine: number, text: string, what: string
     try {
       parseStrictJson(text)
     } catch (strict) {
-      const position = /at character (\d+)/.exec((strict as Error).message)
-      if (position) line += text.slice(0, Number(position[1])).split('\n').length - 1
+      if (strict instanceof StrictJsonError) line += text.slice(0, strict.position).split('\n').length - 1
       detail = (strict as Error).message
     }
     throw new DatasetError(`${file}:${line}: invalid JSON${what} (${detail})`)

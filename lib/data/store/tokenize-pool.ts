@@ -45,7 +45,8 @@ export class TokenizePool {
         this.#release(worker)
         if (!pending) return
         if (message.error) {
-          const error = message.error.name === 'DatasetError' || message.error.code === 'LLAMAPRO_DATASET' ? new DatasetError(message.error.message) : new DatasetError(`tokenizing: ${message.error.message}`)
+          const { code, message: text } = message.error
+          const error = new DatasetError(code === 'LLAMAPRO_DATASET' ? text : `tokenizing: ${text}`)
           pending.reject(error)
         } else pending.resolve(message.result!)
       })
