@@ -14,6 +14,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallCountingCpuAllocator();
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("setKernelOptions", Napi::Function::New(env, SetKernelOptionsJs, "setKernelOptions"));
+  exports.Set("kernelOptions", Napi::Function::New(env, KernelOptionsJs, "kernelOptions"));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
   exports.Set("convertTensors", Napi::Function::New(env, ConvertTensorsJs, "convertTensors"));

@@ -1,5 +1,6 @@
 /** The raw shape of the compiled addon. lib/ wraps it; nothing outside lib/ calls it directly. */
 import type { RopeConfig } from '../checkpoint/config.js'
+import type { KernelOptions } from './kernel-options.js'
 
 export interface RawRuntimeInfo {
   torchVersion: string
@@ -210,7 +211,11 @@ export interface ConvertItem {
 export interface NativeBinding {
   runtimeInfo(): RawRuntimeInfo
   setThreads(threads: number): void
-  /** cpu.cached: bytes of freed CPU blocks held for reuse (not counted in current or peak; LLAMAPRO_CPU_CACHE=0: none). */
+  /** native/kernel_options.h: every field required; lib/native/kernel-options.ts is the only caller. */
+  setKernelOptions(options: KernelOptions): void
+  /** The kernel options C++ holds now. */
+  kernelOptions(): KernelOptions
+  /** cpu.cached: bytes of freed CPU blocks held for reuse (not counted in current or peak; cpuCache false: none). */
   memoryStats(device?: number): { cpu: MemoryCounters & { cached: number }; cuda: MemoryCounters | null }
   resetPeakMemory(device?: number): void
   /** GGUF/safetensors tensor conversion (native/dequant.cc); lib/gguf/convert.ts builds the items. */
