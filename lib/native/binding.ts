@@ -1,5 +1,5 @@
 /** The raw shape of the compiled addon. lib/ wraps it; nothing outside lib/ calls it directly. */
-import type { RopeConfig } from '../checkpoint/config.js'
+import type { NativeModelContract, NativeModelSpec } from '../checkpoint/model-contract.js'
 import type { KernelOptions } from './kernel-options.js'
 
 export interface RawRuntimeInfo {
@@ -18,23 +18,8 @@ export interface RawRuntimeInfo {
   buildConfig: string
 }
 
-/** lib/model/native-spec.ts builds this from a validated ModelConfig. */
-export interface NativeModelSpec {
-  vocabSize: number
-  hiddenSize: number
-  intermediateSize: number
-  numLayers: number
-  numHeads: number
-  numKvHeads: number
-  headDim: number
-  rmsNormEps: number
-  rope: RopeConfig
-  qkvBias: boolean
-  oBias: boolean
-  mlpBias: boolean
-  tieWordEmbeddings: boolean
-  slidingWindows: (number | null)[]
-}
+/** lib/model/native-spec.ts builds it from a validated ModelConfig; its fields are lib/checkpoint/model-contract.ts's. */
+export type { NativeModelSpec }
 
 export interface NativeModelOptions {
   device: string
@@ -215,6 +200,8 @@ export interface NativeBinding {
   setKernelOptions(options: KernelOptions): void
   /** The kernel options C++ holds now. */
   kernelOptions(): KernelOptions
+  /** Once, at load (lib/native/load.ts): the limits every spec is checked against; refused if the fields differ from the addon's. */
+  setModelContract(contract: NativeModelContract): void
   /** cpu.cached: bytes of freed CPU blocks held for reuse (not counted in current or peak; cpuCache false: none). */
   memoryStats(device?: number): { cpu: MemoryCounters & { cached: number }; cuda: MemoryCounters | null }
   resetPeakMemory(device?: number): void
