@@ -52,6 +52,7 @@ t.test('setKernelOptions reaches the addon, and info() reports what C++ holds', 
   t.throws(() => setKernelOptions({ gemm: 'mkl' as never }), { code: 'LLAMAPRO_KERNEL_OPTION', message: /setKernelOptions: gemm "mkl" is not valid: use "onednn" or "blas" \(LLAMAPRO_GEMM in the environment\)/ })
   t.throws(() => setKernelOptions({ fusedAttention: 0 as never }), { message: /fusedAttention 0 is not valid: use false or true/ })
   t.throws(() => setKernelOptions({ rowplan: false } as never), { message: /unknown kernel option "rowplan"; the options are gemm, fusedAttention, rowPlan, cpuCache, profileOps/ })
+  t.throws(() => setKernelOptions(null as never), { message: /setKernelOptions: expected an object with some of gemm, fusedAttention, rowPlan, cpuCache, profileOps/ })
   t.same(native().kernelOptions(), EVERY_OTHER, 'a refused change changes nothing')
 })
 
