@@ -23,7 +23,7 @@ export interface RuntimeInfo {
    * LibTorch. `LLAMAPRO_GEMM=blas` chooses the BLAS library. `threads`: those a product may use (0: the BLAS's own).
    */
   cpuGemm: { library: 'onednn' | 'blas'; threads: number }
-  /** The kernel switches in effect, as the addon holds them (environment or setKernelOptions; lib/native/kernel-options.ts). */
+  /** The kernel switches in effect, as the addon holds them (environment or setKernelOptions). */
   kernels: KernelOptions
   warnings: string[]
 }

@@ -235,7 +235,8 @@ LossResult ModelState::Loss(const torch::Tensor& ids, const torch::Tensor& label
     result.loss = torch::zeros({}, torch::kFloat32);
     return result;
   }
-  result.loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype, CurrentKernelOptions().row_plan);
+  const bool plan_rows = CurrentKernelOptions().row_plan;
+  result.loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype, plan_rows);
   return result;
 }
 

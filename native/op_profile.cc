@@ -30,7 +30,7 @@ thread_local std::vector<Frame> t_stack;
 std::mutex g_mutex;
 std::map<std::string, Totals> g_totals;
 
-// The 'wall' mode (LLAMAPRO_PROFILE_OPS=wall) reads the monotonic clock instead: with several threads, where the step's wall
+// 'wall' (LLAMAPRO_PROFILE_OPS=wall) reads the monotonic clock instead: with several threads, where the step's wall
 // time goes (a GEMM shared by two BLAS threads costs half its CPU time in wall time, a serial op all of it).
 clockid_t g_clock = CLOCK_THREAD_CPUTIME_ID;
 

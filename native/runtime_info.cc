@@ -197,13 +197,17 @@ Napi::Value SetKernelOptionsJs(const Napi::CallbackInfo& info) {
   const auto object = js::Object(info.Length() > 0 ? info[0] : env.Undefined(), "kernel options");
   KernelOptions options;
   const std::string gemm = js::String(object.Get("gemm"), "kernel options.gemm");
-  if (gemm != "onednn" && gemm != "blas") js::TypeError(env, "kernel options.gemm must be 'onednn' or 'blas', got '" + gemm + "'");
+  if (gemm != "onednn" && gemm != "blas") {
+    js::TypeError(env, "kernel options.gemm must be 'onednn' or 'blas', got '" + gemm + "'");
+  }
   options.gemm = gemm == "blas" ? GemmChoice::kBlas : GemmChoice::kOneDnn;
   const std::string profile = js::String(object.Get("profileOps"), "kernel options.profileOps");
   if (profile != "off" && profile != "cpu" && profile != "wall") {
     js::TypeError(env, "kernel options.profileOps must be 'off', 'cpu' or 'wall', got '" + profile + "'");
   }
-  options.profile_ops = profile == "wall" ? OpProfileMode::kWall : profile == "cpu" ? OpProfileMode::kThreadCpu : OpProfileMode::kOff;
+  options.profile_ops = profile == "wall"  ? OpProfileMode::kWall
+                        : profile == "cpu" ? OpProfileMode::kThreadCpu
+                                           : OpProfileMode::kOff;
   options.fused_attention = js::Bool(object.Get("fusedAttention"), "kernel options.fusedAttention");
   options.row_plan = js::Bool(object.Get("rowPlan"), "kernel options.rowPlan");
   options.cpu_cache = js::Bool(object.Get("cpuCache"), "kernel options.cpuCache");

@@ -6,7 +6,12 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { CONFIG_LIMITS, parseModelConfig } from '../lib/checkpoint/config.js'
-import { MAX_POSITION_EMBEDDINGS_LIMIT, MODEL_SIZE_FIELDS, type NativeModelSpec, nativeModelContract } from '../lib/checkpoint/model-contract.js'
+import {
+  MAX_POSITION_EMBEDDINGS_LIMIT,
+  MODEL_SIZE_FIELDS,
+  type NativeModelSpec,
+  nativeModelContract,
+} from '../lib/checkpoint/model-contract.js'
 import { nativeSpec } from '../lib/model/native-spec.js'
 import { addonPath, native } from '../lib/native/load.js'
 import { tinyRawConfig } from './helpers/tiny-model.js'
@@ -15,7 +20,7 @@ const OPTIONS = { device: 'cpu', dtype: 'float32' }
 const spec = (): NativeModelSpec => nativeSpec(parseModelConfig(tinyRawConfig(), 'config.json'))
 const create = (s: unknown) => native().NativeModel.create(s as NativeModelSpec, OPTIONS)
 
-t.test('each size limit of the contract + 1 is refused by lib/ and by the native constructor, which names the field and the same limit', async (t) => {
+t.test('each contract limit + 1 is refused by lib/ and by the native constructor, naming the field and limit', async (t) => {
   for (const [field, { configKey, max: limit }] of Object.entries(MODEL_SIZE_FIELDS)) {
     t.equal(CONFIG_LIMITS[configKey], limit, `CONFIG_LIMITS.${configKey} is the contract's ${field} limit`)
     t.throws(() => parseModelConfig({ ...tinyRawConfig(), [configKey]: limit + 1 }, 'config.json'), { message: new RegExp(`"${configKey}" is ${limit + 1}, above the largest llamapro supports \\(${limit}\\)`) }, `lib/ refuses ${configKey} = ${limit} + 1`)
@@ -27,7 +32,8 @@ t.test('each size limit of the contract + 1 is refused by lib/ and by the native
     t.throws(() => create(at), { name: 'TypeError', message: /spec\.rope\.type must be default, linear or llama3|spec\.numHeads must be a multiple|spec\.slidingWindows must have one entry per layer/ }, `spec.${field} = ${limit} passes the size check`)
   }
   // max_position_embeddings bounds lib/ only (the addon has no position table).
-  t.same(Object.keys(CONFIG_LIMITS).sort(), [...Object.values(MODEL_SIZE_FIELDS).map((f) => f.configKey), 'max_position_embeddings'].sort(), 'every config limit is a contract field')
+  const keys = [...Object.values(MODEL_SIZE_FIELDS).map((f) => f.configKey), 'max_position_embeddings']
+  t.same(Object.keys(CONFIG_LIMITS).sort(), keys.sort(), 'every config limit is a contract field')
   t.equal(CONFIG_LIMITS.max_position_embeddings, MAX_POSITION_EMBEDDINGS_LIMIT)
 })
 
@@ -35,21 +41,40 @@ t.test('an addon whose fields differ from the contract refuses it; the limits ar
   const binding = native()
   const contract = nativeModelContract()
   t.doesNotThrow(() => binding.setModelContract(contract), 'the same contract again is accepted')
-  t.throws(() => binding.setModelContract({ ...contract, sizes: { ...contract.sizes, slidingWindowSize: 10 } as typeof contract.sizes }), {
+  const refused = (change: Partial<typeof contract>) => () => binding.setModelContract({ ...contract, ...change })
+  t.throws(refused({ sizes: { ...contract.sizes, slidingWindowSize: 10 } as typeof contract.sizes }), {
     name: 'TypeError',
-    message: /^the model contract \(lib\/checkpoint\/model-contract\.ts\) lists size fields \{.*slidingWindowSize.*\} but this addon reads \{headDim, .*\}: rebuild the addon/,
+    message: new RegExp(
+      '^the model contract \\(lib/checkpoint/model-contract\\.ts\\) lists size fields \\{.*slidingWindowSize.*\\} ' +
+        'but this addon reads \\{headDim, .*\\}: rebuild the addon',
+    ),
   })
-  t.throws(() => binding.setModelContract({ ...contract, flags: contract.flags.filter((f) => f !== 'mlpBias') }), { message: /lists flags \{oBias, qkvBias, tieWordEmbeddings\} but this addon reads \{mlpBias, oBias, qkvBias, tieWordEmbeddings\}/ })
-  t.throws(() => binding.setModelContract({ ...contract, ropeTypes: [...contract.ropeTypes, 'yarn'] }), { message: /lists rope types \{default, linear, llama3, yarn\} but this addon reads \{default, linear, llama3\}/ })
-  t.throws(() => binding.setModelContract({ ...contract, ropeNumbers: contract.ropeNumbers.slice(1) }), { message: /lists rope numbers/ })
-  t.throws(() => binding.setModelContract({ ...contract, sizes: { ...contract.sizes, numLayers: 1 << 20 } }), { name: 'TypeError', message: 'the model contract is set once, when the addon loads' })
-  t.throws(() => binding.setModelContract({ ...contract, sizes: { ...contract.sizes, numLayers: -1 } }), { name: 'RangeError', message: /numLayers must be between 1 and 2\^31/ })
-  t.throws(() => create({ ...spec(), numLayers: 4097 }), { message: /above llamapro's limit 4096/ }, 'the limits held are still the contract\'s')
+  t.throws(refused({ flags: contract.flags.filter((f) => f !== 'mlpBias') }), {
+    message: /lists flags \{oBias, qkvBias, tieWordEmbeddings\} but this addon reads \{mlpBias, oBias, qkvBias, tieWordEmbeddings\}/,
+  })
+  t.throws(refused({ ropeTypes: [...contract.ropeTypes, 'yarn'] }), {
+    message: /lists rope types \{default, linear, llama3, yarn\} but this addon reads \{default, linear, llama3\}/,
+  })
+  t.throws(refused({ ropeNumbers: contract.ropeNumbers.slice(1) }), { message: /lists rope numbers/ })
+  t.throws(refused({ sizes: { ...contract.sizes, numLayers: 1 << 20 } }), {
+    name: 'TypeError',
+    message: 'the model contract is set once, when the addon loads',
+  })
+  t.throws(refused({ sizes: { ...contract.sizes, numLayers: -1 } }), {
+    name: 'RangeError',
+    message: /numLayers must be between 1 and 2\^31/,
+  })
+  t.throws(() => create({ ...spec(), numLayers: 4097 }), { message: /limit 4096/ }, "the limits held are still the contract's")
 })
 
 t.test('an addon loaded without the contract refuses every spec', async (t) => {
   const script = `const addon = require(${JSON.stringify(addonPath())})
-try { addon.NativeModel.create(${JSON.stringify(spec())}, { device: 'cpu', dtype: 'float32' }); console.log('created') } catch (e) { console.log(e.message) }`
+try {
+  addon.NativeModel.create(${JSON.stringify(spec())}, { device: 'cpu', dtype: 'float32' })
+  console.log('created')
+} catch (e) {
+  console.log(e.message)
+}`
   const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim()
   t.equal(out, "spec: the model contract was not given (load the addon through llamapro's lib/native/load.ts)")
 })

@@ -22,13 +22,22 @@ export const MODEL_SIZE_FIELDS = {
   headDim: { configKey: 'head_dim', max: 1 << 12 },
 } as const satisfies Record<string, { configKey: string; max: number }>
 
-/** Which linear layers have biases (q/k/v: Qwen2, or LLaMA with attention_bias; o: LLaMA with attention_bias; gate/up/down: LLaMA with mlp_bias), and whether lm_head is the embedding. */
+/**
+ * Which linear layers have biases (q/k/v: Qwen2, or LLaMA with attention_bias; o: LLaMA with attention_bias;
+ * gate/up/down: LLaMA with mlp_bias), and whether lm_head is the embedding.
+ */
 export const MODEL_FLAG_FIELDS = ['qkvBias', 'oBias', 'mlpBias', 'tieWordEmbeddings'] as const
 
 /** Rotary scaling the addon implements (native/llama_modules.cc RotaryInverseFrequencies). */
 export const ROPE_TYPES = ['default', 'linear', 'llama3'] as const
 /** theta; factor (linear and llama3); lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings (llama3). */
-export const ROPE_NUMBER_FIELDS = ['theta', 'factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositionEmbeddings'] as const
+export const ROPE_NUMBER_FIELDS = [
+  'theta',
+  'factor',
+  'lowFreqFactor',
+  'highFreqFactor',
+  'originalMaxPositionEmbeddings',
+] as const
 
 /** Bounds config.json only: the addon has no position table. */
 export const MAX_POSITION_EMBEDDINGS_LIMIT = 1 << 24
@@ -50,7 +59,10 @@ type ConfigKey = (typeof MODEL_SIZE_FIELDS)[ModelSizeField]['configKey'] | 'max_
 
 /** config.json's upper bounds, by key (lib/checkpoint/config.ts refuses a value above them). */
 export const CONFIG_LIMITS: Readonly<Record<ConfigKey, number>> = Object.freeze({
-  ...(Object.fromEntries(Object.values(MODEL_SIZE_FIELDS).map((f) => [f.configKey, f.max])) as Record<ConfigKey, number>),
+  ...(Object.fromEntries(Object.values(MODEL_SIZE_FIELDS).map((f) => [f.configKey, f.max])) as Record<
+    ConfigKey,
+    number
+  >),
   max_position_embeddings: MAX_POSITION_EMBEDDINGS_LIMIT,
 })
 
@@ -75,7 +87,10 @@ export interface NativeModelContract {
 
 export function nativeModelContract(): NativeModelContract {
   return {
-    sizes: Object.fromEntries(Object.entries(MODEL_SIZE_FIELDS).map(([field, f]) => [field, f.max])) as Record<ModelSizeField, number>,
+    sizes: Object.fromEntries(Object.entries(MODEL_SIZE_FIELDS).map(([field, f]) => [field, f.max])) as Record<
+      ModelSizeField,
+      number
+    >,
     flags: [...MODEL_FLAG_FIELDS],
     ropeTypes: [...ROPE_TYPES],
     ropeNumbers: [...ROPE_NUMBER_FIELDS],

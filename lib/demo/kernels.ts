@@ -6,7 +6,8 @@
  * 0.681, and the same choice gave identical results on every run; one OpenBLAS thread instead of two gave 0.518
  * instead of 0.521 for the base model. So the demo asks OpenBLAS for its Haswell kernels (AVX2 + FMA, which every
  * x86-64 server CPU since 2013 has) and 2 threads before LibTorch is loaded, and LibTorch for one intra-op thread.
- * It also keeps the model's products on OpenBLAS (the kernel option gemm 'blas', as LLAMAPRO_GEMM=blas would): where LibTorch has oneDNN, llamapro would
+ * It also keeps the model's products on OpenBLAS (the kernel option gemm 'blas', as LLAMAPRO_GEMM=blas would):
+ * where LibTorch has oneDNN, llamapro would
  * otherwise run them there (native/cpu_gemm.h), in the order of the kernel oneDNN generates for each CPU — and at
  * the demo's width of 128 oneDNN is no faster.
  */

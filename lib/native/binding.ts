@@ -18,7 +18,7 @@ export interface RawRuntimeInfo {
   buildConfig: string
 }
 
-/** lib/model/native-spec.ts builds it from a validated ModelConfig; its fields are lib/checkpoint/model-contract.ts's. */
+/** lib/model/native-spec.ts builds it from a validated ModelConfig; lib/checkpoint/model-contract.ts declares it. */
 export type { NativeModelSpec }
 
 export interface NativeModelOptions {
@@ -200,7 +200,7 @@ export interface NativeBinding {
   setKernelOptions(options: KernelOptions): void
   /** The kernel options C++ holds now. */
   kernelOptions(): KernelOptions
-  /** Once, at load (lib/native/load.ts): the limits every spec is checked against; refused if the fields differ from the addon's. */
+  /** At load (lib/native/load.ts): the limits specs are checked against; refused unless its fields are the addon's. */
   setModelContract(contract: NativeModelContract): void
   /** cpu.cached: bytes of freed CPU blocks held for reuse (not counted in current or peak; cpuCache false: none). */
   memoryStats(device?: number): { cpu: MemoryCounters & { cached: number }; cuda: MemoryCounters | null }

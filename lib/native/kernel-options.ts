@@ -7,16 +7,16 @@
  */
 import { LlamaproError } from '../errors.js'
 
-/** 'onednn': oneDNN's sgemm for float32 CPU projections where the process has it (else the BLAS); 'blas': at::linear. */
+/** 'onednn': oneDNN's sgemm for float32 CPU projections where the process has it (else the BLAS); 'blas': the BLAS. */
 export type GemmChoice = 'onednn' | 'blas'
 /** Per training step, a table of LibTorch operators on stderr: by thread CPU time ('cpu') or wall time ('wall'). */
 export type OpProfileMode = 'off' | 'cpu' | 'wall'
 
 export interface KernelOptions {
   gemm: GemmChoice
-  /** One autograd node for causal attention where oneDNN runs the products (saves P, not the scores); false: the composite form. */
+  /** One autograd node for causal attention where oneDNN runs the products; false: the composite form. */
   fusedAttention: boolean
-  /** Rows the loss does not read (padding after the last label, and in the last layer all but the counted) are not computed. */
+  /** Rows the loss does not read (padding after the last label; in the last layer, all but the counted) are skipped. */
   rowPlan: boolean
   /** Freed CPU blocks of 64 KiB and more are kept for reuse (not counted as in use; dispose() releases them). */
   cpuCache: boolean
@@ -49,7 +49,8 @@ export const DEFAULT_KERNEL_OPTIONS: Readonly<KernelOptions> = Object.freeze({
 const KEYS = Object.keys(KERNEL_SWITCHES) as (keyof KernelOptions)[]
 
 const spellings = (key: keyof KernelOptions) => Object.keys(KERNEL_SWITCHES[key].values)
-const optionValues = (key: keyof KernelOptions) => Object.values(KERNEL_SWITCHES[key].values).map((v) => JSON.stringify(v))
+const optionValues = (key: keyof KernelOptions) =>
+  Object.values(KERNEL_SWITCHES[key].values).map((v) => JSON.stringify(v))
 
 /**
  * The options the environment asks for: each variable unset or empty keeps its default; any other value must be
@@ -75,19 +76,26 @@ export function kernelOptionsFromEnv(env: Record<string, string | undefined> = p
 }
 
 /** Checks options given to the API (`where` names the call): unknown keys and wrong values name the valid ones. */
-export function checkKernelOptions(partial: Partial<KernelOptions>, where = 'setKernelOptions'): Partial<KernelOptions> {
+export function checkKernelOptions(
+  partial: Partial<KernelOptions>,
+  where = 'setKernelOptions',
+): Partial<KernelOptions> {
   if (typeof partial !== 'object' || partial === null || Array.isArray(partial)) {
     throw new LlamaproError('LLAMAPRO_KERNEL_OPTION', `${where}: expected an object with some of ${KEYS.join(', ')}`)
   }
   for (const [key, value] of Object.entries(partial)) {
     if (!(KEYS as string[]).includes(key)) {
-      throw new LlamaproError('LLAMAPRO_KERNEL_OPTION', `${where}: unknown kernel option "${key}"; the options are ${KEYS.join(', ')}`)
+      throw new LlamaproError(
+        'LLAMAPRO_KERNEL_OPTION',
+        `${where}: unknown kernel option "${key}"; the options are ${KEYS.join(', ')}`,
+      )
     }
     const k = key as keyof KernelOptions
     if (!Object.values(KERNEL_SWITCHES[k].values).includes(value as never)) {
       throw new LlamaproError(
         'LLAMAPRO_KERNEL_OPTION',
-        `${where}: ${key} ${JSON.stringify(value)} is not valid: use ${optionValues(k).join(' or ')} (${KERNEL_SWITCHES[k].variable} in the environment)`,
+        `${where}: ${key} ${JSON.stringify(value)} is not valid: use ${optionValues(k).join(' or ')} ` +
+          `(${KERNEL_SWITCHES[k].variable} in the environment)`,
       )
     }
   }

@@ -49,7 +49,7 @@ export interface MemoryEstimateInput {
   zeroStage?: 0 | 1
   /** Gradient bucket size of the collectives (ddp_bucket_cap_mb; default 25 MiB). */
   bucketBytes?: number
-  /** The kernel options the step runs with (default: llamapro's defaults; `llamapro plan` passes the ones in effect). */
+  /** The kernel options the step runs with (default: the defaults; `llamapro plan` passes the ones in effect). */
   kernels?: Pick<KernelOptions, 'rowPlan' | 'fusedAttention'>
   /**
    * Each sequence's tokens before its right padding (default: every row full, `seq`); every token is labelled.
@@ -68,7 +68,12 @@ interface StepRows {
   counted: number
 }
 
-export function planStepRows(batch: number, seq: number, lengths: readonly number[] | undefined, rowPlan: boolean): StepRows {
+export function planStepRows(
+  batch: number,
+  seq: number,
+  lengths: readonly number[] | undefined,
+  rowPlan: boolean,
+): StepRows {
   const grid = batch * seq
   // A sequence of length L predicts positions 1..L-1 from positions 0..L-2: L - 1 rows are read by the loss.
   let counted = 0
