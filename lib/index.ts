@@ -3,6 +3,13 @@ export { info, setThreads } from './info.js'
 export type { RuntimeInfo, CudaDevice } from './info.js'
 export { VERSION } from './version.js'
 export { setAddonDir, loadedAddon } from './native/load.js'
+export {
+  kernelOptions,
+  setKernelOptions,
+  kernelOptionsFromEnv,
+  describeKernelOptions,
+} from './native/kernel-options.js'
+export type { KernelOptions, GemmChoice, OpProfileMode } from './native/kernel-options.js'
 export type { AddonLocation } from './native/load.js'
 export { bundle } from './bundle/bundle.js'
 export type { BundleOptions, BundleResult } from './bundle/bundle.js'

@@ -1,4 +1,5 @@
 /** `llamapro info` and `info()`: what llamapro runs on. */
+import type { KernelOptions } from './native/kernel-options.js'
 import { native, builtAgainst } from './native/load.js'
 import { VERSION } from './version.js'
 
@@ -22,6 +23,8 @@ export interface RuntimeInfo {
    * LibTorch. `LLAMAPRO_GEMM=blas` chooses the BLAS library. `threads`: those a product may use (0: the BLAS's own).
    */
   cpuGemm: { library: 'onednn' | 'blas'; threads: number }
+  /** The kernel switches in effect, as the addon holds them (environment or setKernelOptions). */
+  kernels: KernelOptions
   warnings: string[]
 }
 
@@ -50,6 +53,7 @@ export function info(): RuntimeInfo {
     threads: { intraOp: raw.threads.intraOp, interOp: raw.threads.interOp, blas: raw.threads.blas ?? null },
     blas: { name: raw.blas.name || 'unknown', library: raw.blas.library, config: raw.blas.config ?? null },
     cpuGemm: { library: raw.cpuGemm.library, threads: raw.cpuGemm.threads },
+    kernels: native().kernelOptions(),
     warnings,
   }
 }

@@ -4,6 +4,7 @@
 #include "dequant.h"
 #include "kv_cache.h"
 #include "memory_stats.h"
+#include "model_contract.h"
 #include "native_model.h"
 #include "process_group.h"
 #include "runtime_info.h"
@@ -14,6 +15,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallCountingCpuAllocator();
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("setKernelOptions", Napi::Function::New(env, SetKernelOptionsJs, "setKernelOptions"));
+  exports.Set("kernelOptions", Napi::Function::New(env, KernelOptionsJs, "kernelOptions"));
+  exports.Set("setModelContract", Napi::Function::New(env, SetModelContractJs, "setModelContract"));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
   exports.Set("convertTensors", Napi::Function::New(env, ConvertTensorsJs, "convertTensors"));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cpu_gemm.h"
+#include "kernel_options.h"
 #include "vector_math.h"
 
 namespace llamapro {
@@ -152,11 +153,6 @@ class CausalAttentionFunction : public torch::autograd::Function<CausalAttention
   }
 };
 
-bool Enabled() {
-  const char* flag = std::getenv("LLAMAPRO_FUSED_ATTENTION");
-  return flag == nullptr || std::strcmp(flag, "0") != 0;
-}
-
 }  // namespace
 
 bool CausalAttentionApplies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
@@ -165,7 +161,7 @@ bool CausalAttentionApplies(const torch::Tensor& q, const torch::Tensor& k, cons
   }
   if (k.sizes() != v.sizes() || q.size(0) != k.size(0) || q.size(2) != k.size(2) || q.size(3) != k.size(3)) return false;
   if (k.size(1) == 0 || q.size(1) % k.size(1) != 0) return false;
-  return Enabled() && OneDnnProducts();
+  return CurrentKernelOptions().fused_attention && OneDnnProducts();
 }
 
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t window, double scale) {

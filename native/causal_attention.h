@@ -9,7 +9,7 @@
 // [batch, seq, heads, head_dim] layout o_proj reads. P is saved for backward, as the composite form saves the
 // softmax output; backward is dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(P dP)) scale, dQ = dS K, dK += dS^T Q.
 //
-// LLAMAPRO_FUSED_ATTENTION=0 (read per call) keeps the composite form.
+// The kernel option fusedAttention false (LLAMAPRO_FUSED_ATTENTION=0; read per call) keeps the composite form.
 #pragma once
 #include <torch/torch.h>
 

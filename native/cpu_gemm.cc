@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernel_options.h"
+
 namespace llamapro {
 namespace {
 
@@ -64,8 +66,7 @@ const Symbols& Library() {
 
 bool OneDnnWanted() {
   if (!Library().usable()) return false;
-  const char* choice = std::getenv("LLAMAPRO_GEMM");
-  return choice == nullptr || *choice == '\0' || std::strcmp(choice, "blas") != 0;
+  return CurrentKernelOptions().gemm == GemmChoice::kOneDnn;
 }
 
 // Two thread pools on the same cores. OpenBLAS's workers spin for a long while after each call (about 0.1 s,
@@ -74,7 +75,7 @@ bool OneDnnWanted() {
 // with a spinning one, every product waits for it, and the step is ~10% slower than OpenBLAS alone instead of
 // ~12% faster (bench/results/llamafactory-speed-profile.md, section 6). So while oneDNN runs the projections,
 // OpenBLAS runs on the calling thread and its workers sleep; oneDNN gets the threads OpenBLAS had
-// (OPENBLAS_NUM_THREADS, by default the cores). LLAMAPRO_GEMM=blas gives them back.
+// (OPENBLAS_NUM_THREADS, by default the cores). The gemm option 'blas' gives them back.
 std::mutex g_pool_mutex;
 std::atomic<int> g_gemm_threads{0};  // OpenBLAS's thread count when oneDNN took over; 0 while OpenBLAS has its own
 

@@ -11,8 +11,9 @@
 //
 // While oneDNN runs them, OpenBLAS (left with attention's batched products in LibTorch 1.x) runs on the calling
 // thread and oneDNN gets the threads OpenBLAS had: the two pools would spin against each other (cpu_gemm.cc).
-// LLAMAPRO_GEMM=blas keeps at::linear and OpenBLAS's threads; unset (or anything else), oneDNN where usable.
-// The variable is read per call, so that one process can time both (bench/profile/ab-env.mjs).
+// The kernel option gemm 'blas' (LLAMAPRO_GEMM=blas) keeps at::linear and OpenBLAS's threads; 'onednn' (the
+// default) uses oneDNN where usable. It is read per call, so that one process can time both
+// (bench/profile/ab-env.mjs).
 #pragma once
 #include <torch/torch.h>
 

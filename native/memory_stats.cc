@@ -16,6 +16,8 @@
 #include <new>
 #include <unordered_map>
 
+#include "kernel_options.h"
+
 // CUDA statistics come from c10/cuda's caching allocator where the CUDA headers are there (a toolkit, or the
 // CUDA 12 runtime wheel), and otherwise from c10's device-generic allocator interface (LibTorch >= 2.9), which
 // needs no CUDA header: pip's CUDA 13 wheels ship cuda_runtime_api.h without the crt/ headers it includes.
@@ -65,10 +67,6 @@ std::mutex g_cache_mutex;
 std::unordered_map<void*, Block> g_live;         // cacheable blocks in use
 std::multimap<size_t, void*> g_free;             // cached blocks by capacity
 int64_t g_cached_bytes = 0;
-bool g_cache_enabled = [] {
-  const char* flag = std::getenv("LLAMAPRO_CPU_CACHE");
-  return flag == nullptr || std::strcmp(flag, "0") != 0;
-}();
 
 void Count(int64_t size) {
   const int64_t now = g_current.fetch_add(size, std::memory_order_relaxed) + size;
@@ -127,7 +125,7 @@ void CountingDelete(void* ptr) {
       g_live.erase(found);
       const int64_t in_use = g_current.fetch_sub(block.requested, std::memory_order_relaxed) - block.requested;
       const int64_t cap = std::max(kCacheFloor, in_use);
-      if (g_cache_enabled && g_cached_bytes + static_cast<int64_t>(block.capacity) <= cap) {
+      if (CurrentKernelOptions().cpu_cache && g_cached_bytes + static_cast<int64_t>(block.capacity) <= cap) {
         g_free.emplace(block.capacity, ptr);
         g_cached_bytes += static_cast<int64_t>(block.capacity);
       } else {

@@ -13,8 +13,9 @@ struct MemoryCounters {
 // Installs the counting CPU allocator (once). Called when the addon loads.
 void InstallCountingCpuAllocator();
 MemoryCounters CpuMemory();
-// Freed CPU blocks of 64 KiB and more are cached for reuse (LLAMAPRO_CPU_CACHE=0 turns that off): the bytes held,
-// and a release of them all (when a model is disposed, and before an allocation is given up as failed).
+// Freed CPU blocks of 64 KiB and more are cached for reuse (the kernel option cpuCache, LLAMAPRO_CPU_CACHE=0, turns
+// that off): the bytes held, and a release of them all (when a model is disposed, when the option is turned off, and
+// before an allocation is given up as failed).
 int64_t CpuCachedBytes();
 void ReleaseCpuCache();
 void ResetCpuPeak();

@@ -1,4 +1,5 @@
 // The decoder's shape, normalised by lib/checkpoint/config.ts from config.json and passed in as plain values.
+// Its fields and limits are declared once in lib/checkpoint/model-contract.ts; model_contract.cc reads them.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,5 +1,6 @@
 #include "model_state.h"
 
+#include "kernel_options.h"
 #include "op_profile.h"
 #include "process_group.h"
 
@@ -28,13 +29,11 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 // The decoder is spared rows too (RowPlan, llama_modules.h): the positions after each sequence's last counted
 // prediction (its padding) where they are at least 1/32 of the batch, and in the last layer every row but the
 // counted ones. `labels` is on the host: the rows are chosen there, so a GPU never waits for them.
+// plan_rows false (the kernel option rowPlan, LLAMAPRO_ROW_PLAN=0) computes every row.
 torch::Tensor ShiftedCrossEntropy(CausalLM& module, const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens,
-                                  const torch::Device& device, c10::ScalarType dtype) {
+                                  const torch::Device& device, c10::ScalarType dtype, bool plan_rows) {
   const int64_t batch = ids.size(0);
   const int64_t seq = ids.size(1);
-  // LLAMAPRO_ROW_PLAN=0 computes every row (read per call: bench/profile/ab-env.mjs alternates it step by step).
-  const char* row_plan = std::getenv("LLAMAPRO_ROW_PLAN");
-  const bool plan_rows = row_plan == nullptr || std::strcmp(row_plan, "0") != 0;
   // The plan below reads the labels by raw offset: their shape is checked here again (the binding already did).
   TORCH_CHECK(labels.dim() == 2 && labels.size(0) == batch && labels.size(1) == seq, "labels must be shaped like the ids [", batch, ", ",
               seq, "], got ", labels.sizes());
@@ -236,7 +235,8 @@ LossResult ModelState::Loss(const torch::Tensor& ids, const torch::Tensor& label
     result.loss = torch::zeros({}, torch::kFloat32);
     return result;
   }
-  result.loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype);
+  const bool plan_rows = CurrentKernelOptions().row_plan;
+  result.loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype, plan_rows);
   return result;
 }
 
@@ -282,9 +282,10 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
                                       const TrainStepOptions& options) {
   const auto trainable = TrainableParams();
   if (trainable.empty()) throw std::invalid_argument("no parameter is trainable: call setTrainable() with the names to train");
-  const auto profile = StepOpProfile::StartIfRequested();  // LLAMAPRO_PROFILE_OPS=1 (see op_profile.h)
+  const KernelOptions kernels = CurrentKernelOptions();  // one snapshot for the step: JS may change them meanwhile
+  const auto profile = StepOpProfile::Start(kernels.profile_ops);  // null unless profileOps (op_profile.h)
   TrainStepResult result;
-  ForwardBackward(ids, labels, counted_tokens, options, result);
+  ForwardBackward(ids, labels, counted_tokens, options, kernels.row_plan, result);
   result.loss_scale = scaler.scale;
   if (!options.update) return result;
 
@@ -314,7 +315,7 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
 // Forward and backward of one micro-batch; its gradients add to the parameters' .grad and its weighted loss to the
 // step's. A non-finite loss is only noted here: the decision is the update's, taken alike on every rank.
 void ModelState::ForwardBackward(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens, const TrainStepOptions& options,
-                                 TrainStepResult& result) {
+                                 bool plan_rows, TrainStepResult& result) {
   result.tokens = counted_tokens;
   // LoRA dropout draws one mask per layer and pass; checkpointing's recompute in backward reuses it.
   struct LoraPass {
@@ -336,8 +337,8 @@ void ModelState::ForwardBackward(const torch::Tensor& ids, const torch::Tensor& 
   if (counted_tokens == 0) return;
   torch::Tensor loss;
   {
-    RECORD_USER_SCOPE("llamapro::forward_and_loss");  // named phases for LLAMAPRO_PROFILE_OPS (op_profile.h)
-    loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype);
+    RECORD_USER_SCOPE("llamapro::forward_and_loss");  // named phases for the op profile (op_profile.h)
+    loss = ShiftedCrossEntropy(module, ids, labels, counted_tokens, device, dtype, plan_rows);
   }
   const double multiplier = options.loss_multiplier * (scaler.enabled ? scaler.scale : 1.0);
   {

@@ -14,73 +14,11 @@
 #include "js_unwrap.h"
 #include "js_convert.h"
 #include "memory_stats.h"
+#include "model_contract.h"
 #include "tensor_io.h"
 
 namespace llamapro {
 namespace {
-
-ModelSpec SpecFromJs(const Napi::Object& obj) {
-  ModelSpec spec;
-  auto int_field = [&](const char* key) { return js::Integer(obj.Get(key), std::string("spec.") + key); };
-  spec.vocab_size = int_field("vocabSize");
-  spec.hidden_size = int_field("hiddenSize");
-  spec.intermediate_size = int_field("intermediateSize");
-  spec.num_layers = int_field("numLayers");
-  spec.num_heads = int_field("numHeads");
-  spec.num_kv_heads = int_field("numKvHeads");
-  spec.head_dim = int_field("headDim");
-  // CONFIG_LIMITS in lib/checkpoint/config.ts, which refuses such a config.json first; test/model-spec.test.ts feeds
-  // each limit + 1 to NativeModel.create and expects this error with the same number. A spec that slipped past
-  // lib/ must not make us allocate per-layer modules or tensors until the process aborts.
-  const std::pair<const char*, std::pair<int64_t, int64_t>> limits[] = {
-      {"vocabSize", {spec.vocab_size, int64_t{1} << 24}},
-      {"hiddenSize", {spec.hidden_size, int64_t{1} << 17}},
-      {"intermediateSize", {spec.intermediate_size, int64_t{1} << 19}},
-      {"numLayers", {spec.num_layers, 4096}},
-      {"numHeads", {spec.num_heads, 4096}},
-      {"numKvHeads", {spec.num_kv_heads, 4096}},
-      {"headDim", {spec.head_dim, 4096}},
-  };
-  for (const auto& [field, value_limit] : limits) {
-    const auto [value, limit] = value_limit;
-    if (value <= 0) js::TypeError(obj.Env(), std::string("spec.") + field + " must be positive (got " + std::to_string(value) + ")");
-    if (value > limit) {
-      js::TypeError(obj.Env(), std::string("spec.") + field + " is " + std::to_string(value) + ", above llamapro's limit " + std::to_string(limit) +
-                             " (CONFIG_LIMITS in lib/checkpoint/config.ts)");
-    }
-  }
-  spec.rms_norm_eps = js::Number(obj.Get("rmsNormEps"), "spec.rmsNormEps");
-  const auto rope = js::Object(obj.Get("rope"), "spec.rope");
-  spec.rope.type = js::String(rope.Get("type"), "spec.rope.type");
-  spec.rope.theta = js::Number(rope.Get("theta"), "spec.rope.theta");
-  spec.rope.factor = js::Number(rope.Get("factor"), "spec.rope.factor");
-  spec.rope.low_freq_factor = js::Number(rope.Get("lowFreqFactor"), "spec.rope.lowFreqFactor");
-  spec.rope.high_freq_factor = js::Number(rope.Get("highFreqFactor"), "spec.rope.highFreqFactor");
-  spec.rope.original_max_position_embeddings =
-      js::Number(rope.Get("originalMaxPositionEmbeddings"), "spec.rope.originalMaxPositionEmbeddings");
-  spec.qkv_bias = js::Bool(obj.Get("qkvBias"), "spec.qkvBias");
-  spec.o_bias = js::Bool(obj.Get("oBias"), "spec.oBias");
-  spec.mlp_bias = js::Bool(obj.Get("mlpBias"), "spec.mlpBias");
-  spec.tie_word_embeddings = js::Bool(obj.Get("tieWordEmbeddings"), "spec.tieWordEmbeddings");
-  const auto windows = js::Array(obj.Get("slidingWindows"), "spec.slidingWindows");
-  if (windows.Length() > 4096) js::TypeError(obj.Env(), "spec.slidingWindows has more entries than llamapro's layer limit 4096");
-  for (uint32_t i = 0; i < windows.Length(); ++i) {
-    const auto w = windows.Get(i);
-    const int64_t window = w.IsNull() ? 0 : js::Integer(w, "spec.slidingWindows[" + std::to_string(i) + "]");
-    if (window < 0) js::TypeError(obj.Env(), "spec.slidingWindows entries must be null or positive");
-    spec.sliding_windows.push_back(window);
-  }
-  const Napi::Env env = obj.Env();
-  if (spec.num_heads % spec.num_kv_heads != 0) js::TypeError(env, "spec.numHeads must be a multiple of spec.numKvHeads");
-  if (spec.head_dim % 2 != 0) js::TypeError(env, "spec.headDim must be even");
-  if (static_cast<int64_t>(spec.sliding_windows.size()) != spec.num_layers) {
-    js::TypeError(env, "spec.slidingWindows must have one entry per layer");
-  }
-  if (spec.rope.type != "default" && spec.rope.type != "linear" && spec.rope.type != "llama3") {
-    js::TypeError(env, "spec.rope.type must be default, linear or llama3");
-  }
-  return spec;
-}
 
 // A device name from JS, parsed on the JS thread: 'cpu', 'cuda' or 'cuda:<n>'. Whether that device exists is asked
 // on the worker (OpenDevice): the first CUDA call initialises the driver, which takes seconds on some machines.

@@ -30,7 +30,7 @@ thread_local std::vector<Frame> t_stack;
 std::mutex g_mutex;
 std::map<std::string, Totals> g_totals;
 
-// LLAMAPRO_PROFILE_OPS=wall reads the monotonic clock instead: with several threads, where the step's wall
+// 'wall' (LLAMAPRO_PROFILE_OPS=wall) reads the monotonic clock instead: with several threads, where the step's wall
 // time goes (a GEMM shared by two BLAS threads costs half its CPU time in wall time, a serial op all of it).
 clockid_t g_clock = CLOCK_THREAD_CPUTIME_ID;
 
@@ -60,10 +60,9 @@ void OnEnd(const at::RecordFunction&, at::ObserverContext*) {
 
 }  // namespace
 
-std::unique_ptr<StepOpProfile> StepOpProfile::StartIfRequested() {
-  const char* flag = std::getenv("LLAMAPRO_PROFILE_OPS");
-  if (flag == nullptr || *flag == '\0' || std::string(flag) == "0") return nullptr;
-  g_clock = std::string(flag) == "wall" ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID;
+std::unique_ptr<StepOpProfile> StepOpProfile::Start(OpProfileMode mode) {
+  if (mode == OpProfileMode::kOff) return nullptr;
+  g_clock = mode == OpProfileMode::kWall ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID;
   return std::unique_ptr<StepOpProfile>(new StepOpProfile());
 }
 

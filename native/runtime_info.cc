@@ -12,6 +12,8 @@
 
 #include "async_work.h"
 #include "cpu_gemm.h"
+#include "js_convert.h"
+#include "kernel_options.h"
 
 // Device names and sizes come from the CUDA runtime where its headers are there; pip's CUDA 13 wheels lack the
 // crt/ headers cuda_runtime_api.h needs, so without them the same facts come from the driver API (libcuda.so.1,
@@ -188,6 +190,40 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   if (threads < 0 || threads > 1024) ThrowJs(info.Env(), "threads must be between 0 and 1024", "LLAMAPRO_ARG");
   SetIntraOpThreads(threads);
   return info.Env().Undefined();
+}
+
+Napi::Value SetKernelOptionsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto object = js::Object(info.Length() > 0 ? info[0] : env.Undefined(), "kernel options");
+  KernelOptions options;
+  const std::string gemm = js::String(object.Get("gemm"), "kernel options.gemm");
+  if (gemm != "onednn" && gemm != "blas") {
+    js::TypeError(env, "kernel options.gemm must be 'onednn' or 'blas', got '" + gemm + "'");
+  }
+  options.gemm = gemm == "blas" ? GemmChoice::kBlas : GemmChoice::kOneDnn;
+  const std::string profile = js::String(object.Get("profileOps"), "kernel options.profileOps");
+  if (profile != "off" && profile != "cpu" && profile != "wall") {
+    js::TypeError(env, "kernel options.profileOps must be 'off', 'cpu' or 'wall', got '" + profile + "'");
+  }
+  options.profile_ops = profile == "wall"  ? OpProfileMode::kWall
+                        : profile == "cpu" ? OpProfileMode::kThreadCpu
+                                           : OpProfileMode::kOff;
+  options.fused_attention = js::Bool(object.Get("fusedAttention"), "kernel options.fusedAttention");
+  options.row_plan = js::Bool(object.Get("rowPlan"), "kernel options.rowPlan");
+  options.cpu_cache = js::Bool(object.Get("cpuCache"), "kernel options.cpuCache");
+  SetKernelOptions(options);
+  return env.Undefined();
+}
+
+Napi::Value KernelOptionsJs(const Napi::CallbackInfo& info) {
+  const KernelOptions options = CurrentKernelOptions();
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("gemm", GemmChoiceName(options.gemm));
+  out.Set("fusedAttention", options.fused_attention);
+  out.Set("rowPlan", options.row_plan);
+  out.Set("cpuCache", options.cpu_cache);
+  out.Set("profileOps", OpProfileModeName(options.profile_ops));
+  return out;
 }
 
 }  // namespace llamapro

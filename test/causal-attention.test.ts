@@ -1,11 +1,11 @@
 // The fused causal attention of LibTorch 1.x builds with oneDNN (native/causal_attention.h): scores, masked softmax
 // and the value product in one autograd node, against the composite form it replaces (baddbmm, softmax, bmm with
-// an additive mask; LLAMAPRO_FUSED_ATTENTION=0, read per call). Two independent implementations of the same
+// an additive mask; the kernel option fusedAttention false, LLAMAPRO_FUSED_ATTENTION=0, in effect from the next call). Two independent implementations of the same
 // attention must give the same loss and gradients to float32 rounding — grouped-query heads, a sliding window
 // shorter than the batch, biases, padded sft batches (the row plan's grid) — and checkpointing on and off must stay
 // exactly equal with it. training-numerics.test.ts compares the default path with PyTorch itself.
 import t, { type Test } from 'tap'
-import { LlamaModel, info } from '../lib/index.js'
+import { LlamaModel, info, kernelOptions, setKernelOptions } from '../lib/index.js'
 import type { NativeTrainStepOptions } from '../lib/native/binding.js'
 import { type FreezeOptions, freezePolicy } from '../lib/policy/freeze-policy.js'
 import { gradientGap } from './helpers/gradient-gap.js'
@@ -32,8 +32,8 @@ function sftBatch(lengths: number[], seq: number, vocab: number) {
   return { ids, labels, batch: lengths.length, seq }
 }
 
-async function trained(fused: '0' | '1', raw: Record<string, unknown>, options: FreezeOptions, data: ReturnType<typeof sftBatch>, checkpointing = true) {
-  process.env.LLAMAPRO_FUSED_ATTENTION = fused
+async function trained(fused: boolean, raw: Record<string, unknown>, options: FreezeOptions, data: ReturnType<typeof sftBatch>, checkpointing = true) {
+  setKernelOptions({ fusedAttention: fused })
   const model = await LlamaModel.random(raw, { seed: 3, gradientCheckpointing: checkpointing })
   const policy = freezePolicy(model.config.numLayers, model.parameters().map((p) => p.name), options)
   await model.setTrainable(policy.trainable)
@@ -44,8 +44,8 @@ async function trained(fused: '0' | '1', raw: Record<string, unknown>, options: 
 }
 
 async function expectClose(t: Test, label: string, raw: Record<string, unknown>, options: FreezeOptions, data: ReturnType<typeof sftBatch>) {
-  const composite = await trained('0', raw, options, data)
-  const fused = await trained('1', raw, options, data)
+  const composite = await trained(false, raw, options, data)
+  const fused = await trained(true, raw, options, data)
   const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
   t.ok(relative(fused.step.loss, composite.step.loss) <= 1e-5, `${label}: training loss ${fused.step.loss} against ${composite.step.loss}`)
   t.ok(relative(fused.evaluation.loss, composite.evaluation.loss) <= 1e-5, `${label}: evaluation loss (no graph) ${fused.evaluation.loss} against ${composite.evaluation.loss}`)
@@ -56,8 +56,9 @@ async function expectClose(t: Test, label: string, raw: Record<string, unknown>,
   fused.model.dispose()
 }
 
+const initial = kernelOptions()
 t.afterEach(() => {
-  delete process.env.LLAMAPRO_FUSED_ATTENTION
+  setKernelOptions(initial)
 })
 
 t.test('the same losses and gradients as the composite attention', { skip }, async (t) => {
@@ -77,8 +78,8 @@ t.test('the same losses and gradients as the composite attention', { skip }, asy
 t.test('with the fused attention, checkpointing on and off give the same numbers', { skip }, async (t) => {
   const data = sftBatch([18, 7, 12], 18, 150)
   const raw = tinyRawConfig({ layers: 6, hidden: 64, intermediate: 128, heads: 4, kvHeads: 2, vocab: 150 })
-  const on = await trained('1', raw, { useLlamaPro: true, freezeTrainableLayers: 2 }, data, true)
-  const off = await trained('1', raw, { useLlamaPro: true, freezeTrainableLayers: 2 }, data, false)
+  const on = await trained(true, raw, { useLlamaPro: true, freezeTrainableLayers: 2 }, data, true)
+  const off = await trained(true, raw, { useLlamaPro: true, freezeTrainableLayers: 2 }, data, false)
   t.equal(on.step.loss, off.step.loss, `loss ${on.step.loss}`)
   const pairs = on.trainable.map((n) => [`grad:${n}`, `grad:${n}`] as [string, string])
   const differences = await on.model.native.maxAbsDifference(off.model.native, pairs)
@@ -88,7 +89,7 @@ t.test('with the fused attention, checkpointing on and off give the same numbers
 })
 
 // The fused node must really run: its step has no batched products (aten::bmm) and no softmax operator; with
-// LLAMAPRO_FUSED_ATTENTION=0 it has both. Without this the comparisons above could compare one path with itself.
+// LLAMAPRO_FUSED_ATTENTION=0 it has both. (In a child process, so through the environment: the variable reaches the option.) Without this the comparisons above could compare one path with itself.
 
 t.test('the fused node is what runs', { skip }, async (t) => {
   const profile = (fused: string) => profiledStep({ LLAMAPRO_FUSED_ATTENTION: fused })

@@ -1,5 +1,5 @@
 // The model's float32 CPU projections through oneDNN's sgemm (native/cpu_gemm.h) where the LibTorch links oneDNN
-// beside OpenBLAS (Debian's), with LLAMAPRO_GEMM=blas (read per call) keeping at::linear. The two are independent
+// beside OpenBLAS (Debian's), with the kernel option gemm 'blas' (LLAMAPRO_GEMM=blas) keeping at::linear. The two are independent
 // implementations of the same products and their gradients — LibTorch's own autograd against llamapro's nodes (on
 // LibTorch 1.x the fused attention too: LLAMAPRO_GEMM=blas is the whole former path) — so a training step must give
 // the same loss and gradients both ways, to float32 rounding, for every architecture and freeze strategy, for
@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { LlamaModel, info } from '../lib/index.js'
+import { LlamaModel, info, kernelOptions, setKernelOptions } from '../lib/index.js'
 import type { NativeTrainStepOptions } from '../lib/native/binding.js'
 import { type FreezeOptions, freezePolicy } from '../lib/policy/freeze-policy.js'
 import { gradientGap } from './helpers/gradient-gap.js'
@@ -43,7 +43,7 @@ function batch(lengths: number[], seq: number, vocab: number) {
 }
 
 async function trained(gemm: 'onednn' | 'blas', raw: Record<string, unknown>, options: FreezeOptions, data: ReturnType<typeof batch>) {
-  process.env.LLAMAPRO_GEMM = gemm
+  setKernelOptions({ gemm })
   const model = await LlamaModel.random(raw, { seed: 5 })
   const policy = freezePolicy(model.config.numLayers, model.parameters().map((p) => p.name), options)
   await model.setTrainable(policy.trainable)
@@ -55,8 +55,9 @@ async function trained(gemm: 'onednn' | 'blas', raw: Record<string, unknown>, op
   return { model, loss, evaluation, trainable: policy.trainable }
 }
 
+const initial = kernelOptions()
 t.afterEach(() => {
-  delete process.env.LLAMAPRO_GEMM
+  setKernelOptions(initial)
 })
 
 t.test('oneDNN and LibTorch give the same training step', { skip: hasOneDnn ? false : 'this LibTorch has no oneDNN beside OpenBLAS: at::linear runs every product' }, async (t) => {
@@ -84,9 +85,10 @@ t.test('oneDNN and LibTorch give the same training step', { skip: hasOneDnn ? fa
 })
 
 // OpenBLAS keeps one thread while oneDNN runs the products (two spinning pools on the same cores cost a tenth of a
-// step); LLAMAPRO_GEMM=blas gives its threads back. In a child process: thread counts are process-wide.
+// step); gemm 'blas' gives its threads back. In a child process: thread counts are process-wide. The child starts
+// with LLAMAPRO_GEMM empty (the default) and LLAMAPRO_PROFILE_OPS=1 from the environment, and switches by the API.
 const THREADS_SCRIPT = `
-import { LlamaModel, info } from ${JSON.stringify(join(REPO_ROOT, 'dist', 'index.js'))}
+import { LlamaModel, info, setKernelOptions } from ${JSON.stringify(join(REPO_ROOT, 'dist', 'index.js'))}
 const raw = { architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64,
   num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, max_position_embeddings: 64 }
 const model = await LlamaModel.random(raw, { seed: 1 })
@@ -97,7 +99,7 @@ const step = () => model.native.trainStep(ids, ids, 2, 8, { lossMultiplier: 1, u
 const before = info()
 await step()
 const during = info()
-process.env.LLAMAPRO_GEMM = 'blas'
+setKernelOptions({ gemm: 'blas' })
 await step()
 const after = info()
 console.log(JSON.stringify({ before: [before.threads.blas, before.cpuGemm], during: [during.threads.blas, during.cpuGemm], after: [after.threads.blas, after.cpuGemm] }))
@@ -112,11 +114,11 @@ t.test('OpenBLAS runs on one thread while oneDNN has the products, and gets its 
   const seen = JSON.parse(stdout) as Record<'before' | 'during' | 'after', [number, { library: string; threads: number }]>
   t.same(seen.before, [2, { library: 'onednn', threads: 2 }], 'before any product: OpenBLAS has its 2 threads, oneDNN would take them')
   t.same(seen.during, [1, { library: 'onednn', threads: 2 }], 'after a training step: OpenBLAS 1 thread, oneDNN products 2')
-  t.same(seen.after, [2, { library: 'blas', threads: 2 }], 'LLAMAPRO_GEMM=blas: OpenBLAS has its 2 threads again')
+  t.same(seen.after, [2, { library: 'blas', threads: 2 }], "gemm 'blas': OpenBLAS has its 2 threads again")
   // The op profile of each step says which library ran its products: the comparison above compared two paths.
   const [first, second] = stderr.split('llamapro op profile:').slice(1)
   t.match(first, /^llamapro::onednn_sgemm\s/m, 'the first step ran its products in oneDNN')
   t.notMatch(first, /^aten::mm\s/m, 'and none through at::mm')
-  t.match(second, /^aten::mm\s/m, 'the LLAMAPRO_GEMM=blas step ran them through at::mm')
+  t.match(second, /^aten::mm\s/m, "the gemm 'blas' step ran them through at::mm")
   t.notMatch(second, /^llamapro::onednn_sgemm\s/m, 'and none in oneDNN')
 })

@@ -77,7 +77,7 @@ t.test('the demo runs end to end: base, expansion, LLaMA-Pro and full fine-tune,
   // The spread the statements are judged by is in the pictures: a whisker on every seeded bar whose seeds differ,
   // and a band around each mean training curve (test/chart.test.ts checks where they are drawn).
   const arms = [result.runs.llamaPro, result.runs.fullFineTune]
-  const spreads = (['a', 'b'] as const).flatMap((key) => arms.map((runs) => spread(runs.map((r) => r[key])).std))
+  const spreads = (['a', 'b'] as const).flatMap((key) => arms.map((runs) => twoSeeds(runs.map((r) => r[key])).std))
   const whiskers = readFileSync(join(out, 'demo.svg'), 'utf8').match(/class="whisker"/g) ?? []
   const stds = spreads.map((s) => s.toFixed(4)).join(', ')
   t.equal(whiskers.length, spreads.filter((s) => s > 0).length, `demo.svg: whiskers for stds ${stds}`)

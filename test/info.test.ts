@@ -42,6 +42,7 @@ t.test('llamapro info prints a readable summary; a bad flag is a usage error (ex
   const text = execFileSync(process.execPath, [CLI, 'info'], { encoding: 'utf8' })
   t.match(text, /libtorch\s+\d+\.\d+/)
   t.match(text, /threads\s+intra-op/)
+  t.match(text, /kernels\s+gemm (onednn|blas), fused attention (on|off), row plan (on|off), CPU cache (on|off), op profile (off|cpu|wall)/)
   try {
     execFileSync(process.execPath, [CLI, 'info', '--bogus'], { encoding: 'utf8', stdio: 'pipe' })
     t.fail('should exit non-zero')

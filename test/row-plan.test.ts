@@ -1,10 +1,10 @@
 // The row plan (native/llama_modules.h RowPlan): a training step computes only the rows its loss reads — no padding
 // after a sequence's last counted prediction (when that is 1/32 of the batch or more), and in the last layer only the
 // counted rows. It must change no number beyond float32 rounding: the same loss and gradients as computing every
-// row (LLAMAPRO_ROW_PLAN=0, read per call), for every architecture and freeze strategy; and with it, checkpointing on
+// row (the kernel option rowPlan false, LLAMAPRO_ROW_PLAN=0), for every architecture and freeze strategy; and with it, checkpointing on
 // and off stay exactly equal (activation-checkpointing.test.ts trains padded sft batches both ways).
 import t, { type Test } from 'tap'
-import { LlamaModel } from '../lib/index.js'
+import { LlamaModel, kernelOptions, setKernelOptions } from '../lib/index.js'
 import type { NativeTrainStepOptions } from '../lib/native/binding.js'
 import { type FreezeOptions, freezePolicy } from '../lib/policy/freeze-policy.js'
 import { gradientGap } from './helpers/gradient-gap.js'
@@ -27,8 +27,8 @@ function sftBatch(lengths: number[], seq: number, vocab: number, prompt = 3) {
   return { ids, labels, batch: lengths.length, seq }
 }
 
-async function trained(raw: Record<string, unknown>, options: FreezeOptions, plan: '0' | '1', data: ReturnType<typeof sftBatch>, checkpointing = true) {
-  process.env.LLAMAPRO_ROW_PLAN = plan
+async function trained(raw: Record<string, unknown>, options: FreezeOptions, plan: boolean, data: ReturnType<typeof sftBatch>, checkpointing = true) {
+  setKernelOptions({ rowPlan: plan })
   const model = await LlamaModel.random(raw, { seed: 11, gradientCheckpointing: checkpointing })
   const policy = freezePolicy(model.config.numLayers, model.parameters().map((p) => p.name), options)
   await model.setTrainable(policy.trainable)
@@ -39,8 +39,8 @@ async function trained(raw: Record<string, unknown>, options: FreezeOptions, pla
 }
 
 async function expectClose(t: Test, label: string, raw: Record<string, unknown>, options: FreezeOptions, data: ReturnType<typeof sftBatch>) {
-  const all = await trained(raw, options, '0', data)
-  const planned = await trained(raw, options, '1', data)
+  const all = await trained(raw, options, false, data)
+  const planned = await trained(raw, options, true, data)
   const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
   t.ok(relative(planned.step.loss, all.step.loss) <= 1e-5, `${label}: training loss ${planned.step.loss} = ${all.step.loss} (every row)`)
   t.ok(relative(planned.evaluation.loss, all.evaluation.loss) <= 1e-5, `${label}: evaluation loss ${planned.evaluation.loss} = ${all.evaluation.loss}`)
@@ -54,8 +54,9 @@ async function expectClose(t: Test, label: string, raw: Record<string, unknown>,
   planned.model.dispose()
 }
 
+const initial = kernelOptions()
 t.afterEach(() => {
-  delete process.env.LLAMAPRO_ROW_PLAN
+  setKernelOptions(initial)
 })
 
 t.test('the same losses and gradients as computing every row, for each architecture and freeze strategy', async (t) => {
@@ -86,8 +87,8 @@ t.test('little padding (under 1/32: rows not packed) and a row with nothing coun
 t.test('with the row plan, checkpointing on and off give the same numbers', async (t) => {
   const data = sftBatch([18, 7, 12], 18, 150)
   const raw = tinyRawConfig({ layers: 6, hidden: 64, intermediate: 128, heads: 4, kvHeads: 2, vocab: 150 })
-  const on = await trained(raw, { useLlamaPro: true, freezeTrainableLayers: 2 }, '1', data, true)
-  const off = await trained(raw, { useLlamaPro: true, freezeTrainableLayers: 2 }, '1', data, false)
+  const on = await trained(raw, { useLlamaPro: true, freezeTrainableLayers: 2 }, true, data, true)
+  const off = await trained(raw, { useLlamaPro: true, freezeTrainableLayers: 2 }, true, data, false)
   t.equal(on.step.loss, off.step.loss, `loss ${on.step.loss}`)
   const pairs = on.trainable.map((n) => [`grad:${n}`, `grad:${n}`] as [string, string])
   const differences = await on.model.native.maxAbsDifference(off.model.native, pairs)

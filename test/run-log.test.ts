@@ -107,6 +107,7 @@ t.test('trainer_log.jsonl, running_log.txt, training_args.yaml, llamapro_run.jso
     t.ok(running.some((line) => line.endsWith(`>> ${expected}`)), `running_log.txt has ${expected}`)
   }
   t.ok(running.some((line) => line.includes('eval_code_held_loss') && line.includes('eval_prose_loss')))
+  t.ok(running.some((line) => /llamapro >> kernels: gemm (onednn|blas), fused attention (on|off), row plan/.test(line)), 'the start says which kernel options are in effect')
   t.match(running.at(-1), /finished: 8 steps, train_loss \d/)
 
   t.same(parse(readFileSync(join(dir, 'each', 'training_args.yaml'), 'utf8')), each, 'training_args.yaml holds the keys as given')

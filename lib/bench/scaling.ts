@@ -16,6 +16,7 @@ import { openCheckpoint } from '../checkpoint/checkpoint.js'
 import { rankEnvironment } from '../distributed/environment.js'
 import { freePort } from '../distributed/launcher.js'
 import { LlamaproError } from '../errors.js'
+import { kernelOptionsEnv } from '../native/kernel-options.js'
 import { formatBytes } from '../util/format.js'
 import { type MachineInfo, describeMachine, machineInfo } from './machine.js'
 import { PRESETS } from './presets.js'
@@ -73,7 +74,7 @@ function runWorkers(request: ScalingWorkerRequest, nproc: number, port: number):
   const script = workerPath()
   return Promise.all(
     Array.from({ length: nproc }, (_, rank) => {
-      const env = { ...process.env }
+      const env = { ...process.env, ...kernelOptionsEnv() }
       for (const key of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']) delete env[key]
       if (nproc > 1) Object.assign(env, rankEnvironment({ rank, worldSize: nproc, localRank: rank, localWorldSize: nproc, masterAddr: '127.0.0.1', masterPort: port }))
       return new Promise<ScalingWorkerResult>((resolve, reject) => {

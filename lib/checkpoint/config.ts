@@ -4,44 +4,20 @@
  */
 import { LlamaproError } from '../errors.js'
 import { type ModelDtype, parseModelDtype } from './dtypes.js'
+import { CONFIG_LIMITS, type NativeModelSpec, ROPE_TYPES, type RopeConfig, type RopeType } from './model-contract.js'
 
 export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const
 export type ModelType = (typeof SUPPORTED_MODEL_TYPES)[number]
 
-export type RopeType = 'default' | 'linear' | 'llama3'
-export const SUPPORTED_ROPE_TYPES: readonly RopeType[] = ['default', 'linear', 'llama3']
+export type { RopeConfig, RopeType } from './model-contract.js'
+export const SUPPORTED_ROPE_TYPES: readonly RopeType[] = ROPE_TYPES
 
-export interface RopeConfig {
-  type: RopeType
-  theta: number
-  /** linear and llama3 */
-  factor: number
-  /** llama3 only */
-  lowFreqFactor: number
-  highFreqFactor: number
-  originalMaxPositionEmbeddings: number
-}
-
-export interface ModelConfig {
+/**
+ * The normalised config.json: the spec the addon is built from (its fields and limits declared once in
+ * lib/checkpoint/model-contract.ts), and what only lib/ uses.
+ */
+export interface ModelConfig extends NativeModelSpec {
   modelType: ModelType
-  vocabSize: number
-  hiddenSize: number
-  intermediateSize: number
-  numLayers: number
-  numHeads: number
-  numKvHeads: number
-  headDim: number
-  rmsNormEps: number
-  rope: RopeConfig
-  /** q_proj, k_proj and v_proj have biases (Qwen2 always; LLaMA with attention_bias). */
-  qkvBias: boolean
-  /** o_proj has a bias (LLaMA with attention_bias). */
-  oBias: boolean
-  /** gate/up/down projections have biases (LLaMA with mlp_bias). */
-  mlpBias: boolean
-  tieWordEmbeddings: boolean
-  /** Per layer: the sliding attention window in tokens, or null for full causal attention. */
-  slidingWindows: (number | null)[]
   maxPositionEmbeddings: number
   /** The dtype the checkpoint declares (torch_dtype / dtype), if any. */
   dtype: ModelDtype | null
@@ -56,21 +32,8 @@ export class ConfigError extends LlamaproError {
 
 type Raw = Record<string, unknown>
 
-/**
- * Upper bounds far above any published LLaMA-family model (the largest have ~130 layers, hidden 16384, vocab
- * ~260k). They exist so that a corrupt or hostile config.json is refused here instead of making the decoder
- * allocate per-layer structures or tensors until the process aborts.
- */
-export const CONFIG_LIMITS = {
-  num_hidden_layers: 4096,
-  hidden_size: 1 << 17,
-  intermediate_size: 1 << 19,
-  num_attention_heads: 1 << 12,
-  num_key_value_heads: 1 << 12,
-  head_dim: 1 << 12,
-  vocab_size: 1 << 24,
-  max_position_embeddings: 1 << 24,
-} as const satisfies Record<string, number>
+/** config.json's size bounds (declared with the spec's fields in lib/checkpoint/model-contract.ts). */
+export { CONFIG_LIMITS }
 
 function positiveInt(path: string, raw: Raw, key: string, fallback?: number): number {
   const value = raw[key] ?? fallback

@@ -2,6 +2,7 @@ import { relative } from 'node:path'
 import { runDemo } from '../demo/demo.js'
 import { pinBlasKernels } from '../demo/kernels.js'
 import { info, setThreads } from '../info.js'
+import { setKernelOptions } from '../native/kernel-options.js'
 import { formatCount, formatDuration } from '../util/format.js'
 import { type Spread, formatSpread } from '../sweep/statistics.js'
 import { ProgressBar } from '../util/progress.js'
@@ -40,6 +41,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
   })
   // Before anything loads LibTorch: OpenBLAS reads its settings once, when it is loaded (see demo/kernels.ts).
   const pin = pinBlasKernels()
+  setKernelOptions(pin.kernels)
   const interrupt = interruptSignal()
   let bar: ProgressBar | undefined
   try {

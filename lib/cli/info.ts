@@ -1,4 +1,5 @@
 import { info } from '../info.js'
+import { describeKernelOptions } from '../native/kernel-options.js'
 import { formatBytes } from '../util/format.js'
 import { parseArgs } from './args.js'
 
@@ -27,6 +28,7 @@ export async function runInfo(argv: string[]): Promise<number> {
     `blas       ${data.blas.name}${data.blas.library ? `  ${data.blas.library}` : ''}`,
     ...(data.blas.config ? [`           ${data.blas.config}`] : []),
     `gemm       ${data.cpuGemm.library === 'onednn' ? `oneDNN sgemm (${data.cpuGemm.threads} threads; LLAMAPRO_GEMM=blas for the BLAS)` : 'the BLAS, through LibTorch'}`,
+    `kernels    ${describeKernelOptions(data.kernels)}`,
     ...data.warnings.map((w) => `warning    ${w}`),
   ]
   console.log(lines.join('\n'))

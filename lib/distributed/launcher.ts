@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
+import { kernelOptionsEnv } from '../native/kernel-options.js'
 import { rankEnvironment } from './environment.js'
 
 /** A TCP port that was free a moment ago on 127.0.0.1 (for the TCPStore of a local job). */
@@ -69,6 +70,7 @@ export async function launchLocalRanks(options: LaunchOptions): Promise<number> 
   for (let rank = 0; rank < options.nproc; rank++) {
     const env = {
       ...process.env,
+      ...kernelOptionsEnv(), // the kernel options in effect here (environment or setKernelOptions), for every rank
       ...rankEnvironment({ rank, worldSize: options.nproc, localRank: rank, localWorldSize: options.nproc, masterAddr: '127.0.0.1', masterPort }),
     }
     // Rank 0 speaks for the job; the others' output (errors) is passed on with a prefix.

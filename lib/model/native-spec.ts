@@ -1,22 +1,7 @@
 import type { ModelConfig } from '../checkpoint/config.js'
-import type { NativeModelSpec } from '../native/binding.js'
+import { type NativeModelSpec, modelSpec } from '../checkpoint/model-contract.js'
 
-/** The decoder shape the native module is built from. */
+/** The decoder shape the native module is built from: the config's fields of lib/checkpoint/model-contract.ts. */
 export function nativeSpec(config: ModelConfig): NativeModelSpec {
-  return {
-    vocabSize: config.vocabSize,
-    hiddenSize: config.hiddenSize,
-    intermediateSize: config.intermediateSize,
-    numLayers: config.numLayers,
-    numHeads: config.numHeads,
-    numKvHeads: config.numKvHeads,
-    headDim: config.headDim,
-    rmsNormEps: config.rmsNormEps,
-    rope: { ...config.rope },
-    qkvBias: config.qkvBias,
-    oBias: config.oBias,
-    mlpBias: config.mlpBias,
-    tieWordEmbeddings: config.tieWordEmbeddings,
-    slidingWindows: config.slidingWindows,
-  }
+  return modelSpec(config)
 }

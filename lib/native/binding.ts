@@ -1,5 +1,6 @@
 /** The raw shape of the compiled addon. lib/ wraps it; nothing outside lib/ calls it directly. */
-import type { RopeConfig } from '../checkpoint/config.js'
+import type { NativeModelContract, NativeModelSpec } from '../checkpoint/model-contract.js'
+import type { KernelOptions } from './kernel-options.js'
 
 export interface RawRuntimeInfo {
   torchVersion: string
@@ -17,23 +18,8 @@ export interface RawRuntimeInfo {
   buildConfig: string
 }
 
-/** lib/model/native-spec.ts builds this from a validated ModelConfig. */
-export interface NativeModelSpec {
-  vocabSize: number
-  hiddenSize: number
-  intermediateSize: number
-  numLayers: number
-  numHeads: number
-  numKvHeads: number
-  headDim: number
-  rmsNormEps: number
-  rope: RopeConfig
-  qkvBias: boolean
-  oBias: boolean
-  mlpBias: boolean
-  tieWordEmbeddings: boolean
-  slidingWindows: (number | null)[]
-}
+/** lib/model/native-spec.ts builds it from a validated ModelConfig; lib/checkpoint/model-contract.ts declares it. */
+export type { NativeModelSpec }
 
 export interface NativeModelOptions {
   device: string
@@ -210,7 +196,13 @@ export interface ConvertItem {
 export interface NativeBinding {
   runtimeInfo(): RawRuntimeInfo
   setThreads(threads: number): void
-  /** cpu.cached: bytes of freed CPU blocks held for reuse (not counted in current or peak; LLAMAPRO_CPU_CACHE=0: none). */
+  /** native/kernel_options.h: every field required; lib/native/kernel-options.ts is the only caller. */
+  setKernelOptions(options: KernelOptions): void
+  /** The kernel options C++ holds now. */
+  kernelOptions(): KernelOptions
+  /** At load (lib/native/load.ts): the limits specs are checked against; refused unless its fields are the addon's. */
+  setModelContract(contract: NativeModelContract): void
+  /** cpu.cached: bytes of freed CPU blocks held for reuse (not counted in current or peak; cpuCache false: none). */
   memoryStats(device?: number): { cpu: MemoryCounters & { cached: number }; cuda: MemoryCounters | null }
   resetPeakMemory(device?: number): void
   /** GGUF/safetensors tensor conversion (native/dequant.cc); lib/gguf/convert.ts builds the items. */

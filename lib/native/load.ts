@@ -14,6 +14,8 @@ import { fileURLToPath } from 'node:url'
 import { checkManifest, MANIFEST_NAME, readManifest, type BundleManifest } from '../bundle/manifest.js'
 import { LlamaproError } from '../errors.js'
 import type { NativeBinding } from './binding.js'
+import { nativeModelContract } from '../checkpoint/model-contract.js'
+import { attachKernelOptions } from './kernel-options.js'
 
 const require = createRequire(import.meta.url)
 
@@ -184,9 +186,18 @@ export function loadAddon(root: string = PACKAGE_ROOT): NativeBinding {
   return binding
 }
 
-/** The addon, loaded once on first use (so that pure-TS features work without LibTorch). */
+/**
+ * The addon, loaded once on first use (so that pure-TS features work without LibTorch), with the model contract
+ * (lib/checkpoint/model-contract.ts) and the kernel options (lib/native/kernel-options.ts: the environment's,
+ * checked) in effect before anything runs.
+ */
 export function native(): NativeBinding {
-  loaded ??= loadAddon()
+  if (!loaded) {
+    const binding = loadAddon()
+    binding.setModelContract(nativeModelContract())
+    attachKernelOptions(binding)
+    loaded = binding
+  }
   return loaded
 }
 

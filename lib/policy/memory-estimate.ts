@@ -9,10 +9,18 @@
  * parameter keeps only its input; in backward it is recomputed, so one such layer's activations are alive at a
  * time, next to the gradients produced so far. Frozen layers above the lowest trainable one keep what their input
  * gradient needs, as in LLaMA-Factory, unless `checkpointFrozenLayers` recomputes them too.
+ *
+ * The kernels decide what is saved (native/fused_ops.cc, causal_attention.cc, model_state.cc): float32 on the CPU
+ * runs the fused SwiGLU (saves gate and up, not silu(gate) too) and the fused RMSNorm (saves its input and one
+ * float32 per row); the fused causal attention saves q, k, a contiguous v and P [B, H, T, T] — what the composite
+ * form saves too (baddbmm's q and k, softmax's and bmm's P, bmm's copy of v), so `fusedAttention` changes no total;
+ * the row plan (kernel option rowPlan) computes the decoder only on the rows the loss reads when a batch has padding
+ * (sequenceLengths), and the last layer only on the counted rows, while attention still sees the whole grid.
  */
 import type { ModelConfig } from '../checkpoint/config.js'
 import { type ModelDtype, modelDtypeSize } from '../checkpoint/dtypes.js'
 import { layerPrefix } from '../checkpoint/parameters.js'
+import { DEFAULT_KERNEL_OPTIONS, type KernelOptions } from '../native/kernel-options.js'
 
 export interface MemoryEstimateInput {
   config: ModelConfig
@@ -41,6 +49,40 @@ export interface MemoryEstimateInput {
   zeroStage?: 0 | 1
   /** Gradient bucket size of the collectives (ddp_bucket_cap_mb; default 25 MiB). */
   bucketBytes?: number
+  /** The kernel options the step runs with (default: the defaults; `llamapro plan` passes the ones in effect). */
+  kernels?: Pick<KernelOptions, 'rowPlan' | 'fusedAttention'>
+  /**
+   * Each sequence's tokens before its right padding (default: every row full, `seq`); every token is labelled.
+   * With the row plan, padding is not computed.
+   */
+  sequenceLengths?: readonly number[]
+}
+
+/** Rows of a step, as ShiftedCrossEntropy (native/model_state.cc) plans them. */
+interface StepRows {
+  /** Rows every decoder layer computes (the packed rows, or the whole grid). */
+  decoder: number
+  /** Rows the last layer's output holds (the counted ones where the plan takes a subset). */
+  last: number
+  /** Counted predictions: the rows of the output head and the loss. */
+  counted: number
+}
+
+export function planStepRows(
+  batch: number,
+  seq: number,
+  lengths: readonly number[] | undefined,
+  rowPlan: boolean,
+): StepRows {
+  const grid = batch * seq
+  // A sequence of length L predicts positions 1..L-1 from positions 0..L-2: L - 1 rows are read by the loss.
+  let counted = 0
+  for (let b = 0; b < batch; b++) counted += Math.max(0, Math.min(lengths?.[b] ?? seq, seq) - 1)
+  const pack = counted > 0 && (grid - counted) * 32 >= grid
+  const rowsIn = pack ? counted : grid
+  const subset = counted > 0 && counted * 16 <= rowsIn * 15
+  if (!rowPlan || !(pack || subset)) return { decoder: grid, last: grid, counted }
+  return { decoder: rowsIn, last: subset ? counted : rowsIn, counted }
 }
 
 export interface MemoryEstimate {
@@ -96,7 +138,10 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
   const communication = nproc === 1 ? 0 : zeroStage === 1 ? bucket + Math.ceil(bucket / nproc) : 2 * bucket
 
   const trains = (prefix: string) => parameters.some((p) => p.name.startsWith(prefix) && trainable.has(p.name))
-  const N = batch * seq
+  const kernels = { ...DEFAULT_KERNEL_OPTIONS, ...input.kernels }
+  const rows = planStepRows(batch, seq, input.sequenceLengths, kernels.rowPlan)
+  const N = batch * seq // the grid attention works on
+  const R = rows.decoder
   const h = config.hiddenSize
   const f = config.intermediateSize
   const q = config.numHeads * config.headDim
@@ -114,55 +159,62 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
   const fusedNorms = (input.device ?? 'cpu') === 'cpu' && c === 4
   // RMSNorm. Fused (float32 on the CPU): keeps its input whenever anything needs a gradient. Composite: pow keeps
   // its float32 input when the input needs a gradient; weight * normed keeps normed for the weight's gradient.
-  const rmsNorm = (inputGrad: boolean, weightTrains: boolean) => {
+  const rmsNorm = (n: number, inputGrad: boolean, weightTrains: boolean) => {
     if (fusedNorms) {
-      if (inputGrad || weightTrains) saved += N * h * c + N * 4
+      if (inputGrad || weightTrains) saved += n * h * c + n * 4
     } else {
-      if (inputGrad) saved += N * h * (up || c)
-      if (weightTrains) saved += N * h * c
+      if (inputGrad) saved += n * h * (up || c)
+      if (weightTrains) saved += n * h * c
     }
     return inputGrad || weightTrains
   }
+  // SwiGLU: the fused node (float32 on the CPU) saves gate and up; the composite form also silu(gate).
+  const swigluSaves = fusedNorms ? 2 : 3
   for (let i = 0; i < config.numLayers; i++) {
     const p = layerPrefix(i)
     const before = saved
-    const g1 = rmsNorm(g, trains(`${p}input_layernorm.`))
-    const qkv = trains(`${p}self_attn.q_proj.`) || trains(`${p}self_attn.k_proj.`) || trains(`${p}self_attn.v_proj.`)
-    if (qkv) saved += N * h * c // the projections' shared input, for their weight gradients
+    const Q = i === config.numLayers - 1 ? rows.last : R // rows past attention: the last layer may keep fewer
+    const g1 = rmsNorm(R, g, trains(`${p}input_layernorm.`))
+    const qTrains = trains(`${p}self_attn.q_proj.`)
+    const kvTrains = trains(`${p}self_attn.k_proj.`) || trains(`${p}self_attn.v_proj.`)
+    // The projections' input, for their weight gradients: shared, unless q_proj reads a subset of the rows.
+    if (Q < R) saved += (qTrains ? Q * h * c : 0) + (kvTrains ? R * h * c : 0)
+    else if (qTrains || kvTrains) saved += R * h * c
+    const qkv = qTrains || kvTrains
     const gq = g1 || qkv
     if (gq) {
       saved += N * (q + 2 * kv) * c // q after rotary, k, v as the attention kernel keeps them
       saved += attention === 'grouped' ? batch * config.numHeads * seq * seq * (c + (c === 4 ? 0 : 4)) : N * q * c + batch * config.numHeads * seq * 4
     }
     const oTrains = trains(`${p}self_attn.o_proj.`)
-    if (oTrains) saved += N * q * c
+    if (oTrains) saved += Q * q * c
     const gh = g || gq || oTrains
-    const g2 = rmsNorm(gh, trains(`${p}post_attention_layernorm.`))
+    const g2 = rmsNorm(Q, gh, trains(`${p}post_attention_layernorm.`))
     const gateUp = trains(`${p}mlp.gate_proj.`) || trains(`${p}mlp.up_proj.`)
-    if (gateUp) saved += N * h * c
+    if (gateUp) saved += Q * h * c
     const gm = g2 || gateUp
-    if (gm) saved += 3 * N * f * c // silu keeps gate's output; the product keeps silu(gate) and up
+    if (gm) saved += swigluSaves * Q * f * c
     const downTrains = trains(`${p}mlp.down_proj.`)
-    if (downTrains) saved += N * f * c
+    if (downTrains) saved += Q * f * c
     g = gh || gm || downTrains
     if (saved > before) {
       const gradients = gradBytes(p)
       const checkpointed = checkpointing && (gradients > 0 || checkpointFrozen)
       if (checkpointed) {
-        recorded.push({ saved: saved - before, kept: N * h * c, gradients, checkpointed })
-        saved = before + N * h * c // the layer's input, kept for the recomputation
+        recorded.push({ saved: saved - before, kept: R * h * c, gradients, checkpointed })
+        saved = before + R * h * c // the layer's input, kept for the recomputation
       } else {
         recorded.push({ saved: saved - before, kept: saved - before, gradients, checkpointed })
       }
     }
   }
-  const gFinal = rmsNorm(g, trains('model.norm.'))
+  const gFinal = rmsNorm(rows.last, g, trains('model.norm.'))
   const headTrains = config.tieWordEmbeddings ? trains('model.embed_tokens.') : trains('lm_head.')
-  if (headTrains) saved += N * h * c
-  // The loss: logits for T-1 positions (plus a float32 copy when computing in half precision). log_softmax keeps
-  // its float32 output; the first backward steps add the gradients of the log-probabilities and of the logits,
-  // so three [B, T-1, vocab] float32 buffers are alive at once.
-  const targets = batch * Math.max(seq - 1, 0) * config.vocabSize
+  if (headTrains) saved += rows.counted * h * c // the counted rows, as the output head reads them
+  // The loss: logits for the counted positions (plus a float32 copy when computing in half precision). log_softmax
+  // keeps its float32 output; the first backward steps add the gradients of the log-probabilities and of the
+  // logits, so three [counted, vocab] float32 buffers are alive at once.
+  const targets = rows.counted * config.vocabSize
   const lossBuffers = gFinal || headTrains ? targets * (3 * 4 + (c === 4 ? 0 : c)) : targets * (4 + (c === 4 ? 0 : c))
   const activations = saved + lossBuffers
   // Peak: at the start of backward every saved tensor and the loss buffers are alive; later, gradients grow as
@@ -184,7 +236,7 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
       gradientsDone += layer.gradients
       if (layer.checkpointed) {
         recomputed = Math.max(recomputed, layer.saved)
-        recompute = Math.max(recompute, weights + optimizer + gradientsDone + keptUpTo + layer.saved + 2 * N * h * c)
+        recompute = Math.max(recompute, weights + optimizer + gradientsDone + keptUpTo + layer.saved + 2 * R * h * c)
       }
       keptUpTo -= layer.kept
     }
@@ -203,6 +255,7 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
     checkpointFrozenLayers: checkpointFrozen,
     peak,
     assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}, activation checkpointing ${checkpointing ? (checkpointFrozen ? 'on, frozen layers too' : 'on') : 'off'}` +
+      `, row plan ${kernels.rowPlan ? 'on' : 'off'}${R < N ? ` (${R} of ${N} rows computed)` : ''}` +
       (nproc > 1 ? `, per rank of ${nproc}${zeroStage === 1 ? ', ZeRO stage 1 (AdamW state sharded)' : ''}` : ''),
   }
 }

@@ -12,6 +12,7 @@ import { ZEROED_IN_NEW_BLOCKS } from '../expand/expand-checkpoint.js'
 import { type FreezeOptions, type TrainablePlan, freezePolicy } from './freeze-policy.js'
 import { type LoraTargetOptions, loraPolicy } from '../adapters/lora-targets.js'
 import { type MemoryEstimate, estimateTrainingMemory } from './memory-estimate.js'
+import { kernelOptions } from '../native/kernel-options.js'
 
 export interface PlanInput {
   modelDir: string
@@ -176,6 +177,7 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
     nproc: input.nproc,
     zeroStage: input.zeroStage,
     bucketBytes: input.bucketBytes,
+    kernels: kernelOptions(), // the kernel switches in effect (environment or setKernelOptions)
   })
   return {
     model: checkpoint.dir,

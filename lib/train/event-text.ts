@@ -2,6 +2,7 @@
  * A training event as the line a person reads: printed by `llamapro train` and written to running_log.txt, so
  * that the terminal and LlamaBoard's log box say the same.
  */
+import { describeKernelOptions } from '../native/kernel-options.js'
 import { formatBytes, formatCount } from '../util/format.js'
 import type { LogRecord, TrainEvent } from './events.js'
 
@@ -19,6 +20,7 @@ export function describeEvent(event: TrainEvent): string | undefined {
         `${event.evalSequences ? ` (+${event.evalSequences} for evaluation)` : ''}, ${event.totalSteps} steps` +
         (event.resumedFrom ? `, resuming at step ${event.startStep} from ${event.resumedFrom}` : '') +
         `; device ${event.device} (${event.deviceReason})` +
+        (event.kernels ? `\nkernels: ${describeKernelOptions(event.kernels)}` : '') +
         (event.worldSize && event.worldSize > 1
           ? `\ndata parallel over ${event.worldSize} ranks: ${formatBytes(event.allReduceBytes ?? 0)} of gradients all-reduced per step ` +
             `(full fine-tuning would all-reduce ${formatBytes(event.fullFineTuneAllReduceBytes ?? 0)})` +

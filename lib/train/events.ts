@@ -1,5 +1,7 @@
 /** What a training run reports while it runs (`onEvent`) and when it ends. */
 
+import type { KernelOptions } from '../native/kernel-options.js'
+
 export interface LogRecord {
   /** LLaMA-Factory's trainer_log.jsonl fields (its LogCallback's, absent ones left out as it leaves out None). */
   current_steps: number
@@ -69,6 +71,8 @@ export type TrainEvent =
       /** Where the run trains, and why there (`device: auto` picks the first visible GPU, else the CPU). */
       device: string
       deviceReason: string
+      /** The kernel switches in effect (lib/native/kernel-options.ts). */
+      kernels?: KernelOptions
     }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; seconds: number }
   | { type: 'log'; record: LogRecord }

@@ -20,6 +20,7 @@ import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
 import { info, setThreads } from '../info.js'
 import { LlamaModel } from '../model/llama-model.js'
 import type { NativeTrainStepOptions, NativeTrainStepResult } from '../native/binding.js'
+import { kernelOptions } from '../native/kernel-options.js'
 import { type TrainablePlan as FreezePolicy, freezePolicy } from '../policy/freeze-policy.js'
 import { OutputExistsError, describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
 import { VERSION } from '../version.js'
@@ -918,6 +919,7 @@ async function trainModel(plan: RunPlan, started: number, options: TrainOptions)
       resumedFrom: plan.resumeDir,
       device: plan.device.device,
       deviceReason: plan.device.reason,
+      kernels: kernelOptions(), // issue 31: the kernel switches in effect, for the start line of running_log.txt
       ...(plan.group
         ? {
             worldSize: plan.group.worldSize,
