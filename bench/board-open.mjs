@@ -15,20 +15,36 @@ import { fileURLToPath } from 'node:url'
 import { startBoard } from '../dist/board/server.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const { values } = parseArgs({ options: { steps: { type: 'string', default: '100000' }, repeats: { type: 'string', default: '3' }, 'no-browser': { type: 'boolean', default: false } } })
+const { values } = parseArgs({
+  options: {
+    steps: { type: 'string', default: '100000' },
+    repeats: { type: 'string', default: '3' },
+    'no-browser': { type: 'boolean', default: false },
+  },
+})
 const steps = Number(values.steps)
 const repeats = Number(values.repeats)
 const layers = [5, 11, 17, 23, 29, 35]
 
-const hms = (s) => `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}:${String(Math.floor(s % 60)).padStart(2, '0')}`
+const hms = (s) =>
+  `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}:${String(Math.floor(s % 60)).padStart(2, '0')}`
 function record(step) {
   const seconds = step * 0.5
   return {
-    current_steps: step, total_steps: steps, loss: Number((2.5 * Math.exp(-step / (steps / 4)) + 1.2 + 0.08 * Math.sin(step * 1.3)).toFixed(6)),
-    lr: Number((1e-4 * (1 + Math.cos((Math.PI * step) / steps)) / 2).toExponential(6)), epoch: Number((step / 2000).toFixed(4)),
-    percentage: Number(((100 * step) / steps).toFixed(2)), elapsed_time: hms(seconds), remaining_time: hms((steps - step) * 0.5),
-    grad_norm: Number((0.8 + 0.3 * Math.abs(Math.sin(step / 3))).toFixed(6)), tokens_per_second: Number((1900 + 120 * Math.sin(step / 11)).toFixed(1)),
-    elapsed_seconds: seconds, layer_grad_norms: Object.fromEntries(layers.map((l, i) => [String(l), Number((0.2 + 0.05 * i + 0.03 * Math.sin(step / (i + 2))).toFixed(6))])),
+    current_steps: step,
+    total_steps: steps,
+    loss: Number((2.5 * Math.exp(-step / (steps / 4)) + 1.2 + 0.08 * Math.sin(step * 1.3)).toFixed(6)),
+    lr: Number(((1e-4 * (1 + Math.cos((Math.PI * step) / steps))) / 2).toExponential(6)),
+    epoch: Number((step / 2000).toFixed(4)),
+    percentage: Number(((100 * step) / steps).toFixed(2)),
+    elapsed_time: hms(seconds),
+    remaining_time: hms((steps - step) * 0.5),
+    grad_norm: Number((0.8 + 0.3 * Math.abs(Math.sin(step / 3))).toFixed(6)),
+    tokens_per_second: Number((1900 + 120 * Math.sin(step / 11)).toFixed(1)),
+    elapsed_seconds: seconds,
+    layer_grad_norms: Object.fromEntries(
+      layers.map((l, i) => [String(l), Number((0.2 + 0.05 * i + 0.03 * Math.sin(step / (i + 2))).toFixed(6))]),
+    ),
   }
 }
 
@@ -38,11 +54,30 @@ execFileSync('mkdir', ['-p', run])
 const lines = []
 for (let step = 1; step <= steps; step++) {
   lines.push(JSON.stringify(record(step)))
-  if (step % 500 === 0) lines.push(JSON.stringify({ current_steps: step, total_steps: steps, eval_code_loss: 2 + Math.exp(-step / steps), eval_keep_loss: 1.5 + step / steps / 10, epoch: step / 2000, elapsed_seconds: step * 0.5 }))
+  if (step % 500 === 0)
+    lines.push(
+      JSON.stringify({
+        current_steps: step,
+        total_steps: steps,
+        eval_code_loss: 2 + Math.exp(-step / steps),
+        eval_keep_loss: 1.5 + step / steps / 10,
+        epoch: step / 2000,
+        elapsed_seconds: step * 0.5,
+      }),
+    )
 }
 const log = `${lines.join('\n')}\n`
 writeFileSync(join(run, 'trainer_log.jsonl'), log)
-writeFileSync(join(run, 'llamapro_run.json'), JSON.stringify({ hostname: 'elsewhere', pid: 1, expanded_layer_ids: layers, trainable_layer_ids: layers, total_steps: steps }))
+writeFileSync(
+  join(run, 'llamapro_run.json'),
+  JSON.stringify({
+    hostname: 'elsewhere',
+    pid: 1,
+    expanded_layer_ids: layers,
+    trainable_layer_ids: layers,
+    total_steps: steps,
+  }),
+)
 writeFileSync(join(run, 'training_args.yaml'), `max_steps: ${steps}\nlogging_steps: 1\n`)
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
@@ -59,7 +94,8 @@ for (let r = 0; r < repeats; r++) {
   const detail = JSON.parse(body)
   series = Object.keys(detail.series).length
   maxPoints = Math.max(...Object.values(detail.series).map((s) => s.length))
-  if (detail.lines !== lines.length + r || detail.last.step !== steps) throw new Error(`the board read ${detail.lines} lines, last step ${detail.last.step}`)
+  if (detail.lines !== lines.length + r || detail.last.step !== steps)
+    throw new Error(`the board read ${detail.lines} lines, last step ${detail.last.step}`)
   let t0 = performance.now()
   await (await fetch(`${board.url}api/run?id=run`)).text()
   rows.again.push(performance.now() - t0)
@@ -67,15 +103,25 @@ for (let r = 0; r < repeats; r++) {
   t0 = performance.now()
   const after = await (await fetch(`${board.url}api/run?id=run`)).json()
   rows.append.push(performance.now() - t0)
-  if (after.lines !== lines.length + 1 + r) throw new Error(`after one appended line the board has ${after.lines} lines`)
+  if (after.lines !== lines.length + 1 + r)
+    throw new Error(`after one appended line the board has ${after.lines} lines`)
   if (!values['no-browser']) {
     // Asynchronous: the board answering the browser runs in this process.
-    const { stdout: out } = await promisify(execFile)(process.execPath, ['--no-warnings', '--experimental-websocket', join(ROOT, 'test/helpers/cdp-page.mjs'), JSON.stringify({
-      url: `${board.url}?run=run`,
-      waitFor: "document.querySelectorAll('#run-view figure.chart svg').length >= 6",
-      snapshot: 'performance.now()',
-      timeoutMs: 60_000,
-    })], { encoding: 'utf8' })
+    const { stdout: out } = await promisify(execFile)(
+      process.execPath,
+      [
+        '--no-warnings',
+        '--experimental-websocket',
+        join(ROOT, 'test/helpers/cdp-page.mjs'),
+        JSON.stringify({
+          url: `${board.url}?run=run`,
+          waitFor: "document.querySelectorAll('#run-view figure.chart svg').length >= 6",
+          snapshot: 'performance.now()',
+          timeoutMs: 60_000,
+        }),
+      ],
+      { encoding: 'utf8' },
+    )
     const result = JSON.parse(out.trim().split('\n').pop())
     if (!result.ok) throw new Error(result.error)
     rows.page.push(result.value)
@@ -84,7 +130,8 @@ for (let r = 0; r < repeats; r++) {
 }
 rmSync(dir, { recursive: true, force: true })
 
-const ms = (xs) => (xs.length ? `${median(xs).toFixed(0)} ms (runs: ${xs.map((x) => x.toFixed(0)).join(', ')})` : 'not measured')
+const ms = (xs) =>
+  xs.length ? `${median(xs).toFixed(0)} ms (runs: ${xs.map((x) => x.toFixed(0)).join(', ')})` : 'not measured'
 const cpu = cpus()[0]?.model ?? 'unknown'
 const report = `# board-open: a 100,000-step run opened by \`llamapro board\`
 

@@ -14,7 +14,13 @@ import { writeBigCheckpoint } from './lib/big-checkpoint.js'
 import { measureCommand, median, timeCommand, timeIt } from './lib/measure.js'
 import { writeResult } from './lib/results.js'
 
-const { values } = parseArgs({ options: { layers: { type: 'string', default: '9' }, runs: { type: 'string', default: '5' }, dir: { type: 'string', default: '/tmp/llamapro-bench-io' } } })
+const { values } = parseArgs({
+  options: {
+    layers: { type: 'string', default: '9' },
+    runs: { type: 'string', default: '5' },
+    dir: { type: 'string', default: '/tmp/llamapro-bench-io' },
+  },
+})
 const layers = Number(values.layers)
 const runs = Number(values.runs)
 const dir = values.dir!
@@ -88,7 +94,7 @@ const md = [
   'must materialise the model in fresh memory. llamapro reads each tensor with pread straight into its final',
   '2 MiB-aligned, huge-page-backed storage from several threads (no staging copy, no JavaScript in the path), so',
   'the remaining cost is the kernel copying from the page cache and faulting in new pages. Mapping the files',
-  "instead (mmap) would match `cat`, but a file truncated while mapped kills the process with SIGBUS; llamapro",
+  'instead (mmap) would match `cat`, but a file truncated while mapped kills the process with SIGBUS; llamapro',
   'does not take that risk.',
   '',
   'Why the save trails `cp`: coreutils 9 `cp` copies file to file inside the kernel (copy_file_range: page cache to',

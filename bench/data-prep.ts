@@ -10,7 +10,16 @@
  * Each measurement runs in a child process of its own, so its peak RSS is its own.
  */
 import { execFileSync, spawnSync } from 'node:child_process'
-import { createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -22,7 +31,10 @@ const root = join(here, '..')
 async function generateCorpus(file: string, megabytes: number): Promise<void> {
   // Real text: TypeScript's own declaration files, cut into documents of 1-4 KB.
   const src = join(root, 'node_modules', 'typescript', 'lib')
-  const text = readdirSync(src).filter((f) => f.endsWith('.d.ts')).map((f) => readFileSync(join(src, f), 'utf8')).join('\n')
+  const text = readdirSync(src)
+    .filter((f) => f.endsWith('.d.ts'))
+    .map((f) => readFileSync(join(src, f), 'utf8'))
+    .join('\n')
   const out = createWriteStream(file)
   let written = 0
   let at = 0
@@ -39,7 +51,11 @@ async function generateCorpus(file: string, megabytes: number): Promise<void> {
 }
 
 function measureChild(args: string[]): Record<string, number> {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 })
+  const result = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], {
+    cwd: root,
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+  })
   if (result.status !== 0) throw new Error(`child failed: ${result.stderr}`)
   const last = result.stdout.trim().split('\n').pop()!
   return JSON.parse(last) as Record<string, number>
@@ -53,20 +69,59 @@ async function prepChild(corpus: string, model: string, workers: number, cutoff:
   const tokenizer = pretrainTokenizer('default', base)
   const started = performance.now()
   const data = await prepareTokenData({
-    modelDir: model, stage: 'pt', template: 'default', defaultSystem: null, enableThinking: true, cutoffLen: cutoff, packing: true,
-    dataset: [corpus], evalDataset: [], datasetDir: dirname(corpus), baseDir: dirname(corpus), maxSamples: null, mixStrategy: 'concat',
-    interleaveProbs: null, seed: 42, tokenizedPath: store, overwriteCache: true, workers, maxTokenId: tokenizer.maxId,
-    tokenizer: base, blockBos: tokenizer.addBosToken ? tokenizer.bosId : null, log: (line) => process.stderr.write(`${line}\n`),
+    modelDir: model,
+    stage: 'pt',
+    template: 'default',
+    defaultSystem: null,
+    enableThinking: true,
+    cutoffLen: cutoff,
+    packing: true,
+    dataset: [corpus],
+    evalDataset: [],
+    datasetDir: dirname(corpus),
+    baseDir: dirname(corpus),
+    maxSamples: null,
+    mixStrategy: 'concat',
+    interleaveProbs: null,
+    seed: 42,
+    tokenizedPath: store,
+    overwriteCache: true,
+    workers,
+    maxTokenId: tokenizer.maxId,
+    tokenizer: base,
+    blockBos: tokenizer.addBosToken ? tokenizer.bosId : null,
+    log: (line) => process.stderr.write(`${line}\n`),
   })
   const seconds = (performance.now() - started) / 1000
-  console.log(JSON.stringify({ seconds, tokens: data.train.manifest.tokens, sequences: data.train.length, peakRssBytes: process.resourceUsage().maxRSS * 1024 }))
+  console.log(
+    JSON.stringify({
+      seconds,
+      tokens: data.train.manifest.tokens,
+      sequences: data.train.length,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    }),
+  )
 }
 
 async function trainChild(store: string, model: string, out: string): Promise<void> {
   const { train } = await import('../lib/train/trainer.js')
   const { parseTrainConfig } = await import('../lib/train/config.js')
   const cfg = parseTrainConfig(
-    { model_name_or_path: model, stage: 'pt', tokenized_path: store, output_dir: out, overwrite_output_dir: true, cutoff_len: 256, per_device_train_batch_size: 2, max_steps: 20, logging_steps: 10, save_steps: 100000, finetuning_type: 'freeze', freeze_trainable_layers: 1, threads: 1 },
+    {
+      model_name_or_path: model,
+      stage: 'pt',
+      tokenized_path: store,
+      output_dir: out,
+      overwrite_output_dir: true,
+      cutoff_len: 256,
+      per_device_train_batch_size: 2,
+      max_steps: 20,
+      logging_steps: 10,
+      save_steps: 100000,
+      finetuning_type: 'freeze',
+      freeze_trainable_layers: 1,
+      threads: 1,
+    },
     'bench',
     dirname(out),
   )
@@ -88,17 +143,32 @@ async function syntheticStore(dir: string, megabytes: number, vocab: number, cut
     }
     await writer.append(block)
   }
-  await writer.commit({ examples: blocks, droppedExamples: 0, droppedTokens: 0, inputBytes: 0, seconds: 0 }, { synthetic: true }, 'synthetic')
+  await writer.commit(
+    { examples: blocks, droppedExamples: 0, droppedTokens: 0, inputBytes: 0, seconds: 0 },
+    { synthetic: true },
+    'synthetic',
+  )
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      child: { type: 'string' }, corpus: { type: 'string' }, model: { type: 'string', default: '/tmp/smol' }, workers: { type: 'string' }, cutoff: { type: 'string', default: '1024' },
-      store: { type: 'string' }, out: { type: 'string' }, mb: { type: 'string', default: '100' }, python: { type: 'string' }, 'train-mb': { type: 'string', default: '' }, work: { type: 'string' }, counts: { type: 'string' },
+      child: { type: 'string' },
+      corpus: { type: 'string' },
+      model: { type: 'string', default: '/tmp/smol' },
+      workers: { type: 'string' },
+      cutoff: { type: 'string', default: '1024' },
+      store: { type: 'string' },
+      out: { type: 'string' },
+      mb: { type: 'string', default: '100' },
+      python: { type: 'string' },
+      'train-mb': { type: 'string', default: '' },
+      work: { type: 'string' },
+      counts: { type: 'string' },
     },
   })
-  if (values.child === 'prep') return prepChild(values.corpus!, values.model!, Number(values.workers), Number(values.cutoff), values.store!)
+  if (values.child === 'prep')
+    return prepChild(values.corpus!, values.model!, Number(values.workers), Number(values.cutoff), values.store!)
   if (values.child === 'train') return trainChild(values.store!, values.model!, values.out!)
   const work = values.work ?? join(tmpdir(), 'llamapro-data-prep')
   mkdirSync(work, { recursive: true })
@@ -109,7 +179,12 @@ async function main(): Promise<void> {
   writeFileSync(join(work, 'last-run.md'), rows.join('\n'))
 }
 
-async function preparation(values: Record<string, string | undefined>, work: string, workers: number, rows: string[]): Promise<void> {
+async function preparation(
+  values: Record<string, string | undefined>,
+  work: string,
+  workers: number,
+  rows: string[],
+): Promise<void> {
   const corpus = join(work, `corpus-${values.mb}mb.jsonl`)
   if (!existsSync(corpus)) await generateCorpus(corpus, Number(values.mb))
   const mb = statSync(corpus).size / 1e6
@@ -118,15 +193,42 @@ async function preparation(values: Record<string, string | undefined>, work: str
     rows.push(text)
     console.log(text)
   }
-  console.log(`corpus ${corpus}: ${mb.toFixed(1)} MB, tokenizer ${values.model}, cutoff ${values.cutoff}, ${cpus().length} cores (load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')})`)
+  console.log(
+    `corpus ${corpus}: ${mb.toFixed(1)} MB, tokenizer ${values.model}, cutoff ${values.cutoff}, ${cpus().length} cores (load average ${(
+      await import('node:os')
+    )
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')})`,
+  )
   console.log('| preparation | time | input | tokens | peak RSS |\n|---|---|---|---|---|')
   const counts = values.counts ? values.counts.split(',').map(Number) : [...new Set([1, workers])]
   for (const w of counts) {
-    line(`llamapro, ${w} worker(s)`, measureChild(['--child', 'prep', '--corpus', corpus, '--model', values.model!, '--workers', String(w), '--cutoff', values.cutoff!, '--store', join(work, 'store')]))
+    line(
+      `llamapro, ${w} worker(s)`,
+      measureChild([
+        '--child',
+        'prep',
+        '--corpus',
+        corpus,
+        '--model',
+        values.model!,
+        '--workers',
+        String(w),
+        '--cutoff',
+        values.cutoff!,
+        '--store',
+        join(work, 'store'),
+      ]),
+    )
     if (values.python) {
       const cache = join(work, 'hf-cache')
       rmSync(cache, { recursive: true, force: true })
-      const out = execFileSync(values.python, [join(here, 'data-prep', 'lf_prep.py'), corpus, values.model!, String(w), values.cutoff!, cache], { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, TOKENIZERS_PARALLELISM: 'false' } })
+      const out = execFileSync(
+        values.python,
+        [join(here, 'data-prep', 'lf_prep.py'), corpus, values.model!, String(w), values.cutoff!, cache],
+        { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, TOKENIZERS_PARALLELISM: 'false' } },
+      )
       line(`LLaMA-Factory path (datasets.map, num_proc ${w})`, JSON.parse(out.trim().split('\n').pop()!))
     }
   }

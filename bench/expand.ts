@@ -13,7 +13,13 @@ import { writeBigCheckpoint } from './lib/big-checkpoint.js'
 import { measureCommand, median, timeCommand } from './lib/measure.js'
 import { writeResult } from './lib/results.js'
 
-const { values } = parseArgs({ options: { layers: { type: 'string', default: '20' }, runs: { type: 'string', default: '3' }, dir: { type: 'string', default: '/tmp/llamapro-bench-expand' } } })
+const { values } = parseArgs({
+  options: {
+    layers: { type: 'string', default: '20' },
+    runs: { type: 'string', default: '3' },
+    dir: { type: 'string', default: '/tmp/llamapro-bench-expand' },
+  },
+})
 const [layers, runs, dir] = [Number(values.layers), Number(values.runs), values.dir!]
 const python = join(process.cwd(), '.venv', 'bin', 'python')
 rmSync(dir, { recursive: true, force: true })
@@ -29,11 +35,19 @@ for (let i = 0; i < runs; i++) {
   for (const out of ['expanded', 'copied', 'python']) rmSync(join(dir, out), { recursive: true, force: true })
   // Each measurement starts with no dirty pages left by the previous one: writeback would otherwise land on it.
   timeCommand('sync')
-  expandRuns.push(measureCommand(`node dist/cli/main.js expand ${source} ${join(dir, 'expanded')} --num-expand 2 --shard-size 1GB --json`))
+  expandRuns.push(
+    measureCommand(
+      `node dist/cli/main.js expand ${source} ${join(dir, 'expanded')} --num-expand 2 --shard-size 1GB --json`,
+    ),
+  )
   timeCommand('sync')
   cpRuns.push(timeCommand(`cp -r ${source} ${join(dir, 'copied')}`))
   timeCommand('sync')
-  pythonRuns.push(measureCommand(`${python} bench/reference/llama_pro_baseline.py ${source} ${join(dir, 'python')} 2 --shard-size 1000000000`))
+  pythonRuns.push(
+    measureCommand(
+      `${python} bench/reference/llama_pro_baseline.py ${source} ${join(dir, 'python')} 2 --shard-size 1000000000`,
+    ),
+  )
 }
 const expand = median(expandRuns.map((r) => r.seconds))
 const cp = median(cpRuns)

@@ -20,9 +20,30 @@ import { randomTokenIds } from '../lib/util/random.js'
 import { writeResult } from './lib/results.js'
 
 const PRESETS: Record<string, Record<string, unknown>> = {
-  tiny: { hidden_size: 128, intermediate_size: 344, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 4096 },
-  small: { hidden_size: 256, intermediate_size: 688, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 4, vocab_size: 8192 },
-  base: { hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 12, num_key_value_heads: 4, vocab_size: 32000 },
+  tiny: {
+    hidden_size: 128,
+    intermediate_size: 344,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 4096,
+  },
+  small: {
+    hidden_size: 256,
+    intermediate_size: 688,
+    num_hidden_layers: 8,
+    num_attention_heads: 8,
+    num_key_value_heads: 4,
+    vocab_size: 8192,
+  },
+  base: {
+    hidden_size: 768,
+    intermediate_size: 2048,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+    num_key_value_heads: 4,
+    vocab_size: 32000,
+  },
 }
 
 const { values } = parseArgs({
@@ -42,13 +63,26 @@ const threads = info().threads.intraOp
 const blasThreads = info().threads.blas
 const python = process.env.LLAMAPRO_BENCH_PYTHON ?? '.venv/bin/python'
 
-interface Side { prefillMs: number; decodeTokensPerSecond: number; perTokenMs: number }
+interface Side {
+  prefillMs: number
+  decodeTokensPerSecond: number
+  perTokenMs: number
+}
 const rows: { preset: string; parameters: number; ours: Side; torch: Side; sameTokens: boolean }[] = []
 rmSync(dir, { recursive: true, force: true })
 for (const preset of values.presets!.split(',')) {
   const config: Record<string, unknown> = {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000,
-    tie_word_embeddings: false, torch_dtype: 'float32', bos_token_id: 1, eos_token_id: 2, hidden_act: 'silu', ...PRESETS[preset],
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    torch_dtype: 'float32',
+    bos_token_id: 1,
+    eos_token_id: 2,
+    hidden_act: 'silu',
+    ...PRESETS[preset],
   }
   const modelDir = join(dir, preset)
   const random = await LlamaModel.random(config, { seed: 1, std: 0.05 })
@@ -64,20 +98,37 @@ for (const preset of values.presets!.split(',')) {
   const specFile = join(dir, `${preset}.json`)
   mkdirSync(dir, { recursive: true })
   // The 8-token prompt is PyTorch's warm-up (each run is a fresh process).
-  writeFileSync(specFile, JSON.stringify({ prompts: [prompt.slice(0, 8), prompt], max_new_tokens: newTokens, repeats: 1, threads }))
+  writeFileSync(
+    specFile,
+    JSON.stringify({ prompts: [prompt.slice(0, 8), prompt], max_new_tokens: newTokens, repeats: 1, threads }),
+  )
   let best: { prefill: number; decode: number; tokens: number[] } | undefined
   let torchBest: { prefill: number; decode: number; tokens: number[] } | undefined
   for (let r = 0; r < repeats; r++) {
     const result = await generate(model, { ids: prompt }, { maxNewTokens: newTokens, temperature: 0, stopTokenIds: [] })
-    const run = { prefill: result.timings.prefillMs, decode: result.timings.decodeMs / result.timings.decodeSteps, tokens: result.tokenIds }
+    const run = {
+      prefill: result.timings.prefillMs,
+      decode: result.timings.decodeMs / result.timings.decodeSteps,
+      tokens: result.tokenIds,
+    }
     if (!best || run.prefill + run.decode * newTokens < best.prefill + best.decode * newTokens) best = run
-    const ref = JSON.parse(execFileSync(python, ['bench/reference/llama_ref.py', 'generate', modelDir, specFile], { encoding: 'utf8', maxBuffer: 1 << 26 })) as {
+    const ref = JSON.parse(
+      execFileSync(python, ['bench/reference/llama_ref.py', 'generate', modelDir, specFile], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 26,
+      }),
+    ) as {
       outputs: number[][]
       prefill_s: number[]
       decode_s: number[]
     }
-    const torchRun = { prefill: ref.prefill_s[1]! * 1000, decode: (ref.decode_s[1]! * 1000) / (newTokens - 1), tokens: ref.outputs[1]! }
-    if (!torchBest || torchRun.prefill + torchRun.decode * newTokens < torchBest.prefill + torchBest.decode * newTokens) torchBest = torchRun
+    const torchRun = {
+      prefill: ref.prefill_s[1]! * 1000,
+      decode: (ref.decode_s[1]! * 1000) / (newTokens - 1),
+      tokens: ref.outputs[1]!,
+    }
+    if (!torchBest || torchRun.prefill + torchRun.decode * newTokens < torchBest.prefill + torchBest.decode * newTokens)
+      torchBest = torchRun
   }
   model.dispose()
   const torchPrefill = torchBest!.prefill
@@ -102,17 +153,23 @@ const md = [
   `Command: \`${command}\``,
   `Greedy, batch 1, float32 on the CPU, prompt ${promptLength} tokens, ${newTokens} new tokens; ${threads} intra-op thread(s) on both sides, llamapro's BLAS threads: ${blasThreads ?? 'unknown'};`,
   `the faster of ${repeats} runs each, the two sides alternating run by run. Baseline: \`bench/reference/llama_ref.py generate\` (PyTorch ${'eager'}, the KV cache`,
-  'concatenated per step as transformers\' DynamicCache, argmax on the last logits). llamapro: `generate()`, one native call',
+  "concatenated per step as transformers' DynamicCache, argmax on the last logits). llamapro: `generate()`, one native call",
   'per token, sampling and stop checks in TypeScript, the time measured from JavaScript (so it includes the worker hop).',
   '',
   '| model | parameters | prefill llamapro | prefill PyTorch | ratio | decode llamapro | decode PyTorch | speed-up | same tokens |',
   '|---|---|---|---|---|---|---|---|---|',
-  ...rows.map((r) =>
-    `| ${r.preset} | ${(r.parameters / 1e6).toFixed(1)} M | ${r.ours.prefillMs.toFixed(1)} ms | ${r.torch.prefillMs.toFixed(1)} ms | ${(r.ours.prefillMs / r.torch.prefillMs).toFixed(2)} | ` +
-    `${r.ours.decodeTokensPerSecond.toFixed(0)} tok/s (${r.ours.perTokenMs.toFixed(2)} ms) | ${r.torch.decodeTokensPerSecond.toFixed(0)} tok/s (${r.torch.perTokenMs.toFixed(2)} ms) | ` +
-    `${(r.ours.decodeTokensPerSecond / r.torch.decodeTokensPerSecond).toFixed(2)}x | ${r.sameTokens ? 'yes' : 'NO'} |`),
+  ...rows.map(
+    (r) =>
+      `| ${r.preset} | ${(r.parameters / 1e6).toFixed(1)} M | ${r.ours.prefillMs.toFixed(1)} ms | ${r.torch.prefillMs.toFixed(1)} ms | ${(r.ours.prefillMs / r.torch.prefillMs).toFixed(2)} | ` +
+      `${r.ours.decodeTokensPerSecond.toFixed(0)} tok/s (${r.ours.perTokenMs.toFixed(2)} ms) | ${r.torch.decodeTokensPerSecond.toFixed(0)} tok/s (${r.torch.perTokenMs.toFixed(2)} ms) | ` +
+      `${(r.ours.decodeTokensPerSecond / r.torch.decodeTokensPerSecond).toFixed(2)}x | ${r.sameTokens ? 'yes' : 'NO'} |`,
+  ),
   '',
   'Goal: faster than PyTorch eager per token (speed-up > 1). The machine is shared; figures vary between runs.',
 ].join('\n')
-await writeResult('generate', { benchmark: 'generate', command, machine, promptLength, newTokens, repeats, threads, blasThreads, rows }, md)
+await writeResult(
+  'generate',
+  { benchmark: 'generate', command, machine, promptLength, newTokens, repeats, threads, blasThreads, rows },
+  md,
+)
 console.log(md)

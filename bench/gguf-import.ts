@@ -14,10 +14,16 @@ import { describeMachine, machineInfo } from '../lib/bench/machine.js'
 import { measureCommand, median, timeCommand } from './lib/measure.js'
 import { writeResult } from './lib/results.js'
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, dir: { type: 'string', default: '/tmp/llamapro-bench-gguf' } } })
+const { values } = parseArgs({
+  options: { runs: { type: 'string', default: '3' }, dir: { type: 'string', default: '/tmp/llamapro-bench-gguf' } },
+})
 const runs = Number(values.runs)
 const dir = values.dir!
-const gguf = join(process.env.LLAMAPRO_CACHE ?? join(homedir(), '.cache', 'llamapro'), 'smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf')
+const gguf = join(
+  process.env.LLAMAPRO_CACHE ?? join(homedir(), '.cache', 'llamapro'),
+  'smollm2',
+  'SmolLM2-135M-Instruct.Q4_1.gguf',
+)
 const size = statSync(gguf).size
 rmSync(dir, { recursive: true, force: true })
 const cli = join(process.cwd(), 'dist', 'cli', 'main.js')
@@ -26,7 +32,9 @@ timeCommand(`cat ${gguf} > /dev/null`)
 const cat = median(Array.from({ length: runs }, () => timeCommand(`cat ${gguf} > /dev/null`)))
 
 // The resident baseline: the same Node process with the addon loaded, before any import.
-const idle = measureCommand(`node --input-type=module --eval "import { info } from '${join(process.cwd(), 'dist', 'index.js')}'; info()"`)
+const idle = measureCommand(
+  `node --input-type=module --eval "import { info } from '${join(process.cwd(), 'dist', 'index.js')}'; info()"`,
+)
 
 const rows: { dtype: string; seconds: number; peakRss: number; outBytes: number; writeSeconds: number }[] = []
 for (const dtype of ['float32', 'bfloat16']) {
@@ -88,4 +96,8 @@ const markdown = [
   'buffers, whatever the model size; the output is never held in memory.',
 ].join('\n')
 console.log(markdown)
-await writeResult('gguf-import', { machine, file: gguf, fileBytes: size, runs, catSeconds: cat, numpySeconds: numpy, idleRss: idle.peakRss, rows }, markdown)
+await writeResult(
+  'gguf-import',
+  { machine, file: gguf, fileBytes: size, runs, catSeconds: cat, numpySeconds: numpy, idleRss: idle.peakRss, rows },
+  markdown,
+)

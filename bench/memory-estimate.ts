@@ -12,7 +12,9 @@ import { freezePolicy } from '../lib/policy/freeze-policy.js'
 import { estimateTrainingMemory } from '../lib/policy/memory-estimate.js'
 import { writeResult } from './lib/results.js'
 
-const { values } = parseArgs({ options: { batch: { type: 'string', default: '4' }, seq: { type: 'string', default: '128' } } })
+const { values } = parseArgs({
+  options: { batch: { type: 'string', default: '4' }, seq: { type: 'string', default: '128' } },
+})
 const [batch, seq] = [Number(values.batch), Number(values.seq)]
 const preset = PRESETS.small!
 const attention = Number(info().libtorch.version.split('.')[0]) >= 2 ? 'flash' : 'grouped'
@@ -24,16 +26,42 @@ for (const [strategy, options] of [
 ] as const) {
   const model = await LlamaModel.random(preset.config, { seed: 0 })
   const params = model.parameters()
-  const policy = freezePolicy(8, params.map((p) => p.name), options)
+  const policy = freezePolicy(
+    8,
+    params.map((p) => p.name),
+    options,
+  )
   await model.setTrainable(policy.trainable)
   model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
   const ids = new Int32Array(batch * seq).map((_, i) => (i * 7919) % (preset.config.vocab_size as number))
-  const step = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
+  const step = {
+    lossMultiplier: 1,
+    update: true,
+    lr: 1e-4,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    reportParamNorms: false,
+  }
   await model.native.trainStep(ids, ids, batch, seq, step)
   native().resetPeakMemory()
   await model.native.trainStep(ids, ids, batch, seq, step)
   const measured = native().memoryStats().cpu.peak
-  rows.push({ strategy, measured, estimate: estimateTrainingMemory({ config: model.config, parameters: params, trainable: new Set(policy.trainable), batch, seq, computeDtype: 'float32', attention }) })
+  rows.push({
+    strategy,
+    measured,
+    estimate: estimateTrainingMemory({
+      config: model.config,
+      parameters: params,
+      trainable: new Set(policy.trainable),
+      batch,
+      seq,
+      computeDtype: 'float32',
+      attention,
+    }),
+  })
   model.dispose()
 }
 const mib = (v: number) => (v / 2 ** 20).toFixed(1)
@@ -48,7 +76,10 @@ const md = [
   '',
   '| strategy | weights | gradients | optimizer | activations | estimated peak | measured peak | estimate / measured |',
   '|---|---|---|---|---|---|---|---|',
-  ...rows.map((r) => `| ${r.strategy} | ${mib(r.estimate.weights)} MiB | ${mib(r.estimate.gradients)} MiB | ${mib(r.estimate.optimizer)} MiB | ${mib(r.estimate.activations)} MiB | ${mib(r.estimate.peak)} MiB | ${mib(r.measured)} MiB | ${(r.estimate.peak / r.measured).toFixed(3)} |`),
+  ...rows.map(
+    (r) =>
+      `| ${r.strategy} | ${mib(r.estimate.weights)} MiB | ${mib(r.estimate.gradients)} MiB | ${mib(r.estimate.optimizer)} MiB | ${mib(r.estimate.activations)} MiB | ${mib(r.estimate.peak)} MiB | ${mib(r.measured)} MiB | ${(r.estimate.peak / r.measured).toFixed(3)} |`,
+  ),
 ].join('\n')
 await writeResult('memory-estimate', { benchmark: 'memory-estimate', command, machine, batch, seq, rows }, md)
 console.log(md)

@@ -7,7 +7,7 @@
  * Usage: npx tsx bench/readers.ts [--mb 80] [--runs 3] [--dir /tmp/llamapro-bench-readers]
  */
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync, statSync } from 'node:fs'
+import { mkdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { readParquet as readHyparquet } from './lib/hyparquet-reader.js'
@@ -16,12 +16,22 @@ import { resolveDatasets, streamExamples } from '../lib/data/dataset.js'
 import { median, timeIt } from './lib/measure.js'
 import { writeResult } from './lib/results.js'
 
-const { values } = parseArgs({ options: { mb: { type: 'string', default: '80' }, runs: { type: 'string', default: '3' }, dir: { type: 'string', default: '/tmp/llamapro-bench-readers' } } })
+const { values } = parseArgs({
+  options: {
+    mb: { type: 'string', default: '80' },
+    runs: { type: 'string', default: '3' },
+    dir: { type: 'string', default: '/tmp/llamapro-bench-readers' },
+  },
+})
 const dir = values.dir!
 const runs = Number(values.runs)
 mkdirSync(dir, { recursive: true })
 const python = join(process.cwd(), '.venv', 'bin', 'python')
-execFileSync(python, ['-c', `
+execFileSync(
+  python,
+  [
+    '-c',
+    `
 import json, os, random, sys, shutil, tempfile
 import pyarrow as pa, pyarrow.parquet as pq, pandas as pd
 from datasets import Dataset
@@ -47,7 +57,12 @@ with tempfile.TemporaryDirectory() as tmp:
     shutil.copy(f"{tmp}/data-00000-of-00001.arrow", f"{d}/pt.arrow")
 conv = [{"conversations": [{"from": "human", "value": t[:200]}, {"from": "gpt", "value": t}]} for t in texts]
 pq.write_table(pa.Table.from_pylist(conv), f"{d}/sharegpt-zstd.parquet", compression="zstd", row_group_size=20000)
-`, dir, values.mb!], { stdio: 'inherit' })
+`,
+    dir,
+    values.mb!,
+  ],
+  { stdio: 'inherit' },
+)
 
 async function ours(file: string): Promise<number> {
   const [source] = await resolveDatasets([join(dir, file)], dir, dir)
@@ -89,10 +104,21 @@ for (let run = 0; run < runs; run++) {
 const rows = cases.map(([name, file]) => {
   const mb = statSync(join(dir, file)).size / 1e6
   const seconds = median(times.get(name)!)
-  return { name, file, mb: Number(mb.toFixed(1)), records: counts.get(name)!, seconds: Number(seconds.toFixed(2)), mbPerSecond: Number((mb / seconds).toFixed(1)) }
+  return {
+    name,
+    file,
+    mb: Number(mb.toFixed(1)),
+    records: counts.get(name)!,
+    seconds: Number(seconds.toFixed(2)),
+    mbPerSecond: Number((mb / seconds).toFixed(1)),
+  }
 })
 const machine = machineInfo()
-const table = ['| format: reader | file MB | records | s (median of ' + runs + ') | MB/s |', '|---|---:|---:|---:|---:|', ...rows.map((r) => `| ${r.name} | ${r.mb} | ${r.records} | ${r.seconds} | ${r.mbPerSecond} |`)].join('\n')
+const table = [
+  `| format: reader | file MB | records | s (median of ${runs}) | MB/s |`,
+  '|---|---:|---:|---:|---:|',
+  ...rows.map((r) => `| ${r.name} | ${r.mb} | ${r.records} | ${r.seconds} | ${r.mbPerSecond} |`),
+].join('\n')
 console.log(table)
 await writeResult(
   'readers',

@@ -36,10 +36,22 @@ function logLine(step: number) {
   const layerGradNorms: Record<string, number> = {}
   for (let i = 0; i < 40; i++) layerGradNorms[String(i)] = 0.1 + ((i * 7919 + step) % 1000) / 1000
   return {
-    current_steps: step, total_steps: 100_000, loss: 2 - step / 1e5, lr: 1e-4 * (1 - step / 1e5), epoch: step / 1e4,
-    percentage: step / 1e3, elapsed_time: '1:02:03', remaining_time: '3:04:05', throughput: 5123.4 + step,
-    total_tokens: step * 4096, grad_norm: 0.9, tokens_per_second: 5120 + step, elapsed_seconds: step * 0.8,
-    allreduce_bytes: 1 << 20, optimizer_state_bytes: 1 << 28, layer_grad_norms: layerGradNorms,
+    current_steps: step,
+    total_steps: 100_000,
+    loss: 2 - step / 1e5,
+    lr: 1e-4 * (1 - step / 1e5),
+    epoch: step / 1e4,
+    percentage: step / 1e3,
+    elapsed_time: '1:02:03',
+    remaining_time: '3:04:05',
+    throughput: 5123.4 + step,
+    total_tokens: step * 4096,
+    grad_norm: 0.9,
+    tokens_per_second: 5120 + step,
+    elapsed_seconds: step * 0.8,
+    allreduce_bytes: 1 << 20,
+    optimizer_state_bytes: 1 << 28,
+    layer_grad_norms: layerGradNorms,
   }
 }
 
@@ -66,7 +78,9 @@ await rm(dir, { recursive: true, force: true })
 const encode = median(encodeUs)
 const append = median(appendUs)
 const bytesPerStep = fileBytes / ((rounds + 2) * stepsPerRound)
-console.log(`per logged step (${scalarsPerStep} scalars): encode ${encode.toFixed(2)} us, append ${append.toFixed(2)} us`)
+console.log(
+  `per logged step (${scalarsPerStep} scalars): encode ${encode.toFixed(2)} us, append ${append.toFixed(2)} us`,
+)
 
 const presets = [
   { model: 'tiny', strategies: 'full' },
@@ -84,12 +98,15 @@ for (const { model, strategies } of presets) {
 const percent = (us: number, ms: number) => (us / (ms * 1000)) * 100
 const machine = machineInfo()
 const cpuModel = execSync("lscpu | grep 'Model name' | sed 's/.*: *//'", { encoding: 'utf8' }).trim()
-const command = 'npx tsx bench/tensorboard-overhead.ts ' +
+const command =
+  'npx tsx bench/tensorboard-overhead.ts ' +
   `--rounds ${rounds} --steps-per-round ${stepsPerRound} --train-steps ${trainSteps}`
 const rows = steps.map((s) => {
   const total = percent(encode + append, s.ms)
-  return `| ${s.preset} (${s.strategy}) | ${s.ms.toFixed(2)} (${s.p10.toFixed(2)}-${s.p90.toFixed(2)}) | ` +
+  return (
+    `| ${s.preset} (${s.strategy}) | ${s.ms.toFixed(2)} (${s.p10.toFixed(2)}-${s.p90.toFixed(2)}) | ` +
     `${percent(encode, s.ms).toFixed(3)}% | ${total.toFixed(3)}% | ${total <= 1 ? 'met' : 'missed'} |`
+  )
 })
 const markdown = `# TensorBoard logging overhead
 
@@ -119,6 +136,22 @@ ${rows.join('\n')}
 The tiny preset (4 layers, hidden 64, batch 2 x 32) has the shortest step of all presets, so it bounds the
 overhead from above; real runs log every 10 steps or more (LLaMA-Factory's examples use \`logging_steps: 10\`),
 which divides these shares by 10. The append runs off the event loop and is counted as if it did not.`
-await writeResult('tensorboard-overhead', { date: new Date().toISOString(), machine, cpuModel, command, scalarsPerStep,
-  bytesPerStep, loadAtStart, encodeUs, appendUs, encode, append, steps }, markdown)
+await writeResult(
+  'tensorboard-overhead',
+  {
+    date: new Date().toISOString(),
+    machine,
+    cpuModel,
+    command,
+    scalarsPerStep,
+    bytesPerStep,
+    loadAtStart,
+    encodeUs,
+    appendUs,
+    encode,
+    append,
+    steps,
+  },
+  markdown,
+)
 console.log(markdown)

@@ -16,11 +16,17 @@ const { Tokenizer: JsTokenizer } = await import('@huggingface/tokenizers')
 const { Tokenizer: RustTokenizer } = await import('tokenizers')
 
 const dir = process.argv[2] ?? '/tmp/smol'
-const js = new JsTokenizer(JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')), JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')))
+const js = new JsTokenizer(
+  JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')),
+  JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')),
+)
 const rust = RustTokenizer.fromFile(join(dir, 'tokenizer.json'))
 // Real text: TypeScript's declaration files (prose comments and code), cut into 1500-character documents.
 const src = join(import.meta.dirname, '..', 'node_modules', 'typescript', 'lib')
-const text = readdirSync(src).filter((f) => f.endsWith('.d.ts')).map((f) => readFileSync(join(src, f), 'utf8')).join('\n')
+const text = readdirSync(src)
+  .filter((f) => f.endsWith('.d.ts'))
+  .map((f) => readFileSync(join(src, f), 'utf8'))
+  .join('\n')
 const docs: string[] = []
 for (let i = 0; i < text.length && docs.length < 2500; i += 1500) docs.push(text.slice(i, i + 1500))
 const megabytes = docs.reduce((s, d) => s + Buffer.byteLength(d), 0) / 1e6

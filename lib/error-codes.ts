@@ -37,7 +37,8 @@ export const ERROR_CODES = {
   LLAMAPRO_PYTHON: 'no Python interpreter that can import torch was found (bench --baseline python)',
   LLAMAPRO_BUNDLE: 'an addon bundle could not be made or checked',
   LLAMAPRO_TOOL_MISSING: 'a system tool (patchelf, ldd, ...) is not installed',
-  LLAMAPRO_KERNEL_OPTION: 'a kernel switch (LLAMAPRO_GEMM, LLAMAPRO_ROW_PLAN, ... or setKernelOptions) has an invalid value',
+  LLAMAPRO_KERNEL_OPTION:
+    'a kernel switch (LLAMAPRO_GEMM, LLAMAPRO_ROW_PLAN, ... or setKernelOptions) has an invalid value',
   LLAMAPRO_BOARD_FOLDER: 'a folder given to llamapro board is missing or holds no training run',
   LLAMAPRO_BOARD_PORT: "the board's port is in use or not a valid port",
   LLAMAPRO_BOARD_HOST: "the board's host address cannot be bound",

@@ -17,7 +17,17 @@ export type { BundleManifest, BundleFile } from './bundle/manifest.js'
 export { ERROR_CODES, LlamaproError, isErrorCode } from './errors.js'
 export type { ErrorCode } from './errors.js'
 export { LlamaModel } from './model/llama-model.js'
-export type { Device, LoadOptions, RandomModelOptions, SaveOptions, SaveResult, ParameterInfo, ForwardResult, AddLoraOptions, LoraState } from './model/llama-model.js'
+export type {
+  Device,
+  LoadOptions,
+  RandomModelOptions,
+  SaveOptions,
+  SaveResult,
+  ParameterInfo,
+  ForwardResult,
+  AddLoraOptions,
+  LoraState,
+} from './model/llama-model.js'
 export type { TokenBatch } from './model/token-batch.js'
 export { openCheckpoint, readModelConfig } from './checkpoint/checkpoint.js'
 export type { Checkpoint, TensorLocation } from './checkpoint/checkpoint.js'
@@ -64,13 +74,24 @@ export type { DemoOptions, DemoResult } from './demo/demo.js'
 export { runBench } from './bench/run-bench.js'
 export type { BenchOptions, BenchReport, StrategyResult } from './bench/run-bench.js'
 export { benchTrainConfig } from './bench/train-config-bench.js'
-export type { CheckpointingMode, TrainConfigBenchOptions, TrainConfigBenchReport, TrainConfigBenchResult } from './bench/train-config-bench.js'
+export type {
+  CheckpointingMode,
+  TrainConfigBenchOptions,
+  TrainConfigBenchReport,
+  TrainConfigBenchResult,
+} from './bench/train-config-bench.js'
 export { importGguf, exportGguf } from './gguf/convert.js'
 export type { ImportGgufOptions, ImportGgufResult, ExportGgufOptions, ExportGgufResult } from './gguf/convert.js'
 export { readGgufFile } from './gguf/reader.js'
 export type { GgufFile, GgufTensorInfo } from './gguf/reader.js'
 export { generate, generateStream } from './generate/generate.js'
-export type { GenerateInput, GenerateOptions, GenerationChunk, GenerationResult, FinishReason } from './generate/generate.js'
+export type {
+  GenerateInput,
+  GenerateOptions,
+  GenerationChunk,
+  GenerationResult,
+  FinishReason,
+} from './generate/generate.js'
 export { KvCache } from './generate/kv-cache.js'
 export { evaluateModels } from './generate/evaluate.js'
 export type { EvaluateOptions, EvaluateResult, ModelEvaluation } from './generate/evaluate.js'

@@ -17,7 +17,7 @@ export function helpMarker(name) {
 }
 
 export function helpBlock(help) {
-  return '```text\n' + help.replace(/\s+$/, '') + '\n```'
+  return `\`\`\`text\n${help.replace(/\s+$/, '')}\n\`\`\``
 }
 
 /** The help block of a page after its marker, or null when the page has no marker. */
@@ -33,7 +33,7 @@ function replaceHelp(markdown, name, help) {
   const rest = markdown.slice(at)
   const match = /^\n```text\n(?:[\s\S]*?\n)?```/.exec(rest)
   const tail = match ? rest.slice(match[0].length) : rest
-  return markdown.slice(0, at) + '\n' + helpBlock(help) + tail
+  return `${markdown.slice(0, at)}\n${helpBlock(help)}${tail}`
 }
 
 /** Every command with its help text (as `llamapro <command> --help` prints it). */
@@ -74,7 +74,9 @@ export function syncHelpPages(cliDir, helps, { write = false } = {}) {
 }
 
 async function main() {
-  const problems = syncHelpPages(join(ROOT, 'docs', 'cli'), await commandHelps(), { write: process.argv.includes('--write') })
+  const problems = syncHelpPages(join(ROOT, 'docs', 'cli'), await commandHelps(), {
+    write: process.argv.includes('--write'),
+  })
   for (const problem of problems) console.error(problem)
   return problems.length === 0 ? 0 : 1
 }

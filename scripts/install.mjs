@@ -60,7 +60,7 @@ if (result.status !== 0) {
 mkdirSync(join(root, 'build'), { recursive: true })
 writeFileSync(
   join(root, 'build', 'libtorch.json'),
-  JSON.stringify({ source: found.source, cmakeDir: found.cmakeDir, detail: found.detail ?? null }, null, 2) + '\n',
+  `${JSON.stringify({ source: found.source, cmakeDir: found.cmakeDir, detail: found.detail ?? null }, null, 2)}\n`,
 )
 
 // Installed as a dependency, only the addon is needed: drop the object files and the precompiled header

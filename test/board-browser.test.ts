@@ -30,12 +30,28 @@ interface PageResult<T> {
   exceptions: string[]
 }
 
-async function openPage<T>(options: { url: string; waitFor: string; snapshot: string; screenshot?: string; fullPage?: boolean }): Promise<PageResult<T>> {
-  const { stdout } = await exec(process.execPath, ['--no-warnings', '--experimental-websocket', CDP, JSON.stringify({ ...options, chromium: CHROMIUM, timeoutMs: 90_000 })], { timeout: 120_000 }).catch(
-    (error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }),
-  )
+async function openPage<T>(options: {
+  url: string
+  waitFor: string
+  snapshot: string
+  screenshot?: string
+  fullPage?: boolean
+}): Promise<PageResult<T>> {
+  const { stdout } = await exec(
+    process.execPath,
+    [
+      '--no-warnings',
+      '--experimental-websocket',
+      CDP,
+      JSON.stringify({ ...options, chromium: CHROMIUM, timeoutMs: 90_000 }),
+    ],
+    { timeout: 120_000 },
+  ).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }))
   const result = JSON.parse(stdout.trim().split('\n').pop() || '{}') as PageResult<T>
-  if (!result.ok) throw new Error(`the page failed: ${result.error}\nconsole: ${result.console?.join('\n')}\nexceptions: ${result.exceptions?.join('\n')}`)
+  if (!result.ok)
+    throw new Error(
+      `the page failed: ${result.error}\nconsole: ${result.console?.join('\n')}\nexceptions: ${result.exceptions?.join('\n')}`,
+    )
   return result
 }
 
@@ -79,14 +95,34 @@ t.test('the page over a run that is writing, then interrupted; a folder with no 
   const board = await startBoard({ dirs: [runs] })
   t.teardown(() => board.close())
 
-  const empty = await openPage<string>({ url: board.url, waitFor: "!document.getElementById('empty-state').hidden", snapshot: "document.getElementById('empty-state').textContent" })
-  t.match(empty.value, /No training run here yet.*trainer_log\.jsonl/s, 'an empty folder: the page says what a run folder holds')
+  const empty = await openPage<string>({
+    url: board.url,
+    waitFor: "!document.getElementById('empty-state').hidden",
+    snapshot: "document.getElementById('empty-state').textContent",
+  })
+  t.match(
+    empty.value,
+    /No training run here yet.*trainer_log\.jsonl/s,
+    'an empty folder: the page says what a run folder holds',
+  )
 
   const out = join(runs, 'pro-2')
   const raw = {
-    model_name_or_path: join(dir, 'pro'), stage: 'pt', dataset: data.pt, finetuning_type: 'freeze', use_llama_pro: true, freeze_trainable_layers: 2,
-    cutoff_len: 48, per_device_train_batch_size: 4, learning_rate: 3e-3, max_steps: 100_000, logging_steps: 1, save_steps: 100_000, val_size: 4,
-    eval_steps: 5, output_dir: out,
+    model_name_or_path: join(dir, 'pro'),
+    stage: 'pt',
+    dataset: data.pt,
+    finetuning_type: 'freeze',
+    use_llama_pro: true,
+    freeze_trainable_layers: 2,
+    cutoff_len: 48,
+    per_device_train_batch_size: 4,
+    learning_rate: 3e-3,
+    max_steps: 100_000,
+    logging_steps: 1,
+    save_steps: 100_000,
+    val_size: 4,
+    eval_steps: 5,
+    output_dir: out,
   }
   const stop = new AbortController()
   let steps = 0
@@ -96,10 +132,33 @@ t.test('the page over a run that is writing, then interrupted; a folder with no 
       if (e.type === 'step') steps = e.step
       // The run-folder contract's files, as the trainer writes them at start (unless it already did).
       if (e.type === 'start' && !existsSync(join(out, 'llamapro_run.json'))) {
-        writeFileSync(join(out, 'llamapro_run.json'), JSON.stringify({ created_by: 'test', started_at: new Date().toISOString(), hostname: hostname(), pid: process.pid, stage: 'pt',
-          finetuning_type: 'freeze', model_name_or_path: raw.model_name_or_path, output_dir: out, total_steps: e.totalSteps, num_layers: 6,
-          trainable_layer_ids: e.trainableLayerIds, expanded_layer_ids: e.trainableLayerIds, eval_datasets: [], world_size: 1, device: e.device, logging_dir: null }))
-        writeFileSync(join(out, 'training_args.yaml'), Object.entries(raw).map(([k, v]) => `${k}: ${v}`).join('\n') + '\n')
+        writeFileSync(
+          join(out, 'llamapro_run.json'),
+          JSON.stringify({
+            created_by: 'test',
+            started_at: new Date().toISOString(),
+            hostname: hostname(),
+            pid: process.pid,
+            stage: 'pt',
+            finetuning_type: 'freeze',
+            model_name_or_path: raw.model_name_or_path,
+            output_dir: out,
+            total_steps: e.totalSteps,
+            num_layers: 6,
+            trainable_layer_ids: e.trainableLayerIds,
+            expanded_layer_ids: e.trainableLayerIds,
+            eval_datasets: [],
+            world_size: 1,
+            device: e.device,
+            logging_dir: null,
+          }),
+        )
+        writeFileSync(
+          join(out, 'training_args.yaml'),
+          `${Object.entries(raw)
+            .map(([k, v]) => `${k}: ${v}`)
+            .join('\n')}\n`,
+        )
       }
     },
   })
@@ -109,7 +168,8 @@ t.test('the page over a run that is writing, then interrupted; a folder with no 
   // The step and loss shown, then again once the run has moved on: the page follows it without a reload.
   const live = await openPage<{ first: any; later: any }>({
     url: `${board.url}?run=pro-2`,
-    waitFor: "document.querySelector('#stat-step .value[data-value]') !== null && document.querySelector('#chart-loss svg path') !== null",
+    waitFor:
+      "document.querySelector('#stat-step .value[data-value]') !== null && document.querySelector('#chart-loss svg path') !== null",
     snapshot: `(async () => {
       const first = ${SNAPSHOT}
       for (let i = 0; i < 300; i++) {
@@ -130,12 +190,21 @@ t.test('the page over a run that is writing, then interrupted; a folder with no 
     t.equal(shot.live, 'live')
   }
   const { first, later } = live.value
-  t.ok(Number(later.step) > Number(first.step), `the page moved from step ${first.step} to ${later.step} without a reload`)
-  t.ok(later.loss_chart.paths[0] > first.loss_chart.paths[0], `the loss curve grew from ${first.loss_chart.paths[0]} to ${later.loss_chart.paths[0]} points`)
+  t.ok(
+    Number(later.step) > Number(first.step),
+    `the page moved from step ${first.step} to ${later.step} without a reload`,
+  )
+  t.ok(
+    later.loss_chart.paths[0] > first.loss_chart.paths[0],
+    `the loss curve grew from ${first.loss_chart.paths[0]} to ${later.loss_chart.paths[0]} points`,
+  )
   t.ok(first.lr_chart.paths[0] >= 10, 'the learning-rate curve is drawn')
   t.ok(first.eval_chart.paths.length >= 1 || first.eval_chart === null, 'the eval chart is there once an eval ran')
   const layerLabels = later.layer_chart.legend.filter((s: string) => s.startsWith('layer '))
-  t.ok(layerLabels.length >= 2 && layerLabels.every((s: string) => s.endsWith('(new)')), `layer grad norms of the expanded blocks: ${layerLabels.join(', ')}`)
+  t.ok(
+    layerLabels.length >= 2 && layerLabels.every((s: string) => s.endsWith('(new)')),
+    `layer grad norms of the expanded blocks: ${layerLabels.join(', ')}`,
+  )
   t.match(later.config, /use_llama_pro: true/, 'training_args.yaml is shown')
 
   stop.abort()
@@ -145,7 +214,8 @@ t.test('the page over a run that is writing, then interrupted; a folder with no 
   const screenshot = join(dir, 'board.png')
   const ended = await openPage<any>({
     url: `${board.url}?run=pro-2`,
-    waitFor: "document.querySelector('#run-status [data-status]')?.dataset.status === 'interrupted' && document.querySelector('#chart-loss svg path') !== null",
+    waitFor:
+      "document.querySelector('#run-status [data-status]')?.dataset.status === 'interrupted' && document.querySelector('#chart-loss svg path') !== null",
     snapshot: SNAPSHOT,
     screenshot,
   })
@@ -154,14 +224,21 @@ t.test('the page over a run that is writing, then interrupted; a folder with no 
   t.equal(Number(ended.value.step), lastTraining.current_steps, 'a stopped run shows its last logged step')
   t.equal(Number(ended.value.loss), lastTraining.loss)
   t.ok(readFileSync(screenshot).subarray(1, 4).toString() === 'PNG', 'a screenshot was taken')
-  if (process.env.LLAMAPRO_BOARD_SCREENSHOTS) copyFileSync(screenshot, join(process.env.LLAMAPRO_BOARD_SCREENSHOTS, 'board-test-run.png'))
+  if (process.env.LLAMAPRO_BOARD_SCREENSHOTS)
+    copyFileSync(screenshot, join(process.env.LLAMAPRO_BOARD_SCREENSHOTS, 'board-test-run.png'))
 
   const compared = await openPage<any>({
     url: `${board.url}?run=compare`,
     waitFor: "document.querySelectorAll('#compare-loss svg path').length === 2",
-    snapshot: "({ rows: document.querySelectorAll('#compare-table tr[data-run-id]').length, legend: [...document.querySelectorAll('#compare-loss svg text')].map((t) => t.textContent) })",
-    ...(process.env.LLAMAPRO_BOARD_SCREENSHOTS ? { screenshot: join(process.env.LLAMAPRO_BOARD_SCREENSHOTS, 'board-test-compare.png') } : {}),
+    snapshot:
+      "({ rows: document.querySelectorAll('#compare-table tr[data-run-id]').length, legend: [...document.querySelectorAll('#compare-loss svg text')].map((t) => t.textContent) })",
+    ...(process.env.LLAMAPRO_BOARD_SCREENSHOTS
+      ? { screenshot: join(process.env.LLAMAPRO_BOARD_SCREENSHOTS, 'board-test-compare.png') }
+      : {}),
   })
   t.equal(compared.value.rows, 2, 'both runs in the comparison table')
-  t.ok(compared.value.legend.includes('pro-2') && compared.value.legend.includes('synthetic-last-2'), 'one series per run on the same chart')
+  t.ok(
+    compared.value.legend.includes('pro-2') && compared.value.legend.includes('synthetic-last-2'),
+    'one series per run on the same chart',
+  )
 })

@@ -69,7 +69,7 @@ function eventStream(url: string) {
         if (!event || data === undefined) continue
         const e = { event, data: JSON.parse(data) }
         events.push(e)
-        for (const w of [...waiters]) if (w.test(e)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(e))
+        for (const w of [...waiters]) if (w.test(e)) waiters.splice(waiters.indexOf(w), 1), w.resolve(e)
       }
     }
   })().catch(() => undefined)
@@ -85,55 +85,85 @@ function eventStream(url: string) {
   }
 }
 
-t.test('a real training run: the board reports its last logged values exactly and draws every logged point', async (t) => {
-  const dir = t.testdir()
-  await writeTrainableModel(join(dir, 'base'), { seed: 4 })
-  const data = await writeDatasets(dir)
-  const out = join(dir, 'out')
-  const config = parseTrainConfig(
-    {
-      model_name_or_path: join(dir, 'base'), stage: 'pt', dataset: data.pt, finetuning_type: 'freeze', freeze_trainable_layers: 2,
-      cutoff_len: 48, per_device_train_batch_size: 4, learning_rate: 3e-3, max_steps: 8, logging_steps: 1, save_steps: 1000,
-      val_size: 4, eval_steps: 4, output_dir: out,
-    },
-    'board test',
-    dir,
-  )
-  await train(config)
-  const board = await startBoard({ dirs: [out], port: 0 })
-  t.teardown(() => board.close())
-  const list = await json<RunList>(`${board.url}api/runs`)
-  t.equal(list.runs.length, 1)
-  const [summary] = list.runs
-  t.equal(summary!.id, '.', 'the folder given is itself the run')
-  t.equal(summary!.status, 'finished', summary!.statusReason)
-  const lines = logLines(out)
-  const training = lines.filter((l) => typeof l.loss === 'number')
-  const evals = lines.filter((l) => typeof l.eval_loss === 'number')
-  const detail = await json<RunDetail>(`${board.url}api/run?id=.`)
-  t.same(detail.lastRecord, lines.at(-1), 'the last record is the log\'s last line, unchanged')
-  t.equal(detail.last.loss, training.at(-1)!.loss)
-  t.equal(detail.last.step, training.at(-1)!.current_steps)
-  t.equal(detail.last.lr, training.at(-1)!.lr)
-  t.equal(detail.last.eval.eval_loss, evals.at(-1)!.eval_loss)
-  t.same(detail.series.loss, training.map((l) => [l.current_steps, l.loss]), 'a short run is drawn point for point')
-  t.same(detail.series['eval/eval_loss'], evals.map((l) => [l.current_steps, l.eval_loss]))
-  const layers = Object.keys(training[0]!.layer_grad_norms as object)
-  t.ok(layers.length >= 2, `layer grad norms of ${layers.join(', ')}`)
-  for (const layer of layers) {
-    t.equal(detail.series[`layer/${layer}`]?.length, training.length, `layer ${layer}: one point per logged step`)
-  }
-  t.equal(detail.progress.total_steps, 8)
-  t.equal(detail.results.all?.train_loss !== undefined, true, 'all_results.json is shown')
-})
+t.test(
+  'a real training run: the board reports its last logged values exactly and draws every logged point',
+  async (t) => {
+    const dir = t.testdir()
+    await writeTrainableModel(join(dir, 'base'), { seed: 4 })
+    const data = await writeDatasets(dir)
+    const out = join(dir, 'out')
+    const config = parseTrainConfig(
+      {
+        model_name_or_path: join(dir, 'base'),
+        stage: 'pt',
+        dataset: data.pt,
+        finetuning_type: 'freeze',
+        freeze_trainable_layers: 2,
+        cutoff_len: 48,
+        per_device_train_batch_size: 4,
+        learning_rate: 3e-3,
+        max_steps: 8,
+        logging_steps: 1,
+        save_steps: 1000,
+        val_size: 4,
+        eval_steps: 4,
+        output_dir: out,
+      },
+      'board test',
+      dir,
+    )
+    await train(config)
+    const board = await startBoard({ dirs: [out], port: 0 })
+    t.teardown(() => board.close())
+    const list = await json<RunList>(`${board.url}api/runs`)
+    t.equal(list.runs.length, 1)
+    const [summary] = list.runs
+    t.equal(summary!.id, '.', 'the folder given is itself the run')
+    t.equal(summary!.status, 'finished', summary!.statusReason)
+    const lines = logLines(out)
+    const training = lines.filter((l) => typeof l.loss === 'number')
+    const evals = lines.filter((l) => typeof l.eval_loss === 'number')
+    const detail = await json<RunDetail>(`${board.url}api/run?id=.`)
+    t.same(detail.lastRecord, lines.at(-1), "the last record is the log's last line, unchanged")
+    t.equal(detail.last.loss, training.at(-1)!.loss)
+    t.equal(detail.last.step, training.at(-1)!.current_steps)
+    t.equal(detail.last.lr, training.at(-1)!.lr)
+    t.equal(detail.last.eval.eval_loss, evals.at(-1)!.eval_loss)
+    t.same(
+      detail.series.loss,
+      training.map((l) => [l.current_steps, l.loss]),
+      'a short run is drawn point for point',
+    )
+    t.same(
+      detail.series['eval/eval_loss'],
+      evals.map((l) => [l.current_steps, l.eval_loss]),
+    )
+    const layers = Object.keys(training[0]!.layer_grad_norms as object)
+    t.ok(layers.length >= 2, `layer grad norms of ${layers.join(', ')}`)
+    for (const layer of layers) {
+      t.equal(detail.series[`layer/${layer}`]?.length, training.length, `layer ${layer}: one point per logged step`)
+    }
+    t.equal(detail.progress.total_steps, 8)
+    t.equal(detail.results.all?.train_loss !== undefined, true, 'all_results.json is shown')
+  },
+)
 
-t.test('100,000 logged steps: the drawn series are bounded, the numbers shown are the last line\'s', async (t) => {
+t.test("100,000 logged steps: the drawn series are bounded, the numbers shown are the last line's", async (t) => {
   const dir = t.testdir()
   const run = join(dir, 'long')
-  writeSyntheticRun(run, { steps: 100_000, evalEvery: 1000, layers: [0, 1, 2, 3], expanded: [1, 3], evalDatasets: ['code', 'keep'] })
+  writeSyntheticRun(run, {
+    steps: 100_000,
+    evalEvery: 1000,
+    layers: [0, 1, 2, 3],
+    expanded: [1, 3],
+    evalDatasets: ['code', 'keep'],
+  })
   // A spike that striding would likely miss: min/max buckets keep it.
   const spike = { ...syntheticRecord(100_001, 100_001), loss: 99.5 }
-  appendFileSync(join(run, 'trainer_log.jsonl'), `${JSON.stringify(spike)}\n${JSON.stringify(syntheticRecord(100_002, 100_002))}\n`)
+  appendFileSync(
+    join(run, 'trainer_log.jsonl'),
+    `${JSON.stringify(spike)}\n${JSON.stringify(syntheticRecord(100_002, 100_002))}\n`,
+  )
   const board = await startBoard({ dirs: [dir] })
   t.teardown(() => board.close())
   const detail = await json<RunDetail>(`${board.url}api/run?id=long`)
@@ -145,7 +175,7 @@ t.test('100,000 logged steps: the drawn series are bounded, the numbers shown ar
   t.equal(detail.pointCounts.loss, 100_002)
   t.equal(Math.max(...detail.series.loss!.map((p) => p[1])), 99.5, 'the spike is drawn')
   t.same(detail.lastRecord, lines.at(-1))
-  t.equal(detail.last.loss, lines.at(-1)!.loss, 'the loss shown is the last line\'s, not a downsampled one')
+  t.equal(detail.last.loss, lines.at(-1)!.loss, "the loss shown is the last line's, not a downsampled one")
   t.equal(detail.last.step, 100_002)
   t.equal(detail.last.eval.eval_keep_loss, lines.filter((l) => 'eval_keep_loss' in l).at(-1)!.eval_keep_loss)
   t.same(detail.meta?.expanded_layer_ids, [1, 3])
@@ -155,23 +185,50 @@ t.test('100,000 logged steps: the drawn series are bounded, the numbers shown ar
   t.ok(small.series.loss!.length <= 100, 'points= asks for fewer')
 })
 
-t.test('the server\'s column downsampling keeps what lib/util/downsample keeps: ends, each bucket\'s extremes', async (t) => {
-  const xs = Array.from({ length: 10_000 }, (_, i) => i)
-  const ys = xs.map((x) => Math.sin(x / 100) + (x === 4321 ? 50 : 0) - (x === 777 ? 50 : 0))
-  const drawn = downsampleColumns(xs, ys, 200)
-  t.same(drawn, downsample(xs.map((x, i) => [x, ys[i]!]), 200), 'the same points as the chart module\'s downsample')
-  let seed = 7
-  const noise = xs.map(() => ((seed = (seed * 16807) % 2147483647) / 2147483647))
-  for (const max of [2, 3, 101, 2000, 9999]) {
-    t.same(downsampleColumns(xs, noise, max), downsample(xs.map((x, i) => [x, noise[i]!]), max), `random data, ${max} points`)
-  }
-  t.ok(drawn.length <= 200)
-  t.same(drawn[0], [0, ys[0]])
-  t.same(drawn.at(-1), [9999, ys[9999]])
-  t.ok(drawn.some((p) => p[0] === 4321) && drawn.some((p) => p[0] === 777), 'both spikes')
-  t.ok(drawn.every((p, i) => i === 0 || p[0] > drawn[i - 1]![0]), 'in x order')
-  t.same(downsampleColumns([1, 2], [3, 4]), [[1, 3], [2, 4]], 'short series untouched')
-})
+t.test(
+  "the server's column downsampling keeps what lib/util/downsample keeps: ends, each bucket's extremes",
+  async (t) => {
+    const xs = Array.from({ length: 10_000 }, (_, i) => i)
+    const ys = xs.map((x) => Math.sin(x / 100) + (x === 4321 ? 50 : 0) - (x === 777 ? 50 : 0))
+    const drawn = downsampleColumns(xs, ys, 200)
+    t.same(
+      drawn,
+      downsample(
+        xs.map((x, i) => [x, ys[i]!]),
+        200,
+      ),
+      "the same points as the chart module's downsample",
+    )
+    let seed = 7
+    const noise = xs.map(() => (seed = (seed * 16807) % 2147483647) / 2147483647)
+    for (const max of [2, 3, 101, 2000, 9999]) {
+      t.same(
+        downsampleColumns(xs, noise, max),
+        downsample(
+          xs.map((x, i) => [x, noise[i]!]),
+          max,
+        ),
+        `random data, ${max} points`,
+      )
+    }
+    t.ok(drawn.length <= 200)
+    t.same(drawn[0], [0, ys[0]])
+    t.same(drawn.at(-1), [9999, ys[9999]])
+    t.ok(drawn.some((p) => p[0] === 4321) && drawn.some((p) => p[0] === 777), 'both spikes')
+    t.ok(
+      drawn.every((p, i) => i === 0 || p[0] > drawn[i - 1]![0]),
+      'in x order',
+    )
+    t.same(
+      downsampleColumns([1, 2], [3, 4]),
+      [
+        [1, 3],
+        [2, 4],
+      ],
+      'short series untouched',
+    )
+  },
+)
 
 t.test('a half-written last line is left for later; a broken complete line is skipped', async (t) => {
   const dir = t.testdir()
@@ -213,7 +270,14 @@ t.test('status: running, finished, interrupted, stopped (a dead process, a quiet
   t.teardown(() => board.close())
   const { runs } = await json<RunList>(`${board.url}api/runs`)
   const status = Object.fromEntries(runs.map((r) => [r.id, r.status]))
-  const expected = { alive: 'running', crashed: 'stopped', done: 'finished', old: 'stopped', 'other-host': 'running', stopped: 'interrupted' }
+  const expected = {
+    alive: 'running',
+    crashed: 'stopped',
+    done: 'finished',
+    old: 'stopped',
+    'other-host': 'running',
+    stopped: 'interrupted',
+  }
   t.same(status, expected)
   t.match(runs.find((r) => r.id === 'crashed')!.statusReason, new RegExp(`process ${dead} on this host has ended`))
   t.match(runs.find((r) => r.id === 'old')!.statusReason, /has not changed for 60 min/)
@@ -272,7 +336,11 @@ t.test('it serves nothing outside the folders given: each of these is a 404', as
     t.notMatch(response.body, /secret|max_steps: 2/, `${path} leaks nothing`)
   }
   const { runs: found } = await json<RunList>(`${board.url}api/runs`)
-  t.same(found.map((r) => r.id), ['a', 'b'], 'folders linked from outside are not runs')
+  t.same(
+    found.map((r) => r.id),
+    ['a', 'b'],
+    'folders linked from outside are not runs',
+  )
   const b = await json<RunDetail>(`${board.url}api/run?id=b`)
   t.equal(b.lines, 0, 'a log that links out of its run folder is not read')
   const post = await raw(board.port, '/api/runs', { method: 'POST' })
@@ -297,7 +365,10 @@ t.test('the event stream delivers lines appended after connect, and runs that ap
   const stream = eventStream(`${board.url}api/events`)
   t.teardown(() => stream.close())
   const first = await stream.next((e) => e.event === 'runs', 'the list of runs')
-  t.same(first.data.runs.map((r: { id: string }) => r.id), ['runs/a'])
+  t.same(
+    first.data.runs.map((r: { id: string }) => r.id),
+    ['runs/a'],
+  )
   const line = syntheticRecord(4, 10)
   appendFileSync(join(dir, 'runs', 'a', 'trainer_log.jsonl'), `${JSON.stringify(line)}\n`)
   const records = await stream.next((e) => e.event === 'records', 'the appended line')
@@ -306,7 +377,10 @@ t.test('the event stream delivers lines appended after connect, and runs that ap
   t.equal(updated.data.runs[0].last.loss, line.loss)
   writeSyntheticRun(join(dir, 'runs', 'b'), { steps: 2 })
   const grown = await stream.next((e) => e.event === 'runs' && e.data.runs.length === 2, 'the new run')
-  t.same(grown.data.runs.map((r: { id: string }) => r.id), ['runs/a', 'runs/b'])
+  t.same(
+    grown.data.runs.map((r: { id: string }) => r.id),
+    ['runs/a', 'runs/b'],
+  )
   // The file replaced (overwrite_output_dir): the stream says to start over.
   writeFileSync(join(dir, 'runs', 'a', 'trainer_log.jsonl.new'), `${JSON.stringify(syntheticEval(1, 10, []))}\n`)
   const { renameSync } = await import('node:fs')

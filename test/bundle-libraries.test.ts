@@ -21,8 +21,22 @@ import { setRunpath } from '../lib/bundle/elf.js'
 function library(dir: string, name: string, needs: string[] = [], runpath = '$ORIGIN') {
   const source = join(dir, `${name}.c`)
   writeFileSync(source, `int f_${name.replace(/\W/g, '_')}(void) { return 1; }\n`)
-  execFileSync('g++', ['-shared', '-fPIC', '-o', join(dir, name), '-x', 'c', source, '-x', 'none', `-Wl,-soname,${name}`, '-Wl,--no-as-needed',
-    ...needs.map((n) => join(dir, n)), `-Wl,-rpath,${runpath}`, '-Wl,--enable-new-dtags'])
+  execFileSync('g++', [
+    '-shared',
+    '-fPIC',
+    '-o',
+    join(dir, name),
+    '-x',
+    'c',
+    source,
+    '-x',
+    'none',
+    `-Wl,-soname,${name}`,
+    '-Wl,--no-as-needed',
+    ...needs.map((n) => join(dir, n)),
+    `-Wl,-rpath,${runpath}`,
+    '-Wl,--enable-new-dtags',
+  ])
   rmSync(source)
 }
 
@@ -53,7 +67,12 @@ function fakeCudaTorch(root: string, extraNeed?: string) {
   rmSync(join(lib, 'libnvrtc.so.13'))
   library(lib, 'libc10.so')
   copyFileSync(join(cu13, 'libcudart.so.13'), join(lib, 'libcudart.so.13'))
-  library(lib, 'libtorch_cuda.so', ['libc10.so', 'libcudart.so.13', ...(extraNeed ? [extraNeed] : [])], '$ORIGIN/../../nvidia/cu13/lib:$ORIGIN')
+  library(
+    lib,
+    'libtorch_cuda.so',
+    ['libc10.so', 'libcudart.so.13', ...(extraNeed ? [extraNeed] : [])],
+    '$ORIGIN/../../nvidia/cu13/lib:$ORIGIN',
+  )
   rmSync(join(lib, 'libcudart.so.13'))
   rmSync(join(lib, 'libcuda.so.1'))
   if (extraNeed) rmSync(join(lib, extraNeed))
@@ -61,29 +80,42 @@ function fakeCudaTorch(root: string, extraNeed?: string) {
   return { addon: join(lib, 'llamapro.node'), lib, cu13 }
 }
 
-t.test('the dlopen chain of a CUDA LibTorch is bundled, and the absent GPU driver is listed, not refused', async (t) => {
-  const root = t.testdir()
-  const { addon, lib, cu13 } = fakeCudaTorch(root)
-  const { bundled, system } = await collectLibraries(addon, { ...process.env, LD_LIBRARY_PATH: '' })
-  t.same([...bundled.keys()].sort(), [
-    'libc10.so', 'libcaffe2_nvrtc.so', 'libcudart.so.13', 'libnvrtc-builtins.alt.so.13.0', 'libnvrtc-builtins.so.13.0', 'libnvrtc.so.13', 'libtorch_cuda.so',
-  ])
-  t.equal(bundled.get('libnvrtc-builtins.so.13.0'), join(cu13, 'libnvrtc-builtins.so.13.0'), 'found beside libnvrtc, which only libcaffe2_nvrtc links')
-  t.equal(bundled.get('libcaffe2_nvrtc.so'), join(lib, 'libcaffe2_nvrtc.so'))
-  const cuda = system.find((s) => s.name === 'libcuda.so.1')
-  t.ok(cuda, 'libcuda.so.1 is listed among the system libraries')
-  t.notOk(bundled.has('libcuda.so.1'), 'and never bundled')
-  if (!hasDriver) t.equal(cuda?.path, null, 'with no driver here, its path is null')
+t.test(
+  'the dlopen chain of a CUDA LibTorch is bundled, and the absent GPU driver is listed, not refused',
+  async (t) => {
+    const root = t.testdir()
+    const { addon, lib, cu13 } = fakeCudaTorch(root)
+    const { bundled, system } = await collectLibraries(addon, { ...process.env, LD_LIBRARY_PATH: '' })
+    t.same([...bundled.keys()].sort(), [
+      'libc10.so',
+      'libcaffe2_nvrtc.so',
+      'libcudart.so.13',
+      'libnvrtc-builtins.alt.so.13.0',
+      'libnvrtc-builtins.so.13.0',
+      'libnvrtc.so.13',
+      'libtorch_cuda.so',
+    ])
+    t.equal(
+      bundled.get('libnvrtc-builtins.so.13.0'),
+      join(cu13, 'libnvrtc-builtins.so.13.0'),
+      'found beside libnvrtc, which only libcaffe2_nvrtc links',
+    )
+    t.equal(bundled.get('libcaffe2_nvrtc.so'), join(lib, 'libcaffe2_nvrtc.so'))
+    const cuda = system.find((s) => s.name === 'libcuda.so.1')
+    t.ok(cuda, 'libcuda.so.1 is listed among the system libraries')
+    t.notOk(bundled.has('libcuda.so.1'), 'and never bundled')
+    if (!hasDriver) t.equal(cuda?.path, null, 'with no driver here, its path is null')
 
-  // The copies, each with RUNPATH $ORIGIN, pass the relocatability check although libcuda.so.1 resolves nowhere.
-  const out = join(root, 'bundle')
-  mkdirSync(out)
-  for (const [name, source] of [['llamapro.node', addon], ...bundled] as [string, string][]) {
-    copyFileSync(source, join(out, name))
-    await setRunpath(join(out, name), '$ORIGIN')
-  }
-  await t.resolves(checkRelocatable(out, ['llamapro.node', ...bundled.keys()]))
-})
+    // The copies, each with RUNPATH $ORIGIN, pass the relocatability check although libcuda.so.1 resolves nowhere.
+    const out = join(root, 'bundle')
+    mkdirSync(out)
+    for (const [name, source] of [['llamapro.node', addon], ...bundled] as [string, string][]) {
+      copyFileSync(source, join(out, name))
+      await setRunpath(join(out, name), '$ORIGIN')
+    }
+    await t.resolves(checkRelocatable(out, ['llamapro.node', ...bundled.keys()]))
+  },
+)
 
 t.test('a missing library that is not the driver is still an error that names it', async (t) => {
   const root = t.testdir()

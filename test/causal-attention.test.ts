@@ -12,13 +12,25 @@ import { gradientGap } from './helpers/gradient-gap.js'
 import { profiledStep } from './helpers/profiled-step.js'
 import { tinyRawConfig } from './helpers/tiny-model.js'
 
-const STEP: NativeTrainStepOptions = { lossMultiplier: 1, update: false, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0, reportParamNorms: false }
+const STEP: NativeTrainStepOptions = {
+  lossMultiplier: 1,
+  update: false,
+  lr: 1e-2,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0,
+  maxGradNorm: 0,
+  reportParamNorms: false,
+}
 
 // The fused form is built only where LibTorch has no scaled_dot_product_attention (1.x) and used where oneDNN runs
 // the products; elsewhere the comparisons below would compare one path with itself.
 const runtime = info()
 const fusedBuilt = Number(runtime.libtorch.version.split('.')[0]) < 2 && runtime.cpuGemm.library === 'onednn'
-const skip = fusedBuilt ? false : `LibTorch ${runtime.libtorch.version} with ${runtime.cpuGemm.library} products: attention is SDPA or the composite form`
+const skip = fusedBuilt
+  ? false
+  : `LibTorch ${runtime.libtorch.version} with ${runtime.cpuGemm.library} products: attention is SDPA or the composite form`
 
 function sftBatch(lengths: number[], seq: number, vocab: number) {
   const ids = new Int32Array(lengths.length * seq)
@@ -32,10 +44,20 @@ function sftBatch(lengths: number[], seq: number, vocab: number) {
   return { ids, labels, batch: lengths.length, seq }
 }
 
-async function trained(fused: boolean, raw: Record<string, unknown>, options: FreezeOptions, data: ReturnType<typeof sftBatch>, checkpointing = true) {
+async function trained(
+  fused: boolean,
+  raw: Record<string, unknown>,
+  options: FreezeOptions,
+  data: ReturnType<typeof sftBatch>,
+  checkpointing = true,
+) {
   setKernelOptions({ fusedAttention: fused })
   const model = await LlamaModel.random(raw, { seed: 3, gradientCheckpointing: checkpointing })
-  const policy = freezePolicy(model.config.numLayers, model.parameters().map((p) => p.name), options)
+  const policy = freezePolicy(
+    model.config.numLayers,
+    model.parameters().map((p) => p.name),
+    options,
+  )
   await model.setTrainable(policy.trainable)
   model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
   const step = await model.native.trainStep(data.ids, data.labels, data.batch, data.seq, STEP)
@@ -43,15 +65,33 @@ async function trained(fused: boolean, raw: Record<string, unknown>, options: Fr
   return { model, step, evaluation, trainable: policy.trainable }
 }
 
-async function expectClose(t: Test, label: string, raw: Record<string, unknown>, options: FreezeOptions, data: ReturnType<typeof sftBatch>) {
+async function expectClose(
+  t: Test,
+  label: string,
+  raw: Record<string, unknown>,
+  options: FreezeOptions,
+  data: ReturnType<typeof sftBatch>,
+) {
   const composite = await trained(false, raw, options, data)
   const fused = await trained(true, raw, options, data)
   const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
-  t.ok(relative(fused.step.loss, composite.step.loss) <= 1e-5, `${label}: training loss ${fused.step.loss} against ${composite.step.loss}`)
-  t.ok(relative(fused.evaluation.loss, composite.evaluation.loss) <= 1e-5, `${label}: evaluation loss (no graph) ${fused.evaluation.loss} against ${composite.evaluation.loss}`)
+  t.ok(
+    relative(fused.step.loss, composite.step.loss) <= 1e-5,
+    `${label}: training loss ${fused.step.loss} against ${composite.step.loss}`,
+  )
+  t.ok(
+    relative(fused.evaluation.loss, composite.evaluation.loss) <= 1e-5,
+    `${label}: evaluation loss (no graph) ${fused.evaluation.loss} against ${composite.evaluation.loss}`,
+  )
   const { worst, scales } = await gradientGap(fused.model, composite.model, fused.trainable)
-  t.ok(scales.every((s) => s > 0), `${label}: every trainable tensor has a gradient`)
-  t.ok(worst.relative <= 1e-4, `${label}: gradients equal to float32 rounding (worst ${worst.name}: ${worst.relative.toExponential(2)})`)
+  t.ok(
+    scales.every((s) => s > 0),
+    `${label}: every trainable tensor has a gradient`,
+  )
+  t.ok(
+    worst.relative <= 1e-4,
+    `${label}: gradients equal to float32 rounding (worst ${worst.name}: ${worst.relative.toExponential(2)})`,
+  )
   composite.model.dispose()
   fused.model.dispose()
 }
@@ -62,15 +102,35 @@ t.afterEach(() => {
 })
 
 t.test('the same losses and gradients as the composite attention', { skip }, async (t) => {
-  const padded = sftBatch([20, 9, 14, 4], 20, 150)  // the row plan packs these rows onto the grid in every layer
+  const padded = sftBatch([20, 9, 14, 4], 20, 150) // the row plan packs these rows onto the grid in every layer
   const full = sftBatch([16, 16, 16], 16, 150)
   const gqa = tinyRawConfig({ layers: 4, hidden: 64, intermediate: 128, heads: 4, kvHeads: 2, vocab: 150 })
   const cases: [string, Record<string, unknown>, FreezeOptions, ReturnType<typeof sftBatch>][] = [
-    ['llama, 4 query heads on 2 KV heads, LLaMA-Pro blocks, padded rows', gqa, { useLlamaPro: true, freezeTrainableLayers: 2 }, padded],
+    [
+      'llama, 4 query heads on 2 KV heads, LLaMA-Pro blocks, padded rows',
+      gqa,
+      { useLlamaPro: true, freezeTrainableLayers: 2 },
+      padded,
+    ],
     ['llama, full fine-tuning, no padding', gqa, { finetuningType: 'full' }, full],
-    ['llama, one KV head for 4 query heads', tinyRawConfig({ layers: 3, heads: 4, kvHeads: 1, vocab: 150 }), { finetuningType: 'full' }, padded],
-    ['mistral, sliding window 5 (shorter than the rows)', { ...tinyRawConfig({ layers: 3, modelType: 'mistral', vocab: 150 }), sliding_window: 5 }, { finetuningType: 'full' }, padded],
-    ['qwen2 biases, tied embeddings', tinyRawConfig({ layers: 3, modelType: 'qwen2', kvHeads: 2, tie: true, vocab: 150 }), { freezeTrainableLayers: 1 }, full],
+    [
+      'llama, one KV head for 4 query heads',
+      tinyRawConfig({ layers: 3, heads: 4, kvHeads: 1, vocab: 150 }),
+      { finetuningType: 'full' },
+      padded,
+    ],
+    [
+      'mistral, sliding window 5 (shorter than the rows)',
+      { ...tinyRawConfig({ layers: 3, modelType: 'mistral', vocab: 150 }), sliding_window: 5 },
+      { finetuningType: 'full' },
+      padded,
+    ],
+    [
+      'qwen2 biases, tied embeddings',
+      tinyRawConfig({ layers: 3, modelType: 'qwen2', kvHeads: 2, tie: true, vocab: 150 }),
+      { freezeTrainableLayers: 1 },
+      full,
+    ],
   ]
   for (const [label, raw, options, data] of cases) await expectClose(t, label, raw, options, data)
 })
@@ -83,7 +143,10 @@ t.test('with the fused attention, checkpointing on and off give the same numbers
   t.equal(on.step.loss, off.step.loss, `loss ${on.step.loss}`)
   const pairs = on.trainable.map((n) => [`grad:${n}`, `grad:${n}`] as [string, string])
   const differences = await on.model.native.maxAbsDifference(off.model.native, pairs)
-  t.ok(differences.every((d) => d === 0), `every gradient identical (largest difference ${Math.max(...differences)})`)
+  t.ok(
+    differences.every((d) => d === 0),
+    `every gradient identical (largest difference ${Math.max(...differences)})`,
+  )
   on.model.dispose()
   off.model.dispose()
 })

@@ -35,11 +35,16 @@ model.dispose()
 console.log(JSON.stringify({ faults, cached, afterDispose: native().memoryStats().cpu.cached, switchedOff, afterStepOff }))
 `
 
-async function measure(cache?: string): Promise<{ faults: number; cached: number; afterDispose: number; switchedOff: number; afterStepOff: number }> {
+async function measure(
+  cache?: string,
+): Promise<{ faults: number; cached: number; afterDispose: number; switchedOff: number; afterStepOff: number }> {
   const env = { ...process.env }
   if (cache === undefined) delete env.LLAMAPRO_CPU_CACHE
   else env.LLAMAPRO_CPU_CACHE = cache
-  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', SCRIPT], { env, cwd: REPO_ROOT })
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', SCRIPT], {
+    env,
+    cwd: REPO_ROOT,
+  })
   return JSON.parse(stdout.trim().split('\n').pop()!)
 }
 
@@ -50,7 +55,10 @@ t.test('freed blocks are reused: a training step stops faulting in fresh pages; 
   t.equal(cached.afterDispose, 0, 'disposing the model releases them')
   t.equal(uncached.cached, 0, 'LLAMAPRO_CPU_CACHE=0 keeps nothing')
   t.ok(uncached.faults > 500, `without the cache a step faults in fresh pages (${uncached.faults.toFixed(0)} per step)`)
-  t.ok(cached.faults < uncached.faults / 4, `with it, far fewer (${cached.faults.toFixed(0)} against ${uncached.faults.toFixed(0)} per step)`)
+  t.ok(
+    cached.faults < uncached.faults / 4,
+    `with it, far fewer (${cached.faults.toFixed(0)} against ${uncached.faults.toFixed(0)} per step)`,
+  )
   t.equal(cached.switchedOff, 0, 'setKernelOptions({ cpuCache: false }) releases what the cache held')
   t.equal(cached.afterStepOff, 0, 'and a later step keeps nothing')
 })

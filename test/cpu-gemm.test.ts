@@ -16,7 +16,17 @@ import { gradientGap } from './helpers/gradient-gap.js'
 import { REPO_ROOT } from './helpers/python.js'
 import { tinyRawConfig } from './helpers/tiny-model.js'
 
-const STEP: NativeTrainStepOptions = { lossMultiplier: 1, update: false, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1, reportParamNorms: false }
+const STEP: NativeTrainStepOptions = {
+  lossMultiplier: 1,
+  update: false,
+  lr: 1e-2,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0.01,
+  maxGradNorm: 1,
+  reportParamNorms: false,
+}
 
 // What the process has mapped once the addon is loaded, read independently of it: oneDNN is usable when LibTorch
 // brought it in beside OpenBLAS.
@@ -42,10 +52,19 @@ function batch(lengths: number[], seq: number, vocab: number) {
   return { ids, labels, batch: lengths.length, seq }
 }
 
-async function trained(gemm: 'onednn' | 'blas', raw: Record<string, unknown>, options: FreezeOptions, data: ReturnType<typeof batch>) {
+async function trained(
+  gemm: 'onednn' | 'blas',
+  raw: Record<string, unknown>,
+  options: FreezeOptions,
+  data: ReturnType<typeof batch>,
+) {
   setKernelOptions({ gemm })
   const model = await LlamaModel.random(raw, { seed: 5 })
-  const policy = freezePolicy(model.config.numLayers, model.parameters().map((p) => p.name), options)
+  const policy = freezePolicy(
+    model.config.numLayers,
+    model.parameters().map((p) => p.name),
+    options,
+  )
   await model.setTrainable(policy.trainable)
   model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
   // One step, its gradients kept to compare (an AdamW update would turn gradients within rounding of zero into
@@ -60,29 +79,50 @@ t.afterEach(() => {
   setKernelOptions(initial)
 })
 
-t.test('oneDNN and LibTorch give the same training step', { skip: hasOneDnn ? false : 'this LibTorch has no oneDNN beside OpenBLAS: at::linear runs every product' }, async (t) => {
-  const data = batch([24, 11, 17, 6], 24, 160)
-  // 96 rows x 256 x 512 (12.6 M multiply-adds) and its gradients: products on several threads; the 64-wide ones on one.
-  const wide = tinyRawConfig({ layers: 3, hidden: 256, intermediate: 512, heads: 4, kvHeads: 2, vocab: 160 })
-  const cases: [string, Record<string, unknown>, FreezeOptions][] = [
-    ['llama, LLaMA-Pro blocks (frozen layers between, input gradients only)', tinyRawConfig({ layers: 6, hidden: 64, intermediate: 128, heads: 4, kvHeads: 2, vocab: 160 }), { useLlamaPro: true, freezeTrainableLayers: 2 }],
-    ['qwen2 biases, tied embeddings, full fine-tuning', tinyRawConfig({ layers: 3, modelType: 'qwen2', kvHeads: 2, tie: true, vocab: 160 }), { finetuningType: 'full' }],
-    ['a 256-wide llama (multi-threaded products), last layer trains', wide, { freezeTrainableLayers: 1 }],
-    ['a 256-wide llama, full fine-tuning', wide, { finetuningType: 'full' }],
-  ]
-  for (const [label, raw, options] of cases) {
-    const blas = await trained('blas', raw, options, data)
-    const onednn = await trained('onednn', raw, options, data)
-    const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
-    t.ok(relative(onednn.loss, blas.loss) <= 1e-5, `${label}: loss ${onednn.loss} against ${blas.loss}`)
-    t.ok(relative(onednn.evaluation.loss, blas.evaluation.loss) <= 1e-5, `${label}: evaluation (no graph) ${onednn.evaluation.loss} against ${blas.evaluation.loss}`)
-    const { worst, scales } = await gradientGap(onednn.model, blas.model, blas.trainable)
-    t.ok(scales.every((s) => s > 0), `${label}: every trainable tensor has a gradient`)
-    t.ok(worst.relative <= 1e-4, `${label}: gradients equal to float32 rounding (worst ${worst.name}: ${worst.relative.toExponential(2)})`)
-    blas.model.dispose()
-    onednn.model.dispose()
-  }
-})
+t.test(
+  'oneDNN and LibTorch give the same training step',
+  { skip: hasOneDnn ? false : 'this LibTorch has no oneDNN beside OpenBLAS: at::linear runs every product' },
+  async (t) => {
+    const data = batch([24, 11, 17, 6], 24, 160)
+    // 96 rows x 256 x 512 (12.6 M multiply-adds) and its gradients: products on several threads; the 64-wide ones on one.
+    const wide = tinyRawConfig({ layers: 3, hidden: 256, intermediate: 512, heads: 4, kvHeads: 2, vocab: 160 })
+    const cases: [string, Record<string, unknown>, FreezeOptions][] = [
+      [
+        'llama, LLaMA-Pro blocks (frozen layers between, input gradients only)',
+        tinyRawConfig({ layers: 6, hidden: 64, intermediate: 128, heads: 4, kvHeads: 2, vocab: 160 }),
+        { useLlamaPro: true, freezeTrainableLayers: 2 },
+      ],
+      [
+        'qwen2 biases, tied embeddings, full fine-tuning',
+        tinyRawConfig({ layers: 3, modelType: 'qwen2', kvHeads: 2, tie: true, vocab: 160 }),
+        { finetuningType: 'full' },
+      ],
+      ['a 256-wide llama (multi-threaded products), last layer trains', wide, { freezeTrainableLayers: 1 }],
+      ['a 256-wide llama, full fine-tuning', wide, { finetuningType: 'full' }],
+    ]
+    for (const [label, raw, options] of cases) {
+      const blas = await trained('blas', raw, options, data)
+      const onednn = await trained('onednn', raw, options, data)
+      const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b)
+      t.ok(relative(onednn.loss, blas.loss) <= 1e-5, `${label}: loss ${onednn.loss} against ${blas.loss}`)
+      t.ok(
+        relative(onednn.evaluation.loss, blas.evaluation.loss) <= 1e-5,
+        `${label}: evaluation (no graph) ${onednn.evaluation.loss} against ${blas.evaluation.loss}`,
+      )
+      const { worst, scales } = await gradientGap(onednn.model, blas.model, blas.trainable)
+      t.ok(
+        scales.every((s) => s > 0),
+        `${label}: every trainable tensor has a gradient`,
+      )
+      t.ok(
+        worst.relative <= 1e-4,
+        `${label}: gradients equal to float32 rounding (worst ${worst.name}: ${worst.relative.toExponential(2)})`,
+      )
+      blas.model.dispose()
+      onednn.model.dispose()
+    }
+  },
+)
 
 // OpenBLAS keeps one thread while oneDNN runs the products (two spinning pools on the same cores cost a tenth of a
 // step); gemm 'blas' gives its threads back. In a child process: thread counts are process-wide. The child starts
@@ -106,19 +146,38 @@ console.log(JSON.stringify({ before: [before.threads.blas, before.cpuGemm], duri
 model.dispose()
 `
 
-t.test('OpenBLAS runs on one thread while oneDNN has the products, and gets its threads back', { skip: hasOneDnn ? false : 'no oneDNN beside OpenBLAS' }, async (t) => {
-  const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', THREADS_SCRIPT], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, OPENBLAS_NUM_THREADS: '2', LLAMAPRO_GEMM: '', LLAMAPRO_PROFILE_OPS: '1' },
-  })
-  const seen = JSON.parse(stdout) as Record<'before' | 'during' | 'after', [number, { library: string; threads: number }]>
-  t.same(seen.before, [2, { library: 'onednn', threads: 2 }], 'before any product: OpenBLAS has its 2 threads, oneDNN would take them')
-  t.same(seen.during, [1, { library: 'onednn', threads: 2 }], 'after a training step: OpenBLAS 1 thread, oneDNN products 2')
-  t.same(seen.after, [2, { library: 'blas', threads: 2 }], "gemm 'blas': OpenBLAS has its 2 threads again")
-  // The op profile of each step says which library ran its products: the comparison above compared two paths.
-  const [first, second] = stderr.split('llamapro op profile:').slice(1)
-  t.match(first, /^llamapro::onednn_sgemm\s/m, 'the first step ran its products in oneDNN')
-  t.notMatch(first, /^aten::mm\s/m, 'and none through at::mm')
-  t.match(second, /^aten::mm\s/m, "the gemm 'blas' step ran them through at::mm")
-  t.notMatch(second, /^llamapro::onednn_sgemm\s/m, 'and none in oneDNN')
-})
+t.test(
+  'OpenBLAS runs on one thread while oneDNN has the products, and gets its threads back',
+  { skip: hasOneDnn ? false : 'no oneDNN beside OpenBLAS' },
+  async (t) => {
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      ['--input-type=module', '-e', THREADS_SCRIPT],
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, OPENBLAS_NUM_THREADS: '2', LLAMAPRO_GEMM: '', LLAMAPRO_PROFILE_OPS: '1' },
+      },
+    )
+    const seen = JSON.parse(stdout) as Record<
+      'before' | 'during' | 'after',
+      [number, { library: string; threads: number }]
+    >
+    t.same(
+      seen.before,
+      [2, { library: 'onednn', threads: 2 }],
+      'before any product: OpenBLAS has its 2 threads, oneDNN would take them',
+    )
+    t.same(
+      seen.during,
+      [1, { library: 'onednn', threads: 2 }],
+      'after a training step: OpenBLAS 1 thread, oneDNN products 2',
+    )
+    t.same(seen.after, [2, { library: 'blas', threads: 2 }], "gemm 'blas': OpenBLAS has its 2 threads again")
+    // The op profile of each step says which library ran its products: the comparison above compared two paths.
+    const [first, second] = stderr.split('llamapro op profile:').slice(1)
+    t.match(first, /^llamapro::onednn_sgemm\s/m, 'the first step ran its products in oneDNN')
+    t.notMatch(first, /^aten::mm\s/m, 'and none through at::mm')
+    t.match(second, /^aten::mm\s/m, "the gemm 'blas' step ran them through at::mm")
+    t.notMatch(second, /^llamapro::onednn_sgemm\s/m, 'and none in oneDNN')
+  },
+)

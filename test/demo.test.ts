@@ -33,9 +33,16 @@ t.test('the demo runs end to end: base, expansion, LLaMA-Pro and full fine-tune,
   const lines: string[] = []
   const result = await runDemo({ outDir: out, steps: 40, seeds: 2, preTrainSteps: 120, log: (l) => lines.push(l) })
   t.match(lines.join('\n'), /verify: identity blocks, logits identical/)
-  for (const loss of [result.base, result.llamaPro, result.fullFineTune]) t.ok(Number.isFinite(loss.a) && Number.isFinite(loss.b))
-  t.ok(result.llamaPro.b < result.base.b, `LLaMA-Pro learns B: ${result.base.b.toFixed(3)} -> ${result.llamaPro.b.toFixed(3)}`)
-  t.ok(result.fullFineTune.b < result.base.b, `the full fine-tune learns B: ${result.base.b.toFixed(3)} -> ${result.fullFineTune.b.toFixed(3)}`)
+  for (const loss of [result.base, result.llamaPro, result.fullFineTune])
+    t.ok(Number.isFinite(loss.a) && Number.isFinite(loss.b))
+  t.ok(
+    result.llamaPro.b < result.base.b,
+    `LLaMA-Pro learns B: ${result.base.b.toFixed(3)} -> ${result.llamaPro.b.toFixed(3)}`,
+  )
+  t.ok(
+    result.fullFineTune.b < result.base.b,
+    `the full fine-tune learns B: ${result.base.b.toFixed(3)} -> ${result.fullFineTune.b.toFixed(3)}`,
+  )
   t.ok(result.trainableParams.llamaPro < result.trainableParams.fullFineTune)
   // Two seeds of each fine-tune; the means and the sentences are those runs' numbers under the sweep's rule.
   t.same(result.seeds, [1, 2])
@@ -56,7 +63,10 @@ t.test('the demo runs end to end: base, expansion, LLaMA-Pro and full fine-tune,
     },
   }
   for (const [name, f] of Object.entries(figures)) {
-    const sides = [['llamaPro', f.got.llamaPro, f.pro], ['fullFineTune', f.got.fullFineTune, f.full]] as const
+    const sides = [
+      ['llamaPro', f.got.llamaPro, f.pro],
+      ['fullFineTune', f.got.fullFineTune, f.full],
+    ] as const
     for (const [side, got, want] of sides) {
       const same = near(got.mean, want.mean) && near(got.std, want.std) && got.n === 2
       t.ok(same, `${name}, ${side}: ${got.mean} ± ${got.std} = ${want.mean} ± ${want.std}`)
@@ -70,7 +80,15 @@ t.test('the demo runs end to end: base, expansion, LLaMA-Pro and full fine-tune,
         : `LLaMA-Pro ${expected === 'less' ? f.lower : f.higher} the full fine-tune`
     t.ok(statement.text.startsWith(`${sentence} (${f.what}: ${shown(f.pro)} vs ${shown(f.full)})`), statement.text)
   }
-  for (const file of ['demo.png', 'demo.svg', 'demo-training.png', 'demo.json', 'llama-pro/seed-1/model.safetensors', 'llama-pro/seed-2/model.safetensors', 'full-fine-tune/seed-2/model.safetensors']) {
+  for (const file of [
+    'demo.png',
+    'demo.svg',
+    'demo-training.png',
+    'demo.json',
+    'llama-pro/seed-1/model.safetensors',
+    'llama-pro/seed-2/model.safetensors',
+    'full-fine-tune/seed-2/model.safetensors',
+  ]) {
     t.ok(existsSync(join(out, file)), file)
   }
   t.equal(JSON.parse(readFileSync(join(out, 'demo.json'), 'utf8')).llamaPro.b, result.llamaPro.b)

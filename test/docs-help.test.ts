@@ -41,12 +41,19 @@ t.test('each docs/cli page holds its command --help text verbatim', async (t) =>
   t.ok(helps.length >= 15, `${helps.length} commands`)
   for (const { name, help } of helps) {
     const shown = pageHelp(readFileSync(join(CLI_DOCS, `${name}.md`), 'utf8'), name)
-    t.equal(shown, help.replace(/\s+$/, ''), `docs/cli/${name}.md shows llamapro ${name} --help (node scripts/docs-help.mjs --write)`)
+    t.equal(
+      shown,
+      help.replace(/\s+$/, ''),
+      `docs/cli/${name}.md shows llamapro ${name} --help (node scripts/docs-help.mjs --write)`,
+    )
   }
   t.same(syncHelpPages(CLI_DOCS, helps), [], 'the script finds nothing to fix')
   const fromScript: Help[] = await commandHelps()
-  t.same(fromScript.map((h) => [h.name, h.help.replace(/\s+$/, '')]), helps.map((h) => [h.name, h.help.replace(/\s+$/, '')]),
-    "the script's help texts are the CLI's")
+  t.same(
+    fromScript.map((h) => [h.name, h.help.replace(/\s+$/, '')]),
+    helps.map((h) => [h.name, h.help.replace(/\s+$/, '')]),
+    "the script's help texts are the CLI's",
+  )
 })
 
 t.test('the script names stale, unmarked and missing pages, and rewrites stale blocks in place', async (t) => {

@@ -16,7 +16,10 @@ export function headingAnchors(markdown: string): Set<string> {
     const heading = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line)
     if (!heading) continue
     const text = heading[1]!.replace(/!?\[([^\]]*)\]\([^)]*\)/g, '$1').replace(/<[^>]+>/g, '')
-    const base = text.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/ /g, '-')
+    const base = text
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/ /g, '-')
     const count = seen.get(base) ?? 0
     seen.set(base, count + 1)
     anchors.add(count === 0 ? base : `${base}-${count}`)
@@ -80,10 +83,28 @@ function resolveLink(from: string, target: string): { path: string; fragment: st
 }
 
 t.test('the anchor rule', async (t) => {
-  const md = ['# `llamapro train`', '## Data at scale: the token store', '## LoRA: `finetuning_type: lora`, with or without `use_llama_pro`',
-    "## With pip's torch (CUDA)", '## Examples', '## Examples', '```', '# not a heading', '```'].join('\n')
-  t.same([...headingAnchors(md)], ['llamapro-train', 'data-at-scale-the-token-store',
-    'lora-finetuning_type-lora-with-or-without-use_llama_pro', 'with-pips-torch-cuda', 'examples', 'examples-1'])
+  const md = [
+    '# `llamapro train`',
+    '## Data at scale: the token store',
+    '## LoRA: `finetuning_type: lora`, with or without `use_llama_pro`',
+    "## With pip's torch (CUDA)",
+    '## Examples',
+    '## Examples',
+    '```',
+    '# not a heading',
+    '```',
+  ].join('\n')
+  t.same(
+    [...headingAnchors(md)],
+    [
+      'llamapro-train',
+      'data-at-scale-the-token-store',
+      'lora-finetuning_type-lora-with-or-without-use_llama_pro',
+      'with-pips-torch-cuda',
+      'examples',
+      'examples-1',
+    ],
+  )
   t.same(relativeLinks('[a](b.md#c) `[x](not.md)` ![img](i.png "t") [web](https://x.org)\n```\n[y](no.md)\n```'), [
     { line: 1, target: 'b.md#c' },
     { line: 1, target: 'i.png' },
@@ -127,5 +148,6 @@ t.test('every docs page is reachable from README.md or docs/README.md', async (t
       if (path.endsWith('.md') && path.startsWith(join(REPO_ROOT, 'docs'))) queue.push(path)
     }
   }
-  for (const page of markdownFiles(join(REPO_ROOT, 'docs'))) t.ok(reached.has(page), `${relative(REPO_ROOT, page)} is linked`)
+  for (const page of markdownFiles(join(REPO_ROOT, 'docs')))
+    t.ok(reached.has(page), `${relative(REPO_ROOT, page)} is linked`)
 })

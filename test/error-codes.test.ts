@@ -54,7 +54,10 @@ t.test('callNative keeps a listed code and gives LLAMAPRO_NATIVE to anything els
   t.match((error as Error).stack, /error-codes\.test\.ts/, "the stack is the caller's")
   const unlisted = Object.assign(new Error('x'), { code: 'LLAMAPRO_SOMETHING_ELSE' })
   t.notOk(isLlamaproCode(unlisted), 'an unlisted code is not one of ours')
-  t.ok(Object.values(ERROR_CODES).every((meaning) => meaning.length > 10), 'each code says what it means')
+  t.ok(
+    Object.values(ERROR_CODES).every((meaning) => meaning.length > 10),
+    'each code says what it means',
+  )
   const api = await import('../lib/index.js')
   t.equal(api.ERROR_CODES, ERROR_CODES, 'the package exports the list')
   t.ok(api.isErrorCode('LLAMAPRO_MERGE') && !api.isErrorCode('EISDIR'))

@@ -32,9 +32,13 @@ t.test('chat through stdin: streamed replies, history, /reset and /exit', async 
   const o = { maxNewTokens: 8, template: 'default' }
   const first = { role: 'user' as const, content: 'Tell me about an animal.' }
   const r1 = await generate(model, [first], o)
-  const r2 = await generate(model, [first, { role: 'assistant', content: r1.text }, { role: 'user', content: 'More.' }], o)
+  const r2 = await generate(
+    model,
+    [first, { role: 'assistant', content: r1.text }, { role: 'user', content: 'More.' }],
+    o,
+  )
   model.dispose()
-  const input = ['Tell me about an animal.', 'More.', '/reset', 'Tell me about an animal.', '/exit', 'never read'].join('\n') + '\n'
+  const input = `${['Tell me about an animal.', 'More.', '/reset', 'Tell me about an animal.', '/exit', 'never read'].join('\n')}\n`
   const out = await runWithStdin(['chat', dir, '--max-new-tokens', '8', '--template', 'default'], input)
   t.equal(out.code, 0, out.stderr)
   t.equal(out.stdout, `Assistant: ${r1.text}\nAssistant: ${r2.text}\n(conversation reset)\nAssistant: ${r1.text}\n`)
@@ -50,7 +54,16 @@ t.test('generate --json and eval of two models with --predict', async (t) => {
   const data = await writeDatasets(dir)
   const model = await LlamaModel.load(a)
 
-  const { stdout } = await run(process.execPath, [CLI, 'generate', a, '--prompt', 'The cat', '--max-new-tokens', '6', '--json'])
+  const { stdout } = await run(process.execPath, [
+    CLI,
+    'generate',
+    a,
+    '--prompt',
+    'The cat',
+    '--max-new-tokens',
+    '6',
+    '--json',
+  ])
   const json = JSON.parse(stdout)
   const expected = await generate(model, 'The cat', { maxNewTokens: 6 })
   t.same(json.tokenIds, expected.tokenIds)
@@ -62,8 +75,22 @@ t.test('generate --json and eval of two models with --predict', async (t) => {
 
   const predictFile = join(dir, 'predictions.jsonl')
   const evalOut = await run(process.execPath, [
-    CLI, 'eval', a, '--compare', b, '--dataset', data.sharegpt, '--max-samples', '3', '--batch-size', '2',
-    '--predict', predictFile, '--max-new-tokens', '5', '--json',
+    CLI,
+    'eval',
+    a,
+    '--compare',
+    b,
+    '--dataset',
+    data.sharegpt,
+    '--max-samples',
+    '3',
+    '--batch-size',
+    '2',
+    '--predict',
+    predictFile,
+    '--max-new-tokens',
+    '5',
+    '--json',
   ])
   const report = JSON.parse(evalOut.stdout)
   t.equal(report.examples, 3)
@@ -72,7 +99,11 @@ t.test('generate --json and eval of two models with --predict', async (t) => {
   // Expected loss: each example as "Human: {q}<eos>\nAssistant:" + "{answer}<eos>\n" (the default template),
   // scored from full-forward logits here, one example at a time, averaged over all answer tokens.
   const tokenizer = await loadTokenizer(a)
-  const records = readFileSync(data.sharegpt, 'utf8').trim().split('\n').slice(0, 3).map((l) => JSON.parse(l).conversations)
+  const records = readFileSync(data.sharegpt, 'utf8')
+    .trim()
+    .split('\n')
+    .slice(0, 3)
+    .map((l) => JSON.parse(l).conversations)
   const sequences = records.map((c: { value: string }[]) => {
     const prompt = [...tokenizer.encode(`Human: ${c[0]!.value}`), tokenizer.eosId, ...tokenizer.encode('\nAssistant:')]
     const answer = [...tokenizer.encode(c[1]!.value), tokenizer.eosId, ...tokenizer.encode('\n')]
@@ -96,20 +127,46 @@ t.test('generate --json and eval of two models with --predict', async (t) => {
     if (i === 1) m.dispose()
     const got = report.models[i]
     t.equal(got.tokens, count, `model ${i}: ${count} answer tokens`)
-    t.ok(Math.abs(got.loss - sum / count) < 1e-4, `model ${i}: loss ${got.loss.toFixed(5)} vs ${(sum / count).toFixed(5)} from the logits`)
+    t.ok(
+      Math.abs(got.loss - sum / count) < 1e-4,
+      `model ${i}: loss ${got.loss.toFixed(5)} vs ${(sum / count).toFixed(5)} from the logits`,
+    )
     t.ok(Math.abs(got.perplexity - Math.exp(got.loss)) < 1e-9 * got.perplexity)
   }
   t.not(report.models[0].loss, report.models[1].loss)
-  const table = await run(process.execPath, [CLI, 'eval', a, '--compare', b, '--dataset', data.sharegpt, '--max-samples', '3', '--batch-size', '2'])
-  t.match(table.stdout, new RegExp(`${a}\\s+${report.models[0].loss.toFixed(4)}\\s+${report.models[0].perplexity.toFixed(3)}\\s+${report.models[0].tokens}`))
+  const table = await run(process.execPath, [
+    CLI,
+    'eval',
+    a,
+    '--compare',
+    b,
+    '--dataset',
+    data.sharegpt,
+    '--max-samples',
+    '3',
+    '--batch-size',
+    '2',
+  ])
+  t.match(
+    table.stdout,
+    new RegExp(
+      `${a}\\s+${report.models[0].loss.toFixed(4)}\\s+${report.models[0].perplexity.toFixed(3)}\\s+${report.models[0].tokens}`,
+    ),
+  )
   t.match(table.stdout, /difference \(compare - model\): loss [+-]\d\.\d{4}, perplexity ×\d+\.\d{3}/)
 
-  const lines = readFileSync(predictFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  const lines = readFileSync(predictFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
   t.equal(lines.length, 3)
   for (const [i, line] of lines.entries()) {
     t.same(Object.keys(line), ['prompt', 'predict', 'label'])
     t.equal(line.label, records[i]![1]!.value)
-    const answer = await generate(model, [{ role: 'user', content: records[i]![0]!.value }], { template: 'default', maxNewTokens: 5 })
+    const answer = await generate(model, [{ role: 'user', content: records[i]![0]!.value }], {
+      template: 'default',
+      maxNewTokens: 5,
+    })
     t.equal(line.predict, answer.text)
     t.equal(line.prompt, tokenizer.decode(answer.promptTokenIds))
   }
@@ -123,10 +180,17 @@ t.test('generate --json and eval of two models with --predict', async (t) => {
   t.match(usage.stderr, /give either --prompt .* or --messages FILE/)
 
   // --messages: a whole conversation from a file, answered as generate() answers it.
-  const conversation = [{ role: 'user', content: 'Tell me about an animal.' }, { role: 'assistant', content: 'A fox.' }, { role: 'user', content: 'More.' }]
+  const conversation = [
+    { role: 'user', content: 'Tell me about an animal.' },
+    { role: 'assistant', content: 'A fox.' },
+    { role: 'user', content: 'More.' },
+  ]
   const messagesFile = join(dir, 'messages.json')
   writeFileSync(messagesFile, JSON.stringify(conversation))
-  const fromFile = JSON.parse((await run(process.execPath, [CLI, 'generate', a, '--messages', messagesFile, '--max-new-tokens', '5', '--json'])).stdout)
+  const fromFile = JSON.parse(
+    (await run(process.execPath, [CLI, 'generate', a, '--messages', messagesFile, '--max-new-tokens', '5', '--json']))
+      .stdout,
+  )
   const reloaded = await LlamaModel.load(a)
   const direct = await generate(reloaded, conversation as never, { maxNewTokens: 5 })
   reloaded.dispose()
@@ -137,10 +201,30 @@ t.test('generate --json and eval of two models with --predict', async (t) => {
 t.test('chat history keeps the system message and drops the oldest turns first', async (t) => {
   const { trimHistory } = await import('../lib/cli/chat.js')
   const m = (role: 'system' | 'user' | 'assistant', content: string) => ({ role, content })
-  const history = [m('system', 's'), m('user', 'u1'), m('assistant', 'a1'), m('user', 'u2'), m('assistant', 'a2'), m('user', 'u3')]
+  const history = [
+    m('system', 's'),
+    m('user', 'u1'),
+    m('assistant', 'a1'),
+    m('user', 'u2'),
+    m('assistant', 'a2'),
+    m('user', 'u3'),
+  ]
   const size = (ms: readonly { content: string }[]) => ms.reduce((n, x) => n + x.content.length, 0)
-  t.same(trimHistory(history, (ms) => size(ms) <= 100), history)
-  t.same(trimHistory(history, (ms) => size(ms) <= 7), [m('system', 's'), m('user', 'u2'), m('assistant', 'a2'), m('user', 'u3')])
-  t.same(trimHistory(history, (ms) => size(ms) <= 3), [m('system', 's'), m('user', 'u3')])
-  t.equal(trimHistory(history, (ms) => size(ms) <= 2), null, 'the new message alone does not fit')
+  t.same(
+    trimHistory(history, (ms) => size(ms) <= 100),
+    history,
+  )
+  t.same(
+    trimHistory(history, (ms) => size(ms) <= 7),
+    [m('system', 's'), m('user', 'u2'), m('assistant', 'a2'), m('user', 'u3')],
+  )
+  t.same(
+    trimHistory(history, (ms) => size(ms) <= 3),
+    [m('system', 's'), m('user', 'u3')],
+  )
+  t.equal(
+    trimHistory(history, (ms) => size(ms) <= 2),
+    null,
+    'the new message alone does not fit',
+  )
 })

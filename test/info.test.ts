@@ -26,7 +26,10 @@ t.test('the BLAS reported is the CPU BLAS mapped in this process, never a GPU BL
     t.equal(data.blas.name, 'MKL')
     return
   }
-  const mapped = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => l.slice(l.indexOf('/'))).filter((p) => p.startsWith('/'))
+  const mapped = readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .map((l) => l.slice(l.indexOf('/')))
+    .filter((p) => p.startsWith('/'))
   t.ok(mapped.includes(data.blas.library), `${data.blas.library} is mapped`)
   // A CUDA LibTorch maps libcublas/libcublasLt too; they once were reported as the BLAS.
   t.match(basename(data.blas.library), /^lib(open)?blas|^libmkl/)
@@ -42,7 +45,10 @@ t.test('llamapro info prints a readable summary; a bad flag is a usage error (ex
   const text = execFileSync(process.execPath, [CLI, 'info'], { encoding: 'utf8' })
   t.match(text, /libtorch\s+\d+\.\d+/)
   t.match(text, /threads\s+intra-op/)
-  t.match(text, /kernels\s+gemm (onednn|blas), fused attention (on|off), row plan (on|off), CPU cache (on|off), op profile (off|cpu|wall)/)
+  t.match(
+    text,
+    /kernels\s+gemm (onednn|blas), fused attention (on|off), row plan (on|off), CPU cache (on|off), op profile (off|cpu|wall)/,
+  )
   try {
     execFileSync(process.execPath, [CLI, 'info', '--bogus'], { encoding: 'utf8', stdio: 'pipe' })
     t.fail('should exit non-zero')

@@ -22,7 +22,10 @@ print(json.dumps(out))
 
 type Hashes = Record<string, { sha: string; dtype: string; shape: number[] }>
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
-const safetensorsFiles = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.safetensors')).map((f) => join(dir, f))
+const safetensorsFiles = (dir: string) =>
+  readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .map((f) => join(dir, f))
 
 t.test('files llamapro writes are read by the PyPI safetensors package with identical tensors', async (t) => {
   const dir = t.testdir()
@@ -43,7 +46,10 @@ t.test('files llamapro writes are read by the PyPI safetensors package with iden
     }
     const index = JSON.parse(readFileSync(join(out, 'model.safetensors.index.json'), 'utf8'))
     t.same(Object.keys(index.metadata), ['total_parameters', 'total_size'])
-    t.equal(index.metadata.total_parameters, [...fixture.tensors.values()].reduce((s, x) => s + x.values.length, 0))
+    t.equal(
+      index.metadata.total_parameters,
+      [...fixture.tensors.values()].reduce((s, x) => s + x.values.length, 0),
+    )
   }
 })
 
@@ -55,10 +61,17 @@ t.test('a load -> save round trip is byte-identical in tensor data', async (t) =
     await model.save(join(dir, `out-${dtype}`))
     model.dispose()
     const [a, b] = await Promise.all([openCheckpoint(fixture.dir), openCheckpoint(join(dir, `out-${dtype}`))])
-    t.same(b.tensors.map((x) => [x.name, x.dtype, x.shape]), a.tensors.map((x) => [x.name, x.dtype, x.shape]))
+    t.same(
+      b.tensors.map((x) => [x.name, x.dtype, x.shape]),
+      a.tensors.map((x) => [x.name, x.dtype, x.shape]),
+    )
     const bytes = (x: (typeof a.tensors)[number]) => readFileSync(x.file).subarray(x.offset, x.offset + x.nbytes)
     const differing = a.tensors.filter((x, i) => !bytes(x).equals(bytes(b.tensors[i]!)))
-    t.same(differing.map((x) => x.name), [], `${dtype}: every tensor's bytes are unchanged`)
+    t.same(
+      differing.map((x) => x.name),
+      [],
+      `${dtype}: every tensor's bytes are unchanged`,
+    )
     const config = JSON.parse(readFileSync(join(dir, `out-${dtype}`, 'config.json'), 'utf8'))
     t.equal(config.torch_dtype, { F32: 'float32', BF16: 'bfloat16', F16: 'float16' }[dtype])
   }
@@ -104,7 +117,12 @@ print(json.dumps({"ok": True}))
   const ours = await loaded.forward(ids)
   loaded.dispose()
   writeFileSync(join(dirname(model), 'ids.json'), JSON.stringify({ ids }))
-  const ref = await runPythonJson<{ logits: number[] }>(['bench/reference/llama_ref.py', 'logits', model, join(dirname(model), 'ids.json')])
+  const ref = await runPythonJson<{ logits: number[] }>([
+    'bench/reference/llama_ref.py',
+    'logits',
+    model,
+    join(dirname(model), 'ids.json'),
+  ])
   let maxDiff = 0
   ours.logits.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - ref.logits[i]!))))
   t.ok(maxDiff <= 1e-4, `logits match PyTorch on the Python-written model (max diff ${maxDiff.toExponential(2)})`)

@@ -16,14 +16,20 @@ t.test('logits of the cached path equal the full forward at every position (floa
     const ids = Array.from(randomTokenIds(19, vocab, 21))
     const full = (await model.forward([ids])).logits
     // Prefill 6, then one token at a time, then a chunk of 4, then single tokens again: every path of the mask.
-    const chunks = [ids.slice(0, 6), ...ids.slice(6, 11).map((id) => [id]), ids.slice(11, 15), ...ids.slice(15).map((id) => [id])]
+    const chunks = [
+      ids.slice(0, 6),
+      ...ids.slice(6, 11).map((id) => [id]),
+      ids.slice(11, 15),
+      ...ids.slice(15).map((id) => [id]),
+    ]
     const cache = new KvCache(model)
     let position = 0
     let worst = 0
     for (const chunk of chunks) {
       const logits = await cache.step(chunk, { allLogits: true })
       t.equal(logits.length, chunk.length * vocab)
-      for (let i = 0; i < logits.length; i++) worst = Math.max(worst, Math.abs(logits[i]! - full[position * vocab + i]!))
+      for (let i = 0; i < logits.length; i++)
+        worst = Math.max(worst, Math.abs(logits[i]! - full[position * vocab + i]!))
       position += chunk.length
     }
     t.equal(cache.length, ids.length)
@@ -32,7 +38,8 @@ t.test('logits of the cached path equal the full forward at every position (floa
     cache.truncate(10)
     const again = await cache.step(ids.slice(10))
     let worstAgain = 0
-    for (let i = 0; i < vocab; i++) worstAgain = Math.max(worstAgain, Math.abs(again[i]! - full[(ids.length - 1) * vocab + i]!))
+    for (let i = 0; i < vocab; i++)
+      worstAgain = Math.max(worstAgain, Math.abs(again[i]! - full[(ids.length - 1) * vocab + i]!))
     t.ok(worstAgain < 1e-5, `${name}: after truncate(10) the last logits agree (${worstAgain.toExponential(2)})`)
     cache.dispose()
     model.dispose()
@@ -46,7 +53,10 @@ t.test('the cache rejects what would read out of bounds, with clear errors', asy
   // The native constructor checks what it is given before unwrapping it (another wrapped object would crash).
   const NativeKvCache = native().NativeKvCache as unknown as new (model: unknown) => unknown
   t.throws(() => new NativeKvCache({}), { code: 'LLAMAPRO_ARG', message: /must be a NativeModel/ })
-  t.throws(() => new NativeKvCache(new NativeKvCache(model.native)), { code: 'LLAMAPRO_ARG', message: /must be a NativeModel/ })
+  t.throws(() => new NativeKvCache(new NativeKvCache(model.native)), {
+    code: 'LLAMAPRO_ARG',
+    message: /must be a NativeModel/,
+  })
   await t.rejects(cache.step([96]), { code: 'LLAMAPRO_ARG', message: /not in the vocabulary \(0\.\.95\)/ })
   await t.rejects(cache.step([]), { code: 'LLAMAPRO_ARG' })
   t.throws(() => cache.truncate(1), { code: 'LLAMAPRO_ARG' })
@@ -69,7 +79,12 @@ t.test('the cache rejects what would read out of bounds, with clear errors', asy
 
 t.test('bfloat16 decoding through the cache is as close to float32 as the bfloat16 full forward', async (t) => {
   // float16 matmuls need LibTorch >= 2 on the CPU (1.13 has no Half addmm there), so the CPU check is bfloat16.
-  const fixture = await writeTinyModel(join(t.testdir(), 'm'), { kvHeads: 2, seed: 4, modelType: 'mistral', config: { sliding_window: 6 } })
+  const fixture = await writeTinyModel(join(t.testdir(), 'm'), {
+    kvHeads: 2,
+    seed: 4,
+    modelType: 'mistral',
+    config: { sliding_window: 6 },
+  })
   const vocab = fixture.config.vocabSize
   const ids = Array.from(randomTokenIds(14, vocab, 5))
   const reference = await LlamaModel.load(fixture.dir)
@@ -84,7 +99,10 @@ t.test('bfloat16 decoding through the cache is as close to float32 as the bfloat
   const worst = (a: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - exact[i]!)), 0)
   const scale = exact.reduce((m, x) => Math.max(m, Math.abs(x)), 0)
   const [fullError, cachedError] = [worst(full), worst(cached)]
-  t.ok(cachedError <= 2 * fullError, `bfloat16 vs float32: cached ${cachedError.toFixed(4)}, full forward ${fullError.toFixed(4)} (logits up to ${scale.toFixed(2)})`)
+  t.ok(
+    cachedError <= 2 * fullError,
+    `bfloat16 vs float32: cached ${cachedError.toFixed(4)}, full forward ${fullError.toFixed(4)} (logits up to ${scale.toFixed(2)})`,
+  )
   cache.dispose()
   model.dispose()
 })

@@ -5,7 +5,11 @@ import { join } from 'node:path'
 import { locateLibTorch, LibTorchNotFoundError } from '../scripts/locate-libtorch.mjs'
 
 type Found = { source: string; cmakeDir: string; detail?: string }
-const locate = locateLibTorch as (o: { env: Record<string, string>; run?: (cmd: string, args: string[]) => string; systemRoots?: string[] }) => Found
+const locate = locateLibTorch as (o: {
+  env: Record<string, string>
+  run?: (cmd: string, args: string[]) => string
+  systemRoots?: string[]
+}) => Found
 
 function fakeTorch(root: string, sub = join('share', 'cmake', 'Torch')): string {
   const dir = join(root, sub)
@@ -44,13 +48,25 @@ t.test('a LIBTORCH that points nowhere is an error naming the variable and the p
 t.test('Torch_DIR, then CMAKE_PREFIX_PATH', async (t) => {
   const root = t.testdir()
   const direct = fakeTorch(join(root, 'a'))
-  t.same(locate({ env: { Torch_DIR: direct }, run: noPython, systemRoots: [] }), { source: 'Torch_DIR', cmakeDir: direct })
-  t.throws(() => locate({ env: { Torch_DIR: join(root, 'missing') }, run: noPython, systemRoots: [] }), { message: /Torch_DIR=.*no TorchConfig.cmake/ })
-  const prefixed = fakeTorch(join(root, 'prefix'))
-  t.same(locate({ env: { CMAKE_PREFIX_PATH: `${join(root, 'nothing')}:${join(root, 'prefix')}` }, run: noPython, systemRoots: [] }), {
-    source: 'CMAKE_PREFIX_PATH',
-    cmakeDir: prefixed,
+  t.same(locate({ env: { Torch_DIR: direct }, run: noPython, systemRoots: [] }), {
+    source: 'Torch_DIR',
+    cmakeDir: direct,
   })
+  t.throws(() => locate({ env: { Torch_DIR: join(root, 'missing') }, run: noPython, systemRoots: [] }), {
+    message: /Torch_DIR=.*no TorchConfig.cmake/,
+  })
+  const prefixed = fakeTorch(join(root, 'prefix'))
+  t.same(
+    locate({
+      env: { CMAKE_PREFIX_PATH: `${join(root, 'nothing')}:${join(root, 'prefix')}` },
+      run: noPython,
+      systemRoots: [],
+    }),
+    {
+      source: 'CMAKE_PREFIX_PATH',
+      cmakeDir: prefixed,
+    },
+  )
 })
 
 t.test("python3's torch comes before the system, and LLAMAPRO_PYTHON picks the interpreter", async (t) => {
@@ -79,5 +95,6 @@ t.test('nothing found: one error listing the four ways', async (t) => {
   const root = t.testdir()
   const error = t.throws(() => locate({ env: {}, run: noPython, systemRoots: [root] })) as Error
   t.ok(error instanceof (LibTorchNotFoundError as typeof Error))
-  for (const way of ['LIBTORCH=', 'Torch_DIR=', 'a torch installed for python3', 'npm run setup']) t.match(error.message, way)
+  for (const way of ['LIBTORCH=', 'Torch_DIR=', 'a torch installed for python3', 'npm run setup'])
+    t.match(error.message, way)
 })

@@ -46,7 +46,11 @@ async function measure(options: FreezeOptions, lengths: number[], checkpointing:
   setKernelOptions(kernels)
   const model = await LlamaModel.random(raw, { seed: 1, gradientCheckpointing: checkpointing })
   const params = model.parameters()
-  const policy = freezePolicy(4, params.map((p) => p.name), options)
+  const policy = freezePolicy(
+    4,
+    params.map((p) => p.name),
+    options,
+  )
   await model.setTrainable(policy.trainable)
   model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
   const { ids, labels } = batch(lengths)

@@ -32,12 +32,39 @@ async function reference(dir: string, ids: number[][], labels?: number[][]): Pro
 
 const variants: [string, TinyModelOptions, number][] = [
   ['LLaMA with GQA', { kvHeads: 2 }, 10],
-  ['Mistral with head_dim != hidden/heads and a sliding window shorter than the sequence', { modelType: 'mistral', headDim: 12, kvHeads: 2, config: { sliding_window: 4 } }, 12],
+  [
+    'Mistral with head_dim != hidden/heads and a sliding window shorter than the sequence',
+    { modelType: 'mistral', headDim: 12, kvHeads: 2, config: { sliding_window: 4 } },
+    12,
+  ],
   ['Qwen2 with q/k/v biases', { modelType: 'qwen2', kvHeads: 1 }, 10],
-  ['Qwen2 with sliding windows on the upper layers', { modelType: 'qwen2', config: { use_sliding_window: true, sliding_window: 3, max_window_layers: 2 } }, 9],
+  [
+    'Qwen2 with sliding windows on the upper layers',
+    { modelType: 'qwen2', config: { use_sliding_window: true, sliding_window: 3, max_window_layers: 2 } },
+    9,
+  ],
   ['tied embeddings', { tie: true }, 8],
-  ['llama3 rope scaling', { config: { rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } } }, 12],
-  ['rope_parameters (newer configs) with linear scaling', { config: { rope_theta: undefined, rope_parameters: { rope_type: 'linear', rope_theta: 1000, factor: 2 } } }, 10],
+  [
+    'llama3 rope scaling',
+    {
+      config: {
+        rope_theta: 500000,
+        rope_scaling: {
+          rope_type: 'llama3',
+          factor: 8,
+          low_freq_factor: 1,
+          high_freq_factor: 4,
+          original_max_position_embeddings: 16,
+        },
+      },
+    },
+    12,
+  ],
+  [
+    'rope_parameters (newer configs) with linear scaling',
+    { config: { rope_theta: undefined, rope_parameters: { rope_type: 'linear', rope_theta: 1000, factor: 2 } } },
+    10,
+  ],
   ['LLaMA with attention and MLP biases', { attentionBias: true, mlpBias: true }, 7],
   ['a BF16 checkpoint', { dtype: 'BF16', kvHeads: 2 }, 10],
   ['an F16 checkpoint', { dtype: 'F16' }, 10],
@@ -76,13 +103,24 @@ t.test('labels default to the ids; -100 labels are not counted; a batch with non
 t.test('token ids are checked before they reach native code', async (t) => {
   const m = await writeTinyModel(join(t.testdir(), 'm'), { seed: 2 })
   const model = await LlamaModel.load(m.dir)
-  await t.rejects(model.forward([[1, 2, 96]]), { code: 'LLAMAPRO_ARG', message: /ids\[0\]\[2\] is 96: outside the vocabulary \(0\.\.95\)/ })
+  await t.rejects(model.forward([[1, 2, 96]]), {
+    code: 'LLAMAPRO_ARG',
+    message: /ids\[0\]\[2\] is 96: outside the vocabulary \(0\.\.95\)/,
+  })
   await t.rejects(model.forward([[1, 2], [3]]), { message: /row 1 has 1 tokens, row 0 has 2/ })
   await t.rejects(model.forward([]), { message: /non-empty array/ })
-  await t.rejects(model.forward({ data: new Int32Array(5), shape: [2, 3] }), { message: /shape \[2, 3\] needs 6 values, data has 5/ })
-  await t.rejects(model.loss([[1, 2]], [[1, -5]]), { message: /labels\[0\]\[1\] is -5: outside the vocabulary \(0\.\.95\) and not -100/ })
-  await t.rejects(model.native.forward(new Int32Array([1, 200]), 1, 2), { message: /token id 200 at position 1 is outside the vocabulary/ })
-  t.throws(() => model.native.forward(new Int32Array([1, 2]), 1, 3) as unknown as void, { message: /ids holds 2 values, batch \* seq is 3/ })
+  await t.rejects(model.forward({ data: new Int32Array(5), shape: [2, 3] }), {
+    message: /shape \[2, 3\] needs 6 values, data has 5/,
+  })
+  await t.rejects(model.loss([[1, 2]], [[1, -5]]), {
+    message: /labels\[0\]\[1\] is -5: outside the vocabulary \(0\.\.95\) and not -100/,
+  })
+  await t.rejects(model.native.forward(new Int32Array([1, 200]), 1, 2), {
+    message: /token id 200 at position 1 is outside the vocabulary/,
+  })
+  t.throws(() => void model.native.forward(new Int32Array([1, 2]), 1, 3), {
+    message: /ids holds 2 values, batch \* seq is 3/,
+  })
   model.dispose()
   t.throws(() => model.parameters(), { code: 'LLAMAPRO_DISPOSED' })
 })
@@ -128,41 +166,68 @@ t.test('the event loop keeps running while native work is in flight', async (t) 
   model.dispose()
 })
 
-t.test('the event loop keeps running while a model is created (CUDA initialisation and allocation run off the JS thread)', async (t) => {
-  // 2000 small layers: tens of thousands of parameter tensors, so creation takes long enough to be seen.
-  const raw = tinyRawConfig({ layers: 2000, hidden: 16, heads: 2, intermediate: 16, vocab: 32 })
-  const spec = nativeSpec(parseModelConfig(raw, 'config.json'))
-  let ticks = 0
-  const timer = setInterval(() => ticks++, 1)
-  const started = performance.now()
-  const handle = await native().NativeModel.create(spec, { device: 'cpu', dtype: 'float32' })
-  const elapsed = performance.now() - started
-  clearInterval(timer)
-  t.equal(handle.parameters().length, 2000 * 9 + 3, 'the model was created with every layer')
-  // Created on the JS thread, no timer could run before the Promise settled (ticks would be 0).
-  t.ok(ticks >= 1 && ticks >= Math.min(5, elapsed / 10), `${ticks} timer ticks during ${elapsed.toFixed(0)} ms of model creation`)
-  handle.dispose()
-  // And through the public API.
-  ticks = 0
-  const again = setInterval(() => ticks++, 1)
-  const model = await LlamaModel.random(raw, { seed: 1 })
-  clearInterval(again)
-  t.ok(ticks >= 1, `${ticks} timer ticks during LlamaModel.random of the same model`)
-  model.dispose()
-})
+t.test(
+  'the event loop keeps running while a model is created (CUDA initialisation and allocation run off the JS thread)',
+  async (t) => {
+    // 2000 small layers: tens of thousands of parameter tensors, so creation takes long enough to be seen.
+    const raw = tinyRawConfig({ layers: 2000, hidden: 16, heads: 2, intermediate: 16, vocab: 32 })
+    const spec = nativeSpec(parseModelConfig(raw, 'config.json'))
+    let ticks = 0
+    const timer = setInterval(() => ticks++, 1)
+    const started = performance.now()
+    const handle = await native().NativeModel.create(spec, { device: 'cpu', dtype: 'float32' })
+    const elapsed = performance.now() - started
+    clearInterval(timer)
+    t.equal(handle.parameters().length, 2000 * 9 + 3, 'the model was created with every layer')
+    // Created on the JS thread, no timer could run before the Promise settled (ticks would be 0).
+    t.ok(
+      ticks >= 1 && ticks >= Math.min(5, elapsed / 10),
+      `${ticks} timer ticks during ${elapsed.toFixed(0)} ms of model creation`,
+    )
+    handle.dispose()
+    // And through the public API.
+    ticks = 0
+    const again = setInterval(() => ticks++, 1)
+    const model = await LlamaModel.random(raw, { seed: 1 })
+    clearInterval(again)
+    t.ok(ticks >= 1, `${ticks} timer ticks during LlamaModel.random of the same model`)
+    model.dispose()
+  },
+)
 
 t.test('memory() counts the parameters, then their gradients and AdamW state once they train', async (t) => {
   const model = await LlamaModel.random(tinyRawConfig(), { seed: 1 })
   const params = model.parameters()
   const bytes = params.reduce((sum, p) => sum + p.numel * 4, 0)
-  t.same(model.memory(), { parameterBytes: bytes, gradientBytes: 0, optimizerBytes: 0 }, 'float32 parameters, nothing else')
+  t.same(
+    model.memory(),
+    { parameterBytes: bytes, gradientBytes: 0, optimizerBytes: 0 },
+    'float32 parameters, nothing else',
+  )
   const norm = params.find((p) => p.name === 'model.norm.weight')!
   await model.setTrainable([norm.name])
   const ids = new Int32Array(8).map((_, i) => i + 3)
-  const step = { lossMultiplier: 1, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
+  const step = {
+    lossMultiplier: 1,
+    lr: 1e-3,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    reportParamNorms: false,
+  }
   await model.trainStep({ ids, labels: ids, batch: 1, seq: 8 }, { ...step, update: false })
-  t.same(model.memory(), { parameterBytes: bytes, gradientBytes: norm.numel * 4, optimizerBytes: 0 }, 'after backward: the one trainable gradient')
+  t.same(
+    model.memory(),
+    { parameterBytes: bytes, gradientBytes: norm.numel * 4, optimizerBytes: 0 },
+    'after backward: the one trainable gradient',
+  )
   await model.trainStep({ ids, labels: ids, batch: 1, seq: 8 }, { ...step, update: true })
-  t.same(model.memory(), { parameterBytes: bytes, gradientBytes: 0, optimizerBytes: 2 * norm.numel * 4 }, 'after the update: exp_avg and exp_avg_sq, gradients released')
+  t.same(
+    model.memory(),
+    { parameterBytes: bytes, gradientBytes: 0, optimizerBytes: 2 * norm.numel * 4 },
+    'after the update: exp_avg and exp_avg_sq, gradients released',
+  )
   model.dispose()
 })

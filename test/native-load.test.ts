@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { loadAddon, NativeLoadError } from '../lib/native/load.js'
+import { loadAddon, type NativeLoadError } from '../lib/native/load.js'
 
 // A package folder whose build/Release holds the given .node file.
 function fakePackage(t: Test, make: (file: string, dir: string) => void): string {
@@ -10,7 +10,10 @@ function fakePackage(t: Test, make: (file: string, dir: string) => void): string
   const release = join(root, 'build', 'Release')
   mkdirSync(release, { recursive: true })
   make(join(release, 'llamapro.node'), release)
-  writeFileSync(join(root, 'build', 'libtorch.json'), JSON.stringify({ source: 'LIBTORCH', cmakeDir: '/opt/libtorch/share/cmake/Torch' }))
+  writeFileSync(
+    join(root, 'build', 'libtorch.json'),
+    JSON.stringify({ source: 'LIBTORCH', cmakeDir: '/opt/libtorch/share/cmake/Torch' }),
+  )
   return root
 }
 
@@ -45,7 +48,10 @@ t.test('a missing shared library is named, with the LibTorch the addon was built
 
 t.test('a symbol missing from the loaded LibTorch reads as a build/run mismatch', async (t) => {
   const root = fakePackage(t, (file, dir) => {
-    writeFileSync(join(dir, 'addon.c'), 'extern int missing_torch_symbol;\nint use(void) { return missing_torch_symbol; }\n')
+    writeFileSync(
+      join(dir, 'addon.c'),
+      'extern int missing_torch_symbol;\nint use(void) { return missing_torch_symbol; }\n',
+    )
     execFileSync('cc', ['-shared', '-fPIC', '-o', file, join(dir, 'addon.c')])
   })
   const error = t.throws(() => loadAddon(root)) as NativeLoadError

@@ -13,10 +13,21 @@ import { REPO_ROOT } from './helpers/python.js'
 const CHILD = join(REPO_ROOT, 'test', 'helpers', 'native-misuse-child.ts')
 const TIMEOUT_MS = 60_000
 
-interface Line { case?: string; event: 'start' | 'end' | 'done'; ok?: boolean; resolved?: number; errors?: string[]; expected?: string; cases?: number }
+interface Line {
+  case?: string
+  event: 'start' | 'end' | 'done'
+  ok?: boolean
+  resolved?: number
+  errors?: string[]
+  expected?: string
+  cases?: number
+}
 
 t.test('every misuse ends in the expected JS error, in a child that neither crashes nor hangs', async (t) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -26,17 +37,29 @@ t.test('every misuse ends in the expected JS error, in a child that neither cras
     timedOut = true
     child.kill('SIGKILL')
   }, TIMEOUT_MS)
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])))
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+    child.on('close', (c, s) => resolve([c, s])),
+  )
   clearTimeout(timer)
-  const lines = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line)
+  const lines = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Line)
   const started = lines.filter((l) => l.event === 'start').map((l) => l.case)
   const ended = new Map(lines.filter((l) => l.event === 'end').map((l) => [l.case, l]))
   const unfinished = started.filter((c) => !ended.has(c))
-  t.same(unfinished, [], `no case crashed or hung (timed out: ${timedOut}, exit ${code}, signal ${signal})\n${stderr.slice(-2000)}`)
+  t.same(
+    unfinished,
+    [],
+    `no case crashed or hung (timed out: ${timedOut}, exit ${code}, signal ${signal})\n${stderr.slice(-2000)}`,
+  )
   t.equal(code, 0, `the child exits cleanly\n${stderr.slice(-2000)}`)
   const done = lines.find((l) => l.event === 'done')
   t.ok(done !== undefined && done.cases === started.length && started.length >= 55, `all ${started.length} cases ran`)
   for (const line of ended.values()) {
-    t.ok(line.ok, `${line.case}: ${line.errors?.join(' | ') || `resolved ${line.resolved} times`} (expected ${line.expected})`)
+    t.ok(
+      line.ok,
+      `${line.case}: ${line.errors?.join(' | ') || `resolved ${line.resolved} times`} (expected ${line.expected})`,
+    )
   }
 })

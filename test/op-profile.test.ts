@@ -21,14 +21,21 @@ model.dispose()
 `
 
 async function step(env: NodeJS.ProcessEnv): Promise<string> {
-  const { stderr } = await run(process.execPath, ['--input-type=module', '-e', SCRIPT], { env: { ...process.env, ...env }, cwd: REPO_ROOT })
+  const { stderr } = await run(process.execPath, ['--input-type=module', '-e', SCRIPT], {
+    env: { ...process.env, ...env },
+    cwd: REPO_ROOT,
+  })
   return stderr
 }
 
 t.test('LLAMAPRO_PROFILE_OPS=1 prints the step operators and phases by thread CPU time', async (t) => {
   const table = await step({ LLAMAPRO_PROFILE_OPS: '1' })
   t.match(table, /llamapro op profile: [\d.]+ ms thread CPU time in operators/, 'a header with the total')
-  t.match(table, /^(aten::(mm|matmul|linear)|llamapro::onednn_sgemm)\s+[\d.]+\s+[\d.]+%\s+[\d.]+\s+\d+$/m, 'matrix products among the rows, with self ms, share, total ms and calls')
+  t.match(
+    table,
+    /^(aten::(mm|matmul|linear)|llamapro::onednn_sgemm)\s+[\d.]+\s+[\d.]+%\s+[\d.]+\s+\d+$/m,
+    'matrix products among the rows, with self ms, share, total ms and calls',
+  )
   for (const phase of ['forward_and_loss', 'backward', 'checkpoint_recompute', 'update']) {
     t.match(table, new RegExp(`^llamapro::${phase}\\s+total\\s+[\\d.]+ ms$`, 'm'), `the ${phase} phase`)
   }
@@ -36,8 +43,11 @@ t.test('LLAMAPRO_PROFILE_OPS=1 prints the step operators and phases by thread CP
   t.equal(await step({ LLAMAPRO_PROFILE_OPS: '' }), '', 'unset (empty) prints nothing')
 })
 
-t.test('LLAMAPRO_PROFILE_OPS=wall times the same table by the monotonic clock (where a multi-threaded step spends its wall time)', async (t) => {
-  const table = await step({ LLAMAPRO_PROFILE_OPS: 'wall' })
-  t.match(table, /llamapro op profile: [\d.]+ ms wall time in operators/, 'the header names wall time')
-  t.match(table, /^llamapro::backward\s+total\s+[\d.]+ ms$/m, 'with the phases')
-})
+t.test(
+  'LLAMAPRO_PROFILE_OPS=wall times the same table by the monotonic clock (where a multi-threaded step spends its wall time)',
+  async (t) => {
+    const table = await step({ LLAMAPRO_PROFILE_OPS: 'wall' })
+    t.match(table, /llamapro op profile: [\d.]+ ms wall time in operators/, 'the header names wall time')
+    t.match(table, /^llamapro::backward\s+total\s+[\d.]+ ms$/m, 'with the phases')
+  },
+)

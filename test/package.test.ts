@@ -14,11 +14,22 @@ function folderSize(path: string): number {
 
 t.test('the package ships README.md and the manual (docs/), without docs/images', async (t) => {
   // --ignore-scripts: listing the files needs no build (prepack would run tsc).
-  const [listing] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT, encoding: 'utf8' }))
+  const [listing] = JSON.parse(
+    execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT, encoding: 'utf8' }),
+  )
   const files: string[] = listing.files.map((file: { path: string }) => file.path)
-  for (const file of ['README.md', 'docs/README.md', 'docs/install.md', 'docs/cli/train.md', 'docs/api.md']) t.ok(files.includes(file), `${file} ships`)
-  t.same(files.filter((file) => file.startsWith('docs/images/')), [], 'pictures stay in the repository')
-  t.same(files.filter((file) => file.startsWith('test/') || file.startsWith('bench/results/')), [], 'tests and dated reports stay in the repository')
+  for (const file of ['README.md', 'docs/README.md', 'docs/install.md', 'docs/cli/train.md', 'docs/api.md'])
+    t.ok(files.includes(file), `${file} ships`)
+  t.same(
+    files.filter((file) => file.startsWith('docs/images/')),
+    [],
+    'pictures stay in the repository',
+  )
+  t.same(
+    files.filter((file) => file.startsWith('test/') || file.startsWith('bench/results/')),
+    [],
+    'tests and dated reports stay in the repository',
+  )
 })
 
 /** Every file under `dir`, as paths relative to the repository. */
@@ -59,7 +70,11 @@ t.test('npm pack ships what a user needs to install, build and run, and nothing 
     'bench/reference/llama_ref.py',
   ]
   t.ok(compiled.length > 200 && installImports.length > 0, `${compiled.length} compiled files; ${installImports}`)
-  t.same(needed.filter((f) => !packed.has(f)), [], 'everything needed is in the package')
+  t.same(
+    needed.filter((f) => !packed.has(f)),
+    [],
+    'everything needed is in the package',
+  )
 
   const outsideUse = /^(test|\.venv|build|node_modules|coverage|\.tap|bench\/results|lib)\//
   const unwanted = (path: string) => outsideUse.test(path) || /(^|\/)fixtures?\/|\.test\.[cm]?[jt]s$|\.tgz$/.test(path)
@@ -72,35 +87,72 @@ t.test('npm pack ships what a user needs to install, build and run, and nothing 
     [],
     'every file in dist/ is compiled from a lib/ source (none from a deleted one: rm -rf dist && npm run build:ts)',
   )
-  t.same(files.filter((f) => f.size > 256 * 1024).map((f) => f.path), [], 'no large file')
+  t.same(
+    files.filter((f) => f.size > 256 * 1024).map((f) => f.path),
+    [],
+    'no large file',
+  )
   t.ok(pack.unpackedSize < 5 * 1024 * 1024, `${(pack.unpackedSize / 1e6).toFixed(1)} MB unpacked`)
 })
 
 t.test('npm pack gives a tarball that installs into an empty folder, builds, runs and type-checks', async (t) => {
-  const dir = t.testdir({ 'package.json': JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }) })
-  const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: REPO_ROOT, encoding: 'utf8' }).trim().split('\n').pop()!
+  const dir = t.testdir({
+    'package.json': JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }),
+  })
+  const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+  })
+    .trim()
+    .split('\n')
+    .pop()!
   t.match(packed, /^llamapro-\d+\.\d+\.\d+\.tgz$/)
   // The install builds the addon: ~3 min against Debian's LibTorch, several times that against pip's torch 2.x on
   // a loaded 2-core machine (scripts/check-libtorch-wheel.sh --full). Up to tap's own timeout for this file, less a margin.
   const installTimeout = Math.max(280_000, Number(process.env.TAP_TIMEOUT ?? 0) * 1000 - 20_000)
-  execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', `./${packed}`], { cwd: dir, stdio: 'pipe', timeout: installTimeout })
-  const info = JSON.parse(execFileSync('npx', ['--no-install', 'llamapro', 'info', '--json'], { cwd: dir, encoding: 'utf8' }))
+  execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', `./${packed}`], {
+    cwd: dir,
+    stdio: 'pipe',
+    timeout: installTimeout,
+  })
+  const info = JSON.parse(
+    execFileSync('npx', ['--no-install', 'llamapro', 'info', '--json'], { cwd: dir, encoding: 'utf8' }),
+  )
   t.match(info.libtorch.version, /^\d+\.\d+/, `npx llamapro info --json reports LibTorch ${info.libtorch.version}`)
   const installed = join(dir, 'node_modules', 'llamapro')
   t.same(readdirSync(join(installed, 'build', 'Release')), ['llamapro.node'], 'only the addon is kept from the build')
-  t.ok(folderSize(installed) < 20 * 1024 * 1024, `the installed package is ${(folderSize(installed) / 1e6).toFixed(1)} MB`)
+  t.ok(
+    folderSize(installed) < 20 * 1024 * 1024,
+    `the installed package is ${(folderSize(installed) / 1e6).toFixed(1)} MB`,
+  )
 
-  writeFileSync(join(dir, 'consumer.ts'), "import { info, LlamaModel } from 'llamapro'\nconst version: string = info().libtorch.version\nconst load: typeof LlamaModel.load = LlamaModel.load\nconsole.log(version, typeof load)\n")
+  writeFileSync(
+    join(dir, 'consumer.ts'),
+    "import { info, LlamaModel } from 'llamapro'\nconst version: string = info().libtorch.version\nconst load: typeof LlamaModel.load = LlamaModel.load\nconsole.log(version, typeof load)\n",
+  )
   writeFileSync(
     join(dir, 'tsconfig.json'),
-    JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, types: [] }, files: ['consumer.ts'] }),
+    JSON.stringify({
+      compilerOptions: {
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        target: 'ES2022',
+        strict: true,
+        noEmit: true,
+        types: [],
+      },
+      files: ['consumer.ts'],
+    }),
   )
   const typecheck = spawnSync(TSC, ['-p', 'tsconfig.json'], { cwd: dir, encoding: 'utf8' })
   t.equal(typecheck.status, 0, `import { info } from 'llamapro' type-checks, without @types/node\n${typecheck.stdout}`)
 })
 
-t.test('the board\'s page and the modules it loads are in the package (npm pack --dry-run)', async (t) => {
-  const packed = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT, encoding: 'utf8' })
+t.test("the board's page and the modules it loads are in the package (npm pack --dry-run)", async (t) => {
+  const packed = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+  })
   const [report] = JSON.parse(packed) as [{ files: { path: string }[] }]
   const files = new Set(report.files.map((f) => f.path))
   for (const path of ['dist/board/server.js', 'dist/cli/board.js', 'dist/board/client/board.js']) {
@@ -111,7 +163,10 @@ t.test('the board\'s page and the modules it loads are in the package (npm pack 
   const visit = (path: string) => {
     if (seen.has(path)) return
     seen.add(path)
-    for (const [, specifier] of readFileSync(join(REPO_ROOT, path), 'utf8').matchAll(/^(?:import|export)[^'"]*from '(\.[^']+)'/gm)) visit(join(path, '..', specifier!))
+    for (const [, specifier] of readFileSync(join(REPO_ROOT, path), 'utf8').matchAll(
+      /^(?:import|export)[^'"]*from '(\.[^']+)'/gm,
+    ))
+      visit(join(path, '..', specifier!))
   }
   visit('dist/board/client/board.js')
   t.ok(seen.has('dist/util/chart.js'), `the page loads the package's chart module (${[...seen].join(', ')})`)

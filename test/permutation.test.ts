@@ -17,7 +17,10 @@ function isPermutation(at: (p: number) => number, n: number): boolean {
 t.test('the Feistel order is a permutation of 0..n-1 for sizes on and off powers of two', async (t) => {
   for (const n of [1, 2, 3, 5, 16, 17, 1000, 65_536, 65_537, 1_000_003]) {
     const order = new FeistelPermutation(n, 7)
-    t.ok(isPermutation((p) => order.at(p), n), `n = ${n}`)
+    t.ok(
+      isPermutation((p) => order.at(p), n),
+      `n = ${n}`,
+    )
   }
 })
 
@@ -37,7 +40,10 @@ t.test('the Feistel order is a pure function of the seed, and different seeds gi
     if (p < n / 2 && a.at(p) < n / 2) low++
   }
   t.ok(adjacent < 20, `${adjacent} neighbours stay neighbours (a random order has ~2)`)
-  t.ok(Math.abs(low - n / 4) < 5 * Math.sqrt(n / 16), `${low} of the first half's indices are in the lower half (expected ${n / 4} ± ${Math.round(Math.sqrt(n / 16))})`)
+  t.ok(
+    Math.abs(low - n / 4) < 5 * Math.sqrt(n / 16),
+    `${low} of the first half's indices are in the lower half (expected ${n / 4} ± ${Math.round(Math.sqrt(n / 16))})`,
+  )
   // The first index of the order is spread over the whole range across seeds (a chi-square over 10 bins).
   const bins = new Array(10).fill(0)
   for (let seed = 0; seed < 2000; seed++) bins[Math.floor((new FeistelPermutation(n, seed).at(0) / n) * 10)]++
@@ -45,13 +51,19 @@ t.test('the Feistel order is a pure function of the seed, and different seeds gi
   t.ok(chi < 27.9, `chi-square ${chi.toFixed(1)} over 10 bins (p = 0.001 critical value 27.9)`)
 })
 
-t.test('up to STORED_ORDER_MAX the order is the stored Fisher-Yates of earlier versions; past it, computed', async (t) => {
-  const small = seededPermutation(1000, 5)
-  t.same(Array.from({ length: 1000 }, (_, p) => small.at(p)), shuffledIndices(1000, 5))
-  t.type(seededPermutation(STORED_ORDER_MAX + 1, 5), FeistelPermutation)
-  t.throws(() => new FeistelPermutation(0, 1), RangeError)
-  t.throws(() => new FeistelPermutation(10, 1).at(10), RangeError)
-})
+t.test(
+  'up to STORED_ORDER_MAX the order is the stored Fisher-Yates of earlier versions; past it, computed',
+  async (t) => {
+    const small = seededPermutation(1000, 5)
+    t.same(
+      Array.from({ length: 1000 }, (_, p) => small.at(p)),
+      shuffledIndices(1000, 5),
+    )
+    t.type(seededPermutation(STORED_ORDER_MAX + 1, 5), FeistelPermutation)
+    t.throws(() => new FeistelPermutation(0, 1), RangeError)
+    t.throws(() => new FeistelPermutation(10, 1).at(10), RangeError)
+  },
+)
 
 /** A store-sized source that holds nothing: sequence i is [i]. */
 function virtualSource(n: number): SequenceSource {
@@ -68,7 +80,7 @@ t.test('an epoch of 10 M sequences is scheduled without a per-sequence table', a
   t.notSame(Array.from(schedule.indices(1, 0)), first, 'another epoch, another order')
   t.equal(schedule.indices(0, schedule.batchesPerEpoch - 1).length, 4)
   const grown = process.memoryUsage().arrayBuffers - before
-  t.ok(grown < 4 * n / 10, `typed-array memory grew by ${grown} bytes (a stored order would be ${4 * n})`)
+  t.ok(grown < (4 * n) / 10, `typed-array memory grew by ${grown} bytes (a stored order would be ${4 * n})`)
   // val_size on a corpus this size: held-out and training splits are disjoint positions of one permutation.
   const { train, eval: held } = splitSource(virtualSource(n), 1000, 42)
   t.equal(held.length, 1000)

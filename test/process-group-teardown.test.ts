@@ -33,42 +33,48 @@ async function joinWithPeer(t: Test) {
 }
 
 for (const how of ['killed', 'stopped'] as const) {
-  t.test(`the event loop keeps running while a process group is torn down with a ${how} peer, and destroy() ends well before ddp_timeout`, async (t) => {
-    const { peer, group } = await joinWithPeer(t)
-    // SIGKILL closes the peer's sockets; SIGSTOP leaves them open and unanswered, so the next heartbeat waits
-    // inside a store call for ddp_timeout (120 s), which destroy() must not wait for.
-    peer.kill(how === 'killed' ? 'SIGKILL' : 'SIGSTOP')
-    await new Promise((resolve) => setTimeout(resolve, 1500))
-    let ticks = 0
-    const timer = setInterval(() => ticks++, 1)
-    const started = performance.now()
-    await group.destroy()
-    const elapsed = performance.now() - started
-    clearInterval(timer)
-    t.ok(elapsed < 60_000, `destroy() resolved after ${elapsed.toFixed(0)} ms, not after ddp_timeout (120 s)`)
-    if (how === 'stopped') {
-      // Closed on the JS thread, the 250 ms wait for the heartbeat would let no timer run before destroy() settled.
-      t.ok(ticks >= Math.min(5, elapsed / 10), `${ticks} timer ticks during ${elapsed.toFixed(0)} ms of teardown`)
-    } else {
-      // A killed peer's sockets are closed: teardown takes milliseconds either way, too short for a timer count
-      // to say anything on a loaded machine; here it is the prompt end and the closed group that are checked.
-      t.comment(`${ticks} timer ticks during ${elapsed.toFixed(0)} ms of teardown`)
-    }
-    await t.rejects(group.barrier('after destroy'), { message: /not connected/ }, 'the group is closed')
-  })
+  t.test(
+    `the event loop keeps running while a process group is torn down with a ${how} peer, and destroy() ends well before ddp_timeout`,
+    async (t) => {
+      const { peer, group } = await joinWithPeer(t)
+      // SIGKILL closes the peer's sockets; SIGSTOP leaves them open and unanswered, so the next heartbeat waits
+      // inside a store call for ddp_timeout (120 s), which destroy() must not wait for.
+      peer.kill(how === 'killed' ? 'SIGKILL' : 'SIGSTOP')
+      await new Promise((resolve) => setTimeout(resolve, 1500))
+      let ticks = 0
+      const timer = setInterval(() => ticks++, 1)
+      const started = performance.now()
+      await group.destroy()
+      const elapsed = performance.now() - started
+      clearInterval(timer)
+      t.ok(elapsed < 60_000, `destroy() resolved after ${elapsed.toFixed(0)} ms, not after ddp_timeout (120 s)`)
+      if (how === 'stopped') {
+        // Closed on the JS thread, the 250 ms wait for the heartbeat would let no timer run before destroy() settled.
+        t.ok(ticks >= Math.min(5, elapsed / 10), `${ticks} timer ticks during ${elapsed.toFixed(0)} ms of teardown`)
+      } else {
+        // A killed peer's sockets are closed: teardown takes milliseconds either way, too short for a timer count
+        // to say anything on a loaded machine; here it is the prompt end and the closed group that are checked.
+        t.comment(`${ticks} timer ticks during ${elapsed.toFixed(0)} ms of teardown`)
+      }
+      await t.rejects(group.barrier('after destroy'), { message: /not connected/ }, 'the group is closed')
+    },
+  )
 }
 
-t.test('a model that holds the last reference to a group with a stopped peer is disposed without waiting for ddp_timeout', async (t) => {
-  const { peer, group } = await joinWithPeer(t)
-  const model = await LlamaModel.random(tinyRawConfig(), { seed: 1 })
-  model.gradientSync.attach(group, { zeroStage: 0 })
-  await group.destroy() // the model still holds the c10d objects
-  peer.kill('SIGSTOP')
-  await new Promise((resolve) => setTimeout(resolve, 1500))
-  // dispose() is synchronous and drops the last reference here, on the JS thread: the heartbeat, stuck in a store
-  // call to the stopped peer, is waited for 250 ms and then left to finish on its own.
-  const started = performance.now()
-  model.dispose()
-  const elapsed = performance.now() - started
-  t.ok(elapsed < 10_000, `dispose() returned after ${elapsed.toFixed(0)} ms, not after ddp_timeout (120 s)`)
-})
+t.test(
+  'a model that holds the last reference to a group with a stopped peer is disposed without waiting for ddp_timeout',
+  async (t) => {
+    const { peer, group } = await joinWithPeer(t)
+    const model = await LlamaModel.random(tinyRawConfig(), { seed: 1 })
+    model.gradientSync.attach(group, { zeroStage: 0 })
+    await group.destroy() // the model still holds the c10d objects
+    peer.kill('SIGSTOP')
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    // dispose() is synchronous and drops the last reference here, on the JS thread: the heartbeat, stuck in a store
+    // call to the stopped peer, is waited for 250 ms and then left to finish on its own.
+    const started = performance.now()
+    model.dispose()
+    const elapsed = performance.now() - started
+    t.ok(elapsed < 10_000, `dispose() returned after ${elapsed.toFixed(0)} ms, not after ddp_timeout (120 s)`)
+  },
+)

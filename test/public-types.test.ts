@@ -12,18 +12,57 @@ const TSC = join(REPO_ROOT, 'node_modules', '.bin', 'tsc')
 t.test('the public .d.ts has no raw native handle; a consumer that uses one does not type-check', async (t) => {
   const dir = t.testdir()
   const out = join(dir, 'types')
-  const emit = spawnSync(TSC, ['-p', join(REPO_ROOT, 'tsconfig.build.json'), '--emitDeclarationOnly', '--declarationMap', 'false', '--outDir', out], { cwd: REPO_ROOT, encoding: 'utf8' })
+  const emit = spawnSync(
+    TSC,
+    [
+      '-p',
+      join(REPO_ROOT, 'tsconfig.build.json'),
+      '--emitDeclarationOnly',
+      '--declarationMap',
+      'false',
+      '--outDir',
+      out,
+    ],
+    { cwd: REPO_ROOT, encoding: 'utf8' },
+  )
   t.equal(emit.status, 0, `declarations emitted\n${emit.stdout}${emit.stderr}`)
   const model = readFileSync(join(out, 'model', 'llama-model.d.ts'), 'utf8')
-  for (const hidden of ['get native()', 'NativeModelHandle', 'get optimizer()', 'get gradientSync()', 'trainStep(', 'writeTensors(']) {
+  for (const hidden of [
+    'get native()',
+    'NativeModelHandle',
+    'get optimizer()',
+    'get gradientSync()',
+    'trainStep(',
+    'writeTensors(',
+  ]) {
     t.notOk(model.includes(hidden), `llama-model.d.ts does not declare ${hidden}`)
   }
   t.ok(model.includes('static load(dir: string'), 'LlamaModel.load is declared')
-  t.notOk(readFileSync(join(out, 'distributed', 'process-group.d.ts'), 'utf8').includes('handle'), 'ProcessGroup does not declare its handle')
+  t.notOk(
+    readFileSync(join(out, 'distributed', 'process-group.d.ts'), 'utf8').includes('handle'),
+    'ProcessGroup does not declare its handle',
+  )
 
   const consumer = (body: string) => {
-    writeFileSync(join(dir, 'consumer.ts'), `import type { LlamaModel } from './types/index.js'\nexport function f(model: LlamaModel) {\n${body}\n}\n`)
-    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, skipLibCheck: true, types: [] }, files: ['consumer.ts'] }))
+    writeFileSync(
+      join(dir, 'consumer.ts'),
+      `import type { LlamaModel } from './types/index.js'\nexport function f(model: LlamaModel) {\n${body}\n}\n`,
+    )
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          target: 'ES2022',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: [],
+        },
+        files: ['consumer.ts'],
+      }),
+    )
     return spawnSync(TSC, ['-p', 'tsconfig.json'], { cwd: dir, encoding: 'utf8' })
   }
   const ok = consumer('  return model.parameters().length + model.config.numLayers + model.memory().parameterBytes')

@@ -98,7 +98,9 @@ function markdownFiles(dir: string): string[] {
 
 /** README.md, then DOCS_ORDER, then every other page of docs/ in path order: the order the commands run in. */
 export function pagesInOrder(root: string): string[] {
-  const docs = markdownFiles(join(root, 'docs')).map((path) => relative(root, path)).sort()
+  const docs = markdownFiles(join(root, 'docs'))
+    .map((path) => relative(root, path))
+    .sort()
   const rest = docs.filter((page) => !DOCS_ORDER.includes(page))
   return ['README.md', ...DOCS_ORDER.filter((page) => docs.includes(page)), ...rest]
 }
@@ -111,10 +113,22 @@ async function layOut(dir: string): Promise<void> {
     return { instruction: 'Complete the function.', input: signature, output: `${body}\n${check}` }
   })
   writeFileSync(join(dir, 'data', 'alpaca_demo.json'), JSON.stringify(alpaca, null, 2))
-  writeFileSync(join(dir, 'data', 'code_demo.jsonl'), corpusB(40, 42).map((text) => JSON.stringify({ text })).join('\n') + '\n')
+  writeFileSync(
+    join(dir, 'data', 'code_demo.jsonl'),
+    `${corpusB(40, 42)
+      .map((text) => JSON.stringify({ text }))
+      .join('\n')}\n`,
+  )
   writeFileSync(
     join(dir, 'data', 'dataset_info.json'),
-    JSON.stringify({ alpaca_demo: { file_name: 'alpaca_demo.json' }, code_demo: { file_name: 'code_demo.jsonl', columns: { prompt: 'text' } } }, null, 2),
+    JSON.stringify(
+      {
+        alpaca_demo: { file_name: 'alpaca_demo.json' },
+        code_demo: { file_name: 'code_demo.jsonl', columns: { prompt: 'text' } },
+      },
+      null,
+      2,
+    ),
   )
   cpSync(join(REPO_ROOT, 'examples'), join(dir, 'examples'), { recursive: true })
   // What `npm install llamapro` gives a project: a bin that npx finds, here also on PATH.
@@ -127,7 +141,12 @@ async function layOut(dir: string): Promise<void> {
 
 function sh(command: string, cwd: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const env = { ...process.env, PATH: `${join(cwd, 'node_modules', '.bin')}:${process.env.PATH}`, npm_config_offline: 'true', npm_config_yes: 'false' }
+    const env = {
+      ...process.env,
+      PATH: `${join(cwd, 'node_modules', '.bin')}:${process.env.PATH}`,
+      npm_config_offline: 'true',
+      npm_config_yes: 'false',
+    }
     const child = spawn('/bin/sh', ['-c', command], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     child.stdout.on('data', (chunk) => (output += chunk))
@@ -168,9 +187,15 @@ t.test('the pages run in a fixed order: README, then DOCS_ORDER, then the rest o
 })
 
 t.test("README's and docs' commands run as written from a working directory with relative paths", async (t) => {
-  const pages = pagesInOrder(REPO_ROOT).map((page) => ({ page, commands: readmeCommands(readFileSync(join(REPO_ROOT, page), 'utf8')) }))
+  const pages = pagesInOrder(REPO_ROOT).map((page) => ({
+    page,
+    commands: readmeCommands(readFileSync(join(REPO_ROOT, page), 'utf8')),
+  }))
   const readme = pages[0]!.commands
-  t.ok(readme.some((c) => c.command === 'npx llamapro demo'), "the quick start's first command is among README's")
+  t.ok(
+    readme.some((c) => c.command === 'npx llamapro demo'),
+    "the quick start's first command is among README's",
+  )
   t.ok(readme.filter((c) => !c.skip).length >= 5, `README: ${readme.length} commands found`)
   const total = pages.reduce((n, p) => n + p.commands.length, 0)
   t.ok(total >= 25, `${total} commands found in ${pages.length} pages`)
@@ -186,7 +211,9 @@ t.test("README's and docs' commands run as written from a working directory with
       const run = extra ? `${command} ${extra[1]}` : command
       const started = Date.now()
       const { code, output } = await sh(run, dir)
-      t.equal(code, 0, `${page}:${line}: ${run} (${((Date.now() - started) / 1000).toFixed(1)} s)`, { output: output.slice(-2000) })
+      t.equal(code, 0, `${page}:${line}: ${run} (${((Date.now() - started) / 1000).toFixed(1)} s)`, {
+        output: output.slice(-2000),
+      })
     }
   }
 })

@@ -40,7 +40,17 @@ t.test('rank 0 killed while tokenizing: rank 1 ends with a clear error, the stor
   const port = await freePort()
   const ranks = [0, 1].map((rank) =>
     spawn(process.execPath, [CLI, 'train', config], {
-      env: { ...process.env, ...rankEnvironment({ rank, worldSize: 2, localRank: rank, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: port }) },
+      env: {
+        ...process.env,
+        ...rankEnvironment({
+          rank,
+          worldSize: 2,
+          localRank: rank,
+          localWorldSize: 2,
+          masterAddr: '127.0.0.1',
+          masterPort: port,
+        }),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   )
@@ -68,6 +78,9 @@ t.test('rank 0 killed while tokenizing: rank 1 ends with a clear error, the stor
   t.not(code, 0, 'rank 1 exits non-zero')
   t.not(code, null, 'by itself')
   t.ok((performance.now() - killed) / 1000 < 90, 'promptly')
-  t.match(err1, /rank 1: the first process of this node \(LOCAL_RANK 0\), which tokenizes the data, failed or died before the token store was ready/)
+  t.match(
+    err1,
+    /rank 1: the first process of this node \(LOCAL_RANK 0\), which tokenizes the data, failed or died before the token store was ready/,
+  )
   t.notOk(isStore(tokens), 'no store at tokenized_path')
 })

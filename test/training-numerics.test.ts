@@ -10,9 +10,25 @@ import { runPythonJson } from './helpers/python.js'
 // torch.nn.utils.clip_grad_norm_ on the independent PyTorch model, step by step.
 const cases: [string, TinyModelOptions, Record<string, unknown>][] = [
   ['full fine-tuning with clipping and weight decay', { kvHeads: 2, seed: 4 }, { finetuningType: 'full' }],
-  ['LLaMA-Pro style: two layers of a Qwen2 model', { modelType: 'qwen2', layers: 4, seed: 5 }, { useLlamaPro: true, freezeTrainableLayers: 2 }],
-  ['only the MLPs of the last layer, tied embeddings', { tie: true, seed: 6 }, { freezeTrainableLayers: 1, freezeTrainableModules: 'mlp' }],
-  ['the layernorms and the final norm', { seed: 7 }, { freezeTrainableLayers: 2, freezeTrainableModules: 'input_layernorm,post_attention_layernorm', freezeExtraModules: 'norm' }],
+  [
+    'LLaMA-Pro style: two layers of a Qwen2 model',
+    { modelType: 'qwen2', layers: 4, seed: 5 },
+    { useLlamaPro: true, freezeTrainableLayers: 2 },
+  ],
+  [
+    'only the MLPs of the last layer, tied embeddings',
+    { tie: true, seed: 6 },
+    { freezeTrainableLayers: 1, freezeTrainableModules: 'mlp' },
+  ],
+  [
+    'the layernorms and the final norm',
+    { seed: 7 },
+    {
+      freezeTrainableLayers: 2,
+      freezeTrainableModules: 'input_layernorm,post_attention_layernorm',
+      freezeExtraModules: 'norm',
+    },
+  ],
 ]
 
 for (const [label, modelOptions, strategy] of cases) {
@@ -26,7 +42,9 @@ for (const [label, modelOptions, strategy] of cases) {
     model.native.configureOptimizer({ noDecay, step: 0, lossScaling: false })
     const vocab = model.config.vocabSize
     const batches = [0, 1, 2].map((b) => {
-      const ids = Array.from({ length: 2 }, (_, r) => Array.from({ length: 12 }, (_, c) => (r * 31 + c * 7 + b * 13) % vocab))
+      const ids = Array.from({ length: 2 }, (_, r) =>
+        Array.from({ length: 12 }, (_, c) => (r * 31 + c * 7 + b * 13) % vocab),
+      )
       return { ids, labels: ids.map((row, r) => row.map((id, c) => (c < 3 && r === b % 2 ? -100 : id))) }
     })
     const steps = 8
@@ -48,10 +66,21 @@ for (const [label, modelOptions, strategy] of cases) {
     }
     model.dispose()
     const spec = join(dirname(fixture.dir), 'spec.json')
-    writeFileSync(spec, JSON.stringify({ trainable: policy.trainable, steps, lr: 5e-3, weight_decay: 0.1, max_grad_norm: 0.5, batches }))
-    const reference = await runPythonJson<{ losses: number[] }>(['bench/reference/llama_ref.py', 'train', fixture.dir, spec])
+    writeFileSync(
+      spec,
+      JSON.stringify({ trainable: policy.trainable, steps, lr: 5e-3, weight_decay: 0.1, max_grad_norm: 0.5, batches }),
+    )
+    const reference = await runPythonJson<{ losses: number[] }>([
+      'bench/reference/llama_ref.py',
+      'train',
+      fixture.dir,
+      spec,
+    ])
     const worst = Math.max(...ours.map((l, i) => Math.abs(l - reference.losses[i]!)))
-    t.ok(worst <= 2e-5, `max |loss difference| over ${steps} steps: ${worst.toExponential(2)} (llamapro ${ours.map((l) => l.toFixed(5)).join(' ')})`)
+    t.ok(
+      worst <= 2e-5,
+      `max |loss difference| over ${steps} steps: ${worst.toExponential(2)} (llamapro ${ours.map((l) => l.toFixed(5)).join(' ')})`,
+    )
     t.ok(ours[steps - 1]! < ours[0]!, 'and the loss falls')
   })
 }

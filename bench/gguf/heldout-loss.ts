@@ -8,7 +8,10 @@ import { parseArgs } from 'node:util'
 import { loadTokenizer } from '../../lib/data/tokenizer.js'
 import { LlamaModel } from '../../lib/index.js'
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { seq: { type: 'string', default: '128' }, batch: { type: 'string', default: '4' } } })
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { seq: { type: 'string', default: '128' }, batch: { type: 'string', default: '4' } },
+})
 const [dir, file] = positionals
 const seq = Number(values.seq)
 const batchSize = Number(values.batch)
@@ -34,4 +37,13 @@ for (let i = 0; i < blocks.length; i += batchSize) {
   tokens += r.tokens
 }
 model.dispose()
-console.log(JSON.stringify({ dir, file, loss: sum / tokens, tokens, blocks: blocks.length, seconds: (performance.now() - started) / 1000 }))
+console.log(
+  JSON.stringify({
+    dir,
+    file,
+    loss: sum / tokens,
+    tokens,
+    blocks: blocks.length,
+    seconds: (performance.now() - started) / 1000,
+  }),
+)

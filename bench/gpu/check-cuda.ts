@@ -16,7 +16,10 @@ const dir = mkdtempSync(join(tmpdir(), 'llamapro-cuda-'))
 const runtime = info()
 const base = join(dir, 'base')
 await writeTrainableModel(base, { hidden: 256, intermediate: 688, layers: 8, heads: 8, kvHeads: 4, seed: 1 })
-const ids = [Array.from({ length: 64 }, (_, i) => (i * 37) % 300), Array.from({ length: 64 }, (_, i) => (i * 11 + 5) % 300)]
+const ids = [
+  Array.from({ length: 64 }, (_, i) => (i * 37) % 300),
+  Array.from({ length: 64 }, (_, i) => (i * 11 + 5) % 300),
+]
 
 const model = await LlamaModel.load(base, { device: 'cuda', dtype: 'float32' })
 const ours = await model.forward(ids)
@@ -36,7 +39,21 @@ const data = await writeDatasets(dir)
 const losses: number[] = []
 const result = await train(
   parseTrainConfig(
-    { model_name_or_path: join(dir, 'pro'), stage: 'pt', dataset: data.pt, output_dir: join(dir, 'out'), use_llama_pro: true, freeze_trainable_layers: 2, cutoff_len: 64, per_device_train_batch_size: 8, learning_rate: 1e-3, max_steps: 40, logging_steps: 10, device: 'cuda', bf16: true },
+    {
+      model_name_or_path: join(dir, 'pro'),
+      stage: 'pt',
+      dataset: data.pt,
+      output_dir: join(dir, 'out'),
+      use_llama_pro: true,
+      freeze_trainable_layers: 2,
+      cutoff_len: 64,
+      per_device_train_batch_size: 8,
+      learning_rate: 1e-3,
+      max_steps: 40,
+      logging_steps: 10,
+      device: 'cuda',
+      bf16: true,
+    },
     'gpu check',
     dir,
   ),
@@ -48,7 +65,13 @@ console.log(
       device: runtime.cuda.devices[0]?.name ?? null,
       libtorch: runtime.libtorch.version,
       logits: { maxAbsDifferenceVsTransformers: maxDiff, tolerance: 1e-4, ok: maxDiff <= 1e-4 },
-      training: { steps: result.globalStep, firstLoss: losses[0], lastLoss: losses.at(-1), tokensPerSecond: result.tokensPerSecond, bf16: true },
+      training: {
+        steps: result.globalStep,
+        firstLoss: losses[0],
+        lastLoss: losses.at(-1),
+        tokensPerSecond: result.tokensPerSecond,
+        bf16: true,
+      },
     },
     null,
     2,

@@ -29,7 +29,12 @@ export function bigConfig(layers: number): Record<string, unknown> {
 export async function writeBigCheckpoint(dir: string, layers: number, shardSize: number): Promise<number> {
   const raw = bigConfig(layers)
   const config = parseModelConfig(raw)
-  const tensors = expectedParameters(config).map((p) => ({ name: p.name, dtype: 'F16' as const, shape: p.shape, nbytes: p.shape.reduce((a, b) => a * b, 1) * 2 }))
+  const tensors = expectedParameters(config).map((p) => ({
+    name: p.name,
+    dtype: 'F16' as const,
+    shape: p.shape,
+    nbytes: p.shape.reduce((a, b) => a * b, 1) * 2,
+  }))
   // 8 MiB of random float16 values in [-0.05, 0.05] (exponent bits kept small: no NaN or Inf).
   const block = Buffer.alloc(8 << 20)
   for (let i = 0; i < block.length; i += 2) {

@@ -47,7 +47,10 @@ export async function* readParquet(file: string, options: ReadOptions = {}): Asy
       } catch (error) {
         throw new DatasetError(`${file}: row group ${g}: cannot decode (${(error as Error).message})`, { cause: error })
       }
-      bytes = Math.min(size, bytes + group.columns.reduce((sum, c) => sum + Number(c.meta_data?.total_compressed_size ?? 0), 0))
+      bytes = Math.min(
+        size,
+        bytes + group.columns.reduce((sum, c) => sum + Number(c.meta_data?.total_compressed_size ?? 0), 0),
+      )
       options.onBytes?.(bytes)
       for (const [i, record] of rows.entries()) yield { record, where: `${file}: row group ${g}, row ${rowStart + i}` }
       rowStart = rowEnd

@@ -22,9 +22,16 @@ export function timeCommand(command: string): number {
 }
 
 /** Runs a command under GNU time and returns its wall time and peak RSS (bytes). */
-export function measureCommand(command: string, env: NodeJS.ProcessEnv = process.env): { seconds: number; peakRss: number; stdout: string } {
+export function measureCommand(
+  command: string,
+  env: NodeJS.ProcessEnv = process.env,
+): { seconds: number; peakRss: number; stdout: string } {
   const start = performance.now()
-  const result = spawnSync('/usr/bin/time', ['-f', 'PEAK_RSS_KB %M', 'bash', '-c', command], { env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
+  const result = spawnSync('/usr/bin/time', ['-f', 'PEAK_RSS_KB %M', 'bash', '-c', command], {
+    env,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  })
   const seconds = (performance.now() - start) / 1000
   if (result.status !== 0) throw new Error(`${command} failed (${result.status}): ${result.stderr}`)
   const kb = Number(/PEAK_RSS_KB (\d+)/.exec(result.stderr)?.[1])

@@ -57,9 +57,16 @@ const alpaca = corpusB(16, 33).map((code, i) => {
   }
 })
 await writeFile(join(data, 'alpaca_demo.json'), `${JSON.stringify(alpaca, null, 2)}\n`)
-await writeFile(join(data, 'code_demo.jsonl'), corpusB(48, 34).map((text) => JSON.stringify({ text })).join('\n') + '\n')
+await writeFile(
+  join(data, 'code_demo.jsonl'),
+  `${corpusB(48, 34)
+    .map((text) => JSON.stringify({ text }))
+    .join('\n')}\n`,
+)
 await writeFile(
   join(data, 'dataset_info.json'),
   `${JSON.stringify({ alpaca_demo: { file_name: 'alpaca_demo.json' }, code_demo: { file_name: 'code_demo.jsonl', columns: { prompt: 'text' } } }, null, 2)}\n`,
 )
-console.log(`fixtures in ${work}: models/base (4 layers, vocab ${vocab}), models/base-pro (6 layers), data/ (16 alpaca examples, 48 texts)`)
+console.log(
+  `fixtures in ${work}: models/base (4 layers, vocab ${vocab}), models/base-pro (6 layers), data/ (16 alpaca examples, 48 texts)`,
+)

@@ -13,7 +13,16 @@ import { loadTrainConfig } from '../../lib/train/config.js'
 const [yamlPath, outPath] = process.argv.slice(2)
 const config = await loadTrainConfig(yamlPath!, { output_dir: 'unused' })
 const tokenizer = await loadTokenizer(config.modelNameOrPath)
-const examples = await loadExamples({ names: config.dataset, stage: config.stage, datasetDir: config.datasetDir, baseDir: config.baseDir, maxSamples: config.maxSamples })
-const render = config.stage === 'sft' ? conversationRenderer(config.template, tokenizer, (message) => console.error(`warning: ${message}`)) : undefined
+const examples = await loadExamples({
+  names: config.dataset,
+  stage: config.stage,
+  datasetDir: config.datasetDir,
+  baseDir: config.baseDir,
+  maxSamples: config.maxSamples,
+})
+const render =
+  config.stage === 'sft'
+    ? conversationRenderer(config.template, tokenizer, (message) => console.error(`warning: ${message}`))
+    : undefined
 const { sequences } = preprocess(examples, config.stage, tokenizer, render, config.cutoffLen, config.packing)
 writeFileSync(outPath!, JSON.stringify(sequences.map((s) => ({ ids: [...s.ids], labels: [...s.labels] }))))

@@ -12,7 +12,9 @@ import { expandCheckpoint } from '../../lib/expand/expand-checkpoint.js'
 import { LlamaModel } from '../../lib/index.js'
 
 const [command, work, arg1, arg2] = process.argv.slice(2)
-const IDS = Array.from({ length: 2 }, (_, r) => Array.from({ length: 16 }, (_, i) => (i * 7919 + r * 104729 + 13) % 128))
+const IDS = Array.from({ length: 2 }, (_, r) =>
+  Array.from({ length: 16 }, (_, i) => (i * 7919 + r * 104729 + 13) % 128),
+)
 
 async function logits(model: LlamaModel): Promise<number[]> {
   return Array.from((await model.forward(IDS)).logits)
@@ -20,9 +22,22 @@ async function logits(model: LlamaModel): Promise<number[]> {
 
 if (command === 'prepare') {
   const config = {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 128, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 4,
-    num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false,
-    hidden_act: 'silu', torch_dtype: 'float32', bos_token_id: 1, eos_token_id: 2,
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: 128,
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 256,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    hidden_act: 'silu',
+    torch_dtype: 'float32',
+    bos_token_id: 1,
+    eos_token_id: 2,
   }
   const base = await LlamaModel.random(config, { seed: 11, std: 0.05 })
   await base.save(join(work, 'base'))
@@ -30,13 +45,35 @@ if (command === 'prepare') {
   await expandCheckpoint(join(work, 'base'), join(work, 'pro'), { numExpand: 2 })
   const model = await LlamaModel.load(join(work, 'pro'))
   writeFileSync(join(work, 'base-logits.json'), JSON.stringify(await logits(model)))
-  const plan = loraPolicy(model.config.numLayers, model.parameters(), { useLlamaPro: true, freezeTrainableLayers: 2, additionalTarget: 'norm' })
-  await model.addLora({ targets: plan.targets, rank: 4, alpha: 8, seed: 3, targetModules: plan.targetModules, modulesToSave: plan.modulesToSave, fullyTrained: plan.fullyTrained })
+  const plan = loraPolicy(model.config.numLayers, model.parameters(), {
+    useLlamaPro: true,
+    freezeTrainableLayers: 2,
+    additionalTarget: 'norm',
+  })
+  await model.addLora({
+    targets: plan.targets,
+    rank: 4,
+    alpha: 8,
+    seed: 3,
+    targetModules: plan.targetModules,
+    modulesToSave: plan.modulesToSave,
+    fullyTrained: plan.fullyTrained,
+  })
   await model.setTrainable(plan.trainable)
   model.native.configureOptimizer({ noDecay: [], step: 0, lossScaling: false })
   const flat = Int32Array.from(IDS.flat())
   for (let i = 0; i < 4; i++) {
-    await model.native.trainStep(flat, flat, 2, 16, { lossMultiplier: 1, update: true, lr: 2e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false })
+    await model.native.trainStep(flat, flat, 2, 16, {
+      lossMultiplier: 1,
+      update: true,
+      lr: 2e-2,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0,
+      maxGradNorm: 1,
+      reportParamNorms: false,
+    })
   }
   await model.saveAdapter(join(work, 'llamapro-adapter'))
   writeFileSync(join(work, 'ids.json'), JSON.stringify(IDS))

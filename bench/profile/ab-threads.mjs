@@ -7,6 +7,13 @@ import { setThreads } from '../../dist/info.js'
 import { alternateSteps } from './alternate-steps.mjs'
 
 const [yaml, a, b, stepsArg] = process.argv.slice(2)
-const { load, results } = await alternateSteps({ yaml, steps: Number(stepsArg ?? 10), settings: [Number(a), Number(b)], apply: setThreads })
-const env = ['OPENBLAS_NUM_THREADS', 'OPENBLAS_THREAD_TIMEOUT', 'OMP_WAIT_POLICY'].map((k) => `${k}=${process.env[k] ?? ''}`).join(' ')
+const { load, results } = await alternateSteps({
+  yaml,
+  steps: Number(stepsArg ?? 10),
+  settings: [Number(a), Number(b)],
+  apply: setThreads,
+})
+const env = ['OPENBLAS_NUM_THREADS', 'OPENBLAS_THREAD_TIMEOUT', 'OMP_WAIT_POLICY']
+  .map((k) => `${k}=${process.env[k] ?? ''}`)
+  .join(' ')
 console.log(JSON.stringify({ env, load, results: results.map(({ setting, ...r }) => ({ threads: setting, ...r })) }))

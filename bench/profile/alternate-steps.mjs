@@ -35,6 +35,11 @@ export async function alternateSteps({ yaml, steps, checkpointing = 'on', settin
   const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]
   return {
     load: loadavg().map((x) => +x.toFixed(1)),
-    results: settings.map((setting, k) => ({ setting, wallMs: wall[k].map(Math.round), medianWallMs: Math.round(median(wall[k])), medianCpuMs: Math.round(median(cpu[k])) })),
+    results: settings.map((setting, k) => ({
+      setting,
+      wallMs: wall[k].map(Math.round),
+      medianWallMs: Math.round(median(wall[k])),
+      medianCpuMs: Math.round(median(cpu[k])),
+    })),
   }
 }

@@ -22,7 +22,8 @@ const { train, parseTrainConfig, LlamaModel, generateStream, info, loadedAddon }
 let running = null // the AbortController of the run in progress
 
 const post = (message) => port.postMessage(message)
-const fail = (during, error) => post({ type: 'error', during, code: error?.code ?? null, message: error?.message ?? String(error) })
+const fail = (during, error) =>
+  post({ type: 'error', during, code: error?.code ?? null, message: error?.message ?? String(error) })
 
 async function runTraining({ config, baseDir }) {
   if (running) return fail('train', new Error('a training run is already in progress; send stop first'))
@@ -30,7 +31,10 @@ async function runTraining({ config, baseDir }) {
   try {
     const parsed = parseTrainConfig(config, 'the training form', baseDir ?? process.cwd())
     post({ type: 'train-output', outputDir: parsed.outputDir })
-    const result = await train(parsed, { signal: running.signal, onEvent: (event) => post({ type: 'train-event', event }) })
+    const result = await train(parsed, {
+      signal: running.signal,
+      onEvent: (event) => post({ type: 'train-event', event }),
+    })
     const { aborted, globalStep, totalSteps, checkpoints, outputDir, trainLoss } = result
     post({ type: 'train-done', result: { aborted, globalStep, totalSteps, checkpoints, outputDir, trainLoss } })
   } catch (error) {

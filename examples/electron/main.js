@@ -9,7 +9,9 @@ const { join } = require('node:path')
 // The bundle written by `npx llamapro bundle llamapro-bundle` before packaging. In a packaged app it is outside
 // app.asar (package.json lists it in asarUnpack): shared libraries cannot be loaded from inside an archive.
 function bundleDir() {
-  return app.isPackaged ? join(process.resourcesPath, 'app.asar.unpacked', 'llamapro-bundle') : join(__dirname, 'llamapro-bundle')
+  return app.isPackaged
+    ? join(process.resourcesPath, 'app.asar.unpacked', 'llamapro-bundle')
+    : join(__dirname, 'llamapro-bundle')
 }
 
 let window
@@ -35,12 +37,24 @@ function startWorker() {
     if (message.type === 'train-output') outputDir = message.outputDir
     // The run's folder exists once training has started: the board watches it from then on.
     if (message.type === 'train-event' && message.event.type === 'start' && outputDir) {
-      showBoard(outputDir).catch((error) => window?.webContents.send('llamapro', { type: 'error', during: 'board', code: error.code ?? null, message: error.message }))
+      showBoard(outputDir).catch((error) =>
+        window?.webContents.send('llamapro', {
+          type: 'error',
+          during: 'board',
+          code: error.code ?? null,
+          message: error.message,
+        }),
+      )
     }
     window?.webContents.send('llamapro', message)
   })
   worker.on('exit', (code) => {
-    window?.webContents.send('llamapro', { type: 'error', during: 'worker', code: null, message: `the llamapro process ended (exit code ${code})` })
+    window?.webContents.send('llamapro', {
+      type: 'error',
+      during: 'worker',
+      code: null,
+      message: `the llamapro process ended (exit code ${code})`,
+    })
     worker = undefined
   })
 }
@@ -54,7 +68,9 @@ app.whenReady().then(() => {
   window.loadFile(join(__dirname, 'index.html'))
   startWorker()
   // Only these three messages go through, with plain data.
-  ipcMain.on('llamapro:train', (_event, config) => worker?.postMessage({ type: 'train', config, baseDir: app.getPath('userData') }))
+  ipcMain.on('llamapro:train', (_event, config) =>
+    worker?.postMessage({ type: 'train', config, baseDir: app.getPath('userData') }),
+  )
   ipcMain.on('llamapro:stop', () => worker?.postMessage({ type: 'stop' }))
   ipcMain.on('llamapro:generate', (_event, request) => worker?.postMessage({ type: 'generate', ...request }))
 })

@@ -5,14 +5,16 @@ window.llamapro.onMessage((message) => {
     // The curves, eval losses and layer gradients of the run: the board draws them, live, in the frame.
     $('board').src = message.url
     $('board').hidden = false
-  } else if (message.type === 'ready') $('status').textContent = `llamapro ready: LibTorch ${message.libtorch}, addon ${message.addon}`
+  } else if (message.type === 'ready')
+    $('status').textContent = `llamapro ready: LibTorch ${message.libtorch}, addon ${message.addon}`
   else if (message.type === 'train-event') {
     const e = message.event
     if (e.type === 'step') $('progress').textContent = `step ${e.step}/${e.totalSteps}, loss ${e.loss.toFixed(4)}`
     if (e.type === 'checkpoint') $('model').value = e.path
   } else if (message.type === 'train-done') {
     const r = message.result
-    $('progress').textContent = `${r.aborted ? 'stopped' : 'finished'} at step ${r.globalStep}/${r.totalSteps}; checkpoints: ${r.checkpoints.join(', ') || 'none'}`
+    $('progress').textContent =
+      `${r.aborted ? 'stopped' : 'finished'} at step ${r.globalStep}/${r.totalSteps}; checkpoints: ${r.checkpoints.join(', ') || 'none'}`
     $('train').disabled = false
     $('stop').disabled = true
   } else if (message.type === 'token') $('reply').textContent += message.text

@@ -13,7 +13,14 @@
  *    target, as `key.endswith(target_key)` in peft/utils/other.py: `norm` is the final norm and every layernorm).
  */
 import { parseLayerName } from '../checkpoint/parameters.js'
-import { PolicyError, describeIds, llamaProLayerIds, llamaProStride, ordinal, splitList } from '../policy/freeze-policy.js'
+import {
+  PolicyError,
+  describeIds,
+  llamaProLayerIds,
+  llamaProStride,
+  ordinal,
+  splitList,
+} from '../policy/freeze-policy.js'
 
 export interface LoraTargetOptions {
   loraTarget?: string | readonly string[]
@@ -41,7 +48,10 @@ export interface LoraPlan {
   explanation: string[]
 }
 
-export const loraParameterNames = (target: string): [string, string] => [`${target}.lora_A.weight`, `${target}.lora_B.weight`]
+export const loraParameterNames = (target: string): [string, string] => [
+  `${target}.lora_A.weight`,
+  `${target}.lora_B.weight`,
+]
 
 interface ModuleInfo {
   name: string
@@ -58,18 +68,26 @@ function modulesOf(tensors: readonly { name: string; shape: readonly number[] }[
       if (!out.has(name)) out.set(name, { name, linear: false })
     }
     const owner = parts.slice(0, -1).join('.')
-    if (parts[parts.length - 1] === 'weight' && t.shape.length === 2 && !owner.endsWith('embed_tokens')) out.get(owner)!.linear = true
+    if (parts[parts.length - 1] === 'weight' && t.shape.length === 2 && !owner.endsWith('embed_tokens'))
+      out.get(owner)!.linear = true
   }
   return [...out.values()]
 }
 
-export function loraPolicy(numLayers: number, tensors: readonly { name: string; shape: readonly number[] }[], options: LoraTargetOptions = {}): LoraPlan {
+export function loraPolicy(
+  numLayers: number,
+  tensors: readonly { name: string; shape: readonly number[] }[],
+  options: LoraTargetOptions = {},
+): LoraPlan {
   const modules = modulesOf(tensors)
   const explanation: string[] = []
   let targetModules = splitList(options.loraTarget ?? 'all').filter(Boolean)
-  if (targetModules.length === 0) throw new PolicyError('lora_target is empty (use all, or module names such as q_proj,v_proj)')
+  if (targetModules.length === 0)
+    throw new PolicyError('lora_target is empty (use all, or module names such as q_proj,v_proj)')
   if (targetModules.length === 1 && targetModules[0] === 'all') {
-    targetModules = [...new Set(modules.filter((m) => m.linear && !m.name.includes('lm_head')).map((m) => m.name.split('.').pop()!))]
+    targetModules = [
+      ...new Set(modules.filter((m) => m.linear && !m.name.includes('lm_head')).map((m) => m.name.split('.').pop()!)),
+    ]
     explanation.push(`lora_target: all = every linear layer but lm_head: ${targetModules.join(', ')}.`)
   }
   let matched: ModuleInfo[]
@@ -91,8 +109,12 @@ export function loraPolicy(numLayers: number, tensors: readonly { name: string; 
     matched = modules.filter((m) => targetModules.some((t) => m.name === t || m.name.endsWith(`.${t}`)))
   }
   if (matched.length === 0) {
-    const valid = [...new Set(modules.filter((m) => m.linear && parseLayerName(`${m.name}.`)).map((m) => m.name.split('.').pop()!))]
-    throw new PolicyError(`Target modules ${JSON.stringify(splitList(options.loraTarget ?? 'all'))} not found in the base model (lora_target; valid: all, ${valid.join(', ')})`)
+    const valid = [
+      ...new Set(modules.filter((m) => m.linear && parseLayerName(`${m.name}.`)).map((m) => m.name.split('.').pop()!)),
+    ]
+    throw new PolicyError(
+      `Target modules ${JSON.stringify(splitList(options.loraTarget ?? 'all'))} not found in the base model (lora_target; valid: all, ${valid.join(', ')})`,
+    )
   }
   for (const m of matched) {
     if (!m.linear) {
@@ -101,14 +123,22 @@ export function loraPolicy(numLayers: number, tensors: readonly { name: string; 
       )
     }
     if (!parseLayerName(`${m.name}.`)) {
-      throw new PolicyError(`lora_target matches ${m.name}: llamapro puts adapters only on the decoder layers' linear layers; train ${m.name} in full with additional_target: ${m.name.split('.').pop()}`)
+      throw new PolicyError(
+        `lora_target matches ${m.name}: llamapro puts adapters only on the decoder layers' linear layers; train ${m.name} in full with additional_target: ${m.name.split('.').pop()}`,
+      )
     }
   }
   const targets = matched.map((m) => m.name)
-  const trainableLayerIds = layerIds ?? [...new Set(targets.map((t) => parseLayerName(`${t}.`)!.layer))].sort((a, b) => a - b)
-  explanation.push(`${targets.length} adapter(s) on ${describeIds(trainableLayerIds)}${layerIds ? '' : ' (layers)'}; every base weight stays frozen.`)
+  const trainableLayerIds =
+    layerIds ?? [...new Set(targets.map((t) => parseLayerName(`${t}.`)!.layer))].sort((a, b) => a - b)
+  explanation.push(
+    `${targets.length} adapter(s) on ${describeIds(trainableLayerIds)}${layerIds ? '' : ' (layers)'}; every base weight stays frozen.`,
+  )
 
-  const modulesToSave = options.additionalTarget === undefined || options.additionalTarget === null ? null : splitList(options.additionalTarget).filter(Boolean)
+  const modulesToSave =
+    options.additionalTarget === undefined || options.additionalTarget === null
+      ? null
+      : splitList(options.additionalTarget).filter(Boolean)
   const fullyTrained: string[] = []
   for (const target of modulesToSave ?? []) {
     const owners = modules.filter((m) => m.name.endsWith(target))
@@ -121,10 +151,25 @@ export function loraPolicy(numLayers: number, tensors: readonly { name: string; 
       )
     }
     for (const owner of owners) {
-      for (const t of tensors) if (t.name.startsWith(`${owner.name}.`) && !fullyTrained.includes(t.name)) fullyTrained.push(t.name)
+      for (const t of tensors)
+        if (t.name.startsWith(`${owner.name}.`) && !fullyTrained.includes(t.name)) fullyTrained.push(t.name)
     }
   }
-  if (modulesToSave) explanation.push(`additional_target: ${modulesToSave.join(', ')} train in full (saved as modules_to_save).`)
-  const trainable = [...targets.flatMap(loraParameterNames), ...fullyTrained.filter((n) => !targets.some((t) => n.startsWith(`${t}.`)))]
-  return { finetuningType: 'lora', numLayers, trainableLayerIds, targets, targetModules, modulesToSave, fullyTrained, trainable, explanation }
+  if (modulesToSave)
+    explanation.push(`additional_target: ${modulesToSave.join(', ')} train in full (saved as modules_to_save).`)
+  const trainable = [
+    ...targets.flatMap(loraParameterNames),
+    ...fullyTrained.filter((n) => !targets.some((t) => n.startsWith(`${t}.`))),
+  ]
+  return {
+    finetuningType: 'lora',
+    numLayers,
+    trainableLayerIds,
+    targets,
+    targetModules,
+    modulesToSave,
+    fullyTrained,
+    trainable,
+    explanation,
+  }
 }

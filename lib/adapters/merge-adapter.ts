@@ -48,7 +48,15 @@ async function readRange(path: string, offset: number, nbytes: number): Promise<
 }
 
 /** W [out, in] + scale · B [out, r] · A [r, in], accumulated in float64. */
-export function mergeLoraWeight(w: Float32Array, a: Float32Array, b: Float32Array, outFeatures: number, inFeatures: number, rank: number, scale: number): Float32Array {
+export function mergeLoraWeight(
+  w: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  outFeatures: number,
+  inFeatures: number,
+  rank: number,
+  scale: number,
+): Float32Array {
   const merged = new Float32Array(w.length)
   const row = new Float64Array(inFeatures)
   for (let i = 0; i < outFeatures; i++) {
@@ -65,27 +73,45 @@ export function mergeLoraWeight(w: Float32Array, a: Float32Array, b: Float32Arra
   return merged
 }
 
-export async function mergeAdapter(baseDir: string, adapterDir: string, outDir: string, options: { force?: boolean; shardSize?: string | number } = {}): Promise<AdapterMergeResult> {
+export async function mergeAdapter(
+  baseDir: string,
+  adapterDir: string,
+  outDir: string,
+  options: { force?: boolean; shardSize?: string | number } = {},
+): Promise<AdapterMergeResult> {
   const base = await openCheckpoint(baseDir)
   const adapter = await readAdapter(adapterDir)
   const scale = loraScale(adapter.config)
   const baseByName = new Map(base.tensors.map((t) => [t.name, t]))
   const adapterByName = new Map(adapter.file.tensors.map((t) => [t.name.slice(PEFT_PREFIX.length), t]))
   const check = (cond: boolean, message: string) => {
-    if (!cond) throw new LlamaproError('LLAMAPRO_MERGE', `${adapter.weightsPath}: ${message} (was the adapter trained on another model than ${baseDir}?)`)
+    if (!cond)
+      throw new LlamaproError(
+        'LLAMAPRO_MERGE',
+        `${adapter.weightsPath}: ${message} (was the adapter trained on another model than ${baseDir}?)`,
+      )
   }
   for (const target of adapter.targets) {
     const w = baseByName.get(`${target}.weight`)
     check(w !== undefined, `adapts ${target}, which the base model does not have`)
     const a = adapterByName.get(`${target}.lora_A.weight`)!
     const b = adapterByName.get(`${target}.lora_B.weight`)!
-    check(w!.shape.length === 2 && a.shape[1] === w!.shape[1] && b.shape[0] === w!.shape[0], `${target}: lora_A [${a.shape}] / lora_B [${b.shape}] do not fit the base weight [${w!.shape}]`)
-    check(FLOAT_DTYPES.includes(w!.dtype) && FLOAT_DTYPES.includes(a.dtype) && FLOAT_DTYPES.includes(b.dtype), `${target}: merging needs F32, BF16 or F16 tensors`)
+    check(
+      w!.shape.length === 2 && a.shape[1] === w!.shape[1] && b.shape[0] === w!.shape[0],
+      `${target}: lora_A [${a.shape}] / lora_B [${b.shape}] do not fit the base weight [${w!.shape}]`,
+    )
+    check(
+      FLOAT_DTYPES.includes(w!.dtype) && FLOAT_DTYPES.includes(a.dtype) && FLOAT_DTYPES.includes(b.dtype),
+      `${target}: merging needs F32, BF16 or F16 tensors`,
+    )
   }
   for (const name of adapter.fullyTrained) {
     const t = baseByName.get(name)
     check(t !== undefined, `holds ${PEFT_PREFIX}${name}, but the base model has no tensor ${name}`)
-    check(t!.shape.join() === adapterByName.get(name)!.shape.join(), `${name} has shape [${adapterByName.get(name)!.shape}] but the base has [${t!.shape}]`)
+    check(
+      t!.shape.join() === adapterByName.get(name)!.shape.join(),
+      `${name} has shape [${adapterByName.get(name)!.shape}] but the base has [${t!.shape}]`,
+    )
   }
   const shardSize = parseSize(options.shardSize ?? DEFAULT_SHARD_SIZE, 'shard size')
   await checkOutputDir(outDir, options.force ?? false, 'pass --force')
@@ -109,14 +135,24 @@ export async function mergeAdapter(baseDir: string, adapterDir: string, outDir: 
             const b = adapterByName.get(`${module}.lora_B.weight`)!
             const [w, av, bv] = await Promise.all([
               readRange(t.file, t.offset, t.nbytes).then((bytes) => decodeFloats(bytes, dtype)),
-              readRange(adapter.weightsPath, adapter.file.dataStart + a.begin, a.end - a.begin).then((bytes) => decodeFloats(bytes, a.dtype as FloatDtype)),
-              readRange(adapter.weightsPath, adapter.file.dataStart + b.begin, b.end - b.begin).then((bytes) => decodeFloats(bytes, b.dtype as FloatDtype)),
+              readRange(adapter.weightsPath, adapter.file.dataStart + a.begin, a.end - a.begin).then((bytes) =>
+                decodeFloats(bytes, a.dtype as FloatDtype),
+              ),
+              readRange(adapter.weightsPath, adapter.file.dataStart + b.begin, b.end - b.begin).then((bytes) =>
+                decodeFloats(bytes, b.dtype as FloatDtype),
+              ),
             ])
             values = mergeLoraWeight(w, av, bv, t.shape[0]!, t.shape[1]!, adapter.config.r, scale)
           } else {
             const s = adapterByName.get(t.name)!
-            check(FLOAT_DTYPES.includes(dtype) && FLOAT_DTYPES.includes(s.dtype), `${t.name}: merging needs F32, BF16 or F16 tensors`)
-            values = decodeFloats(await readRange(adapter.weightsPath, adapter.file.dataStart + s.begin, s.end - s.begin), s.dtype as FloatDtype)
+            check(
+              FLOAT_DTYPES.includes(dtype) && FLOAT_DTYPES.includes(s.dtype),
+              `${t.name}: merging needs F32, BF16 or F16 tensors`,
+            )
+            values = decodeFloats(
+              await readRange(adapter.weightsPath, adapter.file.dataStart + s.begin, s.end - s.begin),
+              s.dtype as FloatDtype,
+            )
           }
           const path = join(scratch, `${index++}.bin`)
           await writeFile(path, encodeFloats(values, dtype).encoded)
@@ -126,15 +162,28 @@ export async function mergeAdapter(baseDir: string, adapterDir: string, outDir: 
       }
       const totalParameters = tensors.reduce((s, t) => s + t.nbytes / SAFETENSORS_DTYPE_SIZES[t.dtype], 0)
       const shards = await writeShardedSafetensors(tmp, tensors, shardSize, totalParameters, (path, header, ordered) =>
-        copier.writeFile(path, header, ordered.map((t) => t.source)),
+        copier.writeFile(
+          path,
+          header,
+          ordered.map((t) => t.source),
+        ),
       )
       await copySideFiles(base.dir, tmp)
-      await writeFile(join(tmp, CONFIG_FILE), configJson(JSON.parse(await readFile(join(base.dir, CONFIG_FILE), 'utf8'))))
+      await writeFile(
+        join(tmp, CONFIG_FILE),
+        configJson(JSON.parse(await readFile(join(base.dir, CONFIG_FILE), 'utf8'))),
+      )
       return shards
     } finally {
       await copier.close()
       await rm(scratch, { recursive: true, force: true })
     }
   })
-  return { output: outDir, merged: targets.size, replaced: fullyTrained.size, files: written.files, bytesWritten: written.bytes }
+  return {
+    output: outDir,
+    merged: targets.size,
+    replaced: fullyTrained.size,
+    files: written.files,
+    bytesWritten: written.bytes,
+  }
 }

@@ -39,7 +39,8 @@ export interface LoraAdapterConfig {
   baseModelNameOrPath: string | null
 }
 
-export const loraScale = (c: Pick<LoraAdapterConfig, 'r' | 'loraAlpha' | 'useRslora'>): number => (c.useRslora ? c.loraAlpha / Math.sqrt(c.r) : c.loraAlpha / c.r)
+export const loraScale = (c: Pick<LoraAdapterConfig, 'r' | 'loraAlpha' | 'useRslora'>): number =>
+  c.useRslora ? c.loraAlpha / Math.sqrt(c.r) : c.loraAlpha / c.r
 
 /** adapter_config.json as PEFT 0.18's LoraConfig.save_pretrained writes it (the fields llamapro uses, the rest at PEFT's defaults). */
 export function adapterConfigJson(config: LoraAdapterConfig): string {
@@ -73,8 +74,16 @@ const UNSUPPORTED: [string, (v: unknown) => boolean, string][] = [
   ['use_dora', (v) => v === true, 'DoRA'],
   ['fan_in_fan_out', (v) => v === true, 'fan_in_fan_out (Conv1D-style weights)'],
   ['bias', (v) => v !== undefined && v !== null && v !== 'none', 'trained biases (bias other than "none")'],
-  ['rank_pattern', (v) => v !== undefined && v !== null && Object.keys(v as object).length > 0, 'per-module ranks (rank_pattern)'],
-  ['alpha_pattern', (v) => v !== undefined && v !== null && Object.keys(v as object).length > 0, 'per-module alphas (alpha_pattern)'],
+  [
+    'rank_pattern',
+    (v) => v !== undefined && v !== null && Object.keys(v as object).length > 0,
+    'per-module ranks (rank_pattern)',
+  ],
+  [
+    'alpha_pattern',
+    (v) => v !== undefined && v !== null && Object.keys(v as object).length > 0,
+    'per-module alphas (alpha_pattern)',
+  ],
   ['use_qalora', (v) => v === true, 'QALoRA'],
   ['lora_bias', (v) => v === true, 'lora_bias'],
 ]
@@ -97,10 +106,13 @@ export const isAdapterFolder = (dir: string): boolean => existsSync(join(dir, AD
 export async function readAdapter(dir: string): Promise<AdapterFolder> {
   const configPath = join(dir, ADAPTER_CONFIG_FILE)
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE)
-  if (!existsSync(configPath)) throw new AdapterError(`${dir} is not a PEFT adapter folder: ${ADAPTER_CONFIG_FILE} is missing`)
+  if (!existsSync(configPath))
+    throw new AdapterError(`${dir} is not a PEFT adapter folder: ${ADAPTER_CONFIG_FILE} is missing`)
   if (!existsSync(weightsPath)) {
     const bin = existsSync(join(dir, 'adapter_model.bin'))
-    throw new AdapterError(`${dir}: ${ADAPTER_WEIGHTS_FILE} is missing${bin ? ' (the folder has adapter_model.bin, a pickle llamapro does not read: re-save it with safe_serialization=True)' : ''}`)
+    throw new AdapterError(
+      `${dir}: ${ADAPTER_WEIGHTS_FILE} is missing${bin ? ' (the folder has adapter_model.bin, a pickle llamapro does not read: re-save it with safe_serialization=True)' : ''}`,
+    )
   }
   let raw: Record<string, unknown>
   try {
@@ -108,13 +120,20 @@ export async function readAdapter(dir: string): Promise<AdapterFolder> {
   } catch (error) {
     throw new AdapterError(`${configPath}: not valid JSON (${(error as Error).message})`)
   }
-  if (raw.peft_type !== 'LORA') throw new AdapterError(`${configPath}: peft_type is ${JSON.stringify(raw.peft_type)}; llamapro loads LORA adapters only`)
+  if (raw.peft_type !== 'LORA')
+    throw new AdapterError(
+      `${configPath}: peft_type is ${JSON.stringify(raw.peft_type)}; llamapro loads LORA adapters only`,
+    )
   for (const [key, used, what] of UNSUPPORTED) {
-    if (used(raw[key])) throw new AdapterError(`${configPath}: ${key}: ${JSON.stringify(raw[key])} — ${what} is not supported by llamapro`)
+    if (used(raw[key]))
+      throw new AdapterError(
+        `${configPath}: ${key}: ${JSON.stringify(raw[key])} — ${what} is not supported by llamapro`,
+      )
   }
   const number = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new AdapterError(`${configPath}: ${key} must be a number, got ${JSON.stringify(raw[key])}`)
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new AdapterError(`${configPath}: ${key} must be a number, got ${JSON.stringify(raw[key])}`)
     return v
   }
   const r = number('r')
@@ -133,11 +152,15 @@ export async function readAdapter(dir: string): Promise<AdapterFolder> {
   const targets: string[] = []
   const fullyTrained: string[] = []
   for (const t of file.tensors) {
-    if (!t.name.startsWith(PEFT_PREFIX)) throw new AdapterError(`${weightsPath}: tensor "${t.name}" does not start with ${PEFT_PREFIX} (not a PEFT causal-LM adapter)`)
+    if (!t.name.startsWith(PEFT_PREFIX))
+      throw new AdapterError(
+        `${weightsPath}: tensor "${t.name}" does not start with ${PEFT_PREFIX} (not a PEFT causal-LM adapter)`,
+      )
     const name = t.name.slice(PEFT_PREFIX.length)
     const lora = /^(.*)\.lora_([AB])\.weight$/.exec(name)
     if (!lora) {
-      if (/\.lora_(embedding_)?[AB]\b|\.lora_magnitude_vector\b/.test(name)) throw new AdapterError(`${weightsPath}: tensor "${t.name}" is a LoRA variant llamapro does not support`)
+      if (/\.lora_(embedding_)?[AB]\b|\.lora_magnitude_vector\b/.test(name))
+        throw new AdapterError(`${weightsPath}: tensor "${t.name}" is a LoRA variant llamapro does not support`)
       fullyTrained.push(name)
       continue
     }
@@ -146,20 +169,26 @@ export async function readAdapter(dir: string): Promise<AdapterFolder> {
     const b = byName.get(`${PEFT_PREFIX}${module}.lora_B.weight`)
     if (!b) throw new AdapterError(`${weightsPath}: ${t.name} has no matching lora_B tensor`)
     if (t.shape.length !== 2 || b.shape.length !== 2 || t.shape[0] !== r || b.shape[1] !== r) {
-      throw new AdapterError(`${weightsPath}: ${module}: lora_A is [${t.shape}] and lora_B [${b.shape}], but r is ${r} (expected [${r}, in] and [out, ${r}])`)
+      throw new AdapterError(
+        `${weightsPath}: ${module}: lora_A is [${t.shape}] and lora_B [${b.shape}], but r is ${r} (expected [${r}, in] and [out, ${r}])`,
+      )
     }
     targets.push(module)
   }
   for (const t of file.tensors) {
     const module = /^base_model\.model\.(.*)\.lora_B\.weight$/.exec(t.name)?.[1]
-    if (module && !targets.includes(module)) throw new AdapterError(`${weightsPath}: ${t.name} has no matching lora_A tensor`)
+    if (module && !targets.includes(module))
+      throw new AdapterError(`${weightsPath}: ${t.name} has no matching lora_A tensor`)
   }
-  if (targets.length === 0 && fullyTrained.length === 0) throw new AdapterError(`${weightsPath}: holds no adapter tensor`)
+  if (targets.length === 0 && fullyTrained.length === 0)
+    throw new AdapterError(`${weightsPath}: holds no adapter tensor`)
   return { dir, config, weightsPath, file, targets, fullyTrained }
 }
 
 /** The native load items of an adapter's tensors, under llamapro's parameter names. */
-export function adapterLoadItems(adapter: AdapterFolder): { name: string; file: string; offset: number; nbytes: number; dtype: string; shape: number[] }[] {
+export function adapterLoadItems(
+  adapter: AdapterFolder,
+): { name: string; file: string; offset: number; nbytes: number; dtype: string; shape: number[] }[] {
   return adapter.file.tensors.map((t) => ({
     name: t.name.slice(PEFT_PREFIX.length),
     file: adapter.weightsPath,

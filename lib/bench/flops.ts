@@ -17,7 +17,12 @@ export interface FlopCount {
   total: number
 }
 
-export function flopsPerToken(config: ModelConfig, trainable: ReadonlySet<string>, seq: number, lora?: { rank: number; targets: ReadonlySet<string> }): FlopCount {
+export function flopsPerToken(
+  config: ModelConfig,
+  trainable: ReadonlySet<string>,
+  seq: number,
+  lora?: { rank: number; targets: ReadonlySet<string> },
+): FlopCount {
   const h = config.hiddenSize
   const f = config.intermediateSize
   const q = config.numHeads * config.headDim
@@ -55,7 +60,10 @@ export function flopsPerToken(config: ModelConfig, trainable: ReadonlySet<string
     const ga = matmul(q * h, gq, `${p}self_attn.o_proj.weight`, [h, q])
     const gh = g || ga
     const g2 = gh || trains(`${p}post_attention_layernorm.weight`)
-    const gm = [matmul(h * f, g2, `${p}mlp.gate_proj.weight`, [f, h]), matmul(h * f, g2, `${p}mlp.up_proj.weight`, [f, h])].some(Boolean)
+    const gm = [
+      matmul(h * f, g2, `${p}mlp.gate_proj.weight`, [f, h]),
+      matmul(h * f, g2, `${p}mlp.up_proj.weight`, [f, h]),
+    ].some(Boolean)
     const gd = matmul(f * h, gm, `${p}mlp.down_proj.weight`, [h, f])
     g = gh || gd
   }

@@ -28,13 +28,27 @@ const llama = (shape: Record<string, unknown>): Record<string, unknown> => ({
 export const PRESETS: Record<string, Preset> = {
   tiny: {
     name: 'tiny',
-    config: llama({ vocab_size: 512, hidden_size: 64, intermediate_size: 172, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2 }),
+    config: llama({
+      vocab_size: 512,
+      hidden_size: 64,
+      intermediate_size: 172,
+      num_hidden_layers: 4,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+    }),
     batch: 2,
     seq: 32,
   },
   small: {
     name: 'small',
-    config: llama({ vocab_size: 32000, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 8 }),
+    config: llama({
+      vocab_size: 32000,
+      hidden_size: 256,
+      intermediate_size: 688,
+      num_hidden_layers: 8,
+      num_attention_heads: 8,
+      num_key_value_heads: 8,
+    }),
     batch: 4,
     seq: 128,
   },

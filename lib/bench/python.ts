@@ -19,7 +19,11 @@ export interface TorchPython extends PythonCandidate {
 }
 
 /** The interpreters to try, in order. An explicit choice (option or LLAMAPRO_PYTHON) is the only candidate. */
-export function pythonCandidates(options: { explicit?: string; env?: NodeJS.ProcessEnv; packageRoot: string }): PythonCandidate[] {
+export function pythonCandidates(options: {
+  explicit?: string
+  env?: NodeJS.ProcessEnv
+  packageRoot: string
+}): PythonCandidate[] {
   const env = options.env ?? process.env
   if (options.explicit) return [{ path: options.explicit, source: 'the python option' }]
   if (env.LLAMAPRO_PYTHON) return [{ path: env.LLAMAPRO_PYTHON, source: 'LLAMAPRO_PYTHON' }]
@@ -32,21 +36,33 @@ export function pythonCandidates(options: { explicit?: string; env?: NodeJS.Proc
 }
 
 /** `import torch` in `python`: its version, or why not (the last line of the error, or "not found"). */
-export function probeTorch(python: string, timeoutMs = 60_000): Promise<{ ok: true; version: string } | { ok: false; why: string }> {
+export function probeTorch(
+  python: string,
+  timeoutMs = 60_000,
+): Promise<{ ok: true; version: string } | { ok: false; why: string }> {
   return new Promise((resolve) => {
-    execFile(python, ['-c', 'import torch; print(torch.__version__)'], { timeout: timeoutMs }, (error, stdout, stderr) => {
-      if (!error) return resolve({ ok: true, version: stdout.trim() })
-      const code = (error as NodeJS.ErrnoException).code
-      if (code === 'ENOENT') return resolve({ ok: false, why: 'not found' })
-      if (code === 'EACCES') return resolve({ ok: false, why: 'not executable' })
-      const last = stderr.trim().split('\n').at(-1)
-      resolve({ ok: false, why: last || error.message })
-    })
+    execFile(
+      python,
+      ['-c', 'import torch; print(torch.__version__)'],
+      { timeout: timeoutMs },
+      (error, stdout, stderr) => {
+        if (!error) return resolve({ ok: true, version: stdout.trim() })
+        const code = (error as NodeJS.ErrnoException).code
+        if (code === 'ENOENT') return resolve({ ok: false, why: 'not found' })
+        if (code === 'EACCES') return resolve({ ok: false, why: 'not executable' })
+        const last = stderr.trim().split('\n').at(-1)
+        resolve({ ok: false, why: last || error.message })
+      },
+    )
   })
 }
 
 /** The first candidate that has torch, or an error listing what was tried and how to choose one. */
-export async function findTorchPython(options: { explicit?: string; env?: NodeJS.ProcessEnv; packageRoot: string }): Promise<TorchPython> {
+export async function findTorchPython(options: {
+  explicit?: string
+  env?: NodeJS.ProcessEnv
+  packageRoot: string
+}): Promise<TorchPython> {
   const tried: string[] = []
   for (const candidate of pythonCandidates(options)) {
     const probe = await probeTorch(candidate.path)

@@ -8,7 +8,8 @@ import { describeMachine } from './machine.js'
 import type { BenchReport, StrategyResult } from './run-bench.js'
 
 const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2))
-const flops = (v: number) => (v >= 1e12 ? `${(v / 1e12).toFixed(2)} T` : v >= 1e9 ? `${(v / 1e9).toFixed(2)} G` : `${(v / 1e6).toFixed(1)} M`)
+const flops = (v: number) =>
+  v >= 1e12 ? `${(v / 1e12).toFixed(2)} T` : v >= 1e9 ? `${(v / 1e9).toFixed(2)} G` : `${(v / 1e6).toFixed(1)} M`
 
 function columns(r: StrategyResult): string[] {
   return [
@@ -25,12 +26,24 @@ function columns(r: StrategyResult): string[] {
   ]
 }
 
-const HEADER = ['strategy', 'ms/step median (p10-p90)', 'tokens/s', 'trainable', 'peak memory', 'FLOP/token', 'achieved', 'MFU', 'PyTorch ms', 'ratio']
+const HEADER = [
+  'strategy',
+  'ms/step median (p10-p90)',
+  'tokens/s',
+  'trainable',
+  'peak memory',
+  'FLOP/token',
+  'achieved',
+  'MFU',
+  'PyTorch ms',
+  'ratio',
+]
 
 export function formatTable(report: BenchReport): string {
   const rows = [HEADER, ...report.results.map(columns)]
   const widths = HEADER.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)))
-  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')
+  const line = (r: string[]) =>
+    r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')
   return [line(rows[0]!), ...rows.slice(1).map(line)].join('\n')
 }
 
@@ -73,7 +86,9 @@ export function markdownReport(report: BenchReport, command: string, goalRatio?:
     `Machine: ${describeMachine(report.machine)}; device ${report.device}`,
     `Command: \`${command}\``,
     `Shape: ${c.layers} layers, hidden ${c.hidden}, vocab ${c.vocab}; batch ${c.batch} x ${c.seq} tokens, ${c.dtype}; ${c.warmup} warm-up and ${c.steps} timed steps; ${c.threads} intra-op thread(s) for both sides.`,
-    report.baselineTorch ? `Baseline: PyTorch ${report.baselineTorch} eager (bench/reference/bench_train_step.py), same model shape, batch, strategy and threads, run in the same invocation.` : 'Baseline: none.',
+    report.baselineTorch
+      ? `Baseline: PyTorch ${report.baselineTorch} eager (bench/reference/bench_train_step.py), same model shape, batch, strategy and threads, run in the same invocation.`
+      : 'Baseline: none.',
     '',
     ...rows,
     '',
@@ -83,13 +98,21 @@ export function markdownReport(report: BenchReport, command: string, goalRatio?:
   ]
   if (goalRatio !== undefined) {
     const ratios = report.results.filter((r) => r.ratio !== undefined)
-    for (const r of ratios) lines.push(`- ${r.strategy}: llamapro / PyTorch = ${r.ratio!.toFixed(3)} (goal <= ${goalRatio}: ${r.ratio! <= goalRatio ? 'met' : 'missed'})`)
+    for (const r of ratios)
+      lines.push(
+        `- ${r.strategy}: llamapro / PyTorch = ${r.ratio!.toFixed(3)} (goal <= ${goalRatio}: ${r.ratio! <= goalRatio ? 'met' : 'missed'})`,
+      )
   }
   for (const note of report.notes) lines.push(`- ${note}`)
   return lines.join('\n')
 }
 
-export async function writeReport(dir: string, report: BenchReport, command: string, goalRatio?: number): Promise<string[]> {
+export async function writeReport(
+  dir: string,
+  report: BenchReport,
+  command: string,
+  goalRatio?: number,
+): Promise<string[]> {
   await mkdir(dir, { recursive: true })
   const written = [join(dir, 'report.json'), join(dir, 'report.md')]
   await writeFile(written[0]!, `${JSON.stringify({ command, ...report }, null, 2)}\n`)
@@ -102,7 +125,10 @@ export async function writeReport(dir: string, report: BenchReport, command: str
         title: `Step time per strategy (${report.config.model}, ${report.device})`,
         yLabel: 'ms per step',
         legend: hasBaseline ? ['llamapro', 'PyTorch eager'] : ['llamapro'],
-        groups: report.results.map((r) => ({ label: r.strategy, values: hasBaseline ? [r.msPerStep.median, r.baseline?.msPerStep.median ?? NaN] : [r.msPerStep.median] })),
+        groups: report.results.map((r) => ({
+          label: r.strategy,
+          values: hasBaseline ? [r.msPerStep.median, r.baseline?.msPerStep.median ?? NaN] : [r.msPerStep.median],
+        })),
         format: ms,
       }),
     ],
@@ -112,7 +138,10 @@ export async function writeReport(dir: string, report: BenchReport, command: str
         title: `Peak memory per strategy (${report.config.model}, ${report.device})`,
         yLabel: 'MiB',
         legend: ['peak (measured)', 'gradients + optimizer (measured)'],
-        groups: report.results.map((r) => ({ label: r.strategy, values: [(r.peakMemoryBytes ?? NaN) / 2 ** 20, (r.gradientBytes + r.optimizerBytes) / 2 ** 20] })),
+        groups: report.results.map((r) => ({
+          label: r.strategy,
+          values: [(r.peakMemoryBytes ?? NaN) / 2 ** 20, (r.gradientBytes + r.optimizerBytes) / 2 ** 20],
+        })),
         format: (v) => v.toFixed(0),
       }),
     ],

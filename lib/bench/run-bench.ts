@@ -87,7 +87,18 @@ export interface StrategyResult {
 export interface BenchReport {
   machine: MachineInfo
   device: string
-  config: { model: string; batch: number; seq: number; steps: number; warmup: number; threads: number; dtype: ModelDtype; layers: number; hidden: number; vocab: number }
+  config: {
+    model: string
+    batch: number
+    seq: number
+    steps: number
+    warmup: number
+    threads: number
+    dtype: ModelDtype
+    layers: number
+    hidden: number
+    vocab: number
+  }
   results: StrategyResult[]
   baselineTorch?: string
   notes: string[]
@@ -104,23 +115,57 @@ export function percentiles(values: readonly number[]): Percentiles {
   return { median: at(0.5), p10: at(0.1), p90: at(0.9) }
 }
 
-async function resolveModel(model: string): Promise<{ name: string; raw: Record<string, unknown>; config: ModelConfig; dir?: string; batch?: number; seq?: number }> {
+async function resolveModel(model: string): Promise<{
+  name: string
+  raw: Record<string, unknown>
+  config: ModelConfig
+  dir?: string
+  batch?: number
+  seq?: number
+}> {
   const preset = PRESETS[model]
-  if (preset) return { name: preset.name, raw: preset.config, config: parseModelConfig(preset.config, `preset ${model}`), batch: preset.batch, seq: preset.seq }
+  if (preset)
+    return {
+      name: preset.name,
+      raw: preset.config,
+      config: parseModelConfig(preset.config, `preset ${model}`),
+      batch: preset.batch,
+      seq: preset.seq,
+    }
   if (!existsSync(model)) {
-    throw new LlamaproError('LLAMAPRO_ARG', `"${model}" is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a model folder`)
+    throw new LlamaproError(
+      'LLAMAPRO_ARG',
+      `"${model}" is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a model folder`,
+    )
   }
   const checkpoint = await openCheckpoint(model)
   return { name: checkpoint.dir, raw: checkpoint.rawConfig, config: checkpoint.config, dir: checkpoint.dir }
 }
 
-function runBaseline(python: string, request: unknown): Promise<{ torch: string; results: { name: string; implementation: string; ms: number[]; peakMemoryBytes: number | null }[] }> {
+function runBaseline(
+  python: string,
+  request: unknown,
+): Promise<{
+  torch: string
+  results: { name: string; implementation: string; ms: number[]; peakMemoryBytes: number | null }[]
+}> {
   const script = join(PACKAGE_ROOT, 'bench', 'reference', 'bench_train_step.py')
   return new Promise((resolve, reject) => {
-    const child = execFile(python, [script], { maxBuffer: 64 * 1024 * 1024, timeout: 3_600_000 }, (error, stdout, stderr) => {
-      if (error) reject(new LlamaproError('LLAMAPRO_BENCH', `the Python baseline failed (${python} ${script}): ${error.message}\n${stderr}`))
-      else resolve(JSON.parse(stdout))
-    })
+    const child = execFile(
+      python,
+      [script],
+      { maxBuffer: 64 * 1024 * 1024, timeout: 3_600_000 },
+      (error, stdout, stderr) => {
+        if (error)
+          reject(
+            new LlamaproError(
+              'LLAMAPRO_BENCH',
+              `the Python baseline failed (${python} ${script}): ${error.message}\n${stderr}`,
+            ),
+          )
+        else resolve(JSON.parse(stdout))
+      },
+    )
     child.stdin!.end(JSON.stringify(request))
   })
 }
@@ -137,12 +182,17 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const threads = options.threads ?? 0
   if (threads > 0) setThreads(threads)
   const checkpointing = options.gradientCheckpointing ?? [true]
-  if (checkpointing.length === 0) throw new LlamaproError('LLAMAPRO_ARG', 'gradientCheckpointing: give at least one setting')
+  if (checkpointing.length === 0)
+    throw new LlamaproError('LLAMAPRO_ARG', 'gradientCheckpointing: give at least one setting')
   const strategies: Strategy[] = parseStrategies(options.strategies, model.config.numLayers).flatMap((s) =>
-    checkpointing.map((on) => ({ ...s, name: checkpointing.length > 1 ? `${s.name}/${on ? 'ckpt' : 'no-ckpt'}` : s.name, gradientCheckpointing: on })),
+    checkpointing.map((on) => ({
+      ...s,
+      name: checkpointing.length > 1 ? `${s.name}/${on ? 'ckpt' : 'no-ckpt'}` : s.name,
+      gradientCheckpointing: on,
+    })),
   )
   const runtime = info()
-  const deviceName = device === 'cpu' ? null : runtime.cuda.devices[Number(device.split(':')[1] ?? 0)]?.name ?? null
+  const deviceName = device === 'cpu' ? null : (runtime.cuda.devices[Number(device.split(':')[1] ?? 0)]?.name ?? null)
   const peak = peakFlops(deviceName)
   const deviceIndex = device === 'cpu' ? 0 : Number(device.split(':')[1] ?? 0)
   const tokens = batch * seq
@@ -151,10 +201,26 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const results: StrategyResult[] = []
   let baselineTorch: string | undefined
   // Found before any timing, so a missing torch is reported at once rather than after the first strategy.
-  const python = options.baseline === 'python' ? (await findTorchPython({ explicit: options.python, packageRoot: PACKAGE_ROOT })).path : ''
-  if (options.baseline === 'python' && model.dir) notes.push('the Python baseline uses random weights of the same shape (bench_train_step.py builds the model from config.json)')
+  const python =
+    options.baseline === 'python'
+      ? (await findTorchPython({ explicit: options.python, packageRoot: PACKAGE_ROOT })).path
+      : ''
+  if (options.baseline === 'python' && model.dir)
+    notes.push(
+      'the Python baseline uses random weights of the same shape (bench_train_step.py builds the model from config.json)',
+    )
 
-  const stepOptions = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
+  const stepOptions = {
+    lossMultiplier: 1,
+    update: true,
+    lr: 1e-4,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    reportParamNorms: false,
+  }
   /** A model ready to train with `strategy`, and its training step. */
   const prepare = async (strategy: Strategy) => {
     progress(`${strategy.name}: building the model`)
@@ -167,11 +233,24 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       let policy: { trainable: string[]; trainableLayerIds: number[]; loraTargets?: Set<string> }
       if (strategy.lora) {
         const lora = loraPolicy(model.config.numLayers, params, strategy.options)
-        await instance.addLora({ targets: lora.targets, rank: strategy.lora.rank, alpha: 2 * strategy.lora.rank, seed: 0 })
+        await instance.addLora({
+          targets: lora.targets,
+          rank: strategy.lora.rank,
+          alpha: 2 * strategy.lora.rank,
+          seed: 0,
+        })
         params = instance.parameters()
-        policy = { trainable: lora.trainable, trainableLayerIds: lora.trainableLayerIds, loraTargets: new Set(lora.targets) }
+        policy = {
+          trainable: lora.trainable,
+          trainableLayerIds: lora.trainableLayerIds,
+          loraTargets: new Set(lora.targets),
+        }
       } else {
-        policy = freezePolicy(model.config.numLayers, params.map((p) => p.name), strategy.options)
+        policy = freezePolicy(
+          model.config.numLayers,
+          params.map((p) => p.name),
+          strategy.options,
+        )
       }
       await instance.setTrainable(policy.trainable, { masterDtype: 'float32' })
       instance.optimizer.configure({ noDecay: [], step: 0, lossScaling: false })
@@ -201,11 +280,16 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         updates.push(result.updateMs)
       }
       const memory = native().memoryStats(deviceIndex)
-      const peakMemoryBytes = device === 'cpu' ? memory.cpu.peak : memory.cuda?.peak ?? null
+      const peakMemoryBytes = device === 'cpu' ? memory.cpu.peak : (memory.cuda?.peak ?? null)
       await instance.trainStep({ ids, labels: ids, batch, seq }, { ...stepOptions, update: false })
       const held = instance.memory()
       const trainableSet = new Set(policy.trainable)
-      const flops = flopsPerToken(model.config, trainableSet, seq, policy.loraTargets && strategy.lora ? { rank: strategy.lora.rank, targets: policy.loraTargets } : undefined)
+      const flops = flopsPerToken(
+        model.config,
+        trainableSet,
+        seq,
+        policy.loraTargets && strategy.lora ? { rank: strategy.lora.rank, targets: policy.loraTargets } : undefined,
+      )
       const msPerStep = percentiles(times)
       const tokensPerSecond = tokens / (msPerStep.median / 1000)
       results.push({
@@ -229,7 +313,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     }
     // The baseline runs right after, so both sides of a ratio see the machine in the same state.
     if (options.baseline === 'python' && strategy.lora) {
-      notes.push(`${strategy.name}: no PyTorch-eager baseline (bench_train_step.py has no LoRA); compare it with pro:N in a paired run`)
+      notes.push(
+        `${strategy.name}: no PyTorch-eager baseline (bench_train_step.py has no LoRA); compare it with pro:N in a paired run`,
+      )
     } else if (options.baseline === 'python') {
       progress(`${strategy.name}: the same step in PyTorch eager (${python})`)
       const baseline = await runBaseline(python, {
@@ -250,14 +336,19 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       const eager = baseline.results.find((r) => r.implementation === 'pytorch-eager')
       const hf = baseline.results.find((r) => r.implementation === 'transformers')
       if (eager) {
-        result.baseline = { implementation: 'pytorch-eager', msPerStep: percentiles(eager.ms), peakMemoryBytes: eager.peakMemoryBytes }
+        result.baseline = {
+          implementation: 'pytorch-eager',
+          msPerStep: percentiles(eager.ms),
+          peakMemoryBytes: eager.peakMemoryBytes,
+        }
         result.ratio = result.msPerStep.median / result.baseline.msPerStep.median
       }
       if (hf) result.transformers = { msPerStep: percentiles(hf.ms), peakMemoryBytes: hf.peakMemoryBytes }
     }
   }
 
-  if (options.paired && strategies.length > 1) await timePaired(strategies, prepare, results, { steps, warmup, progress })
+  if (options.paired && strategies.length > 1)
+    await timePaired(strategies, prepare, results, { steps, warmup, progress })
 
   return {
     machine: machineInfo(),
@@ -307,7 +398,9 @@ async function timePaired(
         updates[which]!.push(result.updateMs)
       }
     }
-    results.forEach((result, k) => (result.paired = { msPerStep: percentiles(times[k]!), msUpdate: percentiles(updates[k]!).median }))
+    results.forEach(
+      (result, k) => (result.paired = { msPerStep: percentiles(times[k]!), msUpdate: percentiles(updates[k]!).median }),
+    )
   } finally {
     for (const { instance } of prepared) instance.dispose()
   }

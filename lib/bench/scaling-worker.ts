@@ -43,26 +43,52 @@ async function main(): Promise<void> {
   const request = JSON.parse(process.argv[2]!) as ScalingWorkerRequest
   if (request.threads > 0) setThreads(request.threads)
   const env = distributedFromEnv()
-  const group = env && env.worldSize > 1 ? await ProcessGroup.connect(env, { timeoutSeconds: 300, device: request.device }) : null
+  const group =
+    env && env.worldSize > 1 ? await ProcessGroup.connect(env, { timeoutSeconds: 300, device: request.device }) : null
   const device = request.device as Device
   const model = request.dir
     ? await LlamaModel.load(request.dir, { device, dtype: request.dtype as never })
-    : await LlamaModel.random({ ...request.raw, torch_dtype: request.dtype }, { device, dtype: request.dtype as never, seed: 0 })
+    : await LlamaModel.random(
+        { ...request.raw, torch_dtype: request.dtype },
+        { device, dtype: request.dtype as never, seed: 0 },
+      )
   try {
     const [strategy] = parseStrategies(request.strategy, request.numLayers)
     const params = model.parameters()
-    const policy = freezePolicy(request.numLayers, params.map((p) => p.name), strategy!.options)
+    const policy = freezePolicy(
+      request.numLayers,
+      params.map((p) => p.name),
+      strategy!.options,
+    )
     await model.setTrainable(policy.trainable, { masterDtype: 'float32' })
     model.optimizer.configure({ noDecay: [], step: 0, lossScaling: false })
     if (group) model.gradientSync.attach(group, { zeroStage: request.zeroStage ?? 0 })
     // Each rank its own batch, as in training.
     const ids = randomTokenIds(request.batch * request.seq, request.vocabSize, 1234 + (env?.rank ?? 0))
-    const options = { lossMultiplier: 1, update: true, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1, reportParamNorms: false }
+    const options = {
+      lossMultiplier: 1,
+      update: true,
+      lr: 1e-4,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0,
+      maxGradNorm: 1,
+      reportParamNorms: false,
+    }
     const tokens = { ids, labels: ids, batch: request.batch, seq: request.seq }
     const step = () => model.trainStep(tokens, options)
     for (let i = 0; i < request.warmup; i++) await step()
     if (group) await group.barrier('starting the timed steps together')
-    const result: ScalingWorkerResult = { rank: env?.rank ?? 0, ms: [], reduceMs: [], reducedBytes: 0, trainableParams: 0, totalParams: 0, optimizerBytes: 0 }
+    const result: ScalingWorkerResult = {
+      rank: env?.rank ?? 0,
+      ms: [],
+      reduceMs: [],
+      reducedBytes: 0,
+      trainableParams: 0,
+      totalParams: 0,
+      optimizerBytes: 0,
+    }
     for (let i = 0; i < request.steps; i++) {
       const start = performance.now()
       const r = await step()

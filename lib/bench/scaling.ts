@@ -59,7 +59,17 @@ export interface ScalingResult {
 
 export interface ScalingReport {
   machine: MachineInfo
-  config: { model: string; nproc: number; batch: number; seq: number; steps: number; warmup: number; threads: number; device: string; backend: string }
+  config: {
+    model: string
+    nproc: number
+    batch: number
+    seq: number
+    steps: number
+    warmup: number
+    threads: number
+    device: string
+    backend: string
+  }
   results: ScalingResult[]
   notes: string[]
 }
@@ -75,17 +85,38 @@ function runWorkers(request: ScalingWorkerRequest, nproc: number, port: number):
   return Promise.all(
     Array.from({ length: nproc }, (_, rank) => {
       const env = { ...process.env, ...kernelOptionsEnv() }
-      for (const key of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']) delete env[key]
-      if (nproc > 1) Object.assign(env, rankEnvironment({ rank, worldSize: nproc, localRank: rank, localWorldSize: nproc, masterAddr: '127.0.0.1', masterPort: port }))
+      for (const key of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'])
+        delete env[key]
+      if (nproc > 1)
+        Object.assign(
+          env,
+          rankEnvironment({
+            rank,
+            worldSize: nproc,
+            localRank: rank,
+            localWorldSize: nproc,
+            masterAddr: '127.0.0.1',
+            masterPort: port,
+          }),
+        )
       return new Promise<ScalingWorkerResult>((resolve, reject) => {
-        const child = spawn(process.execPath, [...process.execArgv, script, JSON.stringify(request)], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+        const child = spawn(process.execPath, [...process.execArgv, script, JSON.stringify(request)], {
+          env,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
         let out = ''
         let err = ''
         child.stdout.on('data', (d) => (out += d))
         child.stderr.on('data', (d) => (err += d))
         child.on('exit', (code) => {
           if (code === 0) resolve(JSON.parse(out.trim().split('\n').pop()!) as ScalingWorkerResult)
-          else reject(new LlamaproError('LLAMAPRO_BENCH', `bench rank ${rank} of ${nproc} exited with status ${code}: ${err.trim().slice(-2000)}`))
+          else
+            reject(
+              new LlamaproError(
+                'LLAMAPRO_BENCH',
+                `bench rank ${rank} of ${nproc} exited with status ${code}: ${err.trim().slice(-2000)}`,
+              ),
+            )
         })
       })
     }),
@@ -102,7 +133,11 @@ export async function runScaling(options: ScalingOptions): Promise<ScalingReport
     const checkpoint = await openCheckpoint(options.model)
     raw = checkpoint.rawConfig
     dir = checkpoint.dir
-  } else throw new LlamaproError('LLAMAPRO_ARG', `"${options.model}" is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a model folder`)
+  } else
+    throw new LlamaproError(
+      'LLAMAPRO_ARG',
+      `"${options.model}" is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a model folder`,
+    )
   const config = parseModelConfig(raw, options.model)
   const device = options.device ?? 'cpu'
   const base = {
@@ -136,7 +171,11 @@ export async function runScaling(options: ScalingOptions): Promise<ScalingReport
       progress(`${strategy.name}: ${options.nproc} ranks, ZeRO stage 1`)
       const zeroRanks = await runWorkers({ ...request, zeroStage: 1 }, options.nproc, await freePort())
       const zeroMs = percentiles(zeroRanks[0]!.ms.map((_, i) => Math.max(...zeroRanks.map((r) => r.ms[i]!))))
-      zero = { msPerStep: zeroMs, optimizerBytesPerRank: zeroRanks.map((r) => r.optimizerBytes), stepTimeRatio: zeroMs.median / rankMs.median }
+      zero = {
+        msPerStep: zeroMs,
+        optimizerBytesPerRank: zeroRanks.map((r) => r.optimizerBytes),
+        stepTimeRatio: zeroMs.median / rankMs.median,
+      }
     }
     const singleTps = tokens / (singleMs.median / 1000)
     const rankTps = (options.nproc * tokens) / (rankMs.median / 1000)
@@ -170,11 +209,13 @@ export async function runScaling(options: ScalingOptions): Promise<ScalingReport
     results,
     notes: [
       `load average (1 min) ${loadBefore.toFixed(2)} before and ${loadavg()[0]!.toFixed(2)} after, on ${machineInfo().cores} cores: other work on the machine takes CPU from the ranks, so speed-up is only meaningful on an otherwise idle machine with a core per rank`,
-      'one process and N ranks run in the same invocation, each process with the given intra-op threads; the N-rank step time is the slowest rank\'s',
+      "one process and N ranks run in the same invocation, each process with the given intra-op threads; the N-rank step time is the slowest rank's",
       'each rank trains the per-device batch, so N ranks train N× the tokens per step (tokens/s counts all ranks)',
       'all-reduce ms is the time rank 0 spent in the gradient all-reduce of a step, waiting for the slowest rank included',
       ...(options.zeroStage === 1
-        ? ['ZeRO-1 rows: the same N ranks with zero_stage 1 (on Gloo the gradients are all-reduced, then the updated chunks all-gathered: one collective more per bucket than without ZeRO); the ratio is its median step time over theirs without ZeRO, measured in this run']
+        ? [
+            'ZeRO-1 rows: the same N ranks with zero_stage 1 (on Gloo the gradients are all-reduced, then the updated chunks all-gathered: one collective more per bucket than without ZeRO); the ratio is its median step time over theirs without ZeRO, measured in this run',
+          ]
         : []),
     ],
   }
@@ -183,7 +224,19 @@ export async function runScaling(options: ScalingOptions): Promise<ScalingReport
 const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2))
 
 export function formatScaling(report: ScalingReport): string {
-  const header = ['strategy', 'trainable', '1 proc ms/step', `${report.config.nproc} ranks ms/step`, '1 proc tok/s', `${report.config.nproc} ranks tok/s`, 'speed-up', 'efficiency', 'all-reduce/step', 'full FT would send', 'all-reduce ms']
+  const header = [
+    'strategy',
+    'trainable',
+    '1 proc ms/step',
+    `${report.config.nproc} ranks ms/step`,
+    '1 proc tok/s',
+    `${report.config.nproc} ranks tok/s`,
+    'speed-up',
+    'efficiency',
+    'all-reduce/step',
+    'full FT would send',
+    'all-reduce ms',
+  ]
   const rows = report.results.map((r) => [
     r.strategy,
     `${((100 * r.trainableParams) / r.totalParams).toFixed(1)}%`,
@@ -210,7 +263,10 @@ export function formatScaling(report: ScalingReport): string {
     : []
   const all = [header, ...rows]
   const widths = header.map((_, c) => Math.max(...all.map((r) => r[c]!.length)))
-  return [...all.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')), ...zeroTable].join('\n')
+  return [
+    ...all.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')),
+    ...zeroTable,
+  ].join('\n')
 }
 
 export async function writeScalingReport(dir: string, report: ScalingReport, command: string): Promise<void> {

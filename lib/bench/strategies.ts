@@ -19,13 +19,19 @@ export interface Strategy {
 }
 
 export function parseStrategies(text: string, numLayers: number): Strategy[] {
-  const tokens = text.split(',').map((s) => s.trim()).filter(Boolean)
+  const tokens = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   const out: Strategy[] = []
   for (let i = 0; i < tokens.length; i++) {
     const token = tokens[i]!
-    const [kind, arg] = token.includes(':') ? [token.slice(0, token.indexOf(':')), token.slice(token.indexOf(':') + 1)] : [token, '']
+    const [kind, arg] = token.includes(':')
+      ? [token.slice(0, token.indexOf(':')), token.slice(token.indexOf(':') + 1)]
+      : [token, '']
     const count = () => {
-      if (!/^\d+$/.test(arg) || Number(arg) === 0) throw new UsageError(`strategy "${token}": ${kind}:N needs a positive integer N`)
+      if (!/^\d+$/.test(arg) || Number(arg) === 0)
+        throw new UsageError(`strategy "${token}": ${kind}:N needs a positive integer N`)
       return Number(arg)
     }
     switch (kind) {
@@ -42,14 +48,23 @@ export function parseStrategies(text: string, numLayers: number): Strategy[] {
         out.push({ name: token, options: { useLlamaPro: true, freezeTrainableLayers: count() } })
         break
       case 'modules':
-        if (!arg) throw new UsageError(`strategy "${token}": modules:NAME needs module names (joined with +), e.g. modules:mlp`)
+        if (!arg)
+          throw new UsageError(`strategy "${token}": modules:NAME needs module names (joined with +), e.g. modules:mlp`)
         out.push({ name: token, options: { freezeTrainableLayers: numLayers, freezeTrainableModules: arg.split('+') } })
         break
       case 'lora': {
-        if (arg === 'all') out.push({ name: token, options: { finetuningType: 'lora' }, lora: { rank: LORA_BENCH_RANK } })
+        if (arg === 'all')
+          out.push({ name: token, options: { finetuningType: 'lora' }, lora: { rank: LORA_BENCH_RANK } })
         else if (/^pro:\d+$/.test(arg) && Number(arg.slice(4)) > 0) {
-          out.push({ name: token, options: { finetuningType: 'lora', useLlamaPro: true, freezeTrainableLayers: Number(arg.slice(4)) }, lora: { rank: LORA_BENCH_RANK } })
-        } else throw new UsageError(`strategy "${token}": lora takes all or pro:N (adapters on every linear, or on the N expanded blocks)`)
+          out.push({
+            name: token,
+            options: { finetuningType: 'lora', useLlamaPro: true, freezeTrainableLayers: Number(arg.slice(4)) },
+            lora: { rank: LORA_BENCH_RANK },
+          })
+        } else
+          throw new UsageError(
+            `strategy "${token}": lora takes all or pro:N (adapters on every linear, or on the N expanded blocks)`,
+          )
         break
       }
       case 'ids': {
@@ -59,7 +74,9 @@ export function parseStrategies(text: string, numLayers: number): Strategy[] {
         break
       }
       default:
-        throw new UsageError(`unknown strategy "${token}" (valid: full, last:N, first:N, pro:N, modules:mlp, ids:a,b,..., lora:all, lora:pro:N)`)
+        throw new UsageError(
+          `unknown strategy "${token}" (valid: full, last:N, first:N, pro:N, modules:mlp, ids:a,b,..., lora:all, lora:pro:N)`,
+        )
     }
   }
   if (out.length === 0) throw new UsageError('no strategies given')

@@ -51,7 +51,19 @@ export interface TrainConfigBenchResult {
 
 export interface TrainConfigBenchReport {
   machine: MachineInfo
-  config: { yaml: string; model: string; stage: string; template: string; cutoffLen: number; batch: number; accumulation: number; steps: number; warmup: number; threads: number; trainableLayerIds: number[] }
+  config: {
+    yaml: string
+    model: string
+    stage: string
+    template: string
+    cutoffLen: number
+    batch: number
+    accumulation: number
+    steps: number
+    warmup: number
+    threads: number
+    trainableLayerIds: number[]
+  }
   /** [batch, seq] of each micro-batch, per step: the shapes of the user's data, padding included. */
   shapes: [number, number][][]
   results: TrainConfigBenchResult[]
@@ -60,13 +72,23 @@ export interface TrainConfigBenchReport {
   notes: string[]
 }
 
-const modelOptions = (mode: CheckpointingMode) => ({ gradientCheckpointing: mode !== 'off', checkpointFrozenLayers: mode === 'all' })
+const modelOptions = (mode: CheckpointingMode) => ({
+  gradientCheckpointing: mode !== 'off',
+  checkpointFrozenLayers: mode === 'all',
+})
 
 export async function benchTrainConfig(options: TrainConfigBenchOptions): Promise<TrainConfigBenchReport> {
   const progress = options.onProgress ?? (() => {})
   const modes = options.checkpointing ?? ['on', 'off']
-  if (modes.length === 0 || new Set(modes).size !== modes.length || modes.some((m) => !CHECKPOINTING_MODES.includes(m))) {
-    throw new LlamaproError('LLAMAPRO_ARG', `checkpointing: give distinct settings among ${CHECKPOINTING_MODES.join(', ')}, got ${JSON.stringify(modes)}`)
+  if (
+    modes.length === 0 ||
+    new Set(modes).size !== modes.length ||
+    modes.some((m) => !CHECKPOINTING_MODES.includes(m))
+  ) {
+    throw new LlamaproError(
+      'LLAMAPRO_ARG',
+      `checkpointing: give distinct settings among ${CHECKPOINTING_MODES.join(', ')}, got ${JSON.stringify(modes)}`,
+    )
   }
   // The run's own settings, with nothing written: output_dir is replaced by a folder that is never created.
   const nowhere = trainOverrides({ output_dir: `/nonexistent/llamapro-bench-${process.pid}` })
@@ -78,10 +100,15 @@ export async function benchTrainConfig(options: TrainConfigBenchOptions): Promis
   const plan: RunPlan = await prepareData(cfg, warn, null, device)
   const warmup = options.warmup ?? 1
   const steps = options.steps ?? Math.min(plan.totalSteps, 12)
-  if (!Number.isInteger(steps) || steps < 1) throw new LlamaproError('LLAMAPRO_ARG', `steps must be a positive integer, got ${steps}`)
-  if (!Number.isInteger(warmup) || warmup < 0) throw new LlamaproError('LLAMAPRO_ARG', `warmup must be a non-negative integer, got ${warmup}`)
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new LlamaproError('LLAMAPRO_ARG', `steps must be a positive integer, got ${steps}`)
+  if (!Number.isInteger(warmup) || warmup < 0)
+    throw new LlamaproError('LLAMAPRO_ARG', `warmup must be a non-negative integer, got ${warmup}`)
   const total = warmup + steps
-  if (total > plan.totalSteps) notes.push(`the run has ${plan.totalSteps} steps; the bench runs ${total} (the schedule continues past the run's end)`)
+  if (total > plan.totalSteps)
+    notes.push(
+      `the run has ${plan.totalSteps} steps; the bench runs ${total} (the schedule continues past the run's end)`,
+    )
 
   const models: LlamaModel[] = []
   try {
@@ -105,7 +132,9 @@ export async function benchTrainConfig(options: TrainConfigBenchOptions): Promis
       if (step >= warmup) tokens += batches.reduce((sum, b) => sum + b.tokens, 0)
       const lr = learningRateAt(step, plan.totalSteps, plan.warmup, cfg.lrSchedulerType, cfg.learningRate)
       const logging = (step + 1) % cfg.loggingSteps === 0 || step + 1 === plan.totalSteps
-      progress(`step ${step + 1}/${total}${step < warmup ? ' (warm-up)' : ''}: ${batches.map((b) => `${b.batch}x${b.seq}`).join(', ')}`)
+      progress(
+        `step ${step + 1}/${total}${step < warmup ? ' (warm-up)' : ''}: ${batches.map((b) => `${b.batch}x${b.seq}`).join(', ')}`,
+      )
       for (let k = 0; k < modes.length; k++) {
         const which = (step + k) % modes.length
         const model = models[which]!
@@ -188,7 +217,10 @@ export function formatTrainConfigBench(report: TrainConfigBenchReport): string {
         `${r.tokensPerSecond.toFixed(1)} | ${report.ratios[r.checkpointing]!.toFixed(3)} |`,
     )
   }
-  lines.push('', `losses (${report.results[0]!.checkpointing}): ${report.results[0]!.losses.map((l) => l.toFixed(6)).join(' ')}`)
+  lines.push(
+    '',
+    `losses (${report.results[0]!.checkpointing}): ${report.results[0]!.losses.map((l) => l.toFixed(6)).join(' ')}`,
+  )
   for (const note of report.notes) lines.push(`note: ${note}`)
   return lines.join('\n')
 }

@@ -81,14 +81,16 @@ export class RunFolder {
   /** Reads what was appended since the last call. Calls are queued: two never read the same bytes. */
   refresh(): Promise<void> {
     // A file removed between its stat and its read is absent until the next refresh: the queue goes on.
-    this.reading = this.reading.then(async () => {
-      if (!(await this.contained(RUN_LOG))) return
-      const { records, reset } = await this.tail.poll()
-      if (reset) this.clear()
-      const from = this.lines
-      for (const record of records) this.add(record)
-      if (records.length || reset) this.onAppend?.(this, records, from, reset)
-    }).catch(() => undefined)
+    this.reading = this.reading
+      .then(async () => {
+        if (!(await this.contained(RUN_LOG))) return
+        const { records, reset } = await this.tail.poll()
+        if (reset) this.clear()
+        const from = this.lines
+        for (const record of records) this.add(record)
+        if (records.length || reset) this.onAppend?.(this, records, from, reset)
+      })
+      .catch(() => undefined)
     return this.reading
   }
 

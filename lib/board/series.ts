@@ -8,7 +8,6 @@ import type { Point } from '../util/downsample.js'
 /** Points sent per series at most: twice the buckets (each bucket keeps its lowest and highest point). */
 export const MAX_DRAWN_POINTS = 2000
 
-
 /**
  * lib/util/downsample.ts's rule (the first and last point, each bucket's lowest and highest), over two columns of
  * finite numbers: the server keeps 100,000-point series as Float64Arrays and builds pairs only for what it sends.

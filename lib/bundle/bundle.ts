@@ -14,8 +14,23 @@ import { LlamaproError } from '../errors.js'
 import { addonPath } from '../native/load.js'
 import { checkOutputDir, writeFolderAtomically } from '../util/atomic-dir.js'
 import { VERSION } from '../version.js'
-import { compareVersions, dynamicSection, requiredVersions, resolveLibraries, setRunpath, usesCxx11Abi, type Resolution } from './elf.js'
-import { MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, type BundleFile, type BundleManifest, type SystemLibrary } from './manifest.js'
+import {
+  compareVersions,
+  dynamicSection,
+  requiredVersions,
+  resolveLibraries,
+  setRunpath,
+  usesCxx11Abi,
+  type Resolution,
+} from './elf.js'
+import {
+  MANIFEST_FORMAT,
+  MANIFEST_NAME,
+  MANIFEST_VERSION,
+  type BundleFile,
+  type BundleManifest,
+  type SystemLibrary,
+} from './manifest.js'
 import { DLOPENED, isDriverLibrary, isSystemLibrary } from './system-libraries.js'
 
 const execFileAsync = promisify(execFile)
@@ -57,14 +72,19 @@ async function eachLimited<T, R>(items: readonly T[], limit: number, work: (item
 }
 
 async function sha256(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex')
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex')
 }
 
 /**
  * Names (sonames) to bundle, each with the file it is copied from, and the system libraries left out (path null:
  * a GPU driver library absent where the bundle is made). Exported for tests.
  */
-export async function collectLibraries(addon: string, env: Record<string, string | undefined>): Promise<{ bundled: Map<string, string>; system: SystemLibrary[] }> {
+export async function collectLibraries(
+  addon: string,
+  env: Record<string, string | undefined>,
+): Promise<{ bundled: Map<string, string>; system: SystemLibrary[] }> {
   const bundled = new Map<string, string>()
   const system: SystemLibrary[] = []
   const missing: string[] = []
@@ -82,7 +102,11 @@ export async function collectLibraries(addon: string, env: Record<string, string
   // Libraries loaded with dlopen: found beside their loader, with their own dependencies. A worklist, since one
   // brings in the loader of the next (libtorch_cuda -> libcaffe2_nvrtc -> its dependency libnvrtc -> NVRTC's builtins).
   const visited = new Set<string>()
-  for (let pending = [...bundled.keys()]; pending.length > 0; pending = [...bundled.keys()].filter((n) => !visited.has(n))) {
+  for (
+    let pending = [...bundled.keys()];
+    pending.length > 0;
+    pending = [...bundled.keys()].filter((n) => !visited.has(n))
+  ) {
     for (const name of pending) {
       visited.add(name)
       for (const { loader, companions } of DLOPENED) {
@@ -120,7 +144,10 @@ async function loadInChild(addon: string): Promise<{ torchVersion: string; cuda:
     return JSON.parse(stdout.trim().split('\n').pop()!) as { torchVersion: string; cuda: boolean }
   } catch (error) {
     const e = error as { stderr?: string; message: string }
-    throw new LlamaproError('LLAMAPRO_BUNDLE', `the bundled addon does not load from its own folder: ${(e.stderr || e.message).trim().split('\n').slice(0, 3).join(' ')}`)
+    throw new LlamaproError(
+      'LLAMAPRO_BUNDLE',
+      `the bundled addon does not load from its own folder: ${(e.stderr || e.message).trim().split('\n').slice(0, 3).join(' ')}`,
+    )
   }
 }
 
@@ -131,13 +158,23 @@ export async function checkRelocatable(dir: string, names: readonly string[]): P
     const file = join(dir, name)
     const section = await dynamicSection(file)
     if (section.runpath !== RUNPATH || section.rpathTag !== 'RUNPATH') {
-      throw new LlamaproError('LLAMAPRO_BUNDLE', `${name} has ${section.rpathTag ?? 'no RUNPATH'} '${section.runpath ?? ''}' after patchelf; expected RUNPATH ${RUNPATH}`)
+      throw new LlamaproError(
+        'LLAMAPRO_BUNDLE',
+        `${name} has ${section.rpathTag ?? 'no RUNPATH'} '${section.runpath ?? ''}' after patchelf; expected RUNPATH ${RUNPATH}`,
+      )
     }
     for (const r of await resolveLibraries(file, { ...process.env, LD_LIBRARY_PATH: '' })) {
       if (r.path === null && isDriverLibrary(r.name)) continue // the GPU driver's, absent on this machine (see isDriverLibrary)
-      if (r.path === null) throw new LlamaproError('LLAMAPRO_BUNDLE', `in the bundle, ${name} needs ${r.name}, which is neither bundled nor on the system`)
+      if (r.path === null)
+        throw new LlamaproError(
+          'LLAMAPRO_BUNDLE',
+          `in the bundle, ${name} needs ${r.name}, which is neither bundled nor on the system`,
+        )
       if (!r.path.startsWith(inside) && !isSystemLibrary(r.name)) {
-        throw new LlamaproError('LLAMAPRO_BUNDLE', `in the bundle, ${name} would load ${r.name} from ${r.path}, outside the bundle`)
+        throw new LlamaproError(
+          'LLAMAPRO_BUNDLE',
+          `in the bundle, ${name} would load ${r.name} from ${r.path}, outside the bundle`,
+        )
       }
     }
   })
@@ -149,7 +186,10 @@ export async function bundle(outDir: string, options: BundleOptions = {}): Promi
   try {
     await stat(addon)
   } catch {
-    throw new LlamaproError('LLAMAPRO_BUNDLE', `no addon at ${addon}; build it first (npm run build:native, or npm rebuild llamapro)`)
+    throw new LlamaproError(
+      'LLAMAPRO_BUNDLE',
+      `no addon at ${addon}; build it first (npm run build:native, or npm rebuild llamapro)`,
+    )
   }
   await checkOutputDir(outDir, options.force ?? false)
   const env = options.env ?? process.env
@@ -165,7 +205,10 @@ export async function bundle(outDir: string, options: BundleOptions = {}): Promi
       await setRunpath(join(tmp, name), RUNPATH)
     })
     progress('checking RUNPATH and ldd of every file')
-    await checkRelocatable(tmp, copies.map(([name]) => name))
+    await checkRelocatable(
+      tmp,
+      copies.map(([name]) => name),
+    )
     progress('loading the bundled addon in a fresh process')
     const loaded = await loadInChild(join(tmp, ADDON_NAME))
 
@@ -177,8 +220,10 @@ export async function bundle(outDir: string, options: BundleOptions = {}): Promi
     }))
     const newest = { glibc: null as string | null, glibcxx: null as string | null }
     for (const versions of await eachLimited(copies, 4, ([name]) => requiredVersions(join(tmp, name)))) {
-      if (versions.GLIBC && (!newest.glibc || compareVersions(versions.GLIBC, newest.glibc) > 0)) newest.glibc = versions.GLIBC
-      if (versions.GLIBCXX && (!newest.glibcxx || compareVersions(versions.GLIBCXX, newest.glibcxx) > 0)) newest.glibcxx = versions.GLIBCXX
+      if (versions.GLIBC && (!newest.glibc || compareVersions(versions.GLIBC, newest.glibc) > 0))
+        newest.glibc = versions.GLIBC
+      if (versions.GLIBCXX && (!newest.glibcxx || compareVersions(versions.GLIBCXX, newest.glibcxx) > 0))
+        newest.glibcxx = versions.GLIBCXX
     }
     const manifest: BundleManifest = {
       format: MANIFEST_FORMAT,
@@ -188,13 +233,17 @@ export async function bundle(outDir: string, options: BundleOptions = {}): Promi
       platform: process.platform,
       arch: process.arch,
       napi: NAPI_VERSION,
-      libtorch: { version: loaded.torchVersion, cuda: loaded.cuda, cxx11Abi: await usesCxx11Abi(join(tmp, ADDON_NAME)) },
+      libtorch: {
+        version: loaded.torchVersion,
+        cuda: loaded.cuda,
+        cxx11Abi: await usesCxx11Abi(join(tmp, ADDON_NAME)),
+      },
       requires: newest,
       addon: ADDON_NAME,
       files,
       system: system.sort((a, b) => a.name.localeCompare(b.name)),
     }
-    await writeFile(join(tmp, MANIFEST_NAME), JSON.stringify(manifest, null, 2) + '\n')
+    await writeFile(join(tmp, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`)
     return { dir: resolve(outDir), manifest }
   })
   return { ...dir, bytes: dir.manifest.files.reduce((sum, f) => sum + f.bytes, 0) }

@@ -45,7 +45,11 @@ export interface SystemLibrary {
 }
 
 export class BundleError extends LlamaproError {
-  constructor(dir: string, problem: string, advice = 'Recreate it with `llamapro bundle <dir>` where the addon was built.') {
+  constructor(
+    dir: string,
+    problem: string,
+    advice = 'Recreate it with `llamapro bundle <dir>` where the addon was built.',
+  ) {
     super('LLAMAPRO_BUNDLE', `llamapro bundle at ${dir}: ${problem} ${advice}`)
     this.name = 'BundleError'
   }
@@ -53,18 +57,30 @@ export class BundleError extends LlamaproError {
 
 export function readManifest(dir: string): BundleManifest {
   const path = join(dir, MANIFEST_NAME)
-  if (!existsSync(path)) throw new BundleError(dir, `no ${MANIFEST_NAME} there, so it is not a bundle written by llamapro bundle.`)
+  if (!existsSync(path))
+    throw new BundleError(dir, `no ${MANIFEST_NAME} there, so it is not a bundle written by llamapro bundle.`)
   let manifest: BundleManifest
   try {
     manifest = JSON.parse(readFileSync(path, 'utf8')) as BundleManifest
   } catch (error) {
     throw new BundleError(dir, `${MANIFEST_NAME} is not valid JSON (${(error as Error).message}).`)
   }
-  if (manifest?.format !== MANIFEST_FORMAT || !Array.isArray(manifest.files) || !manifest.files.some((f) => f.name === manifest.addon)) {
-    throw new BundleError(dir, `${MANIFEST_NAME} is not a llamapro bundle manifest (its "format" must be "${MANIFEST_FORMAT}", and "files" must list its "addon").`)
+  if (
+    manifest?.format !== MANIFEST_FORMAT ||
+    !Array.isArray(manifest.files) ||
+    !manifest.files.some((f) => f.name === manifest.addon)
+  ) {
+    throw new BundleError(
+      dir,
+      `${MANIFEST_NAME} is not a llamapro bundle manifest (its "format" must be "${MANIFEST_FORMAT}", and "files" must list its "addon").`,
+    )
   }
   if (manifest.formatVersion > MANIFEST_VERSION) {
-    throw new BundleError(dir, `${MANIFEST_NAME} has format version ${manifest.formatVersion}; this llamapro reads up to ${MANIFEST_VERSION}.`, 'Update llamapro, or recreate the bundle with this version.')
+    throw new BundleError(
+      dir,
+      `${MANIFEST_NAME} has format version ${manifest.formatVersion}; this llamapro reads up to ${MANIFEST_VERSION}.`,
+      'Update llamapro, or recreate the bundle with this version.',
+    )
   }
   return manifest
 }
@@ -92,7 +108,11 @@ export function runningPlatform(): RunningPlatform {
  * Throws BundleError naming the first thing that keeps this bundle from loading here: another platform, an older
  * glibc or Node-API, a listed file missing or of another size (a damaged copy, or a manifest of other files).
  */
-export function checkManifest(dir: string, manifest: BundleManifest, running: RunningPlatform = runningPlatform()): void {
+export function checkManifest(
+  dir: string,
+  manifest: BundleManifest,
+  running: RunningPlatform = runningPlatform(),
+): void {
   const what = `LibTorch ${manifest.libtorch.version}${manifest.libtorch.cuda ? ' with CUDA' : ', CPU'}`
   if (manifest.platform !== running.platform || manifest.arch !== running.arch) {
     throw new BundleError(
@@ -103,7 +123,11 @@ export function checkManifest(dir: string, manifest: BundleManifest, running: Ru
   }
   if (manifest.requires.glibc) {
     if (!running.glibc) {
-      throw new BundleError(dir, `it needs glibc ${manifest.requires.glibc} or newer, and this system has no glibc (musl?).`, 'Build llamapro on this system instead.')
+      throw new BundleError(
+        dir,
+        `it needs glibc ${manifest.requires.glibc} or newer, and this system has no glibc (musl?).`,
+        'Build llamapro on this system instead.',
+      )
     }
     if (compareVersions(running.glibc, manifest.requires.glibc) < 0) {
       throw new BundleError(
@@ -114,7 +138,11 @@ export function checkManifest(dir: string, manifest: BundleManifest, running: Ru
     }
   }
   if (manifest.napi > running.napi) {
-    throw new BundleError(dir, `its addon needs Node-API ${manifest.napi}; this runtime has ${running.napi}.`, 'Use a newer Node.js or Electron.')
+    throw new BundleError(
+      dir,
+      `its addon needs Node-API ${manifest.napi}; this runtime has ${running.napi}.`,
+      'Use a newer Node.js or Electron.',
+    )
   }
   for (const file of manifest.files) {
     const path = join(dir, file.name)

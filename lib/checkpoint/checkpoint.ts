@@ -53,7 +53,9 @@ async function readJsonFile(path: string, what: string): Promise<unknown> {
     text = await readFile(path, 'utf8')
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    throw new CheckpointError(code === 'ENOENT' ? `${path}: ${what} not found` : `${path}: cannot read ${what} (${code})`)
+    throw new CheckpointError(
+      code === 'ENOENT' ? `${path}: ${what} not found` : `${path}: cannot read ${what} (${code})`,
+    )
   }
   try {
     return parseStrictJson(text)
@@ -106,7 +108,8 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
   } catch {
     throw new CheckpointError(`model folder ${dir} not found`)
   }
-  if (!info.isDirectory()) throw new CheckpointError(`${dir} is not a folder (a model is a folder with config.json and *.safetensors)`)
+  if (!info.isDirectory())
+    throw new CheckpointError(`${dir} is not a folder (a model is a folder with config.json and *.safetensors)`)
   const { raw, config } = await readModelConfig(folder)
 
   const indexPath = join(folder, INDEX_FILE)
@@ -119,7 +122,8 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
     files.push(file)
     for (const t of file.tensors) {
       const previous = located.get(t.name)
-      if (previous) throw new CheckpointError(`tensor "${t.name}" is stored twice: in ${previous.file} and in ${file.path}`)
+      if (previous)
+        throw new CheckpointError(`tensor "${t.name}" is stored twice: in ${previous.file} and in ${file.path}`)
       located.set(t.name, {
         name: t.name,
         file: file.path,
@@ -143,15 +147,27 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
     }
     for (const [name, path] of weightMap) {
       const where = located.get(name)
-      if (!where) throw new CheckpointError(`${indexPath}: tensor "${name}" is listed in ${relative(folder, path)} but that file does not hold it`)
-      if (where.file !== path) throw new CheckpointError(`${indexPath}: tensor "${name}" is listed in ${relative(folder, path)} but stored in ${relative(folder, where.file)}`)
+      if (!where)
+        throw new CheckpointError(
+          `${indexPath}: tensor "${name}" is listed in ${relative(folder, path)} but that file does not hold it`,
+        )
+      if (where.file !== path)
+        throw new CheckpointError(
+          `${indexPath}: tensor "${name}" is listed in ${relative(folder, path)} but stored in ${relative(folder, where.file)}`,
+        )
     }
     for (const name of located.keys()) {
-      if (!weightMap.has(name)) throw new CheckpointError(`${indexPath}: tensor "${name}" in ${relative(folder, located.get(name)!.file)} is missing from weight_map`)
+      if (!weightMap.has(name))
+        throw new CheckpointError(
+          `${indexPath}: tensor "${name}" in ${relative(folder, located.get(name)!.file)} is missing from weight_map`,
+        )
     }
   } else if (existsSync(singlePath)) {
     addFile(await readSafetensorsHeader(singlePath))
-  } else if (existsSync(join(folder, 'pytorch_model.bin')) || existsSync(join(folder, 'pytorch_model.bin.index.json'))) {
+  } else if (
+    existsSync(join(folder, 'pytorch_model.bin')) ||
+    existsSync(join(folder, 'pytorch_model.bin.index.json'))
+  ) {
     throw new CheckpointError(
       `${dir} holds pytorch_model.bin weights; llamapro reads safetensors only. Convert once in Python: ` +
         'AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)',
@@ -167,7 +183,9 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
   for (const p of expected) {
     const where = located.get(p.name)
     if (!where) {
-      throw new CheckpointError(`${dir}: tensor "${p.name}" is missing (config.json implies shape [${p.shape.join(', ')}])`)
+      throw new CheckpointError(
+        `${dir}: tensor "${p.name}" is missing (config.json implies shape [${p.shape.join(', ')}])`,
+      )
     }
     if (where.shape.length !== p.shape.length || where.shape.some((d, i) => d !== p.shape[i])) {
       throw new CheckpointError(
@@ -175,7 +193,10 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
       )
     }
     const dtype = fromSafetensorsDtype(where.dtype)
-    if (!dtype) throw new CheckpointError(`${where.file}: tensor "${p.name}" is ${where.dtype}; model weights must be F32, BF16 or F16`)
+    if (!dtype)
+      throw new CheckpointError(
+        `${where.file}: tensor "${p.name}" is ${where.dtype}; model weights must be F32, BF16 or F16`,
+      )
     bytesByDtype.set(dtype, (bytesByDtype.get(dtype) ?? 0) + where.nbytes)
     tensors.push(where)
   }

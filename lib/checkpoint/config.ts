@@ -43,7 +43,10 @@ function positiveInt(path: string, raw: Raw, key: string, fallback?: number): nu
   }
   const limit = (CONFIG_LIMITS as Record<string, number>)[key]
   if (limit !== undefined && value > limit) {
-    throw new ConfigError(path, `key "${key}" is ${value}, above the largest llamapro supports (${limit}); is the file corrupt?`)
+    throw new ConfigError(
+      path,
+      `key "${key}" is ${value}, above the largest llamapro supports (${limit}); is the file corrupt?`,
+    )
   }
   return value
 }
@@ -58,7 +61,8 @@ function positiveNumber(path: string, raw: Raw, key: string, fallback: number): 
 
 function bool(path: string, raw: Raw, key: string, fallback: boolean): boolean {
   const value = raw[key] ?? fallback
-  if (typeof value !== 'boolean') throw new ConfigError(path, `key "${key}" must be true or false, got ${JSON.stringify(value)}`)
+  if (typeof value !== 'boolean')
+    throw new ConfigError(path, `key "${key}" must be true or false, got ${JSON.stringify(value)}`)
   return value
 }
 
@@ -83,12 +87,18 @@ function parseRope(path: string, raw: Raw): RopeConfig {
   const num = (key: string, fallback?: number): number => {
     const value = p[key] ?? fallback
     if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-      throw new ConfigError(path, `key "${where(key)}" must be a positive number for rope_type ${type}, got ${JSON.stringify(value)}`)
+      throw new ConfigError(
+        path,
+        `key "${where(key)}" must be a positive number for rope_type ${type}, got ${JSON.stringify(value)}`,
+      )
     }
     return value
   }
   if (p.partial_rotary_factor !== undefined && p.partial_rotary_factor !== 1) {
-    throw new ConfigError(path, `${where('partial_rotary_factor')} ${JSON.stringify(p.partial_rotary_factor)} is not supported (only 1.0)`)
+    throw new ConfigError(
+      path,
+      `${where('partial_rotary_factor')} ${JSON.stringify(p.partial_rotary_factor)} is not supported (only 1.0)`,
+    )
   }
   const rope: RopeConfig = {
     type,
@@ -115,7 +125,10 @@ function parseSlidingWindows(path: string, raw: Raw, modelType: ModelType, numLa
   const window = raw.sliding_window
   const windowSize = (): number => {
     if (typeof window !== 'number' || !Number.isSafeInteger(window) || window <= 0) {
-      throw new ConfigError(path, `key "sliding_window" must be a positive integer when sliding attention is used, got ${JSON.stringify(window)}`)
+      throw new ConfigError(
+        path,
+        `key "sliding_window" must be a positive integer when sliding attention is used, got ${JSON.stringify(window)}`,
+      )
     }
     return window
   }
@@ -124,12 +137,18 @@ function parseSlidingWindows(path: string, raw: Raw, modelType: ModelType, numLa
   if (raw.layer_types !== undefined && raw.layer_types !== null) {
     const types = raw.layer_types
     if (!Array.isArray(types) || types.length !== numLayers) {
-      throw new ConfigError(path, `key "layer_types" must list one entry per layer (${numLayers}), got ${Array.isArray(types) ? types.length : JSON.stringify(types)}`)
+      throw new ConfigError(
+        path,
+        `key "layer_types" must list one entry per layer (${numLayers}), got ${Array.isArray(types) ? types.length : JSON.stringify(types)}`,
+      )
     }
     return types.map((t, i) => {
       if (t === 'full_attention') return null
       if (t === 'sliding_attention') return windowSize()
-      throw new ConfigError(path, `layer_types[${i}] is ${JSON.stringify(t)} (valid: "full_attention", "sliding_attention")`)
+      throw new ConfigError(
+        path,
+        `layer_types[${i}] is ${JSON.stringify(t)} (valid: "full_attention", "sliding_attention")`,
+      )
     })
   }
   if (modelType === 'mistral' && window !== null) {
@@ -172,19 +191,32 @@ export function parseModelConfig(raw: unknown, path = 'config.json'): ModelConfi
   const numLayers = positiveInt(path, r, 'num_hidden_layers')
   if (r.head_dim === null) delete r.head_dim
   if (r.head_dim === undefined && hiddenSize % numHeads !== 0) {
-    throw new ConfigError(path, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}; set head_dim`)
+    throw new ConfigError(
+      path,
+      `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}; set head_dim`,
+    )
   }
   const headDim = positiveInt(path, r, 'head_dim', hiddenSize / numHeads)
-  if (headDim % 2 !== 0) throw new ConfigError(path, `head_dim ${headDim} must be even (rotary embeddings rotate pairs)`)
+  if (headDim % 2 !== 0)
+    throw new ConfigError(path, `head_dim ${headDim} must be even (rotary embeddings rotate pairs)`)
   if (numHeads % numKvHeads !== 0) {
-    throw new ConfigError(path, `num_attention_heads ${numHeads} must be divisible by num_key_value_heads ${numKvHeads}`)
+    throw new ConfigError(
+      path,
+      `num_attention_heads ${numHeads} must be divisible by num_key_value_heads ${numKvHeads}`,
+    )
   }
   const activation = r.hidden_act ?? 'silu'
   if (activation !== 'silu') {
-    throw new ConfigError(path, `hidden_act ${JSON.stringify(activation)} is not supported (LLaMA, Mistral and Qwen2 use "silu")`)
+    throw new ConfigError(
+      path,
+      `hidden_act ${JSON.stringify(activation)} is not supported (LLaMA, Mistral and Qwen2 use "silu")`,
+    )
   }
   if (r.partial_rotary_factor !== undefined && r.partial_rotary_factor !== null && r.partial_rotary_factor !== 1) {
-    throw new ConfigError(path, `partial_rotary_factor ${JSON.stringify(r.partial_rotary_factor)} is not supported (only 1.0)`)
+    throw new ConfigError(
+      path,
+      `partial_rotary_factor ${JSON.stringify(r.partial_rotary_factor)} is not supported (only 1.0)`,
+    )
   }
   const attentionBias = bool(path, r, 'attention_bias', false)
   if (type !== 'llama' && r.mlp_bias === true) throw new ConfigError(path, `mlp_bias is not used by ${type} models`)
@@ -192,7 +224,11 @@ export function parseModelConfig(raw: unknown, path = 'config.json'): ModelConfi
   let dtype: ModelDtype | null = null
   if (typeof dtypeValue === 'string') {
     dtype = parseModelDtype(dtypeValue) ?? null
-    if (!dtype) throw new ConfigError(path, `torch_dtype ${JSON.stringify(dtypeValue)} is not supported (float32, bfloat16, float16)`)
+    if (!dtype)
+      throw new ConfigError(
+        path,
+        `torch_dtype ${JSON.stringify(dtypeValue)} is not supported (float32, bfloat16, float16)`,
+      )
   }
   return {
     modelType: type,

@@ -26,10 +26,14 @@ export type ModelDtype = 'float32' | 'bfloat16' | 'float16'
 export const MODEL_DTYPES: readonly ModelDtype[] = ['float32', 'bfloat16', 'float16']
 
 const TO_SAFETENSORS: Record<ModelDtype, SafetensorsDtype> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
-const FROM_SAFETENSORS: Partial<Record<SafetensorsDtype, ModelDtype>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' }
+const FROM_SAFETENSORS: Partial<Record<SafetensorsDtype, ModelDtype>> = {
+  F32: 'float32',
+  BF16: 'bfloat16',
+  F16: 'float16',
+}
 
 export const isSafetensorsDtype = (value: string): value is SafetensorsDtype =>
-  Object.prototype.hasOwnProperty.call(SAFETENSORS_DTYPE_SIZES, value)
+  Object.hasOwn(SAFETENSORS_DTYPE_SIZES, value)
 
 export const toSafetensorsDtype = (dtype: ModelDtype): SafetensorsDtype => TO_SAFETENSORS[dtype]
 export const fromSafetensorsDtype = (dtype: SafetensorsDtype): ModelDtype | undefined => FROM_SAFETENSORS[dtype]
@@ -37,7 +41,10 @@ export const modelDtypeSize = (dtype: ModelDtype): number => SAFETENSORS_DTYPE_S
 
 /** Accepts torch-style names too ('bf16', 'fp16', 'torch.bfloat16', 'half'). */
 export function parseModelDtype(value: string): ModelDtype | undefined {
-  const name = value.trim().toLowerCase().replace(/^torch\./, '')
+  const name = value
+    .trim()
+    .toLowerCase()
+    .replace(/^torch\./, '')
   const aliases: Record<string, ModelDtype> = {
     float32: 'float32',
     fp32: 'float32',

@@ -50,7 +50,11 @@ const isNonNegativeInteger = (v: unknown): v is number => typeof v === 'number' 
  * Validates a header's JSON text against the data section size. `label` names the file in errors.
  * Pure: no I/O, so every rule can be tested on crafted bytes.
  */
-export function parseHeaderJson(label: string, headerText: string, dataSize: number): Omit<SafetensorsHeader, 'dataStart'> {
+export function parseHeaderJson(
+  label: string,
+  headerText: string,
+  dataSize: number,
+): Omit<SafetensorsHeader, 'dataStart'> {
   let json: unknown
   try {
     json = parseStrictJson(headerText)
@@ -59,7 +63,10 @@ export function parseHeaderJson(label: string, headerText: string, dataSize: num
     throw new SafetensorsError(label, `the header is not valid JSON (${detail})`)
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new SafetensorsError(label, 'the header must be a JSON object mapping tensor names to {dtype, shape, data_offsets}')
+    throw new SafetensorsError(
+      label,
+      'the header must be a JSON object mapping tensor names to {dtype, shape, data_offsets}',
+    )
   }
   let metadata: Record<string, string> | null = null
   const tensors: TensorEntry[] = []
@@ -69,7 +76,8 @@ export function parseHeaderJson(label: string, headerText: string, dataSize: num
         throw new SafetensorsError(label, '__metadata__ must be an object of strings')
       }
       for (const [k, v] of Object.entries(value)) {
-        if (typeof v !== 'string') throw new SafetensorsError(label, `__metadata__.${k} must be a string, got ${JSON.stringify(v)}`)
+        if (typeof v !== 'string')
+          throw new SafetensorsError(label, `__metadata__.${k} must be a string, got ${JSON.stringify(v)}`)
       }
       metadata = { ...(value as Record<string, string>) }
       continue
@@ -81,7 +89,10 @@ export function parseHeaderJson(label: string, headerText: string, dataSize: num
     const entry = value as Record<string, unknown>
     for (const key of Object.keys(entry)) {
       if (key !== 'dtype' && key !== 'shape' && key !== 'data_offsets') {
-        throw new SafetensorsError(label, `tensor "${name}": unknown field "${key}" (valid: dtype, shape, data_offsets)`)
+        throw new SafetensorsError(
+          label,
+          `tensor "${name}": unknown field "${key}" (valid: dtype, shape, data_offsets)`,
+        )
       }
     }
     const { dtype, shape, data_offsets: offsets } = entry
@@ -92,9 +103,17 @@ export function parseHeaderJson(label: string, headerText: string, dataSize: num
       )
     }
     if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
-      throw new SafetensorsError(label, `tensor "${name}": shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`)
+      throw new SafetensorsError(
+        label,
+        `tensor "${name}": shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`,
+      )
     }
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInteger) || offsets[0] > offsets[1]) {
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every(isNonNegativeInteger) ||
+      offsets[0] > offsets[1]
+    ) {
       throw new SafetensorsError(
         label,
         `tensor "${name}": data_offsets must be [begin, end] with 0 <= begin <= end, got ${JSON.stringify(offsets)}`,
@@ -114,10 +133,16 @@ export function parseHeaderJson(label: string, headerText: string, dataSize: num
   let cursor = 0
   for (const t of tensors) {
     if (t.begin < cursor) {
-      throw new SafetensorsError(label, `tensor "${t.name}": data_offsets [${t.begin}, ${t.end}] overlap the previous tensor (which ends at ${cursor})`)
+      throw new SafetensorsError(
+        label,
+        `tensor "${t.name}": data_offsets [${t.begin}, ${t.end}] overlap the previous tensor (which ends at ${cursor})`,
+      )
     }
     if (t.begin > cursor) {
-      throw new SafetensorsError(label, `tensor "${t.name}": a gap of ${t.begin - cursor} bytes before it (data must be contiguous)`)
+      throw new SafetensorsError(
+        label,
+        `tensor "${t.name}": a gap of ${t.begin - cursor} bytes before it (data must be contiguous)`,
+      )
     }
     cursor = t.end
   }
@@ -129,7 +154,10 @@ export function parseHeaderJson(label: string, headerText: string, dataSize: num
     )
   }
   if (cursor < dataSize) {
-    throw new SafetensorsError(label, `${dataSize - cursor} bytes after the last tensor are not described by the header`)
+    throw new SafetensorsError(
+      label,
+      `${dataSize - cursor} bytes after the last tensor are not described by the header`,
+    )
   }
   return { metadata, tensors }
 }
@@ -146,17 +174,26 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsFi
   try {
     const { size: fileSize } = await handle.stat()
     if (fileSize < 8) {
-      throw new SafetensorsError(path, `truncated: the file is ${fileSize} bytes; a safetensors file starts with an 8-byte header length`)
+      throw new SafetensorsError(
+        path,
+        `truncated: the file is ${fileSize} bytes; a safetensors file starts with an 8-byte header length`,
+      )
     }
     const prefix = Buffer.alloc(8)
     await handle.read(prefix, 0, 8, 0)
     const declared = prefix.readBigUInt64LE(0)
     if (declared > BigInt(MAX_HEADER_BYTES)) {
-      throw new SafetensorsError(path, `header length ${declared} is over the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`)
+      throw new SafetensorsError(
+        path,
+        `header length ${declared} is over the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`,
+      )
     }
     const headerSize = Number(declared)
     if (8 + headerSize > fileSize) {
-      throw new SafetensorsError(path, `header length ${headerSize} runs past the end of the file (${fileSize} bytes): truncated or not a safetensors file`)
+      throw new SafetensorsError(
+        path,
+        `header length ${headerSize} runs past the end of the file (${fileSize} bytes): truncated or not a safetensors file`,
+      )
     }
     const headerBytes = Buffer.alloc(headerSize)
     await handle.read(headerBytes, 0, headerSize, 8)
@@ -223,6 +260,8 @@ export function encodeSafetensorsHeader(
  */
 export function safetensorsOrder<T extends { name: string; dtype: SafetensorsDtype }>(tensors: readonly T[]): T[] {
   return [...tensors].sort(
-    (a, b) => SAFETENSORS_DTYPE_SIZES[b.dtype] - SAFETENSORS_DTYPE_SIZES[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+    (a, b) =>
+      SAFETENSORS_DTYPE_SIZES[b.dtype] - SAFETENSORS_DTYPE_SIZES[a.dtype] ||
+      (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
   )
 }

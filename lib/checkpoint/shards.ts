@@ -27,7 +27,10 @@ export function shardFileName(index: number, count: number): string {
   return `model-${pad(index + 1)}-of-${pad(count)}.safetensors`
 }
 
-export function planShards<T extends ShardTensor>(tensors: readonly T[], maxShardSize: number = DEFAULT_SHARD_SIZE): Shard<T>[] {
+export function planShards<T extends ShardTensor>(
+  tensors: readonly T[],
+  maxShardSize: number = DEFAULT_SHARD_SIZE,
+): Shard<T>[] {
   const groups: T[][] = []
   let current: T[] = []
   let currentSize = 0

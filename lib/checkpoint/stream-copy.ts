@@ -19,7 +19,10 @@ export const COPY_WINDOW = 16 * 1024 * 1024
 export const LANES = 2
 
 export class StreamCopier {
-  readonly #lanes = Array.from({ length: LANES }, () => [Buffer.allocUnsafe(COPY_WINDOW), Buffer.allocUnsafe(COPY_WINDOW)] as const)
+  readonly #lanes = Array.from(
+    { length: LANES },
+    () => [Buffer.allocUnsafe(COPY_WINDOW), Buffer.allocUnsafe(COPY_WINDOW)] as const,
+  )
   readonly #zeros = Buffer.alloc(COPY_WINDOW)
   readonly #inputs = new Map<string, Promise<FileHandle>>()
   bytesDone = 0
@@ -38,7 +41,12 @@ export class StreamCopier {
   }
 
   /** Writes `header` then each source, back to back in the given order, into a new file at `path`. */
-  async writeFile(path: string, header: EncodedHeader, sources: readonly TensorSource[], signal?: AbortSignal): Promise<void> {
+  async writeFile(
+    path: string,
+    header: EncodedHeader,
+    sources: readonly TensorSource[],
+    signal?: AbortSignal,
+  ): Promise<void> {
     const out = await open(path, 'wx')
     try {
       await writeAll(out, header.bytes, 0)
@@ -49,7 +57,8 @@ export class StreamCopier {
         position += 'zero' in source ? source.zero : source.nbytes
       }
       const expectedEnd = header.bytes.length + header.dataSize
-      if (position !== expectedEnd) throw new Error(`${path}: the sources hold ${position} bytes, the header describes ${expectedEnd}`)
+      if (position !== expectedEnd)
+        throw new Error(`${path}: the sources hold ${position} bytes, the header describes ${expectedEnd}`)
       let next = 0
       const lane = async (windows: readonly [Buffer, Buffer]) => {
         for (let i = next++; i < sources.length; i = next++) {
@@ -123,7 +132,8 @@ async function readAll(handle: FileHandle, into: Buffer, position: number, path:
   let done = 0
   while (done < into.length) {
     const { bytesRead } = await handle.read(into, done, into.length - done, position + done)
-    if (bytesRead === 0) throw new Error(`${path}: unexpected end of file at byte ${position + done} (was it truncated while being read?)`)
+    if (bytesRead === 0)
+      throw new Error(`${path}: unexpected end of file at byte ${position + done} (was it truncated while being read?)`)
     done += bytesRead
   }
 }

@@ -56,7 +56,8 @@ export function parseStrictJson(text: string): unknown {
     const literal = match![0]
     pos += literal.length
     const value = Number(literal)
-    if (!match![2] && !match![3] && !Number.isSafeInteger(value)) fail(`integer ${literal} is too large to represent exactly`)
+    if (!match![2] && !match![3] && !Number.isSafeInteger(value))
+      fail(`integer ${literal} is too large to represent exactly`)
     return value
   }
 

@@ -9,7 +9,11 @@ import { INDEX_FILE } from './checkpoint.js'
 import { type EncodedHeader, encodeSafetensorsHeader, safetensorsOrder } from './safetensors.js'
 import { type Shard, type ShardTensor, planShards, shardIndexJson } from './shards.js'
 
-export type ShardFileWriter<T extends ShardTensor> = (path: string, header: EncodedHeader, tensors: T[]) => Promise<void>
+export type ShardFileWriter<T extends ShardTensor> = (
+  path: string,
+  header: EncodedHeader,
+  tensors: T[],
+) => Promise<void>
 
 export interface WrittenShards {
   files: string[]
@@ -40,7 +44,11 @@ export function configJson(raw: Readonly<Record<string, unknown>>): string {
   const sortKeys = (value: unknown): unknown => {
     if (Array.isArray(value)) return value.map(sortKeys)
     if (value !== null && typeof value === 'object') {
-      return Object.fromEntries(Object.keys(value).sort().map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]))
+      return Object.fromEntries(
+        Object.keys(value)
+          .sort()
+          .map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]),
+      )
     }
     return value
   }

@@ -31,21 +31,30 @@ export function joinNegativeValues(args: readonly string[], options: ParseArgsCo
 
 /** node:util's parseArgs, with negative numbers accepted as flag values (see joinNegativeValues). */
 export function parseArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof nodeParseArgs<T>> {
-  return nodeParseArgs({ ...config, args: joinNegativeValues(config.args ?? process.argv.slice(2), config.options) } as T)
+  return nodeParseArgs({
+    ...config,
+    args: joinNegativeValues(config.args ?? process.argv.slice(2), config.options),
+  } as T)
 }
 
-export function parseInteger(value: string | undefined, flag: string, options: { min?: number; allowNegative?: boolean } = {}): number | undefined {
+export function parseInteger(
+  value: string | undefined,
+  flag: string,
+  options: { min?: number; allowNegative?: boolean } = {},
+): number | undefined {
   if (value === undefined) return undefined
   if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`${flag} must be an integer, got ${JSON.stringify(value)}`)
   const n = Number(value)
-  if (options.min !== undefined && n < options.min) throw new UsageError(`${flag} must be at least ${options.min}, got ${n}`)
+  if (options.min !== undefined && n < options.min)
+    throw new UsageError(`${flag} must be at least ${options.min}, got ${n}`)
   return n
 }
 
 export function parseNumber(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined
   const n = Number(value)
-  if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got ${JSON.stringify(value)}`)
+  if (value.trim() === '' || !Number.isFinite(n))
+    throw new UsageError(`${flag} must be a number, got ${JSON.stringify(value)}`)
   return n
 }
 
@@ -54,7 +63,9 @@ export function parseIntegerList(value: string | undefined, flag: string): numbe
   if (value === undefined) return undefined
   const items = value.split(',').map((s) => s.trim())
   if (items.some((s) => !/^-?\d+$/.test(s))) {
-    throw new UsageError(`${flag} must be a comma-separated list of integers (like 3,7,11), got ${JSON.stringify(value)}`)
+    throw new UsageError(
+      `${flag} must be a comma-separated list of integers (like 3,7,11), got ${JSON.stringify(value)}`,
+    )
   }
   return items.map(Number)
 }
@@ -62,7 +73,9 @@ export function parseIntegerList(value: string | undefined, flag: string): numbe
 /** Exactly `names.length` positional arguments, named in the error. */
 export function positionals(values: string[], names: string[]): string[] {
   if (values.length !== names.length) {
-    throw new UsageError(`expected ${names.map((n) => `<${n}>`).join(' ')}, got ${values.length} argument${values.length === 1 ? '' : 's'}`)
+    throw new UsageError(
+      `expected ${names.map((n) => `<${n}>`).join(' ')}, got ${values.length} argument${values.length === 1 ? '' : 's'}`,
+    )
   }
   return values
 }

@@ -51,7 +51,12 @@ function zeroStageFlag(value: string | undefined): 0 | 1 {
   throw new UsageError(`--zero-stage must be 0 or 1 (ZeRO stage 1 shards AdamW's state), got ${JSON.stringify(value)}`)
 }
 
-async function runScalingCommand(argv: string[], positionals: string[], values: Record<string, string | boolean | undefined>, nproc: number): Promise<number> {
+async function runScalingCommand(
+  argv: string[],
+  positionals: string[],
+  values: Record<string, string | boolean | undefined>,
+  nproc: number,
+): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('expected one model folder or preset (tiny, small, 1b, 8b)')
   const { runScaling, formatScaling, writeScalingReport } = await import('../bench/scaling.js')
   const report = await runScaling({
@@ -76,19 +81,49 @@ async function runScalingCommand(argv: string[], positionals: string[], values: 
   return 0
 }
 
-async function runTrainConfigCommand(argv: string[], yaml: string, values: Record<string, string | boolean | undefined>): Promise<number> {
-  const fromYaml = ['strategies', 'batch', 'seq', 'threads', 'device', 'dtype', 'baseline', 'paired', 'goal', 'nproc', 'zero-stage']
+async function runTrainConfigCommand(
+  argv: string[],
+  yaml: string,
+  values: Record<string, string | boolean | undefined>,
+): Promise<number> {
+  const fromYaml = [
+    'strategies',
+    'batch',
+    'seq',
+    'threads',
+    'device',
+    'dtype',
+    'baseline',
+    'paired',
+    'goal',
+    'nproc',
+    'zero-stage',
+  ]
   // --strategies has a default; the others are set only when given.
   for (const flag of fromYaml) {
-    if (values[flag] !== undefined && !(flag === 'strategies' && !argv.some((a) => a === '--strategies' || a.startsWith('--strategies=')))) {
-      throw new UsageError(`--${flag} does not apply to a training YAML: the bench takes it from ${yaml} (change it there or give a model folder)`)
+    if (
+      values[flag] !== undefined &&
+      !(flag === 'strategies' && !argv.some((a) => a === '--strategies' || a.startsWith('--strategies=')))
+    ) {
+      throw new UsageError(
+        `--${flag} does not apply to a training YAML: the bench takes it from ${yaml} (change it there or give a model folder)`,
+      )
     }
   }
-  const text = argv.some((a) => a === '--gradient-checkpointing' || a.startsWith('--gradient-checkpointing=')) ? (values['gradient-checkpointing'] as string) : 'on,off'
+  const text = argv.some((a) => a === '--gradient-checkpointing' || a.startsWith('--gradient-checkpointing='))
+    ? (values['gradient-checkpointing'] as string)
+    : 'on,off'
   const modes = text.split(',').map((v) => v.trim())
-  const { CHECKPOINTING_MODES, benchTrainConfig, formatTrainConfigBench } = await import('../bench/train-config-bench.js')
-  if (modes.some((m) => !(CHECKPOINTING_MODES as readonly string[]).includes(m)) || new Set(modes).size !== modes.length) {
-    throw new UsageError(`--gradient-checkpointing with a YAML takes distinct values among on, off, all (comma-separated), got ${JSON.stringify(text)}`)
+  const { CHECKPOINTING_MODES, benchTrainConfig, formatTrainConfigBench } = await import(
+    '../bench/train-config-bench.js'
+  )
+  if (
+    modes.some((m) => !(CHECKPOINTING_MODES as readonly string[]).includes(m)) ||
+    new Set(modes).size !== modes.length
+  ) {
+    throw new UsageError(
+      `--gradient-checkpointing with a YAML takes distinct values among on, off, all (comma-separated), got ${JSON.stringify(text)}`,
+    )
   }
   const report = await benchTrainConfig({
     config: yaml,
@@ -101,8 +136,14 @@ async function runTrainConfigCommand(argv: string[], yaml: string, values: Recor
   if (values.out) {
     const dir = values.out as string
     await mkdir(dir, { recursive: true })
-    await writeFileAtomically(join(dir, 'report.json'), `${JSON.stringify({ command: `llamapro bench ${argv.join(' ')}`, ...report }, null, 2)}\n`)
-    await writeFileAtomically(join(dir, 'report.md'), `# llamapro bench on a training YAML\n\nCommand: \`llamapro bench ${argv.join(' ')}\`\n\n${formatted}\n`)
+    await writeFileAtomically(
+      join(dir, 'report.json'),
+      `${JSON.stringify({ command: `llamapro bench ${argv.join(' ')}`, ...report }, null, 2)}\n`,
+    )
+    await writeFileAtomically(
+      join(dir, 'report.md'),
+      `# llamapro bench on a training YAML\n\nCommand: \`llamapro bench ${argv.join(' ')}\`\n\n${formatted}\n`,
+    )
   }
   if (values.json) console.log(JSON.stringify(report, null, 2))
   else {
@@ -136,17 +177,27 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
       'zero-stage': { type: 'string' },
     },
   })
-  if (positionals.length === 1 && /\.ya?ml$/i.test(positionals[0]!)) return runTrainConfigCommand(argv, positionals[0]!, values)
+  if (positionals.length === 1 && /\.ya?ml$/i.test(positionals[0]!))
+    return runTrainConfigCommand(argv, positionals[0]!, values)
   const nproc = parseInteger(values.nproc, '--nproc', { min: 2 })
   if (nproc !== undefined) return runScalingCommand(argv, positionals, values, nproc)
-  if (values['zero-stage'] !== undefined) throw new UsageError('--zero-stage needs --nproc N (ZeRO stage 1 shards the optimizer state over the ranks)')
+  if (values['zero-stage'] !== undefined)
+    throw new UsageError('--zero-stage needs --nproc N (ZeRO stage 1 shards the optimizer state over the ranks)')
   if (positionals.length !== 1) throw new UsageError('expected one model folder or preset (tiny, small, 1b, 8b)')
-  if (values.baseline !== undefined && values.baseline !== 'python') throw new UsageError(`--baseline must be python, got ${JSON.stringify(values.baseline)}`)
+  if (values.baseline !== undefined && values.baseline !== 'python')
+    throw new UsageError(`--baseline must be python, got ${JSON.stringify(values.baseline)}`)
   const dtype = values.dtype === undefined ? undefined : parseModelDtype(values.dtype)
-  if (values.dtype !== undefined && !dtype) throw new UsageError(`--dtype must be float32, bfloat16 or float16, got ${JSON.stringify(values.dtype)}`)
+  if (values.dtype !== undefined && !dtype)
+    throw new UsageError(`--dtype must be float32, bfloat16 or float16, got ${JSON.stringify(values.dtype)}`)
   const checkpointing = values['gradient-checkpointing']!.split(',').map((v) => v.trim())
-  if (checkpointing.length === 0 || checkpointing.some((v) => v !== 'on' && v !== 'off') || new Set(checkpointing).size !== checkpointing.length) {
-    throw new UsageError(`--gradient-checkpointing must be on, off or on,off, got ${JSON.stringify(values['gradient-checkpointing'])}`)
+  if (
+    checkpointing.length === 0 ||
+    checkpointing.some((v) => v !== 'on' && v !== 'off') ||
+    new Set(checkpointing).size !== checkpointing.length
+  ) {
+    throw new UsageError(
+      `--gradient-checkpointing must be on, off or on,off, got ${JSON.stringify(values['gradient-checkpointing'])}`,
+    )
   }
   const report = await runBench({
     model: positionals[0]!,

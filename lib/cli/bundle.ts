@@ -25,7 +25,11 @@ export async function runBundle(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     strict: true,
-    options: { addon: { type: 'string' }, force: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    options: {
+      addon: { type: 'string' },
+      force: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
   })
   const [out] = positionals(args, ['out_dir'])
   const result = await bundle(out!, {

@@ -55,12 +55,17 @@ export async function runChat(argv: string[]): Promise<number> {
   const template = options.template ?? defaultTemplateName(tokenizer)
   const context = model.config.maxPositionEmbeddings
   const reserve = Math.min(options.maxNewTokens ?? 256, Math.floor(context / 2))
-  const fits = (messages: readonly Message[]) => encodePrompt(generationPrompt(template, messages, tokenizer, warn)).length + reserve <= context
+  const fits = (messages: readonly Message[]) =>
+    encodePrompt(generationPrompt(template, messages, tokenizer, warn)).length + reserve <= context
   const start: Message[] = values.system !== undefined ? [{ role: 'system', content: values.system }] : []
   let history: Message[] = [...start]
   const cache = new KvCache(model)
   const interactive = process.stdin.isTTY === true
-  const rl = createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive })
+  const rl = createInterface({
+    input: process.stdin,
+    output: interactive ? process.stdout : undefined,
+    terminal: interactive,
+  })
   let replying: AbortController | null = null
   rl.on('SIGINT', () => {
     if (replying) replying.abort()
@@ -92,7 +97,8 @@ export async function runChat(argv: string[]): Promise<number> {
         ask()
         continue
       }
-      if (trimmed.length < history.length + 1) warn(`the oldest turns were dropped to stay within the context of ${context} tokens`)
+      if (trimmed.length < history.length + 1)
+        warn(`the oldest turns were dropped to stay within the context of ${context} tokens`)
       replying = new AbortController()
       process.stdout.write('Assistant: ')
       const generateOptions: GenerateOptions = {

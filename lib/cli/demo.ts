@@ -48,7 +48,9 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
     setThreads(1)
     if (!values.json) {
       const blas = info().blas
-      console.log(`BLAS: ${blas.config ?? blas.name}, ${info().threads.blas ?? '?'} threads; LibTorch 1 intra-op thread (${[...pin.set, pin.reason].join('; ')})`)
+      console.log(
+        `BLAS: ${blas.config ?? blas.name}, ${info().threads.blas ?? '?'} threads; LibTorch 1 intra-op thread (${[...pin.set, pin.reason].join('; ')})`,
+      )
     }
     const result = await runDemo({
       outDir: values.out!,
@@ -57,10 +59,12 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
       seeds: parseInteger(values.seeds, '--seeds', { min: 1 }),
       preTrainSteps: parseInteger(values['pre-train-steps'], '--pre-train-steps', { min: 1 }),
       signal: interrupt.signal,
-      log: values.json ? undefined : (line) => {
-        bar?.done()
-        console.log(line)
-      },
+      log: values.json
+        ? undefined
+        : (line) => {
+            bar?.done()
+            console.log(line)
+          },
       onEvent: (stage, event) => {
         if (values.json) return
         if (event.type === 'start') bar = new ProgressBar({ total: event.totalSteps, label: `${stage} ` })
@@ -73,24 +77,46 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
       console.log(JSON.stringify(result, null, 2))
       return 0
     }
-    const delta = (change: Spread, before: number) => `${(before + change.mean).toFixed(3)} (${formatSpread(change, 3, true)})`
+    const delta = (change: Spread, before: number) =>
+      `${(before + change.mean).toFixed(3)} (${formatSpread(change, 3, true)})`
     const n = result.seeds.length
     const rows = [
       ['held-out loss', 'corpus A: prose (keep)', 'corpus B: code (learn)'],
       ['base, trained on A', result.base.a.toFixed(3), result.base.b.toFixed(3)],
-      [`LLaMA-Pro (${formatCount(result.trainableParams.llamaPro)} params trained)`, delta(result.forgot.llamaPro, result.base.a), delta(negate(result.learned.llamaPro), result.base.b)],
-      [`full fine-tune (${formatCount(result.trainableParams.fullFineTune)} params trained)`, delta(result.forgot.fullFineTune, result.base.a), delta(negate(result.learned.fullFineTune), result.base.b)],
+      [
+        `LLaMA-Pro (${formatCount(result.trainableParams.llamaPro)} params trained)`,
+        delta(result.forgot.llamaPro, result.base.a),
+        delta(negate(result.learned.llamaPro), result.base.b),
+      ],
+      [
+        `full fine-tune (${formatCount(result.trainableParams.fullFineTune)} params trained)`,
+        delta(result.forgot.fullFineTune, result.base.a),
+        delta(negate(result.learned.fullFineTune), result.base.b),
+      ],
     ]
     const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)))
     console.log('')
-    console.log(n > 1 ? `mean ± std over ${n} data-order seeds (${result.seeds.join(', ')}) of each fine-tune:` : `one seed (${result.seeds[0]}) of each fine-tune:`)
-    for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join('   ').trimEnd())
+    console.log(
+      n > 1
+        ? `mean ± std over ${n} data-order seeds (${result.seeds.join(', ')}) of each fine-tune:`
+        : `one seed (${result.seeds[0]}) of each fine-tune:`,
+    )
+    for (const row of rows)
+      console.log(
+        row
+          .map((cell, c) => cell.padEnd(widths[c]!))
+          .join('   ')
+          .trimEnd(),
+      )
     const share = (100 * result.trainableParams.llamaPro) / result.trainableParams.fullFineTune
-    console.log(`\nLLaMA-Pro trained ${share.toFixed(0)}% as many parameters as the full fine-tune. By the rule "a difference counts only when the mean ± std intervals do not overlap":`)
+    console.log(
+      `\nLLaMA-Pro trained ${share.toFixed(0)}% as many parameters as the full fine-tune. By the rule "a difference counts only when the mean ± std intervals do not overlap":`,
+    )
     console.log(`- ${result.statements.forgetting.text}`)
     console.log(`- ${result.statements.learning.text}`)
     // Paths as the user gave --out: relative when inside the working directory.
-    const shown = (path: string) => (relative(process.cwd(), path).startsWith('..') ? path : relative(process.cwd(), path))
+    const shown = (path: string) =>
+      relative(process.cwd(), path).startsWith('..') ? path : relative(process.cwd(), path)
     console.log(`plots: ${result.plots.map(shown).join(', ')}   (${formatDuration(result.seconds)})`)
     return 0
   } finally {

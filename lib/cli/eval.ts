@@ -49,7 +49,8 @@ export async function runEval(argv: string[]): Promise<number> {
   if (!values.dataset) throw new UsageError('--dataset is required (dataset names or files, comma-separated)')
   const stage = values.stage ?? 'sft'
   if (stage !== 'sft' && stage !== 'pt') throw new UsageError(`--stage must be sft or pt, got ${JSON.stringify(stage)}`)
-  if (values.predict && stage !== 'sft') throw new UsageError('--predict needs --stage sft (conversations with an answer to predict)')
+  if (values.predict && stage !== 'sft')
+    throw new UsageError('--predict needs --stage sft (conversations with an answer to predict)')
   const batchSize = parseInteger(values['batch-size'], '--batch-size', { min: 1 }) ?? 4
   const maxSamples = parseInteger(values['max-samples'], '--max-samples', { min: 1 })
   const cutoffFlag = parseInteger(values['cutoff-len'], '--cutoff-len', { min: 2 })
@@ -61,14 +62,22 @@ export async function runEval(argv: string[]): Promise<number> {
   try {
     const dirs = [modelDir!, ...(values.compare ? [values.compare] : [])]
     // --adapter applies to <model_dir> only, so --compare can score the same base without it.
-    for (const [i, dir] of dirs.entries()) models.push(await LlamaModel.load(dir, i === 0 ? loadOptions : { ...loadOptions, adapter: undefined }))
+    for (const [i, dir] of dirs.entries())
+      models.push(await LlamaModel.load(dir, i === 0 ? loadOptions : { ...loadOptions, adapter: undefined }))
     const tokenizer = await modelTokenizer(models[0]!)
-    if (!tokenizer) throw new LlamaproError('LLAMAPRO_TOKENIZER', `${modelDir} has no tokenizer.json: eval tokenizes the data with the model's tokenizer`)
+    if (!tokenizer)
+      throw new LlamaproError(
+        'LLAMAPRO_TOKENIZER',
+        `${modelDir} has no tokenizer.json: eval tokenizes the data with the model's tokenizer`,
+      )
     const context = Math.min(...models.map((m) => m.config.maxPositionEmbeddings))
     const cutoffLen = cutoffFlag ?? Math.min(2048, context)
     const template = generateOptions.template ?? 'default'
     const data = await prepareEvalData(tokenizer, {
-      dataset: values.dataset.split(',').map((s) => s.trim()).filter(Boolean),
+      dataset: values.dataset
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
       datasetDir: values['dataset-dir'] ?? 'data',
       baseDir: process.cwd(),
       stage,
@@ -77,9 +86,11 @@ export async function runEval(argv: string[]): Promise<number> {
       maxSamples,
       warn,
     })
-    if (data.dropped > 0) warn(`${data.dropped} example(s) had no answer tokens within cutoff_len ${cutoffLen} and were skipped`)
+    if (data.dropped > 0)
+      warn(`${data.dropped} example(s) had no answer tokens within cutoff_len ${cutoffLen} and were skipped`)
     const results: ModelEvaluation[] = []
-    for (const model of models) results.push(await sequenceLoss(model, data.sequences, tokenizer.padId, batchSize, interrupt.signal))
+    for (const model of models)
+      results.push(await sequenceLoss(model, data.sequences, tokenizer.padId, batchSize, interrupt.signal))
     let predictions: number | undefined
     if (values.predict) {
       const file = resolve(values.predict)
@@ -97,17 +108,38 @@ export async function runEval(argv: string[]): Promise<number> {
     }
     const rows = dirs.map((dir, i) => ({ model: dir, ...results[i]! }))
     if (values.json) {
-      console.log(JSON.stringify({ stage, examples: data.examples.length, dropped: data.dropped, cutoffLen, models: rows, ...(values.predict ? { predict: resolve(values.predict), predictions } : {}) }, null, 2))
+      console.log(
+        JSON.stringify(
+          {
+            stage,
+            examples: data.examples.length,
+            dropped: data.dropped,
+            cutoffLen,
+            models: rows,
+            ...(values.predict ? { predict: resolve(values.predict), predictions } : {}),
+          },
+          null,
+          2,
+        ),
+      )
     } else {
-      console.log(`${data.sequences.length} sequences from ${data.examples.length} examples (${stage}, cutoff_len ${cutoffLen})`)
+      console.log(
+        `${data.sequences.length} sequences from ${data.examples.length} examples (${stage}, cutoff_len ${cutoffLen})`,
+      )
       const width = Math.max(5, ...rows.map((r) => r.model.length))
-      console.log(`${'model'.padEnd(width)}  ${'loss'.padStart(8)}  ${'perplexity'.padStart(11)}  ${'tokens'.padStart(8)}`)
+      console.log(
+        `${'model'.padEnd(width)}  ${'loss'.padStart(8)}  ${'perplexity'.padStart(11)}  ${'tokens'.padStart(8)}`,
+      )
       for (const r of rows) {
-        console.log(`${r.model.padEnd(width)}  ${r.loss.toFixed(4).padStart(8)}  ${r.perplexity.toFixed(3).padStart(11)}  ${String(r.tokens).padStart(8)}`)
+        console.log(
+          `${r.model.padEnd(width)}  ${r.loss.toFixed(4).padStart(8)}  ${r.perplexity.toFixed(3).padStart(11)}  ${String(r.tokens).padStart(8)}`,
+        )
       }
       if (rows.length === 2) {
         const delta = rows[1]!.loss - rows[0]!.loss
-        console.log(`difference (compare - model): loss ${delta >= 0 ? '+' : ''}${delta.toFixed(4)}, perplexity ×${(rows[1]!.perplexity / rows[0]!.perplexity).toFixed(3)}`)
+        console.log(
+          `difference (compare - model): loss ${delta >= 0 ? '+' : ''}${delta.toFixed(4)}, perplexity ×${(rows[1]!.perplexity / rows[0]!.perplexity).toFixed(3)}`,
+        )
       }
       if (values.predict) console.log(`wrote ${predictions} predictions to ${resolve(values.predict)}`)
     }

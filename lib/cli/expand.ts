@@ -33,8 +33,10 @@ export async function runExpand(argv: string[]): Promise<number> {
   const [src, dst] = positionals(args, ['model_dir', 'output_dir'])
   const numExpand = parseInteger(values['num-expand'], '--num-expand', { min: 1 })
   const positions = parseIntegerList(values.positions, '--positions')
-  if (numExpand === undefined && positions === undefined) throw new UsageError('give --num-expand K or --positions a,b,...')
-  if (numExpand !== undefined && positions !== undefined) throw new UsageError('give either --num-expand or --positions, not both')
+  if (numExpand === undefined && positions === undefined)
+    throw new UsageError('give --num-expand K or --positions a,b,...')
+  if (numExpand !== undefined && positions !== undefined)
+    throw new UsageError('give either --num-expand or --positions, not both')
 
   let bar: ProgressBar | undefined
   const interrupt = interruptSignal()

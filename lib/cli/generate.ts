@@ -48,9 +48,16 @@ export async function runGenerate(argv: string[]): Promise<number> {
     try {
       conversation = JSON.parse(await readFile(values.messages, 'utf8')) as Message[]
     } catch (error) {
-      throw new LlamaproError('LLAMAPRO_ARG', `--messages ${values.messages}: cannot read it as JSON (${(error as Error).message})`)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        `--messages ${values.messages}: cannot read it as JSON (${(error as Error).message})`,
+      )
     }
-    if (!Array.isArray(conversation)) throw new LlamaproError('LLAMAPRO_ARG', `--messages ${values.messages}: expected a JSON array of { "role", "content" }`)
+    if (!Array.isArray(conversation))
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        `--messages ${values.messages}: expected a JSON array of { "role", "content" }`,
+      )
   }
   const prompt = values.prompt === '-' ? await readStdin() : (values.prompt ?? '')
   const options = generateOptionsFrom(values)
@@ -74,20 +81,24 @@ export async function runGenerate(argv: string[]): Promise<number> {
     }
     const result = next.value
     if (values.json) {
-      console.log(JSON.stringify({
-        text: result.text,
-        tokenIds: result.tokenIds,
-        promptTokens: result.promptTokenIds.length,
-        finishReason: result.finishReason,
-        ...(result.stoppedBy !== undefined ? { stoppedBy: result.stoppedBy } : {}),
-        seed: result.seed,
-        timings: result.timings,
-      }))
+      console.log(
+        JSON.stringify({
+          text: result.text,
+          tokenIds: result.tokenIds,
+          promptTokens: result.promptTokenIds.length,
+          finishReason: result.finishReason,
+          ...(result.stoppedBy !== undefined ? { stoppedBy: result.stoppedBy } : {}),
+          seed: result.seed,
+          timings: result.timings,
+        }),
+      )
     } else {
       process.stdout.write('\n')
       const tokens = result.tokenIds.length
       const perSecond = result.timings.decodeMs > 0 ? (result.timings.decodeSteps / result.timings.decodeMs) * 1000 : 0
-      process.stderr.write(`[${tokens} tokens, ${result.finishReason}; prefill ${result.timings.prefillTokens} tokens in ${result.timings.prefillMs.toFixed(0)} ms, ${perSecond.toFixed(1)} tokens/s]\n`)
+      process.stderr.write(
+        `[${tokens} tokens, ${result.finishReason}; prefill ${result.timings.prefillTokens} tokens in ${result.timings.prefillMs.toFixed(0)} ms, ${perSecond.toFixed(1)} tokens/s]\n`,
+      )
     }
     return result.finishReason === 'aborted' ? 130 : 0
   } finally {

@@ -32,10 +32,16 @@ export const GENERATION_FLAGS_HELP = `  --template NAME            chat template
   --adapter DIR              apply a PEFT LoRA adapter folder (llamapro train with finetuning_type: lora writes
                              one) on top of the model, unmerged`
 
-type FlagValues = { [K in keyof typeof GENERATION_FLAGS]?: (typeof GENERATION_FLAGS)[K] extends { multiple: true } ? string[] : string }
+type FlagValues = {
+  [K in keyof typeof GENERATION_FLAGS]?: (typeof GENERATION_FLAGS)[K] extends { multiple: true } ? string[] : string
+}
 
 export function loadOptionsFrom(values: FlagValues): LoadOptions {
-  return { device: values.device as Device | undefined, dtype: values.dtype as ModelDtype | undefined, ...(values.adapter !== undefined ? { adapter: values.adapter } : {}) }
+  return {
+    device: values.device as Device | undefined,
+    dtype: values.dtype as ModelDtype | undefined,
+    ...(values.adapter !== undefined ? { adapter: values.adapter } : {}),
+  }
 }
 
 export function generateOptionsFrom(values: FlagValues): GenerateOptions {

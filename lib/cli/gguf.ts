@@ -22,14 +22,24 @@ export async function runImport(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     strict: true,
-    options: { dtype: { type: 'string' }, force: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    options: {
+      dtype: { type: 'string' },
+      force: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
   })
   const [file, out] = positionals(args, ['file.gguf', 'out_dir'])
   const started = Date.now()
   const result = await importGguf(file!, out!, { dtype: values.dtype, force: values.force })
   const seconds = ((Date.now() - started) / 1000).toFixed(1)
-  const types = Object.entries(result.sourceTypes).map(([t, n]) => `${n} ${t}`).join(', ')
-  console.log(values.json ? JSON.stringify(result, null, 2) : `Imported ${result.tensors} tensors (${types}) from ${file} as ${result.dtype}: wrote ${out} (${formatBytes(result.bytesWritten)}) in ${seconds} s.`)
+  const types = Object.entries(result.sourceTypes)
+    .map(([t, n]) => `${n} ${t}`)
+    .join(', ')
+  console.log(
+    values.json
+      ? JSON.stringify(result, null, 2)
+      : `Imported ${result.tensors} tensors (${types}) from ${file} as ${result.dtype}: wrote ${out} (${formatBytes(result.bytesWritten)}) in ${seconds} s.`,
+  )
   return 0
 }
 
@@ -38,13 +48,23 @@ export async function runExport(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     strict: true,
-    options: { type: { type: 'string' }, force: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    options: {
+      type: { type: 'string' },
+      force: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
   })
   const [dir, file] = positionals(args, ['model_dir', 'file.gguf'])
   const started = Date.now()
   const result = await exportGguf(dir!, file!, { type: values.type, force: values.force })
   const seconds = ((Date.now() - started) / 1000).toFixed(1)
-  const types = Object.entries(result.types).map(([t, n]) => `${n} ${t}`).join(', ')
-  console.log(values.json ? JSON.stringify(result, null, 2) : `Exported ${result.tensors} tensors (${types}) from ${dir}: wrote ${file} (${formatBytes(result.bytes)}) in ${seconds} s.`)
+  const types = Object.entries(result.types)
+    .map(([t, n]) => `${n} ${t}`)
+    .join(', ')
+  console.log(
+    values.json
+      ? JSON.stringify(result, null, 2)
+      : `Exported ${result.tensors} tensors (${types}) from ${dir}: wrote ${file} (${formatBytes(result.bytes)}) in ${seconds} s.`,
+  )
   return 0
 }

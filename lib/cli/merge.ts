@@ -26,11 +26,20 @@ export async function runMerge(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     strict: true,
-    options: { force: { type: 'boolean', default: false }, 'shard-size': { type: 'string' }, json: { type: 'boolean', default: false }, adapter: { type: 'string' } },
+    options: {
+      force: { type: 'boolean', default: false },
+      'shard-size': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      adapter: { type: 'string' },
+    },
   })
   let adapter = values.adapter
   if (adapter !== undefined) {
-    if (args.length === 3) throw new LlamaproError('LLAMAPRO_ARG', 'merge --adapter takes <base_dir> <output_dir> (the adapter is the --adapter folder, not a delta)')
+    if (args.length === 3)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        'merge --adapter takes <base_dir> <output_dir> (the adapter is the --adapter folder, not a delta)',
+      )
   } else if (args.length === 3 && isAdapterFolder(args[1]!)) {
     adapter = args[1]!
     args.splice(1, 1)

@@ -112,23 +112,29 @@ export async function runPlan(argv: string[]): Promise<number> {
   const nproc = parseInteger(values.nproc, '--nproc', { min: 1 }) ?? 1
   if (values['zero-stage'] !== undefined) {
     const flag = values['zero-stage']
-    if (flag !== '0' && flag !== '1') throw new UsageError(`--zero-stage must be 0 or 1 (ZeRO stage 1 shards AdamW's state), got ${JSON.stringify(flag)}`)
+    if (flag !== '0' && flag !== '1')
+      throw new UsageError(
+        `--zero-stage must be 0 or 1 (ZeRO stage 1 shards AdamW's state), got ${JSON.stringify(flag)}`,
+      )
     zeroStage = flag === '1' ? 1 : 0
   }
   if (values['gradient-checkpointing'] !== undefined) {
     const flag = values['gradient-checkpointing']
-    if (flag !== 'on' && flag !== 'off' && flag !== 'all') throw new UsageError(`--gradient-checkpointing must be on, off or all, got ${JSON.stringify(flag)}`)
+    if (flag !== 'on' && flag !== 'off' && flag !== 'all')
+      throw new UsageError(`--gradient-checkpointing must be on, off or all, got ${JSON.stringify(flag)}`)
     gradientCheckpointing = flag !== 'off'
     checkpointFrozenLayers = flag === 'all'
   }
   if (values.device !== undefined) {
-    if (!/^(cpu|cuda(:\d+)?)$/.test(values.device)) throw new UsageError(`--device must be cpu or cuda, got ${JSON.stringify(values.device)}`)
+    if (!/^(cpu|cuda(:\d+)?)$/.test(values.device))
+      throw new UsageError(`--device must be cpu or cuda, got ${JSON.stringify(values.device)}`)
     device = values.device.startsWith('cuda') ? 'cuda' : 'cpu'
   }
   const layers = parseInteger(values['freeze-trainable-layers'], '--freeze-trainable-layers')
   if (values.dtype !== undefined) {
     const compute = parseModelDtype(values.dtype)
-    if (!compute) throw new UsageError(`--dtype must be float32, bfloat16 or float16, got ${JSON.stringify(values.dtype)}`)
+    if (!compute)
+      throw new UsageError(`--dtype must be float32, bfloat16 or float16, got ${JSON.stringify(values.dtype)}`)
     dtypes = { compute, master: dtypes.master }
   }
   if (values['pure-bf16']) dtypes = { compute: 'bfloat16', master: 'bfloat16' }
@@ -172,7 +178,9 @@ export function formatPlan(r: PlanReport): string {
           ? `, freeze_trainable_layer_ids: ${s.freezeTrainableLayerIds}`
           : `, freeze_trainable_layers: ${s.freezeTrainableLayers}${s.useLlamaPro ? ', use_llama_pro: true' : ''}`
         : '') +
-      (s.finetuningType === 'freeze' && s.freezeTrainableModules && s.freezeTrainableModules !== 'all' ? `, modules: ${s.freezeTrainableModules}` : '') +
+      (s.finetuningType === 'freeze' && s.freezeTrainableModules && s.freezeTrainableModules !== 'all'
+        ? `, modules: ${s.freezeTrainableModules}`
+        : '') +
       (s.finetuningType === 'lora'
         ? `, lora_rank: ${s.loraRank ?? 8}, lora_target: ${s.loraTarget ?? 'all'}${s.useLlamaPro ? `, use_llama_pro: true, freeze_trainable_layers: ${s.freezeTrainableLayers}` : ''}${s.additionalTarget ? `, additional_target: ${s.additionalTarget}` : ''}`
         : '') +
@@ -188,10 +196,17 @@ export function formatPlan(r: PlanReport): string {
   }
   if (r.extraModules.length > 0) lines.push(`  outside the layers: ${r.extraModules.join(', ')}`)
   lines.push('')
-  lines.push(`parameters  ${formatCount(r.trainableParams)} trainable of ${formatCount(r.totalParams)} (${r.trainablePercent.toFixed(2)}%)`)
+  lines.push(
+    `parameters  ${formatCount(r.trainableParams)} trainable of ${formatCount(r.totalParams)} (${r.trainablePercent.toFixed(2)}%)`,
+  )
   const m = r.memory
-  lines.push(`memory      one step, batch ${m.batch} x ${m.seq}, ${m.computeDtype} activations, ${m.masterDtype} master weights, activation checkpointing ${m.gradientCheckpointing ? (m.checkpointFrozenLayers ? 'on, frozen layers too' : 'on') : 'off'}`)
-  if (m.nproc > 1) lines.push(`            per rank of ${m.nproc}${m.zeroStage === 1 ? `, ZeRO stage 1: optimizer state is this rank's 1/${m.nproc} share` : ', every rank holds the whole optimizer state (zero_stage 0)'}`)
+  lines.push(
+    `memory      one step, batch ${m.batch} x ${m.seq}, ${m.computeDtype} activations, ${m.masterDtype} master weights, activation checkpointing ${m.gradientCheckpointing ? (m.checkpointFrozenLayers ? 'on, frozen layers too' : 'on') : 'off'}`,
+  )
+  if (m.nproc > 1)
+    lines.push(
+      `            per rank of ${m.nproc}${m.zeroStage === 1 ? `, ZeRO stage 1: optimizer state is this rank's 1/${m.nproc} share` : ', every rank holds the whole optimizer state (zero_stage 0)'}`,
+    )
   for (const [label, value] of [
     ['weights', m.weights],
     ['gradients', m.gradients],

@@ -51,10 +51,16 @@ export async function runSweepCommand(argv: string[]): Promise<number> {
   })
   if (positionals.length !== 1) throw new UsageError(`expected <config.yaml>, got ${positionals.length} arguments`)
   if (!values.strategies) throw new UsageError('--strategies is required, e.g. --strategies pro:8,last:8,full')
-  if (!values.keep) throw new UsageError('--keep is required: the text the model should not forget (dataset names or files)')
+  if (!values.keep)
+    throw new UsageError('--keep is required: the text the model should not forget (dataset names or files)')
   const keepStage = values['keep-stage'] ?? 'pt'
-  if (keepStage !== 'pt' && keepStage !== 'sft') throw new UsageError(`--keep-stage must be pt or sft, got ${JSON.stringify(keepStage)}`)
-  const list = (text: string) => text.split(',').map((s) => s.trim()).filter(Boolean)
+  if (keepStage !== 'pt' && keepStage !== 'sft')
+    throw new UsageError(`--keep-stage must be pt or sft, got ${JSON.stringify(keepStage)}`)
+  const list = (text: string) =>
+    text
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
   const interrupt = interruptSignal()
   let bar: ProgressBar | undefined
   const say = (line: string) => {
@@ -86,7 +92,9 @@ export async function runSweepCommand(argv: string[]): Promise<number> {
             say(`${event.reused ? 'reusing' : 'expanded'} the model +${event.blocks} blocks: ${event.dir}`)
             break
           case 'before':
-            say(`before (${event.key}): new domain ${event.before.domain.toFixed(4)}, kept text ${event.before.keep.toFixed(4)}`)
+            say(
+              `before (${event.key}): new domain ${event.before.domain.toFixed(4)}, kept text ${event.before.keep.toFixed(4)}`,
+            )
             break
           case 'run-skipped':
             say(`${event.strategy} seed ${event.seed}: finished earlier (${event.dir})`)
@@ -96,8 +104,14 @@ export async function runSweepCommand(argv: string[]): Promise<number> {
             break
           case 'step': {
             const eta = event.etaSeconds === null ? '' : `, sweep ETA ${formatDuration(event.etaSeconds)}`
-            if (!values.json && !process.stderr.isTTY && (event.step === event.totalSteps || event.step % Math.max(1, Math.floor(event.totalSteps / 4)) === 0)) {
-              console.log(`  ${event.strategy} seed ${event.seed}: step ${event.step}/${event.totalSteps}, loss ${event.loss.toFixed(3)}${eta}`)
+            if (
+              !values.json &&
+              !process.stderr.isTTY &&
+              (event.step === event.totalSteps || event.step % Math.max(1, Math.floor(event.totalSteps / 4)) === 0)
+            ) {
+              console.log(
+                `  ${event.strategy} seed ${event.seed}: step ${event.step}/${event.totalSteps}, loss ${event.loss.toFixed(3)}${eta}`,
+              )
             }
             bar ??= new ProgressBar({ total: event.totalSteps, label: `${event.strategy} seed ${event.seed} ` })
             bar.update(event.step, `loss ${event.loss.toFixed(3)}${eta}`)
@@ -129,7 +143,9 @@ export async function runSweepCommand(argv: string[]): Promise<number> {
       console.log(`report: ${result.files.map(shown).join(', ')}`)
     }
     if (result.aborted) {
-      process.stderr.write(`llamapro sweep: interrupted after ${result.runs.length} of ${result.report.seeds.length * result.report.strategies.length} runs; the report covers those. Run the same command again to continue.\n`)
+      process.stderr.write(
+        `llamapro sweep: interrupted after ${result.runs.length} of ${result.report.seeds.length * result.report.strategies.length} runs; the report covers those. Run the same command again to continue.\n`,
+      )
       return 130
     }
     return 0

@@ -48,7 +48,9 @@ export async function runTrain(argv: string[]): Promise<number> {
   const config = await loadTrainConfig(file, parseOverrides(rest))
   const env = distributedFromEnv()
   if (nproc !== undefined && env) {
-    throw new UsageError(`--nproc-per-node ${nproc} starts ranks itself, but this process is already rank ${env.rank} of ${env.worldSize} (WORLD_SIZE is set): use one or the other`)
+    throw new UsageError(
+      `--nproc-per-node ${nproc} starts ranks itself, but this process is already rank ${env.rank} of ${env.worldSize} (WORLD_SIZE is set): use one or the other`,
+    )
   }
   if (nproc !== undefined && nproc > 1) {
     console.log(`llamapro: starting ${nproc} ranks on this machine (c10d over 127.0.0.1)`)
@@ -77,7 +79,9 @@ export async function runTrain(argv: string[]): Promise<number> {
     const result = await train(config, { signal: interrupt.signal, onEvent })
     bar?.done()
     if (result.aborted) {
-      console.log(`interrupted at step ${result.globalStep}; continue with: llamapro train ${file} resume_from_checkpoint=${result.checkpoints.at(-1)}`)
+      console.log(
+        `interrupted at step ${result.globalStep}; continue with: llamapro train ${file} resume_from_checkpoint=${result.checkpoints.at(-1)}`,
+      )
       return 130
     }
     console.log(

@@ -30,7 +30,8 @@ export async function runVerify(argv: string[]): Promise<number> {
     const blocks = result.newLayers.map((l) => `${l.index}←${l.source}`).join(', ')
     console.log(`new blocks (from ${result.mappingFrom}): ${blocks || 'none'}`)
     console.log(`max |logit difference| ${result.maxLogitDifference.toExponential(2)} (tolerance ${result.tolerance})`)
-    if (result.ok) console.log('ok: the expanded model computes what the original does; its new blocks are identity maps')
+    if (result.ok)
+      console.log('ok: the expanded model computes what the original does; its new blocks are identity maps')
     else for (const failure of result.failures) console.log(`FAIL: ${failure}`)
   }
   return result.ok ? 0 : 1

@@ -39,14 +39,21 @@ export function evalCount(n: number, valSize: number): number {
 }
 
 /** splitEval for a store: the same held-out indices, as views of the source. */
-export function splitSource(source: SequenceSource, valSize: number, seed: number): { train: SequenceSource; eval: SequenceSource } {
+export function splitSource(
+  source: SequenceSource,
+  valSize: number,
+  seed: number,
+): { train: SequenceSource; eval: SequenceSource } {
   const count = evalCount(source.length, valSize)
   if (count === 0) return { train: source, eval: new SubsetSource(source, new Uint32Array(0)) }
   if (source.length > STORED_ORDER_MAX) {
     // Past the stored-order size no per-sequence list is kept: the held-out sequences are the first `count`
     // positions of the seeded permutation and training takes the rest, as datasets' train_test_split does.
     const order = seededPermutation(source.length, seed)
-    return { train: new PermutedRangeSource(source, order, count, source.length - count), eval: new PermutedRangeSource(source, order, 0, count) }
+    return {
+      train: new PermutedRangeSource(source, order, count, source.length - count),
+      eval: new PermutedRangeSource(source, order, 0, count),
+    }
   }
   const held = new Uint8Array(source.length)
   const order = shuffledOrder(source.length, seed)
@@ -122,7 +129,10 @@ export class BatchSchedule {
 
   /** The index-th batch of an epoch (the order changes each epoch). */
   batch(epoch: number, index: number): Batch {
-    return collate(Array.from(this.indices(epoch, index), (i) => this.sequences.read(i)), this.padId)
+    return collate(
+      Array.from(this.indices(epoch, index), (i) => this.sequences.read(i)),
+      this.padId,
+    )
   }
 
   #cachedEpoch = -1

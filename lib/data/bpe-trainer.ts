@@ -140,10 +140,18 @@ export function chatMlTokenizerConfig(modelMaxLength: number): Record<string, un
 }
 
 /** Trains a ChatML byte-level BPE tokenizer on `texts` and writes tokenizer.json and tokenizer_config.json. */
-export async function writeTrainedTokenizer(dir: string, texts: Iterable<string>, vocabSize: number, modelMaxLength = 2048): Promise<number> {
+export async function writeTrainedTokenizer(
+  dir: string,
+  texts: Iterable<string>,
+  vocabSize: number,
+  modelMaxLength = 2048,
+): Promise<number> {
   const trained = trainByteLevelBpe(texts, { vocabSize, specialTokens: CHATML_SPECIAL_TOKENS })
   await mkdir(dir, { recursive: true })
   await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(trained.tokenizerJson))
-  await writeFile(join(dir, 'tokenizer_config.json'), `${JSON.stringify(chatMlTokenizerConfig(modelMaxLength), null, 2)}\n`)
+  await writeFile(
+    join(dir, 'tokenizer_config.json'),
+    `${JSON.stringify(chatMlTokenizerConfig(modelMaxLength), null, 2)}\n`,
+  )
   return trained.vocabSize
 }

@@ -15,7 +15,10 @@ export const MIX_STRATEGIES: readonly MixStrategy[] = ['concat', 'interleave_und
 
 export type OpenStream = (source: DatasetSource, index: number) => AsyncIterable<LocatedExample>
 
-async function* limited(stream: AsyncIterable<LocatedExample>, maxSamples: number | null): AsyncIterable<LocatedExample> {
+async function* limited(
+  stream: AsyncIterable<LocatedExample>,
+  maxSamples: number | null,
+): AsyncIterable<LocatedExample> {
   if (maxSamples === 0) return
   let n = 0
   for await (const example of stream) {
@@ -26,10 +29,17 @@ async function* limited(stream: AsyncIterable<LocatedExample>, maxSamples: numbe
 
 export function checkInterleaveProbs(probs: readonly number[] | null, datasets: number): void {
   if (probs === null) return
-  if (probs.length !== datasets) throw new DatasetError(`interleave_probs has ${probs.length} value(s), and there are ${datasets} dataset(s): give one probability per dataset`)
-  if (probs.some((p) => !(p >= 0))) throw new DatasetError(`interleave_probs must be numbers ≥ 0, got ${probs.join(', ')}`)
+  if (probs.length !== datasets)
+    throw new DatasetError(
+      `interleave_probs has ${probs.length} value(s), and there are ${datasets} dataset(s): give one probability per dataset`,
+    )
+  if (probs.some((p) => !(p >= 0)))
+    throw new DatasetError(`interleave_probs must be numbers ≥ 0, got ${probs.join(', ')}`)
   const sum = probs.reduce((a, b) => a + b, 0)
-  if (Math.abs(sum - 1) > 1e-6) throw new DatasetError(`interleave_probs must add up to 1 (they are probabilities, as numpy's choice needs), got ${probs.join(', ')} = ${sum}`)
+  if (Math.abs(sum - 1) > 1e-6)
+    throw new DatasetError(
+      `interleave_probs must add up to 1 (they are probabilities, as numpy's choice needs), got ${probs.join(', ')} = ${sum}`,
+    )
 }
 
 export async function* mixExamples(
@@ -46,7 +56,9 @@ export async function* mixExamples(
   // A dataset that is never drawn (probability 0) cannot run out: it does not hold interleave_over open.
   const exhausted = sources.map((_, i) => options.probs !== null && options.probs[i] === 0)
   const random = mulberry32(options.seed)
-  const cumulative = options.probs ? options.probs.map((_, i) => options.probs!.slice(0, i + 1).reduce((a, b) => a + b, 0)) : null
+  const cumulative = options.probs
+    ? options.probs.map((_, i) => options.probs!.slice(0, i + 1).reduce((a, b) => a + b, 0))
+    : null
   let turn = 0
   for (;;) {
     let pick: number

@@ -53,7 +53,8 @@ export class FeistelPermutation implements Permutation {
     readonly length: number,
     seed: number,
   ) {
-    if (!(Number.isInteger(length) && length >= 1 && length <= 2 ** 32)) throw new RangeError(`a permutation of ${length} items is not possible (1 to 2^32)`)
+    if (!(Number.isInteger(length) && length >= 1 && length <= 2 ** 32))
+      throw new RangeError(`a permutation of ${length} items is not possible (1 to 2^32)`)
     let bits = Math.max(2, Math.ceil(Math.log2(length)))
     if (bits % 2) bits++
     this.#half = bits / 2

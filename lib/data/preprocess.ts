@@ -84,7 +84,12 @@ export function encodeConversation(
 type PretrainTokenizer = SequenceTokenizer & Pick<TextTokenizer, 'bosId' | 'addBosToken'>
 
 /** pt sequences: see the file comment. */
-export function encodePretrain(texts: readonly string[], tokenizer: PretrainTokenizer, cutoffLen: number, packing: boolean): Sequence[] {
+export function encodePretrain(
+  texts: readonly string[],
+  tokenizer: PretrainTokenizer,
+  cutoffLen: number,
+  packing: boolean,
+): Sequence[] {
   const bos = tokenizer.addBosToken ? tokenizer.bosId : null
   const sequences: Sequence[] = []
   if (!packing) {

@@ -9,7 +9,13 @@
  * Memory: the shuffle buffer (buffer_size × cutoff_len × 4 bytes, twice for sft labels) and the chunks in flight.
  */
 import { type Batch, collate } from './batches.js'
-import { type SequenceStreamOptions, type StreamedSequence, emptyTotals, noSequencesError, tokenizedSequences } from './store/sequence-stream.js'
+import {
+  type SequenceStreamOptions,
+  type StreamedSequence,
+  emptyTotals,
+  noSequencesError,
+  tokenizedSequences,
+} from './store/sequence-stream.js'
 import { arraySource, type SequenceSource } from './store/reader.js'
 import { type TokenDataOptions, sequenceStreams } from './store/token-data.js'
 import { mulberry32 } from '../util/random.js'
@@ -91,14 +97,23 @@ export class StreamSchedule {
     if (held === null) {
       held = []
       if (options.valSize > 0) {
-        for await (const sequence of shuffleBuffer(StreamSchedule.#onePass(options), options.bufferSize, options.seed)) {
+        for await (const sequence of shuffleBuffer(
+          StreamSchedule.#onePass(options),
+          options.bufferSize,
+          options.seed,
+        )) {
           held.push(sequence)
           if (held.length === options.valSize) break
         }
       }
     }
-    const source = (sequences: OwnedSequence[]) => arraySource(sequences.map((s) => ({ ids: Array.from(s.ids), labels: Array.from(s.labels) })))
-    return new StreamSchedule(options, source(held), evalEach?.map((e) => ({ name: e.name, source: source(e.sequences) })) ?? null)
+    const source = (sequences: OwnedSequence[]) =>
+      arraySource(sequences.map((s) => ({ ids: Array.from(s.ids), labels: Array.from(s.labels) })))
+    return new StreamSchedule(
+      options,
+      source(held),
+      evalEach?.map((e) => ({ name: e.name, source: source(e.sequences) })) ?? null,
+    )
   }
 
   /** One pass over the data, unshuffled. */
@@ -144,7 +159,8 @@ export class StreamSchedule {
   /** The W global batches of round `index`, read from the stream (skipping earlier rounds on a resume). */
   async #round(index: number): Promise<Batch[]> {
     const current = this.#group?.index ?? -1
-    if (index < current) throw new Error(`a streamed run reads its batches in order: batch ${index} was asked for after ${current}`)
+    if (index < current)
+      throw new Error(`a streamed run reads its batches in order: batch ${index} was asked for after ${current}`)
     if (index === current) return this.#group!.batches
     for (let round = current + 1; round <= index; round++) {
       const batches: Batch[] = []
@@ -179,12 +195,19 @@ async function streamedEvalSequences(stream: SequenceStreamOptions): Promise<Own
 }
 
 /** The training stream of a run's data keys, with its eval_dataset (read into memory) or val_size held out. */
-export async function openStreaming(options: TokenDataOptions, streaming: Omit<StreamingOptions, 'stream'>): Promise<StreamSchedule> {
+export async function openStreaming(
+  options: TokenDataOptions,
+  streaming: Omit<StreamingOptions, 'stream'>,
+): Promise<StreamSchedule> {
   const streams = await sequenceStreams(options)
   if (streams.evalEach) {
     const each = []
     for (const { name, stream } of streams.evalEach) each.push({ name, sequences: await streamedEvalSequences(stream) })
-    return StreamSchedule.open({ ...streaming, stream: streams.train }, each.flatMap((e) => e.sequences), each)
+    return StreamSchedule.open(
+      { ...streaming, stream: streams.train },
+      each.flatMap((e) => e.sequences),
+      each,
+    )
   }
   const evalSequences = streams.eval ? await streamedEvalSequences(streams.eval) : null
   return StreamSchedule.open({ ...streaming, stream: streams.train }, evalSequences)

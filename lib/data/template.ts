@@ -52,10 +52,15 @@ function jinjaTemplate(tokenizer: TextTokenizer, options: SlotTemplateOptions): 
   try {
     template = new Template(source)
   } catch (error) {
-    throw new LlamaproError('LLAMAPRO_TEMPLATE', `the model's chat template (${file}) does not parse: ${(error as Error).message}`)
+    throw new LlamaproError(
+      'LLAMAPRO_TEMPLATE',
+      `the model's chat template (${file}) does not parse: ${(error as Error).message}`,
+    )
   }
   const withSystem = (messages: readonly Message[]): readonly Message[] =>
-    options.defaultSystem && messages[0]?.role !== 'system' ? [{ role: 'system', content: options.defaultSystem }, ...messages] : messages
+    options.defaultSystem && messages[0]?.role !== 'system'
+      ? [{ role: 'system', content: options.defaultSystem }, ...messages]
+      : messages
   const render = (messages: readonly Message[], addGenerationPrompt: boolean) =>
     template.render({
       messages: withSystem(messages) as Message[],
@@ -78,7 +83,10 @@ function jinjaTemplate(tokenizer: TextTokenizer, options: SlotTemplateOptions): 
             "so prompt and response tokens cannot be told apart; use one of LLaMA-Factory's templates (template: default, chatml, llama3, ...)",
         )
       }
-      segments.push({ parts: [prompt.slice(done.length)], train: false }, { parts: [full.slice(prompt.length)], train: true })
+      segments.push(
+        { parts: [prompt.slice(done.length)], train: false },
+        { parts: [full.slice(prompt.length)], train: true },
+      )
       done = full
     })
     return segments
@@ -98,12 +106,17 @@ function jinjaTemplate(tokenizer: TextTokenizer, options: SlotTemplateOptions): 
  * `model` uses). Throws LLAMAPRO_TEMPLATE for an unknown name (listing the known ones), for `model` when the
  * model has no chat template, and for a template whose special tokens the tokenizer lacks.
  */
-export function chatTemplate(name: string, tokenizer: TextTokenizer, warn: (message: string) => void, options: SlotTemplateOptions = {}): ChatTemplate {
+export function chatTemplate(
+  name: string,
+  tokenizer: TextTokenizer,
+  warn: (message: string) => void,
+  options: SlotTemplateOptions = {},
+): ChatTemplate {
   if (name === 'model') {
     if (!tokenizer.chatTemplate) {
       throw new LlamaproError(
         'LLAMAPRO_TEMPLATE',
-        "template \"model\" renders the model's own chat template, and the model has none (no chat_template.jinja, no chat_template in " +
+        'template "model" renders the model\'s own chat template, and the model has none (no chat_template.jinja, no chat_template in ' +
           `tokenizer_config.json); choose one of: ${TEMPLATE_NAMES.filter((n) => n !== 'model').join(', ')}`,
       )
     }
@@ -138,12 +151,19 @@ export function pretrainTokenizer(name: string, tokenizer: TextTokenizer): TextT
   if (name !== 'llama3') return fixed
   const ids = fixed.encode('<|end_of_text|>')
   if (ids.length !== 1) {
-    throw new LlamaproError('LLAMAPRO_TEMPLATE', 'template "llama3" ends pre-training texts with <|end_of_text|> (as LLaMA-Factory does), which is not a token of this tokenizer')
+    throw new LlamaproError(
+      'LLAMAPRO_TEMPLATE',
+      'template "llama3" ends pre-training texts with <|end_of_text|> (as LLaMA-Factory does), which is not a token of this tokenizer',
+    )
   }
   return { ...fixed, eosId: ids[0]!, eosToken: '<|end_of_text|>' }
 }
 
 /** The training renderer for a template name (chatTemplate(...).renderConversation). */
-export function conversationRenderer(name: string, tokenizer: TextTokenizer, warn: (message: string) => void): ConversationRenderer {
+export function conversationRenderer(
+  name: string,
+  tokenizer: TextTokenizer,
+  warn: (message: string) => void,
+): ConversationRenderer {
   return chatTemplate(name, tokenizer, warn).renderConversation
 }

@@ -38,7 +38,7 @@ export class TokenizerError extends LlamaproError {
 }
 
 type TokenValue = string | { content?: string } | null | undefined
-const tokenText = (value: TokenValue): string | null => (typeof value === 'string' ? value : value?.content ?? null)
+const tokenText = (value: TokenValue): string | null => (typeof value === 'string' ? value : (value?.content ?? null))
 
 async function readJson(path: string): Promise<Record<string, unknown>> {
   try {
@@ -75,7 +75,10 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
     chatTemplateFile = jinjaPath
   } else {
     if (typeof template === 'string') chatTemplate = template
-    else if (Array.isArray(template)) chatTemplate = (template.find((t: { name?: string }) => t.name === 'default') as { template?: string } | undefined)?.template ?? null
+    else if (Array.isArray(template))
+      chatTemplate =
+        (template.find((t: { name?: string }) => t.name === 'default') as { template?: string } | undefined)
+          ?.template ?? null
     if (chatTemplate !== null) chatTemplateFile = `${configPath} (chat_template)`
   }
 
@@ -89,7 +92,9 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   })()
   const eosId = idOf(eosToken) ?? generationEos
   if (eosId === undefined) {
-    throw new TokenizerError(`${dir}: no end-of-sequence token (tokenizer_config.json eos_token, or generation_config.json eos_token_id)`)
+    throw new TokenizerError(
+      `${dir}: no end-of-sequence token (tokenizer_config.json eos_token, or generation_config.json eos_token_id)`,
+    )
   }
   const padId = idOf(tokenText(config.pad_token as TokenValue)) ?? eosId
   const bosToken = tokenText(config.bos_token as TokenValue)

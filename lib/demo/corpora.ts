@@ -9,10 +9,32 @@ import { mulberry32 } from '../util/random.js'
 
 const pick = <T>(next: () => number, items: readonly T[]): T => items[Math.floor(next() * items.length)]!
 
-const ANIMALS = ['fox', 'owl', 'deer', 'otter', 'badger', 'heron', 'rabbit', 'wolf', 'sparrow', 'beaver', 'lynx', 'crow']
+const ANIMALS = [
+  'fox',
+  'owl',
+  'deer',
+  'otter',
+  'badger',
+  'heron',
+  'rabbit',
+  'wolf',
+  'sparrow',
+  'beaver',
+  'lynx',
+  'crow',
+]
 const ADJECTIVES = ['quiet', 'small', 'grey', 'young', 'old', 'quick', 'patient', 'curious', 'hungry', 'sleepy']
 const VERBS = ['watches', 'follows', 'finds', 'hides near', 'waits by', 'runs past', 'rests under', 'looks at']
-const PLACES = ['the river', 'the old oak', 'the hill', 'the meadow', 'the pond', 'the stone wall', 'the forest edge', 'the field']
+const PLACES = [
+  'the river',
+  'the old oak',
+  'the hill',
+  'the meadow',
+  'the pond',
+  'the stone wall',
+  'the forest edge',
+  'the field',
+]
 const TIMES = ['in the morning', 'at dusk', 'after the rain', 'in winter', 'at night', 'before noon']
 
 export function corpusA(count: number, seed = 1): string[] {
@@ -33,7 +55,10 @@ export function corpusB(count: number, seed = 2): string[] {
   const next = mulberry32(seed)
   return Array.from({ length: count }, () => {
     const x = pick(next, NAMES)
-    const y = pick(next, NAMES.filter((n) => n !== x))
+    const y = pick(
+      next,
+      NAMES.filter((n) => n !== x),
+    )
     const a = Math.floor(next() * 50)
     const b = Math.floor(next() * 50)
     const op = pick(next, ['+', '-', '*'] as const)

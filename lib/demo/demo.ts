@@ -92,20 +92,30 @@ const BASE_CONFIG = {
 }
 
 async function writeJsonl(path: string, texts: readonly string[]): Promise<void> {
-  await writeFile(path, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n')
+  await writeFile(path, `${texts.map((text) => JSON.stringify({ text })).join('\n')}\n`)
 }
 
 /** Token-weighted mean loss of a model on held-out texts, cut into blocks as training does. */
 async function heldOutLoss(modelDir: string, texts: readonly string[]): Promise<number> {
   const tokenizer = await loadTokenizer(modelDir)
-  const { sequences } = preprocess(texts.map((text) => ({ kind: 'text' as const, text })), 'pt', tokenizer, undefined, CUTOFF, true)
+  const { sequences } = preprocess(
+    texts.map((text) => ({ kind: 'text' as const, text })),
+    'pt',
+    tokenizer,
+    undefined,
+    CUTOFF,
+    true,
+  )
   const model = await LlamaModel.load(modelDir)
   try {
     let weighted = 0
     let tokens = 0
     for (let i = 0; i < sequences.length; i += 16) {
       const batch = collate(sequences.slice(i, i + 16), tokenizer.padId)
-      const result = await model.lossDetail({ data: batch.ids, shape: [batch.batch, batch.seq] }, { data: batch.labels, shape: [batch.batch, batch.seq] })
+      const result = await model.lossDetail(
+        { data: batch.ids, shape: [batch.batch, batch.seq] },
+        { data: batch.labels, shape: [batch.batch, batch.seq] },
+      )
       weighted += result.loss * result.tokens
       tokens += result.tokens
     }
@@ -171,12 +181,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const out = resolve(options.outDir)
   const steps = options.steps ?? 150
   const seedCount = options.seeds ?? 3
-  if (!Number.isInteger(seedCount) || seedCount < 1) throw new LlamaproError('LLAMAPRO_ARG', `seeds must be a positive integer, got ${seedCount}`)
+  if (!Number.isInteger(seedCount) || seedCount < 1)
+    throw new LlamaproError('LLAMAPRO_ARG', `seeds must be a positive integer, got ${seedCount}`)
   const seeds = Array.from({ length: seedCount }, (_, k) => k + 1)
   // A killed demo leaves temporaries (of its model saves, expansion and checkpoints): remove those whose process is gone.
   const stale = await removeStaleTemporaries(dirname(out), { target: basename(out) })
   const seedDirs = seeds.flatMap((seed) => [join('llama-pro', `seed-${seed}`), join('full-fine-tune', `seed-${seed}`)])
-  for (const dir of [out, ...[...STAGE_DIRS, ...seedDirs].map((name) => join(out, name))]) stale.push(...(await removeStaleTemporaries(dir)))
+  for (const dir of [out, ...[...STAGE_DIRS, ...seedDirs].map((name) => join(out, name))])
+    stale.push(...(await removeStaleTemporaries(dir)))
   if (stale.length > 0) log(describeStaleRemoval(stale))
   await checkOutputDir(out, options.force ?? false, 'pass --force')
   await mkdir(join(out, 'data'), { recursive: true })
@@ -189,12 +201,22 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   await writeJsonl(join(out, 'data', 'b.jsonl'), trainB)
 
   const init = join(out, 'init')
-  const vocab = await writeTrainedTokenizer(join(out, 'tokenizer'), [...trainA.slice(0, 500), ...trainB.slice(0, 500)], 384, 256)
-  const random = await LlamaModel.random({ ...BASE_CONFIG, vocab_size: vocab, eos_token_id: 0, pad_token_id: 1 }, { seed: 7 })
+  const vocab = await writeTrainedTokenizer(
+    join(out, 'tokenizer'),
+    [...trainA.slice(0, 500), ...trainB.slice(0, 500)],
+    384,
+    256,
+  )
+  const random = await LlamaModel.random(
+    { ...BASE_CONFIG, vocab_size: vocab, eos_token_id: 0, pad_token_id: 1 },
+    { seed: 7 },
+  )
   await random.save(init, { overwrite: true, onWarning: log })
   random.dispose()
   await writeTrainedTokenizer(init, [...trainA.slice(0, 500), ...trainB.slice(0, 500)], 384, 256)
-  log(`1. tokenizer: byte-level BPE with ${vocab} tokens; base model: ${BASE_CONFIG.num_hidden_layers} layers of width ${BASE_CONFIG.hidden_size}, random`)
+  log(
+    `1. tokenizer: byte-level BPE with ${vocab} tokens; base model: ${BASE_CONFIG.num_hidden_layers} layers of width ${BASE_CONFIG.hidden_size}, random`,
+  )
 
   const common = trainOverrides({
     stage: 'pt',
@@ -212,7 +234,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const result = await train(parseTrainConfig(trainOverrides(common, raw), `demo (${stage})`, out), {
       signal: options.signal,
       onEvent: (event) => {
-        if (event.type === 'log' && event.record.loss !== undefined) curve.push([event.record.current_steps, event.record.loss])
+        if (event.type === 'log' && event.record.loss !== undefined)
+          curve.push([event.record.current_steps, event.record.loss])
         options.onEvent?.(stage, event)
       },
     })
@@ -222,9 +245,18 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   }
 
   const base = join(out, 'base')
-  await run('pre-train on A', { model_name_or_path: init, dataset: join(out, 'data', 'a.jsonl'), output_dir: base, finetuning_type: 'full', learning_rate: 3e-3, max_steps: options.preTrainSteps ?? 400 })
+  await run('pre-train on A', {
+    model_name_or_path: init,
+    dataset: join(out, 'data', 'a.jsonl'),
+    output_dir: base,
+    finetuning_type: 'full',
+    learning_rate: 3e-3,
+    max_steps: options.preTrainSteps ?? 400,
+  })
   const baseLoss: HeldOutLoss = { a: await heldOutLoss(base, heldA), b: await heldOutLoss(base, heldB) }
-  log(`2. pre-trained on corpus A (prose, with 5% code): held-out loss A ${baseLoss.a.toFixed(3)}, B ${baseLoss.b.toFixed(3)}`)
+  log(
+    `2. pre-trained on corpus A (prose, with 5% code): held-out loss A ${baseLoss.a.toFixed(3)}, B ${baseLoss.b.toFixed(3)}`,
+  )
 
   const pro = join(out, 'base-expanded')
   const expansion = await expandCheckpoint(base, pro, { numExpand: 2, force: true, onWarning: log })
@@ -241,19 +273,40 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const seedCurves: DemoChartInput['seedCurves'] = { llamaPro: [], fullFineTune: [] }
   for (const seed of seeds) {
     const proDir = join(out, 'llama-pro', `seed-${seed}`)
-    const proRun = await run(`LLaMA-Pro on B, seed ${seed}`, { ...fineTune, seed, model_name_or_path: pro, output_dir: proDir, finetuning_type: 'freeze', use_llama_pro: true, freeze_trainable_layers: 2 })
+    const proRun = await run(`LLaMA-Pro on B, seed ${seed}`, {
+      ...fineTune,
+      seed,
+      model_name_or_path: pro,
+      output_dir: proDir,
+      finetuning_type: 'freeze',
+      use_llama_pro: true,
+      freeze_trainable_layers: 2,
+    })
     proRuns.push({ a: await heldOutLoss(proDir, heldA), b: await heldOutLoss(proDir, heldB) })
     const fullDir = join(out, 'full-fine-tune', `seed-${seed}`)
-    const fullRun = await run(`full fine-tune on B, seed ${seed}`, { ...fineTune, seed, model_name_or_path: base, output_dir: fullDir, finetuning_type: 'full' })
+    const fullRun = await run(`full fine-tune on B, seed ${seed}`, {
+      ...fineTune,
+      seed,
+      model_name_or_path: base,
+      output_dir: fullDir,
+      finetuning_type: 'full',
+    })
     fullRuns.push({ a: await heldOutLoss(fullDir, heldA), b: await heldOutLoss(fullDir, heldB) })
     if (seed === seeds[0]) [curves.llamaPro, curves.fullFineTune] = [proRun.curve, fullRun.curve]
     seedCurves.llamaPro.push(proRun.curve)
     seedCurves.fullFineTune.push(fullRun.curve)
   }
-  const mean = (runs: HeldOutLoss[]): HeldOutLoss => ({ a: spread(runs.map((r) => r.a)).mean, b: spread(runs.map((r) => r.b)).mean })
+  const mean = (runs: HeldOutLoss[]): HeldOutLoss => ({
+    a: spread(runs.map((r) => r.a)).mean,
+    b: spread(runs.map((r) => r.b)).mean,
+  })
   const [proLoss, fullLoss] = [mean(proRuns), mean(fullRuns)]
-  log(`4. LLaMA-Pro: trained only the new blocks on corpus B (code) for ${steps} steps, data-order seeds ${seeds.join(', ')}`)
-  log(`5. baseline: full fine-tune of the ${BASE_CONFIG.num_hidden_layers}-layer base on corpus B, same steps, learning rate and seeds`)
+  log(
+    `4. LLaMA-Pro: trained only the new blocks on corpus B (code) for ${steps} steps, data-order seeds ${seeds.join(', ')}`,
+  )
+  log(
+    `5. baseline: full fine-tune of the ${BASE_CONFIG.num_hidden_layers}-layer base on corpus B, same steps, learning rate and seeds`,
+  )
   const forgot = {
     llamaPro: spread(proRuns.map((r) => r.a - baseLoss.a)),
     fullFineTune: spread(fullRuns.map((r) => r.a - baseLoss.a)),
@@ -263,14 +316,29 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     fullFineTune: spread(fullRuns.map((r) => baseLoss.b - r.b)),
   }
   const statements = {
-    forgetting: statement({ name: 'LLaMA-Pro', value: forgot.llamaPro }, { name: 'the full fine-tune', value: forgot.fullFineTune }, 'forgets less than', 'forgets more than', 'loss rise on A'),
-    learning: statement({ name: 'LLaMA-Pro', value: learned.llamaPro }, { name: 'the full fine-tune', value: learned.fullFineTune }, 'learns less than', 'learns more than', 'loss drop on B'),
+    forgetting: statement(
+      { name: 'LLaMA-Pro', value: forgot.llamaPro },
+      { name: 'the full fine-tune', value: forgot.fullFineTune },
+      'forgets less than',
+      'forgets more than',
+      'loss rise on A',
+    ),
+    learning: statement(
+      { name: 'LLaMA-Pro', value: learned.llamaPro },
+      { name: 'the full fine-tune', value: learned.fullFineTune },
+      'learns less than',
+      'learns more than',
+      'loss drop on B',
+    ),
   }
 
   const runs = { llamaPro: proRuns, fullFineTune: fullRuns }
   const { bars, training } = demoCharts({ base: baseLoss, runs, seeds, seedCurves })
   const plots: string[] = []
-  for (const [name, svg] of [['demo', bars], ['demo-training', training]] as const) {
+  for (const [name, svg] of [
+    ['demo', bars],
+    ['demo-training', training],
+  ] as const) {
     await writeFile(join(out, `${name}.svg`), svg)
     plots.push(join(out, `${name}.svg`))
     const png = svgToPng(svg)
@@ -294,7 +362,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     plots,
     seconds: (performance.now() - started) / 1000,
   }
-  const params = async (dir: string) => (await openCheckpoint(dir)).tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0)
+  const params = async (dir: string) =>
+    (await openCheckpoint(dir)).tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0)
   result.trainableParams = { llamaPro: (await params(pro)) - (await params(base)), fullFineTune: await params(base) }
   await writeFile(join(out, 'demo.json'), `${JSON.stringify(result, null, 2)}\n`)
   return result

@@ -24,7 +24,9 @@ export interface KernelPin {
 
 function cpuFlags(): Set<string> {
   try {
-    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'))
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'))
     return new Set((line?.split(':')[1] ?? '').trim().split(/\s+/))
   } catch {
     return new Set()
@@ -37,7 +39,11 @@ function cpuFlags(): Set<string> {
  * the kernel option gemm 'blas' for the caller to apply (listed in `set` as the variable that would do the same).
  * The OpenBLAS settings are only effective before LibTorch (and so OpenBLAS) is loaded.
  */
-export function pinBlasKernels(env: NodeJS.ProcessEnv = process.env, arch: string = process.arch, flags: Set<string> = cpuFlags()): KernelPin {
+export function pinBlasKernels(
+  env: NodeJS.ProcessEnv = process.env,
+  arch: string = process.arch,
+  flags: Set<string> = cpuFlags(),
+): KernelPin {
   const set: string[] = []
   const kept: string[] = []
   if (env.OPENBLAS_NUM_THREADS !== undefined) kept.push(`OPENBLAS_NUM_THREADS=${env.OPENBLAS_NUM_THREADS}`)
@@ -57,6 +63,9 @@ export function pinBlasKernels(env: NodeJS.ProcessEnv = process.env, arch: strin
     kernels.gemm = 'blas'
     set.push('LLAMAPRO_GEMM=blas')
   }
-  const reason = kept.length === 0 ? 'the same sums on every x86-64 CPU with AVX2' : `kept ${kept.join(', ')}: the numbers may differ from docs/cli/demo.md's`
+  const reason =
+    kept.length === 0
+      ? 'the same sums on every x86-64 CPU with AVX2'
+      : `kept ${kept.join(', ')}: the numbers may differ from docs/cli/demo.md's`
   return { set, reason, kernels }
 }

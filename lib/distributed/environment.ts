@@ -21,11 +21,19 @@ export class DistributedError extends LlamaproError {
   }
 }
 
-function integer(env: Readonly<Record<string, string | undefined>>, name: string, min: number, max: number, fallback?: number): number {
+function integer(
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+  min: number,
+  max: number,
+  fallback?: number,
+): number {
   const raw = env[name]
   if (raw === undefined || raw === '') {
     if (fallback !== undefined) return fallback
-    throw new DistributedError(`WORLD_SIZE is set, so ${name} must be set too (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT)`)
+    throw new DistributedError(
+      `WORLD_SIZE is set, so ${name} must be set too (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT)`,
+    )
   }
   const value = Number(raw)
   if (!/^\d+$/.test(raw.trim()) || value < min || value > max) {
@@ -35,7 +43,9 @@ function integer(env: Readonly<Record<string, string | undefined>>, name: string
 }
 
 /** The rank's place in a torchrun-style job, or null when WORLD_SIZE is not set (a single process). */
-export function distributedFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): DistributedEnv | null {
+export function distributedFromEnv(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): DistributedEnv | null {
   if (env.WORLD_SIZE === undefined || env.WORLD_SIZE === '') return null
   const worldSize = integer(env, 'WORLD_SIZE', 1, 1 << 20)
   const rank = integer(env, 'RANK', 0, worldSize - 1)

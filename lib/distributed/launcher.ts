@@ -51,9 +51,11 @@ export async function launchLocalRanks(options: LaunchOptions): Promise<number> 
   const stopOthers = () => {
     if (stopping) return
     stopping = true
-    for (const child of children) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+    for (const child of children)
+      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
     killTimer = setTimeout(() => {
-      for (const child of children) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      for (const child of children)
+        if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
     }, grace)
     killTimer.unref()
   }
@@ -71,7 +73,14 @@ export async function launchLocalRanks(options: LaunchOptions): Promise<number> 
     const env = {
       ...process.env,
       ...kernelOptionsEnv(), // the kernel options in effect here (environment or setKernelOptions), for every rank
-      ...rankEnvironment({ rank, worldSize: options.nproc, localRank: rank, localWorldSize: options.nproc, masterAddr: '127.0.0.1', masterPort }),
+      ...rankEnvironment({
+        rank,
+        worldSize: options.nproc,
+        localRank: rank,
+        localWorldSize: options.nproc,
+        masterAddr: '127.0.0.1',
+        masterPort,
+      }),
     }
     // Rank 0 speaks for the job; the others' output (errors) is passed on with a prefix.
     const child = spawn(process.execPath, [...process.execArgv, script, ...options.args], {

@@ -109,7 +109,11 @@ export function fineTuneHint(output: string, plan: ExpansionPlan): string {
   return [`model_name_or_path: ${output}`, 'finetuning_type: freeze', ...selection].join('\n')
 }
 
-export async function expandCheckpoint(src: string, dst: string, options: ExpandCheckpointOptions): Promise<ExpandResult & { hint: string }> {
+export async function expandCheckpoint(
+  src: string,
+  dst: string,
+  options: ExpandCheckpointOptions,
+): Promise<ExpandResult & { hint: string }> {
   const started = performance.now()
   const checkpoint = await openCheckpoint(src)
   const plan = planExpansion(checkpoint.config.numLayers, options)
@@ -123,19 +127,33 @@ export async function expandCheckpoint(src: string, dst: string, options: Expand
     options.onProgress?.({ bytesDone, bytesTotal, tensorsDone, tensorsTotal: tensors.length }),
   )
   const raw = expandedRawConfig(checkpoint.rawConfig, plan.originalNumLayers, plan.insertAfter)
-  const written = await writeFolderAtomically(dst, async (tmp) => {
-    try {
-      const shards = await writeShardedSafetensors(tmp, tensors, shardSize, totalParameters, (path, header, ordered) =>
-        copier.writeFile(path, header, ordered.map((t) => t.source), options.signal),
-      )
-      await copySideFiles(checkpoint.dir, tmp)
-      await writeFile(join(tmp, CONFIG_FILE), configJson(raw))
-      await writeFile(join(tmp, EXPANSION_RECORD_FILE), `${JSON.stringify(expansionRecord(plan), null, 2)}\n`)
-      return shards
-    } finally {
-      await copier.close()
-    }
-  }, { onWarning: options.onWarning })
+  const written = await writeFolderAtomically(
+    dst,
+    async (tmp) => {
+      try {
+        const shards = await writeShardedSafetensors(
+          tmp,
+          tensors,
+          shardSize,
+          totalParameters,
+          (path, header, ordered) =>
+            copier.writeFile(
+              path,
+              header,
+              ordered.map((t) => t.source),
+              options.signal,
+            ),
+        )
+        await copySideFiles(checkpoint.dir, tmp)
+        await writeFile(join(tmp, CONFIG_FILE), configJson(raw))
+        await writeFile(join(tmp, EXPANSION_RECORD_FILE), `${JSON.stringify(expansionRecord(plan), null, 2)}\n`)
+        return shards
+      } finally {
+        await copier.close()
+      }
+    },
+    { onWarning: options.onWarning },
+  )
   const sourceLayerOf: Record<number, number> = {}
   plan.newLayerIds.forEach((id, i) => {
     sourceLayerOf[id] = plan.insertAfter[i]!

@@ -28,7 +28,8 @@ export function expandedRawConfig(
   }
   const threshold = raw.max_window_layers
   if (typeof threshold === 'number' && Number.isInteger(threshold) && threshold >= 0 && threshold <= numLayers) {
-    out.max_window_layers = threshold === numLayers ? numLayers + insertAfter.length : newIndexOfOriginal(threshold, insertAfter)
+    out.max_window_layers =
+      threshold === numLayers ? numLayers + insertAfter.length : newIndexOfOriginal(threshold, insertAfter)
   }
   return out
 }

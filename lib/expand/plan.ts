@@ -35,13 +35,17 @@ export function planExpansion(numLayers: number, options: ExpansionOptions): Exp
   }
   let insertAfter: number[]
   if (positions !== undefined) {
-    if (positions.length === 0) throw new ExpansionError('positions is empty: name at least one layer to insert a block after')
+    if (positions.length === 0)
+      throw new ExpansionError('positions is empty: name at least one layer to insert a block after')
     const seen = new Set<number>()
     for (const p of positions) {
       if (!Number.isInteger(p) || p < 0 || p >= numLayers) {
-        throw new ExpansionError(`position ${p} is out of range: the model has ${numLayers} layers (valid positions: 0..${numLayers - 1})`)
+        throw new ExpansionError(
+          `position ${p} is out of range: the model has ${numLayers} layers (valid positions: 0..${numLayers - 1})`,
+        )
       }
-      if (seen.has(p)) throw new ExpansionError(`position ${p} is given twice (each layer can be followed by one new block)`)
+      if (seen.has(p))
+        throw new ExpansionError(`position ${p} is given twice (each layer can be followed by one new block)`)
       seen.add(p)
     }
     insertAfter = [...positions].sort((a, b) => a - b)

@@ -45,7 +45,10 @@ async function layerMapping(
     newIds = new Set(record.new_layer_ids)
     from = 'llamapro_expansion.json'
   } else {
-    const zeroNames = (i: number) => layerParameters(expanded.config, i).map((p) => p.name).filter((name) => ZEROED_IN_NEW_BLOCKS.test(name.slice(layerPrefix(i).length)))
+    const zeroNames = (i: number) =>
+      layerParameters(expanded.config, i)
+        .map((p) => p.name)
+        .filter((name) => ZEROED_IN_NEW_BLOCKS.test(name.slice(layerPrefix(i).length)))
     newIds = new Set()
     for (let i = 0; i < n; i++) {
       const maxAbs = await expanded.tensorMaxAbs(zeroNames(i))
@@ -64,7 +67,8 @@ async function layerMapping(
   let original = -1
   for (let i = 0; i < n; i++) {
     if (newIds.has(i)) {
-      if (original < 0) throw new LlamaproError('LLAMAPRO_VERIFY', `layer ${i} is marked new but no original layer comes before it`)
+      if (original < 0)
+        throw new LlamaproError('LLAMAPRO_VERIFY', `layer ${i} is marked new but no original layer comes before it`)
       source.push(original)
       isNew.push(true)
     } else {
@@ -75,7 +79,11 @@ async function layerMapping(
   return { from, source, isNew }
 }
 
-export async function verifyExpansion(originalDir: string, expandedDir: string, options: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verifyExpansion(
+  originalDir: string,
+  expandedDir: string,
+  options: VerifyOptions = {},
+): Promise<VerifyResult> {
   const tolerance = options.tolerance ?? 1e-5
   const [originalCkpt, expandedCkpt] = await Promise.all([openCheckpoint(originalDir), openCheckpoint(expandedDir)])
   const load = { device: options.device ?? 'cpu', dtype: 'float32' } as const
@@ -98,20 +106,30 @@ export async function verifyExpansion(originalDir: string, expandedDir: string, 
       )
       const copiedMax = Math.max(0, ...diffs)
       copied.forEach((r, k) => {
-        if (diffs[k] !== 0) failures.push(`layer ${i} ${r} differs from layer ${source} of the original by up to ${diffs[k]}`)
+        if (diffs[k] !== 0)
+          failures.push(`layer ${i} ${r} differs from layer ${source} of the original by up to ${diffs[k]}`)
       })
       if (mapping.isNew[i]) {
         const maxAbs = await expanded.tensorMaxAbs(zeroed.map((r) => `${layerPrefix(i)}${r}`))
         zeroed.forEach((r, k) => {
-          if (maxAbs[k] !== 0) failures.push(`new block ${i}: ${r} is not zero (max |x| = ${maxAbs[k]}), so the block is not an identity map`)
+          if (maxAbs[k] !== 0)
+            failures.push(
+              `new block ${i}: ${r} is not zero (max |x| = ${maxAbs[k]}), so the block is not an identity map`,
+            )
         })
         newLayers.push({ index: i, source, zeroedMaxAbs: Math.max(0, ...maxAbs), copiedMaxDifference: copiedMax })
       } else {
         unchangedMaxDifference = Math.max(unchangedMaxDifference, copiedMax)
       }
     }
-    const outside = original.parameters().map((p) => p.name).filter((name) => !name.startsWith('model.layers.'))
-    const outsideDiffs = await expanded.maxAbsDifference(original, outside.map((n) => [n, n] as const))
+    const outside = original
+      .parameters()
+      .map((p) => p.name)
+      .filter((name) => !name.startsWith('model.layers.'))
+    const outsideDiffs = await expanded.maxAbsDifference(
+      original,
+      outside.map((n) => [n, n] as const),
+    )
     outside.forEach((name, k) => {
       if (outsideDiffs[k] !== 0) failures.push(`${name} differs from the original by up to ${outsideDiffs[k]}`)
     })
@@ -123,11 +141,20 @@ export async function verifyExpansion(originalDir: string, expandedDir: string, 
     const ids = { data: flat, shape: [batch, seq] as const }
     const [a, b] = [await original.forward(ids), await expanded.forward(ids)]
     let maxLogitDifference = 0
-    for (let k = 0; k < a.logits.length; k++) maxLogitDifference = Math.max(maxLogitDifference, Math.abs(a.logits[k]! - b.logits[k]!))
+    for (let k = 0; k < a.logits.length; k++)
+      maxLogitDifference = Math.max(maxLogitDifference, Math.abs(a.logits[k]! - b.logits[k]!))
     if (!(maxLogitDifference <= tolerance)) {
       failures.push(`logits differ by up to ${maxLogitDifference}, more than the tolerance ${tolerance}`)
     }
-    return { ok: failures.length === 0, maxLogitDifference, tolerance, mappingFrom: mapping.from, newLayers, unchangedMaxDifference, failures }
+    return {
+      ok: failures.length === 0,
+      maxLogitDifference,
+      tolerance,
+      mappingFrom: mapping.from,
+      newLayers,
+      unchangedMaxDifference,
+      failures,
+    }
   } finally {
     original.dispose()
     expanded?.dispose()

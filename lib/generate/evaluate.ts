@@ -54,7 +54,8 @@ export interface PreparedData {
 export async function prepareEvalData(tokenizer: TextTokenizer, o: EvaluateOptions): Promise<PreparedData> {
   const stage = o.stage ?? 'sft'
   const cutoffLen = o.cutoffLen ?? 2048
-  if (!Number.isInteger(cutoffLen) || cutoffLen < 2) throw new LlamaproError('LLAMAPRO_ARG', `cutoffLen must be an integer >= 2, got ${cutoffLen}`)
+  if (!Number.isInteger(cutoffLen) || cutoffLen < 2)
+    throw new LlamaproError('LLAMAPRO_ARG', `cutoffLen must be an integer >= 2, got ${cutoffLen}`)
   const examples = await loadExamples({
     names: o.dataset,
     stage,
@@ -67,13 +68,31 @@ export async function prepareEvalData(tokenizer: TextTokenizer, o: EvaluateOptio
   const template = stage === 'sft' ? chatTemplate(name, tokenizer, o.warn ?? (() => {})) : undefined
   const dataTokenizer = template?.tokenizer ?? pretrainTokenizer(name, tokenizer)
   // No packing: each example is scored on its own, as training's eval of unpacked sft data.
-  const { sequences, dropped } = preprocess(examples, stage, dataTokenizer, template?.renderConversation, cutoffLen, false, { efficientEos: template?.efficientEos })
-  if (sequences.length === 0) throw new LlamaproError('LLAMAPRO_DATASET', `evaluation: the data gave no sequence with a target token within cutoff_len ${cutoffLen}`)
+  const { sequences, dropped } = preprocess(
+    examples,
+    stage,
+    dataTokenizer,
+    template?.renderConversation,
+    cutoffLen,
+    false,
+    { efficientEos: template?.efficientEos },
+  )
+  if (sequences.length === 0)
+    throw new LlamaproError(
+      'LLAMAPRO_DATASET',
+      `evaluation: the data gave no sequence with a target token within cutoff_len ${cutoffLen}`,
+    )
   return { examples, sequences, dropped }
 }
 
 /** Loss over the sequences, weighted by target tokens per batch (as lib/train's evaluation). */
-export async function sequenceLoss(model: LlamaModel, sequences: readonly Sequence[], padId: number, batchSize = 4, signal?: AbortSignal): Promise<ModelEvaluation> {
+export async function sequenceLoss(
+  model: LlamaModel,
+  sequences: readonly Sequence[],
+  padId: number,
+  batchSize = 4,
+  signal?: AbortSignal,
+): Promise<ModelEvaluation> {
   const vocab = model.config.vocabSize
   let weighted = 0
   let tokens = 0
@@ -82,7 +101,10 @@ export async function sequenceLoss(model: LlamaModel, sequences: readonly Sequen
     const batch = collate(sequences.slice(i, i + batchSize), padId)
     const bad = batch.ids.find((id) => id >= vocab)
     if (bad !== undefined) {
-      throw new LlamaproError('LLAMAPRO_DATASET', `token id ${bad} is beyond this model's vocab_size ${vocab}: the models must share a tokenizer`)
+      throw new LlamaproError(
+        'LLAMAPRO_DATASET',
+        `token id ${bad} is beyond this model's vocab_size ${vocab}: the models must share a tokenizer`,
+      )
     }
     const result = await model.batchLoss(batch)
     weighted += result.loss * result.tokens
@@ -93,10 +115,15 @@ export async function sequenceLoss(model: LlamaModel, sequences: readonly Sequen
 }
 
 /** Loss and perplexity of each model on the same prepared data (tokenized with `tokenizer`). */
-export async function evaluateModels(models: readonly LlamaModel[], tokenizer: TextTokenizer, o: EvaluateOptions): Promise<EvaluateResult> {
+export async function evaluateModels(
+  models: readonly LlamaModel[],
+  tokenizer: TextTokenizer,
+  o: EvaluateOptions,
+): Promise<EvaluateResult> {
   const data = await prepareEvalData(tokenizer, o)
   const out: ModelEvaluation[] = []
-  for (const model of models) out.push(await sequenceLoss(model, data.sequences, tokenizer.padId, o.batchSize ?? 4, o.signal))
+  for (const model of models)
+    out.push(await sequenceLoss(model, data.sequences, tokenizer.padId, o.batchSize ?? 4, o.signal))
   return { models: out, examples: data.examples.length, dropped: data.dropped }
 }
 
@@ -114,17 +141,31 @@ export async function predict(
   model: LlamaModel,
   examples: readonly Example[],
   tokenizer: TextTokenizer,
-  o: { template?: string; file?: string; generate?: GenerateOptions; onPrediction?: (p: Prediction, index: number) => void; signal?: AbortSignal },
+  o: {
+    template?: string
+    file?: string
+    generate?: GenerateOptions
+    onPrediction?: (p: Prediction, index: number) => void
+    signal?: AbortSignal
+  },
 ): Promise<Prediction[]> {
   const predictions: Prediction[] = []
   for (const example of examples) {
     o.signal?.throwIfAborted()
     if (example.kind !== 'conversation') {
-      throw new LlamaproError('LLAMAPRO_DATASET', 'predict needs sft (conversation) data: a pt text has no prompt/answer split')
+      throw new LlamaproError(
+        'LLAMAPRO_DATASET',
+        'predict needs sft (conversation) data: a pt text has no prompt/answer split',
+      )
     }
     const messages = example.messages.slice(0, -1)
     const label = example.messages[example.messages.length - 1]!.content
-    const result = await generate(model, messages, { template: o.template ?? 'default', tokenizer, signal: o.signal, ...o.generate })
+    const result = await generate(model, messages, {
+      template: o.template ?? 'default',
+      tokenizer,
+      signal: o.signal,
+      ...o.generate,
+    })
     const p = { prompt: tokenizer.decode(result.promptTokenIds), predict: result.text, label }
     predictions.push(p)
     o.onPrediction?.(p, predictions.length - 1)

@@ -79,7 +79,12 @@ async function plan(model: LlamaModel, input: GenerateInput, o: GenerateOptions)
     if (tk.addBosToken && tk.bosId !== null) promptIds.unshift(tk.bosId)
   } else if (Array.isArray(input)) {
     const tk = needTokenizer('a chat conversation')
-    const prompt = generationPrompt(o.template ?? defaultTemplateName(tk), input as readonly Message[], tk, o.warn ?? (() => {}))
+    const prompt = generationPrompt(
+      o.template ?? defaultTemplateName(tk),
+      input as readonly Message[],
+      tk,
+      o.warn ?? (() => {}),
+    )
     promptIds = encodePrompt(prompt)
     // A stop word that is one token (an added special token, as they usually are) stops as that token id.
     for (const word of prompt.stopWords) {
@@ -90,12 +95,19 @@ async function plan(model: LlamaModel, input: GenerateInput, o: GenerateOptions)
   } else if (input && typeof input === 'object' && 'ids' in input && Array.isArray(input.ids)) {
     promptIds = [...input.ids]
   } else {
-    throw new LlamaproError('LLAMAPRO_ARG', 'generate: the input must be a string, an array of chat messages, or { ids: number[] }')
+    throw new LlamaproError(
+      'LLAMAPRO_ARG',
+      'generate: the input must be a string, an array of chat messages, or { ids: number[] }',
+    )
   }
   const vocab = model.config.vocabSize
   if (promptIds.length === 0) throw new LlamaproError('LLAMAPRO_ARG', 'generate: the prompt has no tokens')
   const badId = promptIds.find((id) => !Number.isInteger(id) || id < 0 || id >= vocab)
-  if (badId !== undefined) throw new LlamaproError('LLAMAPRO_ARG', `generate: prompt token id ${badId} is outside the vocabulary (0..${vocab - 1})`)
+  if (badId !== undefined)
+    throw new LlamaproError(
+      'LLAMAPRO_ARG',
+      `generate: prompt token id ${badId} is outside the vocabulary (0..${vocab - 1})`,
+    )
   const context = model.config.maxPositionEmbeddings
   if (promptIds.length >= context) {
     throw new LlamaproError(
@@ -119,11 +131,15 @@ async function plan(model: LlamaModel, input: GenerateInput, o: GenerateOptions)
   if (o.stopTokenIds) stopIds = [...o.stopTokenIds]
   else {
     const configEos = model.rawConfig.eos_token_id
-    stopIds = [...defaults.eosTokenIds, ...(Array.isArray(configEos) ? configEos : [configEos]).filter((x): x is number => Number.isInteger(x))]
+    stopIds = [
+      ...defaults.eosTokenIds,
+      ...(Array.isArray(configEos) ? configEos : [configEos]).filter((x): x is number => Number.isInteger(x)),
+    ]
     if (tokenizer) stopIds.push(tokenizer.eosId)
     stopIds.push(...templateStopIds)
   }
-  if (stopStrings.some((s) => typeof s !== 'string' || s.length === 0)) throw new LlamaproError('LLAMAPRO_ARG', 'stop: stop strings must be non-empty strings')
+  if (stopStrings.some((s) => typeof s !== 'string' || s.length === 0))
+    throw new LlamaproError('LLAMAPRO_ARG', 'stop: stop strings must be non-empty strings')
   if (stopStrings.length > 0 && !tokenizer) needTokenizer('a stop string')
   const seed = o.seed ?? randomInt(2 ** 31)
   if (!Number.isInteger(seed)) throw new LlamaproError('LLAMAPRO_ARG', `seed must be an integer, got ${seed}`)
@@ -161,7 +177,11 @@ function heldBack(text: string, stops: readonly string[]): number {
  * Streaming generation: yields each token with the text it adds and returns the result. Breaking out of the
  * loop (or aborting the signal) stops it; a cache made here is freed either way.
  */
-export async function* generateStream(model: LlamaModel, input: GenerateInput, options: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
+export async function* generateStream(
+  model: LlamaModel,
+  input: GenerateInput,
+  options: GenerateOptions = {},
+): AsyncGenerator<GenerationChunk, GenerationResult> {
   const p = await plan(model, input, options)
   const cache = options.cache ?? new KvCache(model)
   if (cache.model !== model) throw new LlamaproError('LLAMAPRO_ARG', 'generate: options.cache belongs to another model')
@@ -233,11 +253,23 @@ export async function* generateStream(model: LlamaModel, input: GenerateInput, o
     options.onToken?.(chunk)
     yield chunk
   }
-  return { text, tokenIds: generated, promptTokenIds: p.promptIds, finishReason, ...(stoppedBy !== undefined ? { stoppedBy } : {}), seed: p.seed, timings }
+  return {
+    text,
+    tokenIds: generated,
+    promptTokenIds: p.promptIds,
+    finishReason,
+    ...(stoppedBy !== undefined ? { stoppedBy } : {}),
+    seed: p.seed,
+    timings,
+  }
 }
 
 /** generate(): the whole reply at once (onToken still streams it). */
-export async function generate(model: LlamaModel, input: GenerateInput, options: GenerateOptions = {}): Promise<GenerationResult> {
+export async function generate(
+  model: LlamaModel,
+  input: GenerateInput,
+  options: GenerateOptions = {},
+): Promise<GenerationResult> {
   const stream = generateStream(model, input, options)
   for (;;) {
     const next = await stream.next()

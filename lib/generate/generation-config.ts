@@ -34,9 +34,13 @@ export async function readGenerationConfig(dir: string | undefined): Promise<Gen
   const eos = raw.eos_token_id
   const list = eos === undefined || eos === null ? [] : Array.isArray(eos) ? eos : [eos]
   if (list.some((id) => !Number.isInteger(id) || (id as number) < 0)) {
-    throw new LlamaproError('LLAMAPRO_CONFIG', `${path}: eos_token_id must be a token id or a list of them, got ${JSON.stringify(eos)}`)
+    throw new LlamaproError(
+      'LLAMAPRO_CONFIG',
+      `${path}: eos_token_id must be a token id or a list of them, got ${JSON.stringify(eos)}`,
+    )
   }
-  const num = (key: string): number | undefined => (typeof raw[key] === 'number' && Number.isFinite(raw[key]) ? (raw[key] as number) : undefined)
+  const num = (key: string): number | undefined =>
+    typeof raw[key] === 'number' && Number.isFinite(raw[key]) ? (raw[key] as number) : undefined
   return {
     eosTokenIds: list as number[],
     maxNewTokens: num('max_new_tokens'),

@@ -46,12 +46,16 @@ export class KvCache<Model extends NativeBackedModel = NativeBackedModel> {
     const data = Int32Array.from(ids)
     for (let i = 0; i < data.length; i++) {
       if (data[i]! < 0 || data[i]! >= vocab || data[i] !== Number(ids[i])) {
-        throw new LlamaproError('LLAMAPRO_ARG', `KvCache.step: token id ${ids[i]} at position ${i} is not in the vocabulary (0..${vocab - 1})`)
+        throw new LlamaproError(
+          'LLAMAPRO_ARG',
+          `KvCache.step: token id ${ids[i]} at position ${i} is not in the vocabulary (0..${vocab - 1})`,
+        )
       }
     }
     const handle = this.#native
     // Steps must run in order (the pool may start two queued workers in any order), so one at a time.
-    if (this.#stepping) throw new LlamaproError('LLAMAPRO_BUSY', 'KvCache.step: a previous step is still running (await it first)')
+    if (this.#stepping)
+      throw new LlamaproError('LLAMAPRO_BUSY', 'KvCache.step: a previous step is still running (await it first)')
     this.#stepping = true
     try {
       const logits = await callNative('generation step', () => handle.step(data, options.allLogits ?? false))
@@ -64,9 +68,13 @@ export class KvCache<Model extends NativeBackedModel = NativeBackedModel> {
 
   /** Keeps the first `length` positions and forgets the rest. */
   truncate(length: number): void {
-    if (this.#stepping) throw new LlamaproError('LLAMAPRO_BUSY', 'KvCache.truncate: a step is still running (await it first)')
+    if (this.#stepping)
+      throw new LlamaproError('LLAMAPRO_BUSY', 'KvCache.truncate: a step is still running (await it first)')
     if (!Number.isInteger(length) || length < 0 || length > this.#tokens.length) {
-      throw new LlamaproError('LLAMAPRO_ARG', `KvCache.truncate: length must be an integer in 0..${this.#tokens.length}, got ${length}`)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        `KvCache.truncate: length must be an integer in 0..${this.#tokens.length}, got ${length}`,
+      )
     }
     callNativeSync('truncating the KV cache', () => this.#native.truncate(length))
     this.#tokens.length = length

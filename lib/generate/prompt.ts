@@ -21,14 +21,19 @@ export function checkMessages(messages: readonly Message[]): void {
   if (messages.length === 0) throw new LlamaproError('LLAMAPRO_ARG', 'messages: the conversation is empty')
   messages.forEach((m, i) => {
     if (!m || typeof m.content !== 'string' || !['system', 'user', 'assistant'].includes(m.role)) {
-      throw new LlamaproError('LLAMAPRO_ARG', `messages[${i}] must be { role: 'system' | 'user' | 'assistant', content: string }`)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        `messages[${i}] must be { role: 'system' | 'user' | 'assistant', content: string }`,
+      )
     }
-    if (m.role === 'system' && i !== 0) throw new LlamaproError('LLAMAPRO_ARG', `messages[${i}]: a system message may only come first`)
+    if (m.role === 'system' && i !== 0)
+      throw new LlamaproError('LLAMAPRO_ARG', `messages[${i}]: a system message may only come first`)
   })
   const turns = messages.filter((m) => m.role !== 'system')
   turns.forEach((m, i) => {
     const expected = i % 2 === 0 ? 'user' : 'assistant'
-    if (m.role !== expected) throw new LlamaproError('LLAMAPRO_ARG', `messages must alternate user/assistant, but turn ${i} is ${m.role}`)
+    if (m.role !== expected)
+      throw new LlamaproError('LLAMAPRO_ARG', `messages must alternate user/assistant, but turn ${i} is ${m.role}`)
   })
   if (turns.length === 0 || turns[turns.length - 1]!.role !== 'user') {
     throw new LlamaproError('LLAMAPRO_ARG', 'messages must end with a user message (the assistant answers it)')
@@ -48,11 +53,20 @@ function templateFor(name: string, tokenizer: TextTokenizer, warn: (message: str
 }
 
 /** The one place that knows how templates render a generation prompt (see the file comment). */
-export function generationPrompt(templateName: string, messages: readonly Message[], tokenizer: TextTokenizer, warn: (message: string) => void): GenerationPrompt {
+export function generationPrompt(
+  templateName: string,
+  messages: readonly Message[],
+  tokenizer: TextTokenizer,
+  warn: (message: string) => void,
+): GenerationPrompt {
   checkMessages(messages)
   const template = templateFor(templateName, tokenizer, warn)
   const stopWords = new Set([...template.stopWords, ...endOfTurnWords(template.renderConversation)])
-  return { parts: template.renderPrompt(messages), stopWords: [...stopWords].filter((w) => w.length > 0), tokenizer: template.tokenizer }
+  return {
+    parts: template.renderPrompt(messages),
+    stopWords: [...stopWords].filter((w) => w.length > 0),
+    tokenizer: template.tokenizer,
+  }
 }
 
 /**
@@ -62,8 +76,13 @@ export function generationPrompt(templateName: string, messages: readonly Messag
  */
 function endOfTurnWords(render: (messages: readonly Message[]) => { parts: SegmentPart[] }[]): string[] {
   const probe = 'llamapro-reply-probe'
-  const segments = render([{ role: 'user', content: 'q' }, { role: 'assistant', content: probe }])
-  const text = (segments[segments.length - 1]?.parts ?? []).map((part) => (typeof part === 'string' ? part : '')).join('')
+  const segments = render([
+    { role: 'user', content: 'q' },
+    { role: 'assistant', content: probe },
+  ])
+  const text = (segments[segments.length - 1]?.parts ?? [])
+    .map((part) => (typeof part === 'string' ? part : ''))
+    .join('')
   const at = text.indexOf(probe)
   if (at < 0) return []
   const suffix = text.slice(at + probe.length).trim()

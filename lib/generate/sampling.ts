@@ -26,10 +26,12 @@ export function checkSamplingOptions(o: SamplingOptions): void {
   const bad = (what: string, valid: string, value: number) => {
     throw new LlamaproError('LLAMAPRO_ARG', `${what} must be ${valid}, got ${value}`)
   }
-  if (!(Number.isFinite(o.temperature) && o.temperature >= 0)) bad('temperature', 'a number >= 0 (0 is greedy)', o.temperature)
+  if (!(Number.isFinite(o.temperature) && o.temperature >= 0))
+    bad('temperature', 'a number >= 0 (0 is greedy)', o.temperature)
   if (!(Number.isInteger(o.topK) && o.topK >= 0)) bad('topK', 'an integer >= 0 (0: no limit)', o.topK)
   if (!(Number.isFinite(o.topP) && o.topP > 0 && o.topP <= 1)) bad('topP', 'a number in (0, 1]', o.topP)
-  if (!(Number.isFinite(o.repetitionPenalty) && o.repetitionPenalty > 0)) bad('repetitionPenalty', 'a number > 0 (1: off)', o.repetitionPenalty)
+  if (!(Number.isFinite(o.repetitionPenalty) && o.repetitionPenalty > 0))
+    bad('repetitionPenalty', 'a number > 0 (1: off)', o.repetitionPenalty)
 }
 
 /** A seeded source of uniform floats in [0, 1). */
@@ -88,7 +90,12 @@ function topKIds(logits: Float32Array, k: number): number[] {
  * The next token. `logits` is modified (penalty, temperature). `seen` holds the ids of the sequence so far,
  * for the repetition penalty.
  */
-export function pickToken(logits: Float32Array, seen: ReadonlySet<number>, o: SamplingOptions, random: () => number): number {
+export function pickToken(
+  logits: Float32Array,
+  seen: ReadonlySet<number>,
+  o: SamplingOptions,
+  random: () => number,
+): number {
   applyRepetitionPenalty(logits, seen, o.repetitionPenalty)
   if (o.temperature === 0) return argmax(logits)
   const candidates = o.topK > 0 || o.topP < 1 ? topKIds(logits, o.topK > 0 ? o.topK : logits.length) : null

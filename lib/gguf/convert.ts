@@ -17,11 +17,16 @@ import { callNative } from '../native/call.js'
 import { native } from '../native/load.js'
 import { checkOutputDir, writeFolderAtomically } from '../util/atomic-dir.js'
 import { GGML_FROM_SAFETENSORS, GGML_TYPE_BY_NAME, ggmlTypeName } from './ggml-types.js'
-import { ggufTensorName, hfTensorName, llamaConfigFromGguf, llamaMetadataFromConfig, permutedHeads } from './llama-model.js'
+import {
+  ggufTensorName,
+  hfTensorName,
+  llamaConfigFromGguf,
+  llamaMetadataFromConfig,
+  permutedHeads,
+} from './llama-model.js'
 import { GgufError, GgufMetadata, readGgufFile } from './reader.js'
 import { tokenizerFromGguf, tokenizerToGguf } from './tokenizer.js'
 import { encodeGguf } from './writer.js'
-
 
 export interface ImportGgufOptions {
   /** Output dtype; default float32, which holds every dequantized value exactly (as transformers' GGUF loader). */
@@ -47,9 +52,14 @@ function rowsAndCols(dims: readonly number[], permuted: boolean): { rows: number
   return { rows: dims.slice(1).reduce((a, b) => a * b, 1), cols: dims[0]! }
 }
 
-export async function importGguf(file: string, outDir: string, options: ImportGgufOptions = {}): Promise<ImportGgufResult> {
+export async function importGguf(
+  file: string,
+  outDir: string,
+  options: ImportGgufOptions = {},
+): Promise<ImportGgufResult> {
   const dtype = options.dtype === undefined ? 'float32' : parseModelDtype(options.dtype)
-  if (!dtype) throw new UsageError(`--dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(options.dtype)}`)
+  if (!dtype)
+    throw new UsageError(`--dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(options.dtype)}`)
   const gguf = await readGgufFile(file)
   const meta = new GgufMetadata(gguf)
   const names = new Set(gguf.tensors.map((t) => t.name))
@@ -67,19 +77,25 @@ export async function importGguf(file: string, outDir: string, options: ImportGg
   const sourceTypes: Record<string, number> = {}
   const mapped = gguf.tensors.map((t) => {
     const hf = hfTensorName(t.name)
-    if (!hf) throw new GgufError(file, `tensor "${t.name}" has no place in a LLaMA model (llamapro maps token_embd, output_norm, output and blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down})`)
+    if (!hf)
+      throw new GgufError(
+        file,
+        `tensor "${t.name}" has no place in a LLaMA model (llamapro maps token_embd, output_norm, output and blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down})`,
+      )
     // ggml treats trailing dimensions of 1 as absent ([n, 1] is a vector of n).
     const dims = [...t.dims]
     while (dims.length > 1 && dims[dims.length - 1] === 1) dims.pop()
     const shape = dims.reverse()
     const want = expected.get(hf)
     if (!want) throw new GgufError(file, `tensor "${t.name}" (${hf}) is not part of the model config.json describes`)
-    if (want.join(',') !== shape.join(',')) throw new GgufError(file, `tensor "${t.name}" has shape [${shape}] but ${hf} needs [${want}]`)
+    if (want.join(',') !== shape.join(','))
+      throw new GgufError(file, `tensor "${t.name}" has shape [${shape}] but ${hf} needs [${want}]`)
     sourceTypes[ggmlTypeName(t.type)] = (sourceTypes[ggmlTypeName(t.type)] ?? 0) + 1
     return { info: t, name: hf, dtype: toSafetensorsDtype(dtype), shape }
   })
   const present = new Set(mapped.map((m) => m.name))
-  for (const name of expected.keys()) if (!present.has(name)) throw new GgufError(file, `the file has no tensor for ${name} (${ggufTensorName(name)})`)
+  for (const name of expected.keys())
+    if (!present.has(name)) throw new GgufError(file, `the file has no tensor for ${name} (${ggufTensorName(name)})`)
 
   const ordered = safetensorsOrder(mapped)
   const header = encodeSafetensorsHeader(ordered)
@@ -102,7 +118,9 @@ export async function importGguf(file: string, outDir: string, options: ImportGg
   const files: string[] = []
   await writeFolderAtomically(outDir, async (tmp) => {
     const fileSize = header.bytes.length + header.dataSize
-    await callNative(`importing ${file}`, () => native().convertTensors(join(tmp, WEIGHTS), header.bytes, fileSize, items))
+    await callNative(`importing ${file}`, () =>
+      native().convertTensors(join(tmp, WEIGHTS), header.bytes, fileSize, items),
+    )
     files.push(WEIGHTS)
     await writeFile(join(tmp, 'config.json'), configJson(config))
     files.push('config.json')
@@ -113,7 +131,14 @@ export async function importGguf(file: string, outDir: string, options: ImportGg
       files.push('tokenizer.json', 'tokenizer_config.json', 'generation_config.json')
     }
   })
-  return { outDir, tensors: items.length, dtype, sourceTypes, bytesWritten: header.bytes.length + header.dataSize, files }
+  return {
+    outDir,
+    tensors: items.length,
+    dtype,
+    sourceTypes,
+    bytesWritten: header.bytes.length + header.dataSize,
+    files,
+  }
 }
 
 function expectedShapes(c: ReturnType<typeof parseModelConfig>): Map<string, number[]> {
@@ -165,29 +190,42 @@ export interface ExportGgufResult {
   types: Record<string, number>
 }
 
-export async function exportGguf(modelDir: string, file: string, options: ExportGgufOptions = {}): Promise<ExportGgufResult> {
+export async function exportGguf(
+  modelDir: string,
+  file: string,
+  options: ExportGgufOptions = {},
+): Promise<ExportGgufResult> {
   const type = (options.type ?? 'f16').toLowerCase() as ExportType
-  if (!EXPORT_TYPES.includes(type)) throw new UsageError(`--type must be one of ${EXPORT_TYPES.join(', ')}, got ${JSON.stringify(options.type)}`)
+  if (!EXPORT_TYPES.includes(type))
+    throw new UsageError(`--type must be one of ${EXPORT_TYPES.join(', ')}, got ${JSON.stringify(options.type)}`)
   const target = resolve(file)
   if (existsSync(target) && !options.force) {
     throw new LlamaproError('LLAMAPRO_OUTPUT_EXISTS', `output file ${file} already exists; pass --force to replace it`)
   }
-  if (existsSync(target) && (await stat(target)).isDirectory()) throw new LlamaproError('LLAMAPRO_OUTPUT_EXISTS', `output path ${file} is a folder`)
+  if (existsSync(target) && (await stat(target)).isDirectory())
+    throw new LlamaproError('LLAMAPRO_OUTPUT_EXISTS', `output path ${file} is a folder`)
   const checkpoint = await openCheckpoint(modelDir)
   const config = checkpoint.config
   if (config.modelType !== 'llama') {
     throw new GgufError(modelDir, `model_type "${config.modelType}": export writes the llama architecture only`)
   }
-  const metadata = llamaMetadataFromConfig(checkpoint.rawConfig, options.name ?? basename(resolve(modelDir)), join(modelDir, 'config.json'))
+  const metadata = llamaMetadataFromConfig(
+    checkpoint.rawConfig,
+    options.name ?? basename(resolve(modelDir)),
+    join(modelDir, 'config.json'),
+  )
   metadata.push(['general.file_type', { type: 'u32', value: FILE_TYPE[type] }])
   if (type === 'q8_0') metadata.push(['general.quantization_version', { type: 'u32', value: 2 }])
   const tokenizerPath = join(modelDir, 'tokenizer.json')
   if (existsSync(tokenizerPath)) {
     const tokenizerJson = JSON.parse(await readFile(tokenizerPath, 'utf8')) as Record<string, unknown>
     const configPath = join(modelDir, 'tokenizer_config.json')
-    const tokenizerConfig = existsSync(configPath) ? (JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>) : {}
+    const tokenizerConfig = existsSync(configPath)
+      ? (JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>)
+      : {}
     let template = typeof tokenizerConfig.chat_template === 'string' ? tokenizerConfig.chat_template : null
-    if (template === null && existsSync(join(modelDir, 'chat_template.jinja'))) template = await readFile(join(modelDir, 'chat_template.jinja'), 'utf8')
+    if (template === null && existsSync(join(modelDir, 'chat_template.jinja')))
+      template = await readFile(join(modelDir, 'chat_template.jinja'), 'utf8')
     metadata.push(...tokenizerToGguf(tokenizerJson, tokenizerConfig, template, config.vocabSize, tokenizerPath))
   }
 
@@ -197,14 +235,18 @@ export async function exportGguf(modelDir: string, file: string, options: Export
     const name = ggufTensorName(t.name)
     if (!name) throw new GgufError(modelDir, `tensor ${t.name} has no GGUF name in the llama architecture`)
     const srcType = GGML_FROM_SAFETENSORS[t.dtype]
-    if (srcType === undefined) throw new GgufError(modelDir, `tensor ${t.name} is ${t.dtype}; export reads F32, F16 and BF16`)
+    if (srcType === undefined)
+      throw new GgufError(modelDir, `tensor ${t.name} is ${t.dtype}; export reads F32, F16 and BF16`)
     const dims = [...t.shape].reverse()
     let dstType = t.shape.length === 1 ? 0 : weightType
     if (dstType === 8 && dims[0]! % 32 !== 0) dstType = 1 // Q8_0 needs rows of whole 32-value blocks; llama.cpp falls back to F16
     types[ggmlTypeName(dstType)] = (types[ggmlTypeName(dstType)] ?? 0) + 1
     return { t, name, dims, srcType, dstType }
   })
-  const encoded = encodeGguf(metadata, planned.map((p) => ({ name: p.name, dims: p.dims, type: p.dstType })))
+  const encoded = encodeGguf(
+    metadata,
+    planned.map((p) => ({ name: p.name, dims: p.dims, type: p.dstType })),
+  )
   const items: ConvertItem[] = planned.map((p, i) => {
     const heads = permutedHeads(p.t.name, config.numHeads, config.numKvHeads)
     return {
@@ -221,7 +263,9 @@ export async function exportGguf(modelDir: string, file: string, options: Export
   })
   const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now().toString(36)}`)
   try {
-    await callNative(`exporting ${modelDir}`, () => native().convertTensors(tmp, encoded.header, encoded.fileSize, items))
+    await callNative(`exporting ${modelDir}`, () =>
+      native().convertTensors(tmp, encoded.header, encoded.fileSize, items),
+    )
     await rename(tmp, target)
   } catch (error) {
     await rm(tmp, { force: true })

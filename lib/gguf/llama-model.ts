@@ -2,7 +2,7 @@
  * The `llama` architecture between GGUF and Hugging Face: metadata <-> config.json, and tensor names. Facts from
  * llama.cpp's convert_hf_to_gguf.py (what it writes) and transformers' GGUF loader (what it reads back).
  */
-import { GgufError, GgufMetadata } from './reader.js'
+import { GgufError, type GgufMetadata } from './reader.js'
 
 /** GGUF tensor name (without .weight/.bias) -> HF module name, per layer and outside the layers. */
 const LAYER_NAMES: Record<string, string> = {
@@ -54,31 +54,54 @@ export function permutedHeads(hfName: string, numHeads: number, numKvHeads: numb
 }
 
 /** config.json for the model a GGUF describes (transformers' LlamaConfig keys). */
-export function llamaConfigFromGguf(meta: GgufMetadata, tensorNames: ReadonlySet<string>, vocabSize: number): Record<string, unknown> {
+export function llamaConfigFromGguf(
+  meta: GgufMetadata,
+  tensorNames: ReadonlySet<string>,
+  vocabSize: number,
+): Record<string, unknown> {
   const path = meta.file.path
   const arch = meta.string('general.architecture', true)
   if (arch !== 'llama') {
-    throw new GgufError(path, `general.architecture is "${arch}"; llamapro imports the "llama" architecture (LLaMA, SmolLM, TinyLlama, Mistral-as-llama, ...)`)
+    throw new GgufError(
+      path,
+      `general.architecture is "${arch}"; llamapro imports the "llama" architecture (LLaMA, SmolLM, TinyLlama, Mistral-as-llama, ...)`,
+    )
   }
   const k = (key: string) => `llama.${key}`
   const hidden = meta.integer(k('embedding_length'), true)
   const heads = meta.integer(k('attention.head_count'), true)
   const kvHeads = meta.integer(k('attention.head_count_kv')) ?? heads
   if (heads === 0 || kvHeads === 0 || heads % kvHeads !== 0) {
-    throw new GgufError(path, `llama.attention.head_count (${heads}) must be a positive multiple of llama.attention.head_count_kv (${kvHeads})`)
+    throw new GgufError(
+      path,
+      `llama.attention.head_count (${heads}) must be a positive multiple of llama.attention.head_count_kv (${kvHeads})`,
+    )
   }
   const headDim = meta.integer(k('attention.key_length')) ?? hidden / heads
   const valueLength = meta.integer(k('attention.value_length'))
   if (valueLength !== undefined && valueLength !== headDim) {
-    throw new GgufError(path, `llama.attention.value_length (${valueLength}) differs from key_length (${headDim}); LLaMA needs them equal`)
+    throw new GgufError(
+      path,
+      `llama.attention.value_length (${valueLength}) differs from key_length (${headDim}); LLaMA needs them equal`,
+    )
   }
-  if (!Number.isInteger(headDim)) throw new GgufError(path, `embedding_length ${hidden} is not divisible by head_count ${heads} and there is no llama.attention.key_length`)
+  if (!Number.isInteger(headDim))
+    throw new GgufError(
+      path,
+      `embedding_length ${hidden} is not divisible by head_count ${heads} and there is no llama.attention.key_length`,
+    )
   const ropeDims = meta.integer(k('rope.dimension_count'))
   if (ropeDims !== undefined && ropeDims !== headDim) {
-    throw new GgufError(path, `llama.rope.dimension_count is ${ropeDims} but a head has ${headDim} dimensions; partial rotary embeddings are not supported`)
+    throw new GgufError(
+      path,
+      `llama.rope.dimension_count is ${ropeDims} but a head has ${headDim} dimensions; partial rotary embeddings are not supported`,
+    )
   }
   if (tensorNames.has('rope_freqs.weight')) {
-    throw new GgufError(path, 'the file holds rope_freqs.weight (llama.cpp\'s form of Llama 3.1 rope scaling); its factors cannot be recovered exactly, so it is not imported')
+    throw new GgufError(
+      path,
+      "the file holds rope_freqs.weight (llama.cpp's form of Llama 3.1 rope scaling); its factors cannot be recovered exactly, so it is not imported",
+    )
   }
   const config: Record<string, unknown> = {
     architectures: ['LlamaForCausalLM'],
@@ -104,9 +127,11 @@ export function llamaConfigFromGguf(meta: GgufMetadata, tensorNames: ReadonlySet
   }
   const scaling = meta.string(k('rope.scaling.type'))
   if (scaling !== undefined && scaling !== 'none') {
-    if (scaling !== 'linear') throw new GgufError(path, `llama.rope.scaling.type "${scaling}" is not supported (valid: none, linear)`)
+    if (scaling !== 'linear')
+      throw new GgufError(path, `llama.rope.scaling.type "${scaling}" is not supported (valid: none, linear)`)
     const factor = meta.number(k('rope.scaling.factor'))
-    if (factor === undefined || !(factor > 0)) throw new GgufError(path, 'llama.rope.scaling.factor must be a positive number when rope.scaling.type is linear')
+    if (factor === undefined || !(factor > 0))
+      throw new GgufError(path, 'llama.rope.scaling.factor must be a positive number when rope.scaling.type is linear')
     config.rope_scaling = { rope_type: 'linear', factor }
   } else {
     config.rope_scaling = null
@@ -130,10 +155,15 @@ export type GgufMetadataValue =
   | { type: 'i32s'; value: number[] }
 
 /** GGUF metadata for a HF llama config (the inverse of llamaConfigFromGguf). */
-export function llamaMetadataFromConfig(raw: Record<string, unknown>, name: string, path: string): [string, GgufMetadataValue][] {
+export function llamaMetadataFromConfig(
+  raw: Record<string, unknown>,
+  name: string,
+  path: string,
+): [string, GgufMetadataValue][] {
   const num = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new GgufError(path, `config.json: "${key}" must be a number`)
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new GgufError(path, `config.json: "${key}" must be a number`)
     return v
   }
   const hidden = num('hidden_size')
@@ -154,15 +184,24 @@ export function llamaMetadataFromConfig(raw: Record<string, unknown>, name: stri
     ['llama.vocab_size', { type: 'u32', value: num('vocab_size') }],
   ]
   if (headDim !== hidden / heads) {
-    out.push(['llama.attention.key_length', { type: 'u32', value: headDim }], ['llama.attention.value_length', { type: 'u32', value: headDim }])
+    out.push(
+      ['llama.attention.key_length', { type: 'u32', value: headDim }],
+      ['llama.attention.value_length', { type: 'u32', value: headDim }],
+    )
   }
   const scaling = (raw.rope_scaling ?? null) as Record<string, unknown> | null
   if (scaling !== null) {
     const type = scaling.rope_type ?? scaling.type
     if (type === 'linear' && typeof scaling.factor === 'number') {
-      out.push(['llama.rope.scaling.type', { type: 'string', value: 'linear' }], ['llama.rope.scaling.factor', { type: 'f32', value: scaling.factor }])
+      out.push(
+        ['llama.rope.scaling.type', { type: 'string', value: 'linear' }],
+        ['llama.rope.scaling.factor', { type: 'f32', value: scaling.factor }],
+      )
     } else if (type !== 'default') {
-      throw new GgufError(path, `config.json: rope_scaling of type ${JSON.stringify(type)} cannot be exported (supported: linear)`)
+      throw new GgufError(
+        path,
+        `config.json: rope_scaling of type ${JSON.stringify(type)} cannot be exported (supported: linear)`,
+      )
     }
   }
   return out

@@ -17,7 +17,7 @@ export class GgufError extends LlamaproError {
 }
 
 /** GGUF value types (gguf.md). */
-export const enum ValueType {
+export enum ValueType {
   U8 = 0,
   I8 = 1,
   U16 = 2,
@@ -100,7 +100,10 @@ class Cursor {
   need(n: number, what: string): void {
     if (n <= this.buf.length - this.pos) return
     if (!this.complete) throw new NeedMore()
-    throw new GgufError(this.label, `truncated: ${what} at byte ${this.pos} needs ${n} bytes, the file ends at ${this.buf.length}`)
+    throw new GgufError(
+      this.label,
+      `truncated: ${what} at byte ${this.pos} needs ${n} bytes, the file ends at ${this.buf.length}`,
+    )
   }
 
   /** How many bytes remain in the whole file (for count sanity checks). */
@@ -159,7 +162,8 @@ export async function readGgufFile(path: string, options: ReadGgufOptions = {}):
         return parseGguf(path, buf, fileSize)
       } catch (error) {
         if (!(error instanceof NeedMore)) throw error
-        if (want >= MAX_GGUF_HEADER_BYTES) throw new GgufError(path, `the header is larger than ${MAX_GGUF_HEADER_BYTES} bytes`)
+        if (want >= MAX_GGUF_HEADER_BYTES)
+          throw new GgufError(path, `the header is larger than ${MAX_GGUF_HEADER_BYTES} bytes`)
         want = Math.min(fileSize, want * 4, MAX_GGUF_HEADER_BYTES)
       }
     }
@@ -176,27 +180,39 @@ export function parseGguf(label: string, bytes: Uint8Array, fileSize: number): G
   // Uint8Array in the public signature: the declarations must type-check without @types/node.
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const c = new Cursor(buf, buf.length >= fileSize, label)
-  if (fileSize < 4) throw new GgufError(label, `truncated: the file is ${fileSize} bytes; a GGUF file starts with the magic "GGUF"`)
+  if (fileSize < 4)
+    throw new GgufError(label, `truncated: the file is ${fileSize} bytes; a GGUF file starts with the magic "GGUF"`)
   const magic = c.bytes(4, 'the magic')
   if (magic.toString('latin1') !== 'GGUF') {
-    throw new GgufError(label, `not a GGUF file: it starts with ${JSON.stringify(magic.toString('latin1'))}, not "GGUF"`)
+    throw new GgufError(
+      label,
+      `not a GGUF file: it starts with ${JSON.stringify(magic.toString('latin1'))}, not "GGUF"`,
+    )
   }
   const version = c.u32('the version')
-  if (version === 1) throw new GgufError(label, 'GGUF version 1 (32-bit counts, from 2023) is not supported; re-convert it with a current llama.cpp (versions 2 and 3 are read)')
+  if (version === 1)
+    throw new GgufError(
+      label,
+      'GGUF version 1 (32-bit counts, from 2023) is not supported; re-convert it with a current llama.cpp (versions 2 and 3 are read)',
+    )
   if (version !== 2 && version !== 3) {
     const swapped = ((version & 0xff) << 24) | ((version & 0xff00) << 8) | ((version >>> 8) & 0xff00) | (version >>> 24)
-    if (swapped === 2 || swapped === 3) throw new GgufError(label, 'this is a big-endian GGUF; only little-endian files are supported')
+    if (swapped === 2 || swapped === 3)
+      throw new GgufError(label, 'this is a big-endian GGUF; only little-endian files are supported')
     throw new GgufError(label, `unknown GGUF version ${version} (valid: 2, 3)`)
   }
   const tensorCount = c.u64('the tensor count')
   const kvCount = c.u64('the metadata count')
   // Each tensor info takes at least 8 (name length) + 4 + 8 + 4 + 8 bytes, each key/value at least 8 + 4 + 1.
-  if (tensorCount * 32n > BigInt(fileSize)) throw new GgufError(label, `tensor count ${tensorCount} cannot fit in a ${fileSize}-byte file`)
-  if (kvCount * 13n > BigInt(fileSize)) throw new GgufError(label, `metadata count ${kvCount} cannot fit in a ${fileSize}-byte file`)
+  if (tensorCount * 32n > BigInt(fileSize))
+    throw new GgufError(label, `tensor count ${tensorCount} cannot fit in a ${fileSize}-byte file`)
+  if (kvCount * 13n > BigInt(fileSize))
+    throw new GgufError(label, `metadata count ${kvCount} cannot fit in a ${fileSize}-byte file`)
 
   const string = (what: string): string => {
     const n = c.u64(`the length of ${what}`)
-    if (n > BigInt(fileSize - c.pos)) throw new GgufError(label, `${what}: length ${n} at byte ${c.pos - 8} runs past the end of the file`)
+    if (n > BigInt(fileSize - c.pos))
+      throw new GgufError(label, `${what}: length ${n} at byte ${c.pos - 8} runs past the end of the file`)
     const raw = c.bytes(Number(n), what)
     try {
       return utf8.decode(raw)
@@ -211,21 +227,31 @@ export function parseGguf(label: string, bytes: Uint8Array, fileSize: number): G
     const at = c.pos
     c.pos += size
     switch (type) {
-      case ValueType.U8: return buf.readUInt8(at)
-      case ValueType.I8: return buf.readInt8(at)
-      case ValueType.U16: return buf.readUInt16LE(at)
-      case ValueType.I16: return buf.readInt16LE(at)
-      case ValueType.U32: return buf.readUInt32LE(at)
-      case ValueType.I32: return buf.readInt32LE(at)
-      case ValueType.F32: return buf.readFloatLE(at)
-      case ValueType.F64: return buf.readDoubleLE(at)
+      case ValueType.U8:
+        return buf.readUInt8(at)
+      case ValueType.I8:
+        return buf.readInt8(at)
+      case ValueType.U16:
+        return buf.readUInt16LE(at)
+      case ValueType.I16:
+        return buf.readInt16LE(at)
+      case ValueType.U32:
+        return buf.readUInt32LE(at)
+      case ValueType.I32:
+        return buf.readInt32LE(at)
+      case ValueType.F32:
+        return buf.readFloatLE(at)
+      case ValueType.F64:
+        return buf.readDoubleLE(at)
       case ValueType.BOOL: {
         const b = buf.readUInt8(at)
         if (b > 1) throw new GgufError(label, `${what}: a bool must be 0 or 1, got ${b}`)
         return b === 1
       }
-      case ValueType.U64: return small(buf.readBigUInt64LE(at))
-      default: return small(buf.readBigInt64LE(at))
+      case ValueType.U64:
+        return small(buf.readBigUInt64LE(at))
+      default:
+        return small(buf.readBigInt64LE(at))
     }
   }
 
@@ -244,7 +270,10 @@ export function parseGguf(label: string, bytes: Uint8Array, fileSize: number): G
     const count = c.u64(`the length of ${what}`)
     const minSize = itemType === ValueType.STRING ? 8 : itemType === ValueType.ARRAY ? 12 : SCALAR_SIZES[itemType]!
     if (count * BigInt(minSize) > BigInt(fileSize - c.pos)) {
-      throw new GgufError(label, `${what}: an array of ${count} ${TYPE_NAMES[itemType]} values cannot fit in the rest of the file`)
+      throw new GgufError(
+        label,
+        `${what}: an array of ${count} ${TYPE_NAMES[itemType]} values cannot fit in the rest of the file`,
+      )
     }
     const n = Number(count)
     if (itemType !== ValueType.STRING && itemType !== ValueType.ARRAY && itemType !== ValueType.BOOL) {
@@ -283,7 +312,12 @@ export function parseGguf(label: string, bytes: Uint8Array, fileSize: number): G
   let alignment = 32
   const align = metadata.get('general.alignment')
   if (align) {
-    if (align.type !== ValueType.U32 || typeof align.value !== 'number' || align.value === 0 || (align.value & (align.value - 1)) !== 0) {
+    if (
+      align.type !== ValueType.U32 ||
+      typeof align.value !== 'number' ||
+      align.value === 0 ||
+      (align.value & (align.value - 1)) !== 0
+    ) {
       throw new GgufError(label, `general.alignment must be a u32 power of two, got ${String(align.value)}`)
     }
     alignment = align.value
@@ -294,43 +328,66 @@ export function parseGguf(label: string, bytes: Uint8Array, fileSize: number): G
   for (let i = 0n; i < tensorCount; i++) {
     const name = string(`the name of tensor #${i}`)
     if (name.length === 0) throw new GgufError(label, `tensor #${i} has an empty name`)
-    if (name.length > MAX_NAME_BYTES) throw new GgufError(label, `tensor #${i}: the name is ${name.length} characters long`)
+    if (name.length > MAX_NAME_BYTES)
+      throw new GgufError(label, `tensor #${i}: the name is ${name.length} characters long`)
     if (names.has(name)) throw new GgufError(label, `tensor "${name}" appears twice`)
     names.add(name)
     const nDims = c.u32(`the dimension count of "${name}"`)
-    if (nDims < 1 || nDims > MAX_DIMS) throw new GgufError(label, `tensor "${name}": ${nDims} dimensions (valid: 1..${MAX_DIMS})`)
+    if (nDims < 1 || nDims > MAX_DIMS)
+      throw new GgufError(label, `tensor "${name}": ${nDims} dimensions (valid: 1..${MAX_DIMS})`)
     const dims: number[] = []
     let numel = 1n
     for (let d = 0; d < nDims; d++) {
       const n = c.u64(`dimension ${d} of "${name}"`)
       if (n === 0n) throw new GgufError(label, `tensor "${name}": dimension ${d} is 0`)
       numel *= n
-      if (numel > BigInt(Number.MAX_SAFE_INTEGER)) throw new GgufError(label, `tensor "${name}": ${numel} elements is more than any file holds`)
+      if (numel > BigInt(Number.MAX_SAFE_INTEGER))
+        throw new GgufError(label, `tensor "${name}": ${numel} elements is more than any file holds`)
       dims.push(Number(n))
     }
     const typeId = c.u32(`the type of "${name}"`)
     const type = GGML_TYPES.get(typeId)
-    if (!type) throw new GgufError(label, `tensor "${name}" is ${ggmlTypeName(typeId)}, which llamapro cannot convert (supported: ${[...GGML_TYPES.values()].map((t) => t.name).join(', ')})`)
+    if (!type)
+      throw new GgufError(
+        label,
+        `tensor "${name}" is ${ggmlTypeName(typeId)}, which llamapro cannot convert (supported: ${[...GGML_TYPES.values()].map((t) => t.name).join(', ')})`,
+      )
     if (dims[0]! % type.blockSize !== 0) {
-      throw new GgufError(label, `tensor "${name}": a row of ${dims[0]} values is not a whole number of ${type.name} blocks (${type.blockSize} values)`)
+      throw new GgufError(
+        label,
+        `tensor "${name}": a row of ${dims[0]} values is not a whole number of ${type.name} blocks (${type.blockSize} values)`,
+      )
     }
     const offset = c.u64(`the offset of "${name}"`)
-    if (offset > BigInt(fileSize)) throw new GgufError(label, `tensor "${name}": data offset ${offset} is past the end of the file`)
-    if (offset % BigInt(alignment) !== 0n) throw new GgufError(label, `tensor "${name}": data offset ${offset} is not a multiple of the alignment ${alignment}`)
+    if (offset > BigInt(fileSize))
+      throw new GgufError(label, `tensor "${name}": data offset ${offset} is past the end of the file`)
+    if (offset % BigInt(alignment) !== 0n)
+      throw new GgufError(
+        label,
+        `tensor "${name}": data offset ${offset} is not a multiple of the alignment ${alignment}`,
+      )
     const nbytes = (Number(numel) / type.blockSize) * type.blockBytes
     tensors.push({ name, dims, type: typeId, offset: Number(offset), nbytes })
   }
 
   const dataStart = Math.ceil(c.pos / alignment) * alignment
-  if (tensors.length > 0 && dataStart > fileSize) throw new GgufError(label, `truncated: the data section would start at byte ${dataStart}, the file has ${fileSize}`)
+  if (tensors.length > 0 && dataStart > fileSize)
+    throw new GgufError(label, `truncated: the data section would start at byte ${dataStart}, the file has ${fileSize}`)
   const dataSize = fileSize - dataStart
   const byOffset = [...tensors].sort((a, b) => a.offset - b.offset)
   let end = 0
   let previous = ''
   for (const t of byOffset) {
-    if (t.offset < end) throw new GgufError(label, `tensor "${t.name}" (bytes ${t.offset}..${t.offset + t.nbytes} of the data) overlaps "${previous}"`)
+    if (t.offset < end)
+      throw new GgufError(
+        label,
+        `tensor "${t.name}" (bytes ${t.offset}..${t.offset + t.nbytes} of the data) overlaps "${previous}"`,
+      )
     if (t.offset + t.nbytes > dataSize) {
-      throw new GgufError(label, `tensor "${t.name}": bytes ${t.offset}..${t.offset + t.nbytes} of the data run past its end (${dataSize} bytes): truncated file?`)
+      throw new GgufError(
+        label,
+        `tensor "${t.name}": bytes ${t.offset}..${t.offset + t.nbytes} of the data run past its end (${dataSize} bytes): truncated file?`,
+      )
     }
     end = t.offset + t.nbytes
     previous = t.name
@@ -344,9 +401,7 @@ function small(v: bigint): number | bigint {
 
 /** Typed access to metadata values, with errors naming the key. */
 export class GgufMetadata {
-  constructor(
-    readonly file: GgufFile,
-  ) {}
+  constructor(readonly file: GgufFile) {}
 
   has(key: string): boolean {
     return this.file.metadata.has(key)
@@ -363,7 +418,8 @@ export class GgufMetadata {
   string(key: string, required = false): string | undefined {
     const e = this.#entry(key, required)
     if (!e) return undefined
-    if (typeof e.value !== 'string') throw new GgufError(this.file.path, `metadata "${key}" must be a string, it is ${TYPE_NAMES[e.type]}`)
+    if (typeof e.value !== 'string')
+      throw new GgufError(this.file.path, `metadata "${key}" must be a string, it is ${TYPE_NAMES[e.type]}`)
     return e.value
   }
 
@@ -373,8 +429,17 @@ export class GgufMetadata {
   integer(key: string, required = false): number | undefined {
     const e = this.#entry(key, required)
     if (!e) return undefined
-    if (typeof e.value !== 'number' || !Number.isInteger(e.value) || e.value < 0 || e.type === ValueType.F32 || e.type === ValueType.F64) {
-      throw new GgufError(this.file.path, `metadata "${key}" must be a non-negative integer, got ${String(e.value)} (${TYPE_NAMES[e.type]})`)
+    if (
+      typeof e.value !== 'number' ||
+      !Number.isInteger(e.value) ||
+      e.value < 0 ||
+      e.type === ValueType.F32 ||
+      e.type === ValueType.F64
+    ) {
+      throw new GgufError(
+        this.file.path,
+        `metadata "${key}" must be a non-negative integer, got ${String(e.value)} (${TYPE_NAMES[e.type]})`,
+      )
     }
     return e.value
   }
@@ -382,14 +447,16 @@ export class GgufMetadata {
   number(key: string): number | undefined {
     const e = this.#entry(key, false)
     if (!e) return undefined
-    if (typeof e.value !== 'number' || !Number.isFinite(e.value)) throw new GgufError(this.file.path, `metadata "${key}" must be a finite number, got ${String(e.value)}`)
+    if (typeof e.value !== 'number' || !Number.isFinite(e.value))
+      throw new GgufError(this.file.path, `metadata "${key}" must be a finite number, got ${String(e.value)}`)
     return e.value
   }
 
   bool(key: string): boolean | undefined {
     const e = this.#entry(key, false)
     if (!e) return undefined
-    if (typeof e.value !== 'boolean') throw new GgufError(this.file.path, `metadata "${key}" must be a bool, got ${String(e.value)}`)
+    if (typeof e.value !== 'boolean')
+      throw new GgufError(this.file.path, `metadata "${key}" must be a bool, got ${String(e.value)}`)
     return e.value
   }
 
@@ -398,7 +465,8 @@ export class GgufMetadata {
   strings(key: string, required = false): string[] | undefined {
     const e = this.#entry(key, required)
     if (!e) return undefined
-    if (e.type !== ValueType.ARRAY || e.itemType !== ValueType.STRING) throw new GgufError(this.file.path, `metadata "${key}" must be an array of strings`)
+    if (e.type !== ValueType.ARRAY || e.itemType !== ValueType.STRING)
+      throw new GgufError(this.file.path, `metadata "${key}" must be an array of strings`)
     return e.value as string[]
   }
 
@@ -407,7 +475,12 @@ export class GgufMetadata {
     const e = this.#entry(key, false)
     if (!e) return undefined
     const v = e.value
-    if (e.type !== ValueType.ARRAY || ArrayBuffer.isView(v) === false || v instanceof BigInt64Array || v instanceof BigUint64Array) {
+    if (
+      e.type !== ValueType.ARRAY ||
+      ArrayBuffer.isView(v) === false ||
+      v instanceof BigInt64Array ||
+      v instanceof BigUint64Array
+    ) {
       throw new GgufError(this.file.path, `metadata "${key}" must be an array of numbers`)
     }
     return Array.from(v as ArrayLike<number>)

@@ -12,7 +12,6 @@
 import { GgufError, type GgufMetadata } from './reader.js'
 import type { GgufMetadataValue } from './llama-model.js'
 
-const GPT2_SPLIT = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 const LLAMA3_SPLIT =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 const QWEN2_SPLIT =
@@ -20,7 +19,12 @@ const QWEN2_SPLIT =
 
 type Json = Record<string, unknown>
 
-const byteLevel = (useRegex: boolean): Json => ({ type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: useRegex })
+const byteLevel = (useRegex: boolean): Json => ({
+  type: 'ByteLevel',
+  add_prefix_space: false,
+  trim_offsets: true,
+  use_regex: useRegex,
+})
 const splitThenBytes = (regex: string): Json => ({
   type: 'Sequence',
   pretokenizers: [{ type: 'Split', pattern: { Regex: regex }, behavior: 'Isolated', invert: false }, byteLevel(false)],
@@ -38,7 +42,10 @@ const PRE_TOKENIZERS: Record<string, PreTokenizer> = {
   gpt2: { json: byteLevel(true), ignoreMerges: false },
   // SmolLM: every digit alone, then GPT-2's split (llama.cpp: "\p{N}" before the GPT-2 regex; the model's own
   // tokenizer.json: Digits(individual_digits) then ByteLevel).
-  smollm: { json: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, byteLevel(true)] }, ignoreMerges: false },
+  smollm: {
+    json: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, byteLevel(true)] },
+    ignoreMerges: false,
+  },
   'llama-bpe': { json: splitThenBytes(LLAMA3_SPLIT), ignoreMerges: true },
   llama3: { json: splitThenBytes(LLAMA3_SPLIT), ignoreMerges: true },
   'llama-v3': { json: splitThenBytes(LLAMA3_SPLIT), ignoreMerges: true },
@@ -66,10 +73,12 @@ export function tokenizerFromGguf(meta: GgufMetadata, contextLength: number): Im
     throw new GgufError(path, `tokenizer.ggml.token_type has ${types.length} entries for ${tokens.length} tokens`)
   }
   const scores = meta.numbers('tokenizer.ggml.scores')
-  if (scores && scores.length !== tokens.length) throw new GgufError(path, `tokenizer.ggml.scores has ${scores.length} entries for ${tokens.length} tokens`)
+  if (scores && scores.length !== tokens.length)
+    throw new GgufError(path, `tokenizer.ggml.scores has ${scores.length} entries for ${tokens.length} tokens`)
   const idKey = (key: string): number | undefined => {
     const id = meta.integer(`tokenizer.ggml.${key}`)
-    if (id !== undefined && id >= tokens.length) throw new GgufError(path, `tokenizer.ggml.${key} is ${id}, beyond the ${tokens.length} tokens`)
+    if (id !== undefined && id >= tokens.length)
+      throw new GgufError(path, `tokenizer.ggml.${key} is ${id}, beyond the ${tokens.length} tokens`)
     return id
   }
   const bos = idKey('bos_token_id')
@@ -79,7 +88,7 @@ export function tokenizerFromGguf(meta: GgufMetadata, contextLength: number): Im
   const eot = idKey('eot_token_id')
 
   const vocab: Record<string, number> = {}
-  for (let i = 0; i < tokens.length; i++) if (!Object.prototype.hasOwnProperty.call(vocab, tokens[i]!)) vocab[tokens[i]!] = i
+  for (let i = 0; i < tokens.length; i++) if (!Object.hasOwn(vocab, tokens[i]!)) vocab[tokens[i]!] = i
   const typeOf = (i: number) => types?.[i] ?? TOKEN_TYPE.normal
 
   const added: Json[] = []
@@ -87,7 +96,15 @@ export function tokenizerFromGguf(meta: GgufMetadata, contextLength: number): Im
     const t = typeOf(i)
     const special = t === TOKEN_TYPE.control || t === TOKEN_TYPE.unknown
     if (!special && t !== TOKEN_TYPE.userDefined) continue
-    added.push({ id: i, content: tokens[i], single_word: false, lstrip: false, rstrip: false, normalized: false, special })
+    added.push({
+      id: i,
+      content: tokens[i],
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special,
+    })
   }
 
   let tokenizerJson: Json
@@ -97,7 +114,10 @@ export function tokenizerFromGguf(meta: GgufMetadata, contextLength: number): Im
     const preName = meta.string('tokenizer.ggml.pre') ?? 'default'
     const pre = PRE_TOKENIZERS[preName]
     if (!pre) {
-      throw new GgufError(path, `tokenizer.ggml.pre "${preName}" is not known to llamapro (known: ${SUPPORTED_PRE_TOKENIZERS.join(', ')}); its split rules decide the token ids, so it is not guessed`)
+      throw new GgufError(
+        path,
+        `tokenizer.ggml.pre "${preName}" is not known to llamapro (known: ${SUPPORTED_PRE_TOKENIZERS.join(', ')}); its split rules decide the token ids, so it is not guessed`,
+      )
     }
     addBos = meta.bool('tokenizer.ggml.add_bos_token') ?? false
     tokenizerJson = {
@@ -107,7 +127,10 @@ export function tokenizerFromGguf(meta: GgufMetadata, contextLength: number): Im
       added_tokens: added,
       normalizer: null,
       pre_tokenizer: pre.json,
-      post_processor: addBos && bos !== undefined ? bosTemplate(tokens[bos]!, bos) : { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+      post_processor:
+        addBos && bos !== undefined
+          ? bosTemplate(tokens[bos]!, bos)
+          : { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
       decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
       model: {
         type: 'BPE',
@@ -166,7 +189,14 @@ export function tokenizerFromGguf(meta: GgufMetadata, contextLength: number): Im
   const text = (id: number | undefined) => (id === undefined ? null : tokens[id]!)
   const addedDecoder: Json = {}
   for (const a of added) {
-    addedDecoder[String(a.id)] = { content: a.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: a.special }
+    addedDecoder[String(a.id)] = {
+      content: a.content,
+      lstrip: false,
+      normalized: false,
+      rstrip: false,
+      single_word: false,
+      special: a.special,
+    }
   }
   const tokenizerConfig: Json = {
     add_bos_token: addBos,
@@ -207,7 +237,10 @@ function bosTemplate(token: string, id: number): Json {
 function splitMerge(merge: string, index: number, path: string): [string, string] {
   const parts = merge.split(' ')
   if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
-    throw new GgufError(path, `tokenizer.ggml.merges[${index}] is ${JSON.stringify(merge)}; a merge is two tokens separated by one space`)
+    throw new GgufError(
+      path,
+      `tokenizer.ggml.merges[${index}] is ${JSON.stringify(merge)}; a merge is two tokens separated by one space`,
+    )
   }
   return [parts[0]!, parts[1]!]
 }
@@ -222,7 +255,16 @@ export function mergesFromScores(tokens: readonly string[], scores: readonly num
   tokens.forEach((t, i) => {
     if (!ids.has(t)) ids.set(t, i)
   })
-  const found: { l: string; r: string; score: number; ll: number; rl: number; li: number; ri: number; order: number }[] = []
+  const found: {
+    l: string
+    r: string
+    score: number
+    ll: number
+    rl: number
+    li: number
+    ri: number
+    order: number
+  }[] = []
   let order = 0
   for (const [token, id] of ids) {
     const chars = Array.from(token)
@@ -232,7 +274,8 @@ export function mergesFromScores(tokens: readonly string[], scores: readonly num
       const r = chars.slice(k).join('')
       const li = ids.get(l)
       const ri = ids.get(r)
-      if (li !== undefined && ri !== undefined) local.push({ l, r, score: scores[id]!, ll: k, rl: chars.length - k, li, ri, order: 0 })
+      if (li !== undefined && ri !== undefined)
+        local.push({ l, r, score: scores[id]!, ll: k, rl: chars.length - k, li, ri, order: 0 })
     }
     local.sort((a, b) => a.li - b.li || a.ri - b.ri)
     for (const m of local) found.push({ ...m, order: order++ })
@@ -250,8 +293,11 @@ export function tokenizerToGguf(
   path: string,
 ): [string, GgufMetadataValue][] {
   const model = tokenizerJson.model as Json | undefined
-  if (!model || model.type !== 'BPE' || typeof model.vocab !== 'object' || model.vocab === null) {
-    throw new GgufError(path, `tokenizer.json: only BPE tokenizers can be exported (this one is ${JSON.stringify(model?.type)})`)
+  if (model?.type !== 'BPE' || typeof model.vocab !== 'object' || model.vocab === null) {
+    throw new GgufError(
+      path,
+      `tokenizer.json: only BPE tokenizers can be exported (this one is ${JSON.stringify(model?.type)})`,
+    )
   }
   const sentencePiece = model.byte_fallback === true
   const tokens: (string | undefined)[] = []
@@ -260,7 +306,10 @@ export function tokenizerToGguf(
   const userDefined = new Set<number>()
   for (const a of (tokenizerJson.added_tokens ?? []) as { id: number; content: string; special: boolean }[]) {
     if (tokens[a.id] !== undefined && tokens[a.id] !== a.content) {
-      throw new GgufError(path, `tokenizer.json: added token ${JSON.stringify(a.content)} has id ${a.id}, which the vocabulary gives to ${JSON.stringify(tokens[a.id])}`)
+      throw new GgufError(
+        path,
+        `tokenizer.json: added token ${JSON.stringify(a.content)} has id ${a.id}, which the vocabulary gives to ${JSON.stringify(tokens[a.id])}`,
+      )
     }
     tokens[a.id] = a.content
     ;(a.special ? specials : userDefined).add(a.id)
@@ -285,11 +334,20 @@ export function tokenizerToGguf(
     else if (t === unkText) types.push(TOKEN_TYPE.unknown)
     else types.push(TOKEN_TYPE.normal)
   }
-  const merges = ((model.merges ?? []) as (string | [string, string])[]).map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`))
-  const out: [string, GgufMetadataValue][] = [['tokenizer.ggml.model', { type: 'string', value: sentencePiece ? 'llama' : 'gpt2' }]]
-  if (!sentencePiece) out.push(['tokenizer.ggml.pre', { type: 'string', value: preNameOf(tokenizerJson.pre_tokenizer, path) }])
+  const merges = ((model.merges ?? []) as (string | [string, string])[]).map((m) =>
+    typeof m === 'string' ? m : `${m[0]} ${m[1]}`,
+  )
+  const out: [string, GgufMetadataValue][] = [
+    ['tokenizer.ggml.model', { type: 'string', value: sentencePiece ? 'llama' : 'gpt2' }],
+  ]
+  if (!sentencePiece)
+    out.push(['tokenizer.ggml.pre', { type: 'string', value: preNameOf(tokenizerJson.pre_tokenizer, path) }])
   out.push(['tokenizer.ggml.tokens', { type: 'strings', value: list }])
-  if (sentencePiece) out.push(['tokenizer.ggml.scores', { type: 'f32s', value: list.map((_, i) => (types[i] === TOKEN_TYPE.normal ? -i : 0)) }])
+  if (sentencePiece)
+    out.push([
+      'tokenizer.ggml.scores',
+      { type: 'f32s', value: list.map((_, i) => (types[i] === TOKEN_TYPE.normal ? -i : 0)) },
+    ])
   out.push(['tokenizer.ggml.token_type', { type: 'i32s', value: types }])
   if (merges.length > 0) out.push(['tokenizer.ggml.merges', { type: 'strings', value: merges }])
   const tokenId = (key: string): number | undefined => {
@@ -306,8 +364,10 @@ export function tokenizerToGguf(
     const id = tokenId(key)
     if (id !== undefined) out.push([`tokenizer.ggml.${gguf}`, { type: 'u32', value: id }])
   }
-  if (typeof tokenizerConfig.add_bos_token === 'boolean') out.push(['tokenizer.ggml.add_bos_token', { type: 'bool', value: tokenizerConfig.add_bos_token }])
-  if (typeof tokenizerConfig.add_eos_token === 'boolean') out.push(['tokenizer.ggml.add_eos_token', { type: 'bool', value: tokenizerConfig.add_eos_token }])
+  if (typeof tokenizerConfig.add_bos_token === 'boolean')
+    out.push(['tokenizer.ggml.add_bos_token', { type: 'bool', value: tokenizerConfig.add_bos_token }])
+  if (typeof tokenizerConfig.add_eos_token === 'boolean')
+    out.push(['tokenizer.ggml.add_eos_token', { type: 'bool', value: tokenizerConfig.add_eos_token }])
   if (sentencePiece) {
     const normalizer = JSON.stringify(tokenizerJson.normalizer ?? null)
     out.push(['tokenizer.ggml.add_space_prefix', { type: 'bool', value: normalizer.includes('"Prepend"') }])
@@ -324,7 +384,11 @@ function preNameOf(pre: unknown, path: string): string {
   // Tokenizers saved by other tools differ in defaulted fields: recognise the split by its regex.
   if (text.includes(JSON.stringify(LLAMA3_SPLIT).slice(1, -1))) return 'llama-bpe'
   if (text.includes(JSON.stringify(QWEN2_SPLIT).slice(1, -1))) return 'qwen2'
-  if (text.includes('"Digits"') && text.includes('"individual_digits":true') && text.includes('"ByteLevel"')) return 'smollm'
+  if (text.includes('"Digits"') && text.includes('"individual_digits":true') && text.includes('"ByteLevel"'))
+    return 'smollm'
   if (/^\{"type":"ByteLevel"[^}]*"use_regex":true/.test(text)) return 'default'
-  throw new GgufError(path, `tokenizer.json: its pre_tokenizer matches none llama.cpp knows by name (${SUPPORTED_PRE_TOKENIZERS.join(', ')}): ${text.slice(0, 200)}`)
+  throw new GgufError(
+    path,
+    `tokenizer.json: its pre_tokenizer matches none llama.cpp knows by name (${SUPPORTED_PRE_TOKENIZERS.join(', ')}): ${text.slice(0, 200)}`,
+  )
 }

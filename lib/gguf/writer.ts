@@ -22,7 +22,10 @@ export const GGUF_ALIGNMENT = 32
 
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a
 
-export function encodeGguf(metadata: readonly [string, GgufMetadataValue][], tensors: readonly GgufTensorLayoutInput[]): EncodedGguf {
+export function encodeGguf(
+  metadata: readonly [string, GgufMetadataValue][],
+  tensors: readonly GgufTensorLayoutInput[],
+): EncodedGguf {
   const parts: Buffer[] = []
   const u32 = (v: number) => {
     const b = Buffer.alloc(4)
@@ -56,13 +59,40 @@ export function encodeGguf(metadata: readonly [string, GgufMetadataValue][], ten
   for (const [key, v] of metadata) {
     str(key)
     switch (v.type) {
-      case 'string': u32(8); str(v.value); break
-      case 'u32': u32(4); u32(v.value); break
-      case 'f32': u32(6); f32(v.value); break
-      case 'bool': u32(7); parts.push(Buffer.from([v.value ? 1 : 0])); break
-      case 'strings': u32(9); u32(8); u64(v.value.length); for (const s of v.value) str(s); break
-      case 'f32s': u32(9); u32(6); u64(v.value.length); for (const x of v.value) f32(x); break
-      case 'i32s': u32(9); u32(5); u64(v.value.length); for (const x of v.value) i32(x); break
+      case 'string':
+        u32(8)
+        str(v.value)
+        break
+      case 'u32':
+        u32(4)
+        u32(v.value)
+        break
+      case 'f32':
+        u32(6)
+        f32(v.value)
+        break
+      case 'bool':
+        u32(7)
+        parts.push(Buffer.from([v.value ? 1 : 0]))
+        break
+      case 'strings':
+        u32(9)
+        u32(8)
+        u64(v.value.length)
+        for (const s of v.value) str(s)
+        break
+      case 'f32s':
+        u32(9)
+        u32(6)
+        u64(v.value.length)
+        for (const x of v.value) f32(x)
+        break
+      case 'i32s':
+        u32(9)
+        u32(5)
+        u64(v.value.length)
+        for (const x of v.value) i32(x)
+        break
     }
   }
   const offsets: number[] = []

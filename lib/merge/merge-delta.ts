@@ -41,16 +41,28 @@ function deltaFile(deltaDir: string): string {
   throw new LlamaproError('LLAMAPRO_MERGE', `${deltaDir}: no ${DELTA_FILE} (${hint})`)
 }
 
-export async function mergeDelta(baseDir: string, deltaDir: string, outDir: string, options: { force?: boolean; shardSize?: string | number } = {}): Promise<MergeResult> {
+export async function mergeDelta(
+  baseDir: string,
+  deltaDir: string,
+  outDir: string,
+  options: { force?: boolean; shardSize?: string | number } = {},
+): Promise<MergeResult> {
   const base = await openCheckpoint(baseDir)
   const deltaPath = deltaFile(deltaDir)
   const delta = await readSafetensorsHeader(deltaPath)
   const baseByName = new Map(base.tensors.map((t) => [t.name, t]))
   for (const t of delta.tensors) {
     const target = baseByName.get(t.name)
-    if (!target) throw new LlamaproError('LLAMAPRO_MERGE', `${deltaPath}: tensor "${t.name}" is not in the base model ${baseDir} (was the delta trained on another model?)`)
+    if (!target)
+      throw new LlamaproError(
+        'LLAMAPRO_MERGE',
+        `${deltaPath}: tensor "${t.name}" is not in the base model ${baseDir} (was the delta trained on another model?)`,
+      )
     if (target.shape.join() !== t.shape.join()) {
-      throw new LlamaproError('LLAMAPRO_MERGE', `${deltaPath}: tensor "${t.name}" has shape [${t.shape}] but the base has [${target.shape}]`)
+      throw new LlamaproError(
+        'LLAMAPRO_MERGE',
+        `${deltaPath}: tensor "${t.name}" has shape [${t.shape}] but the base has [${target.shape}]`,
+      )
     }
   }
   const shardSize = parseSize(options.shardSize ?? DEFAULT_SHARD_SIZE, 'shard size')
@@ -58,7 +70,9 @@ export async function mergeDelta(baseDir: string, deltaDir: string, outDir: stri
   const replacements = new Map(delta.tensors.map((t) => [t.name, t]))
   const tensors = base.tensors.map((t) => {
     const d = replacements.get(t.name)
-    const source: TensorSource = d ? { file: deltaPath, offset: delta.dataStart + d.begin, nbytes: d.end - d.begin } : { file: t.file, offset: t.offset, nbytes: t.nbytes }
+    const source: TensorSource = d
+      ? { file: deltaPath, offset: delta.dataStart + d.begin, nbytes: d.end - d.begin }
+      : { file: t.file, offset: t.offset, nbytes: t.nbytes }
     return { name: t.name, dtype: d?.dtype ?? t.dtype, shape: t.shape, nbytes: d ? d.end - d.begin : t.nbytes, source }
   })
   const totalParameters = tensors.reduce((s, t) => s + t.nbytes / SAFETENSORS_DTYPE_SIZES[t.dtype], 0)
@@ -66,10 +80,17 @@ export async function mergeDelta(baseDir: string, deltaDir: string, outDir: stri
   const written = await writeFolderAtomically(outDir, async (tmp) => {
     try {
       const shards = await writeShardedSafetensors(tmp, tensors, shardSize, totalParameters, (path, header, ordered) =>
-        copier.writeFile(path, header, ordered.map((t) => t.source)),
+        copier.writeFile(
+          path,
+          header,
+          ordered.map((t) => t.source),
+        ),
       )
       await copySideFiles(base.dir, tmp)
-      await writeFile(join(tmp, CONFIG_FILE), configJson(JSON.parse(await readFile(join(base.dir, CONFIG_FILE), 'utf8'))))
+      await writeFile(
+        join(tmp, CONFIG_FILE),
+        configJson(JSON.parse(await readFile(join(base.dir, CONFIG_FILE), 'utf8'))),
+      )
       return shards
     } finally {
       await copier.close()

@@ -22,7 +22,9 @@ export class GradientSync {
 
   /** From the next update on, gradients are summed over `group`'s ranks (zeroStage 1: the AdamW state is sharded too). */
   attach(group: ProcessGroup, options: { zeroStage: ZeroStage }): void {
-    callNativeSync('attaching the process group', () => this.#handle().attachProcessGroup(group.handle, { zeroStage: options.zeroStage }))
+    callNativeSync('attaching the process group', () =>
+      this.#handle().attachProcessGroup(group.handle, { zeroStage: options.zeroStage }),
+    )
     this.#group = group
     this.#zeroStage = options.zeroStage
   }

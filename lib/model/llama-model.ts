@@ -6,7 +6,13 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type Checkpoint, CONFIG_FILE, openCheckpoint } from '../checkpoint/checkpoint.js'
 import { type ModelConfig, parseModelConfig } from '../checkpoint/config.js'
-import { MODEL_DTYPES, type ModelDtype, modelDtypeSize, parseModelDtype, toSafetensorsDtype } from '../checkpoint/dtypes.js'
+import {
+  MODEL_DTYPES,
+  type ModelDtype,
+  modelDtypeSize,
+  parseModelDtype,
+  toSafetensorsDtype,
+} from '../checkpoint/dtypes.js'
 import { copySideFiles } from '../checkpoint/side-files.js'
 import { DEFAULT_SHARD_SIZE } from '../checkpoint/shards.js'
 import { configJson, writeShardedSafetensors } from '../checkpoint/write-shards.js'
@@ -15,12 +21,28 @@ import { expandedRawConfig } from '../expand/expanded-config.js'
 import { planExpansion } from '../expand/plan.js'
 import type { GenerateInput, GenerateOptions, GenerationChunk, GenerationResult } from '../generate/generate-types.js'
 import { EXPANSION_RECORD_FILE, type ExpansionRecord, expansionRecord, readExpansionRecord } from '../expand/record.js'
-import type { NativeModelHandle, NativeModelOptions, NativeModelSpec, NativeParameter, NativeReadItem, NativeTrainStepOptions, NativeTrainStepResult } from '../native/binding.js'
+import type {
+  NativeModelHandle,
+  NativeModelOptions,
+  NativeModelSpec,
+  NativeParameter,
+  NativeReadItem,
+  NativeTrainStepOptions,
+  NativeTrainStepResult,
+} from '../native/binding.js'
 import { callNative, callNativeSync } from '../native/call.js'
 import { native } from '../native/load.js'
 import { checkOutputDir, writeFolderAtomically } from '../util/atomic-dir.js'
 import { parseSize } from '../util/size.js'
-import { type AdapterFolder, ADAPTER_WEIGHTS_FILE, type LoraAdapterConfig, PEFT_PREFIX, adapterLoadItems, readAdapter, writeAdapterConfig } from '../adapters/peft-adapter.js'
+import {
+  type AdapterFolder,
+  ADAPTER_WEIGHTS_FILE,
+  type LoraAdapterConfig,
+  PEFT_PREFIX,
+  adapterLoadItems,
+  readAdapter,
+  writeAdapterConfig,
+} from '../adapters/peft-adapter.js'
 import { encodeSafetensorsHeader } from '../checkpoint/safetensors.js'
 import { GradientSync } from './gradient-sync.js'
 import { ModelOptimizer } from './model-optimizer.js'
@@ -138,15 +160,24 @@ function checkLoadOptions(
   }
   const dtype = options.dtype ?? (device === 'cpu' ? 'float32' : fallbackDtype)
   if (!MODEL_DTYPES.includes(dtype)) {
-    throw new LlamaproError('LLAMAPRO_ARG', `dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`)
+    throw new LlamaproError(
+      'LLAMAPRO_ARG',
+      `dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`,
+    )
   }
   const gradientCheckpointing = options.gradientCheckpointing ?? true
   if (typeof gradientCheckpointing !== 'boolean') {
-    throw new LlamaproError('LLAMAPRO_ARG', `gradientCheckpointing must be true or false, got ${JSON.stringify(gradientCheckpointing)}`)
+    throw new LlamaproError(
+      'LLAMAPRO_ARG',
+      `gradientCheckpointing must be true or false, got ${JSON.stringify(gradientCheckpointing)}`,
+    )
   }
   const checkpointFrozenLayers = options.checkpointFrozenLayers ?? false
   if (typeof checkpointFrozenLayers !== 'boolean') {
-    throw new LlamaproError('LLAMAPRO_ARG', `checkpointFrozenLayers must be true or false, got ${JSON.stringify(checkpointFrozenLayers)}`)
+    throw new LlamaproError(
+      'LLAMAPRO_ARG',
+      `checkpointFrozenLayers must be true or false, got ${JSON.stringify(checkpointFrozenLayers)}`,
+    )
   }
   return { device, dtype, gradientCheckpointing, checkpointFrozenLayers }
 }
@@ -209,17 +240,34 @@ export class LlamaModel {
   /** Loads an already opened (validated) checkpoint. */
   static async fromCheckpoint(checkpoint: Checkpoint, options: LoadOptions = {}): Promise<LlamaModel> {
     const { device, dtype, gradientCheckpointing, checkpointFrozenLayers } = checkLoadOptions(options, checkpoint.dtype)
-    const handle = await createNativeModel(nativeSpec(checkpoint.config), { device, dtype, gradientCheckpointing, checkpointFrozenLayers })
-    const model = new LlamaModel(handle, checkpoint.config, { ...checkpoint.rawConfig }, {
+    const handle = await createNativeModel(nativeSpec(checkpoint.config), {
       device,
       dtype,
-      sourceDir: checkpoint.dir,
-      sourceDtype: checkpoint.dtype,
+      gradientCheckpointing,
+      checkpointFrozenLayers,
     })
+    const model = new LlamaModel(
+      handle,
+      checkpoint.config,
+      { ...checkpoint.rawConfig },
+      {
+        device,
+        dtype,
+        sourceDir: checkpoint.dir,
+        sourceDtype: checkpoint.dtype,
+      },
+    )
     try {
       await callNative(`loading ${checkpoint.dir}`, () =>
         handle.load(
-          checkpoint.tensors.map((t) => ({ name: t.name, file: t.file, offset: t.offset, nbytes: t.nbytes, dtype: t.dtype, shape: t.shape })),
+          checkpoint.tensors.map((t) => ({
+            name: t.name,
+            file: t.file,
+            offset: t.offset,
+            nbytes: t.nbytes,
+            dtype: t.dtype,
+            shape: t.shape,
+          })),
         ),
       )
     } catch (error) {
@@ -239,8 +287,18 @@ export class LlamaModel {
     const declared = config.dtype ?? 'float32'
     const { device, dtype, gradientCheckpointing, checkpointFrozenLayers } = checkLoadOptions(options, declared)
     const range = typeof rawConfig.initializer_range === 'number' ? rawConfig.initializer_range : 0.02
-    const handle = await createNativeModel(nativeSpec(config), { device, dtype, gradientCheckpointing, checkpointFrozenLayers })
-    const model = new LlamaModel(handle, config, { ...rawConfig }, { device, dtype, sourceDtype: options.dtype ?? declared })
+    const handle = await createNativeModel(nativeSpec(config), {
+      device,
+      dtype,
+      gradientCheckpointing,
+      checkpointFrozenLayers,
+    })
+    const model = new LlamaModel(
+      handle,
+      config,
+      { ...rawConfig },
+      { device, dtype, sourceDtype: options.dtype ?? declared },
+    )
     try {
       await callNative('initialising random weights', () => handle.initRandom(options.seed ?? 0, options.std ?? range))
     } catch (error) {
@@ -274,7 +332,9 @@ export class LlamaModel {
    * and the optimizer step, in one native call off the JS thread. `batch` is already flattened and checked.
    */
   async trainStep(batch: FlatTokenBatch, options: TrainStepOptions): Promise<TrainStepResult> {
-    return callNative('training step', () => this.native.trainStep(batch.ids, batch.labels, batch.batch, batch.seq, options))
+    return callNative('training step', () =>
+      this.native.trainStep(batch.ids, batch.labels, batch.batch, batch.seq, options),
+    )
   }
 
   /** @internal lossDetail() of an already flattened (collated) batch: the evaluation loops use it. */
@@ -294,7 +354,12 @@ export class LlamaModel {
 
   /** @internal For each [name here, name in other]: max |a - b| in float64. */
   async maxAbsDifference(other: LlamaModel, pairs: readonly (readonly [string, string])[]): Promise<number[]> {
-    return callNative('maxAbsDifference', () => this.native.maxAbsDifference(other.native, pairs.map(([a, b]) => [a, b] as [string, string])))
+    return callNative('maxAbsDifference', () =>
+      this.native.maxAbsDifference(
+        other.native,
+        pairs.map(([a, b]) => [a, b] as [string, string]),
+      ),
+    )
   }
 
   /** @internal Reads tensors (parameters or optimizer state) from safetensors byte ranges into the model. */
@@ -332,7 +397,10 @@ export class LlamaModel {
     const x = flattenBatch(ids, 'ids', this.#config.vocabSize)
     const y = labels === undefined ? x : flattenBatch(labels, 'labels', this.#config.vocabSize, true)
     if (y.batch !== x.batch || y.seq !== x.seq) {
-      throw new LlamaproError('LLAMAPRO_ARG', `labels have shape [${y.batch}, ${y.seq}] but ids have [${x.batch}, ${x.seq}]`)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        `labels have shape [${y.batch}, ${y.seq}] but ids have [${x.batch}, ${x.seq}]`,
+      )
     }
     return callNative('loss', () => this.native.loss(x.data, y.data, x.batch, x.seq))
   }
@@ -343,10 +411,17 @@ export class LlamaModel {
    * backward passes through (those above the lowest trainable parameter) as well.
    */
   setGradientCheckpointing(on: boolean, options: { frozenLayers?: boolean } = {}): void {
-    if (typeof on !== 'boolean') throw new LlamaproError('LLAMAPRO_ARG', `setGradientCheckpointing: expected true or false, got ${JSON.stringify(on)}`)
+    if (typeof on !== 'boolean')
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        `setGradientCheckpointing: expected true or false, got ${JSON.stringify(on)}`,
+      )
     const frozen = options.frozenLayers
     if (frozen !== undefined && typeof frozen !== 'boolean') {
-      throw new LlamaproError('LLAMAPRO_ARG', `setGradientCheckpointing: frozenLayers must be true or false, got ${JSON.stringify(frozen)}`)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        `setGradientCheckpointing: frozenLayers must be true or false, got ${JSON.stringify(frozen)}`,
+      )
     }
     callNativeSync('setGradientCheckpointing', () => this.native.setGradientCheckpointing(on, frozen))
   }
@@ -360,7 +435,13 @@ export class LlamaModel {
     const known = new Set(this.parameters().map((p) => p.name))
     const unknown = names.filter((n) => !known.has(n))
     if (unknown.length > 0) {
-      throw new LlamaproError('LLAMAPRO_ARG', `setTrainable: no parameter named ${unknown.slice(0, 3).map((n) => `"${n}"`).join(', ')} (names look like model.layers.0.mlp.down_proj.weight)`)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        `setTrainable: no parameter named ${unknown
+          .slice(0, 3)
+          .map((n) => `"${n}"`)
+          .join(', ')} (names look like model.layers.0.mlp.down_proj.weight)`,
+      )
     }
     const master = options.masterDtype === undefined ? 'float32' : options.masterDtype
     await callNative('setTrainable', () => this.native.setTrainable([...names], master))
@@ -389,12 +470,25 @@ export class LlamaModel {
    * unchanged) to the named linear layers. They are frozen until setTrainable names them. Returns their names.
    */
   async addLora(options: AddLoraOptions): Promise<string[]> {
-    if (this.#lora) throw new LlamaproError('LLAMAPRO_ARG', 'addLora: this model already has LoRA adapters (merge them first: llamapro merge --adapter)')
+    if (this.#lora)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        'addLora: this model already has LoRA adapters (merge them first: llamapro merge --adapter)',
+      )
     const { rank, alpha } = options
-    if (!Number.isInteger(rank) || rank <= 0) throw new LlamaproError('LLAMAPRO_ARG', `addLora: rank must be a positive integer, got ${rank}`)
-    if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new LlamaproError('LLAMAPRO_ARG', `addLora: alpha must be a number, got ${alpha}`)
+    if (!Number.isInteger(rank) || rank <= 0)
+      throw new LlamaproError('LLAMAPRO_ARG', `addLora: rank must be a positive integer, got ${rank}`)
+    if (typeof alpha !== 'number' || !Number.isFinite(alpha))
+      throw new LlamaproError('LLAMAPRO_ARG', `addLora: alpha must be a number, got ${alpha}`)
     const names = await callNative('addLora', () =>
-      this.native.addLora({ targets: [...options.targets], rank, alpha, useRslora: options.useRslora ?? false, dropout: options.dropout ?? 0, seed: options.seed ?? 0 }),
+      this.native.addLora({
+        targets: [...options.targets],
+        rank,
+        alpha,
+        useRslora: options.useRslora ?? false,
+        dropout: options.dropout ?? 0,
+        seed: options.seed ?? 0,
+      }),
     )
     this.#lora = {
       config: {
@@ -421,15 +515,26 @@ export class LlamaModel {
     const shapes = new Map(this.parameters().map((p) => [p.name, p.shape]))
     for (const target of adapter.targets) {
       const weight = shapes.get(`${target}.weight`)
-      if (!weight) throw new LlamaproError('LLAMAPRO_ADAPTER', `${adapter.weightsPath}: adapts ${target}, which this model does not have: the adapter belongs to another model`)
+      if (!weight)
+        throw new LlamaproError(
+          'LLAMAPRO_ADAPTER',
+          `${adapter.weightsPath}: adapts ${target}, which this model does not have: the adapter belongs to another model`,
+        )
       const a = adapter.file.tensors.find((t) => t.name === `${PEFT_PREFIX}${target}.lora_A.weight`)!
       const b = adapter.file.tensors.find((t) => t.name === `${PEFT_PREFIX}${target}.lora_B.weight`)!
       if (a.shape[1] !== weight[1] || b.shape[0] !== weight[0]) {
-        throw new LlamaproError('LLAMAPRO_ADAPTER', `${adapter.weightsPath}: ${target}: lora_A [${a.shape}] / lora_B [${b.shape}] do not fit its weight [${weight}]: the adapter belongs to another model`)
+        throw new LlamaproError(
+          'LLAMAPRO_ADAPTER',
+          `${adapter.weightsPath}: ${target}: lora_A [${a.shape}] / lora_B [${b.shape}] do not fit its weight [${weight}]: the adapter belongs to another model`,
+        )
       }
     }
     for (const name of adapter.fullyTrained) {
-      if (!shapes.has(name)) throw new LlamaproError('LLAMAPRO_ADAPTER', `${adapter.weightsPath}: holds ${PEFT_PREFIX}${name}, but this model has no parameter ${name}`)
+      if (!shapes.has(name))
+        throw new LlamaproError(
+          'LLAMAPRO_ADAPTER',
+          `${adapter.weightsPath}: holds ${PEFT_PREFIX}${name}, but this model has no parameter ${name}`,
+        )
     }
     await this.addLora({
       targets: adapter.targets,
@@ -447,24 +552,40 @@ export class LlamaModel {
   }
 
   /** Writes the LoRA adapters (and modules_to_save parameters) as a PEFT adapter folder, atomically. */
-  async saveAdapter(dir: string, options: { overwrite?: boolean; onWarning?: (message: string) => void } = {}): Promise<SaveResult> {
+  async saveAdapter(
+    dir: string,
+    options: { overwrite?: boolean; onWarning?: (message: string) => void } = {},
+  ): Promise<SaveResult> {
     await checkOutputDir(dir, options.overwrite ?? false, 'pass overwrite: true')
-    return writeFolderAtomically(dir, async (tmp) => ({ ...(await this.saveAdapterInto(tmp)), dir }), { onWarning: options.onWarning })
+    return writeFolderAtomically(dir, async (tmp) => ({ ...(await this.saveAdapterInto(tmp)), dir }), {
+      onWarning: options.onWarning,
+    })
   }
 
   /** saveAdapter without the atomic rename, into an existing folder. Tensors keep their dtype (float32 masters). */
   async saveAdapterInto(dir: string): Promise<SaveResult> {
     const lora = this.#lora
-    if (!lora) throw new LlamaproError('LLAMAPRO_ARG', 'saveAdapter: this model has no LoRA adapters (addLora or loadAdapter first)')
+    if (!lora)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        'saveAdapter: this model has no LoRA adapters (addLora or loadAdapter first)',
+      )
     const byName = new Map(this.parameters().map((p) => [p.name, p]))
     const names = [...lora.targets.flatMap((t) => [`${t}.lora_A.weight`, `${t}.lora_B.weight`]), ...lora.fullyTrained]
     const entries = names.map((name) => {
       const p = byName.get(name)!
       return { name, peft: `${PEFT_PREFIX}${name}`, dtype: toSafetensorsDtype(p.dtype), shape: p.shape }
     })
-    const header = encodeSafetensorsHeader(entries.map((e) => ({ name: e.peft, dtype: e.dtype, shape: e.shape })), { format: 'pt' })
+    const header = encodeSafetensorsHeader(
+      entries.map((e) => ({ name: e.peft, dtype: e.dtype, shape: e.shape })),
+      { format: 'pt' },
+    )
     const path = join(dir, ADAPTER_WEIGHTS_FILE)
-    await this.writeTensors(path, header.bytes, header.layout.map((l, i) => ({ ...l, name: entries[i]!.name })))
+    await this.writeTensors(
+      path,
+      header.bytes,
+      header.layout.map((l, i) => ({ ...l, name: entries[i]!.name })),
+    )
     await writeAdapterConfig(dir, lora.config)
     return { dir, files: [ADAPTER_WEIGHTS_FILE, 'adapter_config.json'], bytes: header.bytes.length + header.dataSize }
   }
@@ -472,20 +593,34 @@ export class LlamaModel {
   /** Writes a complete Hugging Face model folder (atomically: a temporary folder renamed when complete). */
   async save(dir: string, options: SaveOptions = {}): Promise<SaveResult> {
     await checkOutputDir(dir, options.overwrite ?? false, 'pass overwrite: true')
-    return writeFolderAtomically(dir, async (tmp) => ({ ...(await this.saveInto(tmp, options)), dir }), { onWarning: options.onWarning })
+    return writeFolderAtomically(dir, async (tmp) => ({ ...(await this.saveInto(tmp, options)), dir }), {
+      onWarning: options.onWarning,
+    })
   }
 
   /** Writes the model's files into an existing (empty) folder, without the atomic rename. */
   async saveInto(dir: string, options: Omit<SaveOptions, 'overwrite' | 'onWarning'> = {}): Promise<SaveResult> {
     if (this.#lora) {
-      throw new LlamaproError('LLAMAPRO_ARG', 'save: this model carries LoRA adapters; write them with saveAdapter(), or merge them into the base with llamapro merge --adapter')
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        'save: this model carries LoRA adapters; write them with saveAdapter(), or merge them into the base with llamapro merge --adapter',
+      )
     }
     const dtype = options.dtype === undefined ? this.sourceDtype : parseModelDtype(options.dtype)
-    if (!dtype) throw new LlamaproError('LLAMAPRO_ARG', `save: dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(options.dtype)}`)
+    if (!dtype)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        `save: dtype must be one of ${MODEL_DTYPES.join(', ')}, got ${JSON.stringify(options.dtype)}`,
+      )
     const shardSize = parseSize(options.shardSize ?? DEFAULT_SHARD_SIZE, 'shardSize')
     const stDtype = toSafetensorsDtype(dtype)
     const params = this.parameters()
-    const tensors = params.map((p) => ({ name: p.name, dtype: stDtype, shape: p.shape, nbytes: p.numel * modelDtypeSize(dtype) }))
+    const tensors = params.map((p) => ({
+      name: p.name,
+      dtype: stDtype,
+      shape: p.shape,
+      nbytes: p.numel * modelDtypeSize(dtype),
+    }))
     const totalParameters = params.reduce((sum, p) => sum + p.numel, 0)
     const written = await writeShardedSafetensors(dir, tensors, shardSize, totalParameters, (path, header) =>
       this.writeTensors(path, header.bytes, header.layout),
@@ -498,9 +633,17 @@ export class LlamaModel {
    * @internal Writes one safetensors file whose header (already encoded) lists parameters or optimizer state
    * ("exp_avg:<name>", "exp_avg_sq:<name>"); the bytes come straight from native tensors.
    */
-  async writeTensors(path: string, header: Uint8Array, layout: readonly { name: string; dtype: string; begin: number; end: number }[]): Promise<void> {
+  async writeTensors(
+    path: string,
+    header: Uint8Array,
+    layout: readonly { name: string; dtype: string; begin: number; end: number }[],
+  ): Promise<void> {
     await callNative(`saving ${path}`, () =>
-      this.native.save(path, header, layout.map((l) => ({ name: l.name, dtype: l.dtype, begin: l.begin, end: l.end }))),
+      this.native.save(
+        path,
+        header,
+        layout.map((l) => ({ name: l.name, dtype: l.dtype, begin: l.begin, end: l.end })),
+      ),
     )
   }
 
@@ -511,7 +654,8 @@ export class LlamaModel {
     else raw.torch_dtype = dtype
     if (this.sourceDir) await copySideFiles(this.sourceDir, dir)
     await writeFile(join(dir, CONFIG_FILE), configJson(raw))
-    if (this.expansion) await writeFile(join(dir, EXPANSION_RECORD_FILE), `${JSON.stringify(this.expansion, null, 2)}\n`)
+    if (this.expansion)
+      await writeFile(join(dir, EXPANSION_RECORD_FILE), `${JSON.stringify(this.expansion, null, 2)}\n`)
   }
 
   /**
@@ -524,7 +668,10 @@ export class LlamaModel {
   }
 
   /** generate() as an async iterator of { tokenId, text } chunks; its return value is the result. */
-  async *generateStream(input: GenerateInput, options: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
+  async *generateStream(
+    input: GenerateInput,
+    options: GenerateOptions = {},
+  ): AsyncGenerator<GenerationChunk, GenerationResult> {
     const { generateStream } = await import('../generate/generate.js')
     return yield* generateStream(this, input, options)
   }

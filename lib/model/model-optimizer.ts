@@ -42,7 +42,11 @@ export class ModelOptimizer {
   configure(settings: OptimizerSettings): void {
     const { noDecay, lrScale, ...rest } = settings
     callNativeSync('configuring the optimizer', () =>
-      this.#handle().configureOptimizer({ ...rest, noDecay: [...noDecay], ...(lrScale ? { lrScale: { ...lrScale } } : {}) }),
+      this.#handle().configureOptimizer({
+        ...rest,
+        noDecay: [...noDecay],
+        ...(lrScale ? { lrScale: { ...lrScale } } : {}),
+      }),
     )
   }
 

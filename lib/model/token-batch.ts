@@ -20,10 +20,14 @@ export function flattenBatch(input: TokenBatch, what: string, vocabSize: number,
     const data = new Int32Array(rows.length * seq)
     rows.forEach((row, r) => {
       if (!Array.isArray(row) || row.length !== seq) {
-        throw new LlamaproError('LLAMAPRO_ARG', `${what}: row ${r} has ${Array.isArray(row) ? row.length : 'no'} tokens, row 0 has ${seq} (rows must be equally long; pad them)`)
+        throw new LlamaproError(
+          'LLAMAPRO_ARG',
+          `${what}: row ${r} has ${Array.isArray(row) ? row.length : 'no'} tokens, row 0 has ${seq} (rows must be equally long; pad them)`,
+        )
       }
       row.forEach((v, c) => {
-        if (!Number.isInteger(v)) throw new LlamaproError('LLAMAPRO_ARG', `${what}[${r}][${c}] is ${v}, not an integer token id`)
+        if (!Number.isInteger(v))
+          throw new LlamaproError('LLAMAPRO_ARG', `${what}[${r}][${c}] is ${v}, not an integer token id`)
         data[r * seq + c] = v
       })
     })
@@ -35,7 +39,10 @@ export function flattenBatch(input: TokenBatch, what: string, vocabSize: number,
       throw new LlamaproError('LLAMAPRO_ARG', `${what}.shape must be [batch, seq] with positive integers`)
     }
     if (shape[0] * shape[1] !== data.length) {
-      throw new LlamaproError('LLAMAPRO_ARG', `${what}: shape [${shape[0]}, ${shape[1]}] needs ${shape[0] * shape[1]} values, data has ${data.length}`)
+      throw new LlamaproError(
+        'LLAMAPRO_ARG',
+        `${what}: shape [${shape[0]}, ${shape[1]}] needs ${shape[0] * shape[1]} values, data has ${data.length}`,
+      )
     }
     flat = { data, batch: shape[0], seq: shape[1] }
   }

@@ -151,7 +151,13 @@ export interface NativeModelHandle {
   /** ZeRO-1: keeps this rank's shard of whole per-parameter AdamW state and frees the rest; a no-op without ZeRO. */
   scatterOptimizerState(): Promise<void>
   optimizerState(): { step: number; lossScale: number; goodSteps: number; names: string[] }
-  trainStep(ids: Int32Array, labels: Int32Array, batch: number, seq: number, options: NativeTrainStepOptions): Promise<NativeTrainStepResult>
+  trainStep(
+    ids: Int32Array,
+    labels: Int32Array,
+    batch: number,
+    seq: number,
+    options: NativeTrainStepOptions,
+  ): Promise<NativeTrainStepResult>
   setGradientCheckpointing(on: boolean, frozenLayers?: boolean): void
   insertBlocks(positions: number[]): Promise<number[]>
   /** Adds frozen LoRA adapters (A kaiming-uniform, B zero); returns their parameter names. */
@@ -206,12 +212,7 @@ export interface NativeBinding {
   memoryStats(device?: number): { cpu: MemoryCounters & { cached: number }; cuda: MemoryCounters | null }
   resetPeakMemory(device?: number): void
   /** GGUF/safetensors tensor conversion (native/dequant.cc); lib/gguf/convert.ts builds the items. */
-  convertTensors(
-    target: string,
-    header: Uint8Array,
-    fileSize: number,
-    items: ConvertItem[],
-  ): Promise<void>
+  convertTensors(target: string, header: Uint8Array, fileSize: number, items: ConvertItem[]): Promise<void>
   NativeModel: {
     /** Checks the arguments at once; CUDA initialisation and the allocation of every parameter run off the JS thread. */
     create(spec: NativeModelSpec, options: NativeModelOptions): Promise<NativeModelHandle>

@@ -64,7 +64,9 @@ function diagnoseBundleFailure(raw: string, bundle: NonNullable<AddonLocation['b
     )
   }
   if (missingLibrary) {
-    const listed = manifest.files.some((f) => f.name === missingLibrary[1]) ? 'it is listed in its manifest but' : 'it is not in the bundle and'
+    const listed = manifest.files.some((f) => f.name === missingLibrary[1])
+      ? 'it is listed in its manifest but'
+      : 'it is not in the bundle and'
     return `The llamapro bundle at ${dir} ${made} lacks ${missingLibrary[1]}: ${listed} the loader cannot open it. ${remake}`
   }
   if (undefinedSymbol) {
@@ -77,9 +79,17 @@ function diagnoseBundleFailure(raw: string, bundle: NonNullable<AddonLocation['b
 }
 
 /** Explains a failed addon load: what broke and what to do about it. */
-export function diagnoseLoadFailure(error: unknown, root: string = PACKAGE_ROOT, location?: AddonLocation): NativeLoadError {
+export function diagnoseLoadFailure(
+  error: unknown,
+  root: string = PACKAGE_ROOT,
+  location?: AddonLocation,
+): NativeLoadError {
   const raw = error instanceof Error ? error.message : String(error)
-  if (location?.bundle) return new NativeLoadError(`${diagnoseBundleFailure(raw, location.bundle)}\n  (loader said: ${raw.split('\n')[0]})`, error)
+  if (location?.bundle)
+    return new NativeLoadError(
+      `${diagnoseBundleFailure(raw, location.bundle)}\n  (loader said: ${raw.split('\n')[0]})`,
+      error,
+    )
   const built = builtAgainst(root)
   const builtNote = built ? ` It was built against the LibTorch at ${built.cmakeDir} (found by ${built.source}).` : ''
   let advice: string
@@ -142,9 +152,13 @@ function bundleLocation(dir: string, source: NonNullable<AddonLocation['bundle']
  * Which addon file would be loaded (see the order at the top of this file), without loading it. A bundle's
  * manifest is read, not yet checked.
  */
-export function locateAddon(root: string = PACKAGE_ROOT, env: Record<string, string | undefined> = process.env): AddonLocation {
+export function locateAddon(
+  root: string = PACKAGE_ROOT,
+  env: Record<string, string | undefined> = process.env,
+): AddonLocation {
   if (root === PACKAGE_ROOT && chosenDir) return bundleLocation(chosenDir, 'setAddonDir')
-  if (root === PACKAGE_ROOT && env.LLAMAPRO_ADDON_DIR) return bundleLocation(resolve(env.LLAMAPRO_ADDON_DIR), 'LLAMAPRO_ADDON_DIR')
+  if (root === PACKAGE_ROOT && env.LLAMAPRO_ADDON_DIR)
+    return bundleLocation(resolve(env.LLAMAPRO_ADDON_DIR), 'LLAMAPRO_ADDON_DIR')
   const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string }
   const file = nodeGypBuild.resolve(root)
   return existsSync(join(dirname(file), MANIFEST_NAME)) ? bundleLocation(dirname(file), 'prebuilds') : { file }

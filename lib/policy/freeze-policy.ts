@@ -58,9 +58,15 @@ function parseLayerIds(value: string | readonly number[], numLayers: number): nu
   const items = typeof value === 'string' ? value.split(',').map((s) => s.trim()) : value.map(String)
   const ids: number[] = []
   for (const item of items) {
-    if (!/^\d+$/.test(item)) throw new PolicyError(`freeze_trainable_layer_ids: ${JSON.stringify(item)} is not a layer index (use a list such as 10,16,17,23)`)
+    if (!/^\d+$/.test(item))
+      throw new PolicyError(
+        `freeze_trainable_layer_ids: ${JSON.stringify(item)} is not a layer index (use a list such as 10,16,17,23)`,
+      )
     const id = Number(item)
-    if (id >= numLayers) throw new PolicyError(`freeze_trainable_layer_ids: layer ${id} is out of range; the model has ${numLayers} layers (0..${numLayers - 1})`)
+    if (id >= numLayers)
+      throw new PolicyError(
+        `freeze_trainable_layer_ids: layer ${id} is out of range; the model has ${numLayers} layers (0..${numLayers - 1})`,
+      )
     if (ids.includes(id)) throw new PolicyError(`freeze_trainable_layer_ids: layer ${id} is listed twice`)
     ids.push(id)
   }
@@ -91,7 +97,8 @@ export function extraModuleNames(names: readonly string[]): string[] {
   return out
 }
 
-export const describeIds = (ids: readonly number[]) => (ids.length <= 12 ? ids.join(', ') : `${ids.slice(0, 5).join(', ')}, ..., ${ids.slice(-3).join(', ')}`)
+export const describeIds = (ids: readonly number[]) =>
+  ids.length <= 12 ? ids.join(', ') : `${ids.slice(0, 5).join(', ')}, ..., ${ids.slice(-3).join(', ')}`
 
 /**
  * LLaMA-Pro's expanded blocks, the one place this rule lives (freeze tuning and LoRA targets both use it):
@@ -120,19 +127,30 @@ export function llamaProLayerIds(numLayers: number, n: number): number[] {
   return Array.from({ length: n }, (_, i) => (i + 1) * stride - 1)
 }
 
-export function freezePolicy(numLayers: number, parameterNames: readonly string[], options: FreezeOptions = {}): TrainablePlan {
+export function freezePolicy(
+  numLayers: number,
+  parameterNames: readonly string[],
+  options: FreezeOptions = {},
+): TrainablePlan {
   const finetuningType = options.finetuningType ?? 'freeze'
   const useLlamaPro = options.useLlamaPro ?? false
   if (finetuningType === 'lora') {
-    throw new PolicyError('finetuning_type "lora" is not a freeze strategy: its adapters and trainable set come from loraPolicy (lib/adapters/lora-targets.ts)')
+    throw new PolicyError(
+      'finetuning_type "lora" is not a freeze strategy: its adapters and trainable set come from loraPolicy (lib/adapters/lora-targets.ts)',
+    )
   }
   if (finetuningType !== 'freeze' && finetuningType !== 'full') {
-    throw new PolicyError(`finetuning_type ${JSON.stringify(finetuningType)} is not supported (valid: freeze, full, lora)`)
+    throw new PolicyError(
+      `finetuning_type ${JSON.stringify(finetuningType)} is not supported (valid: freeze, full, lora)`,
+    )
   }
   if (useLlamaPro && finetuningType === 'full') {
-    throw new PolicyError('`use_llama_pro` is only valid for Freeze or LoRA training. Use finetuning_type: freeze to train the expanded blocks.')
+    throw new PolicyError(
+      '`use_llama_pro` is only valid for Freeze or LoRA training. Use finetuning_type: freeze to train the expanded blocks.',
+    )
   }
-  if (!Number.isInteger(numLayers) || numLayers <= 0) throw new PolicyError('Current model does not support freeze tuning (no layers).')
+  if (!Number.isInteger(numLayers) || numLayers <= 0)
+    throw new PolicyError('Current model does not support freeze tuning (no layers).')
   const allModules = layerModuleNames(parameterNames)
   if (finetuningType === 'full') {
     return {
@@ -152,7 +170,10 @@ export function freezePolicy(numLayers: number, parameterNames: readonly string[
   if (!Number.isInteger(n)) throw new PolicyError(`freeze_trainable_layers must be an integer, got ${n}`)
   let layerIds: number[]
   if (options.freezeTrainableLayerIds !== undefined && options.freezeTrainableLayerIds !== null) {
-    if (useLlamaPro) throw new PolicyError('give either freeze_trainable_layer_ids or use_llama_pro, not both (the ids already say which layers train)')
+    if (useLlamaPro)
+      throw new PolicyError(
+        'give either freeze_trainable_layer_ids or use_llama_pro, not both (the ids already say which layers train)',
+      )
     layerIds = parseLayerIds(options.freezeTrainableLayerIds, numLayers)
     explanation.push(`freeze_trainable_layer_ids: layers ${describeIds(layerIds)} train, as listed.`)
   } else if (useLlamaPro) {
@@ -164,11 +185,15 @@ export function freezePolicy(numLayers: number, parameterNames: readonly string[
     )
   } else if (n > 0) {
     layerIds = range(Math.max(0, numLayers - n), numLayers)
-    explanation.push(`freeze_trainable_layers: ${n} trains the last ${Math.min(n, numLayers)} layers: ${describeIds(layerIds)}.`)
+    explanation.push(
+      `freeze_trainable_layers: ${n} trains the last ${Math.min(n, numLayers)} layers: ${describeIds(layerIds)}.`,
+    )
   } else {
     layerIds = range(0, Math.min(-n, numLayers))
     explanation.push(
-      n === 0 ? 'freeze_trainable_layers: 0 trains no layer.' : `freeze_trainable_layers: ${n} trains the first ${Math.min(-n, numLayers)} layers: ${describeIds(layerIds)}.`,
+      n === 0
+        ? 'freeze_trainable_layers: 0 trains no layer.'
+        : `freeze_trainable_layers: ${n} trains the first ${Math.min(-n, numLayers)} layers: ${describeIds(layerIds)}.`,
     )
   }
 
@@ -179,9 +204,13 @@ export function freezePolicy(numLayers: number, parameterNames: readonly string[
     }
   }
   const layerModules = requested.includes('all') ? allModules : allModules.filter((m) => requested.includes(m))
-  if (!requested.includes('all')) explanation.push(`freeze_trainable_modules: only ${layerModules.join(', ')} of those layers train.`)
+  if (!requested.includes('all'))
+    explanation.push(`freeze_trainable_modules: only ${layerModules.join(', ')} of those layers train.`)
 
-  const extras = options.freezeExtraModules === undefined || options.freezeExtraModules === null ? [] : splitList(options.freezeExtraModules)
+  const extras =
+    options.freezeExtraModules === undefined || options.freezeExtraModules === null
+      ? []
+      : splitList(options.freezeExtraModules)
   const validExtras = extraModuleNames(parameterNames)
   for (const module of extras) {
     if (validExtras.includes(module)) continue
@@ -193,7 +222,10 @@ export function freezePolicy(numLayers: number, parameterNames: readonly string[
     }
     throw new PolicyError(`Module ${module} is not found, please choose from ${validExtras.join(', ')}`)
   }
-  if (extras.length > 0) explanation.push(`freeze_extra_modules: ${extras.join(', ')} also train${extras.includes('norm') ? ' (norm is the final norm only)' : ''}.`)
+  if (extras.length > 0)
+    explanation.push(
+      `freeze_extra_modules: ${extras.join(', ')} also train${extras.includes('norm') ? ' (norm is the final norm only)' : ''}.`,
+    )
 
   const trainableLayers = new Set(layerIds)
   const trainable: string[] = []
@@ -209,7 +241,16 @@ export function freezePolicy(numLayers: number, parameterNames: readonly string[
     }
     ;(trains ? trainable : frozen).push(name)
   }
-  return { finetuningType, numLayers, trainableLayerIds: layerIds, layerModules, extraModules: extras, trainable, frozen, explanation }
+  return {
+    finetuningType,
+    numLayers,
+    trainableLayerIds: layerIds,
+    layerModules,
+    extraModules: extras,
+    trainable,
+    frozen,
+    explanation,
+  }
 }
 
 export function range(from: number, to: number): number[] {
@@ -217,6 +258,7 @@ export function range(from: number, to: number): number[] {
 }
 
 export function ordinal(n: number): string {
-  const suffix = n % 100 >= 11 && n % 100 <= 13 ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th'
+  const suffix =
+    n % 100 >= 11 && n % 100 <= 13 ? 'th' : (({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th')
   return `${n}${suffix}`
 }

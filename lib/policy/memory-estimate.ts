@@ -150,7 +150,8 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
 
   const checkpointing = input.gradientCheckpointing ?? true
   const checkpointFrozen = checkpointing && (input.checkpointFrozenLayers ?? false)
-  const gradBytes = (prefix: string) => parameters.reduce((sum, p) => sum + (p.name.startsWith(prefix) && trainable.has(p.name) ? p.numel * m : 0), 0)
+  const gradBytes = (prefix: string) =>
+    parameters.reduce((sum, p) => sum + (p.name.startsWith(prefix) && trainable.has(p.name) ? p.numel * m : 0), 0)
   let saved = 0
   let g = trains('model.embed_tokens.')
   // Per recorded layer: what it saves, what it keeps until backward (all of that, or its input when it is
@@ -184,7 +185,10 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
     const gq = g1 || qkv
     if (gq) {
       saved += N * (q + 2 * kv) * c // q after rotary, k, v as the attention kernel keeps them
-      saved += attention === 'grouped' ? batch * config.numHeads * seq * seq * (c + (c === 4 ? 0 : 4)) : N * q * c + batch * config.numHeads * seq * 4
+      saved +=
+        attention === 'grouped'
+          ? batch * config.numHeads * seq * seq * (c + (c === 4 ? 0 : 4))
+          : N * q * c + batch * config.numHeads * seq * 4
     }
     const oTrains = trains(`${p}self_attn.o_proj.`)
     if (oTrains) saved += Q * q * c
@@ -254,7 +258,8 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
     gradientCheckpointing: checkpointing,
     checkpointFrozenLayers: checkpointFrozen,
     peak,
-    assumptions: `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}, activation checkpointing ${checkpointing ? (checkpointFrozen ? 'on, frozen layers too' : 'on') : 'off'}` +
+    assumptions:
+      `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}, activation checkpointing ${checkpointing ? (checkpointFrozen ? 'on, frozen layers too' : 'on') : 'off'}` +
       `, row plan ${kernels.rowPlan ? 'on' : 'off'}${R < N ? ` (${R} of ${N} rows computed)` : ''}` +
       (nproc > 1 ? `, per rank of ${nproc}${zeroStage === 1 ? ', ZeRO stage 1 (AdamW state sharded)' : ''}` : ''),
   }

@@ -80,11 +80,13 @@ async function isAllZero(location: TensorLocation): Promise<boolean> {
 
 async function findNewLayers(checkpoint: Checkpoint): Promise<{ ids: number[]; from: PlanReport['newLayersFrom'] }> {
   const record = await readExpansionRecord(checkpoint.dir)
-  if (record && record.num_layers === checkpoint.config.numLayers) return { ids: record.new_layer_ids, from: 'llamapro_expansion.json' }
+  if (record && record.num_layers === checkpoint.config.numLayers)
+    return { ids: record.new_layer_ids, from: 'llamapro_expansion.json' }
   const byLayer = new Map<number, TensorLocation[]>()
   for (const t of checkpoint.tensors) {
     const parsed = parseLayerName(t.name)
-    if (parsed && ZEROED_IN_NEW_BLOCKS.test(parsed.rest)) byLayer.set(parsed.layer, [...(byLayer.get(parsed.layer) ?? []), t])
+    if (parsed && ZEROED_IN_NEW_BLOCKS.test(parsed.rest))
+      byLayer.set(parsed.layer, [...(byLayer.get(parsed.layer) ?? []), t])
   }
   const ids: number[] = []
   for (const [layer, tensors] of [...byLayer].sort((a, b) => a[0] - b[0])) {
@@ -113,7 +115,10 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
     const shapes = new Map(checkpoint.tensors.map((t) => [t.name, t.shape]))
     for (const target of lora.targets) {
       const [out, inFeatures] = shapes.get(`${target}.weight`)!
-      parameters.push({ name: `${target}.lora_A.weight`, numel: rank * inFeatures! }, { name: `${target}.lora_B.weight`, numel: out! * rank })
+      parameters.push(
+        { name: `${target}.lora_A.weight`, numel: rank * inFeatures! },
+        { name: `${target}.lora_B.weight`, numel: out! * rank },
+      )
     }
     const fully = new Set(lora.fullyTrained)
     policy = {
@@ -124,7 +129,10 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
       extraModules: lora.modulesToSave ?? [],
       trainable: lora.trainable,
       frozen: names.filter((n) => !fully.has(n)),
-      explanation: [...lora.explanation, `lora_rank ${rank}: ${lora.targets.length} adapters (A [${rank}, in], B [out, ${rank}]) in float32 with AdamW state; base weights frozen.`],
+      explanation: [
+        ...lora.explanation,
+        `lora_rank ${rank}: ${lora.targets.length} adapters (A [${rank}, in], B [out, ${rank}]) in float32 with AdamW state; base weights frozen.`,
+      ],
     }
   } else {
     policy = freezePolicy(checkpoint.config.numLayers, names, input.options)
@@ -148,18 +156,31 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
   }
 
   const explanation = [...policy.explanation]
-  if (newLayerIds.length > 0 && (policy.finetuningType === 'freeze' || (policy.finetuningType === 'lora' && input.options.useLlamaPro))) {
+  if (
+    newLayerIds.length > 0 &&
+    (policy.finetuningType === 'freeze' || (policy.finetuningType === 'lora' && input.options.useLlamaPro))
+  ) {
     const trainedNew = newLayerIds.filter((id) => policy.trainableLayerIds.includes(id))
     const trainedOld = policy.trainableLayerIds.filter((id) => !newLayerIds.includes(id))
     if (trainedNew.length === newLayerIds.length && trainedOld.length === 0) {
-      explanation.push(`These are exactly the ${newLayerIds.length} expanded blocks (found from ${from}): every original layer stays frozen.`)
+      explanation.push(
+        `These are exactly the ${newLayerIds.length} expanded blocks (found from ${from}): every original layer stays frozen.`,
+      )
     } else {
-      if (trainedOld.length > 0) explanation.push(`Warning: layers ${trainedOld.join(', ')} are original layers, not expanded blocks, and they will train.`)
+      if (trainedOld.length > 0)
+        explanation.push(
+          `Warning: layers ${trainedOld.join(', ')} are original layers, not expanded blocks, and they will train.`,
+        )
       const untrained = newLayerIds.filter((id) => !policy.trainableLayerIds.includes(id))
-      if (untrained.length > 0) explanation.push(`Warning: expanded blocks ${untrained.join(', ')} will stay frozen (identity maps that never learn).`)
+      if (untrained.length > 0)
+        explanation.push(
+          `Warning: expanded blocks ${untrained.join(', ')} will stay frozen (identity maps that never learn).`,
+        )
     }
   } else if (input.options.useLlamaPro && newLayerIds.length === 0) {
-    explanation.push('Note: no expanded blocks were found in this checkpoint (no llamapro_expansion.json, no zero o_proj/down_proj): was it expanded?')
+    explanation.push(
+      'Note: no expanded blocks were found in this checkpoint (no llamapro_expansion.json, no zero o_proj/down_proj): was it expanded?',
+    )
   }
 
   const memory = estimateTrainingMemory({
@@ -185,7 +206,11 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
     numLayers: checkpoint.config.numLayers,
     newLayerIds,
     newLayersFrom: from,
-    strategy: { ...input.options, finetuningType: policy.finetuningType, useLlamaPro: input.options.useLlamaPro ?? false },
+    strategy: {
+      ...input.options,
+      finetuningType: policy.finetuningType,
+      useLlamaPro: input.options.useLlamaPro ?? false,
+    },
     trainableLayerIds: policy.trainableLayerIds,
     layers,
     extraModules: policy.extraModules,
@@ -194,7 +219,13 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
     trainableParams,
     totalParams,
     trainablePercent: totalParams > 0 ? (100 * trainableParams) / totalParams : 0,
-    memory: { ...memory, batch: input.batch, seq: input.seq, computeDtype: input.computeDtype, masterDtype: input.masterDtype },
+    memory: {
+      ...memory,
+      batch: input.batch,
+      seq: input.seq,
+      computeDtype: input.computeDtype,
+      masterDtype: input.masterDtype,
+    },
     explanation,
   }
 }

@@ -93,8 +93,13 @@ export class EventRecordBuffer {
    * One Event holding one Summary with a simple_value per scalar (float32, as TensorBoard stores them).
    * `tags` (already UTF-8: they repeat every step, so callers cache them) and `values` are parallel; `count` of each.
    */
-  appendScalars(tags: readonly Uint8Array[], values: readonly number[], count: number, step: number,
-    wallTime: number): void {
+  appendScalars(
+    tags: readonly Uint8Array[],
+    values: readonly number[],
+    count: number,
+    step: number,
+    wallTime: number,
+  ): void {
     let summarySize = 0
     for (let i = 0; i < count; i++) {
       const tag = tags[i]!
@@ -123,9 +128,7 @@ export class EventRecordBuffer {
   appendText(tag: Uint8Array, text: Uint8Array, step: number, wallTime: number): void {
     const tensorSize = STRING_TENSOR_HEAD.length + 1 + varintSize(text.length) + text.length
     const valueSize =
-      1 + varintSize(tag.length) + tag.length +
-      1 + varintSize(tensorSize) + tensorSize +
-      1 + 1 + TEXT_METADATA.length
+      1 + varintSize(tag.length) + tag.length + 1 + varintSize(tensorSize) + tensorSize + 1 + 1 + TEXT_METADATA.length
     const summarySize = 1 + varintSize(valueSize) + valueSize
     const payload = this.eventHeadSize(step, summarySize) + summarySize
     let at = this.beginRecord(payload)

@@ -34,7 +34,6 @@ export function tensorboardScalars(record: object): Record<string, number> {
     if (key === 'layer_grad_norms') {
       addLayerNorms(scalars, value)
     } else if (typeof value !== 'number') {
-      continue
     } else if (key.startsWith(EVAL_PREFIX)) {
       scalars[cachedTag(evalTags, key, evalTag)] = value
     } else if (!evaluation && !NOT_METRICS.has(key)) {

@@ -209,8 +209,10 @@ export class TensorBoardWriter {
         done += bytesWritten
       }
     } catch (error) {
-      this.failure = new Error(`cannot append to the TensorBoard event file ${this.path}: ${(error as Error).message}`,
-        { cause: error })
+      this.failure = new Error(
+        `cannot append to the TensorBoard event file ${this.path}: ${(error as Error).message}`,
+        { cause: error },
+      )
     } finally {
       full.reset()
     }

@@ -23,7 +23,10 @@ export interface HeldOutLoss {
   tokens: number
 }
 
-export type EvalSettings = Pick<TrainConfig, 'datasetDir' | 'baseDir' | 'template' | 'cutoffLen' | 'perDeviceEvalBatchSize'>
+export type EvalSettings = Pick<
+  TrainConfig,
+  'datasetDir' | 'baseDir' | 'template' | 'cutoffLen' | 'perDeviceEvalBatchSize'
+>
 
 /** The `llamapro eval` command line that reproduces a figure, for the report. */
 export function evalCommand(modelDir: string, set: HeldOutSet, s: EvalSettings, device: Device): string {
@@ -34,11 +37,20 @@ export function evalCommand(modelDir: string, set: HeldOutSet, s: EvalSettings, 
 }
 
 /** Loss of the model in `modelDir` on each set, the model loaded once. */
-export async function heldOutLosses(modelDir: string, sets: readonly HeldOutSet[], s: EvalSettings, device: Device, signal?: AbortSignal): Promise<HeldOutLoss[]> {
+export async function heldOutLosses(
+  modelDir: string,
+  sets: readonly HeldOutSet[],
+  s: EvalSettings,
+  device: Device,
+  signal?: AbortSignal,
+): Promise<HeldOutLoss[]> {
   const model = await LlamaModel.load(modelDir, { device })
   try {
     const tokenizer = await loadTokenizer(modelDir).catch((error: unknown) => {
-      throw new LlamaproError('LLAMAPRO_TOKENIZER', `${modelDir}: the sweep scores held-out text with the model's tokenizer, which could not be read: ${(error as Error).message}`)
+      throw new LlamaproError(
+        'LLAMAPRO_TOKENIZER',
+        `${modelDir}: the sweep scores held-out text with the model's tokenizer, which could not be read: ${(error as Error).message}`,
+      )
     })
     const out: HeldOutLoss[] = []
     for (const set of sets) {

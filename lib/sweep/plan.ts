@@ -41,7 +41,10 @@ export function sweepStrategies(text: string, numLayers: number): SweepStrategy[
     if (seen.has(s.name)) throw new UsageError(`strategy "${s.name}" is listed twice in --strategies`)
     seen.add(s.name)
     // A LoRA run's output is an adapter folder, which the held-out scoring would have to load over its base model.
-    if (s.lora) throw new UsageError(`strategy "${s.name}": LoRA strategies are not part of sweep yet (bench takes them); use full, last:N, first:N, pro:N, modules:..., ids:...`)
+    if (s.lora)
+      throw new UsageError(
+        `strategy "${s.name}": LoRA strategies are not part of sweep yet (bench takes them); use full, last:N, first:N, pro:N, modules:..., ids:...`,
+      )
     const o = s.options
     const modules = o.freezeTrainableModules
     const ids = o.freezeTrainableLayerIds
@@ -87,7 +90,10 @@ export interface SweepPlan {
 }
 
 export interface PlanInput {
-  config: Pick<TrainConfig, 'modelNameOrPath' | 'seed' | 'perDeviceTrainBatchSize' | 'gradientAccumulationSteps' | 'cutoffLen'>
+  config: Pick<
+    TrainConfig,
+    'modelNameOrPath' | 'seed' | 'perDeviceTrainBatchSize' | 'gradientAccumulationSteps' | 'cutoffLen'
+  >
   numLayers: number
   strategies: string
   outDir: string
@@ -108,15 +114,18 @@ export function stepsForTokens(tokens: number, config: PlanInput['config']): num
 }
 
 export function planSweep(input: PlanInput): SweepPlan {
-  if (input.steps !== undefined && input.tokens !== undefined) throw new UsageError('give --steps or --tokens, not both')
+  if (input.steps !== undefined && input.tokens !== undefined)
+    throw new UsageError('give --steps or --tokens, not both')
   const seedCount = input.seeds ?? 1
-  if (!Number.isInteger(seedCount) || seedCount < 1) throw new UsageError(`--seeds must be a positive integer, got ${seedCount}`)
+  if (!Number.isInteger(seedCount) || seedCount < 1)
+    throw new UsageError(`--seeds must be a positive integer, got ${seedCount}`)
   const strategies = sweepStrategies(input.strategies, input.numLayers)
   const steps = input.steps ?? (input.tokens !== undefined ? stepsForTokens(input.tokens, input.config) : null)
   // Consecutive seeds from the YAML's: seed K of every strategy sees the same data order.
   const seeds = Array.from({ length: seedCount }, (_, k) => input.config.seed + k)
   const expansions = new Map<number, string>()
-  for (const s of strategies) if (s.expandBy !== null) expansions.set(s.expandBy, join(input.outDir, 'models', `expanded-${s.expandBy}`))
+  for (const s of strategies)
+    if (s.expandBy !== null) expansions.set(s.expandBy, join(input.outDir, 'models', `expanded-${s.expandBy}`))
   // Seed-major: after the first round every strategy has a run, so a sweep stopped early still compares them all.
   const runs: PlannedRun[] = []
   for (const seed of seeds) {

@@ -94,11 +94,25 @@ export function statements(summaries: readonly StrategySummary[]): Statement[] {
       const [x, y] = [summaries[i]!, summaries[j]!]
       // When both improved the kept text (its loss fell), "forgets" would mislead: say which gained more.
       const gained = x.forgot.mean < 0 && y.forgot.mean < 0
-      const [lower, higher] = gained ? ['gains more on the kept text than', 'gains less on the kept text than'] : ['forgets less than', 'forgets more than']
-      const f = statement({ name: x.strategy, value: x.forgot }, { name: y.strategy, value: y.forgot }, lower, higher, 'kept-text loss change')
+      const [lower, higher] = gained
+        ? ['gains more on the kept text than', 'gains less on the kept text than']
+        : ['forgets less than', 'forgets more than']
+      const f = statement(
+        { name: x.strategy, value: x.forgot },
+        { name: y.strategy, value: y.forgot },
+        lower,
+        higher,
+        'kept-text loss change',
+      )
       out.push({ about: 'forgetting', x: x.strategy, y: y.strategy, ...f })
       // Learning is a loss drop: a lower drop is less learned.
-      const l = statement({ name: x.strategy, value: x.learned }, { name: y.strategy, value: y.learned }, 'learns less than', 'learns more than', 'new-domain loss drop')
+      const l = statement(
+        { name: x.strategy, value: x.learned },
+        { name: y.strategy, value: y.learned },
+        'learns less than',
+        'learns more than',
+        'new-domain loss drop',
+      )
       out.push({ about: 'learning', x: x.strategy, y: y.strategy, ...l })
     }
   }
@@ -116,7 +130,12 @@ export interface ReportInput {
 export function buildReport(input: ReportInput): SweepReport {
   const { plan, records, options } = input
   const summaries = plan.strategies
-    .map((s) => summarize(s.name, records.filter((r) => r.strategy === s.name)))
+    .map((s) =>
+      summarize(
+        s.name,
+        records.filter((r) => r.strategy === s.name),
+      ),
+    )
     .filter((s) => s.runs > 0)
   return {
     llamapro: VERSION,
@@ -125,7 +144,10 @@ export function buildReport(input: ReportInput): SweepReport {
     seeds: plan.seeds,
     steps: plan.steps,
     device: input.device,
-    heldOut: { domain: options.eval?.length ? options.eval.join(',') : 'the val_size split of the training data', keep: options.keep.join(',') },
+    heldOut: {
+      domain: options.eval?.length ? options.eval.join(',') : 'the val_size split of the training data',
+      keep: options.keep.join(','),
+    },
     complete: input.complete,
     rule: RULE,
     summaries,
@@ -142,7 +164,9 @@ function markdown(report: SweepReport, outDir: string, charts: string[]): string
     `Training YAML \`${report.config}\`; ${report.steps ?? "the YAML's"} steps per run; data-order seeds ${report.seeds.join(', ')} ` +
       `(figures are mean ± sample std over the seeds); device ${report.device}; llamapro ${report.llamapro}.`,
     `Held-out new domain: ${report.heldOut.domain}. Kept text: ${report.heldOut.keep}.`,
-    report.complete ? '' : `\n**Incomplete**: ${report.runs.length} run(s) finished so far; rerun the same command to continue.\n`,
+    report.complete
+      ? ''
+      : `\n**Incomplete**: ${report.runs.length} run(s) finished so far; rerun the same command to continue.\n`,
     '| strategy | trainable params | tokens | wall time (s) | tokens/s | peak memory | new domain: before → after | kept text: before → after | learned (loss drop) | forgot (loss rise) |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ]
@@ -155,17 +179,20 @@ function markdown(report: SweepReport, outDir: string, charts: string[]): string
   lines.push('', `What the numbers carry (${report.rule}):`, '')
   for (const st of report.statements) lines.push(`- ${st.text}`)
   lines.push('')
-  for (const chart of charts.filter((c) => c.endsWith('.png') || !charts.includes(c.replace(/\.svg$/, '.png')))) lines.push(`![${chart}](${chart})`, '')
+  for (const chart of charts.filter((c) => c.endsWith('.png') || !charts.includes(c.replace(/\.svg$/, '.png'))))
+    lines.push(`![${chart}](${chart})`, '')
   lines.push(
     '',
     'Each run is an ordinary `llamapro train` output folder (`runs/<strategy>/seed-<n>/`); its figures are in its `sweep_run.json`. ' +
-      'Wall time is the training loop\'s (all_results.json\'s train_runtime: without data preparation, loading and saving); timings on a shared machine are noise unless measured in the same run.',
+      "Wall time is the training loop's (all_results.json's train_runtime: without data preparation, loading and saving); timings on a shared machine are noise unless measured in the same run.",
     '',
     '| run | seed | tokens | wall time (s) | tokens/s | new domain after | kept text after |',
     '|---|---|---|---|---|---|---|',
   )
   for (const r of report.runs) {
-    lines.push(`| ${relative(outDir, r.dir)} | ${r.seed} | ${r.tokens} | ${r.seconds.toFixed(1)} | ${r.tokensPerSecond.toFixed(0)} | ${r.domain.after.toFixed(4)} | ${r.keep.after.toFixed(4)} |`)
+    lines.push(
+      `| ${relative(outDir, r.dir)} | ${r.seed} | ${r.tokens} | ${r.seconds.toFixed(1)} | ${r.tokensPerSecond.toFixed(0)} | ${r.domain.after.toFixed(4)} | ${r.keep.after.toFixed(4)} |`,
+    )
   }
   return `${lines.join('\n')}\n`
 }
@@ -195,13 +222,19 @@ export function reportCharts(summaries: readonly StrategySummary[]): { scatter: 
   return { scatter, perHour }
 }
 
-export async function writeReport(outDir: string, input: ReportInput): Promise<{ report: SweepReport; files: string[] }> {
+export async function writeReport(
+  outDir: string,
+  input: ReportInput,
+): Promise<{ report: SweepReport; files: string[] }> {
   const report = buildReport(input)
   const files: string[] = []
   const charts: string[] = []
   if (report.summaries.length > 0) {
     const { scatter, perHour } = reportCharts(report.summaries)
-    for (const [name, svg] of [['forgetting-vs-learning', scatter], ['learning-per-hour', perHour]] as const) {
+    for (const [name, svg] of [
+      ['forgetting-vs-learning', scatter],
+      ['learning-per-hour', perHour],
+    ] as const) {
       await writeFileAtomically(join(outDir, `${name}.svg`), svg)
       charts.push(`${name}.svg`)
       const png = svgToPng(svg)

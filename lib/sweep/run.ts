@@ -64,7 +64,8 @@ async function readMarker<T>(path: string, settings: string, what: string): Prom
   return marker.value
 }
 
-const writeMarker = (path: string, settings: string, value: unknown) => writeFileAtomically(path, `${JSON.stringify({ settings, value }, null, 2)}\n`)
+const writeMarker = (path: string, settings: string, value: unknown) =>
+  writeFileAtomically(path, `${JSON.stringify({ settings, value }, null, 2)}\n`)
 
 export async function runSweep(options: SweepOptions): Promise<SweepResult> {
   const out = resolve(options.cwd ?? process.cwd(), options.outDir)
@@ -75,31 +76,60 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
   // The YAML's path, like its contents' relative paths, is relative to cwd.
   const config = resolve(cwd, options.config)
   const cfg = await loadTrainConfig(config, userOverrides, { cwd, partial: true })
-  if (cfg.dataset.length === 0) throw new LlamaproError('LLAMAPRO_SWEEP', `${options.config}: the sweep needs a training dataset (key dataset)`)
-  if (options.keep.length === 0) throw new LlamaproError('LLAMAPRO_SWEEP', 'the sweep needs the text to keep (--keep DATASET): without it, forgetting cannot be measured')
+  if (cfg.dataset.length === 0)
+    throw new LlamaproError('LLAMAPRO_SWEEP', `${options.config}: the sweep needs a training dataset (key dataset)`)
+  if (options.keep.length === 0)
+    throw new LlamaproError(
+      'LLAMAPRO_SWEEP',
+      'the sweep needs the text to keep (--keep DATASET): without it, forgetting cannot be measured',
+    )
   // --eval, else the YAML's eval_dataset (LLaMA-Factory's key), else its val_size split of the training data.
-  const evalSet = options.eval && options.eval.length > 0 ? options.eval : cfg.evalDataset.length > 0 ? cfg.evalDataset : null
+  const evalSet =
+    options.eval && options.eval.length > 0 ? options.eval : cfg.evalDataset.length > 0 ? cfg.evalDataset : null
   if (!evalSet && !(cfg.valSize > 0)) {
-    throw new LlamaproError('LLAMAPRO_SWEEP', `${options.config}: the sweep needs held-out new-domain data: --eval DATASET, eval_dataset in the YAML, or val_size in the YAML (a share of the training data)`)
+    throw new LlamaproError(
+      'LLAMAPRO_SWEEP',
+      `${options.config}: the sweep needs held-out new-domain data: --eval DATASET, eval_dataset in the YAML, or val_size in the YAML (a share of the training data)`,
+    )
   }
   if (cfg.stage === 'sft' && (cfg.defaultSystem !== null || !cfg.enableThinking)) {
-    warn('held-out sft data is scored with the template as llamapro eval renders it, without default_system / enable_thinking: false')
+    warn(
+      'held-out sft data is scored with the template as llamapro eval renders it, without default_system / enable_thinking: false',
+    )
   }
   const base = await openCheckpoint(cfg.modelNameOrPath)
-  const plan = planSweep({ config: cfg, numLayers: base.config.numLayers, strategies: options.strategies, outDir: out, steps: options.steps, tokens: options.tokens, seeds: options.seeds })
+  const plan = planSweep({
+    config: cfg,
+    numLayers: base.config.numLayers,
+    strategies: options.strategies,
+    outDir: out,
+    steps: options.steps,
+    tokens: options.tokens,
+    seeds: options.seeds,
+  })
   const device = chooseDevice(cfg.device, cfg.device === 'auto' ? info().cuda : null).device
   const deviceIndex = device.startsWith('cuda') ? Number(device.split(':')[1] ?? 0) : undefined
   const keepSet: HeldOutSet = { role: 'keep', dataset: options.keep, stage: options.keepStage ?? 'pt' }
   const domainSet: HeldOutSet | null = evalSet ? { role: 'domain', dataset: evalSet, stage: cfg.stage } : null
   const sets = domainSet ? [domainSet, keepSet] : [keepSet]
   // Everything a figure depends on, besides the run's own keys: a folder made with other settings is refused.
-  const common = JSON.stringify({ yaml: sha(await readFile(config, 'utf8')), userOverrides, sets, device, steps: plan.steps })
+  const common = JSON.stringify({
+    yaml: sha(await readFile(config, 'utf8')),
+    userOverrides,
+    sets,
+    device,
+    steps: plan.steps,
+  })
   await mkdir(out, { recursive: true })
 
   const records: RunRecord[] = []
   const finishedDirs = new Set<string>()
   for (const run of plan.runs) {
-    const done = await readMarker<RunRecord>(join(run.dir, RUN_MARKER), runSettings(run, common), `the run ${run.strategy.name} seed ${run.seed}`)
+    const done = await readMarker<RunRecord>(
+      join(run.dir, RUN_MARKER),
+      runSettings(run, common),
+      `the run ${run.strategy.name} seed ${run.seed}`,
+    )
     if (done) finishedDirs.add(run.dir)
   }
   emit({ type: 'plan', plan, finished: finishedDirs.size })
@@ -108,7 +138,13 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
 
   const befores = new Map<string, Before>()
   const report = async () => {
-    const result = await writeReport(out, { options: { ...options, outDir: out }, plan, records, device, complete: records.length === plan.runs.length })
+    const result = await writeReport(out, {
+      options: { ...options, outDir: out },
+      plan,
+      records,
+      device,
+      complete: records.length === plan.runs.length,
+    })
     emit({ type: 'report', files: result.files })
     return result
   }
@@ -118,7 +154,13 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
     for (const [blocks, dir] of plan.expansions) {
       if (stopped()) break
       const reused = existsSync(join(dir, 'config.json'))
-      if (!reused) await expandCheckpoint(cfg.modelNameOrPath, dir, { numExpand: blocks, force: true, signal: options.signal, onWarning: warn })
+      if (!reused)
+        await expandCheckpoint(cfg.modelNameOrPath, dir, {
+          numExpand: blocks,
+          force: true,
+          signal: options.signal,
+          onWarning: warn,
+        })
       emit({ type: 'expand', blocks, dir, reused })
     }
 
@@ -133,7 +175,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
       const reused = value !== null
       if (!value) {
         const losses = await heldOutLosses(run.model, sets, cfg, device, options.signal)
-        const domain = domainSet ? losses[0]!.loss : await baselineDomain(run, join(out, 'baseline', key), config, options.signal, userOverrides, cwd)
+        const domain = domainSet
+          ? losses[0]!.loss
+          : await baselineDomain(run, join(out, 'baseline', key), config, options.signal, userOverrides, cwd)
         value = { domain, keep: losses[domainSet ? 1 : 0]!.loss }
         await mkdir(join(out, 'baseline'), { recursive: true })
         await writeMarker(markerPath, settings, value)
@@ -150,7 +194,11 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
       index++
       if (stopped()) break
       const settings = runSettings(run, common)
-      const finished = await readMarker<RunRecord>(join(run.dir, RUN_MARKER), settings, `the run ${run.strategy.name} seed ${run.seed}`)
+      const finished = await readMarker<RunRecord>(
+        join(run.dir, RUN_MARKER),
+        settings,
+        `the run ${run.strategy.name} seed ${run.seed}`,
+      )
       if (finished) {
         records.push(finished)
         emit({ type: 'run-skipped', strategy: run.strategy.name, seed: run.seed, dir: run.dir })
@@ -187,7 +235,15 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
             lastStep = event.step
             const perStep = trainSeconds / trainSteps
             const remaining = event.totalSteps - event.step + runsLeft * (plan.steps ?? event.totalSteps)
-            emit({ type: 'step', strategy: run.strategy.name, seed: run.seed, step: event.step, totalSteps: event.totalSteps, loss: event.loss, etaSeconds: perStep * remaining })
+            emit({
+              type: 'step',
+              strategy: run.strategy.name,
+              seed: run.seed,
+              step: event.step,
+              totalSteps: event.totalSteps,
+              loss: event.loss,
+              etaSeconds: perStep * remaining,
+            })
           } else if (event.type === 'warning') {
             warn(`${run.strategy.name} seed ${run.seed}: ${event.message}`)
           }
@@ -198,11 +254,14 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
         break
       }
       const memory = native().memoryStats(deviceIndex)
-      const peakMemoryBytes = device === 'cpu' ? memory.cpu.peak : memory.cuda?.peak ?? null
+      const peakMemoryBytes = device === 'cpu' ? memory.cpu.peak : (memory.cuda?.peak ?? null)
       const losses = await heldOutLosses(run.dir, sets, cfg, device, options.signal)
       const domainAfter = domainSet ? losses[0]! : { loss: result.evalLoss ?? NaN, tokens: 0 }
       const keepAfter = losses[domainSet ? 1 : 0]!
-      const loop = JSON.parse(await readFile(join(run.dir, 'all_results.json'), 'utf8')) as { train_runtime: number; train_tokens_per_second: number }
+      const loop = JSON.parse(await readFile(join(run.dir, 'all_results.json'), 'utf8')) as {
+        train_runtime: number
+        train_tokens_per_second: number
+      }
       const record: RunRecord = {
         strategy: run.strategy.name,
         seed: run.seed,
@@ -231,7 +290,14 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
   }
   if (stopped()) state.aborted = true
   const written = await report()
-  return { outDir: out, complete: records.length === plan.runs.length, aborted: state.aborted, runs: records, report: written.report, files: written.files }
+  return {
+    outDir: out,
+    complete: records.length === plan.runs.length,
+    aborted: state.aborted,
+    runs: records,
+    report: written.report,
+    files: written.files,
+  }
 }
 
 /** The settings that decide a run's figures, stored in its marker. */
@@ -249,7 +315,14 @@ function evalKeys(strategy: 'steps' | 'epoch' | 'no'): TrainOverrides {
  * one step at learning rate 0 (AdamW then changes no weight: its update and its weight decay are scaled by the
  * learning rate), so "before" and "after" are the same loss on the same sequences.
  */
-async function baselineDomain(run: PlannedRun, dir: string, config: string, signal: AbortSignal | undefined, userOverrides: Record<string, unknown>, cwd: string): Promise<number> {
+async function baselineDomain(
+  run: PlannedRun,
+  dir: string,
+  config: string,
+  signal: AbortSignal | undefined,
+  userOverrides: Record<string, unknown>,
+  cwd: string,
+): Promise<number> {
   const result = await train(config, {
     cwd,
     distributed: null,
@@ -268,6 +341,7 @@ async function baselineDomain(run: PlannedRun, dir: string, config: string, sign
       }),
     },
   })
-  if (result.aborted || result.evalLoss === null) throw new LlamaproError('LLAMAPRO_SWEEP', `${dir}: the trainer gave no evaluation of the val_size split`)
+  if (result.aborted || result.evalLoss === null)
+    throw new LlamaproError('LLAMAPRO_SWEEP', `${dir}: the trainer gave no evaluation of the val_size split`)
   return result.evalLoss
 }

@@ -45,7 +45,13 @@ export const formatSpread = (s: Spread, digits = 3, signed = false) => {
  * One sentence about a figure of two strategies. `lower` is what X is said to do when its figure is lower
  * (e.g. "forgets less than"), `higher` when higher; the numbers are always given with the verdict.
  */
-export function statement(x: { name: string; value: Spread }, y: { name: string; value: Spread }, lower: string, higher: string, what: string): { verdict: Verdict; text: string } {
+export function statement(
+  x: { name: string; value: Spread },
+  y: { name: string; value: Spread },
+  lower: string,
+  higher: string,
+  what: string,
+): { verdict: Verdict; text: string } {
   const verdict = compare(x.value, y.value)
   const numbers = `(${what}: ${formatSpread(x.value, 3, true)} vs ${formatSpread(y.value, 3, true)})`
   const text =

@@ -50,7 +50,8 @@ export async function listCheckpoints(outputDir: string): Promise<{ step: number
   const out: { step: number; path: string }[] = []
   for (const entry of await readdir(outputDir)) {
     const match = /^checkpoint-(\d+)$/.exec(entry)
-    if (match && existsSync(join(outputDir, entry, TRAINER_STATE_FILE))) out.push({ step: Number(match[1]), path: join(outputDir, entry) })
+    if (match && existsSync(join(outputDir, entry, TRAINER_STATE_FILE)))
+      out.push({ step: Number(match[1]), path: join(outputDir, entry) })
   }
   return out.sort((a, b) => a.step - b.step)
 }
@@ -59,27 +60,39 @@ export async function writeCheckpoint(
   model: LlamaModel,
   path: string,
   state: TrainerState,
-  options: { modelDtype: ModelDtype; withOptimizer: boolean; onWarning?: (message: string) => void; saveModel?: (dir: string) => Promise<void> },
+  options: {
+    modelDtype: ModelDtype
+    withOptimizer: boolean
+    onWarning?: (message: string) => void
+    saveModel?: (dir: string) => Promise<void>
+  },
 ): Promise<void> {
-  await writeFolderAtomically(path, async (tmp) => {
-    // LoRA runs save the adapter instead of the model (LLaMA-Factory's checkpoints hold adapter_model.safetensors).
-    if (options.saveModel) await options.saveModel(tmp)
-    else await model.saveInto(tmp, { dtype: options.modelDtype })
-    if (options.withOptimizer) {
-      const trainable = model.parameters().filter((p) => p.requiresGrad)
-      const stateNames = model.optimizer.progress().stateTensors
-      const entries = [
-        ...trainable.map((p) => ({ name: p.name, dtype: toSafetensorsDtype(p.dtype), shape: p.shape })),
-        ...stateNames.map((name) => {
-          const info = model.tensorInfo(name)
-          return { name, dtype: toSafetensorsDtype(info.dtype), shape: info.shape }
-        }),
-      ]
-      const header = encodeSafetensorsHeader(entries, { format: 'pt', content: 'llamapro master weights and AdamW state' })
-      await model.writeTensors(join(tmp, OPTIMIZER_FILE), header.bytes, header.layout)
-    }
-    await writeFile(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`)
-  }, { onWarning: options.onWarning })
+  await writeFolderAtomically(
+    path,
+    async (tmp) => {
+      // LoRA runs save the adapter instead of the model (LLaMA-Factory's checkpoints hold adapter_model.safetensors).
+      if (options.saveModel) await options.saveModel(tmp)
+      else await model.saveInto(tmp, { dtype: options.modelDtype })
+      if (options.withOptimizer) {
+        const trainable = model.parameters().filter((p) => p.requiresGrad)
+        const stateNames = model.optimizer.progress().stateTensors
+        const entries = [
+          ...trainable.map((p) => ({ name: p.name, dtype: toSafetensorsDtype(p.dtype), shape: p.shape })),
+          ...stateNames.map((name) => {
+            const info = model.tensorInfo(name)
+            return { name, dtype: toSafetensorsDtype(info.dtype), shape: info.shape }
+          }),
+        ]
+        const header = encodeSafetensorsHeader(entries, {
+          format: 'pt',
+          content: 'llamapro master weights and AdamW state',
+        })
+        await model.writeTensors(join(tmp, OPTIMIZER_FILE), header.bytes, header.layout)
+      }
+      await writeFile(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`)
+    },
+    { onWarning: options.onWarning },
+  )
 }
 
 export async function readTrainerState(checkpoint: string): Promise<TrainerState> {
@@ -87,7 +100,10 @@ export async function readTrainerState(checkpoint: string): Promise<TrainerState
   try {
     return JSON.parse(await readFile(path, 'utf8')) as TrainerState
   } catch (error) {
-    throw new LlamaproError('LLAMAPRO_RESUME', `${path}: cannot read the trainer state (${(error as Error).message}); is ${checkpoint} a llamapro checkpoint?`)
+    throw new LlamaproError(
+      'LLAMAPRO_RESUME',
+      `${path}: cannot read the trainer state (${(error as Error).message}); is ${checkpoint} a llamapro checkpoint?`,
+    )
   }
 }
 
@@ -95,19 +111,37 @@ export async function readTrainerState(checkpoint: string): Promise<TrainerState
 export async function loadOptimizerState(model: LlamaModel, checkpoint: string): Promise<void> {
   const path = join(checkpoint, OPTIMIZER_FILE)
   if (!existsSync(path)) {
-    throw new LlamaproError('LLAMAPRO_RESUME', `${checkpoint} has no ${OPTIMIZER_FILE} (saved with save_only_model?), so training cannot resume from it exactly`)
+    throw new LlamaproError(
+      'LLAMAPRO_RESUME',
+      `${checkpoint} has no ${OPTIMIZER_FILE} (saved with save_only_model?), so training cannot resume from it exactly`,
+    )
   }
   const file = await readSafetensorsHeader(path)
-  const trainable = new Set(model.parameters().filter((p) => p.requiresGrad).map((p) => p.name))
+  const trainable = new Set(
+    model
+      .parameters()
+      .filter((p) => p.requiresGrad)
+      .map((p) => p.name),
+  )
   for (const t of file.tensors) {
     const param = t.name.replace(/^exp_avg(_sq)?:/, '')
     if (!trainable.has(param)) {
-      throw new LlamaproError('LLAMAPRO_RESUME', `${path} holds state for "${param}", which does not train with this configuration: resume with the strategy the checkpoint was made with`)
+      throw new LlamaproError(
+        'LLAMAPRO_RESUME',
+        `${path} holds state for "${param}", which does not train with this configuration: resume with the strategy the checkpoint was made with`,
+      )
     }
   }
   await model.loadTensors(
     `loading ${path}`,
-    file.tensors.map((t) => ({ name: t.name, file: path, offset: file.dataStart + t.begin, nbytes: t.end - t.begin, dtype: t.dtype, shape: t.shape })),
+    file.tensors.map((t) => ({
+      name: t.name,
+      file: path,
+      offset: file.dataStart + t.begin,
+      nbytes: t.end - t.begin,
+      dtype: t.dtype,
+      shape: t.shape,
+    })),
   )
 }
 

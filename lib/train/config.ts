@@ -29,47 +29,155 @@ interface KeySpec {
 
 const KEYS = {
   model_name_or_path: { kind: { type: 'string' }, default: undefined, help: 'model folder (Hugging Face format)' },
-  stage: { kind: { type: 'string', choices: ['pt', 'sft'] }, default: 'sft', help: 'pt: continued pre-training on raw text; sft: supervised fine-tuning' },
-  finetuning_type: { kind: { type: 'string', choices: ['freeze', 'full', 'lora'] }, default: 'freeze', help: 'freeze, full or lora' },
-  freeze_trainable_layers: { kind: { type: 'int' }, default: 2, help: 'N > 0: last N layers; N < 0: first |N|; with use_llama_pro: number of expanded blocks' },
-  freeze_trainable_modules: { kind: { type: 'list' }, default: 'all', help: 'all, or per-layer modules (mlp, self_attn, ...)' },
-  freeze_extra_modules: { kind: { type: 'list' }, default: null, help: 'non-layer modules that also train (embed_tokens, norm, lm_head)' },
-  freeze_trainable_layer_ids: { kind: { type: 'list' }, default: null, help: 'explicit layer indices, e.g. 10,16,17,23 (llamapro)' },
-  use_llama_pro: { kind: { type: 'bool' }, default: false, help: 'train only the expanded blocks (freeze: those layers; lora: adapters on them only)' },
+  stage: {
+    kind: { type: 'string', choices: ['pt', 'sft'] },
+    default: 'sft',
+    help: 'pt: continued pre-training on raw text; sft: supervised fine-tuning',
+  },
+  finetuning_type: {
+    kind: { type: 'string', choices: ['freeze', 'full', 'lora'] },
+    default: 'freeze',
+    help: 'freeze, full or lora',
+  },
+  freeze_trainable_layers: {
+    kind: { type: 'int' },
+    default: 2,
+    help: 'N > 0: last N layers; N < 0: first |N|; with use_llama_pro: number of expanded blocks',
+  },
+  freeze_trainable_modules: {
+    kind: { type: 'list' },
+    default: 'all',
+    help: 'all, or per-layer modules (mlp, self_attn, ...)',
+  },
+  freeze_extra_modules: {
+    kind: { type: 'list' },
+    default: null,
+    help: 'non-layer modules that also train (embed_tokens, norm, lm_head)',
+  },
+  freeze_trainable_layer_ids: {
+    kind: { type: 'list' },
+    default: null,
+    help: 'explicit layer indices, e.g. 10,16,17,23 (llamapro)',
+  },
+  use_llama_pro: {
+    kind: { type: 'bool' },
+    default: false,
+    help: 'train only the expanded blocks (freeze: those layers; lora: adapters on them only)',
+  },
   lora_rank: { kind: { type: 'int', min: 1 }, default: 8, help: 'LoRA rank r' },
-  lora_alpha: { kind: { type: 'number' }, default: null, help: 'LoRA scale numerator (default 2 x lora_rank); scale = alpha / r' },
+  lora_alpha: {
+    kind: { type: 'number' },
+    default: null,
+    help: 'LoRA scale numerator (default 2 x lora_rank); scale = alpha / r',
+  },
   lora_dropout: { kind: { type: 'number', min: 0, max: 0.999 }, default: 0, help: "dropout on the adapters' input" },
-  lora_target: { kind: { type: 'list' }, default: 'all', help: 'all (every linear layer but lm_head) or module names, e.g. q_proj,v_proj' },
-  additional_target: { kind: { type: 'list' }, default: null, help: "modules trained in full beside the adapters (PEFT's modules_to_save), e.g. embed_tokens,lm_head" },
+  lora_target: {
+    kind: { type: 'list' },
+    default: 'all',
+    help: 'all (every linear layer but lm_head) or module names, e.g. q_proj,v_proj',
+  },
+  additional_target: {
+    kind: { type: 'list' },
+    default: null,
+    help: "modules trained in full beside the adapters (PEFT's modules_to_save), e.g. embed_tokens,lm_head",
+  },
   use_rslora: { kind: { type: 'bool' }, default: false, help: 'rank-stabilised LoRA: scale = alpha / sqrt(r)' },
-  adapter_name_or_path: { kind: { type: 'list' }, default: null, help: 'PEFT adapter folder(s): all but the last are merged into the model; training continues the last (unless create_new_adapter)' },
-  create_new_adapter: { kind: { type: 'bool' }, default: false, help: 'merge every adapter_name_or_path and train a new adapter on top' },
-  loraplus_lr_ratio: { kind: { type: 'number' }, default: null, help: 'LoRA+: lora_B trains at this multiple of learning_rate' },
-  loraplus_lr_embedding: { kind: { type: 'number', min: 0 }, default: 1e-6, help: 'LoRA+ learning rate of embedding adapters (llamapro puts no adapter on embeddings: no effect)' },
-  dataset: { kind: { type: 'list' }, default: undefined, help: 'names in dataset_dir/dataset_info.json, or paths of .json/.jsonl/.parquet/.csv/.txt/.arrow files or folders, comma-separated' },
+  adapter_name_or_path: {
+    kind: { type: 'list' },
+    default: null,
+    help: 'PEFT adapter folder(s): all but the last are merged into the model; training continues the last (unless create_new_adapter)',
+  },
+  create_new_adapter: {
+    kind: { type: 'bool' },
+    default: false,
+    help: 'merge every adapter_name_or_path and train a new adapter on top',
+  },
+  loraplus_lr_ratio: {
+    kind: { type: 'number' },
+    default: null,
+    help: 'LoRA+: lora_B trains at this multiple of learning_rate',
+  },
+  loraplus_lr_embedding: {
+    kind: { type: 'number', min: 0 },
+    default: 1e-6,
+    help: 'LoRA+ learning rate of embedding adapters (llamapro puts no adapter on embeddings: no effect)',
+  },
+  dataset: {
+    kind: { type: 'list' },
+    default: undefined,
+    help: 'names in dataset_dir/dataset_info.json, or paths of .json/.jsonl/.parquet/.csv/.txt/.arrow files or folders, comma-separated',
+  },
   dataset_dir: { kind: { type: 'string' }, default: 'data', help: 'folder of dataset_info.json' },
-  template: { kind: { type: 'string' }, default: 'default', help: "a LLaMA-Factory template name (default, empty, alpaca, chatml, llama3, qwen, ...: TEMPLATE_NAMES; docs/cli/train.md lists them) or model (the model's own chat template)" },
+  template: {
+    kind: { type: 'string' },
+    default: 'default',
+    help: "a LLaMA-Factory template name (default, empty, alpaca, chatml, llama3, qwen, ...: TEMPLATE_NAMES; docs/cli/train.md lists them) or model (the model's own chat template)",
+  },
   default_system: { kind: { type: 'string' }, default: null, help: "replaces the template's default system prompt" },
-  enable_thinking: { kind: { type: 'bool' }, default: true, help: 'reasoning templates (qwen3): learn the empty thought of answers without one (false: put it in the prompt)' },
+  enable_thinking: {
+    kind: { type: 'bool' },
+    default: true,
+    help: 'reasoning templates (qwen3): learn the empty thought of answers without one (false: put it in the prompt)',
+  },
   cutoff_len: { kind: { type: 'int', min: 2 }, default: 2048, help: 'maximum tokens per sequence' },
-  packing: { kind: { type: 'bool' }, default: null, help: 'pack examples into cutoff_len blocks (default: true for pt, false for sft)' },
+  packing: {
+    kind: { type: 'bool' },
+    default: null,
+    help: 'pack examples into cutoff_len blocks (default: true for pt, false for sft)',
+  },
   max_samples: { kind: { type: 'int', min: 1 }, default: null, help: 'use at most this many examples per dataset' },
-  val_size: { kind: { type: 'number', min: 0 }, default: 0, help: 'held-out fraction (< 1) or number of sequences, from the token store' },
-  eval_dataset: { kind: { type: 'list' }, default: null, help: 'datasets for evaluation (not with val_size), comma-separated' },
-  mix_strategy: { kind: { type: 'string', choices: ['concat', 'interleave_under', 'interleave_over'] }, default: 'concat', help: 'how several datasets are mixed (LLaMA-Factory)' },
-  interleave_probs: { kind: { type: 'list' }, default: null, help: 'with interleave_*: the probability of drawing from each dataset, comma-separated' },
-  preprocessing_num_workers: { kind: { type: 'int', min: 1 }, default: null, help: 'worker threads that tokenize the data (default: the cores)' },
-  tokenized_path: { kind: { type: 'string' }, default: null, help: 'token store folder: loaded when it exists (data files not read), else built there' },
+  val_size: {
+    kind: { type: 'number', min: 0 },
+    default: 0,
+    help: 'held-out fraction (< 1) or number of sequences, from the token store',
+  },
+  eval_dataset: {
+    kind: { type: 'list' },
+    default: null,
+    help: 'datasets for evaluation (not with val_size), comma-separated',
+  },
+  mix_strategy: {
+    kind: { type: 'string', choices: ['concat', 'interleave_under', 'interleave_over'] },
+    default: 'concat',
+    help: 'how several datasets are mixed (LLaMA-Factory)',
+  },
+  interleave_probs: {
+    kind: { type: 'list' },
+    default: null,
+    help: 'with interleave_*: the probability of drawing from each dataset, comma-separated',
+  },
+  preprocessing_num_workers: {
+    kind: { type: 'int', min: 1 },
+    default: null,
+    help: 'worker threads that tokenize the data (default: the cores)',
+  },
+  tokenized_path: {
+    kind: { type: 'string' },
+    default: null,
+    help: 'token store folder: loaded when it exists (data files not read), else built there',
+  },
   overwrite_cache: { kind: { type: 'bool' }, default: false, help: 'rebuild the token store even when one exists' },
-  streaming: { kind: { type: 'bool' }, default: false, help: 'tokenize while training instead of into a token store first (needs max_steps; docs/guides/data-at-scale.md)' },
+  streaming: {
+    kind: { type: 'bool' },
+    default: false,
+    help: 'tokenize while training instead of into a token store first (needs max_steps; docs/guides/data-at-scale.md)',
+  },
   buffer_size: { kind: { type: 'int', min: 1 }, default: 16384, help: 'sequences in the streaming shuffle buffer' },
   per_device_train_batch_size: { kind: { type: 'int', min: 1 }, default: 8, help: 'sequences per micro-batch' },
   per_device_eval_batch_size: { kind: { type: 'int', min: 1 }, default: 8, help: 'sequences per evaluation batch' },
   gradient_accumulation_steps: { kind: { type: 'int', min: 1 }, default: 1, help: 'micro-batches per optimizer step' },
   learning_rate: { kind: { type: 'number', min: 0 }, default: 5e-5, help: 'peak learning rate' },
-  num_train_epochs: { kind: { type: 'number', min: 0 }, default: 3, help: 'passes over the data (unless max_steps is set)' },
+  num_train_epochs: {
+    kind: { type: 'number', min: 0 },
+    default: 3,
+    help: 'passes over the data (unless max_steps is set)',
+  },
   max_steps: { kind: { type: 'int' }, default: -1, help: 'optimizer steps; overrides num_train_epochs when > 0' },
-  lr_scheduler_type: { kind: { type: 'string', choices: ['linear', 'cosine', 'constant', 'constant_with_warmup'] }, default: 'linear', help: 'learning-rate schedule' },
+  lr_scheduler_type: {
+    kind: { type: 'string', choices: ['linear', 'cosine', 'constant', 'constant_with_warmup'] },
+    default: 'linear',
+    help: 'learning-rate schedule',
+  },
   warmup_ratio: { kind: { type: 'number', min: 0, max: 1 }, default: 0, help: 'fraction of steps spent warming up' },
   warmup_steps: { kind: { type: 'int', min: 0 }, default: 0, help: 'warm-up steps (overrides warmup_ratio when > 0)' },
   weight_decay: { kind: { type: 'number', min: 0 }, default: 0, help: 'AdamW decoupled weight decay' },
@@ -80,7 +188,11 @@ const KEYS = {
   bf16: { kind: { type: 'bool' }, default: false, help: 'bfloat16 activations, float32 master weights' },
   fp16: { kind: { type: 'bool' }, default: false, help: 'float16 activations with loss scaling (CUDA)' },
   pure_bf16: { kind: { type: 'bool' }, default: false, help: 'bfloat16 everywhere, master weights included' },
-  disable_gradient_checkpointing: { kind: { type: 'bool' }, default: false, help: 'keep every activation instead of recomputing decoder layers in backward' },
+  disable_gradient_checkpointing: {
+    kind: { type: 'bool' },
+    default: false,
+    help: 'keep every activation instead of recomputing decoder layers in backward',
+  },
   checkpoint_frozen_layers: {
     kind: { type: 'bool' },
     default: false,
@@ -89,13 +201,29 @@ const KEYS = {
   seed: { kind: { type: 'int' }, default: 42, help: 'random seed (data order)' },
   logging_steps: { kind: { type: 'int', min: 1 }, default: 500, help: 'log every N optimizer steps' },
   save_steps: { kind: { type: 'int', min: 1 }, default: 500, help: 'checkpoint every N optimizer steps' },
-  save_strategy: { kind: { type: 'string', choices: ['steps', 'epoch', 'no'] }, default: 'steps', help: 'when to write checkpoints' },
+  save_strategy: {
+    kind: { type: 'string', choices: ['steps', 'epoch', 'no'] },
+    default: 'steps',
+    help: 'when to write checkpoints',
+  },
   save_total_limit: { kind: { type: 'int', min: 1 }, default: null, help: 'keep at most N checkpoints' },
-  eval_steps: { kind: { type: 'int', min: 1 }, default: null, help: 'evaluate every N optimizer steps (default: logging_steps)' },
-  eval_strategy: { kind: { type: 'string', choices: ['steps', 'epoch', 'no'] }, default: null, help: 'when to evaluate (default: steps when val_size > 0)' },
+  eval_steps: {
+    kind: { type: 'int', min: 1 },
+    default: null,
+    help: 'evaluate every N optimizer steps (default: logging_steps)',
+  },
+  eval_strategy: {
+    kind: { type: 'string', choices: ['steps', 'epoch', 'no'] },
+    default: null,
+    help: 'when to evaluate (default: steps when val_size > 0)',
+  },
   output_dir: { kind: { type: 'string' }, default: undefined, help: 'where checkpoints and the final model go' },
   overwrite_output_dir: { kind: { type: 'bool' }, default: false, help: 'replace an existing output_dir' },
-  resume_from_checkpoint: { kind: { type: 'string-or-bool' }, default: null, help: 'checkpoint folder, or true for the latest in output_dir' },
+  resume_from_checkpoint: {
+    kind: { type: 'string-or-bool' },
+    default: null,
+    help: 'checkpoint folder, or true for the latest in output_dir',
+  },
   plot_loss: { kind: { type: 'bool' }, default: false, help: 'write training_loss.png and .svg' },
   eval_on_each_dataset: {
     kind: { type: 'bool' },
@@ -113,18 +241,46 @@ const KEYS = {
     help: 'TensorBoard folder (default output_dir/runs/<date>_<host>, as transformers)',
   },
   // llamapro's own keys
-  device: { kind: { type: 'string' }, default: 'auto', help: 'auto (the first CUDA device when LibTorch has CUDA and a GPU is visible, else cpu), cpu, cuda or cuda:N (llamapro)' },
-  threads: { kind: { type: 'int', min: 0, max: 1024 }, default: 0, help: 'LibTorch intra-op threads, 0 = default (llamapro)' },
-  save_delta: { kind: { type: 'bool' }, default: false, help: 'also write only the trained tensors to <output_dir>/delta (llamapro)' },
-  save_only_model: { kind: { type: 'bool' }, default: false, help: 'checkpoints without optimizer state (not resumable)' },
-  ddp_timeout: { kind: { type: 'int', min: 1 }, default: 1800, help: 'seconds a rank waits for the others in a collective before it fails (multi-rank runs)' },
-  ddp_bucket_cap_mb: { kind: { type: 'number', min: 0.001 }, default: 25, help: 'MiB of trainable gradients per all-reduce bucket (multi-rank runs)' },
+  device: {
+    kind: { type: 'string' },
+    default: 'auto',
+    help: 'auto (the first CUDA device when LibTorch has CUDA and a GPU is visible, else cpu), cpu, cuda or cuda:N (llamapro)',
+  },
+  threads: {
+    kind: { type: 'int', min: 0, max: 1024 },
+    default: 0,
+    help: 'LibTorch intra-op threads, 0 = default (llamapro)',
+  },
+  save_delta: {
+    kind: { type: 'bool' },
+    default: false,
+    help: 'also write only the trained tensors to <output_dir>/delta (llamapro)',
+  },
+  save_only_model: {
+    kind: { type: 'bool' },
+    default: false,
+    help: 'checkpoints without optimizer state (not resumable)',
+  },
+  ddp_timeout: {
+    kind: { type: 'int', min: 1 },
+    default: 1800,
+    help: 'seconds a rank waits for the others in a collective before it fails (multi-rank runs)',
+  },
+  ddp_bucket_cap_mb: {
+    kind: { type: 'number', min: 0.001 },
+    default: 25,
+    help: 'MiB of trainable gradients per all-reduce bucket (multi-rank runs)',
+  },
   deepspeed: {
     kind: { type: 'string' },
     default: null,
     help: "a DeepSpeed JSON config (LLaMA-Factory's examples/deepspeed/ds_z*_config.json): only its zero_optimization.stage is read, as zero_stage (2 and 3 run as 1)",
   },
-  zero_stage: { kind: { type: 'int', min: 0, max: 1 }, default: 0, help: '1: ZeRO stage 1, each rank keeps AdamW state for its shard of the trainable parameters only (multi-rank runs; llamapro)' },
+  zero_stage: {
+    kind: { type: 'int', min: 0, max: 1 },
+    default: 0,
+    help: '1: ZeRO stage 1, each rank keeps AdamW state for its shard of the trainable parameters only (multi-rank runs; llamapro)',
+  },
 } as const satisfies Record<string, KeySpec>
 
 export type TrainKey = keyof typeof KEYS
@@ -340,8 +496,14 @@ function withWarnings<T extends { configWarnings: string[] }>(settings: T, warni
 }
 
 /** zero_stage, from the key itself or else from a `deepspeed:` JSON file's zero_optimization.stage. */
-function zeroSettings(values: Record<string, unknown>, deepspeed: string | null, path: (p: string) => string, where: string): { zeroStage: 0 | 1; configWarnings: string[] } {
-  if ('zero_stage' in values || deepspeed === null) return { zeroStage: (values.zero_stage as 0 | 1 | undefined) ?? 0, configWarnings: [] }
+function zeroSettings(
+  values: Record<string, unknown>,
+  deepspeed: string | null,
+  path: (p: string) => string,
+  where: string,
+): { zeroStage: 0 | 1; configWarnings: string[] } {
+  if ('zero_stage' in values || deepspeed === null)
+    return { zeroStage: (values.zero_stage as 0 | 1 | undefined) ?? 0, configWarnings: [] }
   const { zeroStage, warning } = zeroStageFromDeepspeed(path(deepspeed), where)
   return { zeroStage, configWarnings: [warning] }
 }
@@ -352,7 +514,12 @@ function zeroSettings(values: Record<string, unknown>, deepspeed: string | null,
  * to the working directory: LLaMA-Factory's paths are plain Python paths, so its YAMLs (and their examples, run from
  * the repository root) mean the working directory, never the YAML file's folder.
  */
-export function parseTrainConfig(raw: Record<string, unknown>, where: string, baseDir: string, options: { partial?: boolean } = {}): TrainConfig {
+export function parseTrainConfig(
+  raw: Record<string, unknown>,
+  where: string,
+  baseDir: string,
+  options: { partial?: boolean } = {},
+): TrainConfig {
   const values: Record<string, unknown> = {}
   const ignoredKeys: string[] = []
   for (const [key, value] of Object.entries(raw)) {
@@ -361,7 +528,9 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     } else if (key in UNSUPPORTED_KEYS) {
       const { off, what } = UNSUPPORTED_KEYS[key]!
       if (!off.includes(value as never)) {
-        throw new ConfigKeyError(`${where}: ${key}: ${JSON.stringify(value)} asks for ${what}, which llamapro does not support (finetuning_type lora trains plain LoRA / rsLoRA adapters); remove ${key}`)
+        throw new ConfigKeyError(
+          `${where}: ${key}: ${JSON.stringify(value)} asks for ${what}, which llamapro does not support (finetuning_type lora trains plain LoRA / rsLoRA adapters); remove ${key}`,
+        )
       }
       ignoredKeys.push(key)
     } else if (IGNORED_KEYS.includes(key)) {
@@ -372,9 +541,14 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
     }
   }
   const get = <K extends TrainKey>(key: K): unknown => (key in values ? values[key] : KEYS[key].default)
-  const requiredKeys = options.partial ? (['model_name_or_path'] as const) : values.tokenized_path ? (['model_name_or_path', 'output_dir'] as const) : (['model_name_or_path', 'output_dir', 'dataset'] as const)
+  const requiredKeys = options.partial
+    ? (['model_name_or_path'] as const)
+    : values.tokenized_path
+      ? (['model_name_or_path', 'output_dir'] as const)
+      : (['model_name_or_path', 'output_dir', 'dataset'] as const)
   for (const required of requiredKeys) {
-    if (get(required) === undefined) throw new ConfigKeyError(`${where}: missing key "${required}" (${KEYS[required].help})`)
+    if (get(required) === undefined)
+      throw new ConfigKeyError(`${where}: missing key "${required}" (${KEYS[required].help})`)
   }
   const stage = get('stage') as 'pt' | 'sft'
   const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p))
@@ -387,30 +561,57 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
   // LLaMA-Factory's FinetuningArguments.__post_init__ checks
   if (finetuningType !== 'lora') {
     for (const key of ['loraplus_lr_ratio', 'adapter_name_or_path'] as const) {
-      if (get(key) !== null) throw new ConfigKeyError(`${where}: \`${key}\` is only valid for LoRA training (finetuning_type: lora)`)
+      if (get(key) !== null)
+        throw new ConfigKeyError(`${where}: \`${key}\` is only valid for LoRA training (finetuning_type: lora)`)
     }
   }
   const loraplus = get('loraplus_lr_ratio') as number | null
-  if (loraplus !== null && !(loraplus > 0)) throw new ConfigKeyError(`${where}: loraplus_lr_ratio must be a positive number, got ${loraplus}`)
-  const adapters = ((get('adapter_name_or_path') as string | null) ?? '').split(',').map((s) => s.trim()).filter(Boolean).map(path)
-  const splitList = (key: TrainKey) => ((get(key) as string | null | undefined) ?? '').split(',').map((x) => x.trim()).filter(Boolean)
+  if (loraplus !== null && !(loraplus > 0))
+    throw new ConfigKeyError(`${where}: loraplus_lr_ratio must be a positive number, got ${loraplus}`)
+  const adapters = ((get('adapter_name_or_path') as string | null) ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(path)
+  const splitList = (key: TrainKey) =>
+    ((get(key) as string | null | undefined) ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean)
   const evalDataset = splitList('eval_dataset')
-  if (evalDataset.length > 0 && valSize > 1e-6) throw new ConfigKeyError(`${where}: val_size and eval_dataset are both set; use one (LLaMA-Factory: "Cannot specify \`val_size\` if \`eval_dataset\` is not None.")`)
+  if (evalDataset.length > 0 && valSize > 1e-6)
+    throw new ConfigKeyError(
+      `${where}: val_size and eval_dataset are both set; use one (LLaMA-Factory: "Cannot specify \`val_size\` if \`eval_dataset\` is not None.")`,
+    )
   const probs = splitList('interleave_probs')
   const interleaveProbs = probs.length > 0 ? probs.map(Number) : null
-  if (interleaveProbs?.some((p) => !Number.isFinite(p))) throw new ConfigKeyError(`${where}: interleave_probs must be numbers, got ${JSON.stringify(get('interleave_probs'))}`)
+  if (interleaveProbs?.some((p) => !Number.isFinite(p)))
+    throw new ConfigKeyError(
+      `${where}: interleave_probs must be numbers, got ${JSON.stringify(get('interleave_probs'))}`,
+    )
   if (get('streaming')) {
     // LLaMA-Factory's own checks (hparams/data_args.py, parser.py), in its words where it has them.
-    if (!((get('max_steps') as number) > 0)) throw new ConfigKeyError(`${where}: streaming: true needs max_steps (a stream has no known length, so num_train_epochs cannot say when to stop; LLaMA-Factory: "Please specify \`max_steps\` in streaming mode.")`)
-    if (valSize > 1e-6 && !Number.isInteger(valSize)) throw new ConfigKeyError(`${where}: with streaming: true, val_size must be a count of sequences, got ${valSize} (LLaMA-Factory: "Streaming mode should have an integer val size.")`)
-    if (get('max_samples') !== null) throw new ConfigKeyError(`${where}: max_samples cannot be used with streaming: true (LLaMA-Factory: "\`max_samples\` is incompatible with \`streaming\`."); use max_steps to bound the run`)
+    if (!((get('max_steps') as number) > 0))
+      throw new ConfigKeyError(
+        `${where}: streaming: true needs max_steps (a stream has no known length, so num_train_epochs cannot say when to stop; LLaMA-Factory: "Please specify \`max_steps\` in streaming mode.")`,
+      )
+    if (valSize > 1e-6 && !Number.isInteger(valSize))
+      throw new ConfigKeyError(
+        `${where}: with streaming: true, val_size must be a count of sequences, got ${valSize} (LLaMA-Factory: "Streaming mode should have an integer val size.")`,
+      )
+    if (get('max_samples') !== null)
+      throw new ConfigKeyError(
+        `${where}: max_samples cannot be used with streaming: true (LLaMA-Factory: "\`max_samples\` is incompatible with \`streaming\`."); use max_steps to bound the run`,
+      )
   }
   const tokenizedPath = get('tokenized_path') as string | null
   const report = parseReportTo(get('report_to') as string, where)
   const evalOnEach = get('eval_on_each_dataset') as boolean
   const eachWarnings =
     evalOnEach && evalDataset.length === 0
-      ? ['eval_on_each_dataset: true has no effect without eval_dataset (as in LLaMA-Factory: it splits eval_dataset by name; val_size gives one split)']
+      ? [
+          'eval_on_each_dataset: true has no effect without eval_dataset (as in LLaMA-Factory: it splits eval_dataset by name; val_size gives one split)',
+        ]
       : []
   const loggingDir = get('logging_dir') as string | null
   const passed: Record<string, unknown> = {}
@@ -420,13 +621,21 @@ export function parseTrainConfig(raw: Record<string, unknown>, where: string, ba
   const derived: DerivedFields = {
     loraAlpha: (get('lora_alpha') as number | null) || loraRank * 2,
     adapterNameOrPath: adapters,
-    dataset: ((get('dataset') as string | undefined) ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    dataset: ((get('dataset') as string | undefined) ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     evalDataset,
     interleaveProbs,
     packing: (get('packing') as boolean | null) ?? stage === 'pt',
     evalSteps: (get('eval_steps') as number | null) ?? loggingSteps,
-    evalStrategy: (get('eval_strategy') as TrainConfig['evalStrategy'] | null) ?? (valSize > 0 || evalDataset.length > 0 ? 'steps' : 'no'),
-    ...withWarnings(zeroSettings(values, get('deepspeed') as string | null, path, where), [...report.warnings, ...eachWarnings]),
+    evalStrategy:
+      (get('eval_strategy') as TrainConfig['evalStrategy'] | null) ??
+      (valSize > 0 || evalDataset.length > 0 ? 'steps' : 'no'),
+    ...withWarnings(zeroSettings(values, get('deepspeed') as string | null, path, where), [
+      ...report.warnings,
+      ...eachWarnings,
+    ]),
     reportTo: report.reportTo,
     ignoredKeys,
     given: { ...raw },
@@ -466,7 +675,9 @@ export function parseOverrides(argv: readonly string[]): Record<string, unknown>
       const eq = arg.indexOf('=')
       out[arg.slice(0, eq)] = parseScalar(arg.slice(eq + 1))
     } else {
-      throw new ConfigKeyError(`unexpected argument "${arg}": overrides look like --learning_rate 1e-4 or learning_rate=1e-4`)
+      throw new ConfigKeyError(
+        `unexpected argument "${arg}": overrides look like --learning_rate 1e-4 or learning_rate=1e-4`,
+      )
     }
   }
   return out
@@ -476,7 +687,11 @@ export function parseOverrides(argv: readonly string[]): Record<string, unknown>
  * Reads a YAML config file and applies overrides. Relative paths in it resolve against the working directory (as
  * LLaMA-Factory's do), or against `options.cwd` when given.
  */
-export async function loadTrainConfig(path: string, overrides: Record<string, unknown> = {}, options: { partial?: boolean; cwd?: string } = {}): Promise<TrainConfig> {
+export async function loadTrainConfig(
+  path: string,
+  overrides: Record<string, unknown> = {},
+  options: { partial?: boolean; cwd?: string } = {},
+): Promise<TrainConfig> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
@@ -490,12 +705,18 @@ export async function loadTrainConfig(path: string, overrides: Record<string, un
     throw new ConfigKeyError(`${path}: invalid YAML: ${e.message.split('\n')[0]}`)
   }
   const raw = doc.toJS() ?? {}
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigKeyError(`${path}: must be a mapping of keys to values`)
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw new ConfigKeyError(`${path}: must be a mapping of keys to values`)
   const merged = { ...(raw as Record<string, unknown>), ...overrides }
   const config = parseTrainConfig(merged, path, resolve(options.cwd ?? process.cwd()), options)
   // Earlier llamapro resolved against the YAML's folder; say so rather than only "model folder not found".
   const model = merged.model_name_or_path
-  if (typeof model === 'string' && !isAbsolute(model) && !existsSync(config.modelNameOrPath) && existsSync(resolve(dirname(resolve(path)), model))) {
+  if (
+    typeof model === 'string' &&
+    !isAbsolute(model) &&
+    !existsSync(config.modelNameOrPath) &&
+    existsSync(resolve(dirname(resolve(path)), model))
+  ) {
     throw new ConfigKeyError(
       `${path}: model_name_or_path "${model}" is not in the working directory (${config.baseDir}), but is beside the YAML file: ` +
         `relative paths resolve against the working directory, as in LLaMA-Factory; run from ${dirname(resolve(path))} or use an absolute path`,
@@ -505,7 +726,10 @@ export async function loadTrainConfig(path: string, overrides: Record<string, un
 }
 
 /** Dtypes a config trains in: activations (and frozen weights), and trainable master weights. */
-export function trainingDtypes(config: Pick<TrainConfig, 'bf16' | 'fp16' | 'pureBf16'>): { compute: ModelDtype; master: ModelDtype } {
+export function trainingDtypes(config: Pick<TrainConfig, 'bf16' | 'fp16' | 'pureBf16'>): {
+  compute: ModelDtype
+  master: ModelDtype
+} {
   if (config.pureBf16) return { compute: 'bfloat16', master: 'bfloat16' }
   if (config.bf16) return { compute: 'bfloat16', master: 'float32' }
   if (config.fp16) return { compute: 'float16', master: 'float32' }
@@ -515,6 +739,9 @@ export function trainingDtypes(config: Pick<TrainConfig, 'bf16' | 'fp16' | 'pure
 /** Every known key with its default and a one-line description (for help text). */
 export function trainKeyHelp(): string {
   return Object.entries(KEYS)
-    .map(([key, spec]) => `  ${key.padEnd(28)} ${spec.help}${spec.default !== undefined && spec.default !== null ? ` (default ${spec.default})` : ''}`)
+    .map(
+      ([key, spec]) =>
+        `  ${key.padEnd(28)} ${spec.help}${spec.default !== undefined && spec.default !== null ? ` (default ${spec.default})` : ''}`,
+    )
     .join('\n')
 }

@@ -21,7 +21,11 @@ export interface DeltaRecord {
   bytes: number
 }
 
-export async function writeDelta(model: LlamaModel, dir: string, options: { baseModel: string; dtype: ModelDtype; trainable: readonly string[] }): Promise<DeltaRecord> {
+export async function writeDelta(
+  model: LlamaModel,
+  dir: string,
+  options: { baseModel: string; dtype: ModelDtype; trainable: readonly string[] },
+): Promise<DeltaRecord> {
   const shapes = new Map(model.parameters().map((p) => [p.name, p.shape]))
   const stDtype = toSafetensorsDtype(options.dtype)
   const entries = options.trainable.map((name) => ({ name, dtype: stDtype, shape: shapes.get(name)! }))

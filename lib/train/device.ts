@@ -22,12 +22,16 @@ export interface DeviceChoice {
 export function chooseDevice(requested: string, cuda: CudaReport | null): DeviceChoice {
   if (requested !== 'auto') {
     if (!/^(cpu|cuda|cuda:\d+)$/.test(requested)) {
-      throw new LlamaproError('LLAMAPRO_TRAIN_CONFIG', `device must be auto, cpu, cuda or cuda:<n>, got ${JSON.stringify(requested)}`)
+      throw new LlamaproError(
+        'LLAMAPRO_TRAIN_CONFIG',
+        `device must be auto, cpu, cuda or cuda:<n>, got ${JSON.stringify(requested)}`,
+      )
     }
     return { device: requested as Device, reason: 'set by the device key' }
   }
-  if (!cuda || !cuda.compiled) return { device: 'cpu', reason: 'LibTorch without CUDA' }
-  if (!cuda.available || cuda.devices.length === 0) return { device: 'cpu', reason: 'LibTorch has CUDA but no GPU is visible' }
+  if (!cuda?.compiled) return { device: 'cpu', reason: 'LibTorch without CUDA' }
+  if (!cuda.available || cuda.devices.length === 0)
+    return { device: 'cpu', reason: 'LibTorch has CUDA but no GPU is visible' }
   const first = Math.min(...cuda.devices.map((d) => d.index))
   return { device: `cuda:${first}`, reason: 'first visible CUDA device' }
 }

@@ -15,7 +15,8 @@ export interface EvalSet {
 }
 
 /** transformers' metric key of a set's loss: eval_loss, or eval_<name>_loss for a dataset of a dict. */
-export const evalLossKey = (set: Pick<EvalSet, 'name'>): string => (set.name === null ? 'eval_loss' : `eval_${set.name}_loss`)
+export const evalLossKey = (set: Pick<EvalSet, 'name'>): string =>
+  set.name === null ? 'eval_loss' : `eval_${set.name}_loss`
 
 export interface EvalOutcome {
   /** Each set's loss by its metric key, in the sets' order. */

@@ -8,7 +8,9 @@ import type { LogRecord, TrainEvent } from './events.js'
 
 /** The evaluation losses of a log line (eval_loss, eval_<name>_loss), by key. */
 export function evalLosses(record: LogRecord): [string, number][] {
-  return Object.entries(record).filter((e): e is [string, number] => /^eval_(.+_)?loss$/.test(e[0]) && typeof e[1] === 'number')
+  return Object.entries(record).filter(
+    (e): e is [string, number] => /^eval_(.+_)?loss$/.test(e[0]) && typeof e[1] === 'number',
+  )
 }
 
 export function describeEvent(event: TrainEvent): string | undefined {
@@ -30,7 +32,8 @@ export function describeEvent(event: TrainEvent): string | undefined {
     case 'log': {
       const r = event.record
       const evals = evalLosses(r)
-      if (evals.length > 0) return `step ${r.current_steps}/${r.total_steps}  ${evals.map(([k, v]) => `${k} ${v.toFixed(4)}`).join('  ')}`
+      if (evals.length > 0)
+        return `step ${r.current_steps}/${r.total_steps}  ${evals.map(([k, v]) => `${k} ${v.toFixed(4)}`).join('  ')}`
       return (
         `step ${r.current_steps}/${r.total_steps}  loss ${r.loss?.toFixed(4)}  lr ${r.lr?.toExponential(2)}  ` +
         `grad_norm ${r.grad_norm?.toFixed(3)}  ${r.tokens_per_second?.toFixed(0)} tok/s  ${r.elapsed_time}`

@@ -74,7 +74,16 @@ export type TrainEvent =
       /** The kernel switches in effect (lib/native/kernel-options.ts). */
       kernels?: KernelOptions
     }
-  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; seconds: number }
+  | {
+      type: 'step'
+      step: number
+      totalSteps: number
+      loss: number
+      lr: number
+      gradNorm: number
+      tokens: number
+      seconds: number
+    }
   | { type: 'log'; record: LogRecord }
   /** evalLoss: over every eval set's tokens; losses: each set's, by its metric key (eval_loss or eval_<name>_loss). */
   | { type: 'eval'; step: number; evalLoss: number; losses: Record<string, number>; tokens: number }

@@ -32,9 +32,16 @@ const layerOf = (name: string) => Number(/^model\.layers\.(\d+)\./.exec(name)?.[
 
 /** Checks the LoRA keys against the model and decides what trains, before the model is loaded. */
 export async function loraTrainingPolicy(cfg: TrainConfig, checkpoint: Checkpoint): Promise<LoraTrainingPolicy> {
-  if (cfg.saveDelta) throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', 'save_delta: true is for freeze/full training; finetuning_type: lora already writes only the adapter')
+  if (cfg.saveDelta)
+    throw new TrainingError(
+      'LLAMAPRO_TRAIN_CONFIG',
+      'save_delta: true is for freeze/full training; finetuning_type: lora already writes only the adapter',
+    )
   if (cfg.loraplusLrRatio !== null && cfg.zeroStage === 1) {
-    throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', 'loraplus_lr_ratio with zero_stage: 1 is not supported (the sharded optimizer has one learning rate); use zero_stage: 0')
+    throw new TrainingError(
+      'LLAMAPRO_TRAIN_CONFIG',
+      'loraplus_lr_ratio with zero_stage: 1 is not supported (the sharded optimizer has one learning rate); use zero_stage: 0',
+    )
   }
   // LLaMA-Factory: with create_new_adapter every adapter is merged and a new one trains; otherwise all but the last
   // are merged and training continues the last.
@@ -48,7 +55,9 @@ export async function loraTrainingPolicy(cfg: TrainConfig, checkpoint: Checkpoin
       finetuningType: 'lora',
       trainable,
       trainableLayerIds: ids,
-      explanation: [`adapter_name_or_path: training continues ${adapter.dir} (r ${adapter.config.r}, lora_alpha ${adapter.config.loraAlpha}, ${adapter.targets.length} adapted layers; lora_target/lora_rank/lora_alpha of the YAML are not used).`],
+      explanation: [
+        `adapter_name_or_path: training continues ${adapter.dir} (r ${adapter.config.r}, lora_alpha ${adapter.config.loraAlpha}, ${adapter.targets.length} adapted layers; lora_target/lora_rank/lora_alpha of the YAML are not used).`,
+      ],
       plan: null,
       adapter,
       merge,
@@ -60,14 +69,25 @@ export async function loraTrainingPolicy(cfg: TrainConfig, checkpoint: Checkpoin
     freezeTrainableLayers: cfg.freezeTrainableLayers,
     additionalTarget: cfg.additionalTarget,
   })
-  return { finetuningType: 'lora', trainable: plan.trainable, trainableLayerIds: plan.trainableLayerIds, explanation: plan.explanation, plan, adapter: null, merge }
+  return {
+    finetuningType: 'lora',
+    trainable: plan.trainable,
+    trainableLayerIds: plan.trainableLayerIds,
+    explanation: plan.explanation,
+    plan,
+    adapter: null,
+    merge,
+  }
 }
 
 /**
  * The base model with `policy.merge`'s adapters merged into it (W + scale B A, one after the other), written to a
  * temporary folder that `dispose` removes; LLaMA-Factory merges them in memory. Null when there is nothing to merge.
  */
-export async function mergedBase(policy: LoraTrainingPolicy, base: Checkpoint): Promise<{ checkpoint: Checkpoint; dispose: () => Promise<void> } | null> {
+export async function mergedBase(
+  policy: LoraTrainingPolicy,
+  base: Checkpoint,
+): Promise<{ checkpoint: Checkpoint; dispose: () => Promise<void> } | null> {
   if (policy.merge.length === 0) return null
   const root = await mkdtemp(join(tmpdir(), 'llamapro-merged-'))
   const dispose = () => rm(root, { recursive: true, force: true })
@@ -127,4 +147,3 @@ export function loraOptimizerGroups(
   }
   return { noDecay, lrScale }
 }
-

@@ -16,8 +16,14 @@ export function smooth(values: readonly number[], weight = 0.9): number[] {
   return out
 }
 
-export async function writeLossPlot(dir: string, history: readonly LogRecord[], warn: (message: string) => void): Promise<string[]> {
-  const train = history.filter((r) => typeof r.loss === 'number').map((r) => [r.current_steps, r.loss!] as [number, number])
+export async function writeLossPlot(
+  dir: string,
+  history: readonly LogRecord[],
+  warn: (message: string) => void,
+): Promise<string[]> {
+  const train = history
+    .filter((r) => typeof r.loss === 'number')
+    .map((r) => [r.current_steps, r.loss!] as [number, number])
   // eval_loss, and with eval_on_each_dataset one eval_<name>_loss per dataset instead.
   const evals = new Map<string, [number, number][]>()
   for (const record of history) {

@@ -49,7 +49,10 @@ function isInside(child: string, parent: string): boolean {
  * Refuses an output_dir that is, or contains, one of the run's inputs. Symbolic links are followed, so a link
  * to the model folder counts as the model folder.
  */
-export async function checkOutputDirSeparate(outputDir: string, inputs: { what: string; path: string }[]): Promise<void> {
+export async function checkOutputDirSeparate(
+  outputDir: string,
+  inputs: { what: string; path: string }[],
+): Promise<void> {
   const out = await canonical(outputDir)
   for (const input of inputs) {
     const path = await canonical(input.path)

@@ -4,32 +4,42 @@
  */
 import { existsSync } from 'node:fs'
 import { readdir } from 'node:fs/promises'
-import { type Checkpoint,openCheckpoint } from '../checkpoint/checkpoint.js'
-import { BatchSchedule,splitSource } from '../data/batches.js'
-import { ConcatSource,type SequenceSource } from '../data/store/reader.js'
-import { type TokenData,type TokenDataOptions,locateTokenData,openTokenData,prepareTokenData } from '../data/store/token-data.js'
-import { StreamSchedule,openStreaming } from '../data/streaming.js'
+import { type Checkpoint, openCheckpoint } from '../checkpoint/checkpoint.js'
+import { BatchSchedule, splitSource } from '../data/batches.js'
+import { ConcatSource, type SequenceSource } from '../data/store/reader.js'
+import {
+  type TokenData,
+  type TokenDataOptions,
+  locateTokenData,
+  openTokenData,
+  prepareTokenData,
+} from '../data/store/token-data.js'
+import { type StreamSchedule, openStreaming } from '../data/streaming.js'
 import { isStore } from '../data/store/reader.js'
-import { chatTemplate,pretrainTokenizer } from '../data/template.js'
-import { type TextTokenizer,loadTokenizer } from '../data/tokenizer.js'
-import { type TrainablePlan as FreezePolicy,freezePolicy } from '../policy/freeze-policy.js'
+import { chatTemplate, pretrainTokenizer } from '../data/template.js'
+import { type TextTokenizer, loadTokenizer } from '../data/tokenizer.js'
+import { type TrainablePlan as FreezePolicy, freezePolicy } from '../policy/freeze-policy.js'
 import { OutputExistsError } from '../util/atomic-dir.js'
-import { type TrainerState,listCheckpoints,readTrainerState } from './checkpoints.js'
-import { type TrainConfig } from './config.js'
-import { type LoraTrainingPolicy,loraTrainingPolicy,mergedBase } from './lora-setup.js'
-import { type DeviceChoice } from './device.js'
+import { type TrainerState, listCheckpoints, readTrainerState } from './checkpoints.js'
+import type { TrainConfig } from './config.js'
+import { type LoraTrainingPolicy, loraTrainingPolicy, mergedBase } from './lora-setup.js'
+import type { DeviceChoice } from './device.js'
 import { TrainingError } from './errors.js'
 import { checkOutputDirSeparate } from './output-dir.js'
 import { warmupStepsFor } from './schedule.js'
-import { ProcessGroup } from '../distributed/process-group.js'
+import type { ProcessGroup } from '../distributed/process-group.js'
 import { RankSchedule } from '../distributed/sharding.js'
-import { type EvalSet } from './evaluate.js'
+import type { EvalSet } from './evaluate.js'
 
 async function resolveResume(config: TrainConfig): Promise<string | null> {
   if (config.resumeFromCheckpoint === null) return null
   if (config.resumeFromCheckpoint === true) {
     const latest = (await listCheckpoints(config.outputDir)).pop()
-    if (!latest) throw new TrainingError('LLAMAPRO_RESUME', `resume_from_checkpoint: true, but ${config.outputDir} holds no checkpoint-<step> folder`)
+    if (!latest)
+      throw new TrainingError(
+        'LLAMAPRO_RESUME',
+        `resume_from_checkpoint: true, but ${config.outputDir} holds no checkpoint-<step> folder`,
+      )
     return latest.path
   }
   if (!existsSync(config.resumeFromCheckpoint)) {
@@ -56,7 +66,10 @@ function checkResumable(state: TrainerState, cfg: TrainConfig, dir: string, worl
   ]
   for (const [key, saved, now] of settings) {
     if (saved !== undefined && saved !== now) {
-      throw new TrainingError('LLAMAPRO_RESUME', `${dir} was trained with ${key}: ${saved}, this configuration says ${now}; resume with ${key}: ${saved}`)
+      throw new TrainingError(
+        'LLAMAPRO_RESUME',
+        `${dir} was trained with ${key}: ${saved}, this configuration says ${now}; resume with ${key}: ${saved}`,
+      )
     }
   }
 }
@@ -65,7 +78,13 @@ function checkResumable(state: TrainerState, cfg: TrainConfig, dir: string, worl
  * Token ids index the embedding table, so an id at or above vocab_size is refused here, with the tokenizer named
  * as the cause, before the model is loaded (the native side checks again, but could only name a position).
  */
-function checkTokenIds(maxStoreId: number, tokenizer: TextTokenizer, vocabSize: number, modelDir: string, warn: (message: string) => void): void {
+function checkTokenIds(
+  maxStoreId: number,
+  tokenizer: TextTokenizer,
+  vocabSize: number,
+  modelDir: string,
+  warn: (message: string) => void,
+): void {
   const largest = Math.max(tokenizer.padId, maxStoreId)
   if (largest >= vocabSize) {
     throw new TrainingError(
@@ -75,7 +94,9 @@ function checkTokenIds(maxStoreId: number, tokenizer: TextTokenizer, vocabSize: 
     )
   }
   if (tokenizer.maxId >= vocabSize) {
-    warn(`the tokenizer knows ids up to ${tokenizer.maxId}, above the model's vocab_size ${vocabSize}; this data does not use them`)
+    warn(
+      `the tokenizer knows ids up to ${tokenizer.maxId}, above the model's vocab_size ${vocabSize}; this data does not use them`,
+    )
   }
 }
 
@@ -120,20 +141,32 @@ export async function prepareData(
     ...(existsSync(cfg.datasetDir) ? [{ what: 'dataset folder (dataset_dir)', path: cfg.datasetDir }] : []),
   ])
   if (!resumeDir && !cfg.overwriteOutputDir && existsSync(cfg.outputDir) && (await readdir(cfg.outputDir)).length > 0) {
-    throw new OutputExistsError(cfg.outputDir, 'set overwrite_output_dir: true (or resume_from_checkpoint to continue a run)')
+    throw new OutputExistsError(
+      cfg.outputDir,
+      'set overwrite_output_dir: true (or resume_from_checkpoint to continue a run)',
+    )
   }
   if (cfg.fp16 && device.device === 'cpu') {
-    throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', 'fp16: true needs a CUDA device (float16 math on the CPU is slow and needs loss scaling); use bf16 or neither on the CPU')
+    throw new TrainingError(
+      'LLAMAPRO_TRAIN_CONFIG',
+      'fp16: true needs a CUDA device (float16 math on the CPU is slow and needs loss scaling); use bf16 or neither on the CPU',
+    )
   }
   const resumeState = resumeDir ? await readTrainerState(resumeDir) : undefined
   if (resumeState) checkResumable(resumeState, cfg, resumeDir!, group?.worldSize ?? 1)
   // A LoRA checkpoint holds the adapter, not the model: the base model always comes from model_name_or_path.
-  const modelDir = cfg.finetuningType === 'lora' ? cfg.modelNameOrPath : resumeDir ?? cfg.modelNameOrPath
+  const modelDir = cfg.finetuningType === 'lora' ? cfg.modelNameOrPath : (resumeDir ?? cfg.modelNameOrPath)
   const checkpoint = await openCheckpoint(modelDir)
   const tokenizer = await loadTokenizer(modelDir)
   // The template is checked here, where its warnings reach the user; the workers that tokenize build their own.
   // LLaMA-Factory's template also sets the data's EOS (replace_eos), for pt as for sft.
-  const template = cfg.stage === 'sft' ? chatTemplate(cfg.template, tokenizer, warn, { defaultSystem: cfg.defaultSystem, enableThinking: cfg.enableThinking }) : undefined
+  const template =
+    cfg.stage === 'sft'
+      ? chatTemplate(cfg.template, tokenizer, warn, {
+          defaultSystem: cfg.defaultSystem,
+          enableThinking: cfg.enableThinking,
+        })
+      : undefined
   const dataTokenizer = template?.tokenizer ?? pretrainTokenizer(cfg.template, tokenizer)
   const options = tokenDataOptions(cfg, modelDir, tokenizer, dataTokenizer, warn, log, signal)
   let data: TokenData | null = null
@@ -142,41 +175,79 @@ export async function prepareData(
   let schedule: RankSchedule | StreamSchedule
   if (cfg.streaming && !(cfg.tokenizedPath !== null && isStore(cfg.tokenizedPath))) {
     if (cfg.tokenizedPath !== null) {
-      throw new TrainingError('LLAMAPRO_TRAIN_CONFIG', `tokenized_path ${cfg.tokenizedPath} holds no token store, and streaming: true writes none: set streaming: false to build the store there (LLaMA-Factory: "Turn off \`streaming\` when saving dataset to disk."), or remove tokenized_path`)
+      throw new TrainingError(
+        'LLAMAPRO_TRAIN_CONFIG',
+        `tokenized_path ${cfg.tokenizedPath} holds no token store, and streaming: true writes none: set streaming: false to build the store there (LLaMA-Factory: "Turn off \`streaming\` when saving dataset to disk."), or remove tokenized_path`,
+      )
     }
     checkTokenIds(options.maxTokenId, tokenizer, checkpoint.config.vocabSize, modelDir, warn)
-    const streamed = await openStreaming(options, { bufferSize: cfg.bufferSize, valSize: cfg.valSize, batchSize: cfg.perDeviceTrainBatchSize, seed: cfg.seed, padId: tokenizer.padId, rank: group?.rank ?? 0, worldSize: group?.worldSize ?? 1 })
+    const streamed = await openStreaming(options, {
+      bufferSize: cfg.bufferSize,
+      valSize: cfg.valSize,
+      batchSize: cfg.perDeviceTrainBatchSize,
+      seed: cfg.seed,
+      padId: tokenizer.padId,
+      rank: group?.rank ?? 0,
+      worldSize: group?.worldSize ?? 1,
+    })
     schedule = streamed
     split = { train: null, eval: streamed.evalSource }
     evalEach = streamed.evalEach
-    log(`streaming: tokenizing while training with ${options.workers ?? 'all'} worker(s), shuffle buffer ${cfg.bufferSize} sequences${split.eval.length ? `, ${split.eval.length} held out for evaluation` : ''}`)
+    log(
+      `streaming: tokenizing while training with ${options.workers ?? 'all'} worker(s), shuffle buffer ${cfg.bufferSize} sequences${split.eval.length ? `, ${split.eval.length} held out for evaluation` : ''}`,
+    )
   } else {
-    if (cfg.streaming) warn(`tokenized_path ${cfg.tokenizedPath} holds a token store: it is read from disk and streaming: true has no effect (as LLaMA-Factory, which loads a saved dataset as it is)`)
+    if (cfg.streaming)
+      warn(
+        `tokenized_path ${cfg.tokenizedPath} holds a token store: it is read from disk and streaming: true has no effect (as LLaMA-Factory, which loads a saved dataset as it is)`,
+      )
     data = await tokenDataForRank(options, group)
     const manifest = data.train.manifest
-    if (!data.reused && manifest.droppedExamples > 0) warn(`${manifest.droppedExamples} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`)
-    const evalMaxId = Math.max(data.eval?.manifest.maxTokenId ?? 0, ...(data.evalEach ?? []).map((e) => e.store.manifest.maxTokenId))
+    if (!data.reused && manifest.droppedExamples > 0)
+      warn(
+        `${manifest.droppedExamples} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`,
+      )
+    const evalMaxId = Math.max(
+      data.eval?.manifest.maxTokenId ?? 0,
+      ...(data.evalEach ?? []).map((e) => e.store.manifest.maxTokenId),
+    )
     checkTokenIds(Math.max(manifest.maxTokenId, evalMaxId), tokenizer, checkpoint.config.vocabSize, modelDir, warn)
     evalEach = data.evalEach?.map(({ name, store }) => ({ name, source: store as SequenceSource })) ?? null
     const evalSource = evalEach ? new ConcatSource(evalEach.map((e) => e.source)) : data.eval
-    split = evalSource ? { train: data.train as SequenceSource, eval: evalSource } : splitSource(data.train, cfg.valSize, cfg.seed)
+    split = evalSource
+      ? { train: data.train as SequenceSource, eval: evalSource }
+      : splitSource(data.train, cfg.valSize, cfg.seed)
     if (cfg.evalOnEachDataset && cfg.evalDataset.length > 0 && !evalEach) {
-      warn(`eval_on_each_dataset: true, but the token store ${data.dir} was built with the eval datasets merged: one eval_loss is logged (rebuild it with overwrite_cache: true for one loss per dataset)`)
+      warn(
+        `eval_on_each_dataset: true, but the token store ${data.dir} was built with the eval datasets merged: one eval_loss is logged (rebuild it with overwrite_cache: true for one loss per dataset)`,
+      )
     }
     if (split.train!.length === 0) {
-      throw new TrainingError('LLAMAPRO_DATASET', `no training sequences: the data gave ${data.train.length} sequence(s) of up to ${cfg.cutoffLen} tokens`)
+      throw new TrainingError(
+        'LLAMAPRO_DATASET',
+        `no training sequences: the data gave ${data.train.length} sequence(s) of up to ${cfg.cutoffLen} tokens`,
+      )
     }
     const global = new BatchSchedule(split.train!, cfg.perDeviceTrainBatchSize, cfg.seed, tokenizer.padId)
     schedule = new RankSchedule(global, group?.rank ?? 0, group?.worldSize ?? 1)
   }
   const names = checkpoint.tensors.map((t) => t.name)
-  const policy = cfg.finetuningType === 'lora' ? await loraTrainingPolicy(cfg, checkpoint) : freezePolicy(checkpoint.config.numLayers, names, { ...cfg, finetuningType: cfg.finetuningType })
+  const policy =
+    cfg.finetuningType === 'lora'
+      ? await loraTrainingPolicy(cfg, checkpoint)
+      : freezePolicy(checkpoint.config.numLayers, names, { ...cfg, finetuningType: cfg.finetuningType })
   if (policy.trainable.length === 0) {
-    throw new TrainingError('LLAMAPRO_POLICY', 'nothing to train: this strategy selects no parameter (freeze_trainable_layers: 0 and no freeze_extra_modules?)')
+    throw new TrainingError(
+      'LLAMAPRO_POLICY',
+      'nothing to train: this strategy selects no parameter (freeze_trainable_layers: 0 and no freeze_extra_modules?)',
+    )
   }
 
   // A stream's epoch has no known length: as transformers with an IterableDataset, an "epoch" is max_steps.
-  const stepsPerEpoch = cfg.streaming && data === null ? cfg.maxSteps : Math.max(1, Math.ceil(schedule.batchesPerEpoch / cfg.gradientAccumulationSteps))
+  const stepsPerEpoch =
+    cfg.streaming && data === null
+      ? cfg.maxSteps
+      : Math.max(1, Math.ceil(schedule.batchesPerEpoch / cfg.gradientAccumulationSteps))
   const totalSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.ceil(cfg.numTrainEpochs * stepsPerEpoch))
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
   // adapter_name_or_path to merge first (create_new_adapter, or all but the last): training starts from the merged model.
@@ -262,6 +333,10 @@ async function tokenDataForRank(options: TokenDataOptions, group: ProcessGroup |
     )
   }
   const located = await locateTokenData({ ...options, overwriteCache: false })
-  if (!located.ready) throw new TrainingError('LLAMAPRO_DATASET', `rank ${group.rank}: the token store ${located.dir} is not there after LOCAL_RANK 0 prepared it (is the cache folder on a disk this rank cannot see?)`)
+  if (!located.ready)
+    throw new TrainingError(
+      'LLAMAPRO_DATASET',
+      `rank ${group.rank}: the token store ${located.dir} is not there after LOCAL_RANK 0 prepared it (is the cache folder on a disk this rank cannot see?)`,
+    )
   return openTokenData(located.dir)
 }

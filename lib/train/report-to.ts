@@ -40,11 +40,15 @@ export function parseReportTo(value: string, where: string): { reportTo: ReportT
     else if (OTHER_INTEGRATIONS.includes(name)) unserved.push(name)
     else {
       const valid = ['none', 'all', ...SUPPORTED_REPORT_TARGETS, ...OTHER_INTEGRATIONS].join(', ')
-      throw new ConfigKeyError(`${where}: report_to: "${name}" is not an integration transformers knows (valid: ${valid})`)
+      throw new ConfigKeyError(
+        `${where}: report_to: "${name}" is not an integration transformers knows (valid: ${valid})`,
+      )
     }
   }
   if (names.includes('none') && names.length > 1) {
-    throw new ConfigKeyError(`${where}: report_to: "none" cannot be combined with other values, got ${JSON.stringify(value)}`)
+    throw new ConfigKeyError(
+      `${where}: report_to: "none" cannot be combined with other values, got ${JSON.stringify(value)}`,
+    )
   }
   const warnings =
     unserved.length > 0

@@ -14,7 +14,10 @@ export interface OpenedReporters {
   loggingDir: string | null
 }
 
-export async function openReporters(cfg: Pick<TrainConfig, 'reportTo' | 'loggingDir' | 'outputDir' | 'given'>, startStep: number): Promise<OpenedReporters> {
+export async function openReporters(
+  cfg: Pick<TrainConfig, 'reportTo' | 'loggingDir' | 'outputDir' | 'given'>,
+  startStep: number,
+): Promise<OpenedReporters> {
   if (!cfg.reportTo.includes('tensorboard')) return { reporters: [], loggingDir: null }
   const loggingDir = cfg.loggingDir ?? defaultLoggingDir(cfg.outputDir)
   const writer = await TensorBoardWriter.open(loggingDir)

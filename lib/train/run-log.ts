@@ -49,7 +49,8 @@ export interface Reporter {
 }
 
 /** Python's `{:2.4e}`: the exponent has at least two digits (1.0000e-04), as LLaMA-Factory prints learning rates. */
-export const pythonExponential = (value: number, digits: number): string => value.toExponential(digits).replace(/e([+-])(\d)$/, 'e$10$2')
+export const pythonExponential = (value: number, digits: number): string =>
+  value.toExponential(digits).replace(/e([+-])(\d)$/, 'e$10$2')
 
 /** LogCallback's running_log.txt line for a training log: `{'loss': 1.2345, 'learning_rate': 1.0000e-04, 'epoch': 0.50}`. */
 export function llamaFactoryLogLine(record: LogRecord): string | undefined {
@@ -79,14 +80,28 @@ export class RunLog {
    * Opens the run's log files in `dir`: a new run starts them empty, a resumed one appends. training_args.yaml and
    * llamapro_run.json are written at once, so a watcher knows the run from its first second.
    */
-  static async open(dir: string, options: { resumed: boolean; given: Record<string, unknown>; info: Omit<RunInfo, 'created_by' | 'started_at' | 'hostname' | 'pid'>; reporters?: Reporter[] }): Promise<RunLog> {
+  static async open(
+    dir: string,
+    options: {
+      resumed: boolean
+      given: Record<string, unknown>
+      info: Omit<RunInfo, 'created_by' | 'started_at' | 'hostname' | 'pid'>
+      reporters?: Reporter[]
+    },
+  ): Promise<RunLog> {
     await mkdir(dir, { recursive: true })
     if (!options.resumed) {
       await writeFile(join(dir, TRAINER_LOG_FILE), '')
       await writeFile(join(dir, RUNNING_LOG_FILE), '')
     }
     await writeFile(join(dir, TRAINING_ARGS_FILE), stringify(options.given))
-    const info: RunInfo = { created_by: `llamapro ${VERSION}`, started_at: new Date().toISOString(), hostname: hostname(), pid: process.pid, ...options.info }
+    const info: RunInfo = {
+      created_by: `llamapro ${VERSION}`,
+      started_at: new Date().toISOString(),
+      hostname: hostname(),
+      pid: process.pid,
+      ...options.info,
+    }
     await writeFile(join(dir, RUN_INFO_FILE), `${JSON.stringify(info, null, 2)}\n`)
     return new RunLog(dir, info, options.reporters ?? [])
   }
@@ -103,18 +118,24 @@ export class RunLog {
   /** A line of running_log.txt, in LLaMA-Factory's format: `[INFO|2026-01-01 12:00:00] llamapro >> message`. */
   line(message: string, level: 'INFO' | 'WARNING' | 'ERROR' = 'INFO'): void {
     const stamp = `[${level}|${timestamp(new Date())}] llamapro >> `
-    this.#append(RUNNING_LOG_FILE, `${message.split('\n').map((l) => stamp + l).join('\n')}\n`)
+    this.#append(
+      RUNNING_LOG_FILE,
+      `${message
+        .split('\n')
+        .map((l) => stamp + l)
+        .join('\n')}\n`,
+    )
   }
 
   /** Every event the trainer emits: its readable line goes to running_log.txt. */
   event(event: TrainEvent): void {
-    if (event.type === 'warning') return this.line(event.message, 'WARNING')
-    if (event.type === 'log') {
-      const text = llamaFactoryLogLine(event.record)
-      if (text) return this.line(text)
-    }
-    const text = describeEvent(event)
-    if (text !== undefined) this.line(text)
+    const text =
+      event.type === 'log'
+        ? (llamaFactoryLogLine(event.record) ?? describeEvent(event))
+        : event.type === 'warning'
+          ? event.message
+          : describeEvent(event)
+    if (text !== undefined) this.line(text, event.type === 'warning' ? 'WARNING' : 'INFO')
   }
 
   /** One trainer_log.jsonl line, handed to every reporter too; resolves once it is on disk. */

@@ -4,11 +4,11 @@
  */
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { LlamaModel } from '../model/llama-model.js'
+import type { LlamaModel } from '../model/llama-model.js'
 import { VERSION } from '../version.js'
-import { type TrainerState,checkpointName,rotateCheckpoints,writeCheckpoint } from './checkpoints.js'
+import { type TrainerState, checkpointName, rotateCheckpoints, writeCheckpoint } from './checkpoints.js'
 import { copySideFiles } from '../checkpoint/side-files.js'
-import type { LogRecord,TrainEvent } from './events.js'
+import type { LogRecord, TrainEvent } from './events.js'
 import { readExpansionRecord } from '../expand/record.js'
 import { RunLog } from './run-log.js'
 import { openReporters } from './reporters.js'
@@ -81,13 +81,24 @@ async function openRunLog(plan: RunPlan, model: LlamaModel, startStep: number): 
 }
 
 /** eval_results.json, as LLaMA-Factory's run_pt/run_sft save the final evaluation (pt adds the perplexity). */
-export async function writeEvalResults(dir: string, epoch: number, losses: Record<string, number>, stage: string): Promise<void> {
+export async function writeEvalResults(
+  dir: string,
+  epoch: number,
+  losses: Record<string, number>,
+  stage: string,
+): Promise<void> {
   const results: Record<string, number> = { epoch, ...losses }
   if (stage === 'pt' && losses.eval_loss !== undefined) results.perplexity = Math.exp(losses.eval_loss)
   await writeFile(join(dir, 'eval_results.json'), `${JSON.stringify(results, null, 2)}\n`)
 }
 
-export async function openRun(plan: RunPlan, model: LlamaModel, progress: Progress, started: number, options: { signal?: AbortSignal; onEvent?: (event: TrainEvent) => void }): Promise<Run> {
+export async function openRun(
+  plan: RunPlan,
+  model: LlamaModel,
+  progress: Progress,
+  started: number,
+  options: { signal?: AbortSignal; onEvent?: (event: TrainEvent) => void },
+): Promise<Run> {
   const { cfg, split, totalSteps, stepsPerEpoch, checkpoint } = plan
   // Rank 0 writes every output; the other ranks train the same weights and write nothing.
   const writes = !plan.group || plan.group.isMain

@@ -4,7 +4,13 @@
  */
 export type ScheduleType = 'linear' | 'cosine' | 'constant' | 'constant_with_warmup'
 
-export function learningRateAt(step: number, totalSteps: number, warmupSteps: number, type: ScheduleType, peak: number): number {
+export function learningRateAt(
+  step: number,
+  totalSteps: number,
+  warmupSteps: number,
+  type: ScheduleType,
+  peak: number,
+): number {
   const warm = type === 'constant' ? 0 : warmupSteps
   if (step < warm) return (peak * step) / Math.max(1, warm)
   switch (type) {

@@ -4,31 +4,31 @@
  * an accumulation, clipping and the AdamW update), weighted by its share of the step's target tokens. Logging,
  * evaluation, checkpoints, warnings and cancellation happen here, between steps.
  */
-import { mkdir,readdir,rename,rm,writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseLayerName } from '../checkpoint/parameters.js'
 import { CONFIG_FILE } from '../checkpoint/checkpoint.js'
-import { type Batch } from '../data/batches.js'
+import type { Batch } from '../data/batches.js'
 import { StreamSchedule } from '../data/streaming.js'
 import { info } from '../info.js'
-import type { NativeTrainStepOptions,NativeTrainStepResult } from '../native/binding.js'
+import type { NativeTrainStepOptions, NativeTrainStepResult } from '../native/binding.js'
 import { kernelOptions } from '../native/kernel-options.js'
-import { describeStaleRemoval,removeStaleTemporaries } from '../util/atomic-dir.js'
-import { type TrainConfig,loadTrainConfig } from './config.js'
+import { describeStaleRemoval, removeStaleTemporaries } from '../util/atomic-dir.js'
+import { type TrainConfig, loadTrainConfig } from './config.js'
 import { writeDelta } from './delta.js'
 import { chooseDevice } from './device.js'
-import type { TrainEvent,TrainResult } from './events.js'
+import type { TrainEvent, TrainResult } from './events.js'
 import { TrainingError } from './errors.js'
 import { InterruptedError } from '../errors.js'
 import { writeLossPlot } from './loss-plot.js'
 import { learningRateAt } from './schedule.js'
-import { type DistributedEnv,distributedFromEnv } from '../distributed/environment.js'
+import { type DistributedEnv, distributedFromEnv } from '../distributed/environment.js'
 import { ProcessGroup } from '../distributed/process-group.js'
 import { evaluateSets } from './evaluate.js'
 import { TRAINER_LOG_FILE } from './run-log.js'
-import { type RunPlan,prepareData } from './prepare-data.js'
+import { type RunPlan, prepareData } from './prepare-data.js'
 import { prepareModel } from './training-model.js'
-import { type Run,openRun,saveLoraOutput,writeEvalResults } from './run-state.js'
+import { type Run, openRun, saveLoraOutput, writeEvalResults } from './run-state.js'
 
 export interface TrainOptions {
   /** Stops the run after the current optimizer step and saves a checkpoint. */
@@ -53,7 +53,7 @@ export function layerGradNorms(paramNorms: Record<string, number>): Record<strin
   for (const [name, norm] of Object.entries(paramNorms)) {
     const parsed = parseLayerName(name)
     const parts = name.split('.')
-    const key = parsed ? String(parsed.layer) : parts[parts.length - 2] ?? name
+    const key = parsed ? String(parsed.layer) : (parts[parts.length - 2] ?? name)
     squares.set(key, (squares.get(key) ?? 0) + norm * norm)
   }
   return Object.fromEntries([...squares].map(([k, v]) => [k, Math.sqrt(v)]))
@@ -109,7 +109,11 @@ interface LoopOutcome {
  * The [epoch, batch index] of the micro-batches of the next optimizer step, advancing `position`: an epoch's
  * last update takes the micro-batches that are left.
  */
-export function takeMicroBatches(position: { epoch: number; batchIndex: number }, batchesPerEpoch: number, accumulation: number): [number, number][] {
+export function takeMicroBatches(
+  position: { epoch: number; batchIndex: number },
+  batchesPerEpoch: number,
+  accumulation: number,
+): [number, number][] {
   const micro: [number, number][] = []
   for (let j = 0; j < accumulation; j++) {
     if (position.batchIndex >= batchesPerEpoch) {
@@ -126,7 +130,10 @@ export function takeMicroBatches(position: { epoch: number; batchIndex: number }
  * The native step options of one micro-batch: `weight` is its share of the optimizer step's target tokens; the
  * last one clips and updates, and reports per-parameter gradient norms when the step is logged.
  */
-export function microStepOptions(cfg: TrainConfig, step: { lr: number; weight: number; last: boolean; logging: boolean }): NativeTrainStepOptions {
+export function microStepOptions(
+  cfg: TrainConfig,
+  step: { lr: number; weight: number; last: boolean; logging: boolean },
+): NativeTrainStepOptions {
   return {
     lossMultiplier: step.weight,
     update: step.last,
@@ -163,7 +170,10 @@ export function resolveStepResult(
   }
   if (update.skipped === 'nonfinite-grad') {
     if (!context.fp16) return { loss, stop: { what: 'the gradient norm', value: update.gradNorm, ranks: [] } }
-    return { loss, warning: `step ${context.step}: float16 gradients overflowed; update skipped, loss scale now ${update.lossScale}` }
+    return {
+      loss,
+      warning: `step ${context.step}: float16 gradients overflowed; update skipped, loss scale now ${update.lossScale}`,
+    }
   }
   return { loss }
 }
@@ -179,14 +189,24 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     new TrainingError(
       'LLAMAPRO_NONFINITE',
       `${what} is not finite (${value}) at step ${progress.step + 1}` +
-        (plan.group ? `${ranks.length > 0 ? ` (on rank ${ranks.join(', ')} of ${plan.group.worldSize})` : ''}; training stopped on every rank` : '; training stopped') +
+        (plan.group
+          ? `${ranks.length > 0 ? ` (on rank ${ranks.join(', ')} of ${plan.group.worldSize})` : ''}; training stopped on every rank`
+          : '; training stopped') +
         ' without saving this state. ' +
         `The last good checkpoint is ${run.lastCheckpoint ?? 'none (no checkpoint was written yet)'}. ` +
         'Lower learning_rate, check the data, or train in bf16 or float32.',
     )
   const loopStart = performance.now()
   run.tokens.since = loopStart
-  const outcome: LoopOutcome = { aborted: false, runLoss: 0, runTokens: 0, evalLoss: null, evalLosses: {}, allReducedBytes: 0, loopSeconds: 0 }
+  const outcome: LoopOutcome = {
+    aborted: false,
+    runLoss: 0,
+    runTokens: 0,
+    evalLoss: null,
+    evalLosses: {},
+    allReducedBytes: 0,
+    loopSeconds: 0,
+  }
   let windowTokens = 0
   let windowStart = performance.now()
   const warnedLayers = new Set<string>()
@@ -213,7 +233,9 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
       const weight = windowTargets > 0 ? batch.targetTokens / windowTargets : 1 / batches.length
       result = await model.trainStep(batch, {
         ...microStepOptions(cfg, { lr, weight, last, logging }),
-        ...(cfg.finetuningType === 'lora' && cfg.loraDropout > 0 ? { dropoutSeed: dropoutSeed(cfg.seed, plan.group?.rank ?? 0, step, j) } : {}),
+        ...(cfg.finetuningType === 'lora' && cfg.loraDropout > 0
+          ? { dropoutSeed: dropoutSeed(cfg.seed, plan.group?.rank ?? 0, step, j) }
+          : {}),
         // All ranks stop together: a stop request on any rank travels with the last micro-batch's gradients.
         ...(plan.group && last ? { stopRequested: run.signal?.aborted ?? false } : {}),
       })
@@ -241,7 +263,16 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     run.tokens.run += stepTokens
     outcome.runLoss += stepLoss
     outcome.runTokens += stepTokens
-    run.emit({ type: 'step', step: progress.step, totalSteps, loss: stepLoss, lr, gradNorm: update.gradNorm, tokens: stepTokens, seconds: (performance.now() - run.started) / 1000 })
+    run.emit({
+      type: 'step',
+      step: progress.step,
+      totalSteps,
+      loss: stepLoss,
+      lr,
+      gradNorm: update.gradNorm,
+      tokens: stepTokens,
+      seconds: (performance.now() - run.started) / 1000,
+    })
 
     if (logging) {
       const norms = update.paramGradNorms ? layerGradNorms(update.paramGradNorms) : undefined
@@ -254,7 +285,9 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
           grad_norm: Number(update.gradNorm.toFixed(6)),
           tokens_per_second: Number((windowTokens / Math.max(seconds, 1e-9)).toFixed(1)),
           layer_grad_norms: norms,
-          ...(plan.group ? { allreduce_bytes: outcome.allReducedBytes, optimizer_state_bytes: model.optimizer.stateBytes() } : {}),
+          ...(plan.group
+            ? { allreduce_bytes: outcome.allReducedBytes, optimizer_state_bytes: model.optimizer.stateBytes() }
+            : {}),
         }),
       )
       progress.window = { loss: 0, steps: 0 }
@@ -263,16 +296,34 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
     }
     const done = progress.step
     const epochEnded = done % stepsPerEpoch === 0
-    const evalDue = plan.evalSets.length > 0 && split.eval.length > 0 && ((cfg.evalStrategy === 'steps' && done % cfg.evalSteps === 0) || (cfg.evalStrategy === 'epoch' && epochEnded) || done === totalSteps)
+    const evalDue =
+      plan.evalSets.length > 0 &&
+      split.eval.length > 0 &&
+      ((cfg.evalStrategy === 'steps' && done % cfg.evalSteps === 0) ||
+        (cfg.evalStrategy === 'epoch' && epochEnded) ||
+        done === totalSteps)
     if (evalDue && cfg.evalStrategy !== 'no') {
-      const evaluation = await evaluateSets(model, plan.evalSets, { batchSize: cfg.perDeviceEvalBatchSize, padId: plan.tokenizer.padId, group: plan.group })
+      const evaluation = await evaluateSets(model, plan.evalSets, {
+        batchSize: cfg.perDeviceEvalBatchSize,
+        padId: plan.tokenizer.padId,
+        group: plan.group,
+      })
       outcome.evalLosses = evaluation.losses
       outcome.evalLoss = evaluation.loss
-      run.emit({ type: 'eval', step: done, evalLoss: evaluation.loss, losses: evaluation.losses, tokens: evaluation.tokens })
-      const rounded = Object.fromEntries(Object.entries(evaluation.losses).map(([key, loss]) => [key, Number(loss.toFixed(6))]))
+      run.emit({
+        type: 'eval',
+        step: done,
+        evalLoss: evaluation.loss,
+        losses: evaluation.losses,
+        tokens: evaluation.tokens,
+      })
+      const rounded = Object.fromEntries(
+        Object.entries(evaluation.losses).map(([key, loss]) => [key, Number(loss.toFixed(6))]),
+      )
       await run.log(run.record(rounded))
     }
-    const saveDue = (cfg.saveStrategy === 'steps' && done % cfg.saveSteps === 0) || (cfg.saveStrategy === 'epoch' && epochEnded)
+    const saveDue =
+      (cfg.saveStrategy === 'steps' && done % cfg.saveSteps === 0) || (cfg.saveStrategy === 'epoch' && epochEnded)
     if (saveDue && done < totalSteps) await run.saveCheckpoint()
     // One process stops when asked; ranks stop when any of them had been asked before this step's all-reduce.
     if ((plan.group ? stopAll : run.signal?.aborted) && done < totalSteps) {
@@ -304,7 +355,12 @@ async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
       await rm(staging, { recursive: true, force: true })
       throw error
     }
-    if (cfg.saveDelta) await writeDelta(model, join(cfg.outputDir, 'delta'), { baseModel: cfg.modelNameOrPath, dtype: checkpoint.dtype, trainable: policy.trainable })
+    if (cfg.saveDelta)
+      await writeDelta(model, join(cfg.outputDir, 'delta'), {
+        baseModel: cfg.modelNameOrPath,
+        dtype: checkpoint.dtype,
+        trainable: policy.trainable,
+      })
     await writeFile(join(cfg.outputDir, 'trainer_state.json'), `${JSON.stringify(run.state(), null, 2)}\n`)
   }
   const seconds = (performance.now() - run.started) / 1000
@@ -334,10 +390,18 @@ async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
     ...outcome.evalLosses,
   }
   if (run.writes) {
-    await writeFile(join(cfg.outputDir, outcome.aborted ? 'interrupted_results.json' : 'all_results.json'), `${JSON.stringify(results, null, 2)}\n`)
-    if (!outcome.aborted && Object.keys(outcome.evalLosses).length > 0) await writeEvalResults(cfg.outputDir, results.epoch, outcome.evalLosses, cfg.stage)
+    await writeFile(
+      join(cfg.outputDir, outcome.aborted ? 'interrupted_results.json' : 'all_results.json'),
+      `${JSON.stringify(results, null, 2)}\n`,
+    )
+    if (!outcome.aborted && Object.keys(outcome.evalLosses).length > 0)
+      await writeEvalResults(cfg.outputDir, results.epoch, outcome.evalLosses, cfg.stage)
     if (cfg.plotLoss) await writeLossPlot(cfg.outputDir, progress.logHistory, run.warn)
-    run.runLog!.line(outcome.aborted ? `interrupted at step ${step}; a checkpoint was saved` : `finished: ${step} steps, train_loss ${result.trainLoss.toFixed(4)}`)
+    run.runLog!.line(
+      outcome.aborted
+        ? `interrupted at step ${step}; a checkpoint was saved`
+        : `finished: ${step} steps, train_loss ${result.trainLoss.toFixed(4)}`,
+    )
     await run.runLog!.close()
     if (run.plan.group) await run.plan.group.barrier('releasing the other ranks after writing the model')
   }
@@ -346,15 +410,20 @@ async function finish(run: Run, outcome: LoopOutcome): Promise<TrainResult> {
 }
 
 export async function train(config: TrainConfig | string, options: TrainOptions = {}): Promise<TrainResult> {
-  const cfg = typeof config === 'string' ? await loadTrainConfig(config, options.overrides, { cwd: options.cwd }) : config
+  const cfg =
+    typeof config === 'string' ? await loadTrainConfig(config, options.overrides, { cwd: options.cwd }) : config
   const started = performance.now()
   const warn = (message: string) => options.onEvent?.({ type: 'warning', message })
-  for (const key of cfg.ignoredKeys) warn(`key "${key}" has no effect in llamapro (accepted for LLaMA-Factory compatibility)`)
+  for (const key of cfg.ignoredKeys)
+    warn(`key "${key}" has no effect in llamapro (accepted for LLaMA-Factory compatibility)`)
   for (const message of cfg.configWarnings ?? []) warn(message)
 
   const env = options.distributed === undefined ? distributedFromEnv() : options.distributed
   const ranks = env && env.worldSize > 1 ? env : null
-  if (cfg.zeroStage === 1 && !ranks) warn('zero_stage: 1 has no effect in a single process (it shards the optimizer state over the ranks of a data-parallel run)')
+  if (cfg.zeroStage === 1 && !ranks)
+    warn(
+      'zero_stage: 1 has no effect in a single process (it shards the optimizer state over the ranks of a data-parallel run)',
+    )
   // Temporaries that a killed run left in output_dir (half-written checkpoints, the final model's staging folder).
   if (!ranks || ranks.rank === 0) {
     const stale = await removeStaleTemporaries(cfg.outputDir)
@@ -363,14 +432,24 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   let device = chooseDevice(cfg.device, cfg.device === 'auto' ? info().cuda : null)
   // Under torchrun each rank of a node takes its own GPU: cuda means cuda:LOCAL_RANK.
   if (ranks && (cfg.device === 'cuda' || (cfg.device === 'auto' && device.device !== 'cpu'))) {
-    device = { device: `cuda:${ranks.localRank}`, reason: `${device.reason}, one GPU per rank (LOCAL_RANK ${ranks.localRank})` }
+    device = {
+      device: `cuda:${ranks.localRank}`,
+      reason: `${device.reason}, one GPU per rank (LOCAL_RANK ${ranks.localRank})`,
+    }
   }
-  const group = ranks ? await ProcessGroup.connect(ranks, { timeoutSeconds: cfg.ddpTimeout, device: device.device, bucketBytes: Math.max(1, Math.round(cfg.ddpBucketCapMb * 1024 * 1024)) }) : null
+  const group = ranks
+    ? await ProcessGroup.connect(ranks, {
+        timeoutSeconds: cfg.ddpTimeout,
+        device: device.device,
+        bucketBytes: Math.max(1, Math.round(cfg.ddpBucketCapMb * 1024 * 1024)),
+      })
+    : null
   try {
     const log = (message: string) => options.onEvent?.({ type: 'data', message })
     const plan = await prepareData(cfg, warn, group, device, log, options.signal).catch((error: unknown) => {
       // Streams stopped by the signal throw a generic AbortError: report the interruption the caller asked for.
-      if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new InterruptedError()
+      if (options.signal?.aborted)
+        throw options.signal.reason instanceof Error ? options.signal.reason : new InterruptedError()
       throw error
     })
     try {
@@ -410,7 +489,10 @@ async function trainModel(plan: RunPlan, started: number, options: TrainOptions)
       stepsPerEpoch: plan.stepsPerEpoch,
       trainSequences: plan.split.train?.length ?? null,
       evalSequences: plan.split.eval.length,
-      trainableParams: model.parameters().filter((p) => p.requiresGrad).reduce((s, p) => s + p.numel, 0),
+      trainableParams: model
+        .parameters()
+        .filter((p) => p.requiresGrad)
+        .reduce((s, p) => s + p.numel, 0),
       totalParams: model.parameters().reduce((s, p) => s + p.numel, 0),
       trainableLayerIds: plan.policy.trainableLayerIds,
       resumedFrom: plan.resumeDir,
@@ -427,7 +509,11 @@ async function trainModel(plan: RunPlan, started: number, options: TrainOptions)
         : {}),
     })
     const tensorboard = run.runLog?.info.logging_dir
-    if (tensorboard) run.emit({ type: 'report', message: `TensorBoard events in ${tensorboard} (tensorboard --logdir ${tensorboard})` })
+    if (tensorboard)
+      run.emit({
+        type: 'report',
+        message: `TensorBoard events in ${tensorboard} (tensorboard --logdir ${tensorboard})`,
+      })
     try {
       const outcome = await trainLoop(run)
       return await finish(run, outcome)

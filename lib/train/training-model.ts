@@ -8,7 +8,7 @@ import { setThreads } from '../info.js'
 import { LlamaModel } from '../model/llama-model.js'
 import { loadOptimizerState } from './checkpoints.js'
 import { trainingDtypes } from './config.js'
-import { applyLora,loraOptimizerGroups } from './lora-setup.js'
+import { applyLora, loraOptimizerGroups } from './lora-setup.js'
 import type { LogRecord } from './events.js'
 import { clearRunOutputs } from './output-dir.js'
 import type { RunPlan } from './prepare-data.js'
@@ -30,7 +30,10 @@ export interface Progress {
  * The model as the loop trains it: loaded with the run's dtype and checkpointing, attached to the process group,
  * its trainable set and optimizer configured (what `llamapro bench <train.yaml>` times, too).
  */
-export async function loadTrainingModel(plan: RunPlan, overrides: { gradientCheckpointing?: boolean; checkpointFrozenLayers?: boolean } = {}): Promise<LlamaModel> {
+export async function loadTrainingModel(
+  plan: RunPlan,
+  overrides: { gradientCheckpointing?: boolean; checkpointFrozenLayers?: boolean } = {},
+): Promise<LlamaModel> {
   const { cfg, checkpoint, policy } = plan
   const { compute, master } = trainingDtypes(cfg)
   if (cfg.threads > 0) setThreads(cfg.threads)
@@ -56,12 +59,19 @@ export async function loadTrainingModel(plan: RunPlan, overrides: { gradientChec
 /** The optimizer's parameter groups: no weight decay for norms and biases; LoRA+'s learning-rate factors. */
 function optimizerGroups(model: LlamaModel, plan: RunPlan) {
   const trainableParams = model.parameters().filter((p) => p.requiresGrad)
-  return loraOptimizerGroups(plan.policy.finetuningType === 'lora' ? plan.cfg : { loraplusLrRatio: null }, trainableParams, noWeightDecay)
+  return loraOptimizerGroups(
+    plan.policy.finetuningType === 'lora' ? plan.cfg : { loraplusLrRatio: null },
+    trainableParams,
+    noWeightDecay,
+  )
 }
 
 /** Phase 2: the model loaded, its trainable set and optimizer configured, and the progress a resume restores. */
-export async function prepareModel(plan: RunPlan, warn: (message: string) => void): Promise<{ model: LlamaModel; progress: Progress }> {
-  const { cfg, resumeDir, resumeState, policy, split } = plan
+export async function prepareModel(
+  plan: RunPlan,
+  warn: (message: string) => void,
+): Promise<{ model: LlamaModel; progress: Progress }> {
+  const { cfg, resumeDir, resumeState, split } = plan
   const model = await loadTrainingModel(plan)
   try {
     const progress: Progress = { step: 0, epoch: 0, batchIndex: 0, logHistory: [], window: { loss: 0, steps: 0 } }
@@ -83,12 +93,17 @@ export async function prepareModel(plan: RunPlan, warn: (message: string) => voi
       progress.logHistory.push(...(state.log_history as unknown as LogRecord[]))
       progress.window = { loss: state.logging_window?.loss ?? 0, steps: state.logging_window?.steps ?? 0 }
       if (split.train !== null && state.train_sequences !== split.train.length) {
-        warn(`the data gives ${split.train.length} training sequences, the checkpoint was made with ${state.train_sequences}: the data order will differ`)
+        warn(
+          `the data gives ${split.train.length} training sequences, the checkpoint was made with ${state.train_sequences}: the data order will differ`,
+        )
       }
     } else if (!plan.group || plan.group.isMain) {
       await clearRunOutputs(cfg.outputDir)
       const kept = existsSync(cfg.outputDir) ? await readdir(cfg.outputDir) : []
-      if (kept.length > 0) warn(`overwrite_output_dir: kept ${kept.length} file(s) in ${cfg.outputDir} that a training run does not write: ${kept.slice(0, 5).join(', ')}`)
+      if (kept.length > 0)
+        warn(
+          `overwrite_output_dir: kept ${kept.length} file(s) in ${cfg.outputDir} that a training run does not write: ${kept.slice(0, 5).join(', ')}`,
+        )
     }
     return { model, progress }
   } catch (error) {

@@ -22,7 +22,8 @@ export async function checkOutputDir(path: string, replace: boolean, flag = 'pas
   } catch {
     return
   }
-  if (!info.isDirectory()) throw new LlamaproError('LLAMAPRO_OUTPUT_EXISTS', `output path ${path} exists and is a file, not a folder`)
+  if (!info.isDirectory())
+    throw new LlamaproError('LLAMAPRO_OUTPUT_EXISTS', `output path ${path} exists and is a file, not a folder`)
   if (!replace && (await readdir(path)).length > 0) throw new OutputExistsError(path, flag)
 }
 
@@ -49,7 +50,10 @@ export function isProcessAlive(pid: number): boolean {
  * With `target`, only the temporaries of that output name. A live process's temporaries are never touched, and a
  * reused pid only makes this keep a folder, never remove one in use. Returns the paths removed.
  */
-export async function removeStaleTemporaries(dir: string, options: { target?: string; alive?: (pid: number) => boolean } = {}): Promise<string[]> {
+export async function removeStaleTemporaries(
+  dir: string,
+  options: { target?: string; alive?: (pid: number) => boolean } = {},
+): Promise<string[]> {
   const alive = options.alive ?? isProcessAlive
   let entries: string[]
   try {
@@ -61,7 +65,12 @@ export async function removeStaleTemporaries(dir: string, options: { target?: st
   for (const entry of entries) {
     const temporary = TEMPORARY_NAME.exec(entry)
     const final = options.target === undefined ? FINAL_STAGING_NAME.exec(entry) : null
-    const pid = temporary && (options.target === undefined || temporary[1] === options.target) ? Number(temporary[2]) : final ? Number(final[1]) : undefined
+    const pid =
+      temporary && (options.target === undefined || temporary[1] === options.target)
+        ? Number(temporary[2])
+        : final
+          ? Number(final[1])
+          : undefined
     if (pid === undefined || alive(pid)) continue
     const path = join(dir, entry)
     await rm(path, { recursive: true, force: true })
@@ -93,7 +102,11 @@ export interface AtomicWriteOptions {
  * there). On failure the temporary folder is removed and `dest` is untouched. Temporaries of the same `dest` left
  * by killed processes are removed first, and reported.
  */
-export async function writeFolderAtomically<T>(dest: string, build: (tmp: string) => Promise<T>, options: AtomicWriteOptions = {}): Promise<T> {
+export async function writeFolderAtomically<T>(
+  dest: string,
+  build: (tmp: string) => Promise<T>,
+  options: AtomicWriteOptions = {},
+): Promise<T> {
   const target = resolve(dest)
   await mkdir(dirname(target), { recursive: true })
   reportStale(await removeStaleTemporaries(dirname(target), { target: basename(target) }), options.onWarning)

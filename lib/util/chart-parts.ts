@@ -4,7 +4,17 @@
  * for everything before it draws anything. Pure, like chart.ts, so that it loads in a browser too.
  */
 import {
-  ASCENT, FONT, type Fitted, blockHeight, blockWidth, escapeXml, fitText, r1, textBlock, textWidth, wrapText,
+  ASCENT,
+  FONT,
+  type Fitted,
+  blockHeight,
+  blockWidth,
+  escapeXml,
+  fitText,
+  r1,
+  textBlock,
+  textWidth,
+  wrapText,
 } from './chart-text.js'
 
 export const SIZE = { title: 16, label: 13, tick: 12, legend: 12, value: 11, point: 12 }
@@ -47,7 +57,11 @@ function logTicks(lo: number, hi: number, count: number): number[] {
 export function tickLabel(v: number): string {
   const a = Math.abs(v)
   if (a < 1e-12) return '0'
-  for (const [div, suffix] of [[1e9, 'G'], [1e6, 'M'], [1e4, 'k']] as const) {
+  for (const [div, suffix] of [
+    [1e9, 'G'],
+    [1e6, 'M'],
+    [1e4, 'k'],
+  ] as const) {
     if (a >= div) return `${Number((v / (suffix === 'k' ? 1e3 : div)).toPrecision(3))}${suffix}`
   }
   return a < 1e-2 ? v.toExponential(1) : String(Number(v.toPrecision(4)))

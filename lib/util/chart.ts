@@ -10,11 +10,36 @@
  * seeds is drawn where it is given: bands on lines, whiskers on bars, error bars on points.
  */
 import {
-  ASCENT, type Fitted, LINE, blockHeight, blockWidth, escapeXml, fitText, r1, textBlock, textWidth,
+  ASCENT,
+  type Fitted,
+  LINE,
+  blockHeight,
+  blockWidth,
+  escapeXml,
+  fitText,
+  r1,
+  textBlock,
+  textWidth,
 } from './chart-text.js'
 import {
-  type Frame, type LegendEntry, MIN_PLOT_HEIGHT, PAD, SIZE, type YAxis, axisTicks, drawLegend, drawXAxis, drawYAxis,
-  lastTickOverhang, layoutLegend, paddedRange, svgDocument, tickLabel, titleBlock, xAxisLayout, yAxisLayout,
+  type Frame,
+  type LegendEntry,
+  MIN_PLOT_HEIGHT,
+  PAD,
+  SIZE,
+  type YAxis,
+  axisTicks,
+  drawLegend,
+  drawXAxis,
+  drawYAxis,
+  lastTickOverhang,
+  layoutLegend,
+  paddedRange,
+  svgDocument,
+  tickLabel,
+  titleBlock,
+  xAxisLayout,
+  yAxisLayout,
 } from './chart-parts.js'
 import { type Band, type Point, downsample, downsampleBand } from './downsample.js'
 

@@ -36,10 +36,20 @@ function keptIndices(n: number, maxPoints: number, low: (i: number) => number, h
 
 /** At most maxPoints (≥ 2) of the points, in order: the first, the last, and each bucket's lowest and highest. */
 export function downsample(points: readonly Point[], maxPoints: number): Point[] {
-  return keptIndices(points.length, maxPoints, (i) => points[i]![1], (i) => points[i]![1]).map((i) => points[i]!)
+  return keptIndices(
+    points.length,
+    maxPoints,
+    (i) => points[i]![1],
+    (i) => points[i]![1],
+  ).map((i) => points[i]!)
 }
 
 /** downsample() for a band: per bucket the slice with the lowest lo and the slice with the highest hi. */
 export function downsampleBand(band: readonly Band[], maxPoints: number): Band[] {
-  return keptIndices(band.length, maxPoints, (i) => band[i]![1], (i) => band[i]![2]).map((i) => band[i]!)
+  return keptIndices(
+    band.length,
+    maxPoints,
+    (i) => band[i]![1],
+    (i) => band[i]![2],
+  ).map((i) => band[i]!)
 }

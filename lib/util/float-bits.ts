@@ -25,7 +25,7 @@ export function toF16Bits(x: number): number {
   const exp = (bits >>> 23) & 0xff
   let mant = bits & 0x7fffff
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0)
-  let e = exp - 127 + 15
+  const e = exp - 127 + 15
   if (e >= 0x1f) return sign | 0x7c00
   if (e <= 0) {
     if (e < -10) return sign
@@ -34,12 +34,12 @@ export function toF16Bits(x: number): number {
     let half = mant >>> shift
     const rem = mant & ((1 << shift) - 1)
     const halfway = 1 << (shift - 1)
-    if (rem > halfway || (rem === halfway && (half & 1))) half++
+    if (rem > halfway || (rem === halfway && half & 1)) half++
     return sign | half
   }
   let half = (e << 10) | (mant >>> 13)
   const rem = mant & 0x1fff
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++
   return sign | half
 }
 

@@ -44,11 +44,12 @@ export class ProgressBar {
     this.#lastDraw = now
     const fraction = Math.min(done / this.#total, 1)
     const elapsed = (now - this.#started) / 1000
-    const eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : Infinity
+    const eta = fraction > 0 ? (elapsed * (1 - fraction)) / fraction : Infinity
     const width = 24
     const filled = Math.round(fraction * width)
     const bar = `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`
-    const text = `${this.#label}${bar} ${(fraction * 100).toFixed(0).padStart(3)}% ${this.#format(done)}/${this.#format(this.#total)}` +
+    const text =
+      `${this.#label}${bar} ${(fraction * 100).toFixed(0).padStart(3)}% ${this.#format(done)}/${this.#format(this.#total)}` +
       ` ${detail} eta ${formatDuration(eta)}`
     const columns = this.#stream.columns ?? 100
     this.#stream.write(`\r${text.slice(0, columns - 1).padEnd(Math.min(columns - 1, text.length))}`)

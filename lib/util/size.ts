@@ -15,13 +15,17 @@ const UNITS: Record<string, number> = {
 
 export function parseSize(value: string | number, what = 'size'): number {
   if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value) || value <= 0) throw new LlamaproError('LLAMAPRO_ARG', `${what} must be a positive number of bytes, got ${value}`)
+    if (!Number.isSafeInteger(value) || value <= 0)
+      throw new LlamaproError('LLAMAPRO_ARG', `${what} must be a positive number of bytes, got ${value}`)
     return value
   }
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value)
   const unit = match ? (match[2] || 'B').toUpperCase() : ''
   if (!match || !(unit in UNITS)) {
-    throw new LlamaproError('LLAMAPRO_ARG', `${what} ${JSON.stringify(value)} is not a size (examples: 5GB, 500MB, 2GiB, 1000000)`)
+    throw new LlamaproError(
+      'LLAMAPRO_ARG',
+      `${what} ${JSON.stringify(value)} is not a size (examples: 5GB, 500MB, 2GiB, 1000000)`,
+    )
   }
   const bytes = Math.floor(Number(match[1]) * UNITS[unit]!)
   if (bytes <= 0) throw new LlamaproError('LLAMAPRO_ARG', `${what} must be larger than 0, got ${JSON.stringify(value)}`)

@@ -9,6 +9,15 @@ export const GENERATION_VARIANTS: Record<string, TinyModelOptions> = {
   tied: { tie: true, seed: 9, headDim: 16 },
   llama3_rope: {
     seed: 11,
-    config: { rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } },
+    config: {
+      rope_theta: 500000,
+      rope_scaling: {
+        rope_type: 'llama3',
+        factor: 8,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 16,
+      },
+    },
   },
 }

@@ -9,6 +9,8 @@ export async function gradientGap(model: LlamaModel, reference: LlamaModel, name
   const pairs = names.map((n) => [`grad:${n}`, `grad:${n}`] as [string, string])
   const differences = await model.native.maxAbsDifference(reference.native, pairs)
   const scales = await reference.native.tensorMaxAbs(pairs.map((p) => p[0]))
-  const worst = names.map((name, i) => ({ name, relative: differences[i]! / Math.max(scales[i]!, 1e-30) })).sort((a, b) => b.relative - a.relative)[0]!
+  const worst = names
+    .map((name, i) => ({ name, relative: differences[i]! / Math.max(scales[i]!, 1e-30) }))
+    .sort((a, b) => b.relative - a.relative)[0]!
   return { worst, scales }
 }

@@ -18,7 +18,7 @@ export function decodePng(file: Uint8Array): DecodedPng {
     throw new Error('not a PNG signature')
   let [width, height, channels] = [0, 0, 0]
   const data: Buffer[] = []
-  for (let at = 8; at < bytes.length;) {
+  for (let at = 8; at < bytes.length; ) {
     const length = bytes.readUInt32BE(at)
     const type = bytes.toString('latin1', at + 4, at + 8)
     const body = bytes.subarray(at + 8, at + 8 + length)

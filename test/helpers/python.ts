@@ -24,10 +24,15 @@ export function pythonPath(): string {
 
 export function runPython(args: string[], input?: string, timeoutMs = 120_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = execFile(pythonPath(), args, { cwd: REPO_ROOT, timeout: timeoutMs, maxBuffer: 512 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`python ${args.join(' ')} failed: ${error.message}\n${stderr}`))
-      else resolve(stdout)
-    })
+    const child = execFile(
+      pythonPath(),
+      args,
+      { cwd: REPO_ROOT, timeout: timeoutMs, maxBuffer: 512 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error) reject(new Error(`python ${args.join(' ')} failed: ${error.message}\n${stderr}`))
+        else resolve(stdout)
+      },
+    )
     if (input !== undefined) child.stdin!.end(input)
   })
 }

@@ -77,7 +77,7 @@ export function syntheticLog(o: SyntheticRunOptions): string {
       lines.push(JSON.stringify(syntheticEval(step, total, o.evalDatasets ?? [])))
     }
   }
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }
 
 export function writeSyntheticRun(dir: string, o: SyntheticRunOptions): void {

@@ -7,13 +7,27 @@ import { type TinyModel, type TinyModelOptions, writeTinyModel } from './tiny-mo
 
 export async function writeTrainableModel(dir: string, options: TinyModelOptions = {}): Promise<TinyModel> {
   const vocab = await writeTrainedTokenizer(dir, [...corpusA(300, 11), ...corpusB(300, 12)], 320)
-  return writeTinyModel(dir, { hidden: 48, intermediate: 96, heads: 4, kvHeads: 2, layers: 4, std: 0.05, ...options, vocab })
+  return writeTinyModel(dir, {
+    hidden: 48,
+    intermediate: 96,
+    heads: 4,
+    kvHeads: 2,
+    layers: 4,
+    std: 0.05,
+    ...options,
+    vocab,
+  })
 }
 
 /** pt data (text) and sft data (alpaca and sharegpt) from the demo corpora. */
 export async function writeDatasets(dir: string): Promise<{ pt: string; alpaca: string; sharegpt: string }> {
   const pt = join(dir, 'code.jsonl')
-  await writeFile(pt, corpusB(120, 5).map((text) => JSON.stringify({ text })).join('\n') + '\n')
+  await writeFile(
+    pt,
+    `${corpusB(120, 5)
+      .map((text) => JSON.stringify({ text }))
+      .join('\n')}\n`,
+  )
   const alpaca = join(dir, 'alpaca.json')
   await writeFile(
     alpaca,
@@ -29,9 +43,16 @@ export async function writeDatasets(dir: string): Promise<{ pt: string; alpaca: 
   const sharegpt = join(dir, 'chat.jsonl')
   await writeFile(
     sharegpt,
-    corpusA(40, 7)
-      .map((text) => JSON.stringify({ conversations: [{ from: 'human', value: 'Tell me about an animal.' }, { from: 'gpt', value: text }] }))
-      .join('\n') + '\n',
+    `${corpusA(40, 7)
+      .map((text) =>
+        JSON.stringify({
+          conversations: [
+            { from: 'human', value: 'Tell me about an animal.' },
+            { from: 'gpt', value: text },
+          ],
+        }),
+      )
+      .join('\n')}\n`,
   )
   return { pt, alpaca, sharegpt }
 }

@@ -12,7 +12,17 @@ export async function startTwoRanks(config: string) {
   const port = await freePort()
   const ranks = [0, 1].map((rank) =>
     spawn(process.execPath, [CLI, 'train', config], {
-      env: { ...process.env, ...rankEnvironment({ rank, worldSize: 2, localRank: rank, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: port }) },
+      env: {
+        ...process.env,
+        ...rankEnvironment({
+          rank,
+          worldSize: 2,
+          localRank: rank,
+          localWorldSize: 2,
+          masterAddr: '127.0.0.1',
+          masterPort: port,
+        }),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   )

@@ -22,6 +22,7 @@ const COMPARE = '#compare'
 const runs = new Map<string, ClientRun>()
 let roots: string[] = []
 let selected: string | null = new URLSearchParams(location.search).get('run')
+// biome-ignore lint/correctness/noUnusedVariables: read by `??=` in scheduleRender (biome counts only the writes)
 let renderTimer: ReturnType<typeof setTimeout> | undefined
 
 function scheduleRender(): void {
@@ -154,7 +155,9 @@ const metaText = (meta: Record<string, unknown> | null): string => {
     `expanded blocks ${list(meta.expanded_layer_ids)}`,
     `device ${String(meta.device ?? '?')}`,
     meta.started_at ? `started ${String(meta.started_at)}` : '',
-  ].filter(Boolean).join('  ·  ')
+  ]
+    .filter(Boolean)
+    .join('  ·  ')
 }
 
 function layerOrder(a: string, b: string): number {
@@ -168,7 +171,10 @@ function runCharts(run: ClientRun): HTMLElement[] {
   const meta = run.detail?.meta ?? null
   const expanded = new Set((Array.isArray(meta?.expanded_layer_ids) ? meta.expanded_layer_ids : []).map(String))
   const evalKeys = [...curves.keys()].filter((k) => k.startsWith('eval/')).sort()
-  const layers = [...curves.keys()].filter((k) => k.startsWith('layer/')).map((k) => k.slice(6)).sort(layerOrder)
+  const layers = [...curves.keys()]
+    .filter((k) => k.startsWith('layer/'))
+    .map((k) => k.slice(6))
+    .sort(layerOrder)
   const layerSeries: Series[] = layers.map((k) => {
     const isLayer = Number.isInteger(Number(k))
     const label = isLayer ? `layer ${k}${expanded.has(k) ? ' (new)' : ''}` : k
@@ -227,7 +233,9 @@ function renderRun(run: ClientRun): void {
     p.percentage !== null ? `${p.percentage}%` : '',
     p.elapsed_time ? `elapsed ${p.elapsed_time}` : '',
     p.remaining_time && s.status === 'running' ? `remaining ${p.remaining_time}` : '',
-  ].filter(Boolean).join('  ·  ')
+  ]
+    .filter(Boolean)
+    .join('  ·  ')
   const pane = (title: string, id: string, text: string) =>
     el('section', { class: 'pane' }, el('h2', {}, title), el('pre', { id }, text))
   const panes = [
@@ -253,8 +261,12 @@ function renderRun(run: ClientRun): void {
     ),
     el('div', { class: 'sub', id: 'run-path' }, `${s.path}  —  ${s.statusReason}`),
     el('div', { class: 'sub', id: 'run-meta' }, d ? metaText(d.meta) : 'loading…'),
-    el('div', { class: 'progress' }, progressBar(fraction(s)),
-      el('span', { class: 'text', id: 'progress-text' }, progressText)),
+    el(
+      'div',
+      { class: 'progress' },
+      progressBar(fraction(s)),
+      el('span', { class: 'text', id: 'progress-text' }, progressText),
+    ),
     el(
       'div',
       { class: 'cards' },
@@ -324,10 +336,14 @@ function render(): void {
   $('empty-state').hidden = view !== null
   $('run-view').hidden = view === null || view === COMPARE
   $('compare-view').hidden = view !== COMPARE
-  if (view === null) return renderEmpty()
+  if (view === null) {
+    renderEmpty()
+    return
+  }
   if (view === COMPARE) {
     for (const run of runs.values()) if (!run.detail) void loadDetail(run, 600)
-    return renderCompare()
+    renderCompare()
+    return
   }
   const run = runs.get(view)!
   if (!run.detail) void loadDetail(run)

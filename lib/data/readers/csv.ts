@@ -10,7 +10,25 @@ import { CHUNK_BYTES, DatasetError, type RawRecord, type ReadOptions } from './r
 
 /** pandas' STR_NA_VALUES (pandas/_libs/parsers.pyx), read as null by `read_csv`'s default `keep_default_na`. */
 export const PANDAS_NA_VALUES: ReadonlySet<string> = new Set([
-  '', '#N/A', '#N/A N/A', '#NA', '-1.#IND', '-1.#QNAN', '-NaN', '-nan', '1.#IND', '1.#QNAN', '<NA>', 'N/A', 'NA', 'NULL', 'NaN', 'None', 'n/a', 'nan', 'null',
+  '',
+  '#N/A',
+  '#N/A N/A',
+  '#NA',
+  '-1.#IND',
+  '-1.#QNAN',
+  '-NaN',
+  '-nan',
+  '1.#IND',
+  '1.#QNAN',
+  '<NA>',
+  'N/A',
+  'NA',
+  'NULL',
+  'NaN',
+  'None',
+  'n/a',
+  'nan',
+  'null',
 ])
 
 interface CsvRow {
@@ -40,7 +58,9 @@ export async function* readCsv(file: string, options: ReadOptions = {}): AsyncGe
         continue
       }
       if (fields.length > header.length) {
-        throw new DatasetError(`${where}: ${fields.length} fields, but the header (line 1) names ${header.length} (${header.join(', ')})`)
+        throw new DatasetError(
+          `${where}: ${fields.length} fields, but the header (line 1) names ${header.length} (${header.join(', ')})`,
+        )
       }
       const record: Record<string, string | null> = {}
       header.forEach((name, i) => {
@@ -55,7 +75,9 @@ export async function* readCsv(file: string, options: ReadOptions = {}): AsyncGe
     const lines = (error as { lines?: number }).lines
     const code = (error as NodeJS.ErrnoException).code
     if (code && !code.startsWith('CSV_')) throw new DatasetError(`${file}: cannot read (${code})`, { cause: error })
-    throw new DatasetError(`${file}${lines ? `:${lines}` : ''}: invalid CSV (${(error as Error).message})`, { cause: error })
+    throw new DatasetError(`${file}${lines ? `:${lines}` : ''}: invalid CSV (${(error as Error).message})`, {
+      cause: error,
+    })
   } finally {
     stream.destroy()
     parser.destroy()

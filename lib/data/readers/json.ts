@@ -16,7 +16,9 @@ const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0
 function decode(file: string, line: number, parts: Buffer[]): string {
   const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
   if (bytes.length > MAX_STRING) {
-    throw new DatasetError(`${file}:${line}: a record of ${bytes.length} bytes is longer than the longest string JavaScript can hold (${MAX_STRING} characters)`)
+    throw new DatasetError(
+      `${file}:${line}: a record of ${bytes.length} bytes is longer than the longest string JavaScript can hold (${MAX_STRING} characters)`,
+    )
   }
   return bytes.toString('utf8')
 }
@@ -161,18 +163,24 @@ class JsonArray {
         continue
       }
       const c = String.fromCharCode(b)
-      if (this.expect === 'done') throw new DatasetError(`${this.file}:${this.line}: invalid JSON: "${c}" after the array's closing "]"`)
+      if (this.expect === 'done')
+        throw new DatasetError(`${this.file}:${this.line}: invalid JSON: "${c}" after the array's closing "]"`)
       if (this.expect === 'comma') {
         if (b === 0x2c) this.expect = 'value'
         else if (b === 0x5d) this.expect = 'done'
         else {
-          throw new DatasetError(`${this.file}:${this.line}: invalid JSON: expected "," or "]" after the record that starts on line ${this.lastStartLine}, found "${c}"`)
+          throw new DatasetError(
+            `${this.file}:${this.line}: invalid JSON: expected "," or "]" after the record that starts on line ${this.lastStartLine}, found "${c}"`,
+          )
         }
         i++
         continue
       }
       if (b === 0x5d) {
-        if (this.expect === 'value') throw new DatasetError(`${this.file}:${this.line}: invalid JSON: a "," before the array's closing "]" (no record follows it)`)
+        if (this.expect === 'value')
+          throw new DatasetError(
+            `${this.file}:${this.line}: invalid JSON: a "," before the array's closing "]" (no record follows it)`,
+          )
         this.expect = 'done'
         i++
         continue
@@ -191,9 +199,14 @@ class JsonArray {
   }
 
   end(): void {
-    if (this.inElement && this.scalar && !this.inString) throw new DatasetError(`${this.file}:${this.line}: invalid JSON: the array is not closed with "]"`)
-    if (this.inElement) throw new DatasetError(`${this.file}:${this.line}: invalid JSON: the file ends inside the record that starts on line ${this.startLine}`)
-    if (this.expect !== 'done') throw new DatasetError(`${this.file}:${this.line}: invalid JSON: the file ends before the array's closing "]"`)
+    if (this.inElement && this.scalar && !this.inString)
+      throw new DatasetError(`${this.file}:${this.line}: invalid JSON: the array is not closed with "]"`)
+    if (this.inElement)
+      throw new DatasetError(
+        `${this.file}:${this.line}: invalid JSON: the file ends inside the record that starts on line ${this.startLine}`,
+      )
+    if (this.expect !== 'done')
+      throw new DatasetError(`${this.file}:${this.line}: invalid JSON: the file ends before the array's closing "]"`)
   }
 
   private finishElement(tail: Buffer, out: RawRecord[]): void {
@@ -218,7 +231,8 @@ export async function* readJson(file: string, options: ReadOptions = {}): AsyncG
     for await (const data of stream) {
       let chunk = data as Buffer
       bytes += chunk.length
-      if (first && chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3)
+      if (first && chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf)
+        chunk = chunk.subarray(3)
       first = false
       if (!parser) {
         let i = 0
@@ -242,7 +256,10 @@ export async function* readJson(file: string, options: ReadOptions = {}): AsyncG
     }
   } catch (error) {
     if (error instanceof DatasetError || (error as Error).name === 'AbortError') throw error
-    throw new DatasetError(`${file}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { cause: error })
+    throw new DatasetError(
+      `${file}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      { cause: error },
+    )
   } finally {
     stream.destroy()
   }

@@ -25,7 +25,9 @@ export async function* readParquet(file: string, options: ReadOptions = {}): Asy
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code) throw new DatasetError(`${file}: cannot read (${code})`, { cause: error })
-    throw new DatasetError(`${file}: not a readable parquet file (${(error as Error).message ?? error})`, { cause: error })
+    throw new DatasetError(`${file}: not a readable parquet file (${(error as Error).message ?? error})`, {
+      cause: error,
+    })
   }
   try {
     const metadata = parquet.metadata()
@@ -40,7 +42,9 @@ export async function* readParquet(file: string, options: ReadOptions = {}): Asy
       try {
         batches = tableFromIPC((await parquet.read({ rowGroups: [g] })).intoIPCStream()).batches
       } catch (error) {
-        throw new DatasetError(`${file}: row group ${g}: cannot decode (${(error as Error).message ?? error})`, { cause: error })
+        throw new DatasetError(`${file}: row group ${g}: cannot decode (${(error as Error).message ?? error})`, {
+          cause: error,
+        })
       }
       options.onBytes?.(bytes)
       for (const batch of batches) {

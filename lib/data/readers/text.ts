@@ -18,7 +18,10 @@ export async function* readText(file: string, options: ReadOptions = {}): AsyncG
   const out: RawRecord[] = []
   const flush = () => {
     line++
-    if (pendingBytes > MAX_STRING) throw new DatasetError(`${file}:${line}: a line of ${pendingBytes} bytes is longer than the longest string JavaScript can hold`)
+    if (pendingBytes > MAX_STRING)
+      throw new DatasetError(
+        `${file}:${line}: a line of ${pendingBytes} bytes is longer than the longest string JavaScript can hold`,
+      )
     const text = pending.length === 1 ? pending[0]!.toString('utf8') : Buffer.concat(pending).toString('utf8')
     pending = []
     pendingBytes = 0
@@ -56,7 +59,10 @@ export async function* readText(file: string, options: ReadOptions = {}): AsyncG
     }
   } catch (error) {
     if (error instanceof DatasetError || (error as Error).name === 'AbortError') throw error
-    throw new DatasetError(`${file}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { cause: error })
+    throw new DatasetError(
+      `${file}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      { cause: error },
+    )
   } finally {
     stream.destroy()
   }

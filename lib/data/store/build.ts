@@ -7,7 +7,13 @@ import type { ProgressStream } from '../../util/progress.js'
 import { ProgressBar } from '../../util/progress.js'
 import { formatBytes, formatCount, formatDuration } from '../../util/format.js'
 import { type StoreManifest, type TokenDtype, bytesPerToken } from './format.js'
-import { type SequenceStreamOptions, emptyTotals, noSequencesError, tokenizationCounter, tokenizedSequences } from './sequence-stream.js'
+import {
+  type SequenceStreamOptions,
+  emptyTotals,
+  noSequencesError,
+  tokenizationCounter,
+  tokenizedSequences,
+} from './sequence-stream.js'
 import { StoreWriter } from './writer.js'
 
 export { defaultWorkers, tokenizationCounter } from './sequence-stream.js'
@@ -33,15 +39,25 @@ export async function buildStore(dir: string, options: BuildOptions): Promise<St
     fixedLength: packedPt ? settings.cutoffLen : null,
     estimateTotalBytes: () => {
       const read = totals.bytesRead
-      return read > 0 ? Math.ceil((writer.bytesWritten / read) * Math.max(totals.totalBytes, read)) : writer.bytesWritten
+      return read > 0
+        ? Math.ceil((writer.bytesWritten / read) * Math.max(totals.totalBytes, read))
+        : writer.bytesWritten
     },
   })
   tokenizationCounter.builds++
   const totalBytes = options.sources.reduce((s, x) => s + x.totalBytes, 0)
-  const bar = new ProgressBar({ total: totalBytes, format: formatBytes, label: 'tokenizing ', stream: options.progressStream })
+  const bar = new ProgressBar({
+    total: totalBytes,
+    format: formatBytes,
+    label: 'tokenizing ',
+    stream: options.progressStream,
+  })
   const onProgress = () => {
     const seconds = Math.max((performance.now() - started) / 1000, 1e-9)
-    bar.update(Math.min(totals.bytesRead, totalBytes), `${formatCount(Math.round(totals.examples / seconds))} ex/s ${formatBytes(totals.bytesRead / seconds)}/s`)
+    bar.update(
+      Math.min(totals.bytesRead, totalBytes),
+      `${formatCount(Math.round(totals.examples / seconds))} ex/s ${formatBytes(totals.bytesRead / seconds)}/s`,
+    )
   }
   try {
     for await (const sequence of tokenizedSequences({ ...options, onProgress }, totals)) {
@@ -51,7 +67,11 @@ export async function buildStore(dir: string, options: BuildOptions): Promise<St
     if (writer.sequences === 0) throw noSequencesError(options, totals)
     const seconds = (performance.now() - started) / 1000
     const { examples, droppedExamples, droppedTokens, bytesRead } = totals
-    const manifest = await writer.commit({ examples, droppedExamples, droppedTokens, inputBytes: bytesRead, seconds }, options.inputs, options.key)
+    const manifest = await writer.commit(
+      { examples, droppedExamples, droppedTokens, inputBytes: bytesRead, seconds },
+      options.inputs,
+      options.key,
+    )
     bar.done()
     options.log?.(
       `tokenized ${formatCount(examples)} examples (${formatBytes(bytesRead)}) into ${formatCount(manifest.sequences)} sequences, ${formatCount(manifest.tokens)} tokens ` +

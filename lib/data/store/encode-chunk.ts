@@ -15,11 +15,24 @@ import { type ConversationRenderer, chatTemplate, pretrainTokenizer } from '../t
 import type { TextTokenizer } from '../tokenizer.js'
 
 /** What a worker needs of the model's tokenizer besides tokenizer.json: plain data, sent once to each worker. */
-export type TokenizerFacts = Pick<TextTokenizer, 'eosId' | 'eosToken' | 'bosToken' | 'bosId' | 'addBosToken' | 'padId' | 'maxId' | 'chatTemplate' | 'chatTemplateFile'>
+export type TokenizerFacts = Pick<
+  TextTokenizer,
+  'eosId' | 'eosToken' | 'bosToken' | 'bosId' | 'addBosToken' | 'padId' | 'maxId' | 'chatTemplate' | 'chatTemplateFile'
+>
 
 export function tokenizerFacts(tokenizer: TextTokenizer): TokenizerFacts {
   const { eosId, eosToken, bosToken, bosId, addBosToken, padId, maxId, chatTemplate, chatTemplateFile } = tokenizer
-  return { eosId, eosToken, bosToken, bosId, addBosToken, padId, maxId, chatTemplate, chatTemplateFile: chatTemplateFile ?? null }
+  return {
+    eosId,
+    eosToken,
+    bosToken,
+    bosId,
+    addBosToken,
+    padId,
+    maxId,
+    chatTemplate,
+    chatTemplateFile: chatTemplateFile ?? null,
+  }
 }
 
 export interface EncoderSettings {
@@ -99,8 +112,10 @@ export class ChunkEncoder {
     const tokenizer: TextTokenizer = {
       ...settings.tokenizer,
       encode: (text) => {
+        // biome-ignore lint/complexity/useOptionalChain: an optional chain cannot reach a #private field
         const hit = kept.get(text) ?? (recorder && recorder.#memo.get(text))
         if (hit) return hit
+        // biome-ignore lint/complexity/useOptionalChain: an optional chain cannot reach a #private field
         const recording = constructing ?? (recorder && recorder.#recording)
         if (recording) {
           recording.add(text)
@@ -115,7 +130,13 @@ export class ChunkEncoder {
     }
     const ignore = () => undefined
     const build = () => {
-      const template = settings.stage === 'sft' ? chatTemplate(settings.template, tokenizer, ignore, { defaultSystem: settings.defaultSystem, enableThinking: settings.enableThinking }) : undefined
+      const template =
+        settings.stage === 'sft'
+          ? chatTemplate(settings.template, tokenizer, ignore, {
+              defaultSystem: settings.defaultSystem,
+              enableThinking: settings.enableThinking,
+            })
+          : undefined
       return { template, data: template?.tokenizer ?? pretrainTokenizer(settings.template, tokenizer) }
     }
     try {
@@ -165,7 +186,10 @@ export class ChunkEncoder {
       const bos = tok.addBosToken ? tok.bosId : null
       let stream = 0
       for (const { example, where } of examples) {
-        if (example.kind !== 'text') throw new DatasetError(`${where}: stage pt reads raw text from a "text" field, and this record is a conversation (alpaca and sharegpt records are for stage sft)`)
+        if (example.kind !== 'text')
+          throw new DatasetError(
+            `${where}: stage pt reads raw text from a "text" field, and this record is a conversation (alpaca and sharegpt records are for stage sft)`,
+          )
         const encoded = tok.encode(example.text)
         if (packing) {
           ids.append(encoded)
@@ -187,8 +211,13 @@ export class ChunkEncoder {
       if (packing) lengths.push(stream)
     } else {
       for (const { example, where } of examples) {
-        if (example.kind !== 'conversation') throw new DatasetError(`${where}: not a recognised record: alpaca needs "instruction" and "output", sharegpt needs "conversations" or "messages" (this one holds only text, which stage pt reads)`)
-        const sequence = encodeConversation(this.render!(example.messages), tok, cutoffLen, { efficientEos: this.efficientEos })
+        if (example.kind !== 'conversation')
+          throw new DatasetError(
+            `${where}: not a recognised record: alpaca needs "instruction" and "output", sharegpt needs "conversations" or "messages" (this one holds only text, which stage pt reads)`,
+          )
+        const sequence = encodeConversation(this.render!(example.messages), tok, cutoffLen, {
+          efficientEos: this.efficientEos,
+        })
         if (!sequence) {
           droppedExamples++
           continue

@@ -7,7 +7,18 @@ import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } fr
 import { join } from 'node:path'
 import { DatasetError } from '../dataset.js'
 import { IGNORE_INDEX } from '../preprocess.js'
-import { IDS_FILE, LABELS_FILE, MANIFEST_FILE, OFFSETS_FILE, STORE_FORMAT, STORE_VERSION, type StoreManifest, TARGETS_FILE, bytesPerToken, ignoreSentinel } from './format.js'
+import {
+  IDS_FILE,
+  LABELS_FILE,
+  MANIFEST_FILE,
+  OFFSETS_FILE,
+  STORE_FORMAT,
+  STORE_VERSION,
+  type StoreManifest,
+  TARGETS_FILE,
+  bytesPerToken,
+  ignoreSentinel,
+} from './format.js'
 
 /** A list of sequences that can be read one at a time: a store, a part of one, or an array. */
 export interface SequenceSource {
@@ -30,9 +41,14 @@ export function readManifest(dir: string): StoreManifest {
   } catch (error) {
     throw new DatasetError(`${path}: not a token store manifest (${(error as Error).message})`)
   }
-  if (manifest.format !== STORE_FORMAT) throw new DatasetError(`${dir} is not a llamapro token store (its manifest's format is ${JSON.stringify(manifest.format)})`)
+  if (manifest.format !== STORE_FORMAT)
+    throw new DatasetError(
+      `${dir} is not a llamapro token store (its manifest's format is ${JSON.stringify(manifest.format)})`,
+    )
   if (manifest.version !== STORE_VERSION) {
-    throw new DatasetError(`${dir} is a token store of format version ${manifest.version}; this llamapro reads version ${STORE_VERSION}: delete it (or set overwrite_cache: true) to rebuild it`)
+    throw new DatasetError(
+      `${dir} is a token store of format version ${manifest.version}; this llamapro reads version ${STORE_VERSION}: delete it (or set overwrite_cache: true) to rebuild it`,
+    )
   }
   return manifest
 }
@@ -59,7 +75,9 @@ export class TokenStore implements SequenceSource {
       const size = fstatSync(fd).size
       if (size !== bytesEach * count) {
         closeSync(fd)
-        throw new DatasetError(`${join(dir, file)}: ${size} bytes where ${count} entries of ${bytesEach} bytes (${bytesEach * count}) belong; the store is damaged, delete it`)
+        throw new DatasetError(
+          `${join(dir, file)}: ${size} bytes where ${count} entries of ${bytesEach} bytes (${bytesEach * count}) belong; the store is damaged, delete it`,
+        )
       }
       return fd
     }
@@ -70,14 +88,16 @@ export class TokenStore implements SequenceSource {
   }
 
   static open(dir: string): TokenStore {
-    if (!isStore(dir)) throw new DatasetError(`${dir} is not a token store (no ${MANIFEST_FILE}: it was never completed)`)
+    if (!isStore(dir))
+      throw new DatasetError(`${dir} is not a token store (no ${MANIFEST_FILE}: it was never completed)`)
     return new TokenStore(dir)
   }
 
   /** `bytes` bytes of an index file at `position`, into #small. */
   #readIndex(fd: number, position: number, bytes: number, i: number): Buffer {
     this.#check(i)
-    if (readSync(fd, this.#small, 0, bytes, position) !== bytes) throw new DatasetError(`${this.dir}: the index of sequence ${i} is cut short; the store is damaged, delete it`)
+    if (readSync(fd, this.#small, 0, bytes, position) !== bytes)
+      throw new DatasetError(`${this.dir}: the index of sequence ${i} is cut short; the store is damaged, delete it`)
     return this.#small
   }
 
@@ -91,7 +111,8 @@ export class TokenStore implements SequenceSource {
   }
 
   #check(i: number): void {
-    if (!(Number.isInteger(i) && i >= 0 && i < this.length)) throw new RangeError(`sequence ${i} is not in the store (it has ${this.length})`)
+    if (!(Number.isInteger(i) && i >= 0 && i < this.length))
+      throw new RangeError(`sequence ${i} is not in the store (it has ${this.length})`)
   }
 
   lengthOf(i: number): number {
@@ -112,10 +133,16 @@ export class TokenStore implements SequenceSource {
     let got = 0
     while (got < bytes) {
       const read = readSync(fd, this.#buffer, got, bytes - got, position + got)
-      if (read === 0) throw new DatasetError(`${this.dir}: sequence ${i} ends past the end of its file; the store is damaged, delete it`)
+      if (read === 0)
+        throw new DatasetError(
+          `${this.dir}: sequence ${i} ends past the end of its file; the store is damaged, delete it`,
+        )
       got += read
     }
-    const view = this.#bytes === 2 ? new Uint16Array(this.#buffer.buffer, this.#buffer.byteOffset, n) : new Uint32Array(this.#buffer.buffer, this.#buffer.byteOffset, n)
+    const view =
+      this.#bytes === 2
+        ? new Uint16Array(this.#buffer.buffer, this.#buffer.byteOffset, n)
+        : new Uint32Array(this.#buffer.buffer, this.#buffer.byteOffset, n)
     const out = new Int32Array(n)
     for (let t = 0; t < n; t++) {
       const v = view[t]!

@@ -53,13 +53,17 @@ export const defaultWorkers = (): number => Math.max(1, cpus().length)
 export const tokenizationCounter = { chunks: 0, builds: 0 }
 
 /** The sequences; `totals` is filled in as they come and is final when the generator returns. */
-export async function* tokenizedSequences(options: SequenceStreamOptions, totals: SequenceStreamTotals = emptyTotals()): AsyncGenerator<StreamedSequence> {
+export async function* tokenizedSequences(
+  options: SequenceStreamOptions,
+  totals: SequenceStreamTotals = emptyTotals(),
+): AsyncGenerator<StreamedSequence> {
   const { settings } = options
   totals.totalBytes = options.sources.reduce((s, x) => s + x.totalBytes, 0)
   const sourceBytes = new Array<number>(options.sources.length).fill(0)
   const restarts = new Array<number>(options.sources.length).fill(0)
   const packedPt = settings.stage === 'pt' && settings.packing
-  const bytesRead = () => sourceBytes.reduce((a, b) => a + b, 0) + options.sources.reduce((s, x, i) => s + restarts[i]! * x.totalBytes, 0)
+  const bytesRead = () =>
+    sourceBytes.reduce((a, b) => a + b, 0) + options.sources.reduce((s, x, i) => s + restarts[i]! * x.totalBytes, 0)
   // The workers are the parallelism: the Rust tokenizer must not also fan each batch out over every core (rayon),
   // which would oversubscribe the machine. A value the user set is kept.
   process.env.TOKENIZERS_PARALLELISM ??= 'false'
@@ -131,7 +135,12 @@ export async function* tokenizedSequences(options: SequenceStreamOptions, totals
       chunk = []
       chars = 0
     }
-    for await (const located of mixExamples(options.sources, open, { strategy: options.mixStrategy, probs: options.interleaveProbs, seed: options.seed, maxSamples: options.maxSamples })) {
+    for await (const located of mixExamples(options.sources, open, {
+      strategy: options.mixStrategy,
+      probs: options.interleaveProbs,
+      seed: options.seed,
+      maxSamples: options.maxSamples,
+    })) {
       if (options.signal?.aborted) throw new DatasetError('tokenizing was interrupted')
       chunk.push(located)
       const e = located.example
@@ -161,7 +170,14 @@ export async function* tokenizedSequences(options: SequenceStreamOptions, totals
   }
 }
 
-export const emptyTotals = (): SequenceStreamTotals => ({ examples: 0, droppedExamples: 0, droppedTokens: 0, bytesRead: 0, totalBytes: 0, sequences: 0 })
+export const emptyTotals = (): SequenceStreamTotals => ({
+  examples: 0,
+  droppedExamples: 0,
+  droppedTokens: 0,
+  bytesRead: 0,
+  totalBytes: 0,
+  sequences: 0,
+})
 
 /** The error for data that gave no sequence at all. */
 export function noSequencesError(options: SequenceStreamOptions, totals: SequenceStreamTotals): DatasetError {

@@ -79,14 +79,27 @@ export function evalDatasetNames(sources: readonly Pick<DatasetSource, 'name' | 
   const names = sources.map(evalDatasetName)
   const twice = names.find((name, i) => names.indexOf(name) !== i)
   if (twice !== undefined) {
-    throw new DatasetError(`eval_on_each_dataset: two eval datasets would both log as eval_${twice}_loss (${sources.filter((s) => evalDatasetName(s) === twice).map((s) => s.name).join(', ')}); rename one, or list it under another name in dataset_info.json`)
+    throw new DatasetError(
+      `eval_on_each_dataset: two eval datasets would both log as eval_${twice}_loss (${sources
+        .filter((s) => evalDatasetName(s) === twice)
+        .map((s) => s.name)
+        .join(', ')}); rename one, or list it under another name in dataset_info.json`,
+    )
   }
   return names
 }
 
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'generation_config.json', 'special_tokens_map.json']
+const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'chat_template.jinja',
+  'generation_config.json',
+  'special_tokens_map.json',
+]
 
-export const tokenCacheRoot = (): string => process.env.LLAMAPRO_TOKEN_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'llamapro', 'tokens')
+export const tokenCacheRoot = (): string =>
+  process.env.LLAMAPRO_TOKEN_CACHE ??
+  join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'llamapro', 'tokens')
 
 async function tokenizerHash(modelDir: string): Promise<string> {
   const hash = createHash('sha256')
@@ -101,12 +114,24 @@ async function tokenizerHash(modelDir: string): Promise<string> {
 
 async function describeSources(sources: readonly DatasetSource[]) {
   return Promise.all(
-    sources.map(async (s) => ({ name: s.name, format: s.format, formatting: s.formatting, columns: s.columns, tags: s.tags, fromDatasetInfo: s.fromDatasetInfo, files: await sourceFingerprint(s) })),
+    sources.map(async (s) => ({
+      name: s.name,
+      format: s.format,
+      formatting: s.formatting,
+      columns: s.columns,
+      tags: s.tags,
+      fromDatasetInfo: s.fromDatasetInfo,
+      files: await sourceFingerprint(s),
+    })),
   )
 }
 
 /** The cache key's inputs: everything that changes the tokens, and nothing that does not (val_size is not). */
-export async function storeInputs(options: TokenDataOptions, sources: readonly DatasetSource[], evalSources: readonly DatasetSource[]): Promise<Record<string, unknown>> {
+export async function storeInputs(
+  options: TokenDataOptions,
+  sources: readonly DatasetSource[],
+  evalSources: readonly DatasetSource[],
+): Promise<Record<string, unknown>> {
   const interleaving = sources.length > 1 && options.mixStrategy !== 'concat'
   return {
     storeVersion: STORE_VERSION,
@@ -128,7 +153,8 @@ export async function storeInputs(options: TokenDataOptions, sources: readonly D
   }
 }
 
-export const storeKey = (inputs: Record<string, unknown>): string => createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 32)
+export const storeKey = (inputs: Record<string, unknown>): string =>
+  createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 32)
 
 /** Opens the store (and the eval store inside it, when there is one). */
 function openData(dir: string, reused: boolean): TokenData {
@@ -141,7 +167,8 @@ function openEvalEach(dir: string): NamedStore[] | null {
   const names = join(dir, EVAL_EACH_SUBDIR, EVAL_EACH_NAMES_FILE)
   if (!existsSync(names)) return null
   const parsed: unknown = JSON.parse(readFileSync(names, 'utf8'))
-  if (!Array.isArray(parsed) || !parsed.every((n) => typeof n === 'string')) throw new DatasetError(`${names} must be a JSON list of dataset names`)
+  if (!Array.isArray(parsed) || !parsed.every((n) => typeof n === 'string'))
+    throw new DatasetError(`${names} must be a JSON list of dataset names`)
   return parsed.map((name: string, i) => ({ name, store: TokenStore.open(join(dir, EVAL_EACH_SUBDIR, String(i))) }))
 }
 
@@ -149,7 +176,13 @@ function openEvalEach(dir: string): NamedStore[] | null {
  * The location of the store and whether it can be loaded as it is; reads no data file when tokenized_path holds a
  * store. Ranks that wait for another to build call this, then `openTokenData`.
  */
-export async function locateTokenData(options: TokenDataOptions): Promise<{ dir: string; ready: boolean; sources?: DatasetSource[]; evalSources?: DatasetSource[]; inputs?: Record<string, unknown> }> {
+export async function locateTokenData(options: TokenDataOptions): Promise<{
+  dir: string
+  ready: boolean
+  sources?: DatasetSource[]
+  evalSources?: DatasetSource[]
+  inputs?: Record<string, unknown>
+}> {
   if (options.tokenizedPath !== null) {
     const dir = options.tokenizedPath
     if (existsSync(dir) && !options.overwriteCache) {
@@ -157,13 +190,19 @@ export async function locateTokenData(options: TokenDataOptions): Promise<{ dir:
       const entries = await readdir(dir).catch(() => null)
       if (entries === null) throw new DatasetError(`tokenized_path ${dir} exists and is not a folder`)
       if (entries.length > 0) {
-        throw new DatasetError(`tokenized_path ${dir} is not empty and holds no llamapro token store (no manifest.json): point tokenized_path at a new folder, or set overwrite_cache: true to replace what is there`)
+        throw new DatasetError(
+          `tokenized_path ${dir} is not empty and holds no llamapro token store (no manifest.json): point tokenized_path at a new folder, or set overwrite_cache: true to replace what is there`,
+        )
       }
     }
   }
-  if (options.dataset.length === 0) throw new DatasetError('no dataset: set dataset (or tokenized_path to a token store built before)')
+  if (options.dataset.length === 0)
+    throw new DatasetError('no dataset: set dataset (or tokenized_path to a token store built before)')
   const sources = await resolveDatasets(options.dataset, options.datasetDir, options.baseDir)
-  const evalSources = options.evalDataset.length > 0 ? await resolveDatasets(options.evalDataset, options.datasetDir, options.baseDir) : []
+  const evalSources =
+    options.evalDataset.length > 0
+      ? await resolveDatasets(options.evalDataset, options.datasetDir, options.baseDir)
+      : []
   const inputs = await storeInputs(options, sources, evalSources)
   const dir = options.tokenizedPath ?? join(tokenCacheRoot(), storeKey(inputs))
   return { dir, ready: isStore(dir) && !options.overwriteCache, sources, evalSources, inputs }
@@ -174,14 +213,19 @@ export async function prepareTokenData(options: TokenDataOptions): Promise<Token
   const located = await locateTokenData(options)
   if (located.ready) {
     if (options.tokenizedPath !== null && located.sources === undefined) {
-      options.warn?.(`tokenized_path ${located.dir} holds a token store: it is loaded as it is, and the data files and data keys (dataset, template, cutoff_len, packing, max_samples, ...) are not read (as LLaMA-Factory: "Loading dataset from disk will ignore other data arguments")`)
+      options.warn?.(
+        `tokenized_path ${located.dir} holds a token store: it is loaded as it is, and the data files and data keys (dataset, template, cutoff_len, packing, max_samples, ...) are not read (as LLaMA-Factory: "Loading dataset from disk will ignore other data arguments")`,
+      )
     }
     const data = openData(located.dir, true)
-    options.log?.(`loaded the token store ${located.dir}: ${data.train.length} sequences, ${data.train.manifest.tokens} tokens (nothing to tokenize)`)
+    options.log?.(
+      `loaded the token store ${located.dir}: ${data.train.length} sequences, ${data.train.manifest.tokens} tokens (nothing to tokenize)`,
+    )
     return data
   }
   const stale = await removeDeadTemporaries(located.dir)
-  if (stale.length > 0) options.warn?.(`removed ${stale.length} unfinished token store(s) that a killed run left: ${stale.join(', ')}`)
+  if (stale.length > 0)
+    options.warn?.(`removed ${stale.length} unfinished token store(s) that a killed run left: ${stale.join(', ')}`)
   const common = {
     workers: options.workers ?? defaultWorkers(),
     dtype: dtypeFor(options.maxTokenId),
@@ -209,11 +253,21 @@ export async function prepareTokenData(options: TokenDataOptions): Promise<Token
         const names = evalDatasetNames(evalSources)
         await mkdir(join(staging, EVAL_EACH_SUBDIR))
         for (const [i, source] of evalSources.entries()) {
-          await buildStore(join(staging, EVAL_EACH_SUBDIR, String(i)), { ...common, settings, sources: [source], mixStrategy: 'concat' })
+          await buildStore(join(staging, EVAL_EACH_SUBDIR, String(i)), {
+            ...common,
+            settings,
+            sources: [source],
+            mixStrategy: 'concat',
+          })
         }
         await writeFile(join(staging, EVAL_EACH_SUBDIR, EVAL_EACH_NAMES_FILE), `${JSON.stringify(names)}\n`)
       } else {
-        await buildStore(join(staging, EVAL_SUBDIR), { ...common, settings, sources: evalSources, mixStrategy: 'concat' })
+        await buildStore(join(staging, EVAL_SUBDIR), {
+          ...common,
+          settings,
+          sources: evalSources,
+          mixStrategy: 'concat',
+        })
       }
       await buildStore(located.dir, { ...common, settings, sources: located.sources! })
       const evalFolder = options.evalOnEachDataset ? EVAL_EACH_SUBDIR : EVAL_SUBDIR
@@ -222,7 +276,10 @@ export async function prepareTokenData(options: TokenDataOptions): Promise<Token
       await rm(staging, { recursive: true, force: true })
     }
   }
-  if (options.tokenizedPath !== null) options.log?.(`the token store is saved at ${located.dir}; later runs with tokenized_path: ${located.dir} load it without reading the data`)
+  if (options.tokenizedPath !== null)
+    options.log?.(
+      `the token store is saved at ${located.dir}; later runs with tokenized_path: ${located.dir} load it without reading the data`,
+    )
   return openData(located.dir, false)
 }
 
@@ -241,20 +298,36 @@ export async function encoderSettings(options: TokenDataOptions): Promise<Encode
 }
 
 /** The datasets as streams of tokenized sequences (streaming: true): the train mix, and the eval datasets. */
-export async function sequenceStreams(
-  options: TokenDataOptions,
-): Promise<{ train: SequenceStreamOptions; eval: SequenceStreamOptions | null; evalEach: { name: string; stream: SequenceStreamOptions }[] | null }> {
+export async function sequenceStreams(options: TokenDataOptions): Promise<{
+  train: SequenceStreamOptions
+  eval: SequenceStreamOptions | null
+  evalEach: { name: string; stream: SequenceStreamOptions }[] | null
+}> {
   if (options.dataset.length === 0) throw new DatasetError('no dataset: set dataset')
   const settings = await encoderSettings(options)
-  const common = { settings, workers: options.workers ?? defaultWorkers(), blockBos: options.blockBos, seed: options.seed, maxSamples: options.maxSamples, signal: options.signal }
+  const common = {
+    settings,
+    workers: options.workers ?? defaultWorkers(),
+    blockBos: options.blockBos,
+    seed: options.seed,
+    maxSamples: options.maxSamples,
+    signal: options.signal,
+  }
   const sources = await resolveDatasets(options.dataset, options.datasetDir, options.baseDir)
-  const evalSources = options.evalDataset.length > 0 ? await resolveDatasets(options.evalDataset, options.datasetDir, options.baseDir) : []
+  const evalSources =
+    options.evalDataset.length > 0
+      ? await resolveDatasets(options.evalDataset, options.datasetDir, options.baseDir)
+      : []
   return {
     train: { ...common, sources, mixStrategy: options.mixStrategy, interleaveProbs: options.interleaveProbs },
-    eval: evalSources.length > 0 ? { ...common, sources: evalSources, mixStrategy: 'concat', interleaveProbs: null } : null,
+    eval:
+      evalSources.length > 0 ? { ...common, sources: evalSources, mixStrategy: 'concat', interleaveProbs: null } : null,
     evalEach:
       options.evalOnEachDataset && evalSources.length > 0
-        ? evalDatasetNames(evalSources).map((name, i) => ({ name, stream: { ...common, sources: [evalSources[i]!], mixStrategy: 'concat', interleaveProbs: null } }))
+        ? evalDatasetNames(evalSources).map((name, i) => ({
+            name,
+            stream: { ...common, sources: [evalSources[i]!], mixStrategy: 'concat', interleaveProbs: null },
+          }))
         : null,
   }
 }

@@ -37,19 +37,25 @@ export class TokenizePool {
         ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(url.href)}) })`
         : null
     for (let i = 0; i < size; i++) {
-      const worker = source === null ? new Worker(url, { workerData: settings }) : new Worker(source, { eval: true, workerData: settings })
-      worker.on('message', (message: { id: number; result?: ChunkResult; error?: { message: string; name: string; code?: string } }) => {
-        const pending = this.#pending.get(message.id)
-        this.#pending.delete(message.id)
-        this.#owner.delete(message.id)
-        this.#release(worker)
-        if (!pending) return
-        if (message.error) {
-          const { code, message: text } = message.error
-          const error = new DatasetError(code === 'LLAMAPRO_DATASET' ? text : `tokenizing: ${text}`)
-          pending.reject(error)
-        } else pending.resolve(message.result!)
-      })
+      const worker =
+        source === null
+          ? new Worker(url, { workerData: settings })
+          : new Worker(source, { eval: true, workerData: settings })
+      worker.on(
+        'message',
+        (message: { id: number; result?: ChunkResult; error?: { message: string; name: string; code?: string } }) => {
+          const pending = this.#pending.get(message.id)
+          this.#pending.delete(message.id)
+          this.#owner.delete(message.id)
+          this.#release(worker)
+          if (!pending) return
+          if (message.error) {
+            const { code, message: text } = message.error
+            const error = new DatasetError(code === 'LLAMAPRO_DATASET' ? text : `tokenizing: ${text}`)
+            pending.reject(error)
+          } else pending.resolve(message.result!)
+        },
+      )
       worker.on('error', (error) => this.#fail(new DatasetError(`a tokenizing worker failed: ${error.message}`)))
       worker.on('exit', (code) => {
         if (code !== 0 && !this.#closing) this.#fail(new DatasetError(`a tokenizing worker exited with code ${code}`))

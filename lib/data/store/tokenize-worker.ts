@@ -13,7 +13,11 @@ encoder.catch(() => undefined)
 parentPort!.on('message', async (message: { id: number; examples: LocatedExample[] }) => {
   try {
     const result = await (await encoder).encode(message.examples)
-    const transfer = [result.ids.buffer, result.lengths.buffer, ...(result.labels ? [result.labels.buffer] : [])] as ArrayBuffer[]
+    const transfer = [
+      result.ids.buffer,
+      result.lengths.buffer,
+      ...(result.labels ? [result.labels.buffer] : []),
+    ] as ArrayBuffer[]
     parentPort!.postMessage({ id: message.id, result }, transfer)
   } catch (error) {
     const e = error as Error & { code?: string }

@@ -38,7 +38,10 @@ class BufferedFile {
     private readonly onFull: (error: NodeJS.ErrnoException, path: string) => never,
   ) {}
 
-  static async create(path: string, onFull: (error: NodeJS.ErrnoException, path: string) => never): Promise<BufferedFile> {
+  static async create(
+    path: string,
+    onFull: (error: NodeJS.ErrnoException, path: string) => never,
+  ): Promise<BufferedFile> {
     return new BufferedFile(path, await open(path, 'wx'), onFull)
   }
 
@@ -66,7 +69,9 @@ class BufferedFile {
       }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOSPC') this.onFull(error as NodeJS.ErrnoException, this.path)
-      throw new DatasetError(`${this.path}: cannot write the token store (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`)
+      throw new DatasetError(
+        `${this.path}: cannot write the token store (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      )
     }
     this.written += this.#used
     this.#used = 0
@@ -94,7 +99,8 @@ export interface StoreWriterOptions {
 }
 
 /** The temporary folders of a store folder `dir` that a build in process `pid` would use. */
-export const temporaryName = (dir: string) => join(dirname(dir), `.${basename(dir)}.tmp-${process.pid}-${Date.now().toString(36)}`)
+export const temporaryName = (dir: string) =>
+  join(dirname(dir), `.${basename(dir)}.tmp-${process.pid}-${Date.now().toString(36)}`)
 const TEMPORARY = /^\.(.+)\.tmp-(\d+)-[0-9a-z]+$/
 
 /** Removes temporaries of `dir` whose building process is gone (killed while building). */
@@ -146,7 +152,10 @@ export class StoreWriter {
 
   static async create(dir: string, options: StoreWriterOptions): Promise<StoreWriter> {
     // Tokens are written through typed-array views, which use the host's byte order; the format is little-endian.
-    if (endianness() !== 'LE') throw new DatasetError('the token store is little-endian, and this machine is big-endian: llamapro cannot write it here')
+    if (endianness() !== 'LE')
+      throw new DatasetError(
+        'the token store is little-endian, and this machine is big-endian: llamapro cannot write it here',
+      )
     await mkdir(dirname(dir), { recursive: true })
     const temporary = temporaryName(dir)
     await mkdir(temporary)
@@ -187,7 +196,10 @@ export class StoreWriter {
     const n = values.length
     const buffer = await file.reserve(n * this.#bytes)
     // The buffers are whole ArrayBuffers and each file holds one element type, so the view is always aligned.
-    const view = this.#bytes === 2 ? new Uint16Array(buffer.buffer, buffer.byteOffset + file.used, n) : new Uint32Array(buffer.buffer, buffer.byteOffset + file.used, n)
+    const view =
+      this.#bytes === 2
+        ? new Uint16Array(buffer.buffer, buffer.byteOffset + file.used, n)
+        : new Uint32Array(buffer.buffer, buffer.byteOffset + file.used, n)
     let max = this.#maxId
     for (let i = 0; i < n; i++) {
       const v = values[i]!
@@ -252,7 +264,11 @@ export class StoreWriter {
   }
 
   /** Writes the manifest and renames the folder into place; an existing store at `dir` is replaced. */
-  async commit(totals: Omit<StoreTotals, 'sequences' | 'tokens' | 'targetTokens'>, inputs: Record<string, unknown>, key: string): Promise<StoreManifest> {
+  async commit(
+    totals: Omit<StoreTotals, 'sequences' | 'tokens' | 'targetTokens'>,
+    inputs: Record<string, unknown>,
+    key: string,
+  ): Promise<StoreManifest> {
     const manifest: StoreManifest = {
       format: STORE_FORMAT,
       version: STORE_VERSION,

@@ -100,12 +100,17 @@ export class SlotRenderer {
           if (!this.spec.systemInUser) elements.push(...systemParts)
           else {
             const first = systemParts[0]
-            if (typeof first !== 'string') throw new LlamaproError('LLAMAPRO_TEMPLATE', 'a system slot that goes into the user message must start with text')
+            if (typeof first !== 'string')
+              throw new LlamaproError(
+                'LLAMAPRO_TEMPLATE',
+                'a system slot that goes into the user message must start with text',
+              )
             content = first + content
           }
         }
       }
-      if (message.role === 'user') elements.push(...apply(this.spec.user, content, this.spec.systemInUser ? undefined : String(Math.floor(i / 2))))
+      if (message.role === 'user')
+        elements.push(...apply(this.spec.user, content, this.spec.systemInUser ? undefined : String(Math.floor(i / 2))))
       else elements.push(...apply(this.spec.assistant, content))
       return elements
     })
@@ -146,11 +151,15 @@ export class SlotRenderer {
   renderPrompt(messages: readonly Message[]): SegmentPart[] {
     const last = messages[messages.length - 1]
     if (last?.role !== 'user') {
-      throw new LlamaproError('LLAMAPRO_TEMPLATE', `a prompt for the next answer needs messages that end with a user turn (the last is ${last?.role ?? 'missing'})`)
+      throw new LlamaproError(
+        'LLAMAPRO_TEMPLATE',
+        `a prompt for the next answer needs messages that end with a user turn (the last is ${last?.role ?? 'missing'})`,
+      )
     }
     let input = messages
     // ReasoningTemplate.encode_oneturn drops the thoughts of earlier answers (preserve_thinking is false).
-    if (this.spec.reasoning) input = messages.map((m) => (m.role === 'assistant' ? { ...m, content: this.removeThought(m.content) } : m))
+    if (this.spec.reasoning)
+      input = messages.map((m) => (m.role === 'assistant' ? { ...m, content: this.removeThought(m.content) } : m))
     const prompt = this.encodeMessages(input).parts.flat()
     if (this.spec.reasoning && !this.enableThinking) prompt.push(this.emptyThought)
     return prompt
@@ -167,7 +176,10 @@ function tokenIdOf(tokenizer: TextTokenizer, token: string): number | undefined 
 
 /** Every string element of the template's slots: a stop word written in one must be a token of the tokenizer. */
 function slotText(spec: ResolvedSpec): string {
-  return [spec.user, spec.assistant, spec.system, spec.prefix].flat().filter((e): e is string => typeof e === 'string').join('\n')
+  return [spec.user, spec.assistant, spec.system, spec.prefix]
+    .flat()
+    .filter((e): e is string => typeof e === 'string')
+    .join('\n')
 }
 
 /**

@@ -38,7 +38,9 @@ const CHATML_SYSTEM = ['<|im_start|>system\n{{content}}<|im_end|>\n']
 const CHATML = { user: CHATML_USER, assistant: CHATML_ASSISTANT, system: CHATML_SYSTEM }
 
 const LLAMA3 = {
-  user: ['<|start_header_id|>user<|end_header_id|>\n\n{{content}}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'],
+  user: [
+    '<|start_header_id|>user<|end_header_id|>\n\n{{content}}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n',
+  ],
   assistant: ['{{content}}<|eot_id|>'],
   system: ['<|start_header_id|>system<|end_header_id|>\n\n{{content}}<|eot_id|>'],
   prefix: [BOS],
@@ -67,10 +69,16 @@ export const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
   alpaca: {
     user: ['### Instruction:\n{{content}}\n\n### Response:\n'],
     assistant: ['{{content}}', EOS, '\n\n'],
-    defaultSystem: 'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n',
+    defaultSystem:
+      'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n',
   },
   chatml: { ...CHATML, stopWords: ['<|im_end|>', '<|im_start|>'], replaceEos: true },
-  chatml_de: { ...CHATML, defaultSystem: 'Du bist ein freundlicher und hilfsbereiter KI-Assistent.', stopWords: ['<|im_end|>', '<|im_start|>'], replaceEos: true },
+  chatml_de: {
+    ...CHATML,
+    defaultSystem: 'Du bist ein freundlicher und hilfsbereiter KI-Assistent.',
+    stopWords: ['<|im_end|>', '<|im_start|>'],
+    replaceEos: true,
+  },
   cpm4: { ...CHATML, prefix: [BOS], stopWords: ['<|im_end|>'] },
   deepseek: { user: ['User: {{content}}\n\nAssistant:'], system: ['{{content}}\n\n'], prefix: [BOS] },
   deepseek3: { user: ['<｜User｜>{{content}}<｜Assistant｜>'], prefix: [BOS] },
@@ -87,7 +95,11 @@ export const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
   gemma: { ...GEMMA, stopWords: ['<end_of_turn>'], replaceEos: true },
   gemma2: { ...GEMMA, stopWords: ['<eos>', '<end_of_turn>'], efficientEos: true },
   gemma3: { ...GEMMA, stopWords: ['<end_of_turn>'], replaceEos: true },
-  llama2: { user: [BOS, '[INST] {{content}} [/INST]'], system: ['<<SYS>>\n{{content}}\n<</SYS>>\n\n'], systemInUser: true },
+  llama2: {
+    user: [BOS, '[INST] {{content}} [/INST]'],
+    system: ['<<SYS>>\n{{content}}\n<</SYS>>\n\n'],
+    systemInUser: true,
+  },
   llama2_zh: {
     user: [BOS, '[INST] {{content}} [/INST]'],
     system: ['<<SYS>>\n{{content}}\n<</SYS>>\n\n'],
@@ -127,12 +139,25 @@ export const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
     stopWords: ['<|im_end|>'],
     replaceEos: true,
   },
-  qwen: { ...CHATML, defaultSystem: 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.', stopWords: ['<|im_end|>'], replaceEos: true },
+  qwen: {
+    ...CHATML,
+    defaultSystem: 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.',
+    stopWords: ['<|im_end|>'],
+    replaceEos: true,
+  },
   qwen3: { ...CHATML, stopWords: ['<|im_end|>'], replaceEos: true, reasoning: true },
   qwen3_nothink: { ...CHATML, stopWords: ['<|im_end|>'], replaceEos: true },
   smollm: { ...CHATML, stopWords: ['<|im_end|>'] },
-  smollm2: { ...CHATML, stopWords: ['<|im_end|>'], defaultSystem: 'You are a helpful AI assistant named SmolLM, trained by Hugging Face.' },
-  solar: { user: ['### User:\n{{content}}\n\n### Assistant:\n'], system: ['### System:\n{{content}}\n\n'], efficientEos: true },
+  smollm2: {
+    ...CHATML,
+    stopWords: ['<|im_end|>'],
+    defaultSystem: 'You are a helpful AI assistant named SmolLM, trained by Hugging Face.',
+  },
+  solar: {
+    user: ['### User:\n{{content}}\n\n### Assistant:\n'],
+    system: ['### System:\n{{content}}\n\n'],
+    efficientEos: true,
+  },
   starchat: {
     user: ['<|user|>\n{{content}}<|end|>\n<|assistant|>'],
     assistant: ['{{content}}<|end|>\n'],
