@@ -144,7 +144,8 @@ for (const [strategy, options] of [
       cpuTimeRatio: on.cpuMsPerStep.median / off.cpuMsPerStep.median,
     })
     console.error(
-      `${strategy}: peak ${mib(on.measuredPeak)} / ${mib(off.measuredPeak)} MiB, step ${on.msPerStep.median.toFixed(0)} / ${off.msPerStep.median.toFixed(0)} ms`,
+      `${strategy}: peak ${mib(on.measuredPeak)} / ${mib(off.measuredPeak)} MiB, step ` +
+        `${on.msPerStep.median.toFixed(0)} / ${off.msPerStep.median.toFixed(0)} ms`,
     )
   } finally {
     for (const key of ['on', 'off'] as const) sides[key]?.model.dispose()
@@ -192,22 +193,35 @@ function mib(v: number): string {
 }
 const gib = (v: number) => (v / 2 ** 30).toFixed(1)
 const machine = machineInfo()
-const command = `npx tsx bench/activation-checkpointing.ts --batch ${batch} --seq ${seq} --steps ${steps} --warmup ${warmup}`
+const command =
+  `npx tsx bench/activation-checkpointing.ts --batch ${batch} --seq ${seq} --steps ${steps} --warmup ` + `${warmup}`
 const md = [
   '# Activation checkpointing: memory and step time',
   '',
   `Machine: ${describeMachine(machine)}`,
   `Command: \`${command}\``,
-  `Model: the small preset (8 layers, hidden 256, vocab 32000), random weights, float32 on the CPU, batch ${batch} x ${seq}, AdamW, ${attention} attention (LibTorch ${info().libtorch.version}).`,
-  "Peak: CPU allocation high-water mark of one training step (counting allocator in front of LibTorch's), plus the weights, gradients and optimizer state the model holds; estimate: `llamapro plan`'s (lib/policy/memory-estimate.ts).",
-  `Step time: median of ${steps} paired rounds (one step with checkpointing, one without, alternating order) after ${warmup} warm-up rounds; the cost is the ratio of the medians, measured in the same run. CPU time is the process's user + system time per step (all threads), which other tenants of a shared machine disturb less than wall time. Load average at the start: ${loadAtStart}.`,
+  `Model: the small preset (8 layers, hidden 256, vocab 32000), random weights, float32 on the CPU, batch ${batch} x ` +
+    `${seq}, AdamW, ${attention} attention (LibTorch ${info().libtorch.version}).`,
+  "Peak: CPU allocation high-water mark of one training step (counting allocator in front of LibTorch's), plus the " +
+    "weights, gradients and optimizer state the model holds; estimate: `llamapro plan`'s " +
+    '(lib/policy/memory-estimate.ts).',
+  `Step time: median of ${steps} paired rounds (one step with checkpointing, one without, alternating order) after ` +
+    `${warmup} warm-up rounds; the cost is the ratio of the medians, measured in the same run. CPU time is the ` +
+    `process's user + system time per step (all threads), which other tenants of a shared machine disturb less ` +
+    `than wall time. Load average at the start: ${loadAtStart}.`,
   '',
-  '| strategy | checkpointing | activations kept (est.) | estimated peak | measured peak | estimate / measured | step (median, p10-p90) | CPU time per step | loss |',
+  '| strategy | checkpointing | activations kept (est.) | estimated peak | measured peak | estimate / measured | ' +
+    'step (median, p10-p90) | CPU time per step | loss |',
   '|---|---|---|---|---|---|---|---|---|',
   ...rows.flatMap((r) =>
     (['on', 'off'] as const).map((key) => {
       const s = r[key]
-      return `| ${r.strategy} | ${key} | ${mib(s.estimate.activations)} MiB | ${mib(s.estimate.peak)} MiB | ${mib(s.measuredPeak)} MiB | ${(s.estimate.peak / s.measuredPeak).toFixed(3)} | ${s.msPerStep.median.toFixed(0)} ms (${s.msPerStep.p10.toFixed(0)}-${s.msPerStep.p90.toFixed(0)}) | ${s.cpuMsPerStep.median.toFixed(0)} ms | ${s.loss.toFixed(6)} |`
+      return (
+        `| ${r.strategy} | ${key} | ${mib(s.estimate.activations)} MiB | ${mib(s.estimate.peak)} MiB | ` +
+        `${mib(s.measuredPeak)} MiB | ${(s.estimate.peak / s.measuredPeak).toFixed(3)} | ` +
+        `${s.msPerStep.median.toFixed(0)} ms (${s.msPerStep.p10.toFixed(0)}-${s.msPerStep.p90.toFixed(0)}) | ` +
+        `${s.cpuMsPerStep.median.toFixed(0)} ms | ${s.loss.toFixed(6)} |`
+      )
     }),
   ),
   '',
@@ -215,17 +229,23 @@ const md = [
   '|---|---|---|---|',
   ...rows.map(
     (r) =>
-      `| ${r.strategy} | ${(r.on.measuredPeak / r.off.measuredPeak).toFixed(3)} | ${r.stepTimeRatio.toFixed(3)} | ${r.cpuTimeRatio.toFixed(3)} |`,
+      `| ${r.strategy} | ${(r.on.measuredPeak / r.off.measuredPeak).toFixed(3)} | ${r.stepTimeRatio.toFixed(3)} | ` +
+      `${r.cpuTimeRatio.toFixed(3)} |`,
   ),
   '',
-  "The estimate for the job issue 12 names (Llama-3-8B expanded to 40 layers, `use_llama_pro` with 8 blocks, bf16 activations, float32 master weights, CUDA, batch 1), with LibTorch 1.x's attention (grouped: the [T, T] scores are kept; what `llamapro plan` assumes where LibTorch 1.13 is installed) and 2.x's (flash). Estimates only: no GPU was used.",
+  'The estimate for the job issue 12 names (Llama-3-8B expanded to 40 layers, `use_llama_pro` with 8 blocks, bf16 ' +
+    "activations, float32 master weights, CUDA, batch 1), with LibTorch 1.x's attention (grouped: the [T, T] scores " +
+    "are kept; what `llamapro plan` assumes where LibTorch 1.13 is installed) and 2.x's (flash). Estimates only: " +
+    'no GPU was used.',
   '',
   '| attention | cutoff | checkpointing | activations | recomputed layer | peak |',
   '|---|---|---|---|---|---|',
   ...headline.flatMap((h) => [
     `| ${h.attention} | ${h.cutoff} | off | ${gib(h.off.activations)} GiB | - | ${gib(h.off.peak)} GiB |`,
-    `| ${h.attention} | ${h.cutoff} | on (the layers that train) | ${gib(h.on.activations)} GiB | ${gib(h.on.recomputed)} GiB | ${gib(h.on.peak)} GiB |`,
-    `| ${h.attention} | ${h.cutoff} | on, frozen layers too | ${gib(h.all.activations)} GiB | ${gib(h.all.recomputed)} GiB | ${gib(h.all.peak)} GiB |`,
+    `| ${h.attention} | ${h.cutoff} | on (the layers that train) | ${gib(h.on.activations)} GiB | ` +
+      `${gib(h.on.recomputed)} GiB | ${gib(h.on.peak)} GiB |`,
+    `| ${h.attention} | ${h.cutoff} | on, frozen layers too | ${gib(h.all.activations)} GiB | ` +
+      `${gib(h.all.recomputed)} GiB | ${gib(h.all.peak)} GiB |`,
   ]),
 ].join('\n')
 await writeResult(

@@ -41,7 +41,10 @@ for (let i = 0; i < runs; i++) {
 const load = median(loadTimes)
 
 // Peak RSS in a fresh process: the load alone, nothing else resident.
-const child = `import { LlamaModel, info } from '${join(process.cwd(), 'dist', 'index.js')}'; info(); const before = process.memoryUsage().rss; const m = await LlamaModel.load('${source}', { dtype: 'float16' }); console.log(JSON.stringify({ before })); m.dispose()`
+const child =
+  `import { LlamaModel, info } from '${join(process.cwd(), 'dist', 'index.js')}'; info(); const before = ` +
+  `process.memoryUsage().rss; const m = await LlamaModel.load('${source}', { dtype: 'float16' }); ` +
+  `console.log(JSON.stringify({ before })); m.dispose()`
 const rss = measureCommand(`node --input-type=module --eval "${child.replace(/"/g, '\\"')}"`)
 const baseline = JSON.parse(rss.stdout.trim().split('\n').pop()!).before as number
 
@@ -80,15 +83,21 @@ const md = [
   '',
   `Machine: ${describeMachine(machine)}`,
   `Command: \`${result.command}\``,
-  `Checkpoint: ${(bytes / 1e9).toFixed(2)} GB, float16, ${layers} layers of width 2048, shards of 500 MB; page cache warm for both sides.`,
+  `Checkpoint: ${(bytes / 1e9).toFixed(2)} GB, float16, ${layers} layers of width 2048, shards of 500 MB; page cache ` +
+    `warm for both sides.`,
   '',
   '| measure | llamapro | baseline | ratio | goal |',
   '|---|---|---|---|---|',
-  `| load to CPU (float16) vs \`cat > /dev/null\` | ${load.toFixed(2)} s | ${cat.toFixed(2)} s | ${result.ratios.loadVsCat.toFixed(2)} | <= 1.5 ${result.ratios.loadVsCat <= 1.5 ? 'met' : 'missed'} |`,
-  `| save vs \`cp -r\` | ${save.toFixed(2)} s | ${cp.toFixed(2)} s | ${result.ratios.saveVsCp.toFixed(2)} | <= 1.5 ${result.ratios.saveVsCp <= 1.5 ? 'met' : 'missed'} |`,
-  `| peak RSS of the load vs model size | ${(rss.peakRss / 1e9).toFixed(2)} GB | ${(bytes / 1e9).toFixed(2)} GB | ${result.ratios.peakRssVsModel.toFixed(2)} | <= 1.2 ${result.ratios.peakRssVsModel <= 1.2 ? 'met' : 'missed'} |`,
+  `| load to CPU (float16) vs \`cat > /dev/null\` | ${load.toFixed(2)} s | ${cat.toFixed(2)} s | ` +
+    `${result.ratios.loadVsCat.toFixed(2)} | <= 1.5 ${result.ratios.loadVsCat <= 1.5 ? 'met' : 'missed'} |`,
+  `| save vs \`cp -r\` | ${save.toFixed(2)} s | ${cp.toFixed(2)} s | ${result.ratios.saveVsCp.toFixed(2)} | <= 1.5 ` +
+    `${result.ratios.saveVsCp <= 1.5 ? 'met' : 'missed'} |`,
+  `| peak RSS of the load vs model size | ${(rss.peakRss / 1e9).toFixed(2)} GB | ${(bytes / 1e9).toFixed(2)} GB | ` +
+    `${result.ratios.peakRssVsModel.toFixed(2)} | <= 1.2 ${result.ratios.peakRssVsModel <= 1.2 ? 'met' : 'missed'} |`,
   '',
-  `Peak RSS includes the process before loading (${(baseline / 1e6).toFixed(0)} MB: Node and the LibTorch libraries); above that baseline the load adds ${result.ratios.peakRssAboveBaselineVsModel.toFixed(2)}x the model size. Medians of ${runs} runs.`,
+  `Peak RSS includes the process before loading (${(baseline / 1e6).toFixed(0)} MB: Node and the LibTorch ` +
+    `libraries); above that baseline the load adds ${result.ratios.peakRssAboveBaselineVsModel.toFixed(2)}x the ` +
+    `model size. Medians of ${runs} runs.`,
   '',
   'Why the load cannot reach `cat`: `cat > /dev/null` streams the files through one small reused buffer, while a load',
   'must materialise the model in fresh memory. llamapro reads each tensor with pread straight into its final',

@@ -189,7 +189,10 @@ async function preparation(
   if (!existsSync(corpus)) await generateCorpus(corpus, Number(values.mb))
   const mb = statSync(corpus).size / 1e6
   const line = (what: string, r: Record<string, number>) => {
-    const text = `| ${what} | ${r.seconds!.toFixed(1)} s | ${(mb / r.seconds!).toFixed(2)} MB/s | ${Math.round(r.tokens! / r.seconds!).toLocaleString('en-US')} tokens/s | ${(r.peakRssBytes! / 2 ** 20).toFixed(0)} MiB |`
+    const text =
+      `| ${what} | ${r.seconds!.toFixed(1)} s | ${(mb / r.seconds!).toFixed(2)} MB/s | ` +
+      `${Math.round(r.tokens! / r.seconds!).toLocaleString('en-US')} tokens/s | ` +
+      `${(r.peakRssBytes! / 2 ** 20).toFixed(0)} MiB |`
     rows.push(text)
     console.log(text)
   }
@@ -244,7 +247,9 @@ async function trainingRss(sizes: string, work: string, rows: string[]): Promise
     const store = join(work, `synthetic-${size}mb`)
     if (!existsSync(join(store, 'manifest.json'))) await syntheticStore(store, size, vocab, 256)
     const r = measureChild(['--child', 'train', '--store', store, '--model', model, '--out', join(work, 'train-out')])
-    const text = `| ${size} MB (${Math.round((size * 1e6) / 2).toLocaleString('en-US')} tokens) | 20 | ${(r.peakRssBytes! / 2 ** 20).toFixed(0)} MiB |`
+    const text =
+      `| ${size} MB (${Math.round((size * 1e6) / 2).toLocaleString('en-US')} tokens) | 20 | ` +
+      `${(r.peakRssBytes! / 2 ** 20).toFixed(0)} MiB |`
     rows.push(text)
     console.log(text)
   }

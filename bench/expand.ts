@@ -74,15 +74,19 @@ const md = [
   '',
   `Machine: ${describeMachine(machine)}`,
   `Command: \`${result.command}\``,
-  `Input: ${(bytes / 1e9).toFixed(2)} GB float16 checkpoint (${layers} layers of width 2048, 1 GB shards); output ${(outBytes / 1e9).toFixed(2)} GB with 2 new blocks. Page cache warm. Medians of ${runs} runs; wall time of whole processes.`,
+  `Input: ${(bytes / 1e9).toFixed(2)} GB float16 checkpoint (${layers} layers of width 2048, 1 GB shards); output ` +
+    `${(outBytes / 1e9).toFixed(2)} GB with 2 new blocks. Page cache warm. Medians of ${runs} runs; wall time of ` +
+    `whole processes.`,
   '',
   '| measure | value | goal |',
   '|---|---|---|',
   `| llamapro expand | ${expand.toFixed(2)} s | |`,
   `| \`cp -r\` of the input folder | ${cp.toFixed(2)} s | |`,
   `| expand / cp | ${result.ratios.expandVsCp.toFixed(2)} | <= 2 ${met(result.ratios.expandVsCp <= 2)} |`,
-  `| Python baseline (load all, expand, save; llama_pro.py's method) | ${py.toFixed(2)} s, peak RSS ${(pyRss / 2 ** 30).toFixed(2)} GiB | |`,
-  `| Python / llamapro | ${result.ratios.pythonVsExpand.toFixed(2)}x faster | >= 5 ${met(result.ratios.pythonVsExpand >= 5)} |`,
+  `| Python baseline (load all, expand, save; llama_pro.py's method) | ${py.toFixed(2)} s, peak RSS ` +
+    `${(pyRss / 2 ** 30).toFixed(2)} GiB | |`,
+  `| Python / llamapro | ${result.ratios.pythonVsExpand.toFixed(2)}x faster | >= 5 ` +
+    `${met(result.ratios.pythonVsExpand >= 5)} |`,
   `| peak RSS of llamapro expand | ${(rss / 2 ** 20).toFixed(0)} MiB | <= 256 MiB ${met(rss <= 256 * 2 ** 20)} |`,
 ].join('\n')
 await writeResult('expand', result, md)

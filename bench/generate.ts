@@ -4,7 +4,8 @@
  * prompts, same thread count, in one run. Both are greedy and must produce the same tokens (checked).
  *   prefill: the whole prompt through the cache to the first token's logits
  *   decode:  tokens per second over the single-token steps after it
- * Usage: npm run build && OPENBLAS_NUM_THREADS=1 npx tsx bench/generate.ts [--prompt 128] [--new 64] [--repeats 3] [--presets tiny,small,base]
+ * Usage: npm run build && OPENBLAS_NUM_THREADS=1 npx tsx bench/generate.ts [--prompt 128] [--new 64] [--repeats 3]
+ * [--presets tiny,small,base]
  * OPENBLAS_NUM_THREADS=1 gives both sides one BLAS thread: PyTorch's set_num_threads(1) makes its OpenBLAS
  * single-threaded, while llamapro by default keeps OpenBLAS's own threads (2 here), which on a loaded 2-core
  * machine would compare different thread counts.
@@ -151,17 +152,24 @@ const md = [
   '',
   `Machine: ${describeMachine(machine)}`,
   `Command: \`${command}\``,
-  `Greedy, batch 1, float32 on the CPU, prompt ${promptLength} tokens, ${newTokens} new tokens; ${threads} intra-op thread(s) on both sides, llamapro's BLAS threads: ${blasThreads ?? 'unknown'};`,
-  `the faster of ${repeats} runs each, the two sides alternating run by run. Baseline: \`bench/reference/llama_ref.py generate\` (PyTorch ${'eager'}, the KV cache`,
-  "concatenated per step as transformers' DynamicCache, argmax on the last logits). llamapro: `generate()`, one native call",
-  'per token, sampling and stop checks in TypeScript, the time measured from JavaScript (so it includes the worker hop).',
+  `Greedy, batch 1, float32 on the CPU, prompt ${promptLength} tokens, ${newTokens} new tokens; ${threads} intra-op ` +
+    `thread(s) on both sides, llamapro's BLAS threads: ${blasThreads ?? 'unknown'};`,
+  `the faster of ${repeats} runs each, the two sides alternating run by run. Baseline: ` +
+    `\`bench/reference/llama_ref.py generate\` (PyTorch ${'eager'}, the KV cache`,
+  "concatenated per step as transformers' DynamicCache, argmax on the last logits). llamapro: `generate()`, one " +
+    'native call',
+  'per token, sampling and stop checks in TypeScript, the time measured from JavaScript (so it includes the worker ' +
+    'hop).',
   '',
-  '| model | parameters | prefill llamapro | prefill PyTorch | ratio | decode llamapro | decode PyTorch | speed-up | same tokens |',
+  '| model | parameters | prefill llamapro | prefill PyTorch | ratio | decode llamapro | decode PyTorch | speed-up | ' +
+    'same tokens |',
   '|---|---|---|---|---|---|---|---|---|',
   ...rows.map(
     (r) =>
-      `| ${r.preset} | ${(r.parameters / 1e6).toFixed(1)} M | ${r.ours.prefillMs.toFixed(1)} ms | ${r.torch.prefillMs.toFixed(1)} ms | ${(r.ours.prefillMs / r.torch.prefillMs).toFixed(2)} | ` +
-      `${r.ours.decodeTokensPerSecond.toFixed(0)} tok/s (${r.ours.perTokenMs.toFixed(2)} ms) | ${r.torch.decodeTokensPerSecond.toFixed(0)} tok/s (${r.torch.perTokenMs.toFixed(2)} ms) | ` +
+      `| ${r.preset} | ${(r.parameters / 1e6).toFixed(1)} M | ${r.ours.prefillMs.toFixed(1)} ms | ` +
+      `${r.torch.prefillMs.toFixed(1)} ms | ${(r.ours.prefillMs / r.torch.prefillMs).toFixed(2)} | ` +
+      `${r.ours.decodeTokensPerSecond.toFixed(0)} tok/s (${r.ours.perTokenMs.toFixed(2)} ms) | ` +
+      `${r.torch.decodeTokensPerSecond.toFixed(0)} tok/s (${r.torch.perTokenMs.toFixed(2)} ms) | ` +
       `${(r.ours.decodeTokensPerSecond / r.torch.decodeTokensPerSecond).toFixed(2)}x | ${r.sameTokens ? 'yes' : 'NO'} |`,
   ),
   '',

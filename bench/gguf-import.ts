@@ -4,7 +4,8 @@
  *   import time                  vs  writing as many bytes as the import writes (head -c N /dev/zero)
  *   import time                  vs  the gguf package dequantizing every tensor in memory (numpy, no output)
  *   peak RSS of the import       vs  the same process before importing (Node + LibTorch libraries)
- * Usage: scripts/fetch-smollm2.sh && npm run build && npx tsx bench/gguf-import.ts [--runs 3] [--dir /tmp/llamapro-bench-gguf]
+ * Usage: scripts/fetch-smollm2.sh && npm run build && npx tsx bench/gguf-import.ts [--runs 3] [--dir
+ * /tmp/llamapro-bench-gguf]
  */
 import { rmSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
@@ -63,7 +64,8 @@ const python = join(process.cwd(), '.venv', 'bin', 'python')
 const numpy = median(
   Array.from({ length: runs }, () =>
     measureCommand(
-      `${python} -c "from gguf import GGUFReader; from gguf.quants import dequantize; r = GGUFReader('${gguf}'); [dequantize(t.data, t.tensor_type) for t in r.tensors]"`,
+      `${python} -c "from gguf import GGUFReader; from gguf.quants import dequantize; r = GGUFReader('${gguf}'); ` +
+        `[dequantize(t.data, t.tensor_type) for t in r.tensors]"`,
     ),
   ).map((m) => m.seconds),
 )
@@ -76,10 +78,14 @@ const table = [
   '| measure | llamapro | baseline | ratio |',
   '|---|---|---|---|',
   ...rows.flatMap((r) => [
-    `| import --dtype ${r.dtype} (writes ${mb(r.outBytes)}) vs \`cat\` of the GGUF | ${s(r.seconds)} | ${s(cat)} | ${(r.seconds / cat).toFixed(1)} |`,
-    `| import --dtype ${r.dtype} vs writing ${mb(r.outBytes)} of zeros (\`head -c\`) | ${s(r.seconds)} | ${s(r.writeSeconds)} | ${(r.seconds / r.writeSeconds).toFixed(1)} |`,
-    `| import --dtype ${r.dtype} vs gguf (numpy) dequantizing all tensors, no output | ${s(r.seconds)} | ${s(numpy)} | ${(r.seconds / numpy).toFixed(2)} |`,
-    `| peak RSS of the import (${r.dtype}) vs the idle process | ${mb(r.peakRss)} | ${mb(idle.peakRss)} | ${(r.peakRss / idle.peakRss).toFixed(2)} |`,
+    `| import --dtype ${r.dtype} (writes ${mb(r.outBytes)}) vs \`cat\` of the GGUF | ${s(r.seconds)} | ${s(cat)} | ` +
+      `${(r.seconds / cat).toFixed(1)} |`,
+    `| import --dtype ${r.dtype} vs writing ${mb(r.outBytes)} of zeros (\`head -c\`) | ${s(r.seconds)} | ` +
+      `${s(r.writeSeconds)} | ${(r.seconds / r.writeSeconds).toFixed(1)} |`,
+    `| import --dtype ${r.dtype} vs gguf (numpy) dequantizing all tensors, no output | ${s(r.seconds)} | ${s(numpy)} ` +
+      `| ${(r.seconds / numpy).toFixed(2)} |`,
+    `| peak RSS of the import (${r.dtype}) vs the idle process | ${mb(r.peakRss)} | ${mb(idle.peakRss)} | ` +
+      `${(r.peakRss / idle.peakRss).toFixed(2)} |`,
   ]),
 ]
 const markdown = [
@@ -87,7 +93,8 @@ const markdown = [
   '',
   `Machine: ${describeMachine(machine)}`,
   `Command: \`npx tsx bench/gguf-import.ts --runs ${runs}\``,
-  `File: SmolLM2-135M-Instruct.Q4_1.gguf, ${mb(size)} (210 Q4_1, 1 Q8_0, 61 F32 tensors; 135M parameters). Medians of ${runs} runs; times include Node's start-up.`,
+  `File: SmolLM2-135M-Instruct.Q4_1.gguf, ${mb(size)} (210 Q4_1, 1 Q8_0, 61 F32 tensors; 135M parameters). Medians ` +
+    `of ${runs} runs; times include Node's start-up.`,
   '',
   ...table,
   '',

@@ -72,13 +72,16 @@ const md = [
   '',
   `Machine: ${describeMachine(machine)}`,
   `Command: \`${command}\``,
-  `Model: the small preset (8 layers, hidden 256, vocab 32000), float32, batch ${batch} x ${seq}, AdamW. Measured: the CPU allocation high-water mark of the second training step (counting allocator in front of LibTorch's).`,
+  `Model: the small preset (8 layers, hidden 256, vocab 32000), float32, batch ${batch} x ${seq}, AdamW. Measured: ` +
+    `the CPU allocation high-water mark of the second training step (counting allocator in front of LibTorch's).`,
   '',
   '| strategy | weights | gradients | optimizer | activations | estimated peak | measured peak | estimate / measured |',
   '|---|---|---|---|---|---|---|---|',
   ...rows.map(
     (r) =>
-      `| ${r.strategy} | ${mib(r.estimate.weights)} MiB | ${mib(r.estimate.gradients)} MiB | ${mib(r.estimate.optimizer)} MiB | ${mib(r.estimate.activations)} MiB | ${mib(r.estimate.peak)} MiB | ${mib(r.measured)} MiB | ${(r.estimate.peak / r.measured).toFixed(3)} |`,
+      `| ${r.strategy} | ${mib(r.estimate.weights)} MiB | ${mib(r.estimate.gradients)} MiB | ` +
+      `${mib(r.estimate.optimizer)} MiB | ${mib(r.estimate.activations)} MiB | ${mib(r.estimate.peak)} MiB | ` +
+      `${mib(r.measured)} MiB | ${(r.estimate.peak / r.measured).toFixed(3)} |`,
   ),
 ].join('\n')
 await writeResult('memory-estimate', { benchmark: 'memory-estimate', command, machine, batch, seq, rows }, md)

@@ -2,7 +2,8 @@
  * Reading throughput of the dataset readers (lib/data/readers/), MB of file per second, each format made from the
  * same records by the Python packages users write them with (pyarrow, pandas, `datasets`), plus the parquet
  * candidates side by side: parquet-wasm (what llamapro uses: row group by row group from a file-backed Blob,
- * decoded in WebAssembly, rows through apache-arrow) and hyparquet (pure JavaScript, row group by row group). Runs alternate
+ * decoded in WebAssembly, rows through apache-arrow) and hyparquet (pure JavaScript, row group by row group). Runs
+ * alternate
  * (A B A B …) so a loaded machine slows both alike; the median is reported. Includes turning rows into examples.
  * Usage: npx tsx bench/readers.ts [--mb 80] [--runs 3] [--dir /tmp/llamapro-bench-readers]
  */
@@ -123,8 +124,10 @@ console.log(table)
 await writeResult(
   'readers',
   { machine, runs, rows },
-  `# Dataset readers: throughput\n\n${describeMachine(machine)}. \`npx tsx bench/readers.ts --mb ${values.mb} --runs ${runs}\`; files written by pyarrow ` +
+  `# Dataset readers: throughput\n\n${describeMachine(machine)}. \`npx tsx bench/readers.ts --mb ${values.mb} --runs ` +
+    `${runs}\`; files written by pyarrow ` +
     `21, pandas 2.2 and datasets 4.0 from the same ~${values.mb} MB of {"text"} records (sharegpt: the same texts as ` +
-    `conversations). Seconds include turning each row into an example (the hyparquet rows: reading the records only). Runs alternate between cases; on a loaded ` +
+    `conversations). Seconds include turning each row into an example (the hyparquet rows: reading the records ` +
+    `only). Runs alternate between cases; on a loaded ` +
     `machine only the ratios within one run mean much.\n\n${table}\n`,
 )

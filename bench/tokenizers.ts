@@ -49,6 +49,7 @@ for (let round = 1; round <= 2; round++) {
   for (let i = 0; i < docs.length; i += 256) await rust.encodeBatch(docs.slice(i, i + 256), { addSpecialTokens: false })
   const rustCpu = cpuSeconds(cpu)
   console.log(
-    `round ${round}: @huggingface/tokenizers ${(megabytes / jsCpu).toFixed(2)} MB per CPU-second, tokenizers (Rust) ${(megabytes / rustCpu).toFixed(2)} MB per CPU-second: ${(jsCpu / rustCpu).toFixed(1)}×`,
+    `round ${round}: @huggingface/tokenizers ${(megabytes / jsCpu).toFixed(2)} MB per CPU-second, tokenizers (Rust) ` +
+      `${(megabytes / rustCpu).toFixed(2)} MB per CPU-second: ${(jsCpu / rustCpu).toFixed(1)}×`,
   )
 }

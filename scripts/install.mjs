@@ -53,7 +53,8 @@ if (result.error) fail(`llamapro: could not run cmake-js: ${result.error.message
 if (result.status !== 0) {
   fail(
     `llamapro: building the native addon against ${found.cmakeDir} failed (cmake-js exit ${result.status}).\n` +
-      'It needs cmake >= 3.18 and a C++17 compiler (C++20 for recent LibTorch 2.x); the messages above say what went wrong.',
+      'It needs cmake >= 3.18 and a C++17 compiler (C++20 for recent LibTorch 2.x); the messages above say what went ' +
+      'wrong.',
   )
 }
 

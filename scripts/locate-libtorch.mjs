@@ -80,7 +80,8 @@ function fromCmakePrefixPath(value) {
 }
 
 const PYTHON_PROBE =
-  'import json, torch, torch.utils; print(json.dumps({"prefix": torch.utils.cmake_prefix_path, "version": torch.__version__}))'
+  'import json, torch, torch.utils; print(json.dumps({"prefix": torch.utils.cmake_prefix_path, "version": ' +
+  'torch.__version__}))'
 
 function fromPython(python, run) {
   let out

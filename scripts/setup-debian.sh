@@ -26,8 +26,8 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake ninja-build g++ make patchelf binutils)
-# chromium: the board's page is tested in a real browser (test/board-browser.test.ts).
-if [ "$runtime_only" -eq 0 ]; then packages+=(python3-torch python3-venv python3-pip unzip chromium); fi
+# chromium: the board's page is tested in a real browser (test/board-browser.test.ts); clang-format: npm run lint.
+if [ "$runtime_only" -eq 0 ]; then packages+=(python3-torch python3-venv python3-pip unzip chromium clang-format); fi
 
 $sudo apt-get update -q
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"

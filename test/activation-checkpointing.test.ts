@@ -223,7 +223,8 @@ t.test('measured peak memory with and without checkpointing, beside the estimate
   const strategies = [
     ['full', { finetuningType: 'full' }],
     ['last:2', { freezeTrainableLayers: 2 }],
-    // Layers 2 and 5 train: 3 and 4 are frozen between them, kept by default and recomputed with checkpointFrozenLayers.
+    // Layers 2 and 5 train: 3 and 4 are frozen between them, kept by default and recomputed with
+    // checkpointFrozenLayers.
     ['pro:2', { useLlamaPro: true, freezeTrainableLayers: 2 }],
   ] as const
   const modes = [
@@ -261,14 +262,16 @@ t.test('measured peak memory with and without checkpointing, beside the estimate
       const ratio = estimate.peak / measured
       t.ok(
         ratio > 0.8 && ratio < 1.2,
-        `${label}, checkpointing ${mode}: estimated ${(estimate.peak / 1e6).toFixed(2)} MB, measured ${(measured / 1e6).toFixed(2)} MB (ratio ${ratio.toFixed(3)})`,
+        `${label}, checkpointing ${mode}: estimated ${(estimate.peak / 1e6).toFixed(2)} MB, measured ` +
+          `${(measured / 1e6).toFixed(2)} MB (ratio ${ratio.toFixed(3)})`,
       )
       peaks[mode] = measured
       model.dispose()
     }
     t.ok(
       peaks.on! < peaks.off!,
-      `${label}: checkpointing lowers the measured peak (${(peaks.on! / 1e6).toFixed(2)} MB < ${(peaks.off! / 1e6).toFixed(2)} MB)`,
+      `${label}: checkpointing lowers the measured peak (${(peaks.on! / 1e6).toFixed(2)} MB < ` +
+        `${(peaks.off! / 1e6).toFixed(2)} MB)`,
     )
     const frozen = peaks['on, frozen layers too']!
     if (label === 'pro:2')
@@ -279,7 +282,8 @@ t.test('measured peak memory with and without checkpointing, beside the estimate
     else
       t.ok(
         Math.abs(frozen - peaks.on!) <= 0.02 * peaks.on!,
-        `${label}: no frozen layer is recorded, so recomputing frozen layers changes nothing (${(frozen / 1e6).toFixed(2)} MB)`,
+        `${label}: no frozen layer is recorded, so recomputing frozen layers changes nothing ` +
+          `(${(frozen / 1e6).toFixed(2)} MB)`,
       )
   }
 })
@@ -315,7 +319,8 @@ t.test('plan --gradient-checkpointing on|off, and from the YAML; bench --gradien
   const yaml = join(dir, 'train.yaml')
   writeFileSync(
     yaml,
-    `model_name_or_path: ${model.dir}\nfinetuning_type: full\ndataset: d\noutput_dir: ${join(dir, 'out')}\ndisable_gradient_checkpointing: true\n`,
+    `model_name_or_path: ${model.dir}\nfinetuning_type: full\ndataset: d\noutput_dir: ` +
+      `${join(dir, 'out')}\ndisable_gradient_checkpointing: true\n`,
   )
   t.equal((await plan(yaml)).gradientCheckpointing, false, 'disable_gradient_checkpointing: true in the YAML')
   t.equal(

@@ -50,7 +50,8 @@ async function openPage<T>(options: {
   const result = JSON.parse(stdout.trim().split('\n').pop() || '{}') as PageResult<T>
   if (!result.ok)
     throw new Error(
-      `the page failed: ${result.error}\nconsole: ${result.console?.join('\n')}\nexceptions: ${result.exceptions?.join('\n')}`,
+      `the page failed: ${result.error}\nconsole: ${result.console?.join('\n')}\nexceptions: ` +
+        `${result.exceptions?.join('\n')}`,
     )
   return result
 }
@@ -169,7 +170,8 @@ t.test('the page over a run that is writing, then interrupted; a folder with no 
   const live = await openPage<{ first: any; later: any }>({
     url: `${board.url}?run=pro-2`,
     waitFor:
-      "document.querySelector('#stat-step .value[data-value]') !== null && document.querySelector('#chart-loss svg path') !== null",
+      "document.querySelector('#stat-step .value[data-value]') !== null && document.querySelector('#chart-loss svg " +
+      "path') !== null",
     snapshot: `(async () => {
       const first = ${SNAPSHOT}
       for (let i = 0; i < 300; i++) {
@@ -215,7 +217,8 @@ t.test('the page over a run that is writing, then interrupted; a folder with no 
   const ended = await openPage<any>({
     url: `${board.url}?run=pro-2`,
     waitFor:
-      "document.querySelector('#run-status [data-status]')?.dataset.status === 'interrupted' && document.querySelector('#chart-loss svg path') !== null",
+      "document.querySelector('#run-status [data-status]')?.dataset.status === 'interrupted' && " +
+      "document.querySelector('#chart-loss svg path') !== null",
     snapshot: SNAPSHOT,
     screenshot,
   })
@@ -231,7 +234,8 @@ t.test('the page over a run that is writing, then interrupted; a folder with no 
     url: `${board.url}?run=compare`,
     waitFor: "document.querySelectorAll('#compare-loss svg path').length === 2",
     snapshot:
-      "({ rows: document.querySelectorAll('#compare-table tr[data-run-id]').length, legend: [...document.querySelectorAll('#compare-loss svg text')].map((t) => t.textContent) })",
+      "({ rows: document.querySelectorAll('#compare-table tr[data-run-id]').length, legend: " +
+      "[...document.querySelectorAll('#compare-loss svg text')].map((t) => t.textContent) })",
     ...(process.env.LLAMAPRO_BOARD_SCREENSHOTS
       ? { screenshot: join(process.env.LLAMAPRO_BOARD_SCREENSHOTS, 'board-test-compare.png') }
       : {}),

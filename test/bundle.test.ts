@@ -211,7 +211,8 @@ t.test('a damaged or mismatched bundle gives a named error in the child, never a
       'a listed library deleted',
       (d) => void rmSync(join(d, c10)),
       new RegExp(
-        `bundle at .*: ${c10.replace(/\./g, '\\.')} is missing \\(its manifest\\.json lists it; the bundle holds LibTorch ${TORCH_VERSION_RE}`,
+        `bundle at .*: ${c10.replace(/\./g, '\\.')} is missing \\(its manifest\\.json lists it; the bundle holds ` +
+          `LibTorch ${TORCH_VERSION_RE}`,
       ),
     ],
     [
@@ -238,14 +239,16 @@ t.test('a damaged or mismatched bundle gives a named error in the child, never a
         files: m.files.map((f) => (f.name === torchCpu ? { ...f, bytes: 431_227_128 } : f)),
       }),
       new RegExp(
-        `${torchCpu.replace(/\./g, '\\.')} is \\d+ bytes but its manifest\\.json \\(LibTorch ${OTHER_VERSION.replace(/\./g, '\\.')} with CUDA\\) says 431227128`,
+        `${torchCpu.replace(/\./g, '\\.')} is \\d+ bytes but its manifest\\.json \\(LibTorch ` +
+          `${OTHER_VERSION.replace(/\./g, '\\.')} with CUDA\\) says 431227128`,
       ),
     ],
     [
       'a manifest naming another LibTorch version over the right files',
       (_d, m) => ({ ...m, libtorch: { ...m.libtorch, version: OTHER_VERSION } }),
       new RegExp(
-        `says LibTorch ${OTHER_VERSION.replace(/\./g, '\\.')} in its manifest\\.json, but its libraries are LibTorch ${TORCH_VERSION_RE}`,
+        `says LibTorch ${OTHER_VERSION.replace(/\./g, '\\.')} in its manifest\\.json, but its libraries are LibTorch ` +
+          `${TORCH_VERSION_RE}`,
       ),
     ],
     [

@@ -1,6 +1,7 @@
 // The fused causal attention of LibTorch 1.x builds with oneDNN (native/causal_attention.h): scores, masked softmax
 // and the value product in one autograd node, against the composite form it replaces (baddbmm, softmax, bmm with
-// an additive mask; the kernel option fusedAttention false, LLAMAPRO_FUSED_ATTENTION=0, in effect from the next call). Two independent implementations of the same
+// an additive mask; the kernel option fusedAttention false, LLAMAPRO_FUSED_ATTENTION=0, in effect from the next call).
+// Two independent implementations of the same
 // attention must give the same loss and gradients to float32 rounding — grouped-query heads, a sliding window
 // shorter than the batch, biases, padded sft batches (the row plan's grid) — and checkpointing on and off must stay
 // exactly equal with it. training-numerics.test.ts compares the default path with PyTorch itself.
@@ -30,7 +31,8 @@ const runtime = info()
 const fusedBuilt = Number(runtime.libtorch.version.split('.')[0]) < 2 && runtime.cpuGemm.library === 'onednn'
 const skip = fusedBuilt
   ? false
-  : `LibTorch ${runtime.libtorch.version} with ${runtime.cpuGemm.library} products: attention is SDPA or the composite form`
+  : `LibTorch ${runtime.libtorch.version} with ${runtime.cpuGemm.library} products: attention is SDPA or the ` +
+    `composite form`
 
 function sftBatch(lengths: number[], seq: number, vocab: number) {
   const ids = new Int32Array(lengths.length * seq)
@@ -152,7 +154,8 @@ t.test('with the fused attention, checkpointing on and off give the same numbers
 })
 
 // The fused node must really run: its step has no batched products (aten::bmm) and no softmax operator; with
-// LLAMAPRO_FUSED_ATTENTION=0 it has both. (In a child process, so through the environment: the variable reaches the option.) Without this the comparisons above could compare one path with itself.
+// LLAMAPRO_FUSED_ATTENTION=0 it has both. (In a child process, so through the environment: the variable reaches the
+// option.) Without this the comparisons above could compare one path with itself.
 
 t.test('the fused node is what runs', { skip }, async (t) => {
   const profile = (fused: string) => profiledStep({ LLAMAPRO_FUSED_ATTENTION: fused })

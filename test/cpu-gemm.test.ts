@@ -1,5 +1,6 @@
 // The model's float32 CPU projections through oneDNN's sgemm (native/cpu_gemm.h) where the LibTorch links oneDNN
-// beside OpenBLAS (Debian's), with the kernel option gemm 'blas' (LLAMAPRO_GEMM=blas) keeping at::linear. The two are independent
+// beside OpenBLAS (Debian's), with the kernel option gemm 'blas' (LLAMAPRO_GEMM=blas) keeping at::linear. The two are
+// independent
 // implementations of the same products and their gradients — LibTorch's own autograd against llamapro's nodes (on
 // LibTorch 1.x the fused attention too: LLAMAPRO_GEMM=blas is the whole former path) — so a training step must give
 // the same loss and gradients both ways, to float32 rounding, for every architecture and freeze strategy, for
@@ -84,7 +85,8 @@ t.test(
   { skip: hasOneDnn ? false : 'this LibTorch has no oneDNN beside OpenBLAS: at::linear runs every product' },
   async (t) => {
     const data = batch([24, 11, 17, 6], 24, 160)
-    // 96 rows x 256 x 512 (12.6 M multiply-adds) and its gradients: products on several threads; the 64-wide ones on one.
+    // 96 rows x 256 x 512 (12.6 M multiply-adds) and its gradients: products on several threads; the 64-wide ones on
+    // one.
     const wide = tinyRawConfig({ layers: 3, hidden: 256, intermediate: 512, heads: 4, kvHeads: 2, vocab: 160 })
     const cases: [string, Record<string, unknown>, FreezeOptions][] = [
       [

@@ -31,7 +31,9 @@ t.test('a trained byte-level BPE tokenizer.json encodes the same in Python token
   ]
   const ours = texts.map((text) => tokenizer.encode(text))
   const python = await pythonSnippet<number[][]>(
-    'import json, sys\nfrom tokenizers import Tokenizer\nreq = json.load(sys.stdin)\ntok = Tokenizer.from_file(req["file"])\nprint(json.dumps([tok.encode(x, add_special_tokens=False).ids for x in req["texts"]]))',
+    'import json, sys\nfrom tokenizers import Tokenizer\nreq = json.load(sys.stdin)\ntok = ' +
+      'Tokenizer.from_file(req["file"])\nprint(json.dumps([tok.encode(x, add_special_tokens=False).ids for x in ' +
+      'req["texts"]]))',
     { file: join(dir, 'tokenizer.json'), texts },
   )
   t.same(ours, python)
@@ -52,7 +54,8 @@ const TWO_TURNS = [
 ]
 
 t.test(
-  "sft encoding, template model: prompt tokens are -100; responses are learned and end as the model's template ends them",
+  "sft encoding, template model: prompt tokens are -100; responses are learned and end as the model's template ends " +
+    'them',
   async (t) => {
     const dir = t.testdir()
     await writeTrainedTokenizer(dir, corpusA(100), 300)
@@ -89,7 +92,8 @@ t.test(
 )
 
 t.test(
-  "the default template is LLaMA-Factory's, slot for slot: EOS after the system prompt, each user turn and each response",
+  "the default template is LLaMA-Factory's, slot for slot: EOS after the system prompt, each user turn and each " +
+    'response',
   async (t) => {
     const dir = t.testdir()
     await writeTrainedTokenizer(dir, corpusA(100), 300)
@@ -164,7 +168,8 @@ t.test(
 )
 
 t.test(
-  'pt: EOS after each text; packing cuts cutoff_len blocks, packing: false keeps one sequence per text; BOS where add_bos_token',
+  'pt: EOS after each text; packing cuts cutoff_len blocks, packing: false keeps one sequence per text; BOS where ' +
+    'add_bos_token',
   async (t) => {
     const tokenizer = { encode: (s: string) => Array.from(s, () => 5), eosId: 9, bosId: 1, addBosToken: false }
     const texts = ['abc', 'defgh', 'ij']

@@ -162,7 +162,8 @@ t.test(
     // 5.4e-6 and 2 ranks 5.1e-6; pip's torch 2.15 with MKL, 3.6e-5 and 2.7e-5). 1e-4 only catches a broken control.
     t.ok(
       worst <= 1e-4 && worst <= Math.max(1e-6, 2 * control),
-      `trained weights agree: largest difference ${worst.toExponential(2)} of the tensor's scale; one process regrouped: ${control.toExponential(2)}`,
+      `trained weights agree: largest difference ${worst.toExponential(2)} of the tensor's scale; one process ` +
+        `regrouped: ${control.toExponential(2)}`,
     )
     const trainableBytes = trainable.reduce((s, n) => s + wa.get(n)!.length * 4, 0)
     t.equal(

@@ -322,7 +322,8 @@ t.test('safetensors files written by expansion are strict-valid and 8-byte align
     header.fileSize - header.dataStart,
   )
   const pyKeys = await pythonSnippet<string[]>(
-    'import json,sys\nfrom safetensors import safe_open\nreq=json.load(sys.stdin)\nwith safe_open(req["f"], framework="pt") as h: print(json.dumps(sorted(h.keys())))',
+    'import json,sys\nfrom safetensors import safe_open\nreq=json.load(sys.stdin)\nwith safe_open(req["f"], ' +
+      'framework="pt") as h: print(json.dumps(sorted(h.keys())))',
     { f: join(dir, 'out', result.files[0]!) },
   )
   t.same(pyKeys, header.tensors.map((x) => x.name).sort())

@@ -176,7 +176,8 @@ t.test('chat messages use the training templates; stop words from generation_con
   t.same(
     own.promptTokenIds,
     tokenizer.encode(
-      '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nTell me about an animal.<|im_end|>\n<|im_start|>assistant\n',
+      '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nTell me about an ' +
+        'animal.<|im_end|>\n<|im_start|>assistant\n',
     ),
   )
   t.equal(own.text, tokenizer.decode(own.tokenIds))

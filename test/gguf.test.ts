@@ -266,7 +266,8 @@ t.test(
       }
     }
 
-    // q8_0 export: the gguf package reads it, and its bytes are gguf's own quantizer applied to the llama.cpp-permuted weights.
+    // q8_0 export: the gguf package reads it, and its bytes are gguf's own quantizer applied to the llama.cpp-permuted
+    // weights.
     const q8 = join(dir, 'q8.gguf')
     await exportGguf(out, q8, { type: 'q8_0' })
     const read = await runPythonJson<{
@@ -457,7 +458,8 @@ t.test(
       await runPython(
         [
           '-c',
-          `import json, sys; from tokenizers import Tokenizer; tok = Tokenizer.from_file(sys.argv[1]); print(json.dumps([tok.encode(x, add_special_tokens=False).ids for x in json.load(sys.stdin)]))`,
+          `import json, sys; from tokenizers import Tokenizer; tok = Tokenizer.from_file(sys.argv[1]); ` +
+            `print(json.dumps([tok.encode(x, add_special_tokens=False).ids for x in json.load(sys.stdin)]))`,
           join(out, 'tokenizer.json'),
         ],
         JSON.stringify(texts),

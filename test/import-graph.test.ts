@@ -111,7 +111,8 @@ t.test('the checker sees a cycle when there is one, and not through type-only im
   t.same(
     runtimeImports(
       a,
-      "import { x } from './b.js'\nimport type { Y } from './c.js'\nimport { type Z } from './d.js'\nexport { w } from './e.js'\nexport type { V } from './f.js'",
+      "import { x } from './b.js'\nimport type { Y } from './c.js'\nimport { type Z } from './d.js'\nexport { w } " +
+        "from './e.js'\nexport type { V } from './f.js'",
     ),
     [b, join(LIB, 'e.ts')],
   )

@@ -57,7 +57,8 @@ t.test('a load -> save round trip is byte-identical in tensor data', async (t) =
   const dir = t.testdir()
   for (const dtype of ['F32', 'BF16', 'F16'] as const) {
     const fixture = await writeTinyModel(join(dir, `in-${dtype}`), { dtype, seed: 8, tie: dtype === 'F16' })
-    const model = await LlamaModel.load(fixture.dir) // computes in float32 on the CPU, saves back as the checkpoint's dtype
+    // computes in float32 on the CPU, saves back as the checkpoint's dtype
+    const model = await LlamaModel.load(fixture.dir)
     await model.save(join(dir, `out-${dtype}`))
     model.dispose()
     const [a, b] = await Promise.all([openCheckpoint(fixture.dir), openCheckpoint(join(dir, `out-${dtype}`))])

@@ -101,7 +101,8 @@ t.test('bfloat16 decoding through the cache is as close to float32 as the bfloat
   const [fullError, cachedError] = [worst(full), worst(cached)]
   t.ok(
     cachedError <= 2 * fullError,
-    `bfloat16 vs float32: cached ${cachedError.toFixed(4)}, full forward ${fullError.toFixed(4)} (logits up to ${scale.toFixed(2)})`,
+    `bfloat16 vs float32: cached ${cachedError.toFixed(4)}, full forward ${fullError.toFixed(4)} (logits up to ` +
+      `${scale.toFixed(2)})`,
   )
   cache.dispose()
   model.dispose()

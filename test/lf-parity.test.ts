@@ -65,7 +65,8 @@ t.test('every path key of a train YAML resolves against the working directory, a
   const dir = t.testdir({
     configs: {
       'run.yaml':
-        'model_name_or_path: models/m\ndataset: d.jsonl\noutput_dir: saves/run\nresume_from_checkpoint: saves/run/checkpoint-4\n',
+        'model_name_or_path: models/m\ndataset: d.jsonl\noutput_dir: saves/run\nresume_from_checkpoint: ' +
+        'saves/run/checkpoint-4\n',
     },
   })
   const cwd = join(dir, 'work')
@@ -316,7 +317,8 @@ t.test(
     const trainWarnings: string[] = []
     writeFileSync(
       join(dir, 'run.yaml'),
-      `model_name_or_path: base\nstage: pt\ndataset: text.jsonl\ncutoff_len: 32\noutput_dir: run\nmax_steps: 2\nsave_steps: 1\nper_device_train_batch_size: 2\n`,
+      `model_name_or_path: base\nstage: pt\ndataset: text.jsonl\ncutoff_len: 32\noutput_dir: run\nmax_steps: ` +
+        `2\nsave_steps: 1\nper_device_train_batch_size: 2\n`,
     )
     await train(join(dir, 'run.yaml'), {
       cwd: dir,
@@ -370,7 +372,8 @@ t.test(
     t.same(pinBlasKernels(own, 'x64', avx2), {
       set: [],
       reason:
-        "kept OPENBLAS_NUM_THREADS=4, OPENBLAS_CORETYPE=Zen, LLAMAPRO_GEMM=onednn: the numbers may differ from docs/cli/demo.md's",
+        'kept OPENBLAS_NUM_THREADS=4, OPENBLAS_CORETYPE=Zen, LLAMAPRO_GEMM=onednn: the numbers may differ from ' +
+        "docs/cli/demo.md's",
       kernels: {},
     })
     t.same(
@@ -420,7 +423,8 @@ t.test(
     await t.rejects(findTorchPython({ env: { LLAMAPRO_PYTHON: noTorch }, packageRoot: dir }), {
       code: 'LLAMAPRO_PYTHON',
       message: new RegExp(
-        `tried:\\n  ${noTorch} \\(LLAMAPRO_PYTHON\\): ModuleNotFoundError: No module named 'torch'\\nChoose one with LLAMAPRO_PYTHON=`,
+        `tried:\\n  ${noTorch} \\(LLAMAPRO_PYTHON\\): ModuleNotFoundError: No module named 'torch'\\nChoose one with ` +
+          `LLAMAPRO_PYTHON=`,
       ),
     })
     const missing = await run(process.execPath, [CLI, 'bench', 'tiny', '--baseline', 'python', '--steps', '1'], {

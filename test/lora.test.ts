@@ -153,7 +153,8 @@ t.test('LoRA keys: defaults, LLaMA-Factory checks, unsupported methods named', a
 })
 
 t.test(
-  'adapters: B = 0 leaves the output; gradients reach only A and B of the stride-rule layers; base weights and optimizer untouched',
+  'adapters: B = 0 leaves the output; gradients reach only A and B of the stride-rule layers; base weights and ' +
+    'optimizer untouched',
   async (t) => {
     const model = await LlamaModel.random(tinyRawConfig({ layers: 6, kvHeads: 2, modelType: 'qwen2' }), { seed: 3 })
     const batch = ids(2, 12, 96)
@@ -234,7 +235,8 @@ async function pythonAdapter(
 }
 
 t.test(
-  'an adapter with nonzero B (rsLoRA, modules_to_save) gives the logits of W x + scale B A x, unmerged, merged, and through the KV cache',
+  'an adapter with nonzero B (rsLoRA, modules_to_save) gives the logits of W x + scale B A x, unmerged, merged, and ' +
+    'through the KV cache',
   async (t) => {
     const dir = t.testdir()
     const base = await writeTinyModel(join(dir, 'base'), { layers: 4, kvHeads: 2, seed: 4 })
@@ -317,7 +319,8 @@ t.test('merge <base> <adapter_dir> <out>: an adapter folder in the delta place i
 })
 
 t.test(
-  'finetuning_type: lora + use_llama_pro trains the expanded blocks only and writes a PEFT adapter; resume is bit-identical',
+  'finetuning_type: lora + use_llama_pro trains the expanded blocks only and writes a PEFT adapter; resume is ' +
+    'bit-identical',
   async (t) => {
     const dir = t.testdir()
     await writeTrainableModel(join(dir, 'base'), { seed: 3 })
@@ -489,7 +492,8 @@ t.test('bench knows lora:all and lora:pro:N; FLOPs of an adapter are counted by 
 })
 
 t.test(
-  'LoRA data parallel: 2 ranks × batch 2 give the losses of 1 process × batch 4 (also with ZeRO-1); only adapter gradients travel',
+  'LoRA data parallel: 2 ranks × batch 2 give the losses of 1 process × batch 4 (also with ZeRO-1); only adapter ' +
+    'gradients travel',
   async (t) => {
     const dir = t.testdir()
     await writeTrainableModel(join(dir, 'base'), { seed: 3 })

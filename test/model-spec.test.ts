@@ -33,7 +33,9 @@ t.test(
       const over = { ...spec(), [field]: limit + 1 }
       t.throws(() => create(over), {
         name: 'TypeError',
-        message: `spec.${field} is ${limit + 1}, above llamapro's limit ${limit} (the model contract, lib/checkpoint/model-contract.ts)`,
+        message:
+          `spec.${field} is ${limit + 1}, above llamapro's limit ${limit} (the model contract, ` +
+          `lib/checkpoint/model-contract.ts)`,
       })
       // At the limit the size check passes: the next check (a bad rope type, read after the sizes) is what fails, so
       // nothing of the limit's size is allocated.

@@ -108,13 +108,15 @@ t.test('bf16/fp32: a NaN loss on one rank stops both ranks at the same step with
     t.same(
       errors.map((e) => e!.code),
       ['LLAMAPRO_NONFINITE', 'LLAMAPRO_NONFINITE'],
-      `zero_stage ${zeroStage}: both with the non-finite error, neither with a timeout: ${errors.map((e) => e!.message).join(' | ')}`,
+      `zero_stage ${zeroStage}: both with the non-finite error, neither with a timeout: ` +
+        `${errors.map((e) => e!.message).join(' | ')}`,
     )
     t.equal(errors[0]!.message, errors[1]!.message, `zero_stage ${zeroStage}: the same message on both ranks`)
     t.match(
       errors[0]!.message,
       new RegExp(
-        `^the loss is not finite \\(NaN\\) at step ${badStep} \\(on rank ${badRank} of 2\\); training stopped on every rank without saving this state\\. The last good checkpoint is .*checkpoint-${badStep - 1}\\.`,
+        `^the loss is not finite \\(NaN\\) at step ${badStep} \\(on rank ${badRank} of 2\\); training stopped on ` +
+          `every rank without saving this state\\. The last good checkpoint is .*checkpoint-${badStep - 1}\\.`,
       ),
       `zero_stage ${zeroStage}: it names step ${badStep} and rank ${badRank}`,
     )

@@ -1,5 +1,6 @@
 // LLAMAPRO_PROFILE_OPS=1 (native/op_profile.h): a training step prints its operators by self thread-CPU time (=wall:
-// by wall time), with the step's phases; without the variable it prints nothing. Run in a child process: the table goes to stderr.
+// by wall time), with the step's phases; without the variable it prints nothing. Run in a child process: the table goes
+// to stderr.
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
@@ -44,7 +45,8 @@ t.test('LLAMAPRO_PROFILE_OPS=1 prints the step operators and phases by thread CP
 })
 
 t.test(
-  'LLAMAPRO_PROFILE_OPS=wall times the same table by the monotonic clock (where a multi-threaded step spends its wall time)',
+  'LLAMAPRO_PROFILE_OPS=wall times the same table by the monotonic clock (where a multi-threaded step spends its ' +
+    'wall time)',
   async (t) => {
     const table = await step({ LLAMAPRO_PROFILE_OPS: 'wall' })
     t.match(table, /llamapro op profile: [\d.]+ ms wall time in operators/, 'the header names wall time')

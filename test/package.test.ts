@@ -108,7 +108,8 @@ t.test('npm pack gives a tarball that installs into an empty folder, builds, run
     .pop()!
   t.match(packed, /^llamapro-\d+\.\d+\.\d+\.tgz$/)
   // The install builds the addon: ~3 min against Debian's LibTorch, several times that against pip's torch 2.x on
-  // a loaded 2-core machine (scripts/check-libtorch-wheel.sh --full). Up to tap's own timeout for this file, less a margin.
+  // a loaded 2-core machine (scripts/check-libtorch-wheel.sh --full). Up to tap's own timeout for this file, less a
+  // margin.
   const installTimeout = Math.max(280_000, Number(process.env.TAP_TIMEOUT ?? 0) * 1000 - 20_000)
   execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', `./${packed}`], {
     cwd: dir,
@@ -128,7 +129,8 @@ t.test('npm pack gives a tarball that installs into an empty folder, builds, run
 
   writeFileSync(
     join(dir, 'consumer.ts'),
-    "import { info, LlamaModel } from 'llamapro'\nconst version: string = info().libtorch.version\nconst load: typeof LlamaModel.load = LlamaModel.load\nconsole.log(version, typeof load)\n",
+    "import { info, LlamaModel } from 'llamapro'\nconst version: string = info().libtorch.version\nconst load: " +
+      'typeof LlamaModel.load = LlamaModel.load\nconsole.log(version, typeof load)\n',
   )
   writeFileSync(
     join(dir, 'tsconfig.json'),

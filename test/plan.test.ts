@@ -114,7 +114,8 @@ t.test('plan reads a train.yaml: strategy, batch, cutoff_len and bf16 come from 
   const yaml = join(dir, 'train.yaml')
   writeFileSync(
     yaml,
-    `model_name_or_path: pro\nfinetuning_type: freeze\nuse_llama_pro: true\nfreeze_trainable_layers: 4\nper_device_train_batch_size: 3\ncutoff_len: 40\nbf16: true\ndataset: x.json\noutput_dir: out\n`,
+    `model_name_or_path: pro\nfinetuning_type: freeze\nuse_llama_pro: true\nfreeze_trainable_layers: ` +
+      `4\nper_device_train_batch_size: 3\ncutoff_len: 40\nbf16: true\ndataset: x.json\noutput_dir: out\n`,
   )
   // Relative paths in the YAML resolve against the working directory, as in LLaMA-Factory.
   const out = JSON.parse((await run(process.execPath, [CLI, 'plan', yaml, '--json'], { cwd: dir })).stdout)

@@ -34,7 +34,8 @@ async function joinWithPeer(t: Test) {
 
 for (const how of ['killed', 'stopped'] as const) {
   t.test(
-    `the event loop keeps running while a process group is torn down with a ${how} peer, and destroy() ends well before ddp_timeout`,
+    `the event loop keeps running while a process group is torn down with a ${how} peer, and destroy() ends well ` +
+      `before ddp_timeout`,
     async (t) => {
       const { peer, group } = await joinWithPeer(t)
       // SIGKILL closes the peer's sockets; SIGSTOP leaves them open and unanswered, so the next heartbeat waits

@@ -1,7 +1,8 @@
 // The row plan (native/llama_modules.h RowPlan): a training step computes only the rows its loss reads — no padding
 // after a sequence's last counted prediction (when that is 1/32 of the batch or more), and in the last layer only the
 // counted rows. It must change no number beyond float32 rounding: the same loss and gradients as computing every
-// row (the kernel option rowPlan false, LLAMAPRO_ROW_PLAN=0), for every architecture and freeze strategy; and with it, checkpointing on
+// row (the kernel option rowPlan false, LLAMAPRO_ROW_PLAN=0), for every architecture and freeze strategy; and with it,
+// checkpointing on
 // and off stay exactly equal (activation-checkpointing.test.ts trains padded sft batches both ways).
 import t, { type Test } from 'tap'
 import { LlamaModel, kernelOptions, setKernelOptions } from '../lib/index.js'
@@ -23,7 +24,10 @@ const STEP: NativeTrainStepOptions = {
   reportParamNorms: false,
 }
 
-/** A right-padded sft batch: row r holds lengths[r] tokens, the first `prompt` of them labelled -100, then padding (id 0, -100). */
+/**
+ * A right-padded sft batch: row r holds lengths[r] tokens, the first `prompt` of them labelled -100, then padding (id
+ * 0, -100).
+ */
 function sftBatch(lengths: number[], seq: number, vocab: number, prompt = 3) {
   const ids = new Int32Array(lengths.length * seq)
   const labels = new Int32Array(lengths.length * seq).fill(-100)

@@ -147,7 +147,10 @@ t.test(
       .split('\n')
     for (const line of running) t.match(line, /^\[(INFO|WARNING|ERROR)\|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] llamapro >> /)
     for (const r of training) {
-      const expected = `{'loss': ${r.loss!.toFixed(4)}, 'learning_rate': ${r.lr!.toExponential(4).replace(/e-(\d)$/, 'e-0$1')}, 'epoch': ${r.epoch.toFixed(2)}, 'throughput': ${r.throughput!.toFixed(2)}}`
+      const expected =
+        `{'loss': ${r.loss!.toFixed(4)}, 'learning_rate': ` +
+        `${r.lr!.toExponential(4).replace(/e-(\d)$/, 'e-0$1')}, 'epoch': ${r.epoch.toFixed(2)}, 'throughput': ` +
+        `${r.throughput!.toFixed(2)}}`
       t.ok(
         running.some((line) => line.endsWith(`>> ${expected}`)),
         `running_log.txt has ${expected}`,

@@ -178,7 +178,8 @@ async function tinySetup(dir: string, extraYaml: string[] = []): Promise<string>
 }
 
 t.test(
-  'a tiny sweep: figures equal separate train + eval runs; reports parse; an interrupted sweep resumes without retraining',
+  'a tiny sweep: figures equal separate train + eval runs; reports parse; an interrupted sweep resumes without ' +
+    'retraining',
   async (t) => {
     const dir = await tinySetup(t.testdir())
     const options = {
@@ -321,7 +322,8 @@ t.test(
     )
     t.same(rerun.runs, first.runs)
 
-    // Interrupted in its third run, then continued: the first two are not retrained, and the figures are the first sweep's.
+    // Interrupted in its third run, then continued: the first two are not retrained, and the figures are the first
+    // sweep's.
     const controller = new AbortController()
     const started: string[] = []
     const stopped = await runSweep({

@@ -182,7 +182,8 @@ t.test("every named template renders conversations token for token as LLaMA-Fact
       cutoff_len: 1024,
       pt_texts: ['The fox ran.', 'An owl.'],
     })
-    cases.push({ template: name, family, messages: NO_SYSTEM, cutoff_len: 1024 }) // the template's default system prompt
+    // the template's default system prompt
+    cases.push({ template: name, family, messages: NO_SYSTEM, cutoff_len: 1024 })
     cases.push({ template: name, family, messages: WITH_SYSTEM, cutoff_len: 24 }) // per-turn budgets (infer_seqlen)
     cases.push({ template: name, family, messages: ODD_TEXT, cutoff_len: 1024 })
   }
@@ -239,7 +240,8 @@ t.test(
     const segments = qwen.renderConversation(NO_SYSTEM)
     t.equal(
       segmentText(segments[0]!, '<eos>'),
-      '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nName an animal.<|im_end|>\n<|im_start|>assistant\n',
+      '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful ' +
+        'assistant.<|im_end|>\n<|im_start|>user\nName an animal.<|im_end|>\n<|im_start|>assistant\n',
     )
     const sequence = encodeConversation(segments, qwen.tokenizer, 1000)!
     const learned = sequence.ids.filter((_, i) => sequence.labels[i] !== IGNORE_INDEX)
@@ -278,7 +280,8 @@ t.test(
 const partsOf = (parts: readonly unknown[]) => parts.map((p) => (typeof p === 'string' ? p : '<special>')).join('')
 
 t.test(
-  'stop words the tokenizer has only as plain vocabulary become one token; missing ones are refused where slots need them',
+  'stop words the tokenizer has only as plain vocabulary become one token; missing ones are refused where slots need ' +
+    'them',
   async (t) => {
     const root = t.testdir()
     const { tokenizerJson } = trainByteLevelBpe(corpusA(40), { vocabSize: 300, specialTokens: SPECIAL_TOKENS })
@@ -364,7 +367,8 @@ t.test(
 
     // transformers >= 4.5x writes chat_template.jinja beside tokenizer_config.json, and prefers it.
     const jinja =
-      "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+      "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor " +
+      "%}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
     writeFileSync(join(dir, 'chat_template.jinja'), jinja)
     const config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8'))
     writeFileSync(

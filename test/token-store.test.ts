@@ -401,14 +401,16 @@ t.test('disk full while writing: an error naming the folder and the bytes needed
   const path = join(small, 'tokens')
   await t.rejects(prepareTokenData(await options({ dataset: [corpus], tokenizedPath: path, workers: 1 })), {
     message: new RegExp(
-      `no space left on the device while writing the token store ${path} \\(in ${small}\\): it needs about [\\d,]+ bytes, [\\d,]+ were written, [\\d,]+ bytes free there now\\. The partial store was removed`,
+      `no space left on the device while writing the token store ${path} \\(in ${small}\\): it needs about [\\d,]+ ` +
+        `bytes, [\\d,]+ were written, [\\d,]+ bytes free there now\\. The partial store was removed`,
     ),
   })
   t.same(readdirSync(small), [], 'nothing is left in the folder')
 })
 
 t.test(
-  'training: a second run starts without tokenizing; with tokenized_path it trains after the data files are deleted; eval_dataset evaluates',
+  'training: a second run starts without tokenizing; with tokenized_path it trains after the data files are deleted; ' +
+    'eval_dataset evaluates',
   async (t) => {
     const { train } = await import('../lib/train/trainer.js')
     const { parseTrainConfig } = await import('../lib/train/config.js')

@@ -254,7 +254,8 @@ t.test('a non-finite loss stops training with a clear error and keeps the last g
     {
       code: 'LLAMAPRO_NONFINITE',
       message: new RegExp(
-        `the loss is not finite \\(NaN\\) at step ${badStep}; training stopped without saving this state\\. The last good checkpoint is .*checkpoint-${badStep - 1}\\.`,
+        `the loss is not finite \\(NaN\\) at step ${badStep}; training stopped without saving this state\\. The last ` +
+          `good checkpoint is .*checkpoint-${badStep - 1}\\.`,
       ),
     },
   )
@@ -452,7 +453,8 @@ t.test(
     writeFileSync(join(dir, 'extra.jsonl'), `${JSON.stringify({ text: 'def f(x): <|extra|> return x' })}\n`)
     // The data is tokenized by the Rust tokenizers library, as in Python: the id it gives the added token is Python's.
     const id = await pythonSnippet<number>(
-      'import json,sys\nfrom tokenizers import Tokenizer\nd=json.load(sys.stdin)\nprint(json.dumps(Tokenizer.from_file(d["path"]).token_to_id("<|extra|>")))',
+      'import json,sys\nfrom tokenizers import ' +
+        'Tokenizer\nd=json.load(sys.stdin)\nprint(json.dumps(Tokenizer.from_file(d["path"]).token_to_id("<|extra|>")))',
       { path: tokenizerPath },
     )
     t.ok(id >= vocab, `the added token's id ${id} is outside the model's vocab_size ${vocab}`)
@@ -469,7 +471,8 @@ t.test(
       {
         code: 'LLAMAPRO_TOKENIZER',
         message: new RegExp(
-          `the tokenizer in .*pro gives token id ${id}, but the model's vocab_size is ${vocab} \\(valid ids 0\\.\\.${vocab - 1}\\)`,
+          `the tokenizer in .*pro gives token id ${id}, but the model's vocab_size is ${vocab} \\(valid ids ` +
+            `0\\.\\.${vocab - 1}\\)`,
         ),
       },
     )

@@ -185,7 +185,8 @@ t.test('the memory estimate is within 20% of the measured CPU allocation high-wa
     const ratio = estimate.peak / measured
     t.ok(
       ratio > 0.8 && ratio < 1.2,
-      `${label}: estimated ${(estimate.peak / 1e6).toFixed(1)} MB, measured ${(measured / 1e6).toFixed(1)} MB (ratio ${ratio.toFixed(3)})`,
+      `${label}: estimated ${(estimate.peak / 1e6).toFixed(1)} MB, measured ${(measured / 1e6).toFixed(1)} MB (ratio ` +
+        `${ratio.toFixed(3)})`,
     )
     model.dispose()
   }

@@ -79,7 +79,8 @@ for (const [label, modelOptions, strategy] of cases) {
     const worst = Math.max(...ours.map((l, i) => Math.abs(l - reference.losses[i]!)))
     t.ok(
       worst <= 2e-5,
-      `max |loss difference| over ${steps} steps: ${worst.toExponential(2)} (llamapro ${ours.map((l) => l.toFixed(5)).join(' ')})`,
+      `max |loss difference| over ${steps} steps: ${worst.toExponential(2)} (llamapro ` +
+        `${ours.map((l) => l.toFixed(5)).join(' ')})`,
     )
     t.ok(ours[steps - 1]! < ours[0]!, 'and the loss falls')
   })

@@ -115,7 +115,8 @@ const logged = (outputDir: string) =>
     .filter((r) => r.loss !== undefined)
 
 t.test(
-  'zero_stage 1: 2 ranks × batch 2 match 2 ranks without it and 1 process × batch 4; each rank holds half the AdamW state',
+  'zero_stage 1: 2 ranks × batch 2 match 2 ranks without it and 1 process × batch 4; each rank holds half the AdamW ' +
+    'state',
   async (t) => {
     const { dir, yaml } = await setup(t)
     const raw = { per_device_train_batch_size: 2, max_steps: 3, save_steps: 2 }
@@ -158,10 +159,12 @@ t.test(
       `trained weights: ZeRO-1 vs 2 ranks without it differ by ${vsPlain.toExponential(2)} of the tensor's scale`,
     )
     // Bounded by the plain 2-rank run's difference, whose size depends on the BLAS (pip's torch 2.15 with MKL:
-    // 4.5e-5, past a fixed 1e-5); 1e-4 only catches a control that is itself broken. ZeRO-1 vs plain is bit-exact above.
+    // 4.5e-5, past a fixed 1e-5); 1e-4 only catches a control that is itself broken. ZeRO-1 vs plain is bit-exact
+    // above.
     t.ok(
       vsSingle <= 1e-4 && vsSingle <= Math.max(1e-6, 2 * plainVsSingle),
-      `trained weights: ZeRO-1 vs 1 process ${vsSingle.toExponential(2)}; 2 ranks without ZeRO vs 1 process ${plainVsSingle.toExponential(2)}`,
+      `trained weights: ZeRO-1 vs 1 process ${vsSingle.toExponential(2)}; 2 ranks without ZeRO vs 1 process ` +
+        `${plainVsSingle.toExponential(2)}`,
     )
 
     // The AdamW state each rank holds, as the native model counts it (every step, both ranks).
@@ -201,7 +204,8 @@ t.test(
     const moments = Math.max(...states.map((n) => relativeDifference(oz.get(n)!, op.get(n)!)))
     t.ok(
       moments <= 1e-4,
-      `the gathered moments agree with the run without ZeRO: largest difference ${moments.toExponential(2)} of the tensor's scale`,
+      `the gathered moments agree with the run without ZeRO: largest difference ${moments.toExponential(2)} of the ` +
+        `tensor's scale`,
     )
   },
 )
@@ -319,7 +323,8 @@ t.test(
     const dir = t.testdir()
     const ds = (stage: unknown) => {
       const path = join(dir, `ds_z${String(stage)}_config.json`)
-      // The shape of LLaMA-Factory's examples/deepspeed files ("auto" values are DeepSpeed's, filled in by transformers).
+      // The shape of LLaMA-Factory's examples/deepspeed files ("auto" values are DeepSpeed's, filled in by
+      // transformers).
       writeFileSync(
         path,
         JSON.stringify({

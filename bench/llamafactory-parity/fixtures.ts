@@ -65,8 +65,16 @@ await writeFile(
 )
 await writeFile(
   join(data, 'dataset_info.json'),
-  `${JSON.stringify({ alpaca_demo: { file_name: 'alpaca_demo.json' }, code_demo: { file_name: 'code_demo.jsonl', columns: { prompt: 'text' } } }, null, 2)}\n`,
+  `${JSON.stringify(
+    {
+      alpaca_demo: { file_name: 'alpaca_demo.json' },
+      code_demo: { file_name: 'code_demo.jsonl', columns: { prompt: 'text' } },
+    },
+    null,
+    2,
+  )}\n`,
 )
 console.log(
-  `fixtures in ${work}: models/base (4 layers, vocab ${vocab}), models/base-pro (6 layers), data/ (16 alpaca examples, 48 texts)`,
+  `fixtures in ${work}: models/base (4 layers, vocab ${vocab}), models/base-pro (6 layers), ` +
+    'data/ (16 alpaca examples, 48 texts)',
 )

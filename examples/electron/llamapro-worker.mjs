@@ -5,9 +5,9 @@
 //        { type: 'stop' }                                            stop after the current step; a checkpoint is saved
 //        { type: 'generate', model, prompt, maxNewTokens }            stream a reply token by token
 //   out: { type: 'ready', libtorch, addon }                          llamapro loaded (from the bundle)
-//        { type: 'train-output', outputDir }                         where the run writes (main.js shows the board over it)
-//        { type: 'train-event', event }                              every TrainEvent: 'start', 'step' (a loss point), 'log', 'checkpoint'...
-//        { type: 'train-done', result }                              { aborted, globalStep, checkpoints, outputDir, trainLoss }
+//        { type: 'train-output', outputDir }      where the run writes (main.js shows the board over it)
+//        { type: 'train-event', event }           every TrainEvent: 'start', 'step' (a loss point), 'log', ...
+//        { type: 'train-done', result }           { aborted, globalStep, checkpoints, outputDir, trainLoss }
 //        { type: 'token', text }  then  { type: 'generate-done', text, finishReason }
 //        { type: 'error', during, code, message }
 //

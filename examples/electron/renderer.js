@@ -14,7 +14,8 @@ window.llamapro.onMessage((message) => {
   } else if (message.type === 'train-done') {
     const r = message.result
     $('progress').textContent =
-      `${r.aborted ? 'stopped' : 'finished'} at step ${r.globalStep}/${r.totalSteps}; checkpoints: ${r.checkpoints.join(', ') || 'none'}`
+      `${r.aborted ? 'stopped' : 'finished'} at step ${r.globalStep}/${r.totalSteps}; checkpoints: ` +
+      `${r.checkpoints.join(', ') || 'none'}`
     $('train').disabled = false
     $('stop').disabled = true
   } else if (message.type === 'token') $('reply').textContent += message.text

@@ -58,7 +58,9 @@ interface ModuleInfo {
   linear: boolean
 }
 
-/** Every module that owns or contains a parameter, in first-seen order; linear = holds a 2-D weight (not an embedding). */
+/**
+ * Every module that owns or contains a parameter, in first-seen order; linear = holds a 2-D weight (not an embedding).
+ */
 function modulesOf(tensors: readonly { name: string; shape: readonly number[] }[]): ModuleInfo[] {
   const out = new Map<string, ModuleInfo>()
   for (const t of tensors) {
@@ -103,7 +105,8 @@ export function loraPolicy(
     })
     targetModules = matched.map((m) => m.name)
     explanation.push(
-      `use_llama_pro: freeze_trainable_layers: ${n} counts expanded blocks; stride = ${numLayers} / ${n} = ${stride}: adapters go on every ${ordinal(stride)} layer only: ${describeIds(layerIds)}.`,
+      `use_llama_pro: freeze_trainable_layers: ${n} counts expanded blocks; stride = ${numLayers} / ${n} = ` +
+        `${stride}: adapters go on every ${ordinal(stride)} layer only: ${describeIds(layerIds)}.`,
     )
   } else {
     matched = modules.filter((m) => targetModules.some((t) => m.name === t || m.name.endsWith(`.${t}`)))
@@ -113,18 +116,21 @@ export function loraPolicy(
       ...new Set(modules.filter((m) => m.linear && parseLayerName(`${m.name}.`)).map((m) => m.name.split('.').pop()!)),
     ]
     throw new PolicyError(
-      `Target modules ${JSON.stringify(splitList(options.loraTarget ?? 'all'))} not found in the base model (lora_target; valid: all, ${valid.join(', ')})`,
+      `Target modules ${JSON.stringify(splitList(options.loraTarget ?? 'all'))} not found in the base model ` +
+        `(lora_target; valid: all, ${valid.join(', ')})`,
     )
   }
   for (const m of matched) {
     if (!m.linear) {
       throw new PolicyError(
-        `lora_target matches ${m.name}, which is not a linear layer (PEFT raises "Target module ... is not supported"): name linear layers such as q_proj, v_proj, down_proj`,
+        `lora_target matches ${m.name}, which is not a linear layer (PEFT raises "Target module ... is not ` +
+          `supported"): name linear layers such as q_proj, v_proj, down_proj`,
       )
     }
     if (!parseLayerName(`${m.name}.`)) {
       throw new PolicyError(
-        `lora_target matches ${m.name}: llamapro puts adapters only on the decoder layers' linear layers; train ${m.name} in full with additional_target: ${m.name.split('.').pop()}`,
+        `lora_target matches ${m.name}: llamapro puts adapters only on the decoder layers' linear layers; train ` +
+          `${m.name} in full with additional_target: ${m.name.split('.').pop()}`,
       )
     }
   }
@@ -132,7 +138,8 @@ export function loraPolicy(
   const trainableLayerIds =
     layerIds ?? [...new Set(targets.map((t) => parseLayerName(`${t}.`)!.layer))].sort((a, b) => a - b)
   explanation.push(
-    `${targets.length} adapter(s) on ${describeIds(trainableLayerIds)}${layerIds ? '' : ' (layers)'}; every base weight stays frozen.`,
+    `${targets.length} adapter(s) on ${describeIds(trainableLayerIds)}${layerIds ? '' : ' (layers)'}; every base ` +
+      `weight stays frozen.`,
   )
 
   const modulesToSave =
@@ -146,8 +153,10 @@ export function loraPolicy(
       const tied = target === 'lm_head' && !tensors.some((t) => t.name === 'lm_head.weight')
       throw new PolicyError(
         tied
-          ? 'additional_target: lm_head is not found: this model ties its output layer to its input embeddings (tie_word_embeddings), so lm_head is embed_tokens. Use additional_target: embed_tokens'
-          : `additional_target: module ${target} is not found (valid: embed_tokens, norm, lm_head, or a layer module such as model.layers.0.mlp.down_proj)`,
+          ? 'additional_target: lm_head is not found: this model ties its output layer to its input embeddings ' +
+              '(tie_word_embeddings), so lm_head is embed_tokens. Use additional_target: embed_tokens'
+          : `additional_target: module ${target} is not found (valid: embed_tokens, norm, lm_head, or a layer module ` +
+              `such as model.layers.0.mlp.down_proj)`,
       )
     }
     for (const owner of owners) {

@@ -42,7 +42,10 @@ export interface LoraAdapterConfig {
 export const loraScale = (c: Pick<LoraAdapterConfig, 'r' | 'loraAlpha' | 'useRslora'>): number =>
   c.useRslora ? c.loraAlpha / Math.sqrt(c.r) : c.loraAlpha / c.r
 
-/** adapter_config.json as PEFT 0.18's LoraConfig.save_pretrained writes it (the fields llamapro uses, the rest at PEFT's defaults). */
+/**
+ * adapter_config.json as PEFT 0.18's LoraConfig.save_pretrained writes it (the fields llamapro uses, the rest at PEFT's
+ * defaults).
+ */
 export function adapterConfigJson(config: LoraAdapterConfig): string {
   const json = {
     alpha_pattern: {},
@@ -111,7 +114,8 @@ export async function readAdapter(dir: string): Promise<AdapterFolder> {
   if (!existsSync(weightsPath)) {
     const bin = existsSync(join(dir, 'adapter_model.bin'))
     throw new AdapterError(
-      `${dir}: ${ADAPTER_WEIGHTS_FILE} is missing${bin ? ' (the folder has adapter_model.bin, a pickle llamapro does not read: re-save it with safe_serialization=True)' : ''}`,
+      `${dir}: ${ADAPTER_WEIGHTS_FILE} is ` +
+        `missing${bin ? ' (the folder has adapter_model.bin, a pickle llamapro does not read: re-save it with safe_serialization=True)' : ''}`,
     )
   }
   let raw: Record<string, unknown>
@@ -170,7 +174,8 @@ export async function readAdapter(dir: string): Promise<AdapterFolder> {
     if (!b) throw new AdapterError(`${weightsPath}: ${t.name} has no matching lora_B tensor`)
     if (t.shape.length !== 2 || b.shape.length !== 2 || t.shape[0] !== r || b.shape[1] !== r) {
       throw new AdapterError(
-        `${weightsPath}: ${module}: lora_A is [${t.shape}] and lora_B [${b.shape}], but r is ${r} (expected [${r}, in] and [out, ${r}])`,
+        `${weightsPath}: ${module}: lora_A is [${t.shape}] and lora_B [${b.shape}], but r is ${r} (expected [${r}, ` +
+          `in] and [out, ${r}])`,
       )
     }
     targets.push(module)

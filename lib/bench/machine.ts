@@ -38,4 +38,5 @@ export function machineInfo(): MachineInfo {
 }
 
 export const describeMachine = (m: MachineInfo) =>
-  `${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, LibTorch ${m.libtorch}, ${m.blas}${m.gpu ? `, GPU ${m.gpu}` : ', no GPU'}`
+  `${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, LibTorch ${m.libtorch}, ` +
+  `${m.blas}${m.gpu ? `, GPU ${m.gpu}` : ', no GPU'}`

@@ -62,16 +62,24 @@ export function findings(report: BenchReport): string[] {
       // parameters) is the largest part it leaves out, so the ratio is also given without it.
       const computeRatio = (mine.msPerStep.median - mine.msUpdate) / (theirs.msPerStep.median - theirs.msUpdate)
       out.push(
-        `${r.strategy}: step time ${(100 * timeRatio).toFixed(1)}% of full fine-tuning${r.paired && full.paired ? ' (paired: steps timed alternately)' : ''}, analytic FLOPs ${(100 * flopRatio).toFixed(1)}% ` +
-          `(${off >= 0 ? '+' : ''}${(100 * off).toFixed(1)}% from proportional; goal within 5%: ${Math.abs(off) <= 0.05 ? 'met' : 'missed'}). ` +
-          `Without the optimizer update (${theirs.msUpdate.toFixed(1)} ms of full fine-tuning's step, ${mine.msUpdate.toFixed(1)} ms of ${r.strategy}'s), ` +
-          `forward and backward take ${(100 * computeRatio).toFixed(1)}% (${computeRatio / flopRatio - 1 >= 0 ? '+' : ''}${(100 * (computeRatio / flopRatio - 1)).toFixed(1)}% from proportional)`,
+        `${r.strategy}: step time ${(100 * timeRatio).toFixed(1)}% of full ` +
+          `fine-tuning${r.paired && full.paired ? ' (paired: steps timed alternately)' : ''}, analytic FLOPs ` +
+          `${(100 * flopRatio).toFixed(1)}% ` +
+          `(${off >= 0 ? '+' : ''}${(100 * off).toFixed(1)}% from proportional; goal within 5%: ` +
+          `${Math.abs(off) <= 0.05 ? 'met' : 'missed'}). ` +
+          `Without the optimizer update (${theirs.msUpdate.toFixed(1)} ms of full fine-tuning's step, ` +
+          `${mine.msUpdate.toFixed(1)} ms of ${r.strategy}'s), ` +
+          `forward and backward take ${(100 * computeRatio).toFixed(1)}% ` +
+          `(${computeRatio / flopRatio - 1 >= 0 ? '+' : ''}${(100 * (computeRatio / flopRatio - 1)).toFixed(1)}% ` +
+          `from proportional)`,
       )
     }
     const expectedOptimizer = 2 * 4 * r.trainableParams
     out.push(
-      `${r.strategy}: measured gradient memory ${formatBytes(r.gradientBytes)}, optimizer state ${formatBytes(r.optimizerBytes)} ` +
-        `for ${formatCount(r.trainableParams)} trainable parameters (${r.optimizerBytes === expectedOptimizer && r.gradientBytes === 4 * r.trainableParams ? 'exactly the trainable ones: frozen parameters cost none' : 'NOT only the trainable ones'})`,
+      `${r.strategy}: measured gradient memory ${formatBytes(r.gradientBytes)}, optimizer state ` +
+        `${formatBytes(r.optimizerBytes)} ` +
+        `for ${formatCount(r.trainableParams)} trainable parameters ` +
+        `(${r.optimizerBytes === expectedOptimizer && r.gradientBytes === 4 * r.trainableParams ? 'exactly the trainable ones: frozen parameters cost none' : 'NOT only the trainable ones'})`,
     )
   }
   return out
@@ -85,9 +93,11 @@ export function markdownReport(report: BenchReport, command: string, goalRatio?:
     '',
     `Machine: ${describeMachine(report.machine)}; device ${report.device}`,
     `Command: \`${command}\``,
-    `Shape: ${c.layers} layers, hidden ${c.hidden}, vocab ${c.vocab}; batch ${c.batch} x ${c.seq} tokens, ${c.dtype}; ${c.warmup} warm-up and ${c.steps} timed steps; ${c.threads} intra-op thread(s) for both sides.`,
+    `Shape: ${c.layers} layers, hidden ${c.hidden}, vocab ${c.vocab}; batch ${c.batch} x ${c.seq} tokens, ` +
+      `${c.dtype}; ${c.warmup} warm-up and ${c.steps} timed steps; ${c.threads} intra-op thread(s) for both sides.`,
     report.baselineTorch
-      ? `Baseline: PyTorch ${report.baselineTorch} eager (bench/reference/bench_train_step.py), same model shape, batch, strategy and threads, run in the same invocation.`
+      ? `Baseline: PyTorch ${report.baselineTorch} eager (bench/reference/bench_train_step.py), same model shape, ` +
+        `batch, strategy and threads, run in the same invocation.`
       : 'Baseline: none.',
     '',
     ...rows,
@@ -100,7 +110,8 @@ export function markdownReport(report: BenchReport, command: string, goalRatio?:
     const ratios = report.results.filter((r) => r.ratio !== undefined)
     for (const r of ratios)
       lines.push(
-        `- ${r.strategy}: llamapro / PyTorch = ${r.ratio!.toFixed(3)} (goal <= ${goalRatio}: ${r.ratio! <= goalRatio ? 'met' : 'missed'})`,
+        `- ${r.strategy}: llamapro / PyTorch = ${r.ratio!.toFixed(3)} (goal <= ${goalRatio}: ` +
+          `${r.ratio! <= goalRatio ? 'met' : 'missed'})`,
       )
   }
   for (const note of report.notes) lines.push(`- ${note}`)

@@ -207,7 +207,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       : ''
   if (options.baseline === 'python' && model.dir)
     notes.push(
-      'the Python baseline uses random weights of the same shape (bench_train_step.py builds the model from config.json)',
+      'the Python baseline uses random weights of the same shape (bench_train_step.py builds the model from ' +
+        'config.json)',
     )
 
   const stepOptions = {
@@ -314,7 +315,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     // The baseline runs right after, so both sides of a ratio see the machine in the same state.
     if (options.baseline === 'python' && strategy.lora) {
       notes.push(
-        `${strategy.name}: no PyTorch-eager baseline (bench_train_step.py has no LoRA); compare it with pro:N in a paired run`,
+        `${strategy.name}: no PyTorch-eager baseline (bench_train_step.py has no LoRA); compare it with pro:N in a ` +
+          `paired run`,
       )
     } else if (options.baseline === 'python') {
       progress(`${strategy.name}: the same step in PyTorch eager (${python})`)

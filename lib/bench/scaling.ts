@@ -208,13 +208,19 @@ export async function runScaling(options: ScalingOptions): Promise<ScalingReport
     },
     results,
     notes: [
-      `load average (1 min) ${loadBefore.toFixed(2)} before and ${loadavg()[0]!.toFixed(2)} after, on ${machineInfo().cores} cores: other work on the machine takes CPU from the ranks, so speed-up is only meaningful on an otherwise idle machine with a core per rank`,
-      "one process and N ranks run in the same invocation, each process with the given intra-op threads; the N-rank step time is the slowest rank's",
+      `load average (1 min) ${loadBefore.toFixed(2)} before and ${loadavg()[0]!.toFixed(2)} after, on ` +
+        `${machineInfo().cores} cores: other work on the machine takes CPU from the ranks, so speed-up is only ` +
+        `meaningful on an otherwise idle machine with a core per rank`,
+      'one process and N ranks run in the same invocation, each process with the given intra-op threads; the N-rank ' +
+        "step time is the slowest rank's",
       'each rank trains the per-device batch, so N ranks train N× the tokens per step (tokens/s counts all ranks)',
-      'all-reduce ms is the time rank 0 spent in the gradient all-reduce of a step, waiting for the slowest rank included',
+      'all-reduce ms is the time rank 0 spent in the gradient all-reduce of a step, waiting for the slowest rank ' +
+        'included',
       ...(options.zeroStage === 1
         ? [
-            'ZeRO-1 rows: the same N ranks with zero_stage 1 (on Gloo the gradients are all-reduced, then the updated chunks all-gathered: one collective more per bucket than without ZeRO); the ratio is its median step time over theirs without ZeRO, measured in this run',
+            'ZeRO-1 rows: the same N ranks with zero_stage 1 (on Gloo the gradients are all-reduced, then the ' +
+              'updated chunks all-gathered: one collective more per bucket than without ZeRO); the ratio is its ' +
+              'median step time over theirs without ZeRO, measured in this run',
           ]
         : []),
     ],
@@ -257,7 +263,10 @@ export function formatScaling(report: ScalingReport): string {
         `ZeRO stage 1 on ${report.config.nproc} ranks (zero_stage: 1) beside the same ranks without it:`,
         ...zeroRows.map(
           (r) =>
-            `  ${r.strategy}: ${ms(r.zero!.msPerStep.median)} ms/step vs ${ms(r.ranks.msPerStep.median)} (ratio ${r.zero!.stepTimeRatio.toFixed(2)}); AdamW state per rank ${r.zero!.optimizerBytesPerRank.map((b) => formatBytes(b)).join(' / ')} vs ${formatBytes(r.optimizerBytes)}`,
+            `  ${r.strategy}: ${ms(r.zero!.msPerStep.median)} ms/step vs ${ms(r.ranks.msPerStep.median)} (ratio ` +
+            `${r.zero!.stepTimeRatio.toFixed(2)}); AdamW state per rank ` +
+            `${r.zero!.optimizerBytesPerRank.map((b) => formatBytes(b)).join(' / ')} vs ` +
+            `${formatBytes(r.optimizerBytes)}`,
         ),
       ]
     : []
@@ -279,7 +288,8 @@ export async function writeScalingReport(dir: string, report: ScalingReport, com
     `\`${command}\``,
     '',
     `Machine: ${describeMachine(report.machine)}.`,
-    `Per-device batch ${c.batch} × ${c.seq} tokens, ${c.steps} timed steps after ${c.warmup} warm-up, ${c.threads} intra-op thread(s) per process, ${c.device}.`,
+    `Per-device batch ${c.batch} × ${c.seq} tokens, ${c.steps} timed steps after ${c.warmup} warm-up, ${c.threads} ` +
+      `intra-op thread(s) per process, ${c.device}.`,
     '',
     '```',
     formatScaling(report),

@@ -75,7 +75,8 @@ export function parseStrategies(text: string, numLayers: number): Strategy[] {
       }
       default:
         throw new UsageError(
-          `unknown strategy "${token}" (valid: full, last:N, first:N, pro:N, modules:mlp, ids:a,b,..., lora:all, lora:pro:N)`,
+          `unknown strategy "${token}" (valid: full, last:N, first:N, pro:N, modules:mlp, ids:a,b,..., lora:all, ` +
+            `lora:pro:N)`,
         )
     }
   }

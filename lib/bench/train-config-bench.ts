@@ -133,7 +133,8 @@ export async function benchTrainConfig(options: TrainConfigBenchOptions): Promis
       const lr = learningRateAt(step, plan.totalSteps, plan.warmup, cfg.lrSchedulerType, cfg.learningRate)
       const logging = (step + 1) % cfg.loggingSteps === 0 || step + 1 === plan.totalSteps
       progress(
-        `step ${step + 1}/${total}${step < warmup ? ' (warm-up)' : ''}: ${batches.map((b) => `${b.batch}x${b.seq}`).join(', ')}`,
+        `step ${step + 1}/${total}${step < warmup ? ' (warm-up)' : ''}: ` +
+          `${batches.map((b) => `${b.batch}x${b.seq}`).join(', ')}`,
       )
       for (let k = 0; k < modes.length; k++) {
         const which = (step + k) % modes.length
@@ -204,8 +205,10 @@ export async function benchTrainConfig(options: TrainConfigBenchOptions): Promis
 export function formatTrainConfigBench(report: TrainConfigBenchReport): string {
   const { config } = report
   const lines = [
-    `${config.yaml}: ${config.model}, ${config.stage}, template ${config.template}, cutoff_len ${config.cutoffLen}, batch ${config.batch} x ${config.accumulation}, ` +
-      `layers ${config.trainableLayerIds.join(',')} train, ${config.threads} threads; ${config.steps} timed steps after ${config.warmup} warm-up`,
+    `${config.yaml}: ${config.model}, ${config.stage}, template ${config.template}, cutoff_len ${config.cutoffLen}, ` +
+      `batch ${config.batch} x ${config.accumulation}, ` +
+      `layers ${config.trainableLayerIds.join(',')} train, ${config.threads} threads; ${config.steps} timed steps ` +
+      `after ${config.warmup} warm-up`,
     `micro-batch shapes: ${[...new Set(report.shapes.flat().map(([b, t]) => `${b}x${t}`))].join(', ')}`,
     '',
     '| checkpointing | step (median, p10-p90) | CPU time per step | update | tokens/s | step / first setting |',
@@ -213,7 +216,9 @@ export function formatTrainConfigBench(report: TrainConfigBenchReport): string {
   ]
   for (const r of report.results) {
     lines.push(
-      `| ${r.checkpointing} | ${r.msPerStep.median.toFixed(0)} ms (${r.msPerStep.p10.toFixed(0)}-${r.msPerStep.p90.toFixed(0)}) | ${r.cpuMsPerStep.toFixed(0)} ms | ${r.msUpdate.toFixed(0)} ms | ` +
+      `| ${r.checkpointing} | ${r.msPerStep.median.toFixed(0)} ms ` +
+        `(${r.msPerStep.p10.toFixed(0)}-${r.msPerStep.p90.toFixed(0)}) | ${r.cpuMsPerStep.toFixed(0)} ms | ` +
+        `${r.msUpdate.toFixed(0)} ms | ` +
         `${r.tokensPerSecond.toFixed(1)} | ${report.ratios[r.checkpointing]!.toFixed(3)} |`,
     )
   }

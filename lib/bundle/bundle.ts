@@ -37,7 +37,9 @@ const execFileAsync = promisify(execFile)
 
 export const ADDON_NAME = 'llamapro.node'
 export const RUNPATH = '$ORIGIN'
-/** The Node-API version the addon is compiled for (CMakeLists.txt: NAPI_VERSION=8; package.json binary.napi_versions). */
+/**
+ * The Node-API version the addon is compiled for (CMakeLists.txt: NAPI_VERSION=8; package.json binary.napi_versions).
+ */
 const NAPI_VERSION = 8
 
 export interface BundleOptions {
@@ -124,7 +126,8 @@ export async function collectLibraries(
     const unique = [...new Set(missing)]
     throw new LlamaproError(
       'LLAMAPRO_BUNDLE',
-      `cannot bundle ${addon}: the loader does not find ${unique.join(', ')} (needed by the addon or one of its libraries). ` +
+      `cannot bundle ${addon}: the loader does not find ${unique.join(', ')} (needed by the addon or one of its ` +
+        `libraries). ` +
         'Install what provides it, or point LD_LIBRARY_PATH at its folder, and run llamapro bundle again.',
     )
   }
@@ -146,7 +149,8 @@ async function loadInChild(addon: string): Promise<{ torchVersion: string; cuda:
     const e = error as { stderr?: string; message: string }
     throw new LlamaproError(
       'LLAMAPRO_BUNDLE',
-      `the bundled addon does not load from its own folder: ${(e.stderr || e.message).trim().split('\n').slice(0, 3).join(' ')}`,
+      `the bundled addon does not load from its own folder: ` +
+        `${(e.stderr || e.message).trim().split('\n').slice(0, 3).join(' ')}`,
     )
   }
 }
@@ -160,11 +164,13 @@ export async function checkRelocatable(dir: string, names: readonly string[]): P
     if (section.runpath !== RUNPATH || section.rpathTag !== 'RUNPATH') {
       throw new LlamaproError(
         'LLAMAPRO_BUNDLE',
-        `${name} has ${section.rpathTag ?? 'no RUNPATH'} '${section.runpath ?? ''}' after patchelf; expected RUNPATH ${RUNPATH}`,
+        `${name} has ${section.rpathTag ?? 'no RUNPATH'} '${section.runpath ?? ''}' after patchelf; expected RUNPATH ` +
+          `${RUNPATH}`,
       )
     }
     for (const r of await resolveLibraries(file, { ...process.env, LD_LIBRARY_PATH: '' })) {
-      if (r.path === null && isDriverLibrary(r.name)) continue // the GPU driver's, absent on this machine (see isDriverLibrary)
+      // the GPU driver's, absent on this machine (see isDriverLibrary)
+      if (r.path === null && isDriverLibrary(r.name)) continue
       if (r.path === null)
         throw new LlamaproError(
           'LLAMAPRO_BUNDLE',

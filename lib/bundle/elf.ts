@@ -15,7 +15,8 @@ export class ToolMissingError extends LlamaproError {
   constructor(tool: string) {
     super(
       'LLAMAPRO_TOOL_MISSING',
-      `${tool} is not installed; building a bundle needs it (Debian/Ubuntu: apt-get install ${TOOL_PACKAGES[tool] ?? tool}, or npm run setup)`,
+      `${tool} is not installed; building a bundle needs it (Debian/Ubuntu: apt-get install ` +
+        `${TOOL_PACKAGES[tool] ?? tool}, or npm run setup)`,
     )
     this.name = 'ToolMissingError'
   }

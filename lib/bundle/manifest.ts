@@ -38,7 +38,10 @@ export interface BundleManifest {
   system: SystemLibrary[]
 }
 
-/** A library left to the system; path null: not on the machine that made the bundle (the GPU driver's, on a box without a GPU). */
+/**
+ * A library left to the system; path null: not on the machine that made the bundle (the GPU driver's, on a box without
+ * a GPU).
+ */
 export interface SystemLibrary {
   name: string
   path: string | null
@@ -72,7 +75,8 @@ export function readManifest(dir: string): BundleManifest {
   ) {
     throw new BundleError(
       dir,
-      `${MANIFEST_NAME} is not a llamapro bundle manifest (its "format" must be "${MANIFEST_FORMAT}", and "files" must list its "addon").`,
+      `${MANIFEST_NAME} is not a llamapro bundle manifest (its "format" must be "${MANIFEST_FORMAT}", and "files" ` +
+        `must list its "addon").`,
     )
   }
   if (manifest.formatVersion > MANIFEST_VERSION) {
@@ -155,7 +159,8 @@ export function checkManifest(
     if (size !== file.bytes) {
       throw new BundleError(
         dir,
-        `${file.name} is ${size} bytes but its ${MANIFEST_NAME} (${what}) says ${file.bytes}: the file or the manifest comes from another bundle.`,
+        `${file.name} is ${size} bytes but its ${MANIFEST_NAME} (${what}) says ${file.bytes}: the file or the ` +
+          `manifest comes from another bundle.`,
       )
     }
   }

@@ -153,7 +153,8 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
         )
       if (where.file !== path)
         throw new CheckpointError(
-          `${indexPath}: tensor "${name}" is listed in ${relative(folder, path)} but stored in ${relative(folder, where.file)}`,
+          `${indexPath}: tensor "${name}" is listed in ${relative(folder, path)} but stored in ` +
+            `${relative(folder, where.file)}`,
         )
     }
     for (const name of located.keys()) {
@@ -189,7 +190,8 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
     }
     if (where.shape.length !== p.shape.length || where.shape.some((d, i) => d !== p.shape[i])) {
       throw new CheckpointError(
-        `${where.file}: tensor "${p.name}" has shape [${where.shape.join(', ')}] but config.json implies [${p.shape.join(', ')}]`,
+        `${where.file}: tensor "${p.name}" has shape [${where.shape.join(', ')}] but config.json implies ` +
+          `[${p.shape.join(', ')}]`,
       )
     }
     const dtype = fromSafetensorsDtype(where.dtype)
@@ -205,7 +207,8 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
       if (expectedNames.has(name) || IGNORED_TENSOR.test(name)) continue
       if (name === 'lm_head.weight' && config.tieWordEmbeddings) continue // tied: the embedding is the head
       throw new CheckpointError(
-        `${where.file}: unexpected tensor "${name}" that a ${config.modelType} model with this config.json does not have`,
+        `${where.file}: unexpected tensor "${name}" that a ${config.modelType} model with this config.json does not ` +
+          `have`,
       )
     }
   }

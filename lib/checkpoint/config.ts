@@ -79,7 +79,8 @@ function parseRope(path: string, raw: Raw): RopeConfig {
   if (typeof typeValue !== 'string' || !(SUPPORTED_ROPE_TYPES as readonly string[]).includes(typeValue)) {
     throw new ConfigError(
       path,
-      `${source}.rope_type ${JSON.stringify(typeValue)} is not supported (supported: ${SUPPORTED_ROPE_TYPES.join(', ')})`,
+      `${source}.rope_type ${JSON.stringify(typeValue)} is not supported (supported: ` +
+        `${SUPPORTED_ROPE_TYPES.join(', ')})`,
     )
   }
   const type = typeValue as RopeType
@@ -139,7 +140,8 @@ function parseSlidingWindows(path: string, raw: Raw, modelType: ModelType, numLa
     if (!Array.isArray(types) || types.length !== numLayers) {
       throw new ConfigError(
         path,
-        `key "layer_types" must list one entry per layer (${numLayers}), got ${Array.isArray(types) ? types.length : JSON.stringify(types)}`,
+        `key "layer_types" must list one entry per layer (${numLayers}), got ` +
+          `${Array.isArray(types) ? types.length : JSON.stringify(types)}`,
       )
     }
     return types.map((t, i) => {

@@ -99,7 +99,8 @@ export function parseHeaderJson(
     if (typeof dtype !== 'string' || !isSafetensorsDtype(dtype)) {
       throw new SafetensorsError(
         label,
-        `tensor "${name}": unknown dtype ${JSON.stringify(dtype)} (valid: ${Object.keys(SAFETENSORS_DTYPE_SIZES).join(', ')})`,
+        `tensor "${name}": unknown dtype ${JSON.stringify(dtype)} (valid: ` +
+          `${Object.keys(SAFETENSORS_DTYPE_SIZES).join(', ')})`,
       )
     }
     if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
@@ -150,7 +151,8 @@ export function parseHeaderJson(
     const last = tensors[tensors.length - 1]!
     throw new SafetensorsError(
       label,
-      `tensor "${last.name}": data_offsets end at ${cursor} but the file holds only ${dataSize} data bytes (truncated file?)`,
+      `tensor "${last.name}": data_offsets end at ${cursor} but the file holds only ${dataSize} data bytes ` +
+        `(truncated file?)`,
     )
   }
   if (cursor < dataSize) {
@@ -192,7 +194,8 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsFi
     if (8 + headerSize > fileSize) {
       throw new SafetensorsError(
         path,
-        `header length ${headerSize} runs past the end of the file (${fileSize} bytes): truncated or not a safetensors file`,
+        `header length ${headerSize} runs past the end of the file (${fileSize} bytes): truncated or not a ` +
+          `safetensors file`,
       )
     }
     const headerBytes = Buffer.alloc(headerSize)

@@ -106,7 +106,8 @@ async function runTrainConfigCommand(
       !(flag === 'strategies' && !argv.some((a) => a === '--strategies' || a.startsWith('--strategies=')))
     ) {
       throw new UsageError(
-        `--${flag} does not apply to a training YAML: the bench takes it from ${yaml} (change it there or give a model folder)`,
+        `--${flag} does not apply to a training YAML: the bench takes it from ${yaml} (change it there or give a ` +
+          `model folder)`,
       )
     }
   }
@@ -122,7 +123,8 @@ async function runTrainConfigCommand(
     new Set(modes).size !== modes.length
   ) {
     throw new UsageError(
-      `--gradient-checkpointing with a YAML takes distinct values among on, off, all (comma-separated), got ${JSON.stringify(text)}`,
+      `--gradient-checkpointing with a YAML takes distinct values among on, off, all (comma-separated), got ` +
+        `${JSON.stringify(text)}`,
     )
   }
   const report = await benchTrainConfig({

@@ -45,8 +45,11 @@ export async function runBundle(argv: string[]): Promise<number> {
   console.log(
     [
       `Wrote ${result.dir}: ${manifest.files.length} files, ${formatBytes(result.bytes)}`,
-      `  LibTorch ${manifest.libtorch.version} (${manifest.libtorch.cuda ? 'CUDA' : 'CPU'}, ${manifest.libtorch.cxx11Abi ? 'C++11 ABI' : 'pre-C++11 ABI'}), ${manifest.platform}-${manifest.arch}`,
-      `  needs from the system: glibc >= ${manifest.requires.glibc ?? '?'}, libstdc++ GLIBCXX >= ${manifest.requires.glibcxx ?? '?'}: ${manifest.system.map((s) => (s.path === null ? `${s.name} (not on this machine: the GPU driver provides it)` : s.name)).join(', ')}`,
+      `  LibTorch ${manifest.libtorch.version} (${manifest.libtorch.cuda ? 'CUDA' : 'CPU'}, ` +
+        `${manifest.libtorch.cxx11Abi ? 'C++11 ABI' : 'pre-C++11 ABI'}), ${manifest.platform}-${manifest.arch}`,
+      `  needs from the system: glibc >= ${manifest.requires.glibc ?? '?'}, libstdc++ GLIBCXX >= ` +
+        `${manifest.requires.glibcxx ?? '?'}: ` +
+        `${manifest.system.map((s) => (s.path === null ? `${s.name} (not on this machine: the GPU driver provides it)` : s.name)).join(', ')}`,
       `  load it with LLAMAPRO_ADDON_DIR=${result.dir} (or setAddonDir)`,
     ].join('\n'),
   )

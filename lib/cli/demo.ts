@@ -49,7 +49,8 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
     if (!values.json) {
       const blas = info().blas
       console.log(
-        `BLAS: ${blas.config ?? blas.name}, ${info().threads.blas ?? '?'} threads; LibTorch 1 intra-op thread (${[...pin.set, pin.reason].join('; ')})`,
+        `BLAS: ${blas.config ?? blas.name}, ${info().threads.blas ?? '?'} threads; LibTorch 1 intra-op thread ` +
+          `(${[...pin.set, pin.reason].join('; ')})`,
       )
     }
     const result = await runDemo({
@@ -110,7 +111,8 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
       )
     const share = (100 * result.trainableParams.llamaPro) / result.trainableParams.fullFineTune
     console.log(
-      `\nLLaMA-Pro trained ${share.toFixed(0)}% as many parameters as the full fine-tune. By the rule "a difference counts only when the mean ± std intervals do not overlap":`,
+      `\nLLaMA-Pro trained ${share.toFixed(0)}% as many parameters as the full fine-tune. By the rule "a difference ` +
+        `counts only when the mean ± std intervals do not overlap":`,
     )
     console.log(`- ${result.statements.forgetting.text}`)
     console.log(`- ${result.statements.learning.text}`)

@@ -132,13 +132,15 @@ export async function runEval(argv: string[]): Promise<number> {
       )
       for (const r of rows) {
         console.log(
-          `${r.model.padEnd(width)}  ${r.loss.toFixed(4).padStart(8)}  ${r.perplexity.toFixed(3).padStart(11)}  ${String(r.tokens).padStart(8)}`,
+          `${r.model.padEnd(width)}  ${r.loss.toFixed(4).padStart(8)}  ${r.perplexity.toFixed(3).padStart(11)}  ` +
+            `${String(r.tokens).padStart(8)}`,
         )
       }
       if (rows.length === 2) {
         const delta = rows[1]!.loss - rows[0]!.loss
         console.log(
-          `difference (compare - model): loss ${delta >= 0 ? '+' : ''}${delta.toFixed(4)}, perplexity ×${(rows[1]!.perplexity / rows[0]!.perplexity).toFixed(3)}`,
+          `difference (compare - model): loss ${delta >= 0 ? '+' : ''}${delta.toFixed(4)}, perplexity ` +
+            `×${(rows[1]!.perplexity / rows[0]!.perplexity).toFixed(3)}`,
         )
       }
       if (values.predict) console.log(`wrote ${predictions} predictions to ${resolve(values.predict)}`)

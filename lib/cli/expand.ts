@@ -71,7 +71,8 @@ export async function runExpand(argv: string[]): Promise<number> {
     [
       `Expanded ${src} (${result.originalNumLayers} layers) into ${dst} (${result.numLayers} layers).`,
       `New blocks (index←copied from layer): ${sources}`,
-      `Wrote ${result.files.length} file${result.files.length === 1 ? '' : 's'}, ${formatBytes(result.bytesWritten)} in ${result.seconds.toFixed(1)}s.`,
+      `Wrote ${result.files.length} file${result.files.length === 1 ? '' : 's'}, ${formatBytes(result.bytesWritten)} ` +
+        `in ${result.seconds.toFixed(1)}s.`,
       '',
       'To train exactly the new blocks, use these lines in your `llamapro train` YAML:',
       ...result.hint.split('\n').map((line) => `  ${line}`),

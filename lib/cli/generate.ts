@@ -97,7 +97,8 @@ export async function runGenerate(argv: string[]): Promise<number> {
       const tokens = result.tokenIds.length
       const perSecond = result.timings.decodeMs > 0 ? (result.timings.decodeSteps / result.timings.decodeMs) * 1000 : 0
       process.stderr.write(
-        `[${tokens} tokens, ${result.finishReason}; prefill ${result.timings.prefillTokens} tokens in ${result.timings.prefillMs.toFixed(0)} ms, ${perSecond.toFixed(1)} tokens/s]\n`,
+        `[${tokens} tokens, ${result.finishReason}; prefill ${result.timings.prefillTokens} tokens in ` +
+          `${result.timings.prefillMs.toFixed(0)} ms, ${perSecond.toFixed(1)} tokens/s]\n`,
       )
     }
     return result.finishReason === 'aborted' ? 130 : 0

@@ -38,7 +38,8 @@ export async function runImport(argv: string[]): Promise<number> {
   console.log(
     values.json
       ? JSON.stringify(result, null, 2)
-      : `Imported ${result.tensors} tensors (${types}) from ${file} as ${result.dtype}: wrote ${out} (${formatBytes(result.bytesWritten)}) in ${seconds} s.`,
+      : `Imported ${result.tensors} tensors (${types}) from ${file} as ${result.dtype}: wrote ${out} ` +
+          `(${formatBytes(result.bytesWritten)}) in ${seconds} s.`,
   )
   return 0
 }
@@ -64,7 +65,8 @@ export async function runExport(argv: string[]): Promise<number> {
   console.log(
     values.json
       ? JSON.stringify(result, null, 2)
-      : `Exported ${result.tensors} tensors (${types}) from ${dir}: wrote ${file} (${formatBytes(result.bytes)}) in ${seconds} s.`,
+      : `Exported ${result.tensors} tensors (${types}) from ${dir}: wrote ${file} (${formatBytes(result.bytes)}) in ` +
+          `${seconds} s.`,
   )
   return 0
 }

@@ -60,7 +60,8 @@ export async function runMerge(argv: string[]): Promise<number> {
   console.log(
     values.json
       ? JSON.stringify(result, null, 2)
-      : `Merged ${result.replaced} trained tensors into ${base}: wrote ${out} (${result.files.length} file${result.files.length === 1 ? '' : 's'}, ${formatBytes(result.bytesWritten)}).`,
+      : `Merged ${result.replaced} trained tensors into ${base}: wrote ${out} (${result.files.length} ` +
+          `file${result.files.length === 1 ? '' : 's'}, ${formatBytes(result.bytesWritten)}).`,
   )
   return 0
 }

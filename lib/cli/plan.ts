@@ -182,7 +182,8 @@ export function formatPlan(r: PlanReport): string {
         ? `, modules: ${s.freezeTrainableModules}`
         : '') +
       (s.finetuningType === 'lora'
-        ? `, lora_rank: ${s.loraRank ?? 8}, lora_target: ${s.loraTarget ?? 'all'}${s.useLlamaPro ? `, use_llama_pro: true, freeze_trainable_layers: ${s.freezeTrainableLayers}` : ''}${s.additionalTarget ? `, additional_target: ${s.additionalTarget}` : ''}`
+        ? `, lora_rank: ${s.loraRank ?? 8}, lora_target: ` +
+          `${s.loraTarget ?? 'all'}${s.useLlamaPro ? `, use_llama_pro: true, freeze_trainable_layers: ${s.freezeTrainableLayers}` : ''}${s.additionalTarget ? `, additional_target: ${s.additionalTarget}` : ''}`
         : '') +
       (s.finetuningType !== 'lora' && s.freezeExtraModules ? `, extra: ${s.freezeExtraModules}` : ''),
   )
@@ -197,15 +198,19 @@ export function formatPlan(r: PlanReport): string {
   if (r.extraModules.length > 0) lines.push(`  outside the layers: ${r.extraModules.join(', ')}`)
   lines.push('')
   lines.push(
-    `parameters  ${formatCount(r.trainableParams)} trainable of ${formatCount(r.totalParams)} (${r.trainablePercent.toFixed(2)}%)`,
+    `parameters  ${formatCount(r.trainableParams)} trainable of ${formatCount(r.totalParams)} ` +
+      `(${r.trainablePercent.toFixed(2)}%)`,
   )
   const m = r.memory
   lines.push(
-    `memory      one step, batch ${m.batch} x ${m.seq}, ${m.computeDtype} activations, ${m.masterDtype} master weights, activation checkpointing ${m.gradientCheckpointing ? (m.checkpointFrozenLayers ? 'on, frozen layers too' : 'on') : 'off'}`,
+    `memory      one step, batch ${m.batch} x ${m.seq}, ${m.computeDtype} activations, ${m.masterDtype} master ` +
+      `weights, activation checkpointing ` +
+      `${m.gradientCheckpointing ? (m.checkpointFrozenLayers ? 'on, frozen layers too' : 'on') : 'off'}`,
   )
   if (m.nproc > 1)
     lines.push(
-      `            per rank of ${m.nproc}${m.zeroStage === 1 ? `, ZeRO stage 1: optimizer state is this rank's 1/${m.nproc} share` : ', every rank holds the whole optimizer state (zero_stage 0)'}`,
+      `            per rank of ` +
+        `${m.nproc}${m.zeroStage === 1 ? `, ZeRO stage 1: optimizer state is this rank's 1/${m.nproc} share` : ', every rank holds the whole optimizer state (zero_stage 0)'}`,
     )
   for (const [label, value] of [
     ['weights', m.weights],

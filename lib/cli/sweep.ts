@@ -84,7 +84,8 @@ export async function runSweepCommand(argv: string[]): Promise<number> {
         switch (event.type) {
           case 'plan':
             say(
-              `sweep: ${event.plan.strategies.map((s) => s.name).join(', ')} × ${event.plan.seeds.length} seed(s) = ${event.plan.runs.length} runs` +
+              `sweep: ${event.plan.strategies.map((s) => s.name).join(', ')} × ${event.plan.seeds.length} seed(s) = ` +
+                `${event.plan.runs.length} runs` +
                 `${event.plan.steps !== null ? ` of ${event.plan.steps} steps` : ''}${event.finished ? `; ${event.finished} already finished` : ''}`,
             )
             break
@@ -93,7 +94,8 @@ export async function runSweepCommand(argv: string[]): Promise<number> {
             break
           case 'before':
             say(
-              `before (${event.key}): new domain ${event.before.domain.toFixed(4)}, kept text ${event.before.keep.toFixed(4)}`,
+              `before (${event.key}): new domain ${event.before.domain.toFixed(4)}, kept text ` +
+                `${event.before.keep.toFixed(4)}`,
             )
             break
           case 'run-skipped':
@@ -110,7 +112,8 @@ export async function runSweepCommand(argv: string[]): Promise<number> {
               (event.step === event.totalSteps || event.step % Math.max(1, Math.floor(event.totalSteps / 4)) === 0)
             ) {
               console.log(
-                `  ${event.strategy} seed ${event.seed}: step ${event.step}/${event.totalSteps}, loss ${event.loss.toFixed(3)}${eta}`,
+                `  ${event.strategy} seed ${event.seed}: step ${event.step}/${event.totalSteps}, loss ` +
+                  `${event.loss.toFixed(3)}${eta}`,
               )
             }
             bar ??= new ProgressBar({ total: event.totalSteps, label: `${event.strategy} seed ${event.seed} ` })
@@ -120,7 +123,8 @@ export async function runSweepCommand(argv: string[]): Promise<number> {
           case 'run-done': {
             const r = event.record
             say(
-              `  done in ${formatDuration(r.seconds)}: new domain ${r.domain.before.toFixed(4)} -> ${r.domain.after.toFixed(4)}, ` +
+              `  done in ${formatDuration(r.seconds)}: new domain ${r.domain.before.toFixed(4)} -> ` +
+                `${r.domain.after.toFixed(4)}, ` +
                 `kept text ${r.keep.before.toFixed(4)} -> ${r.keep.after.toFixed(4)}`,
             )
             break
@@ -144,7 +148,9 @@ export async function runSweepCommand(argv: string[]): Promise<number> {
     }
     if (result.aborted) {
       process.stderr.write(
-        `llamapro sweep: interrupted after ${result.runs.length} of ${result.report.seeds.length * result.report.strategies.length} runs; the report covers those. Run the same command again to continue.\n`,
+        `llamapro sweep: interrupted after ${result.runs.length} of ` +
+          `${result.report.seeds.length * result.report.strategies.length} runs; the report covers those. Run the ` +
+          `same command again to continue.\n`,
       )
       return 130
     }

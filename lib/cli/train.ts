@@ -49,7 +49,8 @@ export async function runTrain(argv: string[]): Promise<number> {
   const env = distributedFromEnv()
   if (nproc !== undefined && env) {
     throw new UsageError(
-      `--nproc-per-node ${nproc} starts ranks itself, but this process is already rank ${env.rank} of ${env.worldSize} (WORLD_SIZE is set): use one or the other`,
+      `--nproc-per-node ${nproc} starts ranks itself, but this process is already rank ${env.rank} of ` +
+        `${env.worldSize} (WORLD_SIZE is set): use one or the other`,
     )
   }
   if (nproc !== undefined && nproc > 1) {
@@ -80,15 +81,18 @@ export async function runTrain(argv: string[]): Promise<number> {
     bar?.done()
     if (result.aborted) {
       console.log(
-        `interrupted at step ${result.globalStep}; continue with: llamapro train ${file} resume_from_checkpoint=${result.checkpoints.at(-1)}`,
+        `interrupted at step ${result.globalStep}; continue with: llamapro train ${file} ` +
+          `resume_from_checkpoint=${result.checkpoints.at(-1)}`,
       )
       return 130
     }
     console.log(
       `done: ${result.globalStep} steps in ${formatDuration(result.seconds)}, mean loss ${result.trainLoss.toFixed(4)}` +
-        `${result.evalLoss !== null ? `, eval loss ${result.evalLoss.toFixed(4)}` : ''}, ${result.tokensPerSecond.toFixed(0)} tok/s; ` +
+        `${result.evalLoss !== null ? `, eval loss ${result.evalLoss.toFixed(4)}` : ''}, ` +
+        `${result.tokensPerSecond.toFixed(0)} tok/s; ` +
         (config.finetuningType === 'lora'
-          ? `LoRA adapter (PEFT format) in ${result.outputDir}: llamapro generate <model> --adapter ${result.outputDir}, or llamapro merge <model> <out> --adapter ${result.outputDir}`
+          ? `LoRA adapter (PEFT format) in ${result.outputDir}: llamapro generate <model> --adapter ` +
+            `${result.outputDir}, or llamapro merge <model> <out> --adapter ${result.outputDir}`
           : `model in ${result.outputDir}`),
     )
     return 0

@@ -121,7 +121,8 @@ export function trainByteLevelBpe(texts: Iterable<string>, options: BpeTrainingO
 
 /** A ChatML chat template (the format Qwen models use). */
 export const CHATML_TEMPLATE =
-  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + " +
+  "'\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 
 export const CHATML_SPECIAL_TOKENS = ['<|endoftext|>', '<|pad|>', '<|im_start|>', '<|im_end|>']

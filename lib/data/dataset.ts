@@ -177,7 +177,8 @@ export async function resolveDatasets(
       )
     if (entry.num_samples !== undefined && entry.num_samples !== null) {
       throw new DatasetError(
-        `${where}: num_samples is not supported (LLaMA-Factory draws them with an unseeded numpy permutation); use max_samples`,
+        `${where}: num_samples is not supported (LLaMA-Factory draws them with an unseeded numpy permutation); use ` +
+          `max_samples`,
       )
     }
     const columns =
@@ -291,7 +292,8 @@ export function toExample(record: unknown, stage: 'pt' | 'sft', source: Mapping,
 
   if (stage === 'pt' && !sharegpt) {
     // LLaMA-Factory's pt text is the first prompt message: the first history prompt, else "instruction\ninput"
-    // (the non-empty ones); a null text is empty. llamapro also reads `text`/`content` when the prompt column is absent.
+    // (the non-empty ones); a null text is empty. llamapro also reads `text`/`content` when the prompt column is
+    // absent.
     let promptKey = column('prompt', 'instruction')
     if (promptKey === undefined || !(promptKey in r)) {
       const fallback = 'text' in r ? 'text' : 'content' in r ? 'content' : undefined
@@ -354,7 +356,8 @@ export function toExample(record: unknown, stage: 'pt' | 'sft', source: Mapping,
         content: str((m as Record<string, unknown>)[contentTag], where, `${messagesKey}[${i}].${contentTag}`),
       }
     })
-    if (messages[0]!.role === 'system' && messages[0]!.content === '') messages.shift() // LLaMA-Factory: an empty system is no system
+    // LLaMA-Factory: an empty system is no system
+    if (messages[0]!.role === 'system' && messages[0]!.content === '') messages.shift()
     const systemKey = column('system', 'system')
     const system = systemKey === undefined ? undefined : r[systemKey]
     if (typeof system === 'string' && system && messages[0]?.role !== 'system')
@@ -370,7 +373,8 @@ export function toExample(record: unknown, stage: 'pt' | 'sft', source: Mapping,
   if (output === undefined || !(output in r) || (instruction !== undefined && !(instruction in r))) {
     const looks = (messagesKey ?? 'conversations') in r || 'messages' in r
     throw new DatasetError(
-      `${where}: not a recognised record: alpaca needs ${instruction ? `"${instruction}" and ` : ''}"${output ?? 'a response column'}"` +
+      `${where}: not a recognised record: alpaca needs ` +
+        `${instruction ? `"${instruction}" and ` : ''}"${output ?? 'a response column'}"` +
         (info ? ' (as mapped in dataset_info.json)' : ', sharegpt needs "conversations" or "messages"') +
         ` (this one has ${Object.keys(r)
           .map((k) => `"${k}"`)

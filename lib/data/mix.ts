@@ -31,14 +31,16 @@ export function checkInterleaveProbs(probs: readonly number[] | null, datasets: 
   if (probs === null) return
   if (probs.length !== datasets)
     throw new DatasetError(
-      `interleave_probs has ${probs.length} value(s), and there are ${datasets} dataset(s): give one probability per dataset`,
+      `interleave_probs has ${probs.length} value(s), and there are ${datasets} dataset(s): give one probability per ` +
+        `dataset`,
     )
   if (probs.some((p) => !(p >= 0)))
     throw new DatasetError(`interleave_probs must be numbers ≥ 0, got ${probs.join(', ')}`)
   const sum = probs.reduce((a, b) => a + b, 0)
   if (Math.abs(sum - 1) > 1e-6)
     throw new DatasetError(
-      `interleave_probs must add up to 1 (they are probabilities, as numpy's choice needs), got ${probs.join(', ')} = ${sum}`,
+      `interleave_probs must add up to 1 (they are probabilities, as numpy's choice needs), got ${probs.join(', ')} ` +
+        `= ${sum}`,
     )
 }
 

@@ -79,8 +79,10 @@ function jinjaTemplate(tokenizer: TextTokenizer, options: SlotTemplateOptions): 
       if (!prompt.startsWith(done) || !full.startsWith(prompt)) {
         throw new LlamaproError(
           'LLAMAPRO_TEMPLATE',
-          `the model's chat template (${file}) does not render a conversation turn by turn (a prefix changes when a turn is added), ` +
-            "so prompt and response tokens cannot be told apart; use one of LLaMA-Factory's templates (template: default, chatml, llama3, ...)",
+          `the model's chat template (${file}) does not render a conversation turn by turn (a prefix changes when a ` +
+            `turn is added), ` +
+            "so prompt and response tokens cannot be told apart; use one of LLaMA-Factory's templates (template: " +
+            'default, chatml, llama3, ...)',
         )
       }
       segments.push(
@@ -116,7 +118,8 @@ export function chatTemplate(
     if (!tokenizer.chatTemplate) {
       throw new LlamaproError(
         'LLAMAPRO_TEMPLATE',
-        'template "model" renders the model\'s own chat template, and the model has none (no chat_template.jinja, no chat_template in ' +
+        'template "model" renders the model\'s own chat template, and the model has none (no chat_template.jinja, no ' +
+          'chat_template in ' +
           `tokenizer_config.json); choose one of: ${TEMPLATE_NAMES.filter((n) => n !== 'model').join(', ')}`,
       )
     }
@@ -153,7 +156,8 @@ export function pretrainTokenizer(name: string, tokenizer: TextTokenizer): TextT
   if (ids.length !== 1) {
     throw new LlamaproError(
       'LLAMAPRO_TEMPLATE',
-      'template "llama3" ends pre-training texts with <|end_of_text|> (as LLaMA-Factory does), which is not a token of this tokenizer',
+      'template "llama3" ends pre-training texts with <|end_of_text|> (as LLaMA-Factory does), which is not a token ' +
+        'of this tokenizer',
     )
   }
   return { ...fixed, eosId: ids[0]!, eosToken: '<|end_of_text|>' }

@@ -20,7 +20,9 @@ export interface TextTokenizer {
   /** tokenizer_config.json's add_bos_token: pt sequences then start with BOS (as LLaMA-Factory's pretrain data). */
   addBosToken: boolean
   padId: number
-  /** The largest token id the tokenizer can produce (added tokens included): it must be below the model's vocab_size. */
+  /**
+   * The largest token id the tokenizer can produce (added tokens included): it must be below the model's vocab_size.
+   */
   maxId: number
   /** The Jinja chat template (chat_template.jinja, else tokenizer_config.json's chat_template), if any. */
   chatTemplate: string | null

@@ -184,7 +184,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   if (!Number.isInteger(seedCount) || seedCount < 1)
     throw new LlamaproError('LLAMAPRO_ARG', `seeds must be a positive integer, got ${seedCount}`)
   const seeds = Array.from({ length: seedCount }, (_, k) => k + 1)
-  // A killed demo leaves temporaries (of its model saves, expansion and checkpoints): remove those whose process is gone.
+  // A killed demo leaves temporaries (of its model saves, expansion and checkpoints): remove those whose process is
+  // gone.
   const stale = await removeStaleTemporaries(dirname(out), { target: basename(out) })
   const seedDirs = seeds.flatMap((seed) => [join('llama-pro', `seed-${seed}`), join('full-fine-tune', `seed-${seed}`)])
   for (const dir of [out, ...[...STAGE_DIRS, ...seedDirs].map((name) => join(out, name))])
@@ -215,7 +216,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   random.dispose()
   await writeTrainedTokenizer(init, [...trainA.slice(0, 500), ...trainB.slice(0, 500)], 384, 256)
   log(
-    `1. tokenizer: byte-level BPE with ${vocab} tokens; base model: ${BASE_CONFIG.num_hidden_layers} layers of width ${BASE_CONFIG.hidden_size}, random`,
+    `1. tokenizer: byte-level BPE with ${vocab} tokens; base model: ${BASE_CONFIG.num_hidden_layers} layers of width ` +
+      `${BASE_CONFIG.hidden_size}, random`,
   )
 
   const common = trainOverrides({
@@ -255,14 +257,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   })
   const baseLoss: HeldOutLoss = { a: await heldOutLoss(base, heldA), b: await heldOutLoss(base, heldB) }
   log(
-    `2. pre-trained on corpus A (prose, with 5% code): held-out loss A ${baseLoss.a.toFixed(3)}, B ${baseLoss.b.toFixed(3)}`,
+    `2. pre-trained on corpus A (prose, with 5% code): held-out loss A ${baseLoss.a.toFixed(3)}, B ` +
+      `${baseLoss.b.toFixed(3)}`,
   )
 
   const pro = join(out, 'base-expanded')
   const expansion = await expandCheckpoint(base, pro, { numExpand: 2, force: true, onWarning: log })
   const verified = await verifyExpansion(base, pro)
   log(
-    `3. expanded ${expansion.originalNumLayers} -> ${expansion.numLayers} layers, new blocks ${expansion.newLayerIds.join(', ')}; ` +
+    `3. expanded ${expansion.originalNumLayers} -> ${expansion.numLayers} layers, new blocks ` +
+      `${expansion.newLayerIds.join(', ')}; ` +
       `verify: ${verified.ok ? 'identity blocks, logits identical' : verified.failures.join('; ')}`,
   )
 
@@ -302,10 +306,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   })
   const [proLoss, fullLoss] = [mean(proRuns), mean(fullRuns)]
   log(
-    `4. LLaMA-Pro: trained only the new blocks on corpus B (code) for ${steps} steps, data-order seeds ${seeds.join(', ')}`,
+    `4. LLaMA-Pro: trained only the new blocks on corpus B (code) for ${steps} steps, data-order seeds ` +
+      `${seeds.join(', ')}`,
   )
   log(
-    `5. baseline: full fine-tune of the ${BASE_CONFIG.num_hidden_layers}-layer base on corpus B, same steps, learning rate and seeds`,
+    `5. baseline: full fine-tune of the ${BASE_CONFIG.num_hidden_layers}-layer base on corpus B, same steps, ` +
+      `learning rate and seeds`,
   )
   const forgot = {
     llamaPro: spread(proRuns.map((r) => r.a - baseLoss.a)),

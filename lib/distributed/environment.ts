@@ -32,7 +32,8 @@ function integer(
   if (raw === undefined || raw === '') {
     if (fallback !== undefined) return fallback
     throw new DistributedError(
-      `WORLD_SIZE is set, so ${name} must be set too (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT)`,
+      `WORLD_SIZE is set, so ${name} must be set too (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and ` +
+        `MASTER_PORT)`,
     )
   }
   const value = Number(raw)

@@ -46,7 +46,8 @@ export class ProcessGroup {
     const backend = options.device.startsWith('cuda') && available.includes('nccl') ? 'nccl' : 'gloo'
     if (!available.includes(backend)) {
       throw new DistributedError(
-        `this build of llamapro has no ${backend} backend for distributed training (it has: ${available.join(', ') || 'none'}); ` +
+        `this build of llamapro has no ${backend} backend for distributed training (it has: ` +
+          `${available.join(', ') || 'none'}); ` +
           'on Debian install libgloo-dev and rebuild (npm run build:native)',
       )
     }
@@ -66,8 +67,10 @@ export class ProcessGroup {
     ).catch((error: Error) => {
       const hint =
         env.rank === 0
-          ? `rank 0 hosts the rendezvous on port ${env.masterPort}: is the port free, and did all ${env.worldSize} ranks start within ddp_timeout (${options.timeoutSeconds} s)?`
-          : `is rank 0 running, and do MASTER_ADDR=${env.masterAddr} and MASTER_PORT=${env.masterPort} name its host and port?`
+          ? `rank 0 hosts the rendezvous on port ${env.masterPort}: is the port free, and did all ${env.worldSize} ` +
+            `ranks start within ddp_timeout (${options.timeoutSeconds} s)?`
+          : `is rank 0 running, and do MASTER_ADDR=${env.masterAddr} and MASTER_PORT=${env.masterPort} name its host ` +
+            `and port?`
       throw new DistributedError(`${error.message} (${hint})`)
     })
     return new ProcessGroup(env, backend, handle)

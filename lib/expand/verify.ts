@@ -59,7 +59,8 @@ async function layerMapping(
   if (n - newIds.size !== originalLayers) {
     throw new LlamaproError(
       'LLAMAPRO_VERIFY',
-      `cannot match layers: the expanded model has ${n} layers of which ${newIds.size} look new (${from}), the original has ${originalLayers}`,
+      `cannot match layers: the expanded model has ${n} layers of which ${newIds.size} look new (${from}), the ` +
+        `original has ${originalLayers}`,
     )
   }
   const source: number[] = []

@@ -64,7 +64,8 @@ async function plan(model: LlamaModel, input: GenerateInput, o: GenerateOptions)
     if (!tokenizer) {
       throw new LlamaproError(
         'LLAMAPRO_TOKENIZER',
-        `generate: ${what} needs a tokenizer, and ${model.sourceDir ?? 'this model'} has no tokenizer.json (pass options.tokenizer or token ids as { ids })`,
+        `generate: ${what} needs a tokenizer, and ${model.sourceDir ?? 'this model'} has no tokenizer.json (pass ` +
+          `options.tokenizer or token ids as { ids })`,
       )
     }
     return tokenizer

@@ -80,7 +80,8 @@ export async function importGguf(
     if (!hf)
       throw new GgufError(
         file,
-        `tensor "${t.name}" has no place in a LLaMA model (llamapro maps token_embd, output_norm, output and blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down})`,
+        `tensor "${t.name}" has no place in a LLaMA model (llamapro maps token_embd, output_norm, output and ` +
+          `blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down})`,
       )
     // ggml treats trailing dimensions of 1 as absent ([n, 1] is a vector of n).
     const dims = [...t.dims]
@@ -173,7 +174,8 @@ function expectedShapes(c: ReturnType<typeof parseModelConfig>): Map<string, num
 
 export const EXPORT_TYPES = ['f32', 'f16', 'bf16', 'q8_0'] as const
 export type ExportType = (typeof EXPORT_TYPES)[number]
-const FILE_TYPE: Record<ExportType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 } // llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_BF16
+// llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_BF16
+const FILE_TYPE: Record<ExportType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 }
 
 export interface ExportGgufOptions {
   /** Type of the 2-D weights; 1-D tensors (norms, biases) are always F32, as llama.cpp writes them. Default f16. */
@@ -239,7 +241,8 @@ export async function exportGguf(
       throw new GgufError(modelDir, `tensor ${t.name} is ${t.dtype}; export reads F32, F16 and BF16`)
     const dims = [...t.shape].reverse()
     let dstType = t.shape.length === 1 ? 0 : weightType
-    if (dstType === 8 && dims[0]! % 32 !== 0) dstType = 1 // Q8_0 needs rows of whole 32-value blocks; llama.cpp falls back to F16
+    // Q8_0 needs rows of whole 32-value blocks; llama.cpp falls back to F16
+    if (dstType === 8 && dims[0]! % 32 !== 0) dstType = 1
     types[ggmlTypeName(dstType)] = (types[ggmlTypeName(dstType)] ?? 0) + 1
     return { t, name, dims, srcType, dstType }
   })

@@ -1,4 +1,6 @@
-/** ggml tensor types (ggml.h): id, block size in values, bytes per block. Only the ones llamapro converts are listed. */
+/**
+ * ggml tensor types (ggml.h): id, block size in values, bytes per block. Only the ones llamapro converts are listed.
+ */
 
 export interface GgmlType {
   id: number

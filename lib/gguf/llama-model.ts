@@ -64,7 +64,8 @@ export function llamaConfigFromGguf(
   if (arch !== 'llama') {
     throw new GgufError(
       path,
-      `general.architecture is "${arch}"; llamapro imports the "llama" architecture (LLaMA, SmolLM, TinyLlama, Mistral-as-llama, ...)`,
+      `general.architecture is "${arch}"; llamapro imports the "llama" architecture (LLaMA, SmolLM, TinyLlama, ` +
+        `Mistral-as-llama, ...)`,
     )
   }
   const k = (key: string) => `llama.${key}`
@@ -94,13 +95,15 @@ export function llamaConfigFromGguf(
   if (ropeDims !== undefined && ropeDims !== headDim) {
     throw new GgufError(
       path,
-      `llama.rope.dimension_count is ${ropeDims} but a head has ${headDim} dimensions; partial rotary embeddings are not supported`,
+      `llama.rope.dimension_count is ${ropeDims} but a head has ${headDim} dimensions; partial rotary embeddings are ` +
+        `not supported`,
     )
   }
   if (tensorNames.has('rope_freqs.weight')) {
     throw new GgufError(
       path,
-      "the file holds rope_freqs.weight (llama.cpp's form of Llama 3.1 rope scaling); its factors cannot be recovered exactly, so it is not imported",
+      "the file holds rope_freqs.weight (llama.cpp's form of Llama 3.1 rope scaling); its factors cannot be " +
+        'recovered exactly, so it is not imported',
     )
   }
   const config: Record<string, unknown> = {

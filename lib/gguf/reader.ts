@@ -36,7 +36,9 @@ export enum ValueType {
 const SCALAR_SIZES: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 }
 const TYPE_NAMES = ['u8', 'i8', 'u16', 'i16', 'u32', 'i32', 'f32', 'bool', 'string', 'array', 'u64', 'i64', 'f64']
 
-/** Numeric arrays stay typed arrays (a 150k-entry score list is not 150k boxed numbers); 64-bit ones as bigint arrays. */
+/**
+ * Numeric arrays stay typed arrays (a 150k-entry score list is not 150k boxed numbers); 64-bit ones as bigint arrays.
+ */
 export type GgufArray =
   | Uint8Array
   | Int8Array
@@ -193,7 +195,8 @@ export function parseGguf(label: string, bytes: Uint8Array, fileSize: number): G
   if (version === 1)
     throw new GgufError(
       label,
-      'GGUF version 1 (32-bit counts, from 2023) is not supported; re-convert it with a current llama.cpp (versions 2 and 3 are read)',
+      'GGUF version 1 (32-bit counts, from 2023) is not supported; re-convert it with a current llama.cpp (versions ' +
+        '2 and 3 are read)',
     )
   if (version !== 2 && version !== 3) {
     const swapped = ((version & 0xff) << 24) | ((version & 0xff00) << 8) | ((version >>> 8) & 0xff00) | (version >>> 24)
@@ -350,12 +353,14 @@ export function parseGguf(label: string, bytes: Uint8Array, fileSize: number): G
     if (!type)
       throw new GgufError(
         label,
-        `tensor "${name}" is ${ggmlTypeName(typeId)}, which llamapro cannot convert (supported: ${[...GGML_TYPES.values()].map((t) => t.name).join(', ')})`,
+        `tensor "${name}" is ${ggmlTypeName(typeId)}, which llamapro cannot convert (supported: ` +
+          `${[...GGML_TYPES.values()].map((t) => t.name).join(', ')})`,
       )
     if (dims[0]! % type.blockSize !== 0) {
       throw new GgufError(
         label,
-        `tensor "${name}": a row of ${dims[0]} values is not a whole number of ${type.name} blocks (${type.blockSize} values)`,
+        `tensor "${name}": a row of ${dims[0]} values is not a whole number of ${type.name} blocks ` +
+          `(${type.blockSize} values)`,
       )
     }
     const offset = c.u64(`the offset of "${name}"`)
@@ -386,7 +391,8 @@ export function parseGguf(label: string, bytes: Uint8Array, fileSize: number): G
     if (t.offset + t.nbytes > dataSize) {
       throw new GgufError(
         label,
-        `tensor "${t.name}": bytes ${t.offset}..${t.offset + t.nbytes} of the data run past its end (${dataSize} bytes): truncated file?`,
+        `tensor "${t.name}": bytes ${t.offset}..${t.offset + t.nbytes} of the data run past its end (${dataSize} ` +
+          `bytes): truncated file?`,
       )
     }
     end = t.offset + t.nbytes

@@ -13,9 +13,11 @@ import { GgufError, type GgufMetadata } from './reader.js'
 import type { GgufMetadataValue } from './llama-model.js'
 
 const LLAMA3_SPLIT =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| " +
+  '?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+'
 const QWEN2_SPLIT =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| " +
+  '?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+'
 
 type Json = Record<string, unknown>
 
@@ -116,7 +118,8 @@ export function tokenizerFromGguf(meta: GgufMetadata, contextLength: number): Im
     if (!pre) {
       throw new GgufError(
         path,
-        `tokenizer.ggml.pre "${preName}" is not known to llamapro (known: ${SUPPORTED_PRE_TOKENIZERS.join(', ')}); its split rules decide the token ids, so it is not guessed`,
+        `tokenizer.ggml.pre "${preName}" is not known to llamapro (known: ${SUPPORTED_PRE_TOKENIZERS.join(', ')}); ` +
+          `its split rules decide the token ids, so it is not guessed`,
       )
     }
     addBos = meta.bool('tokenizer.ggml.add_bos_token') ?? false
@@ -308,7 +311,8 @@ export function tokenizerToGguf(
     if (tokens[a.id] !== undefined && tokens[a.id] !== a.content) {
       throw new GgufError(
         path,
-        `tokenizer.json: added token ${JSON.stringify(a.content)} has id ${a.id}, which the vocabulary gives to ${JSON.stringify(tokens[a.id])}`,
+        `tokenizer.json: added token ${JSON.stringify(a.content)} has id ${a.id}, which the vocabulary gives to ` +
+          `${JSON.stringify(tokens[a.id])}`,
       )
     }
     tokens[a.id] = a.content
@@ -389,6 +393,7 @@ function preNameOf(pre: unknown, path: string): string {
   if (/^\{"type":"ByteLevel"[^}]*"use_regex":true/.test(text)) return 'default'
   throw new GgufError(
     path,
-    `tokenizer.json: its pre_tokenizer matches none llama.cpp knows by name (${SUPPORTED_PRE_TOKENIZERS.join(', ')}): ${text.slice(0, 200)}`,
+    `tokenizer.json: its pre_tokenizer matches none llama.cpp knows by name ` +
+      `(${SUPPORTED_PRE_TOKENIZERS.join(', ')}): ${text.slice(0, 200)}`,
   )
 }

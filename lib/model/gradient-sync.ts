@@ -20,7 +20,9 @@ export class GradientSync {
     this.#handle = handle
   }
 
-  /** From the next update on, gradients are summed over `group`'s ranks (zeroStage 1: the AdamW state is sharded too). */
+  /**
+   * From the next update on, gradients are summed over `group`'s ranks (zeroStage 1: the AdamW state is sharded too).
+   */
   attach(group: ProcessGroup, options: { zeroStage: ZeroStage }): void {
     callNativeSync('attaching the process group', () =>
       this.#handle().attachProcessGroup(group.handle, { zeroStage: options.zeroStage }),

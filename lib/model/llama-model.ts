@@ -367,7 +367,9 @@ export class LlamaModel {
     await callNative(what, () => this.native.load([...items]))
   }
 
-  /** Bytes this model holds now: its parameters, their gradients and the optimizer state (synchronous: a metadata read). */
+  /**
+   * Bytes this model holds now: its parameters, their gradients and the optimizer state (synchronous: a metadata read).
+   */
   memory(): { parameterBytes: number; gradientBytes: number; optimizerBytes: number } {
     return callNativeSync('memory', () => this.native.memory())
   }
@@ -518,14 +520,16 @@ export class LlamaModel {
       if (!weight)
         throw new LlamaproError(
           'LLAMAPRO_ADAPTER',
-          `${adapter.weightsPath}: adapts ${target}, which this model does not have: the adapter belongs to another model`,
+          `${adapter.weightsPath}: adapts ${target}, which this model does not have: the adapter belongs to another ` +
+            `model`,
         )
       const a = adapter.file.tensors.find((t) => t.name === `${PEFT_PREFIX}${target}.lora_A.weight`)!
       const b = adapter.file.tensors.find((t) => t.name === `${PEFT_PREFIX}${target}.lora_B.weight`)!
       if (a.shape[1] !== weight[1] || b.shape[0] !== weight[0]) {
         throw new LlamaproError(
           'LLAMAPRO_ADAPTER',
-          `${adapter.weightsPath}: ${target}: lora_A [${a.shape}] / lora_B [${b.shape}] do not fit its weight [${weight}]: the adapter belongs to another model`,
+          `${adapter.weightsPath}: ${target}: lora_A [${a.shape}] / lora_B [${b.shape}] do not fit its weight ` +
+            `[${weight}]: the adapter belongs to another model`,
         )
       }
     }
@@ -603,7 +607,8 @@ export class LlamaModel {
     if (this.#lora) {
       throw new LlamaproError(
         'LLAMAPRO_ARG',
-        'save: this model carries LoRA adapters; write them with saveAdapter(), or merge them into the base with llamapro merge --adapter',
+        'save: this model carries LoRA adapters; write them with saveAdapter(), or merge them into the base with ' +
+          'llamapro merge --adapter',
       )
     }
     const dtype = options.dtype === undefined ? this.sourceDtype : parseModelDtype(options.dtype)

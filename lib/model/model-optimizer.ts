@@ -61,12 +61,18 @@ export class ModelOptimizer {
     return callNativeSync('reading the optimizer memory', () => this.#handle().memory().optimizerBytes)
   }
 
-  /** ZeRO-1, a collective (every rank calls it): rank 0 receives the whole AdamW state, for a checkpoint. A no-op without ZeRO. */
+  /**
+   * ZeRO-1, a collective (every rank calls it): rank 0 receives the whole AdamW state, for a checkpoint. A no-op
+   * without ZeRO.
+   */
   async gatherShards(): Promise<void> {
     await callNative('gathering the optimizer state (zero_stage 1)', () => this.#handle().gatherOptimizerState())
   }
 
-  /** ZeRO-1: keeps this rank's shard of whole per-parameter state (a loaded checkpoint, or after gatherShards). A no-op without ZeRO. */
+  /**
+   * ZeRO-1: keeps this rank's shard of whole per-parameter state (a loaded checkpoint, or after gatherShards). A no-op
+   * without ZeRO.
+   */
   async scatterShards(): Promise<void> {
     await callNative('sharding the optimizer state (zero_stage 1)', () => this.#handle().scatterOptimizerState())
   }

@@ -22,7 +22,8 @@ export function flattenBatch(input: TokenBatch, what: string, vocabSize: number,
       if (!Array.isArray(row) || row.length !== seq) {
         throw new LlamaproError(
           'LLAMAPRO_ARG',
-          `${what}: row ${r} has ${Array.isArray(row) ? row.length : 'no'} tokens, row 0 has ${seq} (rows must be equally long; pad them)`,
+          `${what}: row ${r} has ${Array.isArray(row) ? row.length : 'no'} tokens, row 0 has ${seq} (rows must be ` +
+            `equally long; pad them)`,
         )
       }
       row.forEach((v, c) => {

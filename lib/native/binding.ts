@@ -84,7 +84,9 @@ export interface NativeTrainStepResult {
   updateMs: number
   lossScale: number
   paramGradNorms?: Record<string, number>
-  /** On the update: the optimizer step's loss, Σ loss × lossMultiplier over its micro-batches, summed over the ranks. */
+  /**
+   * On the update: the optimizer step's loss, Σ loss × lossMultiplier over its micro-batches, summed over the ranks.
+   */
   stepLoss?: number
   /** On the update: whether any rank passed stopRequested. */
   stopRequested?: boolean
@@ -214,7 +216,9 @@ export interface NativeBinding {
   /** GGUF/safetensors tensor conversion (native/dequant.cc); lib/gguf/convert.ts builds the items. */
   convertTensors(target: string, header: Uint8Array, fileSize: number, items: ConvertItem[]): Promise<void>
   NativeModel: {
-    /** Checks the arguments at once; CUDA initialisation and the allocation of every parameter run off the JS thread. */
+    /**
+     * Checks the arguments at once; CUDA initialisation and the allocation of every parameter run off the JS thread.
+     */
     create(spec: NativeModelSpec, options: NativeModelOptions): Promise<NativeModelHandle>
     readonly prototype: NativeModelHandle
   }

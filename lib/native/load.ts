@@ -58,8 +58,10 @@ function diagnoseBundleFailure(raw: string, bundle: NonNullable<AddonLocation['b
   const undefinedSymbol = /undefined symbol: (\S+)/.exec(raw)
   if (missingVersion) {
     return (
-      `The llamapro bundle at ${dir} ${made} needs ${missingVersion[1]}, which this system's C/C++ runtime does not provide ` +
-      `(the bundle needs glibc ${manifest.requires.glibc ?? '?'} and libstdc++ GLIBCXX_${manifest.requires.glibcxx ?? '?'}). ` +
+      `The llamapro bundle at ${dir} ${made} needs ${missingVersion[1]}, which this system's C/C++ runtime does not ` +
+      `provide ` +
+      `(the bundle needs glibc ${manifest.requires.glibc ?? '?'} and libstdc++ ` +
+      `GLIBCXX_${manifest.requires.glibcxx ?? '?'}). ` +
       'Make the bundle on a system at least as old as the oldest your users run, or update this system.'
     )
   }
@@ -67,11 +69,15 @@ function diagnoseBundleFailure(raw: string, bundle: NonNullable<AddonLocation['b
     const listed = manifest.files.some((f) => f.name === missingLibrary[1])
       ? 'it is listed in its manifest but'
       : 'it is not in the bundle and'
-    return `The llamapro bundle at ${dir} ${made} lacks ${missingLibrary[1]}: ${listed} the loader cannot open it. ${remake}`
+    return (
+      `The llamapro bundle at ${dir} ${made} lacks ${missingLibrary[1]}: ${listed} the loader cannot open it. ` +
+      `${remake}`
+    )
   }
   if (undefinedSymbol) {
     return (
-      `The libraries in the llamapro bundle at ${dir} ${made} do not match its addon (missing symbol ${undefinedSymbol[1]}): ` +
+      `The libraries in the llamapro bundle at ${dir} ${made} do not match its addon (missing symbol ` +
+      `${undefinedSymbol[1]}): ` +
       `a file in it was replaced by one from another LibTorch. ${remake}`
     )
   }
@@ -117,7 +123,9 @@ export function diagnoseLoadFailure(
       `The addon and the LibTorch it loaded do not match (missing symbol ${undefinedSymbol[1]}).${builtNote} ` +
       `This happens when a different LibTorch is found at run time than at build time. ${REBUILD}`
   } else if (/invalid ELF header|file too short|wrong ELF class|not a dynamic executable/.test(raw)) {
-    advice = `The addon file in ${join(root, 'build', 'Release')} is damaged or was built for another platform. ${REBUILD}`
+    advice =
+      `The addon file in ${join(root, 'build', 'Release')} is damaged or was built for another platform. ` +
+      `${REBUILD}`
   } else {
     advice = `llamapro's native addon could not be loaded.${builtNote} ${REBUILD}`
   }
@@ -136,7 +144,8 @@ export function setAddonDir(dir: string): void {
   if (loaded) {
     throw new LlamaproError(
       'LLAMAPRO_ADDON_LOADED',
-      `setAddonDir(${JSON.stringify(dir)}): the addon is already loaded from ${loadedFrom?.file}; a process can load it once. ` +
+      `setAddonDir(${JSON.stringify(dir)}): the addon is already loaded from ${loadedFrom?.file}; a process can load ` +
+        `it once. ` +
         'Call setAddonDir before the first llamapro call that needs LibTorch (or set LLAMAPRO_ADDON_DIR).',
     )
   }
@@ -190,7 +199,8 @@ export function loadAddon(root: string = PACKAGE_ROOT): NativeBinding {
     const { manifest, dir } = location.bundle
     if (actual !== manifest.libtorch.version) {
       throw new NativeLoadError(
-        `The llamapro bundle at ${dir} says LibTorch ${manifest.libtorch.version} in its ${MANIFEST_NAME}, but its libraries are LibTorch ${actual}: ` +
+        `The llamapro bundle at ${dir} says LibTorch ${manifest.libtorch.version} in its ${MANIFEST_NAME}, but its ` +
+          `libraries are LibTorch ${actual}: ` +
           'the manifest comes from another bundle. Recreate the bundle with `llamapro bundle <dir>` and copy it whole.',
         undefined,
       )

@@ -18,7 +18,9 @@ export type FinetuningType = 'freeze' | 'full'
 export interface FreezeOptions {
   /** 'freeze' (default) or 'full'. */
   finetuningType?: string
-  /** N > 0: the last N layers train; N < 0: the first |N|. With useLlamaPro: N counts the expanded blocks. Default 2. */
+  /**
+   * N > 0: the last N layers train; N < 0: the first |N|. With useLlamaPro: N counts the expanded blocks. Default 2.
+   */
   freezeTrainableLayers?: number
   /** 'all' (default) or per-layer module names: self_attn, mlp, input_layernorm, post_attention_layernorm. */
   freezeTrainableModules?: string | readonly string[]
@@ -65,7 +67,8 @@ function parseLayerIds(value: string | readonly number[], numLayers: number): nu
     const id = Number(item)
     if (id >= numLayers)
       throw new PolicyError(
-        `freeze_trainable_layer_ids: layer ${id} is out of range; the model has ${numLayers} layers (0..${numLayers - 1})`,
+        `freeze_trainable_layer_ids: layer ${id} is out of range; the model has ${numLayers} layers ` +
+          `(0..${numLayers - 1})`,
       )
     if (ids.includes(id)) throw new PolicyError(`freeze_trainable_layer_ids: layer ${id} is listed twice`)
     ids.push(id)
@@ -108,14 +111,16 @@ export const describeIds = (ids: readonly number[]) =>
 export function llamaProStride(numLayers: number, n: number): number {
   if (!Number.isInteger(n) || n <= 0) {
     throw new PolicyError(
-      `freeze_trainable_layers is ${n} with use_llama_pro: it must be the number of expanded blocks (a positive divisor of ${numLayers}), ` +
+      `freeze_trainable_layers is ${n} with use_llama_pro: it must be the number of expanded blocks (a positive ` +
+        `divisor of ${numLayers}), ` +
         'e.g. 8 for a 32-layer model expanded to 40 layers',
     )
   }
   if (numLayers % n !== 0) {
     throw new PolicyError(
       `\`num_layers\` ${numLayers} should be divisible by \`num_layer_trainable\` ${n}. ` +
-        `With use_llama_pro, freeze_trainable_layers counts the expanded blocks: for this ${numLayers}-layer model it must divide ${numLayers}.`,
+        `With use_llama_pro, freeze_trainable_layers counts the expanded blocks: for this ${numLayers}-layer model ` +
+        `it must divide ${numLayers}.`,
     )
   }
   return numLayers / n
@@ -136,7 +141,8 @@ export function freezePolicy(
   const useLlamaPro = options.useLlamaPro ?? false
   if (finetuningType === 'lora') {
     throw new PolicyError(
-      'finetuning_type "lora" is not a freeze strategy: its adapters and trainable set come from loraPolicy (lib/adapters/lora-targets.ts)',
+      'finetuning_type "lora" is not a freeze strategy: its adapters and trainable set come from loraPolicy ' +
+        '(lib/adapters/lora-targets.ts)',
     )
   }
   if (finetuningType !== 'freeze' && finetuningType !== 'full') {
@@ -146,7 +152,8 @@ export function freezePolicy(
   }
   if (useLlamaPro && finetuningType === 'full') {
     throw new PolicyError(
-      '`use_llama_pro` is only valid for Freeze or LoRA training. Use finetuning_type: freeze to train the expanded blocks.',
+      '`use_llama_pro` is only valid for Freeze or LoRA training. Use finetuning_type: freeze to train the expanded ' +
+        'blocks.',
     )
   }
   if (!Number.isInteger(numLayers) || numLayers <= 0)
@@ -181,7 +188,8 @@ export function freezePolicy(
     layerIds = llamaProLayerIds(numLayers, n)
     explanation.push(
       `use_llama_pro: freeze_trainable_layers: ${n} counts expanded blocks; it does not mean "the last ${n} layers".`,
-      `stride = ${numLayers} / ${n} = ${stride}: every ${ordinal(stride)} layer trains, ending with the last: layers ${describeIds(layerIds)}.`,
+      `stride = ${numLayers} / ${n} = ${stride}: every ${ordinal(stride)} layer trains, ending with the last: layers ` +
+        `${describeIds(layerIds)}.`,
     )
   } else if (n > 0) {
     layerIds = range(Math.max(0, numLayers - n), numLayers)
@@ -224,7 +232,8 @@ export function freezePolicy(
   }
   if (extras.length > 0)
     explanation.push(
-      `freeze_extra_modules: ${extras.join(', ')} also train${extras.includes('norm') ? ' (norm is the final norm only)' : ''}.`,
+      `freeze_extra_modules: ${extras.join(', ')} also ` +
+        `train${extras.includes('norm') ? ' (norm is the final norm only)' : ''}.`,
     )
 
   const trainableLayers = new Set(layerIds)

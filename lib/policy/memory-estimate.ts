@@ -259,7 +259,9 @@ export function estimateTrainingMemory(input: MemoryEstimateInput): MemoryEstima
     checkpointFrozenLayers: checkpointFrozen,
     peak,
     assumptions:
-      `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ${attention} attention, ${input.device ?? 'cpu'}, activation checkpointing ${checkpointing ? (checkpointFrozen ? 'on, frozen layers too' : 'on') : 'off'}` +
+      `batch ${batch} x ${seq} tokens, ${input.computeDtype} activations, ${masterDtype} master weights, AdamW, ` +
+      `${attention} attention, ${input.device ?? 'cpu'}, activation checkpointing ` +
+      `${checkpointing ? (checkpointFrozen ? 'on, frozen layers too' : 'on') : 'off'}` +
       `, row plan ${kernels.rowPlan ? 'on' : 'off'}${R < N ? ` (${R} of ${N} rows computed)` : ''}` +
       (nproc > 1 ? `, per rank of ${nproc}${zeroStage === 1 ? ', ZeRO stage 1 (AdamW state sharded)' : ''}` : ''),
   }

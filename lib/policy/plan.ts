@@ -131,7 +131,8 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
       frozen: names.filter((n) => !fully.has(n)),
       explanation: [
         ...lora.explanation,
-        `lora_rank ${rank}: ${lora.targets.length} adapters (A [${rank}, in], B [out, ${rank}]) in float32 with AdamW state; base weights frozen.`,
+        `lora_rank ${rank}: ${lora.targets.length} adapters (A [${rank}, in], B [out, ${rank}]) in float32 with ` +
+          `AdamW state; base weights frozen.`,
       ],
     }
   } else {
@@ -164,7 +165,8 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
     const trainedOld = policy.trainableLayerIds.filter((id) => !newLayerIds.includes(id))
     if (trainedNew.length === newLayerIds.length && trainedOld.length === 0) {
       explanation.push(
-        `These are exactly the ${newLayerIds.length} expanded blocks (found from ${from}): every original layer stays frozen.`,
+        `These are exactly the ${newLayerIds.length} expanded blocks (found from ${from}): every original layer ` +
+          `stays frozen.`,
       )
     } else {
       if (trainedOld.length > 0)
@@ -179,7 +181,8 @@ export async function planTraining(input: PlanInput): Promise<PlanReport> {
     }
   } else if (input.options.useLlamaPro && newLayerIds.length === 0) {
     explanation.push(
-      'Note: no expanded blocks were found in this checkpoint (no llamapro_expansion.json, no zero o_proj/down_proj): was it expanded?',
+      'Note: no expanded blocks were found in this checkpoint (no llamapro_expansion.json, no zero ' +
+        'o_proj/down_proj): was it expanded?',
     )
   }
 

@@ -32,7 +32,8 @@ export type EvalSettings = Pick<
 export function evalCommand(modelDir: string, set: HeldOutSet, s: EvalSettings, device: Device): string {
   return (
     `llamapro eval ${modelDir} --dataset ${set.dataset.join(',')} --dataset-dir ${s.datasetDir} --stage ${set.stage} ` +
-    `--template ${s.template} --cutoff-len ${s.cutoffLen} --batch-size ${s.perDeviceEvalBatchSize}${device === 'cpu' ? '' : ` --device ${device}`}`
+    `--template ${s.template} --cutoff-len ${s.cutoffLen} --batch-size ` +
+    `${s.perDeviceEvalBatchSize}${device === 'cpu' ? '' : ` --device ${device}`}`
   )
 }
 
@@ -49,7 +50,8 @@ export async function heldOutLosses(
     const tokenizer = await loadTokenizer(modelDir).catch((error: unknown) => {
       throw new LlamaproError(
         'LLAMAPRO_TOKENIZER',
-        `${modelDir}: the sweep scores held-out text with the model's tokenizer, which could not be read: ${(error as Error).message}`,
+        `${modelDir}: the sweep scores held-out text with the model's tokenizer, which could not be read: ` +
+          `${(error as Error).message}`,
       )
     })
     const out: HeldOutLoss[] = []

@@ -43,7 +43,8 @@ export function sweepStrategies(text: string, numLayers: number): SweepStrategy[
     // A LoRA run's output is an adapter folder, which the held-out scoring would have to load over its base model.
     if (s.lora)
       throw new UsageError(
-        `strategy "${s.name}": LoRA strategies are not part of sweep yet (bench takes them); use full, last:N, first:N, pro:N, modules:..., ids:...`,
+        `strategy "${s.name}": LoRA strategies are not part of sweep yet (bench takes them); use full, last:N, ` +
+          `first:N, pro:N, modules:..., ids:...`,
       )
     const o = s.options
     const modules = o.freezeTrainableModules
@@ -142,7 +143,8 @@ export function planSweep(input: PlanInput): SweepPlan {
           output_dir: dir,
           seed,
           max_steps: steps ?? undefined,
-          // A stopped run starts again from its beginning (see run.ts): intermediate checkpoints would only fill the disk.
+          // A stopped run starts again from its beginning (see run.ts): intermediate checkpoints would only fill the
+          // disk.
           save_strategy: 'no',
           overwrite_output_dir: true,
           resume_from_checkpoint: null,

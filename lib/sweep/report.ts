@@ -60,7 +60,8 @@ export interface SweepReport {
 }
 
 export const RULE =
-  'a difference is stated only when the mean ± std intervals over the seeds do not overlap (|Δmean| > std₁ + std₂, sample std); ' +
+  'a difference is stated only when the mean ± std intervals over the seeds do not overlap (|Δmean| > std₁ + std₂, ' +
+  'sample std); ' +
   'otherwise it is "within noise"; with one seed nothing is stated ("cannot tell: one seed")'
 
 export function summarize(strategy: string, runs: readonly RunRecord[]): StrategySummary {
@@ -161,19 +162,24 @@ function markdown(report: SweepReport, outDir: string, charts: string[]): string
   const lines = [
     `# llamapro sweep: ${report.strategies.join(', ')}`,
     '',
-    `Training YAML \`${report.config}\`; ${report.steps ?? "the YAML's"} steps per run; data-order seeds ${report.seeds.join(', ')} ` +
+    `Training YAML \`${report.config}\`; ${report.steps ?? "the YAML's"} steps per run; data-order seeds ` +
+      `${report.seeds.join(', ')} ` +
       `(figures are mean ± sample std over the seeds); device ${report.device}; llamapro ${report.llamapro}.`,
     `Held-out new domain: ${report.heldOut.domain}. Kept text: ${report.heldOut.keep}.`,
     report.complete
       ? ''
       : `\n**Incomplete**: ${report.runs.length} run(s) finished so far; rerun the same command to continue.\n`,
-    '| strategy | trainable params | tokens | wall time (s) | tokens/s | peak memory | new domain: before → after | kept text: before → after | learned (loss drop) | forgot (loss rise) |',
+    '| strategy | trainable params | tokens | wall time (s) | tokens/s | peak memory | new domain: before → after | ' +
+      'kept text: before → after | learned (loss drop) | forgot (loss rise) |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ]
   for (const x of report.summaries) {
     lines.push(
-      `| ${x.strategy} | ${formatCount(x.trainableParams)} of ${formatCount(x.totalParams)} | ${formatCount(Math.round(x.tokens.mean))} | ${s(x.seconds, 1)} | ${s(x.tokensPerSecond, 0)} | ` +
-        `${x.peakMemoryBytes ? formatBytes(x.peakMemoryBytes.mean) : '-'} | ${s(x.domainBefore)} → ${s(x.domainAfter)} | ${s(x.keepBefore)} → ${s(x.keepAfter)} | ${s(x.learned, 3, true)} | ${s(x.forgot, 3, true)} |`,
+      `| ${x.strategy} | ${formatCount(x.trainableParams)} of ${formatCount(x.totalParams)} | ` +
+        `${formatCount(Math.round(x.tokens.mean))} | ${s(x.seconds, 1)} | ${s(x.tokensPerSecond, 0)} | ` +
+        `${x.peakMemoryBytes ? formatBytes(x.peakMemoryBytes.mean) : '-'} | ${s(x.domainBefore)} → ` +
+        `${s(x.domainAfter)} | ${s(x.keepBefore)} → ${s(x.keepAfter)} | ${s(x.learned, 3, true)} | ` +
+        `${s(x.forgot, 3, true)} |`,
     )
   }
   lines.push('', `What the numbers carry (${report.rule}):`, '')
@@ -183,15 +189,18 @@ function markdown(report: SweepReport, outDir: string, charts: string[]): string
     lines.push(`![${chart}](${chart})`, '')
   lines.push(
     '',
-    'Each run is an ordinary `llamapro train` output folder (`runs/<strategy>/seed-<n>/`); its figures are in its `sweep_run.json`. ' +
-      "Wall time is the training loop's (all_results.json's train_runtime: without data preparation, loading and saving); timings on a shared machine are noise unless measured in the same run.",
+    'Each run is an ordinary `llamapro train` output folder (`runs/<strategy>/seed-<n>/`); its figures are in its ' +
+      '`sweep_run.json`. ' +
+      "Wall time is the training loop's (all_results.json's train_runtime: without data preparation, loading and " +
+      'saving); timings on a shared machine are noise unless measured in the same run.',
     '',
     '| run | seed | tokens | wall time (s) | tokens/s | new domain after | kept text after |',
     '|---|---|---|---|---|---|---|',
   )
   for (const r of report.runs) {
     lines.push(
-      `| ${relative(outDir, r.dir)} | ${r.seed} | ${r.tokens} | ${r.seconds.toFixed(1)} | ${r.tokensPerSecond.toFixed(0)} | ${r.domain.after.toFixed(4)} | ${r.keep.after.toFixed(4)} |`,
+      `| ${relative(outDir, r.dir)} | ${r.seed} | ${r.tokens} | ${r.seconds.toFixed(1)} | ` +
+        `${r.tokensPerSecond.toFixed(0)} | ${r.domain.after.toFixed(4)} | ${r.keep.after.toFixed(4)} |`,
     )
   }
   return `${lines.join('\n')}\n`

@@ -57,7 +57,8 @@ async function readMarker<T>(path: string, settings: string, what: string): Prom
   if (marker.settings !== settings) {
     throw new LlamaproError(
       'LLAMAPRO_SWEEP',
-      `${path}: ${what} was made with other settings (the YAML, its overrides, the steps, the held-out sets or the strategy changed); ` +
+      `${path}: ${what} was made with other settings (the YAML, its overrides, the steps, the held-out sets or the ` +
+        `strategy changed); ` +
         'a sweep folder holds one sweep: use another --out, or delete that folder to redo it',
     )
   }
@@ -89,12 +90,14 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
   if (!evalSet && !(cfg.valSize > 0)) {
     throw new LlamaproError(
       'LLAMAPRO_SWEEP',
-      `${options.config}: the sweep needs held-out new-domain data: --eval DATASET, eval_dataset in the YAML, or val_size in the YAML (a share of the training data)`,
+      `${options.config}: the sweep needs held-out new-domain data: --eval DATASET, eval_dataset in the YAML, or ` +
+        `val_size in the YAML (a share of the training data)`,
     )
   }
   if (cfg.stage === 'sft' && (cfg.defaultSystem !== null || !cfg.enableThinking)) {
     warn(
-      'held-out sft data is scored with the template as llamapro eval renders it, without default_system / enable_thinking: false',
+      'held-out sft data is scored with the template as llamapro eval renders it, without default_system / ' +
+        'enable_thinking: false',
     )
   }
   const base = await openCheckpoint(cfg.modelNameOrPath)
@@ -271,7 +274,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepResult> {
         totalParams: total,
         steps: lastStep || stepsThisRun,
         tokens,
-        // The training loop's time, as all_results.json's train_runtime (transformers' definition: without loading and saving).
+        // The training loop's time, as all_results.json's train_runtime (transformers' definition: without loading and
+        // saving).
         seconds: loop.train_runtime,
         tokensPerSecond: loop.train_tokens_per_second,
         peakMemoryBytes,

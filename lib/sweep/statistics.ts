@@ -60,7 +60,8 @@ export function statement(
       : verdict === 'more'
         ? `${x.name} ${higher} ${y.name} ${numbers}`
         : verdict === 'noise'
-          ? `${x.name} vs ${y.name}: ${what} within noise ${numbers}: |Δmean| ${Math.abs(x.value.mean - y.value.mean).toFixed(3)} ≤ std sum ${(x.value.std + y.value.std).toFixed(3)}`
+          ? `${x.name} vs ${y.name}: ${what} within noise ${numbers}: |Δmean| ` +
+            `${Math.abs(x.value.mean - y.value.mean).toFixed(3)} ≤ std sum ${(x.value.std + y.value.std).toFixed(3)}`
           : `${x.name} vs ${y.name}: ${what} cannot tell: one seed ${numbers}`
   return { verdict, text }
 }

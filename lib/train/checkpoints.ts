@@ -128,7 +128,8 @@ export async function loadOptimizerState(model: LlamaModel, checkpoint: string):
     if (!trainable.has(param)) {
       throw new LlamaproError(
         'LLAMAPRO_RESUME',
-        `${path} holds state for "${param}", which does not train with this configuration: resume with the strategy the checkpoint was made with`,
+        `${path} holds state for "${param}", which does not train with this configuration: resume with the strategy ` +
+          `the checkpoint was made with`,
       )
     }
   }

@@ -85,7 +85,9 @@ const KEYS = {
   adapter_name_or_path: {
     kind: { type: 'list' },
     default: null,
-    help: 'PEFT adapter folder(s): all but the last are merged into the model; training continues the last (unless create_new_adapter)',
+    help:
+      'PEFT adapter folder(s): all but the last are merged into the model; training continues the last (unless ' +
+      'create_new_adapter)',
   },
   create_new_adapter: {
     kind: { type: 'bool' },
@@ -105,13 +107,17 @@ const KEYS = {
   dataset: {
     kind: { type: 'list' },
     default: undefined,
-    help: 'names in dataset_dir/dataset_info.json, or paths of .json/.jsonl/.parquet/.csv/.txt/.arrow files or folders, comma-separated',
+    help:
+      'names in dataset_dir/dataset_info.json, or paths of .json/.jsonl/.parquet/.csv/.txt/.arrow files or ' +
+      'folders, comma-separated',
   },
   dataset_dir: { kind: { type: 'string' }, default: 'data', help: 'folder of dataset_info.json' },
   template: {
     kind: { type: 'string' },
     default: 'default',
-    help: "a LLaMA-Factory template name (default, empty, alpaca, chatml, llama3, qwen, ...: TEMPLATE_NAMES; docs/cli/train.md lists them) or model (the model's own chat template)",
+    help:
+      'a LLaMA-Factory template name (default, empty, alpaca, chatml, llama3, qwen, ...: TEMPLATE_NAMES; ' +
+      "docs/cli/train.md lists them) or model (the model's own chat template)",
   },
   default_system: { kind: { type: 'string' }, default: null, help: "replaces the template's default system prompt" },
   enable_thinking: {
@@ -196,7 +202,9 @@ const KEYS = {
   checkpoint_frozen_layers: {
     kind: { type: 'bool' },
     default: false,
-    help: 'with checkpointing, also recompute the frozen layers above the lowest trainable one (least memory, slower; llamapro)',
+    help:
+      'with checkpointing, also recompute the frozen layers above the lowest trainable one (least memory, ' +
+      'slower; llamapro)',
   },
   seed: { kind: { type: 'int' }, default: 42, help: 'random seed (data order)' },
   logging_steps: { kind: { type: 'int', min: 1 }, default: 500, help: 'log every N optimizer steps' },
@@ -244,7 +252,9 @@ const KEYS = {
   device: {
     kind: { type: 'string' },
     default: 'auto',
-    help: 'auto (the first CUDA device when LibTorch has CUDA and a GPU is visible, else cpu), cpu, cuda or cuda:N (llamapro)',
+    help:
+      'auto (the first CUDA device when LibTorch has CUDA and a GPU is visible, else cpu), cpu, cuda or cuda:N ' +
+      '(llamapro)',
   },
   threads: {
     kind: { type: 'int', min: 0, max: 1024 },
@@ -274,12 +284,16 @@ const KEYS = {
   deepspeed: {
     kind: { type: 'string' },
     default: null,
-    help: "a DeepSpeed JSON config (LLaMA-Factory's examples/deepspeed/ds_z*_config.json): only its zero_optimization.stage is read, as zero_stage (2 and 3 run as 1)",
+    help:
+      "a DeepSpeed JSON config (LLaMA-Factory's examples/deepspeed/ds_z*_config.json): only its " +
+      'zero_optimization.stage is read, as zero_stage (2 and 3 run as 1)',
   },
   zero_stage: {
     kind: { type: 'int', min: 0, max: 1 },
     default: 0,
-    help: '1: ZeRO stage 1, each rank keeps AdamW state for its shard of the trainable parameters only (multi-rank runs; llamapro)',
+    help:
+      '1: ZeRO stage 1, each rank keeps AdamW state for its shard of the trainable parameters only (multi-rank ' +
+      'runs; llamapro)',
   },
 } as const satisfies Record<string, KeySpec>
 
@@ -342,7 +356,10 @@ interface DerivedFields {
   evalSteps: number
   /** Default: steps when there is evaluation data, else no. */
   evalStrategy: 'steps' | 'epoch' | 'no'
-  /** ZeRO stage: 1 shards AdamW's state over the ranks, 0 keeps it whole on every rank (zero_stage, or a deepspeed: file). */
+  /**
+   * ZeRO stage: 1 shards AdamW's state over the ranks, 0 keeps it whole on every rank (zero_stage, or a deepspeed:
+   * file).
+   */
   zeroStage: 0 | 1
   /** What the configuration means differently from what it says (e.g. a `deepspeed:` file), for the run to warn. */
   configWarnings?: string[]
@@ -529,7 +546,8 @@ export function parseTrainConfig(
       const { off, what } = UNSUPPORTED_KEYS[key]!
       if (!off.includes(value as never)) {
         throw new ConfigKeyError(
-          `${where}: ${key}: ${JSON.stringify(value)} asks for ${what}, which llamapro does not support (finetuning_type lora trains plain LoRA / rsLoRA adapters); remove ${key}`,
+          `${where}: ${key}: ${JSON.stringify(value)} asks for ${what}, which llamapro does not support ` +
+            `(finetuning_type lora trains plain LoRA / rsLoRA adapters); remove ${key}`,
         )
       }
       ignoredKeys.push(key)
@@ -581,7 +599,8 @@ export function parseTrainConfig(
   const evalDataset = splitList('eval_dataset')
   if (evalDataset.length > 0 && valSize > 1e-6)
     throw new ConfigKeyError(
-      `${where}: val_size and eval_dataset are both set; use one (LLaMA-Factory: "Cannot specify \`val_size\` if \`eval_dataset\` is not None.")`,
+      `${where}: val_size and eval_dataset are both set; use one (LLaMA-Factory: "Cannot specify \`val_size\` if ` +
+        `\`eval_dataset\` is not None.")`,
     )
   const probs = splitList('interleave_probs')
   const interleaveProbs = probs.length > 0 ? probs.map(Number) : null
@@ -593,15 +612,18 @@ export function parseTrainConfig(
     // LLaMA-Factory's own checks (hparams/data_args.py, parser.py), in its words where it has them.
     if (!((get('max_steps') as number) > 0))
       throw new ConfigKeyError(
-        `${where}: streaming: true needs max_steps (a stream has no known length, so num_train_epochs cannot say when to stop; LLaMA-Factory: "Please specify \`max_steps\` in streaming mode.")`,
+        `${where}: streaming: true needs max_steps (a stream has no known length, so num_train_epochs cannot say ` +
+          `when to stop; LLaMA-Factory: "Please specify \`max_steps\` in streaming mode.")`,
       )
     if (valSize > 1e-6 && !Number.isInteger(valSize))
       throw new ConfigKeyError(
-        `${where}: with streaming: true, val_size must be a count of sequences, got ${valSize} (LLaMA-Factory: "Streaming mode should have an integer val size.")`,
+        `${where}: with streaming: true, val_size must be a count of sequences, got ${valSize} (LLaMA-Factory: ` +
+          `"Streaming mode should have an integer val size.")`,
       )
     if (get('max_samples') !== null)
       throw new ConfigKeyError(
-        `${where}: max_samples cannot be used with streaming: true (LLaMA-Factory: "\`max_samples\` is incompatible with \`streaming\`."); use max_steps to bound the run`,
+        `${where}: max_samples cannot be used with streaming: true (LLaMA-Factory: "\`max_samples\` is incompatible ` +
+          `with \`streaming\`."); use max_steps to bound the run`,
       )
   }
   const tokenizedPath = get('tokenized_path') as string | null
@@ -610,7 +632,8 @@ export function parseTrainConfig(
   const eachWarnings =
     evalOnEach && evalDataset.length === 0
       ? [
-          'eval_on_each_dataset: true has no effect without eval_dataset (as in LLaMA-Factory: it splits eval_dataset by name; val_size gives one split)',
+          'eval_on_each_dataset: true has no effect without eval_dataset (as in LLaMA-Factory: it splits ' +
+            'eval_dataset by name; val_size gives one split)',
         ]
       : []
   const loggingDir = get('logging_dir') as string | null
@@ -718,8 +741,10 @@ export async function loadTrainConfig(
     existsSync(resolve(dirname(resolve(path)), model))
   ) {
     throw new ConfigKeyError(
-      `${path}: model_name_or_path "${model}" is not in the working directory (${config.baseDir}), but is beside the YAML file: ` +
-        `relative paths resolve against the working directory, as in LLaMA-Factory; run from ${dirname(resolve(path))} or use an absolute path`,
+      `${path}: model_name_or_path "${model}" is not in the working directory (${config.baseDir}), but is beside the ` +
+        `YAML file: ` +
+        `relative paths resolve against the working directory, as in LLaMA-Factory; run from ` +
+        `${dirname(resolve(path))} or use an absolute path`,
     )
   }
   return config

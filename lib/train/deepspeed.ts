@@ -28,9 +28,12 @@ export function zeroStageFromDeepspeed(path: string, where: string): { zeroStage
   const how =
     stage <= 1
       ? `zero_optimization.stage ${stage} sets zero_stage: ${zeroStage}`
-      : `zero_optimization.stage ${stage} runs as zero_stage: 1 (llamapro shards the AdamW state only, not gradients${stage === 3 ? ' or weights' : ''})`
+      : `zero_optimization.stage ${stage} runs as zero_stage: 1 (llamapro shards the AdamW state only, not ` +
+        `gradients${stage === 3 ? ' or weights' : ''})`
   return {
     zeroStage,
-    warning: `deepspeed: ${path}: llamapro has no DeepSpeed engine and reads only zero_optimization.stage: ${how}; the file's other settings have no effect`,
+    warning:
+      `deepspeed: ${path}: llamapro has no DeepSpeed engine and reads only zero_optimization.stage: ${how}; ` +
+      `the file's other settings have no effect`,
   }
 }

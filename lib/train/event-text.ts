@@ -24,7 +24,8 @@ export function describeEvent(event: TrainEvent): string | undefined {
         `; device ${event.device} (${event.deviceReason})` +
         (event.kernels ? `\nkernels: ${describeKernelOptions(event.kernels)}` : '') +
         (event.worldSize && event.worldSize > 1
-          ? `\ndata parallel over ${event.worldSize} ranks: ${formatBytes(event.allReduceBytes ?? 0)} of gradients all-reduced per step ` +
+          ? `\ndata parallel over ${event.worldSize} ranks: ${formatBytes(event.allReduceBytes ?? 0)} of gradients ` +
+            `all-reduced per step ` +
             `(full fine-tuning would all-reduce ${formatBytes(event.fullFineTuneAllReduceBytes ?? 0)})` +
             (event.zeroStage === 1 ? `; ZeRO stage 1: each rank keeps 1/${event.worldSize} of the AdamW state` : '')
           : '')

@@ -9,7 +9,9 @@ export interface LogRecord {
   loss?: number
   /** Evaluation lines: the loss of the eval set (eval_dataset merged, or val_size's split). */
   eval_loss?: number
-  /** Evaluation lines with eval_on_each_dataset: `eval_<name>_loss` for each eval dataset, as transformers names them. */
+  /**
+   * Evaluation lines with eval_on_each_dataset: `eval_<name>_loss` for each eval dataset, as transformers names them.
+   */
   [evalDatasetLoss: `eval_${string}_loss`]: number | undefined
   lr?: number
   epoch: number

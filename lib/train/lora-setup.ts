@@ -40,7 +40,8 @@ export async function loraTrainingPolicy(cfg: TrainConfig, checkpoint: Checkpoin
   if (cfg.loraplusLrRatio !== null && cfg.zeroStage === 1) {
     throw new TrainingError(
       'LLAMAPRO_TRAIN_CONFIG',
-      'loraplus_lr_ratio with zero_stage: 1 is not supported (the sharded optimizer has one learning rate); use zero_stage: 0',
+      'loraplus_lr_ratio with zero_stage: 1 is not supported (the sharded optimizer has one learning rate); use ' +
+        'zero_stage: 0',
     )
   }
   // LLaMA-Factory: with create_new_adapter every adapter is merged and a new one trains; otherwise all but the last
@@ -56,7 +57,9 @@ export async function loraTrainingPolicy(cfg: TrainConfig, checkpoint: Checkpoin
       trainable,
       trainableLayerIds: ids,
       explanation: [
-        `adapter_name_or_path: training continues ${adapter.dir} (r ${adapter.config.r}, lora_alpha ${adapter.config.loraAlpha}, ${adapter.targets.length} adapted layers; lora_target/lora_rank/lora_alpha of the YAML are not used).`,
+        `adapter_name_or_path: training continues ${adapter.dir} (r ${adapter.config.r}, lora_alpha ` +
+          `${adapter.config.loraAlpha}, ${adapter.targets.length} adapted layers; lora_target/lora_rank/lora_alpha ` +
+          `of the YAML are not used).`,
       ],
       plan: null,
       adapter,

@@ -60,7 +60,8 @@ export async function checkOutputDirSeparate(
       throw new TrainingError(
         'LLAMAPRO_TRAIN_CONFIG',
         `output_dir ${outputDir} ${path === out ? 'is' : 'contains'} the ${input.what} (${input.path}); ` +
-          'a run writes and, with overwrite_output_dir, clears its output_dir: choose a folder of its own (e.g. saves/<run name>)',
+          'a run writes and, with overwrite_output_dir, clears its output_dir: choose a folder of its own (e.g. ' +
+          'saves/<run name>)',
       )
     }
   }

@@ -54,8 +54,10 @@ function checkResumable(state: TrainerState, cfg: TrainConfig, dir: string, worl
     const saved = state.world_size ?? 1
     throw new TrainingError(
       'LLAMAPRO_RESUME',
-      `${dir} was trained on ${saved} rank(s), this run has ${worldSize}: each rank's share of the data and the step size depend on it, ` +
-        `so the run would not continue where it stopped. Resume with ${saved} rank(s) (llamapro train … --nproc-per-node ${saved}, or WORLD_SIZE=${saved}), ` +
+      `${dir} was trained on ${saved} rank(s), this run has ${worldSize}: each rank's share of the data and the step ` +
+        `size depend on it, ` +
+        `so the run would not continue where it stopped. Resume with ${saved} rank(s) (llamapro train … ` +
+        `--nproc-per-node ${saved}, or WORLD_SIZE=${saved}), ` +
         'or start a new run from the checkpoint folder as model_name_or_path',
     )
   }
@@ -89,13 +91,17 @@ function checkTokenIds(
   if (largest >= vocabSize) {
     throw new TrainingError(
       'LLAMAPRO_TOKENIZER',
-      `the tokenizer in ${modelDir} gives token id ${largest}${largest === tokenizer.padId ? ' (its pad token)' : ''}, but the model's vocab_size is ${vocabSize} ` +
-        `(valid ids 0..${vocabSize - 1}): the tokenizer does not belong to this model, or tokens were added without resizing the embeddings`,
+      `the tokenizer in ${modelDir} gives token id ` +
+        `${largest}${largest === tokenizer.padId ? ' (its pad token)' : ''}, but the model's vocab_size is ` +
+        `${vocabSize} ` +
+        `(valid ids 0..${vocabSize - 1}): the tokenizer does not belong to this model, or tokens were added without ` +
+        `resizing the embeddings`,
     )
   }
   if (tokenizer.maxId >= vocabSize) {
     warn(
-      `the tokenizer knows ids up to ${tokenizer.maxId}, above the model's vocab_size ${vocabSize}; this data does not use them`,
+      `the tokenizer knows ids up to ${tokenizer.maxId}, above the model's vocab_size ${vocabSize}; this data does ` +
+        `not use them`,
     )
   }
 }
@@ -149,7 +155,8 @@ export async function prepareData(
   if (cfg.fp16 && device.device === 'cpu') {
     throw new TrainingError(
       'LLAMAPRO_TRAIN_CONFIG',
-      'fp16: true needs a CUDA device (float16 math on the CPU is slow and needs loss scaling); use bf16 or neither on the CPU',
+      'fp16: true needs a CUDA device (float16 math on the CPU is slow and needs loss scaling); use bf16 or neither ' +
+        'on the CPU',
     )
   }
   const resumeState = resumeDir ? await readTrainerState(resumeDir) : undefined
@@ -177,7 +184,9 @@ export async function prepareData(
     if (cfg.tokenizedPath !== null) {
       throw new TrainingError(
         'LLAMAPRO_TRAIN_CONFIG',
-        `tokenized_path ${cfg.tokenizedPath} holds no token store, and streaming: true writes none: set streaming: false to build the store there (LLaMA-Factory: "Turn off \`streaming\` when saving dataset to disk."), or remove tokenized_path`,
+        `tokenized_path ${cfg.tokenizedPath} holds no token store, and streaming: true writes none: set streaming: ` +
+          `false to build the store there (LLaMA-Factory: "Turn off \`streaming\` when saving dataset to disk."), or ` +
+          `remove tokenized_path`,
       )
     }
     checkTokenIds(options.maxTokenId, tokenizer, checkpoint.config.vocabSize, modelDir, warn)
@@ -194,18 +203,21 @@ export async function prepareData(
     split = { train: null, eval: streamed.evalSource }
     evalEach = streamed.evalEach
     log(
-      `streaming: tokenizing while training with ${options.workers ?? 'all'} worker(s), shuffle buffer ${cfg.bufferSize} sequences${split.eval.length ? `, ${split.eval.length} held out for evaluation` : ''}`,
+      `streaming: tokenizing while training with ${options.workers ?? 'all'} worker(s), shuffle buffer ` +
+        `${cfg.bufferSize} sequences${split.eval.length ? `, ${split.eval.length} held out for evaluation` : ''}`,
     )
   } else {
     if (cfg.streaming)
       warn(
-        `tokenized_path ${cfg.tokenizedPath} holds a token store: it is read from disk and streaming: true has no effect (as LLaMA-Factory, which loads a saved dataset as it is)`,
+        `tokenized_path ${cfg.tokenizedPath} holds a token store: it is read from disk and streaming: true has no ` +
+          `effect (as LLaMA-Factory, which loads a saved dataset as it is)`,
       )
     data = await tokenDataForRank(options, group)
     const manifest = data.train.manifest
     if (!data.reused && manifest.droppedExamples > 0)
       warn(
-        `${manifest.droppedExamples} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and were skipped`,
+        `${manifest.droppedExamples} example(s) had no response tokens left within cutoff_len ${cfg.cutoffLen} and ` +
+          `were skipped`,
       )
     const evalMaxId = Math.max(
       data.eval?.manifest.maxTokenId ?? 0,
@@ -219,7 +231,8 @@ export async function prepareData(
       : splitSource(data.train, cfg.valSize, cfg.seed)
     if (cfg.evalOnEachDataset && cfg.evalDataset.length > 0 && !evalEach) {
       warn(
-        `eval_on_each_dataset: true, but the token store ${data.dir} was built with the eval datasets merged: one eval_loss is logged (rebuild it with overwrite_cache: true for one loss per dataset)`,
+        `eval_on_each_dataset: true, but the token store ${data.dir} was built with the eval datasets merged: one ` +
+          `eval_loss is logged (rebuild it with overwrite_cache: true for one loss per dataset)`,
       )
     }
     if (split.train!.length === 0) {
@@ -250,7 +263,8 @@ export async function prepareData(
       : Math.max(1, Math.ceil(schedule.batchesPerEpoch / cfg.gradientAccumulationSteps))
   const totalSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.ceil(cfg.numTrainEpochs * stepsPerEpoch))
   const warmup = warmupStepsFor(totalSteps, cfg.warmupSteps, cfg.warmupRatio)
-  // adapter_name_or_path to merge first (create_new_adapter, or all but the last): training starts from the merged model.
+  // adapter_name_or_path to merge first (create_new_adapter, or all but the last): training starts from the merged
+  // model.
   const merged = policy.finetuningType === 'lora' ? await mergedBase(policy, checkpoint) : null
   const evalSets: EvalSet[] = evalEach ?? (split.eval.length > 0 ? [{ name: null, source: split.eval }] : [])
   return {
@@ -329,14 +343,16 @@ async function tokenDataForRank(options: TokenDataOptions, group: ProcessGroup |
   } catch (error) {
     throw new TrainingError(
       'LLAMAPRO_DATASET',
-      `rank ${group.rank}: the first process of this node (LOCAL_RANK 0), which tokenizes the data, failed or died before the token store was ready; its output says why (${(error as Error).message})`,
+      `rank ${group.rank}: the first process of this node (LOCAL_RANK 0), which tokenizes the data, failed or died ` +
+        `before the token store was ready; its output says why (${(error as Error).message})`,
     )
   }
   const located = await locateTokenData({ ...options, overwriteCache: false })
   if (!located.ready)
     throw new TrainingError(
       'LLAMAPRO_DATASET',
-      `rank ${group.rank}: the token store ${located.dir} is not there after LOCAL_RANK 0 prepared it (is the cache folder on a disk this rank cannot see?)`,
+      `rank ${group.rank}: the token store ${located.dir} is not there after LOCAL_RANK 0 prepared it (is the cache ` +
+        `folder on a disk this rank cannot see?)`,
     )
   return openTokenData(located.dir)
 }

@@ -54,7 +54,8 @@ export function parseReportTo(value: string, where: string): { reportTo: ReportT
     unserved.length > 0
       ? [
           `report_to: ${unserved.join(', ')} cannot be served by llamapro (it needs a Python package or a service); ` +
-            `supported: ${SUPPORTED_REPORT_TARGETS.join(', ')} (plus trainer_log.jsonl, running_log.txt and llamapro board, always)`,
+            `supported: ${SUPPORTED_REPORT_TARGETS.join(', ')} (plus trainer_log.jsonl, running_log.txt and llamapro ` +
+            `board, always)`,
         ]
       : []
   return { reportTo: [...targets], warnings }

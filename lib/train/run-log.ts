@@ -52,17 +52,25 @@ export interface Reporter {
 export const pythonExponential = (value: number, digits: number): string =>
   value.toExponential(digits).replace(/e([+-])(\d)$/, 'e$10$2')
 
-/** LogCallback's running_log.txt line for a training log: `{'loss': 1.2345, 'learning_rate': 1.0000e-04, 'epoch': 0.50}`. */
+/**
+ * LogCallback's running_log.txt line for a training log: `{'loss': 1.2345, 'learning_rate': 1.0000e-04, 'epoch':
+ * 0.50}`.
+ */
 export function llamaFactoryLogLine(record: LogRecord): string | undefined {
   if (record.loss === undefined || record.lr === undefined) return undefined
-  let text = `'loss': ${record.loss.toFixed(4)}, 'learning_rate': ${pythonExponential(record.lr, 4)}, 'epoch': ${record.epoch.toFixed(2)}`
+  let text =
+    `'loss': ${record.loss.toFixed(4)}, 'learning_rate': ${pythonExponential(record.lr, 4)}, 'epoch': ` +
+    `${record.epoch.toFixed(2)}`
   if (record.throughput) text += `, 'throughput': ${record.throughput.toFixed(2)}`
   return `{${text}}`
 }
 
 const timestamp = (date: Date): string => {
   const p = (n: number) => String(n).padStart(2, '0')
-  return `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`
+  return (
+    `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ` +
+    `${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())}`
+  )
 }
 
 export class RunLog {

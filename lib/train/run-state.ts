@@ -24,7 +24,10 @@ export const clock = (seconds: number) => {
   return days > 0 ? `${days} day${days === 1 ? '' : 's'}, ${time}` : time
 }
 
-/** What a LoRA run writes where a freeze run writes the model: the PEFT adapter and the tokenizer files (as LLaMA-Factory). */
+/**
+ * What a LoRA run writes where a freeze run writes the model: the PEFT adapter and the tokenizer files (as
+ * LLaMA-Factory).
+ */
 export async function saveLoraOutput(model: LlamaModel, dir: string): Promise<void> {
   await model.saveAdapterInto(dir)
   if (model.sourceDir) await copySideFiles(model.sourceDir, dir)
@@ -46,7 +49,10 @@ export interface Run {
   lastCheckpoint: string | null
   /** The run's log files (rank 0); null on the other ranks. */
   runLog: RunLog | null
-  /** Real tokens trained on by this process's run (every rank) since `since` (the loop's start), for throughput; and before it, when resumed. */
+  /**
+   * Real tokens trained on by this process's run (every rank) since `since` (the loop's start), for throughput; and
+   * before it, when resumed.
+   */
   tokens: { run: number; before: number; since: number }
   state(): TrainerState
   saveCheckpoint(): Promise<void>

@@ -68,7 +68,10 @@ async function moveModelInto(from: string, dir: string): Promise<void> {
 
 export { TrainingError }
 
-/** LoRA dropout's seed for one micro-step: a function of the run's seed, rank and position only, so a resume draws the same masks. */
+/**
+ * LoRA dropout's seed for one micro-step: a function of the run's seed, rank and position only, so a resume draws the
+ * same masks.
+ */
 function dropoutSeed(seed: number, rank: number, step: number, micro: number): number {
   let h = Math.imul(seed | 0, 0x9e3779b1) ^ Math.imul(rank + 1, 0x85ebca6b)
   h = Math.imul(h ^ step, 0xc2b2ae35) ^ Math.imul(micro + 1, 0x27d4eb2f)
@@ -84,7 +87,8 @@ function warnDeadLayers(run: Run, norms: Record<string, number> | undefined, war
       const what = /^\d+$/.test(layer) ? `trainable layer ${layer}` : `trainable module ${layer}`
       run.warn(
         norm === 0
-          ? `${what} has a zero gradient at step ${step}: it is not learning (is the loss masked everywhere, or is the learning signal blocked above it?)`
+          ? `${what} has a zero gradient at step ${step}: it is not learning (is the loss masked everywhere, or is ` +
+              `the learning signal blocked above it?)`
           : `${what} has a non-finite gradient (${norm}) at step ${step}`,
         step,
       )
@@ -165,7 +169,9 @@ export function resolveStepResult(
     const where = context.worldSize !== null ? ` on rank ${ranks.join(', ')} of ${context.worldSize}` : ''
     return {
       loss: context.windowMeanLoss,
-      warning: `step ${context.step}: the float16 loss is not finite${where}; update skipped${context.worldSize !== null ? ' on every rank' : ''}, loss scale now ${update.lossScale}`,
+      warning:
+        `step ${context.step}: the float16 loss is not finite${where}; update ` +
+        `skipped${context.worldSize !== null ? ' on every rank' : ''}, loss scale now ${update.lossScale}`,
     }
   }
   if (update.skipped === 'nonfinite-grad') {
@@ -190,7 +196,8 @@ async function trainLoop(run: Run): Promise<LoopOutcome> {
       'LLAMAPRO_NONFINITE',
       `${what} is not finite (${value}) at step ${progress.step + 1}` +
         (plan.group
-          ? `${ranks.length > 0 ? ` (on rank ${ranks.join(', ')} of ${plan.group.worldSize})` : ''}; training stopped on every rank`
+          ? `${ranks.length > 0 ? ` (on rank ${ranks.join(', ')} of ${plan.group.worldSize})` : ''}; training ` +
+            `stopped on every rank`
           : '; training stopped') +
         ' without saving this state. ' +
         `The last good checkpoint is ${run.lastCheckpoint ?? 'none (no checkpoint was written yet)'}. ` +
@@ -422,7 +429,8 @@ export async function train(config: TrainConfig | string, options: TrainOptions 
   const ranks = env && env.worldSize > 1 ? env : null
   if (cfg.zeroStage === 1 && !ranks)
     warn(
-      'zero_stage: 1 has no effect in a single process (it shards the optimizer state over the ranks of a data-parallel run)',
+      'zero_stage: 1 has no effect in a single process (it shards the optimizer state over the ranks of a ' +
+        'data-parallel run)',
     )
   // Temporaries that a killed run left in output_dir (half-written checkpoints, the final model's staging folder).
   if (!ranks || ranks.rank === 0) {

@@ -94,7 +94,8 @@ export async function prepareModel(
       progress.window = { loss: state.logging_window?.loss ?? 0, steps: state.logging_window?.steps ?? 0 }
       if (split.train !== null && state.train_sequences !== split.train.length) {
         warn(
-          `the data gives ${split.train.length} training sequences, the checkpoint was made with ${state.train_sequences}: the data order will differ`,
+          `the data gives ${split.train.length} training sequences, the checkpoint was made with ` +
+            `${state.train_sequences}: the data order will differ`,
         )
       }
     } else if (!plan.group || plan.group.isMain) {
@@ -102,7 +103,8 @@ export async function prepareModel(
       const kept = existsSync(cfg.outputDir) ? await readdir(cfg.outputDir) : []
       if (kept.length > 0)
         warn(
-          `overwrite_output_dir: kept ${kept.length} file(s) in ${cfg.outputDir} that a training run does not write: ${kept.slice(0, 5).join(', ')}`,
+          `overwrite_output_dir: kept ${kept.length} file(s) in ${cfg.outputDir} that a training run does not write: ` +
+            `${kept.slice(0, 5).join(', ')}`,
         )
     }
     return { model, progress }

@@ -29,7 +29,9 @@ export async function checkOutputDir(path: string, replace: boolean, flag = 'pas
 
 const uniqueSuffix = () => `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
 
-/** `.<name>.tmp-<pid>-<time>-<random>` and `.<name>.old-<pid>-…` (writeFolderAtomically), `.final-<pid>-<time>` (train). */
+/**
+ * `.<name>.tmp-<pid>-<time>-<random>` and `.<name>.old-<pid>-…` (writeFolderAtomically), `.final-<pid>-<time>` (train).
+ */
 const TEMPORARY_NAME = /^\.(.+)\.(?:tmp|old)-(\d+)-[0-9a-z]+-[0-9a-z]+$/
 const FINAL_STAGING_NAME = /^\.final-(\d+)-[0-9a-z]+$/
 
@@ -81,7 +83,10 @@ export async function removeStaleTemporaries(
 
 /** The sentence a caller shows for removed temporaries. */
 export function describeStaleRemoval(removed: readonly string[]): string {
-  return `removed ${removed.length} stale temporary folder${removed.length === 1 ? '' : 's'} left by ended processes: ${removed.join(', ')}`
+  return (
+    `removed ${removed.length} stale temporary folder${removed.length === 1 ? '' : 's'} left by ended ` +
+    `processes: ${removed.join(', ')}`
+  )
 }
 
 /** Reports through `warn`, or as a process warning (printed on stderr by default) when the caller gave none. */

@@ -1,4 +1,7 @@
-/** float32 <-> bfloat16 / float16 bit conversions (round to nearest even): adapter merging, test fixtures and comparisons. */
+/**
+ * float32 <-> bfloat16 / float16 bit conversions (round to nearest even): adapter merging, test fixtures and
+ * comparisons.
+ */
 
 export type FloatDtype = 'F32' | 'BF16' | 'F16'
 

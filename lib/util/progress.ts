@@ -49,7 +49,8 @@ export class ProgressBar {
     const filled = Math.round(fraction * width)
     const bar = `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`
     const text =
-      `${this.#label}${bar} ${(fraction * 100).toFixed(0).padStart(3)}% ${this.#format(done)}/${this.#format(this.#total)}` +
+      `${this.#label}${bar} ${(fraction * 100).toFixed(0).padStart(3)}% ` +
+      `${this.#format(done)}/${this.#format(this.#total)}` +
       ` ${detail} eta ${formatDuration(eta)}`
     const columns = this.#stream.columns ?? 100
     this.#stream.write(`\r${text.slice(0, columns - 1).padEnd(Math.min(columns - 1, text.length))}`)

@@ -47,7 +47,8 @@ export async function resolveFiles(
     const entry = await stat(file)
     if (entry.isDirectory()) {
       throw new DatasetError(
-        `dataset "${name}": the folder ${path} holds a folder, ${file}: a dataset folder must hold only data files of one type (LLaMA-Factory's rule)`,
+        `dataset "${name}": the folder ${path} holds a folder, ${file}: a dataset folder must hold only data files ` +
+          `of one type (LLaMA-Factory's rule)`,
       )
     }
     sizes.push(entry.size)
@@ -60,7 +61,8 @@ export async function resolveFiles(
         `${type}: ${members.slice(0, 5).join(', ')}${members.length > 5 ? ` and ${members.length - 5} more` : ''}`,
     )
     throw new DatasetError(
-      `dataset "${name}": the files of a dataset folder must all have one type (LLaMA-Factory's rule; allowed: ${ALLOWED}), and ${path} has ${list.join('; ')}`,
+      `dataset "${name}": the files of a dataset folder must all have one type (LLaMA-Factory's rule; allowed: ` +
+        `${ALLOWED}), and ${path} has ${list.join('; ')}`,
     )
   }
   return { files, format: formatOf(files[0]!)!, sizes }

@@ -17,7 +17,8 @@ function decode(file: string, line: number, parts: Buffer[]): string {
   const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
   if (bytes.length > MAX_STRING) {
     throw new DatasetError(
-      `${file}:${line}: a record of ${bytes.length} bytes is longer than the longest string JavaScript can hold (${MAX_STRING} characters)`,
+      `${file}:${line}: a record of ${bytes.length} bytes is longer than the longest string JavaScript can hold ` +
+        `(${MAX_STRING} characters)`,
     )
   }
   return bytes.toString('utf8')
@@ -170,7 +171,8 @@ class JsonArray {
         else if (b === 0x5d) this.expect = 'done'
         else {
           throw new DatasetError(
-            `${this.file}:${this.line}: invalid JSON: expected "," or "]" after the record that starts on line ${this.lastStartLine}, found "${c}"`,
+            `${this.file}:${this.line}: invalid JSON: expected "," or "]" after the record that starts on line ` +
+              `${this.lastStartLine}, found "${c}"`,
           )
         }
         i++

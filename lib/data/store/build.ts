@@ -74,10 +74,14 @@ export async function buildStore(dir: string, options: BuildOptions): Promise<St
     )
     bar.done()
     options.log?.(
-      `tokenized ${formatCount(examples)} examples (${formatBytes(bytesRead)}) into ${formatCount(manifest.sequences)} sequences, ${formatCount(manifest.tokens)} tokens ` +
-        `(${formatCount(manifest.targetTokens)} learned; ${formatCount(droppedTokens)} dropped by cutoff_len${droppedExamples ? `, ${droppedExamples} examples skipped` : ''}) ` +
-        `in ${formatDuration(seconds)} with ${Math.max(1, options.workers)} worker(s): ${formatBytes(bytesRead / Math.max(seconds, 1e-9))}/s, ` +
-        `${formatCount(Math.round(manifest.tokens / Math.max(seconds, 1e-9)))} tokens/s; store ${dir} (${bytesPerToken(manifest.dtype)} bytes a token)`,
+      `tokenized ${formatCount(examples)} examples (${formatBytes(bytesRead)}) into ` +
+        `${formatCount(manifest.sequences)} sequences, ${formatCount(manifest.tokens)} tokens ` +
+        `(${formatCount(manifest.targetTokens)} learned; ${formatCount(droppedTokens)} dropped by ` +
+        `cutoff_len${droppedExamples ? `, ${droppedExamples} examples skipped` : ''}) ` +
+        `in ${formatDuration(seconds)} with ${Math.max(1, options.workers)} worker(s): ` +
+        `${formatBytes(bytesRead / Math.max(seconds, 1e-9))}/s, ` +
+        `${formatCount(Math.round(manifest.tokens / Math.max(seconds, 1e-9)))} tokens/s; store ${dir} ` +
+        `(${bytesPerToken(manifest.dtype)} bytes a token)`,
     )
     return manifest
   } catch (error) {

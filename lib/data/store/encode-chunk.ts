@@ -188,7 +188,8 @@ export class ChunkEncoder {
       for (const { example, where } of examples) {
         if (example.kind !== 'text')
           throw new DatasetError(
-            `${where}: stage pt reads raw text from a "text" field, and this record is a conversation (alpaca and sharegpt records are for stage sft)`,
+            `${where}: stage pt reads raw text from a "text" field, and this record is a conversation (alpaca and ` +
+              `sharegpt records are for stage sft)`,
           )
         const encoded = tok.encode(example.text)
         if (packing) {
@@ -213,7 +214,8 @@ export class ChunkEncoder {
       for (const { example, where } of examples) {
         if (example.kind !== 'conversation')
           throw new DatasetError(
-            `${where}: not a recognised record: alpaca needs "instruction" and "output", sharegpt needs "conversations" or "messages" (this one holds only text, which stage pt reads)`,
+            `${where}: not a recognised record: alpaca needs "instruction" and "output", sharegpt needs ` +
+              `"conversations" or "messages" (this one holds only text, which stage pt reads)`,
           )
         const sequence = encodeConversation(this.render!(example.messages), tok, cutoffLen, {
           efficientEos: this.efficientEos,

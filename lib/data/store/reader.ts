@@ -47,7 +47,8 @@ export function readManifest(dir: string): StoreManifest {
     )
   if (manifest.version !== STORE_VERSION) {
     throw new DatasetError(
-      `${dir} is a token store of format version ${manifest.version}; this llamapro reads version ${STORE_VERSION}: delete it (or set overwrite_cache: true) to rebuild it`,
+      `${dir} is a token store of format version ${manifest.version}; this llamapro reads version ${STORE_VERSION}: ` +
+        `delete it (or set overwrite_cache: true) to rebuild it`,
     )
   }
   return manifest
@@ -76,7 +77,8 @@ export class TokenStore implements SequenceSource {
       if (size !== bytesEach * count) {
         closeSync(fd)
         throw new DatasetError(
-          `${join(dir, file)}: ${size} bytes where ${count} entries of ${bytesEach} bytes (${bytesEach * count}) belong; the store is damaged, delete it`,
+          `${join(dir, file)}: ${size} bytes where ${count} entries of ${bytesEach} bytes (${bytesEach * count}) ` +
+            `belong; the store is damaged, delete it`,
         )
       }
       return fd

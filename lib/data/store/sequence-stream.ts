@@ -182,7 +182,8 @@ export const emptyTotals = (): SequenceStreamTotals => ({
 /** The error for data that gave no sequence at all. */
 export function noSequencesError(options: SequenceStreamOptions, totals: SequenceStreamTotals): DatasetError {
   return new DatasetError(
-    `no training sequences: ${totals.examples} example(s) in ${options.sources.flatMap((s) => s.files).join(', ')} gave none of up to ${options.settings.cutoffLen} tokens` +
+    `no training sequences: ${totals.examples} example(s) in ${options.sources.flatMap((s) => s.files).join(', ')} ` +
+      `gave none of up to ${options.settings.cutoffLen} tokens` +
       (totals.droppedExamples > 0 ? ` (${totals.droppedExamples} had no response tokens left within cutoff_len)` : ''),
   )
 }

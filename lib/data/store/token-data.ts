@@ -40,7 +40,10 @@ export interface TokenDataOptions extends Omit<EncoderSettings, 'tokenizer'> {
   overwriteCache: boolean
   /** preprocessing_num_workers (null: the cores). */
   workers: number | null
-  /** The model's tokenizer as loadTokenizer gives it (loaded from modelDir when absent): its special tokens go to the workers. */
+  /**
+   * The model's tokenizer as loadTokenizer gives it (loaded from modelDir when absent): its special tokens go to the
+   * workers.
+   */
   tokenizer?: TextTokenizer
   /** The tokenizer's largest id (TextTokenizer.maxId): the token dtype. */
   maxTokenId: number
@@ -191,7 +194,8 @@ export async function locateTokenData(options: TokenDataOptions): Promise<{
       if (entries === null) throw new DatasetError(`tokenized_path ${dir} exists and is not a folder`)
       if (entries.length > 0) {
         throw new DatasetError(
-          `tokenized_path ${dir} is not empty and holds no llamapro token store (no manifest.json): point tokenized_path at a new folder, or set overwrite_cache: true to replace what is there`,
+          `tokenized_path ${dir} is not empty and holds no llamapro token store (no manifest.json): point ` +
+            `tokenized_path at a new folder, or set overwrite_cache: true to replace what is there`,
         )
       }
     }
@@ -214,12 +218,15 @@ export async function prepareTokenData(options: TokenDataOptions): Promise<Token
   if (located.ready) {
     if (options.tokenizedPath !== null && located.sources === undefined) {
       options.warn?.(
-        `tokenized_path ${located.dir} holds a token store: it is loaded as it is, and the data files and data keys (dataset, template, cutoff_len, packing, max_samples, ...) are not read (as LLaMA-Factory: "Loading dataset from disk will ignore other data arguments")`,
+        `tokenized_path ${located.dir} holds a token store: it is loaded as it is, and the data files and data keys ` +
+          `(dataset, template, cutoff_len, packing, max_samples, ...) are not read (as LLaMA-Factory: "Loading ` +
+          `dataset from disk will ignore other data arguments")`,
       )
     }
     const data = openData(located.dir, true)
     options.log?.(
-      `loaded the token store ${located.dir}: ${data.train.length} sequences, ${data.train.manifest.tokens} tokens (nothing to tokenize)`,
+      `loaded the token store ${located.dir}: ${data.train.length} sequences, ${data.train.manifest.tokens} tokens ` +
+        `(nothing to tokenize)`,
     )
     return data
   }
@@ -278,7 +285,8 @@ export async function prepareTokenData(options: TokenDataOptions): Promise<Token
   }
   if (options.tokenizedPath !== null)
     options.log?.(
-      `the token store is saved at ${located.dir}; later runs with tokenized_path: ${located.dir} load it without reading the data`,
+      `the token store is saved at ${located.dir}; later runs with tokenized_path: ${located.dir} load it without ` +
+        `reading the data`,
     )
   return openData(located.dir, false)
 }

@@ -34,7 +34,8 @@ export class TokenizePool {
     // From source (tests, benches) the worker first registers the TypeScript loader that runs this file, tsx.
     const source =
       extension === '.ts'
-        ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(url.href)}) })`
+        ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return ` +
+          `import(${JSON.stringify(url.href)}) })`
         : null
     for (let i = 0; i < size; i++) {
       const worker =

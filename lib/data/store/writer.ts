@@ -70,7 +70,8 @@ class BufferedFile {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOSPC') this.onFull(error as NodeJS.ErrnoException, this.path)
       throw new DatasetError(
-        `${this.path}: cannot write the token store (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+        `${this.path}: cannot write the token store ` +
+          `(${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
       )
     }
     this.written += this.#used
@@ -252,7 +253,8 @@ export class StoreWriter {
     }
     return new DatasetError(
       `no space left on the device while writing the token store ${this.dir} (in ${dirname(this.dir)}): ` +
-        `it needs about ${total.toLocaleString('en-US')} bytes, ${written.toLocaleString('en-US')} were written${free}. ` +
+        `it needs about ${total.toLocaleString('en-US')} bytes, ${written.toLocaleString('en-US')} were ` +
+        `written${free}. ` +
         'The partial store was removed. Free space there, or point tokenized_path at a folder on a larger disk.',
     )
   }

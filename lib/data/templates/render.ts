@@ -13,7 +13,10 @@ import type { Slot, TemplateSpec } from './table.js'
 export interface SlotTemplateOptions {
   /** LLaMA-Factory's `default_system` key: replaces the template's default system prompt. */
   defaultSystem?: string | null
-  /** LLaMA-Factory's `enable_thinking` (default true): for reasoning templates (qwen3), whether empty thoughts are learned. */
+  /**
+   * LLaMA-Factory's `enable_thinking` (default true): for reasoning templates (qwen3), whether empty thoughts are
+   * learned.
+   */
   enableThinking?: boolean
 }
 
@@ -199,8 +202,10 @@ export function fixTokenizer(name: string, spec: ResolvedSpec, tokenizer: TextTo
       if (becomesEos || slots.includes(word)) {
         throw new LlamaproError(
           'LLAMAPRO_TEMPLATE',
-          `template "${name}" needs the token ${JSON.stringify(word)} (${becomesEos ? 'its end-of-turn token, which becomes EOS' : 'written in its slots'}), ` +
-            "and the model's tokenizer has no such token. LLaMA-Factory would add it as a new token (resize_vocab), which llamapro " +
+          `template "${name}" needs the token ${JSON.stringify(word)} ` +
+            `(${becomesEos ? 'its end-of-turn token, which becomes EOS' : 'written in its slots'}), ` +
+            "and the model's tokenizer has no such token. LLaMA-Factory would add it as a new token (resize_vocab), " +
+            'which llamapro ' +
             "does not do: use the template of the model's family (or template: model for the model's own chat template)",
         )
       }

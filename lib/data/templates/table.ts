@@ -57,7 +57,8 @@ const GEMMA = {
 }
 
 const VICUNA_SYSTEM =
-  "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions."
+  'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, ' +
+  "and polite answers to the user's questions."
 
 export const TEMPLATES: Readonly<Record<string, TemplateSpec>> = {
   default: {
