@@ -3,7 +3,7 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 // @ts-expect-error: a plain .mjs script without types
-import { LIMIT, countedText, longLines } from '../scripts/check-line-length.mjs'
+import { LIMIT, countedText, longLines } from '../scripts/check-lines.mjs'
 import { REPO_ROOT } from './helpers/python.js'
 
 t.test('what counts toward 120 columns: code and comments, not the inside of literals', async (t) => {
@@ -28,7 +28,7 @@ t.test('what counts toward 120 columns: code and comments, not the inside of lit
 
 t.test('the tree passes the line-length rule and Biome', async (t) => {
   t.doesNotThrow(() =>
-    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'check-line-length.mjs')], {
+    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'check-lines.mjs')], {
       cwd: REPO_ROOT,
       stdio: 'pipe',
     }),
