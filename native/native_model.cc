@@ -33,7 +33,8 @@ DeviceRequest ParseDevice(Napi::Env env, const std::string& name) {
   if (name == "cuda") return {name, true, 0};
   if (name.rfind("cuda:", 0) == 0) {
     const std::string digits = name.substr(5);
-    const bool numeric = !digits.empty() && digits.size() <= 4 && digits.find_first_not_of("0123456789") == std::string::npos;
+    const bool numeric =
+        !digits.empty() && digits.size() <= 4 && digits.find_first_not_of("0123456789") == std::string::npos;
     if (numeric) return {name, true, std::stoll(digits)};
   }
   ThrowJs(env, "device must be 'cpu', 'cuda' or 'cuda:<n>', got '" + name + "'", "LLAMAPRO_ARG");
@@ -45,17 +46,20 @@ torch::Device OpenDevice(const DeviceRequest& request) {
   const std::string& name = request.name;
   if (!torch::cuda::is_available()) {
 #ifdef LLAMAPRO_WITH_CUDA
-    throw CodedError("device '" + name + "': this LibTorch has CUDA, but no GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)",
+    throw CodedError("device '" + name +
+                         "': this LibTorch has CUDA, but no GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)",
                      "LLAMAPRO_NO_CUDA");
 #else
-    throw CodedError("device '" + name + "': the LibTorch llamapro was built against (" + TORCH_VERSION +
-                         ") has no CUDA. Rebuild against a CUDA LibTorch (LIBTORCH=... npm rebuild llamapro) or use device 'cpu'",
-                     "LLAMAPRO_NO_CUDA");
+    throw CodedError(
+        "device '" + name + "': the LibTorch llamapro was built against (" + TORCH_VERSION +
+            ") has no CUDA. Rebuild against a CUDA LibTorch (LIBTORCH=... npm rebuild llamapro) or use device 'cpu'",
+        "LLAMAPRO_NO_CUDA");
 #endif
   }
   const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
   if (request.index >= count) {
-    throw CodedError("device '" + name + "': there are " + std::to_string(count) + " CUDA devices (cuda:0.." + std::to_string(count - 1) + ")",
+    throw CodedError("device '" + name + "': there are " + std::to_string(count) + " CUDA devices (cuda:0.." +
+                         std::to_string(count - 1) + ")",
                      "LLAMAPRO_NO_CUDA");
   }
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(request.index));
@@ -156,33 +160,34 @@ struct NativeModelClass {
 }  // namespace
 
 Napi::Function NativeModel::Define(Napi::Env env) {
-  Napi::Function cls = DefineClass(env, "NativeModel",
-                                   {
-                                       StaticMethod("create", &NativeModel::Create),
-                                       InstanceMethod("parameters", &NativeModel::Parameters),
-                                       InstanceMethod("load", &NativeModel::Load),
-                                       InstanceMethod("initRandom", &NativeModel::InitRandom),
-                                       InstanceMethod("forward", &NativeModel::Forward),
-                                       InstanceMethod("loss", &NativeModel::Loss),
-                                       InstanceMethod("save", &NativeModel::Save),
-                                       InstanceMethod("setTrainable", &NativeModel::SetTrainable),
-                                       InstanceMethod("configureOptimizer", &NativeModel::ConfigureOptimizer),
-                                       InstanceMethod("attachProcessGroup", &NativeModel::AttachProcessGroup),
-                                       InstanceMethod("optimizerState", &NativeModel::OptimizerState),
-                                       InstanceMethod("gatherOptimizerState", &NativeModel::GatherOptimizerState),
-                                       InstanceMethod("scatterOptimizerState", &NativeModel::ScatterOptimizerState),
-                                       InstanceMethod("trainStep", &NativeModel::TrainStep),
-                                       InstanceMethod("setGradientCheckpointing", &NativeModel::SetGradientCheckpointing),
-                                       InstanceMethod("insertBlocks", &NativeModel::InsertBlocks),
-                                       InstanceMethod("addLora", &NativeModel::AddLora),
-                                       InstanceMethod("tensorInfo", &NativeModel::TensorInfo),
-                                       InstanceMethod("tensorBytes", &NativeModel::TensorBytes),
-                                       InstanceMethod("tensorMaxAbs", &NativeModel::TensorMaxAbs),
-                                       InstanceMethod("maxAbsDifference", &NativeModel::MaxAbsDifference),
-                                       InstanceMethod("gradients", &NativeModel::Gradients),
-                                       InstanceMethod("memory", &NativeModel::Memory),
-                                       InstanceMethod("dispose", &NativeModel::Dispose),
-                                   });
+  Napi::Function cls =
+      DefineClass(env, "NativeModel",
+                  {
+                      StaticMethod("create", &NativeModel::Create),
+                      InstanceMethod("parameters", &NativeModel::Parameters),
+                      InstanceMethod("load", &NativeModel::Load),
+                      InstanceMethod("initRandom", &NativeModel::InitRandom),
+                      InstanceMethod("forward", &NativeModel::Forward),
+                      InstanceMethod("loss", &NativeModel::Loss),
+                      InstanceMethod("save", &NativeModel::Save),
+                      InstanceMethod("setTrainable", &NativeModel::SetTrainable),
+                      InstanceMethod("configureOptimizer", &NativeModel::ConfigureOptimizer),
+                      InstanceMethod("attachProcessGroup", &NativeModel::AttachProcessGroup),
+                      InstanceMethod("optimizerState", &NativeModel::OptimizerState),
+                      InstanceMethod("gatherOptimizerState", &NativeModel::GatherOptimizerState),
+                      InstanceMethod("scatterOptimizerState", &NativeModel::ScatterOptimizerState),
+                      InstanceMethod("trainStep", &NativeModel::TrainStep),
+                      InstanceMethod("setGradientCheckpointing", &NativeModel::SetGradientCheckpointing),
+                      InstanceMethod("insertBlocks", &NativeModel::InsertBlocks),
+                      InstanceMethod("addLora", &NativeModel::AddLora),
+                      InstanceMethod("tensorInfo", &NativeModel::TensorInfo),
+                      InstanceMethod("tensorBytes", &NativeModel::TensorBytes),
+                      InstanceMethod("tensorMaxAbs", &NativeModel::TensorMaxAbs),
+                      InstanceMethod("maxAbsDifference", &NativeModel::MaxAbsDifference),
+                      InstanceMethod("gradients", &NativeModel::Gradients),
+                      InstanceMethod("memory", &NativeModel::Memory),
+                      InstanceMethod("dispose", &NativeModel::Dispose),
+                  });
   // The addon's only instance data (napi_set_instance_data holds one pointer per addon and environment).
   env.SetInstanceData<NativeModelClass>(new NativeModelClass{Napi::Persistent(cls)});
   return cls;
@@ -225,7 +230,9 @@ Napi::Value NativeModel::Create(const Napi::CallbackInfo& info) {
       },
       [made](Napi::Env env) -> Napi::Value {
         auto external = Napi::External<CreatedModel>::New(env, made.get());
-        if (napi_type_tag_object(env, external, &kCreatedModelTag) != napi_ok) ThrowJs(env, "could not tag the created model");
+        if (napi_type_tag_object(env, external, &kCreatedModelTag) != napi_ok) {
+          ThrowJs(env, "could not tag the created model");
+        }
         Napi::Object model = env.GetInstanceData<NativeModelClass>()->constructor.New({external});
         made->state.reset();  // the JS object holds it now
         return model;
@@ -237,11 +244,14 @@ NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Nati
   Napi::Env env = info.Env();
   js::TagAs<NativeModel>(info);
   bool created = false;
-  if (info.Length() == 1 && info[0].IsExternal() && napi_check_object_type_tag(env, info[0], &kCreatedModelTag, &created) != napi_ok) {
+  if (info.Length() == 1 && info[0].IsExternal() &&
+      napi_check_object_type_tag(env, info[0], &kCreatedModelTag, &created) != napi_ok) {
     created = false;
   }
   if (!created) {
-    js::TypeError(env, "a NativeModel is made by NativeModel.create(spec, options), which creates it off the JS thread and returns a Promise");
+    js::TypeError(env,
+                  "a NativeModel is made by NativeModel.create(spec, options), which creates it off the JS thread and "
+                  "returns a Promise");
   }
   const auto* made = info[0].As<Napi::External<CreatedModel>>().Data();
   state_ = made->state;
@@ -262,7 +272,9 @@ std::shared_ptr<ModelState> NativeModel::State(Napi::Env env) const {
 static std::unique_lock<std::mutex> LockOrBusy(Napi::Env env, ModelState& state, const char* method) {
   std::unique_lock<std::mutex> lock(state.mutex, std::try_to_lock);
   if (!lock.owns_lock()) {
-    ThrowJs(env, std::string(method) + ": the model is busy with an asynchronous operation (await it before calling " + method + ")",
+    ThrowJs(env,
+            std::string(method) + ": the model is busy with an asynchronous operation (await it before calling " +
+                method + ")",
             "LLAMAPRO_BUSY");
   }
   return lock;
@@ -371,8 +383,8 @@ Napi::Value NativeModel::Loss(const Napi::CallbackInfo& info) {
       [state, batch, result] {
         std::lock_guard<std::mutex> lock(state->mutex);
         CheckIds(*batch, state->module->spec.vocab_size);
-        const auto loss = state->Loss(ToTensor(batch->ids, batch->batch, batch->seq), ToTensor(batch->labels, batch->batch, batch->seq),
-                                      CountedTargets(*batch));
+        const auto loss = state->Loss(ToTensor(batch->ids, batch->batch, batch->seq),
+                                      ToTensor(batch->labels, batch->batch, batch->seq), CountedTargets(*batch));
         *result = {loss.loss.item<double>(), loss.tokens};
       },
       [result](Napi::Env env) -> Napi::Value {
@@ -405,7 +417,8 @@ Napi::Value NativeModel::Save(const Napi::CallbackInfo& info) {
       Value(), "llamapro.save",
       [state, path, header, items] {
         std::lock_guard<std::mutex> lock(state->mutex);
-        WriteSafetensors(path, *header, *items, [&](const std::string& name) { return state->StateTensor(name, false); });
+        WriteSafetensors(path, *header, *items,
+                         [&](const std::string& name) { return state->StateTensor(name, false); });
       },
       [](Napi::Env env) { return env.Undefined(); });
 }
@@ -553,15 +566,17 @@ Napi::Value NativeModel::TrainStep(const Napi::CallbackInfo& info) {
     if (seed < 0) js::TypeError(env, "options.dropoutSeed must be non-negative");
     options.dropout_seed = static_cast<uint64_t>(seed);
   }
-  if (o.Has("stopRequested") && !o.Get("stopRequested").IsUndefined()) options.stop_requested = js::Bool(o.Get("stopRequested"), "options.stopRequested");
+  if (o.Has("stopRequested") && !o.Get("stopRequested").IsUndefined()) {
+    options.stop_requested = js::Bool(o.Get("stopRequested"), "options.stopRequested");
+  }
   auto result = std::make_shared<TrainStepResult>();
   return RunAsync(
       Value(), "llamapro.trainStep",
       [state, batch, options, result] {
         std::lock_guard<std::mutex> lock(state->mutex);
         CheckIds(*batch, state->module->spec.vocab_size);
-        *result = state->TrainStep(ToTensor(batch->ids, batch->batch, batch->seq), ToTensor(batch->labels, batch->batch, batch->seq),
-                                   CountedTargets(*batch), options);
+        *result = state->TrainStep(ToTensor(batch->ids, batch->batch, batch->seq),
+                                   ToTensor(batch->labels, batch->batch, batch->seq), CountedTargets(*batch), options);
       },
       [result, update = options.update, attached = state->communicator != nullptr](Napi::Env env) -> Napi::Value {
         Napi::Object out = Napi::Object::New(env);
@@ -597,7 +612,8 @@ Napi::Value NativeModel::SetGradientCheckpointing(const Napi::CallbackInfo& info
   Napi::Env env = info.Env();
   auto state = State(env);
   const bool on = js::Bool(info[0], "on");
-  const bool frozen = info.Length() > 1 && !info[1].IsUndefined() ? js::Bool(info[1], "frozenLayers") : state->module->checkpoint_frozen_layers;
+  const bool frozen = info.Length() > 1 && !info[1].IsUndefined() ? js::Bool(info[1], "frozenLayers")
+                                                                  : state->module->checkpoint_frozen_layers;
   const auto lock = LockOrBusy(env, *state, "setGradientCheckpointing");
   state->module->gradient_checkpointing = on;
   state->module->checkpoint_frozen_layers = frozen;
@@ -682,7 +698,8 @@ Napi::Value NativeModel::TensorBytes(const Napi::CallbackInfo& info) {
       Value(), "llamapro.tensorBytes",
       [state, name, dtype, bytes] {
         std::lock_guard<std::mutex> lock(state->mutex);
-        *bytes = state->StateTensor(name, false).detach().to(torch::kCPU, ScalarTypeFromSafetensors(dtype)).contiguous();
+        *bytes =
+            state->StateTensor(name, false).detach().to(torch::kCPU, ScalarTypeFromSafetensors(dtype)).contiguous();
       },
       [bytes](Napi::Env env) -> Napi::Value {
         const size_t n = static_cast<size_t>(bytes->numel()) * bytes->element_size();
@@ -739,7 +756,9 @@ Napi::Value NativeModel::MaxAbsDifference(const Napi::CallbackInfo& info) {
         for (const auto& [here, there] : pairs) {
           const auto x = state->StateTensor(here, false).detach().to(torch::kCPU, torch::kFloat64);
           const auto y = other_state->StateTensor(there, false).detach().to(torch::kCPU, torch::kFloat64);
-          if (x.sizes() != y.sizes()) throw std::invalid_argument("tensors " + here + " and " + there + " have different shapes");
+          if (x.sizes() != y.sizes()) {
+            throw std::invalid_argument("tensors " + here + " and " + there + " have different shapes");
+          }
           values->push_back(x.numel() == 0 ? 0.0 : (x - y).abs().max().item<double>());
         }
       },
@@ -758,7 +777,9 @@ Napi::Value NativeModel::Gradients(const Napi::CallbackInfo& info) {
         torch::NoGradGuard no_grad;
         for (const auto& p : state->Params()) {
           const auto& grad = p.tensor.grad();
-          if (grad.defined()) norms->emplace_back(p.name, at::linalg_vector_norm(grad, 2).to(torch::kFloat64).item<double>());
+          if (grad.defined()) {
+            norms->emplace_back(p.name, at::linalg_vector_norm(grad, 2).to(torch::kFloat64).item<double>());
+          }
         }
       },
       [norms](Napi::Env env) -> Napi::Value {
