@@ -58,7 +58,8 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
       context.batch = ctx->saved_data["batch"].toInt();
       context.seq = ctx->saved_data["seq"].toInt();
     }
-    const torch::Tensor query_rows = ctx->saved_data["subset"].toBool() ? ctx->saved_data["query_rows"].toTensor() : torch::Tensor();
+    const torch::Tensor query_rows =
+        ctx->saved_data["subset"].toBool() ? ctx->saved_data["query_rows"].toTensor() : torch::Tensor();
     const bool input_grad = ctx->saved_data["input_grad"].toBool();
     const auto params = TrainableParameters(*layer);
     const auto expected = ctx->saved_data["parameters"].toInt();

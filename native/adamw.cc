@@ -72,8 +72,9 @@ void ParallelChunks(int64_t n, const Fn& fn) {
   for (auto& t : threads) t.join();
 }
 
-void FusedAdamWFloat(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n, const AdamWHyper& hyper,
-                     double decay, double step_size, double bias_correction2_sqrt, float grad_scale) {
+void FusedAdamWFloat(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
+                     const AdamWHyper& hyper, double decay, double step_size, double bias_correction2_sqrt,
+                     float grad_scale) {
   const float keep = static_cast<float>(1.0 - hyper.lr * decay);
   const float w1 = static_cast<float>(1.0 - hyper.beta1);
   const float b2 = static_cast<float>(hyper.beta2);
@@ -126,18 +127,21 @@ void AdamW::Step(const std::vector<NamedTensor>& params, const AdamWHyper& hyper
     if (scaled != lr_scale.end()) {
       AdamWHyper group = hyper;
       group.lr *= scaled->second;
-      AdamWUpdate(param_ref, grad_ref, exp_avg, exp_avg_sq, group, decay, group.lr / bias_correction1, bias_correction2_sqrt, grad_scale);
+      AdamWUpdate(param_ref, grad_ref, exp_avg, exp_avg_sq, group, decay, group.lr / bias_correction1,
+                  bias_correction2_sqrt, grad_scale);
       continue;
     }
     AdamWUpdate(param_ref, grad_ref, exp_avg, exp_avg_sq, hyper, decay, step_size, bias_correction2_sqrt, grad_scale);
   }
 }
 
-void AdamWUpdate(torch::Tensor& param, torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq, const AdamWHyper& hyper,
-                 double decay, double step_size, double bias_correction2_sqrt, float grad_scale) {
+void AdamWUpdate(torch::Tensor& param, torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
+                 const AdamWHyper& hyper, double decay, double step_size, double bias_correction2_sqrt,
+                 float grad_scale) {
   if (Fusable(param, grad, exp_avg, exp_avg_sq)) {
-    FusedAdamWFloat(param.data_ptr<float>(), grad.data_ptr<float>(), exp_avg.data_ptr<float>(), exp_avg_sq.data_ptr<float>(), param.numel(), hyper,
-                    decay, step_size, bias_correction2_sqrt, grad_scale);
+    FusedAdamWFloat(param.data_ptr<float>(), grad.data_ptr<float>(), exp_avg.data_ptr<float>(),
+                    exp_avg_sq.data_ptr<float>(), param.numel(), hyper, decay, step_size, bias_correction2_sqrt,
+                    grad_scale);
     return;
   }
   // torch.optim.AdamW's single-tensor update (GPU, half-precision master weights)

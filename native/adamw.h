@@ -60,8 +60,9 @@ struct GradNorms {
 
 // One AdamW update of `param` in place, from `grad` (multiplied by grad_scale) and the moments, all of one shape;
 // step_size = lr / bias_correction1. Used by AdamW::Step per parameter and by ZeRO-1 per slice of its shard.
-void AdamWUpdate(torch::Tensor& param, torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq, const AdamWHyper& hyper,
-                 double decay, double step_size, double bias_correction2_sqrt, float grad_scale);
+void AdamWUpdate(torch::Tensor& param, torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
+                 const AdamWHyper& hyper, double decay, double step_size, double bias_correction2_sqrt,
+                 float grad_scale);
 
 // Sum of squares in double: float32 CPU tensors in one vectorised pass (blocks of 1024 in float, added in double),
 // others through a float64 copy (ComputeGradNorms and ZeRO-1's sharded norms sum alike).

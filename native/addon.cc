@@ -10,6 +10,16 @@
 #include "runtime_info.h"
 
 namespace llamapro {
+namespace {
+
+Napi::Value DistributedBackends(const Napi::CallbackInfo& info) {
+  const auto names = AvailableBackends();
+  Napi::Array out = Napi::Array::New(info.Env(), names.size());
+  for (size_t i = 0; i < names.size(); ++i) out.Set(static_cast<uint32_t>(i), names[i]);
+  return out;
+}
+
+}  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallCountingCpuAllocator();
@@ -23,12 +33,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("convertTensors", Napi::Function::New(env, ConvertTensorsJs, "convertTensors"));
   exports.Set("NativeModel", NativeModel::Define(env));
   exports.Set("NativeProcessGroup", NativeProcessGroup::Define(env));
-  exports.Set("distributedBackends", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    const auto names = AvailableBackends();
-    Napi::Array out = Napi::Array::New(info.Env(), names.size());
-    for (size_t i = 0; i < names.size(); ++i) out.Set(static_cast<uint32_t>(i), names[i]);
-    return out;
-  }, "distributedBackends"));
+  exports.Set("distributedBackends", Napi::Function::New(env, DistributedBackends, "distributedBackends"));
   exports.Set("NativeKvCache", NativeKvCache::Define(env));
   return exports;
 }

@@ -22,17 +22,17 @@ inline int64_t FirstKey(int64_t t, int64_t window) { return window > 0 && t >= w
 
 // One row of scores in place: softmax over [lo, hi), zero elsewhere in [0, n). The exponentials get their own loop
 // (it vectorizes; the sum after it would not let it).
-#define LLAMAPRO_SOFTMAX_ROW(suffix)                                                                     \
-  void SoftmaxRow##suffix(float* __restrict row, int64_t lo, int64_t hi, int64_t n) {                    \
-    float top = row[lo];                                                                                 \
-    for (int64_t j = lo + 1; j < hi; ++j) top = row[j] > top ? row[j] : top;                             \
-    for (int64_t j = lo; j < hi; ++j) LLAMAPRO_CLAMPED_EXPF(row[j], row[j] - top);                       \
-    float sum = 0.f;                                                                                     \
-    for (int64_t j = lo; j < hi; ++j) sum += row[j];                                                     \
-    const float inverse = 1.f / sum;                                                                     \
-    for (int64_t j = lo; j < hi; ++j) row[j] *= inverse;                                                 \
-    for (int64_t j = 0; j < lo; ++j) row[j] = 0.f;                                                       \
-    for (int64_t j = hi; j < n; ++j) row[j] = 0.f;                                                       \
+#define LLAMAPRO_SOFTMAX_ROW(suffix)                                                  \
+  void SoftmaxRow##suffix(float* __restrict row, int64_t lo, int64_t hi, int64_t n) { \
+    float top = row[lo];                                                              \
+    for (int64_t j = lo + 1; j < hi; ++j) top = row[j] > top ? row[j] : top;          \
+    for (int64_t j = lo; j < hi; ++j) LLAMAPRO_CLAMPED_EXPF(row[j], row[j] - top);    \
+    float sum = 0.f;                                                                  \
+    for (int64_t j = lo; j < hi; ++j) sum += row[j];                                  \
+    const float inverse = 1.f / sum;                                                  \
+    for (int64_t j = lo; j < hi; ++j) row[j] *= inverse;                              \
+    for (int64_t j = 0; j < lo; ++j) row[j] = 0.f;                                    \
+    for (int64_t j = hi; j < n; ++j) row[j] = 0.f;                                    \
   }
 
 LLAMAPRO_SOFTMAX_ROW(Baseline)
@@ -50,12 +50,17 @@ const bool kSoftmaxAvx2 = false;
 struct Dims {
   int64_t batch, heads, kv_heads, seq, head_dim, groups;
   explicit Dims(const torch::Tensor& q, const torch::Tensor& k)
-      : batch(q.size(0)), heads(q.size(1)), kv_heads(k.size(1)), seq(q.size(2)), head_dim(q.size(3)), groups(q.size(1) / k.size(1)) {}
+      : batch(q.size(0)),
+        heads(q.size(1)),
+        kv_heads(k.size(1)),
+        seq(q.size(2)),
+        head_dim(q.size(3)),
+        groups(q.size(1) / k.size(1)) {}
 };
 
 // Forward for contiguous q [B, H, T, D], k and v [B, H_kv, T, D]: fills probs [B, H, T, T] and out [B, T, H * D].
-void Forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t window, float scale, torch::Tensor& probs,
-             torch::Tensor& out) {
+void Forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t window, float scale,
+             torch::Tensor& probs, torch::Tensor& out) {
   RECORD_USER_SCOPE("llamapro::causal_attention");  // a row of LLAMAPRO_PROFILE_OPS
   const Dims d(q, k);
   const int64_t T = d.seq, D = d.head_dim, HD = d.heads * d.head_dim;
@@ -85,8 +90,8 @@ void Forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor
 
 class CausalAttentionFunction : public torch::autograd::Function<CausalAttentionFunction> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t window,
-                               double scale) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, int64_t window, double scale) {
     const Dims d(q, k);
     auto probs = torch::empty({d.batch, d.heads, d.seq, d.seq}, q.options());
     auto out = torch::empty({d.batch, d.seq, d.heads * d.head_dim}, q.options());
@@ -106,8 +111,9 @@ class CausalAttentionFunction : public torch::autograd::Function<CausalAttention
     const int64_t window = ctx->saved_data["window"].toInt();
     const float scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
     const auto dout = grads[0].contiguous();  // [B, T, H * D]
-    TORCH_CHECK(dout.sizes() == torch::IntArrayRef({q.size(0), q.size(2), q.size(1) * q.size(3)}), "attention: gradient of shape ",
-                dout.sizes(), " for an output of [", q.size(0), ", ", q.size(2), ", ", q.size(1) * q.size(3), "]");
+    TORCH_CHECK(dout.sizes() == torch::IntArrayRef({q.size(0), q.size(2), q.size(1) * q.size(3)}),
+                "attention: gradient of shape ", dout.sizes(), " for an output of [", q.size(0), ", ", q.size(2), ", ",
+                q.size(1) * q.size(3), "]");
     const Dims d(q, k);
     const int64_t T = d.seq, D = d.head_dim, HD = d.heads * d.head_dim;
     auto dq = torch::empty_like(q);
@@ -134,18 +140,19 @@ class CausalAttentionFunction : public torch::autograd::Function<CausalAttention
           const float* p = pp + (b * d.heads + h) * T * T;
           const float* queries = qp + (b * d.heads + h) * T * D;
           const float* dout_h = gp + (b * T * d.heads + h) * D;  // leading dimension H * D
-          const float accumulate = g == 0 ? 0.f : 1.f;             // the group's query heads share dK and dV
-          OneDnnSgemm(true, false, T, D, T, 1.f, p, T, dout_h, HD, accumulate, dvalues, D);   // dV += P^T dO
+          const float accumulate = g == 0 ? 0.f : 1.f;           // the group's query heads share dK and dV
+          OneDnnSgemm(true, false, T, D, T, 1.f, p, T, dout_h, HD, accumulate, dvalues, D);  // dV += P^T dO
           OneDnnSgemm(false, true, T, T, D, 1.f, dout_h, HD, values, D, 0.f, ds.data(), T);  // dP = dO V^T
-          for (int64_t t = 0; t < T; ++t) {                                                    // dS = P (dP - rowsum(P dP)) scale
+          for (int64_t t = 0; t < T; ++t) {  // dS = P (dP - rowsum(P dP)) scale
             const float* p_row = p + t * T;
             float* row = ds.data() + t * T;
             float dot = 0.f;
             for (int64_t j = FirstKey(t, window); j <= t; ++j) dot += p_row[j] * row[j];
             for (int64_t j = 0; j < T; ++j) row[j] = p_row[j] * (row[j] - dot) * scale;
           }
-          OneDnnSgemm(false, false, T, D, T, 1.f, ds.data(), T, keys, D, 0.f, dqp + (b * d.heads + h) * T * D, D);  // dQ = dS K
-          OneDnnSgemm(true, false, T, D, T, 1.f, ds.data(), T, queries, D, accumulate, dkeys, D);                   // dK += dS^T Q
+          // dQ = dS K, then dK += dS^T Q
+          OneDnnSgemm(false, false, T, D, T, 1.f, ds.data(), T, keys, D, 0.f, dqp + (b * d.heads + h) * T * D, D);
+          OneDnnSgemm(true, false, T, D, T, 1.f, ds.data(), T, queries, D, accumulate, dkeys, D);
         }
       }
     });
@@ -157,14 +164,20 @@ class CausalAttentionFunction : public torch::autograd::Function<CausalAttention
 
 bool CausalAttentionApplies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   for (const auto* t : {&q, &k, &v}) {
-    if (!t->defined() || !t->device().is_cpu() || t->scalar_type() != torch::kFloat32 || t->dim() != 4 || t->numel() == 0) return false;
+    if (!t->defined() || !t->device().is_cpu() || t->scalar_type() != torch::kFloat32 || t->dim() != 4 ||
+        t->numel() == 0) {
+      return false;
+    }
   }
-  if (k.sizes() != v.sizes() || q.size(0) != k.size(0) || q.size(2) != k.size(2) || q.size(3) != k.size(3)) return false;
+  if (k.sizes() != v.sizes() || q.size(0) != k.size(0) || q.size(2) != k.size(2) || q.size(3) != k.size(3)) {
+    return false;
+  }
   if (k.size(1) == 0 || q.size(1) % k.size(1) != 0) return false;
   return CurrentKernelOptions().fused_attention && OneDnnProducts();
 }
 
-torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t window, double scale) {
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t window,
+                              double scale) {
   // The composite form checks its own shapes; here a wrong one would index out of bounds, so check again.
   TORCH_CHECK(CausalAttentionApplies(q, k, v), "attention: q ", q.sizes(), ", k ", k.sizes(), ", v ", v.sizes(),
               " are not float32 CPU [B, H, T, D] / [B, H_kv, T, D] with H a multiple of H_kv");

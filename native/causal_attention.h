@@ -20,6 +20,7 @@ bool CausalAttentionApplies(const torch::Tensor& q, const torch::Tensor& k, cons
 
 // softmax(scale q k^T + causal mask) v, key j visible to query i when j <= i and (window == 0 or i - j < window),
 // query head h reading KV head h / (H / H_kv) as repeat_kv. Returns [B, T, H * D], contiguous.
-torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t window, double scale);
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t window,
+                              double scale);
 
 }  // namespace llamapro

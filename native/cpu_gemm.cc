@@ -54,8 +54,10 @@ const Symbols& Library() {
     found.sgemm = reinterpret_cast<SgemmFn>(dlsym(RTLD_DEFAULT, "dnnl_sgemm"));
     found.omp_get_max_threads = reinterpret_cast<OmpGetFn>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
     found.omp_set_num_threads = reinterpret_cast<OmpSetFn>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
-    found.openblas_get_num_threads = reinterpret_cast<BlasGetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-    found.openblas_set_num_threads = reinterpret_cast<BlasSetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    found.openblas_get_num_threads =
+        reinterpret_cast<BlasGetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    found.openblas_set_num_threads =
+        reinterpret_cast<BlasSetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
     found.gomp_parallel = reinterpret_cast<GompParallelFn>(dlsym(RTLD_DEFAULT, "GOMP_parallel"));
     found.omp_get_thread_num = reinterpret_cast<OmpGetFn>(dlsym(RTLD_DEFAULT, "omp_get_thread_num"));
     found.omp_get_num_threads = reinterpret_cast<OmpGetFn>(dlsym(RTLD_DEFAULT, "omp_get_num_threads"));
@@ -152,7 +154,8 @@ class ProjectFunction : public torch::autograd::Function<ProjectFunction> {
   // cannot take an undefined tensor as an input.)
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x2d, const torch::Tensor& weight) {
     // Only what backward reads: x for the weight's gradient, the weight for the input's.
-    ctx->save_for_backward({weight.requires_grad() ? x2d : torch::Tensor(), x2d.requires_grad() ? weight : torch::Tensor()});
+    ctx->save_for_backward(
+        {weight.requires_grad() ? x2d : torch::Tensor(), x2d.requires_grad() ? weight : torch::Tensor()});
     return Forward(x2d, weight);
   }
 
@@ -178,7 +181,9 @@ class ProjectFunction : public torch::autograd::Function<ProjectFunction> {
 };
 
 bool Applies(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  const auto is_cpu_float = [](const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && !t.is_sparse(); };
+  const auto is_cpu_float = [](const torch::Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && !t.is_sparse();
+  };
   if (!is_cpu_float(x) || !is_cpu_float(weight) || (bias.defined() && !is_cpu_float(bias))) return false;
   if (x.dim() < 1 || weight.dim() != 2 || x.size(-1) != weight.size(1)) return false;  // at::linear reports it
   if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0))) return false;
@@ -210,7 +215,8 @@ bool OneDnnProducts() { return OneDnnWanted(); }
 
 void OneDnnSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  Check(Library().sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), m, n, k);
+  Check(Library().sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), m, n,
+        k);
 }
 
 namespace {
@@ -252,7 +258,8 @@ void ParallelOnGemmThreads(int64_t n, const std::function<void(int64_t, int64_t)
   // header template compiled into the caller, and llamapro builds without -fopenmp, so it runs serially.
   const auto& lib = Library();
   const int threads = static_cast<int>(std::min<int64_t>(n, TakeBlasThreads()));
-  if (threads <= 1 || lib.gomp_parallel == nullptr || lib.omp_get_thread_num == nullptr || lib.omp_get_num_threads == nullptr) {
+  if (threads <= 1 || lib.gomp_parallel == nullptr || lib.omp_get_thread_num == nullptr ||
+      lib.omp_get_num_threads == nullptr) {
     GemmThreads single(0);  // products inside on this thread
     fn(0, n);
     return;

@@ -77,9 +77,7 @@ inline void KScaleMin(const uint8_t* s, uint8_t* sc, uint8_t* mn) {
 // Dequantizes `nblocks` consecutive blocks of `type` into `y`.
 void DequantizeBlocks(int type, const uint8_t* x, int64_t nblocks, float* y) {
   switch (type) {
-    case kGgmlF32:
-      std::memcpy(y, x, static_cast<size_t>(nblocks) * 4);
-      return;
+    case kGgmlF32: std::memcpy(y, x, static_cast<size_t>(nblocks) * 4); return;
     case kGgmlF16:
       for (int64_t i = 0; i < nblocks; ++i) y[i] = F16(x + 2 * i);
       return;
@@ -184,17 +182,14 @@ void DequantizeBlocks(int type, const uint8_t* x, int64_t nblocks, float* y) {
         }
       }
       return;
-    default:
-      throw std::invalid_argument("ggml type " + std::to_string(type) + " cannot be dequantized");
+    default: throw std::invalid_argument("ggml type " + std::to_string(type) + " cannot be dequantized");
   }
 }
 
 // Encodes `n` values (whole blocks) as `type`. Q8_0 is ggml's reference quantizer (quantize_row_q8_0_ref).
 void EncodeValues(int type, const float* v, int64_t n, uint8_t* out) {
   switch (type) {
-    case kGgmlF32:
-      std::memcpy(out, v, static_cast<size_t>(n) * 4);
-      return;
+    case kGgmlF32: std::memcpy(out, v, static_cast<size_t>(n) * 4); return;
     case kGgmlF16:
       for (int64_t i = 0; i < n; ++i) {
         const uint16_t h = c10::detail::fp16_ieee_from_fp32_value(v[i]);
@@ -215,11 +210,12 @@ void EncodeValues(int type, const float* v, int64_t n, uint8_t* out) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         const uint16_t h = c10::detail::fp16_ieee_from_fp32_value(d);
         std::memcpy(out, &h, 2);
-        for (int j = 0; j < 32; ++j) out[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(static_cast<int>(std::round(v[j] * id))));
+        for (int j = 0; j < 32; ++j) {
+          out[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(static_cast<int>(std::round(v[j] * id))));
+        }
       }
       return;
-    default:
-      throw std::invalid_argument("ggml type " + std::to_string(type) + " cannot be written");
+    default: throw std::invalid_argument("ggml type " + std::to_string(type) + " cannot be written");
   }
 }
 
@@ -250,12 +246,14 @@ int64_t GgmlRowBytes(int type, int64_t cols) {
   TypeInfo t{};
   if (!LookupType(type, &t)) throw std::invalid_argument("unsupported ggml type " + std::to_string(type));
   if (cols <= 0 || cols % t.block != 0) {
-    throw std::invalid_argument("a row of " + std::to_string(cols) + " values is not a whole number of " + std::to_string(t.block) + "-value blocks");
+    throw std::invalid_argument("a row of " + std::to_string(cols) + " values is not a whole number of " +
+                                std::to_string(t.block) + "-value blocks");
   }
   return CheckedMul(cols / t.block, t.bytes, "row");
 }
 
-void ConvertTensors(const std::string& target, const std::vector<uint8_t>& header, int64_t file_size, const std::vector<ConvertItem>& items) {
+void ConvertTensors(const std::string& target, const std::vector<uint8_t>& header, int64_t file_size,
+                    const std::vector<ConvertItem>& items) {
   // Validate everything before the target exists.
   struct Span {
     int64_t begin, end;
@@ -264,7 +262,9 @@ void ConvertTensors(const std::string& target, const std::vector<uint8_t>& heade
   std::vector<Span> spans;
   std::map<std::string, std::unique_ptr<PosixFile>> sources;
   const int64_t header_size = static_cast<int64_t>(header.size());
-  if (file_size < header_size) throw std::invalid_argument(target + ": file size " + std::to_string(file_size) + " is smaller than its header");
+  if (file_size < header_size) {
+    throw std::invalid_argument(target + ": file size " + std::to_string(file_size) + " is smaller than its header");
+  }
   for (const auto& item : items) {
     const std::string what = "tensor \"" + item.name + "\"";
     if (item.rows <= 0 || item.cols <= 0) throw std::invalid_argument(what + ": rows and cols must be positive");
@@ -272,16 +272,17 @@ void ConvertTensors(const std::string& target, const std::vector<uint8_t>& heade
     const int64_t dst_bytes = CheckedMul(item.rows, GgmlRowBytes(item.dst_type, item.cols), what);
     if (item.order != RowOrder::kAsIs) {
       if (item.heads <= 0 || item.rows % item.heads != 0 || (item.rows / item.heads) % 2 != 0) {
-        throw std::invalid_argument(what + ": " + std::to_string(item.rows) + " rows cannot be split into " + std::to_string(item.heads) +
-                                    " heads of two rotary halves");
+        throw std::invalid_argument(what + ": " + std::to_string(item.rows) + " rows cannot be split into " +
+                                    std::to_string(item.heads) + " heads of two rotary halves");
       }
     }
     auto& file = sources[item.source];
     if (!file) file = std::make_unique<PosixFile>(item.source, O_RDONLY);
     const int64_t size = file->Size();
     if (item.src_offset < 0 || item.src_offset > size || src_bytes > size - item.src_offset) {
-      throw std::invalid_argument(item.source + ": " + what + " lies outside the file (bytes " + std::to_string(item.src_offset) + ".." +
-                                  std::to_string(item.src_offset + src_bytes) + " of " + std::to_string(size) + ")");
+      throw std::invalid_argument(item.source + ": " + what + " lies outside the file (bytes " +
+                                  std::to_string(item.src_offset) + ".." + std::to_string(item.src_offset + src_bytes) +
+                                  " of " + std::to_string(size) + ")");
     }
     if (item.dst_offset < header_size || item.dst_offset > file_size || dst_bytes > file_size - item.dst_offset) {
       throw std::invalid_argument(target + ": " + what + " would be written outside the data section");
@@ -291,7 +292,8 @@ void ConvertTensors(const std::string& target, const std::vector<uint8_t>& heade
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
   for (size_t i = 1; i < spans.size(); ++i) {
     if (spans[i].begin < spans[i - 1].end) {
-      throw std::invalid_argument(target + ": tensors \"" + spans[i - 1].item->name + "\" and \"" + spans[i].item->name + "\" would overlap");
+      throw std::invalid_argument(target + ": tensors \"" + spans[i - 1].item->name + "\" and \"" +
+                                  spans[i].item->name + "\" would overlap");
     }
   }
 
@@ -309,7 +311,8 @@ void ConvertTensors(const std::string& target, const std::vector<uint8_t>& heade
       LookupType(item.src_type, &src_info);
       LookupType(item.dst_type, &dst_info);
       const bool as_is = item.order == RowOrder::kAsIs;
-      const int64_t group = std::max(src_info.block, dst_info.block);  // block sizes are 1, 32 or 256: one divides the other
+      // Block sizes are 1, 32 or 256: one divides the other.
+      const int64_t group = std::max(src_info.block, dst_info.block);
       const int64_t rows = as_is ? item.rows * (item.cols / group) : item.rows;
       const int64_t cols = as_is ? group : item.cols;
       const int64_t src_row = GgmlRowBytes(item.src_type, cols);
@@ -372,7 +375,9 @@ Napi::Value ConvertTensorsJs(const Napi::CallbackInfo& info) {
   auto owner = Napi::Object::New(env);
   return RunAsync(
       owner, "llamapro.convertTensors",
-      [target, header = std::move(header), file_size, items = std::move(items)] { ConvertTensors(target, header, file_size, items); },
+      [target, header = std::move(header), file_size, items = std::move(items)] {
+        ConvertTensors(target, header, file_size, items);
+      },
       [](Napi::Env env) { return env.Undefined(); });
 }
 

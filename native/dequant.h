@@ -31,11 +31,11 @@ enum class RowOrder { kAsIs, kToHf, kToGguf };
 
 struct ConvertItem {
   std::string name;
-  std::string source;  // file path
+  std::string source;      // file path
   int64_t src_offset = 0;  // absolute
   int src_type = 0;
   int64_t rows = 0;
-  int64_t cols = 0;  // elements per row (GGUF's innermost dimension)
+  int64_t cols = 0;        // elements per row (GGUF's innermost dimension)
   int64_t dst_offset = 0;  // absolute, in the target file
   int dst_type = 0;
   RowOrder order = RowOrder::kAsIs;

@@ -12,7 +12,8 @@ using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
 bool FusedCpuFloat(const torch::Tensor& a, const torch::Tensor& b) {
-  return a.device().is_cpu() && b.device().is_cpu() && a.scalar_type() == torch::kFloat32 && b.scalar_type() == torch::kFloat32;
+  return a.device().is_cpu() && b.device().is_cpu() && a.scalar_type() == torch::kFloat32 &&
+         b.scalar_type() == torch::kFloat32;
 }
 
 namespace {
@@ -21,7 +22,8 @@ namespace {
 // n is recomputed in backward. Gradients: dw = sum_rows(dy * n), dx = r * (g - n * mean(g * n)) with g = dy * w.
 class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input, const torch::Tensor& weight, double eps) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input, const torch::Tensor& weight,
+                               double eps) {
     const auto x = input.contiguous();
     const auto w = weight.contiguous();
     const int64_t hidden = x.size(-1);
@@ -89,7 +91,8 @@ class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
 // sign of rotate_half). Backward: dx[j] = dy[j] * cos[j] + dy[k] * sin[k] with k = (j + D/2) % D.
 class RotaryFunction : public torch::autograd::Function<RotaryFunction> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin) {
     auto out = torch::empty(x.sizes(), x.options().memory_format(torch::MemoryFormat::Contiguous));
     Apply(x, cos.contiguous(), sin.contiguous(), out, /*transpose=*/false);
     ctx->save_for_backward({cos, sin});
@@ -105,7 +108,8 @@ class RotaryFunction : public torch::autograd::Function<RotaryFunction> {
   }
 
  private:
-  static void Apply(const torch::Tensor& in, const torch::Tensor& cos, const torch::Tensor& sin, torch::Tensor& out, bool transpose) {
+  static void Apply(const torch::Tensor& in, const torch::Tensor& cos, const torch::Tensor& sin, torch::Tensor& out,
+                    bool transpose) {
     const int64_t B = in.size(0), H = in.size(1), T = in.size(2), D = in.size(3);
     const int64_t half = D / 2;
     const int64_t sb = in.stride(0), sh = in.stride(1), st = in.stride(2), sd = in.stride(3);
@@ -131,25 +135,24 @@ class RotaryFunction : public torch::autograd::Function<RotaryFunction> {
   }
 };
 
-
 // h = g * s * u with s = sigmoid(g); backward: dh/du = g * s, dh/dg = u * s * (1 + g * (1 - s)).
-#define LLAMAPRO_SWIGLU_KERNELS(suffix)                                                                               \
-  void SwiGluForward##suffix(const float* __restrict g, const float* __restrict u, float* __restrict h, int64_t n) {   \
-    for (int64_t i = 0; i < n; ++i) {                                                                                 \
-      float e;                                                                                                        \
-      LLAMAPRO_CLAMPED_EXPF(e, -g[i]);                                                                             \
-      h[i] = g[i] * (1.f / (1.f + e)) * u[i];                                                                         \
-    }                                                                                                                 \
-  }                                                                                                                   \
+#define LLAMAPRO_SWIGLU_KERNELS(suffix)                                                                              \
+  void SwiGluForward##suffix(const float* __restrict g, const float* __restrict u, float* __restrict h, int64_t n) { \
+    for (int64_t i = 0; i < n; ++i) {                                                                                \
+      float e;                                                                                                       \
+      LLAMAPRO_CLAMPED_EXPF(e, -g[i]);                                                                               \
+      h[i] = g[i] * (1.f / (1.f + e)) * u[i];                                                                        \
+    }                                                                                                                \
+  }                                                                                                                  \
   void SwiGluBackward##suffix(const float* __restrict g, const float* __restrict u, const float* __restrict dh,      \
-                              float* __restrict dg, float* __restrict du, int64_t n) {                                \
-    for (int64_t i = 0; i < n; ++i) {                                                                                 \
-      float e;                                                                                                        \
-      LLAMAPRO_CLAMPED_EXPF(e, -g[i]);                                                                             \
-      const float sig = 1.f / (1.f + e);                                                                              \
-      du[i] = dh[i] * (g[i] * sig);                                                                                   \
-      dg[i] = dh[i] * u[i] * sig * (1.f + g[i] * (1.f - sig));                                                        \
-    }                                                                                                                 \
+                              float* __restrict dg, float* __restrict du, int64_t n) {                               \
+    for (int64_t i = 0; i < n; ++i) {                                                                                \
+      float e;                                                                                                       \
+      LLAMAPRO_CLAMPED_EXPF(e, -g[i]);                                                                               \
+      const float sig = 1.f / (1.f + e);                                                                             \
+      du[i] = dh[i] * (g[i] * sig);                                                                                  \
+      dg[i] = dh[i] * u[i] * sig * (1.f + g[i] * (1.f - sig));                                                       \
+    }                                                                                                                \
   }
 
 LLAMAPRO_SWIGLU_KERNELS(Baseline)
@@ -185,7 +188,9 @@ class SwiGluFunction : public torch::autograd::Function<SwiGluFunction> {
     const float* gp = g.data_ptr<float>();
     const float* up_ = u.data_ptr<float>();
     float* hp = h.data_ptr<float>();
-    at::parallel_for(0, g.numel(), kGrain, [&](int64_t begin, int64_t end) { SwiGluForward(gp + begin, up_ + begin, hp + begin, end - begin); });
+    at::parallel_for(0, g.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      SwiGluForward(gp + begin, up_ + begin, hp + begin, end - begin);
+    });
     ctx->save_for_backward({g, u});
     return h;
   }
@@ -219,7 +224,8 @@ torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& weight, doubl
   const auto dtype = x.scalar_type();
   const auto x32 = x.scalar_type() == torch::kFloat32 ? x : x.to(torch::kFloat32);
   const auto normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return (weight.scalar_type() == dtype ? weight : weight.to(dtype)) * (normed.scalar_type() == dtype ? normed : normed.to(dtype));
+  return (weight.scalar_type() == dtype ? weight : weight.to(dtype)) *
+         (normed.scalar_type() == dtype ? normed : normed.to(dtype));
 }
 
 torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin_signed) {

@@ -17,7 +17,9 @@ std::vector<double> StepNumbers::Pack() const {
 }
 
 void StepNumbers::Unpack(const std::vector<double>& packed) {
-  if (packed.size() != 2 + nonfinite_loss.size()) throw std::logic_error("StepNumbers: the packed numbers have the wrong length");
+  if (packed.size() != 2 + nonfinite_loss.size()) {
+    throw std::logic_error("StepNumbers: the packed numbers have the wrong length");
+  }
   loss = packed[0];
   stop_requested = packed[1];
   std::copy(packed.begin() + 2, packed.end(), nonfinite_loss.begin());
@@ -73,7 +75,8 @@ class LocalSync final : public ParameterGradients {
 // Plain data parallelism: every trainable gradient summed over the ranks, the step's numbers beside them.
 class AllReduceSync final : public ParameterGradients {
  public:
-  AllReduceSync(const std::vector<NamedTensor>& trainable, Communicator& communicator) : ParameterGradients(trainable), communicator_(communicator) {}
+  AllReduceSync(const std::vector<NamedTensor>& trainable, Communicator& communicator)
+      : ParameterGradients(trainable), communicator_(communicator) {}
 
   void Reduce(StepNumbers& numbers, TrainStepResult& result) override {
     const auto start = std::chrono::steady_clock::now();
@@ -114,7 +117,9 @@ class ZeroSync final : public GradientSync {
     result.grad_norm = static_cast<float>(std::sqrt(total));
   }
 
-  void Step(AdamW& optimizer, const AdamWHyper& hyper, float clip) override { zero_.Step(communicator_, trainable_, optimizer, hyper, clip); }
+  void Step(AdamW& optimizer, const AdamWHyper& hyper, float clip) override {
+    zero_.Step(communicator_, trainable_, optimizer, hyper, clip);
+  }
 
   void Discard() override { zero_.Discard(); }
 
@@ -127,7 +132,8 @@ class ZeroSync final : public GradientSync {
 
 }  // namespace
 
-std::unique_ptr<GradientSync> MakeGradientSync(const std::vector<NamedTensor>& trainable, Communicator* communicator, ZeroOptimizer* zero) {
+std::unique_ptr<GradientSync> MakeGradientSync(const std::vector<NamedTensor>& trainable, Communicator* communicator,
+                                               ZeroOptimizer* zero) {
   if (communicator == nullptr) return std::make_unique<LocalSync>(trainable);
   if (zero != nullptr) return std::make_unique<ZeroSync>(trainable, *communicator, *zero);
   return std::make_unique<AllReduceSync>(trainable, *communicator);

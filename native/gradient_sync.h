@@ -22,9 +22,9 @@ struct TrainStepResult;
 
 // What every rank must know about the step before deciding to update or skip it. Summed over the ranks.
 struct StepNumbers {
-  double loss = 0.0;                  // Σ loss × loss_multiplier over the micro-batches of this step
-  double stop_requested = 0.0;        // how many ranks were asked to stop (the trainer's signal)
-  std::vector<double> nonfinite_loss; // [world_size]: 1 at each rank whose loss was not finite this step
+  double loss = 0.0;                   // Σ loss × loss_multiplier over the micro-batches of this step
+  double stop_requested = 0.0;         // how many ranks were asked to stop (the trainer's signal)
+  std::vector<double> nonfinite_loss;  // [world_size]: 1 at each rank whose loss was not finite this step
 
   std::vector<double> Pack() const;
   void Unpack(const std::vector<double>& packed);  // the inverse of Pack, after the sum
@@ -48,6 +48,7 @@ class GradientSync {
 
 // The strategy for `trainable`: LocalSync without a communicator, ZeroSync when `zero` is given, AllReduceSync
 // otherwise. The references must outlive the returned object (one update).
-std::unique_ptr<GradientSync> MakeGradientSync(const std::vector<NamedTensor>& trainable, Communicator* communicator, ZeroOptimizer* zero);
+std::unique_ptr<GradientSync> MakeGradientSync(const std::vector<NamedTensor>& trainable, Communicator* communicator,
+                                               ZeroOptimizer* zero);
 
 }  // namespace llamapro

@@ -26,7 +26,9 @@ namespace llamapro::js {
 // or the product does not fit in int64.
 inline int64_t CheckedProduct(Napi::Env env, int64_t a, int64_t b, const std::string& what) {
   int64_t product = 0;
-  if (a < 0 || b < 0) RangeError(env, what + " has a negative factor (" + std::to_string(a) + " * " + std::to_string(b) + ")");
+  if (a < 0 || b < 0) {
+    RangeError(env, what + " has a negative factor (" + std::to_string(a) + " * " + std::to_string(b) + ")");
+  }
   if (__builtin_mul_overflow(a, b, &product)) {
     RangeError(env, what + " overflows (" + std::to_string(a) + " * " + std::to_string(b) + ")");
   }
@@ -95,7 +97,8 @@ inline std::vector<int32_t> Int32s(const Napi::Value& value, size_t expected, co
   }
   const auto array = value.As<Napi::Int32Array>();
   if (array.ElementLength() != expected) {
-    TypeError(value.Env(), what + " holds " + std::to_string(array.ElementLength()) + " values, batch * seq is " + std::to_string(expected));
+    TypeError(value.Env(), what + " holds " + std::to_string(array.ElementLength()) + " values, batch * seq is " +
+                               std::to_string(expected));
   }
   return std::vector<int32_t>(array.Data(), array.Data() + array.ElementLength());
 }

@@ -37,12 +37,9 @@ const char* GemmChoiceName(GemmChoice gemm) { return gemm == GemmChoice::kBlas ?
 
 const char* OpProfileModeName(OpProfileMode mode) {
   switch (mode) {
-    case OpProfileMode::kThreadCpu:
-      return "cpu";
-    case OpProfileMode::kWall:
-      return "wall";
-    default:
-      return "off";
+    case OpProfileMode::kThreadCpu: return "cpu";
+    case OpProfileMode::kWall: return "wall";
+    default: return "off";
   }
 }
 

@@ -10,7 +10,7 @@
 
 namespace llamapro {
 
-enum class GemmChoice { kOneDnn, kBlas };          // oneDNN's sgemm where the process has it, else at::linear
+enum class GemmChoice { kOneDnn, kBlas };              // oneDNN's sgemm where the process has it, else at::linear
 enum class OpProfileMode { kOff, kThreadCpu, kWall };  // native/op_profile.h
 
 struct KernelOptions {
@@ -27,7 +27,7 @@ KernelOptions CurrentKernelOptions();
 // In effect for every later call. Turning cpu_cache off releases what the cache holds.
 void SetKernelOptions(const KernelOptions& options);
 
-const char* GemmChoiceName(GemmChoice gemm);     // "onednn" | "blas", as lib/native/kernel-options.ts spells them
+const char* GemmChoiceName(GemmChoice gemm);        // "onednn" | "blas", as lib/native/kernel-options.ts spells them
 const char* OpProfileModeName(OpProfileMode mode);  // "off" | "cpu" | "wall"
 
 }  // namespace llamapro

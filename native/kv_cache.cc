@@ -19,11 +19,14 @@ namespace {
 // Longest sequence one cache holds; lib/generate limits prompts and maxNewTokens well below it.
 constexpr int64_t kMaxCacheLength = 1 << 20;
 
-inline torch::Tensor As(const torch::Tensor& t, c10::ScalarType dtype) { return t.scalar_type() == dtype ? t : t.to(dtype); }
+inline torch::Tensor As(const torch::Tensor& t, c10::ScalarType dtype) {
+  return t.scalar_type() == dtype ? t : t.to(dtype);
+}
 
 }  // namespace
 
-KvCacheState::KvCacheState(const std::shared_ptr<ModelState>& state) : model(state), num_layers_(state->module->spec.num_layers) {}
+KvCacheState::KvCacheState(const std::shared_ptr<ModelState>& state)
+    : model(state), num_layers_(state->module->spec.num_layers) {}
 
 int64_t KvCacheState::Bytes() const {
   int64_t bytes = 0;
@@ -35,7 +38,8 @@ int64_t KvCacheState::Bytes() const {
 
 void KvCacheState::Truncate(int64_t length) {
   if (length < 0 || length > length_) {
-    throw std::invalid_argument("truncate: length " + std::to_string(length) + " is outside 0.." + std::to_string(length_));
+    throw std::invalid_argument("truncate: length " + std::to_string(length) + " is outside 0.." +
+                                std::to_string(length_));
   }
   length_ = length;
 }
@@ -91,7 +95,7 @@ torch::Tensor KvCacheState::Attention(AttentionImpl& attn, const torch::Tensor& 
   keys_[layer].narrow(1, past, seq).copy_(k[0]);
   values_[layer].narrow(1, past, seq).copy_(v[0]);
   const int64_t total = past + seq - key_start;
-  const auto keys = keys_[layer].narrow(1, key_start, total);      // [KV, L, D], strided over the capacity
+  const auto keys = keys_[layer].narrow(1, key_start, total);  // [KV, L, D], strided over the capacity
   const auto values = values_[layer].narrow(1, key_start, total);
   // The G query heads sharing a KV head are stacked along the query axis (head h = kv * G + g, as repeat_kv).
   const int64_t groups = heads / kv_heads;
@@ -110,7 +114,8 @@ torch::Tensor KvCacheState::Step(ModelState& state, const std::vector<int32_t>& 
   auto& module = state.module;
   const auto& spec = module->spec;
   if (spec.num_layers != num_layers_) {
-    throw std::invalid_argument("the model's layers changed (insertBlocks) after this cache was made: make a new cache");
+    throw std::invalid_argument(
+        "the model's layers changed (insertBlocks) after this cache was made: make a new cache");
   }
   const int64_t seq = static_cast<int64_t>(ids.size());
   if (seq == 0) throw std::invalid_argument("step: no token ids");
@@ -122,7 +127,8 @@ torch::Tensor KvCacheState::Step(ModelState& state, const std::vector<int32_t>& 
   }
   const int64_t past = length_;
   Reserve(state, past + seq);
-  auto id_tensor = torch::from_blob(const_cast<int32_t*>(ids.data()), {1, seq}, torch::kInt32).to(state.device, torch::kInt64);
+  auto id_tensor =
+      torch::from_blob(const_cast<int32_t*>(ids.data()), {1, seq}, torch::kInt32).to(state.device, torch::kInt64);
   auto x = As(module->model->embed_tokens->forward(id_tensor), state.dtype);
   const auto cos = cos_.narrow(0, past, seq);
   const auto sin = sin_.narrow(0, past, seq);

@@ -34,8 +34,9 @@ class KvCacheState {
 
  private:
   void Reserve(ModelState& model, int64_t needed);
-  torch::Tensor Attention(AttentionImpl& attn, const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                          size_t layer, int64_t past, const torch::Tensor& mask, int64_t key_start);
+  torch::Tensor Attention(AttentionImpl& attn, const torch::Tensor& x, const torch::Tensor& cos,
+                          const torch::Tensor& sin, size_t layer, int64_t past, const torch::Tensor& mask,
+                          int64_t key_start);
 
   int64_t num_layers_ = 0;
   int64_t length_ = 0;

@@ -19,7 +19,9 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 
 namespace {
 // Casts only when needed: even a no-op .to() is a dispatch, and the tiny models are dispatch-bound.
-inline torch::Tensor As(const torch::Tensor& t, c10::ScalarType dtype) { return t.scalar_type() == dtype ? t : t.to(dtype); }
+inline torch::Tensor As(const torch::Tensor& t, c10::ScalarType dtype) {
+  return t.scalar_type() == dtype ? t : t.to(dtype);
+}
 }  // namespace
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
@@ -31,7 +33,8 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   if (lora_dropout > 0.0 && lora_runtime && lora_runtime->training) {
     if (dropout_mask_pass != lora_runtime->pass || !dropout_mask.defined() || dropout_mask.sizes() != x.sizes()) {
       torch::NoGradGuard no_grad;
-      dropout_mask = torch::empty(x.sizes(), x.options().dtype(torch::kFloat32)).bernoulli_(1.0 - lora_dropout).to(torch::kBool);
+      dropout_mask =
+          torch::empty(x.sizes(), x.options().dtype(torch::kFloat32)).bernoulli_(1.0 - lora_dropout).to(torch::kBool);
       dropout_mask_pass = lora_runtime->pass;
     }
     h = x.masked_fill(dropout_mask.logical_not(), 0.0) * (1.0 / (1.0 - lora_dropout));
@@ -54,7 +57,9 @@ torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return at::embe
 namespace {
 
 // rotate_half(x) * sin == roll(x, D/2) * [-sin_lo, sin_hi]: the sign lives in the precomputed table.
-torch::Tensor ApplyRotary(const torch::Tensor& x, const AttentionContext& context) { return Rotary(x, context.cos, context.sin); }
+torch::Tensor ApplyRotary(const torch::Tensor& x, const AttentionContext& context) {
+  return Rotary(x, context.cos, context.sin);
+}
 
 }  // namespace
 
@@ -67,7 +72,8 @@ AttentionImpl::AttentionImpl(const ModelSpec& spec, int64_t window, const torch:
   o_proj = register_module("o_proj", Linear(num_heads * head_dim, h, spec.o_bias, options));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionContext& context, const torch::Tensor& query_rows) {
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionContext& context,
+                                     const torch::Tensor& query_rows) {
   const bool packed = context.rows.defined();
   const bool subset = query_rows.defined();
   const int64_t batch = packed ? context.batch : x.size(0);
@@ -112,8 +118,12 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const AttentionCont
     // One kernel for scale, QK^T and the causal mask.
     auto scores = at::baddbmm(mask, q_grouped, k_flat.transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
     const auto dtype = scores.scalar_type();
-    auto probs = dtype == torch::kFloat32 ? at::softmax(scores, -1) : at::softmax(scores, -1, torch::kFloat32).to(dtype);
-    merged = at::bmm(probs, v_flat).view({batch, num_heads, seq, head_dim}).transpose(1, 2).reshape({batch, seq, num_heads * head_dim});
+    auto probs =
+        dtype == torch::kFloat32 ? at::softmax(scores, -1) : at::softmax(scores, -1, torch::kFloat32).to(dtype);
+    merged = at::bmm(probs, v_flat)
+                 .view({batch, num_heads, seq, head_dim})
+                 .transpose(1, 2)
+                 .reshape({batch, seq, num_heads * head_dim});
   }
 #endif
   if (!q_grid_rows.defined()) return o_proj->forward(merged);
@@ -140,7 +150,8 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelSpec& spec, int64_t window, const 
       register_module("post_attention_layernorm", RMSNorm(spec.hidden_size, spec.rms_norm_eps, options));
 }
 
-torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const AttentionContext& context, const torch::Tensor& query_rows) {
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const AttentionContext& context,
+                                        const torch::Tensor& query_rows) {
   const auto residual = query_rows.defined() ? x.reshape({-1, x.size(-1)}).index_select(0, query_rows) : x;
   const auto h = residual + self_attn->forward(input_layernorm->forward(x), context, query_rows);
   return h + mlp->forward(post_attention_layernorm->forward(h));
@@ -158,13 +169,15 @@ DecoderImpl::DecoderImpl(const ModelSpec& spec, const torch::TensorOptions& opti
 
 CausalLMImpl::CausalLMImpl(const ModelSpec& spec_, const torch::TensorOptions& options) : spec(spec_) {
   model = register_module("model", Decoder(spec, options));
-  if (!spec.tie_word_embeddings) lm_head = register_module("lm_head", Linear(spec.hidden_size, spec.vocab_size, false, options));
+  if (!spec.tie_word_embeddings) {
+    lm_head = register_module("lm_head", Linear(spec.hidden_size, spec.vocab_size, false, options));
+  }
 }
 
 torch::Tensor RotaryInverseFrequencies(const ModelSpec& spec) {
   const int64_t dim = spec.head_dim;
-  auto inv_freq =
-      1.0 / torch::pow(spec.rope.theta, torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(dim));
+  auto inv_freq = 1.0 / torch::pow(spec.rope.theta, torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat32) /
+                                                        static_cast<double>(dim));
   if (spec.rope.type == "linear") return inv_freq / spec.rope.factor;
   if (spec.rope.type == "llama3") {
     const double factor = spec.rope.factor;
@@ -251,7 +264,8 @@ torch::Tensor CausalLMImpl::Hidden(const torch::Tensor& ids, c10::ScalarType com
   for (size_t i = 0; i < count; ++i) {
     auto& layer = model->layer_list[i];
     const torch::Tensor query_rows = i + 1 == count ? plan.query_rows : torch::Tensor();
-    const bool recompute = gradient_checkpointing && LayerRecordsGraph(*layer, x) && (checkpoint_frozen_layers || LayerTrains(*layer));
+    const bool recompute =
+        gradient_checkpointing && LayerRecordsGraph(*layer, x) && (checkpoint_frozen_layers || LayerTrains(*layer));
     x = recompute ? CheckpointedLayerForward(*layer, x, context, query_rows) : layer->forward(x, context, query_rows);
   }
   return model->norm->forward(x);
@@ -276,7 +290,9 @@ std::vector<int64_t> CausalLMImpl::InsertIdentityBlocks(const std::vector<int64_
               << " layers (valid: 0.." << old_count - 1 << ")";
       throw std::invalid_argument(message.str());
     }
-    if (i > 0 && positions[i] <= positions[i - 1]) throw std::invalid_argument("insert positions must be strictly ascending");
+    if (i > 0 && positions[i] <= positions[i - 1]) {
+      throw std::invalid_argument("insert positions must be strictly ascending");
+    }
   }
   std::vector<DecoderLayer> new_list;
   std::vector<int64_t> new_windows;
@@ -287,7 +303,9 @@ std::vector<int64_t> CausalLMImpl::InsertIdentityBlocks(const std::vector<int64_
     new_windows.push_back(spec.sliding_windows[static_cast<size_t>(i)]);
     if (next < positions.size() && positions[next] == i) {
       const auto& source = old_layers[static_cast<size_t>(i)];
-      const auto options = torch::TensorOptions().dtype(source->input_layernorm->weight.scalar_type()).device(source->input_layernorm->weight.device());
+      const auto options = torch::TensorOptions()
+                               .dtype(source->input_layernorm->weight.scalar_type())
+                               .device(source->input_layernorm->weight.device());
       DecoderLayer copy(spec, spec.sliding_windows[static_cast<size_t>(i)], options);
       const auto source_params = source->named_parameters(true);
       for (auto& item : copy->named_parameters(true)) {

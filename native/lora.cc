@@ -18,12 +18,22 @@ std::vector<std::string> AddLoraAdapters(CausalLMImpl& model, const LoraOptions&
   std::vector<std::shared_ptr<LinearImpl>> linears;
   for (const auto& target : options.targets) {
     if (target == "lm_head") {
-      throw std::invalid_argument("LoRA on lm_head is not supported (llamapro computes the logits from the weight directly); train it in full with additional_target: lm_head");
+      throw std::invalid_argument(
+          "LoRA on lm_head is not supported (llamapro computes the logits from the weight directly); train it in full "
+          "with additional_target: lm_head");
     }
     const auto* found = modules.find(target);
-    if (found == nullptr) throw std::invalid_argument("LoRA target \"" + target + "\": the model has no module of that name (names look like model.layers.0.self_attn.q_proj)");
+    if (found == nullptr) {
+      throw std::invalid_argument(
+          "LoRA target \"" + target +
+          "\": the model has no module of that name (names look like model.layers.0.self_attn.q_proj)");
+    }
     auto linear = std::dynamic_pointer_cast<LinearImpl>(*found);
-    if (!linear) throw std::invalid_argument("LoRA target \"" + target + "\" is not a linear layer (LoRA wraps q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+    if (!linear) {
+      throw std::invalid_argument(
+          "LoRA target \"" + target +
+          "\" is not a linear layer (LoRA wraps q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+    }
     if (linear->lora_A) throw std::invalid_argument("LoRA target \"" + target + "\" already has an adapter");
     linears.push_back(linear);
   }

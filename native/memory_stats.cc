@@ -29,7 +29,7 @@
 #include <c10/core/CachingDeviceAllocator.h>
 #define LLAMAPRO_CUDA_STATS_FROM_C10_CUDA 0
 #else
-#error "llamapro: this CUDA LibTorch (< 2.9) needs the CUDA runtime headers: install a CUDA toolkit (CUDA_HOME) or the nvidia-cuda-runtime wheel with its headers"
+#error "llamapro: CUDA LibTorch < 2.9 needs the CUDA runtime headers: a CUDA toolkit (CUDA_HOME) or nvidia-cuda-runtime"
 #endif
 #endif
 
@@ -64,8 +64,8 @@ struct Block {
 };
 
 std::mutex g_cache_mutex;
-std::unordered_map<void*, Block> g_live;         // cacheable blocks in use
-std::multimap<size_t, void*> g_free;             // cached blocks by capacity
+std::unordered_map<void*, Block> g_live;  // cacheable blocks in use
+std::multimap<size_t, void*> g_free;      // cached blocks by capacity
 int64_t g_cached_bytes = 0;
 
 void Count(int64_t size) {
@@ -198,7 +198,9 @@ void ResetCpuPeak() { g_peak.store(g_current.load()); }
 
 bool CudaMemory(int device, MemoryCounters* out) {
 #ifdef LLAMAPRO_WITH_CUDA
-  if (!torch::cuda::is_available() || device < 0 || device >= static_cast<int>(torch::cuda::device_count())) return false;
+  if (!torch::cuda::is_available() || device < 0 || device >= static_cast<int>(torch::cuda::device_count())) {
+    return false;
+  }
   try {
     // Before anything has touched CUDA the caching allocator may not be set up yet; it then throws, and there is
     // simply nothing to report.

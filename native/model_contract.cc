@@ -19,9 +19,12 @@ struct SizeField {
   int64_t ModelSpec::*member;
 };
 constexpr SizeField kSizeFields[] = {
-    {"vocabSize", &ModelSpec::vocab_size}, {"hiddenSize", &ModelSpec::hidden_size},
-    {"intermediateSize", &ModelSpec::intermediate_size}, {"numLayers", &ModelSpec::num_layers},
-    {"numHeads", &ModelSpec::num_heads}, {"numKvHeads", &ModelSpec::num_kv_heads},
+    {"vocabSize", &ModelSpec::vocab_size},
+    {"hiddenSize", &ModelSpec::hidden_size},
+    {"intermediateSize", &ModelSpec::intermediate_size},
+    {"numLayers", &ModelSpec::num_layers},
+    {"numHeads", &ModelSpec::num_heads},
+    {"numKvHeads", &ModelSpec::num_kv_heads},
     {"headDim", &ModelSpec::head_dim},
 };
 struct FlagField {
@@ -141,8 +144,8 @@ ModelSpec SpecFromJs(const Napi::Object& obj) {
   const auto windows = js::Array(obj.Get("slidingWindows"), "spec.slidingWindows");
   const int64_t layer_limit = g_size_limits.at("numLayers");
   if (windows.Length() > static_cast<uint32_t>(layer_limit)) {
-    js::TypeError(env, "spec.slidingWindows has more entries than llamapro's layer limit " +
-                           std::to_string(layer_limit));
+    js::TypeError(env,
+                  "spec.slidingWindows has more entries than llamapro's layer limit " + std::to_string(layer_limit));
   }
   for (uint32_t i = 0; i < windows.Length(); ++i) {
     const auto w = windows.Get(i);

@@ -30,13 +30,14 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 // prediction (its padding) where they are at least 1/32 of the batch, and in the last layer every row but the
 // counted ones. `labels` is on the host: the rows are chosen there, so a GPU never waits for them.
 // plan_rows false (the kernel option rowPlan, LLAMAPRO_ROW_PLAN=0) computes every row.
-torch::Tensor ShiftedCrossEntropy(CausalLM& module, const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens,
-                                  const torch::Device& device, c10::ScalarType dtype, bool plan_rows) {
+torch::Tensor ShiftedCrossEntropy(CausalLM& module, const torch::Tensor& ids, const torch::Tensor& labels,
+                                  int64_t counted_tokens, const torch::Device& device, c10::ScalarType dtype,
+                                  bool plan_rows) {
   const int64_t batch = ids.size(0);
   const int64_t seq = ids.size(1);
   // The plan below reads the labels by raw offset: their shape is checked here again (the binding already did).
-  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == batch && labels.size(1) == seq, "labels must be shaped like the ids [", batch, ", ",
-              seq, "], got ", labels.sizes());
+  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == batch && labels.size(1) == seq,
+              "labels must be shaped like the ids [", batch, ", ", seq, "], got ", labels.sizes());
   const auto host_labels = labels.to(torch::kCPU, torch::kInt64).contiguous();
   const int64_t* label = host_labels.data_ptr<int64_t>();
   // keep[b]: sequence b's positions [0, keep[b]) are read by the loss (the last counted prediction is keep[b] - 1).
@@ -118,7 +119,8 @@ void ModelState::RebuildIndex() {
 torch::Tensor ModelState::Param(const std::string& name) const {
   const auto found = index_.find(name);
   if (found == index_.end()) {
-    throw std::invalid_argument("the model has no parameter \"" + name + "\" (names look like model.layers.0.self_attn.q_proj.weight)");
+    throw std::invalid_argument("the model has no parameter \"" + name +
+                                "\" (names look like model.layers.0.self_attn.q_proj.weight)");
   }
   return params_[found->second].tensor;
 }
@@ -126,7 +128,10 @@ torch::Tensor ModelState::Param(const std::string& name) const {
 torch::Tensor ModelState::StateTensor(const std::string& name, bool create) {
   if (name.rfind("grad:", 0) == 0) {  // read-only: a parameter's gradient, for tests and diagnostics
     const auto grad = Param(name.substr(5)).grad();
-    if (!grad.defined() || create) throw std::invalid_argument("no gradient " + name + " (it is frozen, or no backward has run since the last update)");
+    if (!grad.defined() || create) {
+      throw std::invalid_argument("no gradient " + name +
+                                  " (it is frozen, or no backward has run since the last update)");
+    }
     return grad;
   }
   for (const bool squared : {false, true}) {
@@ -136,7 +141,9 @@ torch::Tensor ModelState::StateTensor(const std::string& name, bool create) {
     const auto param = Param(param_name);
     if (create) return squared ? optimizer.ExpAvgSq(param_name, param) : optimizer.ExpAvg(param_name, param);
     const auto* state = optimizer.Find(param_name, squared);
-    if (state == nullptr) throw std::invalid_argument("no optimizer state " + name + " (has the parameter been trained?)");
+    if (state == nullptr) {
+      throw std::invalid_argument("no optimizer state " + name + " (has the parameter been trained?)");
+    }
     return *state;
   }
   return Param(name);
@@ -182,7 +189,8 @@ void ModelState::InitRandom(uint64_t seed, double std) {
   }
 }
 
-void ModelState::SetTrainable(const std::unordered_set<std::string>& names, std::optional<c10::ScalarType> master_dtype) {
+void ModelState::SetTrainable(const std::unordered_set<std::string>& names,
+                              std::optional<c10::ScalarType> master_dtype) {
   torch::NoGradGuard no_grad;
   for (const auto& name : names) Param(name);  // throws for an unknown name before anything changes
   for (auto& p : params_) {
@@ -204,7 +212,9 @@ std::vector<int64_t> ModelState::InsertBlocks(const std::vector<int64_t>& positi
   if (optimizer.step > 0 || !optimizer.StateNames().empty()) {
     throw std::invalid_argument("insertBlocks must come before training: this model already has optimizer state");
   }
-  if (has_lora_) throw std::invalid_argument("insertBlocks must come before addLora: the copied blocks would have no adapters");
+  if (has_lora_) {
+    throw std::invalid_argument("insertBlocks must come before addLora: the copied blocks would have no adapters");
+  }
   auto inserted = module->InsertIdentityBlocks(positions);
   RebuildIndex();
   return inserted;
@@ -248,12 +258,9 @@ void ModelState::ZeroGradients() {
 
 const char* SkipReasonName(SkipReason reason) {
   switch (reason) {
-    case SkipReason::kNonfiniteLoss:
-      return "nonfinite-loss";
-    case SkipReason::kNonfiniteGrad:
-      return "nonfinite-grad";
-    case SkipReason::kNone:
-      break;
+    case SkipReason::kNonfiniteLoss: return "nonfinite-loss";
+    case SkipReason::kNonfiniteGrad: return "nonfinite-grad";
+    case SkipReason::kNone: break;
   }
   return nullptr;
 }
@@ -281,7 +288,9 @@ SkipReason Decide(const StepNumbers& numbers, TrainStepResult& result) {
 TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens,
                                       const TrainStepOptions& options) {
   const auto trainable = TrainableParams();
-  if (trainable.empty()) throw std::invalid_argument("no parameter is trainable: call setTrainable() with the names to train");
+  if (trainable.empty()) {
+    throw std::invalid_argument("no parameter is trainable: call setTrainable() with the names to train");
+  }
   const KernelOptions kernels = CurrentKernelOptions();  // one snapshot for the step: JS may change them meanwhile
   const auto profile = StepOpProfile::Start(kernels.profile_ops);  // null unless profileOps (op_profile.h)
   TrainStepResult result;
@@ -300,10 +309,10 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
   result.skipped = Decide(numbers, result);                  // the same verdict on every rank
   if (result.skipped == SkipReason::kNone) {
     sync->Step(optimizer, options.hyper, ClipCoefficient(result.grad_norm, options.max_grad_norm));  // clip, AdamW
-    scaler.Grow();                                           // fp16: a higher scale after enough good steps
+    scaler.Grow();  // fp16: a higher scale after enough good steps
     result.updated = true;
   } else {
-    scaler.Backoff();                                        // fp16: a lower scale for the next step
+    scaler.Backoff();  // fp16: a lower scale for the next step
   }
   sync->Discard();
   ZeroGradients();
@@ -314,8 +323,8 @@ TrainStepResult ModelState::TrainStep(const torch::Tensor& ids, const torch::Ten
 
 // Forward and backward of one micro-batch; its gradients add to the parameters' .grad and its weighted loss to the
 // step's. A non-finite loss is only noted here: the decision is the update's, taken alike on every rank.
-void ModelState::ForwardBackward(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens, const TrainStepOptions& options,
-                                 bool plan_rows, TrainStepResult& result) {
+void ModelState::ForwardBackward(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens,
+                                 const TrainStepOptions& options, bool plan_rows, TrainStepResult& result) {
   result.tokens = counted_tokens;
   // LoRA dropout draws one mask per layer and pass; checkpointing's recompute in backward reuses it.
   struct LoraPass {

@@ -137,8 +137,8 @@ class ModelState {
     double loss = 0.0;  // Σ loss × loss_multiplier
     bool nonfinite_loss = false;
   };
-  void ForwardBackward(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens, const TrainStepOptions& options,
-                       bool plan_rows, TrainStepResult& result);
+  void ForwardBackward(const torch::Tensor& ids, const torch::Tensor& labels, int64_t counted_tokens,
+                       const TrainStepOptions& options, bool plan_rows, TrainStepResult& result);
   // The step's numbers for the ranks to sum (this rank's window and stop request); the window starts again.
   StepNumbers TakeStepNumbers(const TrainStepOptions& options);
   void RebuildIndex();

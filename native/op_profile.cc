@@ -87,13 +87,15 @@ StepOpProfile::~StepOpProfile() {
   std::fprintf(stderr, "%-64s %10s %7s %10s %7s\n", "operator", "self ms", "self %", "total ms", "calls");
   for (size_t i = 0; i < rows.size() && i < 30; ++i) {
     const auto& t = rows[i].second;
-    std::fprintf(stderr, "%-64.64s %10.1f %6.1f%% %10.1f %7lld\n", rows[i].first.c_str(), static_cast<double>(t.self_ns) / 1e6,
-                 all > 0 ? 100.0 * static_cast<double>(t.self_ns) / static_cast<double>(all) : 0.0, static_cast<double>(t.total_ns) / 1e6,
-                 static_cast<long long>(t.calls));
+    std::fprintf(stderr, "%-64.64s %10.1f %6.1f%% %10.1f %7lld\n", rows[i].first.c_str(),
+                 static_cast<double>(t.self_ns) / 1e6,
+                 all > 0 ? 100.0 * static_cast<double>(t.self_ns) / static_cast<double>(all) : 0.0,
+                 static_cast<double>(t.total_ns) / 1e6, static_cast<long long>(t.calls));
   }
   for (const auto& row : rows) {
     if (row.first.rfind("llamapro::", 0) == 0) {
-      std::fprintf(stderr, "%-64.64s total %10.1f ms\n", row.first.c_str(), static_cast<double>(row.second.total_ns) / 1e6);
+      std::fprintf(stderr, "%-64.64s total %10.1f ms\n", row.first.c_str(),
+                   static_cast<double>(row.second.total_ns) / 1e6);
     }
   }
 }

@@ -1,6 +1,6 @@
-// A file descriptor with positioned reads and writes that retry on EINTR and short transfers (a zero-byte one throws), and errors that name
-// the file and what was being read or written. Shared by checkpoint I/O (tensor_io.cc) and GGUF conversion
-// (dequant.cc): both read validated ranges of one file and write another, off the JS thread.
+// A file descriptor with positioned reads and writes that retry on EINTR and short transfers (a zero-byte one throws),
+// and errors that name the file and what was being read or written. Shared by checkpoint I/O (tensor_io.cc) and GGUF
+// conversion (dequant.cc): both read validated ranges of one file and write another, off the JS thread.
 #pragma once
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -44,7 +44,10 @@ class PosixFile {
         if (errno == EINTR) continue;
         throw std::runtime_error(path_ + ": reading " + what + " failed (" + std::strerror(errno) + ")");
       }
-      if (got == 0) throw std::runtime_error(path_ + ": unexpected end of file while reading " + what + " (was it truncated while being read?)");
+      if (got == 0) {
+        throw std::runtime_error(path_ + ": unexpected end of file while reading " + what +
+                                 " (was it truncated while being read?)");
+      }
       out += got;
       nbytes -= got;
       offset += got;
@@ -62,7 +65,10 @@ class PosixFile {
         throw std::runtime_error(path_ + ": writing " + what + " failed (" + std::strerror(errno) + ")");
       }
       // pwrite may legally write nothing without an error; retrying would loop forever.
-      if (put == 0) throw std::runtime_error(path_ + ": writing " + what + " made no progress (0 bytes written at offset " + std::to_string(offset) + ")");
+      if (put == 0) {
+        throw std::runtime_error(path_ + ": writing " + what + " made no progress (0 bytes written at offset " +
+                                 std::to_string(offset) + ")");
+      }
       in += put;
       nbytes -= put;
       offset += put;
@@ -70,7 +76,9 @@ class PosixFile {
   }
 
   void Truncate(int64_t size) const {
-    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) throw std::runtime_error(path_ + ": cannot set the size (" + std::strerror(errno) + ")");
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+      throw std::runtime_error(path_ + ": cannot set the size (" + std::strerror(errno) + ")");
+    }
   }
 
   void Advise(int advice) const { ::posix_fadvise(fd_, 0, 0, advice); }

@@ -83,9 +83,7 @@ std::shared_ptr<::gloo::transport::Device> GlooDevice(const std::string& master_
 }
 #endif
 
-void WaitFor(const c10::intrusive_ptr<c10d::Work>& work) {
-  work->wait();
-}
+void WaitFor(const c10::intrusive_ptr<c10d::Work>& work) { work->wait(); }
 
 std::string HeartbeatKey(int rank) { return "llamapro/heartbeat/" + std::to_string(rank); }
 std::string CollectiveKey(int rank) { return "llamapro/collectives/" + std::to_string(rank); }
@@ -94,7 +92,8 @@ std::string CollectiveKey(int rank) { return "llamapro/collectives/" + std::to_s
 
 Communicator::Communicator(const ProcessGroupConfig& config) : config_(config), impl_(std::make_unique<Impl>()) {
   if (config.world_size < 1 || config.rank < 0 || config.rank >= config.world_size) {
-    throw CodedError("distributed: rank " + std::to_string(config.rank) + " is outside world size " + std::to_string(config.world_size),
+    throw CodedError("distributed: rank " + std::to_string(config.rank) + " is outside world size " +
+                         std::to_string(config.world_size),
                      "LLAMAPRO_DISTRIBUTED");
   }
   try {
@@ -116,7 +115,8 @@ Communicator::Communicator(const ProcessGroupConfig& config) : config_(config), 
       options->threads = 2;
       impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, config.rank, config.world_size, options);
 #else
-      throw std::runtime_error("this build of llamapro has no Gloo backend (the LibTorch it was built against lacks the gloo headers)");
+      throw std::runtime_error(
+          "this build of llamapro has no Gloo backend (the LibTorch it was built against lacks the gloo headers)");
 #endif
     } else if (config.backend == "nccl") {
 #if defined(LLAMAPRO_WITH_NCCL)
@@ -125,7 +125,8 @@ Communicator::Communicator(const ProcessGroupConfig& config) : config_(config), 
       impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, config.rank, config.world_size, options);
       impl_->device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(config.local_rank));
 #else
-      throw std::runtime_error("this build of llamapro has no NCCL backend (it needs a LibTorch with CUDA and the NCCL headers)");
+      throw std::runtime_error(
+          "this build of llamapro has no NCCL backend (it needs a LibTorch with CUDA and the NCCL headers)");
 #endif
     } else {
       throw std::invalid_argument("unknown backend '" + config.backend + "' (valid: gloo, nccl)");
@@ -193,25 +194,30 @@ std::string Communicator::Diagnose() {
       if (after[r] == before[r]) {
         dead += (dead.empty() ? "" : ", ") + std::to_string(r);
       } else if (reached[r] < collectives_) {
-        hung += (hung.empty() ? "" : ", ") + std::to_string(r) + " (at collective " + std::to_string(reached[r]) + ", this rank at " +
-                std::to_string(collectives_) + ")";
+        hung += (hung.empty() ? "" : ", ") + std::to_string(r) + " (at collective " + std::to_string(reached[r]) +
+                ", this rank at " + std::to_string(collectives_) + ")";
       }
     }
     std::string out;
-    if (!dead.empty()) out += "; rank " + dead + " stopped: its heartbeat ended (it exited, was killed, or its machine is down)";
-    if (!hung.empty()) out += "; rank " + hung + " is alive but did not reach this collective within ddp_timeout (it hangs or is far slower)";
+    if (!dead.empty()) {
+      out += "; rank " + dead + " stopped: its heartbeat ended (it exited, was killed, or its machine is down)";
+    }
+    if (!hung.empty()) {
+      out += "; rank " + hung +
+             " is alive but did not reach this collective within ddp_timeout (it hangs or is far slower)";
+    }
     if (out.empty()) out = "; every rank still beats: the connection between ranks failed";
     return out;
   } catch (const std::exception&) {
     if (config_.rank == 0) return "";
-    return "; rank 0, which hosts the rendezvous store at " + config_.master_addr + ":" + std::to_string(config_.master_port) +
-           ", is unreachable: it has exited or its machine is down";
+    return "; rank 0, which hosts the rendezvous store at " + config_.master_addr + ":" +
+           std::to_string(config_.master_port) + ", is unreachable: it has exited or its machine is down";
   }
 }
 
 void Communicator::Fail(const std::string& what, const std::string& detail) const {
-  throw CodedError("distributed: rank " + std::to_string(config_.rank) + " of " + std::to_string(config_.world_size) + ": " + what +
-                       " failed: " + detail,
+  throw CodedError("distributed: rank " + std::to_string(config_.rank) + " of " + std::to_string(config_.world_size) +
+                       ": " + what + " failed: " + detail,
                    "LLAMAPRO_DISTRIBUTED");
 }
 
@@ -232,7 +238,8 @@ int64_t Communicator::AllReduceGradients(const std::vector<NamedTensor>& trainab
     if (!grad.defined()) grad = torch::zeros_like(p.tensor);  // a rank whose batch reached no parameter sends zeros
     const int64_t bytes = grad.numel() * static_cast<int64_t>(grad.element_size());
     const bool fits = !buckets.empty() && buckets.back().grads.front().scalar_type() == grad.scalar_type() &&
-                      buckets.back().grads.front().device() == grad.device() && bucket_bytes + bytes <= config_.bucket_bytes;
+                      buckets.back().grads.front().device() == grad.device() &&
+                      bucket_bytes + bytes <= config_.bucket_bytes;
     if (!fits) {
       buckets.emplace_back();
       bucket_bytes = 0;
@@ -296,7 +303,9 @@ void Communicator::AllReduceNumbers(std::vector<double>& values) {
 void Communicator::ReduceScatter(torch::Tensor& flat, torch::Tensor& shard, const std::string& what) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t chunk = shard.numel();
-  if (flat.numel() != chunk * config_.world_size) throw std::logic_error("ReduceScatter: the flat buffer is not world_size chunks");
+  if (flat.numel() != chunk * config_.world_size) {
+    throw std::logic_error("ReduceScatter: the flat buffer is not world_size chunks");
+  }
   try {
     CountCollective();
     if (config_.backend == "nccl") {
@@ -317,7 +326,9 @@ void Communicator::ReduceScatter(torch::Tensor& flat, torch::Tensor& shard, cons
 void Communicator::AllGather(const torch::Tensor& shard, torch::Tensor& flat, const std::string& what) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t chunk = shard.numel();
-  if (flat.numel() != chunk * config_.world_size) throw std::logic_error("AllGather: the flat buffer is not world_size chunks");
+  if (flat.numel() != chunk * config_.world_size) {
+    throw std::logic_error("AllGather: the flat buffer is not world_size chunks");
+  }
   try {
     CountCollective();
     std::vector<torch::Tensor> inputs{shard};
@@ -353,7 +364,10 @@ NativeProcessGroup::NativeProcessGroup(const Napi::CallbackInfo& info) : Napi::O
 }
 
 std::shared_ptr<Communicator> NativeProcessGroup::Require(Napi::Env env) const {
-  if (!communicator_) ThrowJs(env, "the process group is not connected (call connect() first, or it was destroyed)", "LLAMAPRO_DISTRIBUTED");
+  if (!communicator_) {
+    ThrowJs(env, "the process group is not connected (call connect() first, or it was destroyed)",
+            "LLAMAPRO_DISTRIBUTED");
+  }
   return communicator_;
 }
 
@@ -372,8 +386,12 @@ Napi::Value NativeProcessGroup::Connect(const Napi::CallbackInfo& info) {
   config.timeout = std::chrono::milliseconds(js::Integer(o.Get("timeoutMs"), "options.timeoutMs"));
   config.backend = js::String(o.Get("backend"), "options.backend");
   config.bucket_bytes = js::Integer(o.Get("bucketBytes"), "options.bucketBytes");
-  if (config.world_size < 1 || config.rank < 0 || config.rank >= config.world_size) js::TypeError(env, "options.rank must be in [0, worldSize)");
-  if (config.master_port < 1 || config.master_port > 65535) js::TypeError(env, "options.masterPort must be in 1..65535");
+  if (config.world_size < 1 || config.rank < 0 || config.rank >= config.world_size) {
+    js::TypeError(env, "options.rank must be in [0, worldSize)");
+  }
+  if (config.master_port < 1 || config.master_port > 65535) {
+    js::TypeError(env, "options.masterPort must be in 1..65535");
+  }
   if (config.timeout.count() < 1) js::TypeError(env, "options.timeoutMs must be positive");
   if (config.bucket_bytes < 1) js::TypeError(env, "options.bucketBytes must be positive");
   auto made = std::make_shared<std::shared_ptr<Communicator>>();
@@ -389,7 +407,9 @@ Napi::Value NativeProcessGroup::Connect(const Napi::CallbackInfo& info) {
 Napi::Value NativeProcessGroup::AllReduce(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto communicator = Require(env);
-  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) js::TypeError(env, "values must be a Float64Array");
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    js::TypeError(env, "values must be a Float64Array");
+  }
   auto array = info[0].As<Napi::Float64Array>();
   auto values = std::make_shared<std::vector<double>>(array.Data(), array.Data() + array.ElementLength());
   return RunAsync(
@@ -415,7 +435,8 @@ Napi::Value NativeProcessGroup::Destroy(const Napi::CallbackInfo& info) {
   // Moved, not copied, into the work: a copy left here could be the last reference (when the worker has already
   // dropped its own), and the closing would then run on the JS thread after all.
   return RunAsync(
-      Value(), "llamapro.processGroup.destroy", [communicator = std::move(communicator_)]() mutable { communicator.reset(); },
+      Value(), "llamapro.processGroup.destroy",
+      [communicator = std::move(communicator_)]() mutable { communicator.reset(); },
       [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 

@@ -25,7 +25,7 @@ struct ProcessGroupConfig {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::chrono::milliseconds timeout{1800 * 1000};
-  std::string backend = "gloo";  // "gloo" or "nccl"
+  std::string backend = "gloo";     // "gloo" or "nccl"
   int64_t bucket_bytes = 25 << 20;  // DDP's bucket_cap_mb default
 };
 

@@ -91,7 +91,10 @@ bool CudaDeviceFacts(int index, DeviceFacts* out) {
   constexpr int kComputeCapabilityMajor = 75;  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
   constexpr int kComputeCapabilityMinor = 76;
   if (name(buffer, sizeof(buffer) - 1, device) != 0 || mem(&bytes, device) != 0) return false;
-  if (attr(&out->major, kComputeCapabilityMajor, device) != 0 || attr(&out->minor, kComputeCapabilityMinor, device) != 0) return false;
+  if (attr(&out->major, kComputeCapabilityMajor, device) != 0 ||
+      attr(&out->minor, kComputeCapabilityMinor, device) != 0) {
+    return false;
+  }
   out->name = buffer;
   out->total_memory = static_cast<double>(bytes);
   return true;

@@ -72,18 +72,19 @@ void ReadTensors(const std::vector<ReadItem>& items, const std::function<torch::
     torch::Tensor tensor = target(item.name);
     const auto file_type = ScalarTypeFromSafetensors(item.dtype);
     if (tensor.sizes() != c10::IntArrayRef(item.shape)) {
-      throw std::invalid_argument(item.file + ": " + what + " has shape " + ShapeString(item.shape) + " but the model expects " +
-                                  ShapeString(tensor.sizes()));
+      throw std::invalid_argument(item.file + ": " + what + " has shape " + ShapeString(item.shape) +
+                                  " but the model expects " + ShapeString(tensor.sizes()));
     }
     const int64_t expected = tensor.numel() * static_cast<int64_t>(c10::elementSize(file_type));
     if (item.nbytes != expected) {
-      throw std::invalid_argument(item.file + ": " + what + " spans " + std::to_string(item.nbytes) + " bytes, " + item.dtype + " " +
-                                  ShapeString(item.shape) + " needs " + std::to_string(expected));
+      throw std::invalid_argument(item.file + ": " + what + " spans " + std::to_string(item.nbytes) + " bytes, " +
+                                  item.dtype + " " + ShapeString(item.shape) + " needs " + std::to_string(expected));
     }
     const int64_t size = file->Size();
     if (item.offset < 0 || item.offset + item.nbytes > size) {
-      throw std::invalid_argument(item.file + ": " + what + " lies outside the file (bytes " + std::to_string(item.offset) + ".." +
-                                  std::to_string(item.offset + item.nbytes) + " of " + std::to_string(size) + ")");
+      throw std::invalid_argument(item.file + ": " + what + " lies outside the file (bytes " +
+                                  std::to_string(item.offset) + ".." + std::to_string(item.offset + item.nbytes) +
+                                  " of " + std::to_string(size) + ")");
     }
     tasks.push_back({&item, file.get(), tensor, file_type});
   }
@@ -113,7 +114,8 @@ void ReadTensors(const std::vector<ReadItem>& items, const std::function<torch::
       }
     }
   };
-  const size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), std::min<size_t>(4, tasks.size()));
+  const size_t threads =
+      std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), std::min<size_t>(4, tasks.size()));
   std::vector<std::thread> pool;
   try {
     for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
@@ -136,15 +138,15 @@ void WriteSafetensors(const std::string& path, const std::vector<uint8_t>& heade
     for (const auto& item : items) {
       const std::string what = "tensor \"" + item.name + "\"";
       if (item.begin != cursor || item.end < item.begin) {
-        throw std::invalid_argument(path + ": " + what + " would be written at " + std::to_string(item.begin) + " but the data so far ends at " +
-                                    std::to_string(cursor));
+        throw std::invalid_argument(path + ": " + what + " would be written at " + std::to_string(item.begin) +
+                                    " but the data so far ends at " + std::to_string(cursor));
       }
       const auto type = ScalarTypeFromSafetensors(item.dtype);
       const auto bytes = source(item.name).detach().to(torch::kCPU, type).contiguous();
       const int64_t nbytes = bytes.numel() * static_cast<int64_t>(bytes.element_size());
       if (nbytes != item.end - item.begin) {
-        throw std::invalid_argument(path + ": " + what + " has " + std::to_string(nbytes) + " bytes as " + item.dtype + ", the header says " +
-                                    std::to_string(item.end - item.begin));
+        throw std::invalid_argument(path + ": " + what + " has " + std::to_string(nbytes) + " bytes as " + item.dtype +
+                                    ", the header says " + std::to_string(item.end - item.begin));
       }
       file.WriteAt(bytes.data_ptr(), nbytes, data_start + item.begin, what);
       cursor = item.end;

@@ -21,7 +21,8 @@
 #if LLAMAPRO_HAVE_SDPA
 namespace llamapro {
 // q [B, H, T, D]; k and v [B, H_kv, T, D]. An undefined mask means plain causal attention.
-inline torch::Tensor ScaledDotProductAttention(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const torch::Tensor& mask) {
+inline torch::Tensor ScaledDotProductAttention(const torch::Tensor& q, torch::Tensor k, torch::Tensor v,
+                                               const torch::Tensor& mask) {
   const int64_t groups = q.size(1) / k.size(1);
   const bool causal = !mask.defined();
 #if LLAMAPRO_SDPA_HAS_GQA

@@ -14,22 +14,25 @@ namespace llamapro {
 // precision out there, and a softmax term below e^-87 of its row's largest is nothing beside it. Written as a macro
 // so that each instruction set gets its own inlined copy (GCC does not inline a default-target function into an
 // AVX2 one): see LLAMAPRO_SWIGLU_KERNELS in fused_ops.cc.
-#define LLAMAPRO_CLAMPED_EXPF(result, input)                                                                         \
-  do {                                                                                                                  \
-    float x_ = (input);                                                                                                 \
-    x_ = x_ < -87.f ? -87.f : x_;                                                                                       \
-    x_ = x_ > 88.f ? 88.f : x_;                                                                                         \
-    /* round(x / ln2) by the 1.5 * 2^23 trick: nearbyint would not vectorize without SSE4.1 */                          \
-    const float n_ = (x_ * 1.44269504088896341f + 12582912.f) - 12582912.f;                                            \
-    float r_ = x_ - n_ * 0.693359375f;                                                                                  \
-    r_ = r_ - n_ * -2.12194440e-4f;                                                                                     \
-    const float p_ = (((((1.9875691500e-4f * r_ + 1.3981999507e-3f) * r_ + 8.3334519073e-3f) * r_ + 4.1665795894e-2f) * \
-                           r_ + 1.6666665459e-1f) * r_ + 5.0000001201e-1f) * (r_ * r_) + r_ + 1.f;                      \
-    const int32_t bits_ = (static_cast<int32_t>(n_) + 127) << 23;                                                      \
-    float scale_;                                                                                                       \
-    std::memcpy(&scale_, &bits_, sizeof(scale_));                                                                       \
-    (result) = p_ * scale_;                                                                                             \
+// The polynomial is laid out by hand, to read as one expression.
+// clang-format off
+#define LLAMAPRO_CLAMPED_EXPF(result, input)                                                                       \
+  do {                                                                                                             \
+    float x_ = (input);                                                                                            \
+    x_ = x_ < -87.f ? -87.f : x_;                                                                                  \
+    x_ = x_ > 88.f ? 88.f : x_;                                                                                    \
+    /* round(x / ln2) by the 1.5 * 2^23 trick: nearbyint would not vectorize without SSE4.1 */                     \
+    const float n_ = (x_ * 1.44269504088896341f + 12582912.f) - 12582912.f;                                        \
+    float r_ = x_ - n_ * 0.693359375f;                                                                             \
+    r_ = r_ - n_ * -2.12194440e-4f;                                                                                \
+    const float p_ = (((((1.9875691500e-4f * r_ + 1.3981999507e-3f) * r_ + 8.3334519073e-3f) * r_ +                \
+                       4.1665795894e-2f) * r_ + 1.6666665459e-1f) * r_ + 5.0000001201e-1f) * (r_ * r_) + r_ + 1.f; \
+    const int32_t bits_ = (static_cast<int32_t>(n_) + 127) << 23;                                                  \
+    float scale_;                                                                                                  \
+    std::memcpy(&scale_, &bits_, sizeof(scale_));                                                                  \
+    (result) = p_ * scale_;                                                                                        \
   } while (0)
+// clang-format on
 
 // Loops using LLAMAPRO_CLAMPED_EXPF run with denormals flushed to zero (inputs and results), and the caller's
 // floating-point mode restored after: as GCC vectorizes the clamp, lanes compute intermediates that are denormal,

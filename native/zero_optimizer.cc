@@ -15,7 +15,9 @@ torch::Tensor Flat(const torch::Tensor& t) { return t.view({-1}); }
 ZeroOptimizer::ZeroOptimizer(const std::vector<NamedTensor>& trainable, int rank, int world_size, int64_t bucket_bytes)
     : rank_(rank), world_(world_size) {
   torch::NoGradGuard no_grad;
-  if (world_size < 1 || rank < 0 || rank >= world_size) throw std::invalid_argument("ZeRO: rank outside the world size");
+  if (world_size < 1 || rank < 0 || rank >= world_size) {
+    throw std::invalid_argument("ZeRO: rank outside the world size");
+  }
   int64_t bytes = 0;
   for (size_t i = 0; i < trainable.size(); ++i) {
     const auto& t = trainable[i].tensor;
@@ -72,7 +74,9 @@ int64_t ZeroOptimizer::StateBytes() const {
 
 int64_t ZeroOptimizer::ReduceScatter(Communicator& communicator, const std::vector<NamedTensor>& trainable) {
   torch::NoGradGuard no_grad;
-  if (!Matches(trainable)) throw std::logic_error("ZeRO: the trainable parameters changed since the optimizer state was laid out");
+  if (!Matches(trainable)) {
+    throw std::logic_error("ZeRO: the trainable parameters changed since the optimizer state was laid out");
+  }
   // Bucket by bucket: each gradient is freed once it is packed, so at most one bucket of flat copies exists beside
   // the gradients that are left.
   int64_t bytes = 0;
@@ -80,7 +84,8 @@ int64_t ZeroOptimizer::ReduceScatter(Communicator& communicator, const std::vect
   for (size_t b = 0; b < buckets_.size(); ++b) {
     const auto& bucket = buckets_[b];
     const auto& like = trainable[bucket.first].tensor;
-    auto flat = torch::zeros({bucket.chunk * world_}, torch::TensorOptions().dtype(like.scalar_type()).device(like.device()));
+    auto flat =
+        torch::zeros({bucket.chunk * world_}, torch::TensorOptions().dtype(like.scalar_type()).device(like.device()));
     int64_t offset = 0;
     for (size_t i = bucket.first; i < bucket.end; ++i) {
       auto& grad = trainable[i].tensor.mutable_grad();
@@ -107,7 +112,9 @@ std::vector<double> ZeroOptimizer::SquaredNorms(Communicator& communicator, std:
   const size_t count = names_.size();
   std::vector<double> numbers(count, 0.0);
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    for (const auto& piece : buckets_[b].pieces) numbers[piece.param] += SumOfSquares(grads_[b].narrow(0, piece.chunk_offset, piece.length));
+    for (const auto& piece : buckets_[b].pieces) {
+      numbers[piece.param] += SumOfSquares(grads_[b].narrow(0, piece.chunk_offset, piece.length));
+    }
   }
   numbers.insert(numbers.end(), extras.begin(), extras.end());
   communicator.AllReduceNumbers(numbers);
@@ -116,7 +123,8 @@ std::vector<double> ZeroOptimizer::SquaredNorms(Communicator& communicator, std:
   return numbers;
 }
 
-void ZeroOptimizer::Step(Communicator& communicator, const std::vector<NamedTensor>& trainable, AdamW& optimizer, const AdamWHyper& hyper, float clip) {
+void ZeroOptimizer::Step(Communicator& communicator, const std::vector<NamedTensor>& trainable, AdamW& optimizer,
+                         const AdamWHyper& hyper, float clip) {
   torch::NoGradGuard no_grad;
   if (grads_.size() != buckets_.size()) throw std::logic_error("ZeRO: Step before ReduceScatter");
   // AdamW on this rank's chunks (the formula of AdamW::Step, element for element).
@@ -140,7 +148,8 @@ void ZeroOptimizer::Step(Communicator& communicator, const std::vector<NamedTens
     const auto& like = trainable[bucket.first].tensor;
     auto own = torch::zeros({bucket.chunk}, like.options().requires_grad(false));
     for (const auto& piece : bucket.pieces) {
-      own.narrow(0, piece.chunk_offset, piece.length).copy_(Flat(trainable[piece.param].tensor).narrow(0, piece.param_offset, piece.length));
+      own.narrow(0, piece.chunk_offset, piece.length)
+          .copy_(Flat(trainable[piece.param].tensor).narrow(0, piece.param_offset, piece.length));
     }
     auto flat = torch::empty({bucket.chunk * world_}, own.options());
     communicator.AllGather(own, flat, "the all-gather of the updated parameters (zero_stage 1)");
@@ -155,7 +164,9 @@ void ZeroOptimizer::Step(Communicator& communicator, const std::vector<NamedTens
 
 void ZeroOptimizer::Gather(Communicator& communicator, const std::vector<NamedTensor>& trainable, AdamW& optimizer) {
   torch::NoGradGuard no_grad;
-  if (!Matches(trainable)) throw std::logic_error("ZeRO: the trainable parameters changed since the optimizer state was laid out");
+  if (!Matches(trainable)) {
+    throw std::logic_error("ZeRO: the trainable parameters changed since the optimizer state was laid out");
+  }
   for (auto& bucket : buckets_) {
     for (const bool squared : {false, true}) {
       const auto& mine = squared ? bucket.exp_avg_sq : bucket.exp_avg;
@@ -175,18 +186,22 @@ void ZeroOptimizer::Gather(Communicator& communicator, const std::vector<NamedTe
 
 void ZeroOptimizer::Scatter(const std::vector<NamedTensor>& trainable, AdamW& optimizer) {
   torch::NoGradGuard no_grad;
-  if (!Matches(trainable)) throw std::logic_error("ZeRO: the trainable parameters changed since the optimizer state was laid out");
+  if (!Matches(trainable)) {
+    throw std::logic_error("ZeRO: the trainable parameters changed since the optimizer state was laid out");
+  }
   for (auto& bucket : buckets_) {
     for (const auto& piece : bucket.pieces) {
       for (const bool squared : {false, true}) {
         const auto* whole = optimizer.Find(names_[piece.param], squared);
         if (whole == nullptr) continue;
         if (whole->numel() != numels_[piece.param]) {
-          throw std::invalid_argument("optimizer state of " + names_[piece.param] + " has " + std::to_string(whole->numel()) + " elements, the parameter " +
+          throw std::invalid_argument("optimizer state of " + names_[piece.param] + " has " +
+                                      std::to_string(whole->numel()) + " elements, the parameter " +
                                       std::to_string(numels_[piece.param]));
         }
         auto& mine = squared ? bucket.exp_avg_sq : bucket.exp_avg;
-        mine.narrow(0, piece.chunk_offset, piece.length).copy_(whole->reshape({-1}).narrow(0, piece.param_offset, piece.length));
+        mine.narrow(0, piece.chunk_offset, piece.length)
+            .copy_(whole->reshape({-1}).narrow(0, piece.param_offset, piece.length));
       }
     }
   }

@@ -37,7 +37,8 @@ class ZeroOptimizer {
   std::vector<double> SquaredNorms(Communicator& communicator, std::vector<double>& extras);
   // 4. AdamW on this rank's chunks (`optimizer` supplies the step count and no_decay set; its per-parameter state
   // is not used), then every rank's updated chunks all-gathered into the whole parameters.
-  void Step(Communicator& communicator, const std::vector<NamedTensor>& trainable, AdamW& optimizer, const AdamWHyper& hyper, float clip);
+  void Step(Communicator& communicator, const std::vector<NamedTensor>& trainable, AdamW& optimizer,
+            const AdamWHyper& hyper, float clip);
   // The reduced chunks of a skipped step, dropped.
   void Discard() { grads_.clear(); }
   const std::vector<std::string>& names() const { return names_; }
@@ -54,9 +55,9 @@ class ZeroOptimizer {
  private:
   // The part of one parameter that lies in this rank's chunk of its bucket.
   struct Piece {
-    size_t param;           // index into the trainable list
-    int64_t param_offset;   // first element (of the flattened parameter) in the chunk
-    int64_t chunk_offset;   // where it lies in the chunk
+    size_t param;          // index into the trainable list
+    int64_t param_offset;  // first element (of the flattened parameter) in the chunk
+    int64_t chunk_offset;  // where it lies in the chunk
     int64_t length;
   };
   struct Bucket {
