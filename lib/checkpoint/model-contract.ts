@@ -3,7 +3,7 @@
  * (NativeModelSpec, and ModelConfig built on it), config.json's size limits (CONFIG_LIMITS) and the spec lib/ sends
  * (modelSpec) come from here; so do the addon's checks: lib/native/load.ts passes nativeModelContract() to the addon
  * when it loads, which refuses to load if its own fields (native/model_spec.h) differ, and then checks every spec
- * against these limits before it allocates anything (native/native_model.cc SpecFromJs). A spec that slipped past
+ * against these limits before it allocates anything (native/model_contract.cc SpecFromJs). A spec that slipped past
  * lib/ must not make the addon allocate per-layer modules or tensors until the process aborts.
  */
 
@@ -77,7 +77,7 @@ export function modelSpec(config: NativeModelSpec): NativeModelSpec {
   return spec as NativeModelSpec
 }
 
-/** What the addon checks specs against (native/native_model.cc SetModelContract). */
+/** What the addon checks specs against (native/model_contract.cc SetModelContract). */
 export interface NativeModelContract {
   sizes: Record<ModelSizeField, number>
   flags: string[]
