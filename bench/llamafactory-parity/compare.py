@@ -4,6 +4,7 @@ from the data, and writes <out>.json and <out>.md.
 usage: compare.py <work dir> <out prefix> <case>...
 Run by run.sh with the LLaMA-Factory venv's python; <work>/tokens/<case>.<tool>.json hold the token dumps.
 """
+import datetime
 import json
 import subprocess
 import os
@@ -170,6 +171,7 @@ def main():
           "examples (some with an empty input, some with an unmapped `system` field) and 48 code texts). Every step is one batch that holds "
           "all the data, so neither tool's shuffling changes what a step sees. It compares the token ids and labels each tool made and "
           "the loss each logged at every step (`trainer_log.jsonl`).", "",
+          f"Date: {datetime.date.today().isoformat()}. Command: `bench/llamafactory-parity/run.sh`. "
           f"Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}. Machine: {report['machine']['processor']}, "
           f"{report['machine']['cpus']} CPUs, no GPU.", "",
           "| case | tokens and labels | loss, every step | max relative difference | LLaMA-Factory / llamapro |", "|---|---|---|---|---|"]
