@@ -157,7 +157,14 @@ class CountingCpuAllocator final : public c10::Allocator {
     if (n >= kCacheMin) {
       data = AllocateCached(n);
     } else {
-      char* base = static_cast<char*>(c10::alloc_cpu(n + kHeader));
+      char* base = nullptr;
+      try {
+        base = static_cast<char*>(c10::alloc_cpu(n + kHeader));
+      } catch (const c10::Error&) {
+        // alloc_cpu reports a failed malloc as a plain c10::Error; as the cached path above, a failed allocation is
+        // std::bad_alloc, which the worker reports as LLAMAPRO_OUT_OF_MEMORY.
+        throw std::bad_alloc();
+      }
       const int64_t size = static_cast<int64_t>(n);
       std::memcpy(base, &size, sizeof(size));
       data = base + kHeader;
